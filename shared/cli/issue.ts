@@ -1,0 +1,46 @@
+/**
+ * `podcert issue`: every PCR in a cluster through validate → derive-sans → sign/deny in one
+ * process, as the broker would route them. Returns the PCRs afterwards, with their status.
+ */
+import type { StepName } from "../events/types.js";
+import type { ClusterApi } from "../kube/cluster.js";
+import type { PodCertificateRequest } from "../pcr/model.js";
+import type { FunctionContext } from "../runtime/function.js";
+import { apiServerAddEvent, deliver, mapLimit, type PipelineHop } from "../runtime/pipeline.js";
+import { FUNCTIONS } from "./functions.js";
+
+export interface IssueResult {
+  pcrs: PodCertificateRequest[];
+  /** Per PCR uid: the deliveries its events went through. */
+  hops: Map<string, PipelineHop[]>;
+  /** Per PCR uid: milliseconds from the first event to the last reply. */
+  elapsedMs: Map<string, number>;
+}
+
+export async function issueAll(o: {
+  cluster: ClusterApi;
+  contexts: Record<StepName, FunctionContext>;
+  concurrency?: number;
+  maxAttempts?: number;
+  backoffMs?: number;
+  onProgress?: (done: number, total: number) => void;
+}): Promise<IssueResult> {
+  const before = await o.cluster.listPcrs();
+  const pipeline = {
+    functions: Object.values(FUNCTIONS),
+    contexts: o.contexts,
+    maxAttempts: o.maxAttempts ?? 4,
+    backoffMs: o.backoffMs ?? 50,
+  };
+  const hops = new Map<string, PipelineHop[]>();
+  const elapsedMs = new Map<string, number>();
+  let done = 0;
+  await mapLimit(before, o.concurrency ?? 8, async (pcr) => {
+    const start = performance.now();
+    hops.set(pcr.metadata.uid ?? "", await deliver(pipeline, apiServerAddEvent(pcr)));
+    elapsedMs.set(pcr.metadata.uid ?? "", performance.now() - start);
+    o.onProgress?.(++done, before.length);
+  });
+  const after = await o.cluster.listPcrs();
+  return { pcrs: after, hops, elapsedMs };
+}

@@ -1,0 +1,92 @@
+/**
+ * Errors are typed by what the caller must do with them, not by where they came from:
+ *
+ * - {@link RequestDeniedError}: the PCR itself is unacceptable; write condition `Denied` (or
+ *   `Failed` when `permanent`), never retry.
+ * - {@link TransientError}: something outside the request (the API server, a Service that does not
+ *   exist yet, an expiring CA) may change; write nothing and let the broker retry (HTTP 5xx/429).
+ * - {@link RejectedEventError}: the event is malformed or not authenticated; answer 4xx, which the
+ *   broker does not retry. The PCR is not touched.
+ * - {@link ConfigError}: the operator's configuration or key material is unusable; fail at start.
+ *
+ * Each carries a stable `code`; `name` is set explicitly so minified bundles keep it.
+ */
+
+export type DenialReason =
+  | "NamespaceNotAllowed"
+  | "InvalidUnverifiedUserAnnotations"
+  | "UnsupportedKeyType"
+  | "InvalidProofOfPossession"
+  | "PodMismatch"
+  | "TooManyDNSNames";
+
+export type PodcertErrorCode =
+  | "ERR_REQUEST_DENIED"
+  | "ERR_TRANSIENT"
+  | "ERR_EVENT_REJECTED"
+  | "ERR_CONFIG"
+  | "ERR_CONFLICT";
+
+export abstract class PodcertError extends Error {
+  abstract readonly code: PodcertErrorCode;
+}
+
+/** The request is invalid: the PCR gets a terminal condition with this reason. */
+export class RequestDeniedError extends PodcertError {
+  readonly code = "ERR_REQUEST_DENIED" as const;
+  override readonly name = "RequestDeniedError";
+  constructor(
+    readonly reason: DenialReason,
+    message: string,
+    /** true only when no retry could ever succeed and the request is not at fault: `Failed`. */
+    readonly permanent = false,
+  ) {
+    super(message);
+  }
+}
+
+/** Retry later; never write Denied or Failed because of this. */
+export class TransientError extends PodcertError {
+  readonly code = "ERR_TRANSIENT" as const;
+  override readonly name = "TransientError";
+  constructor(
+    message: string,
+    options?: { cause?: unknown; /** answer 429 instead of 503 */ overloaded?: boolean },
+  ) {
+    super(message, options?.cause === undefined ? undefined : { cause: options.cause });
+    this.overloaded = options?.overloaded ?? false;
+  }
+  readonly overloaded: boolean;
+}
+
+/** The event is malformed (400) or its attestation does not verify (401/403). Not retried. */
+export class RejectedEventError extends PodcertError {
+  readonly code = "ERR_EVENT_REJECTED" as const;
+  override readonly name = "RejectedEventError";
+  constructor(
+    message: string,
+    readonly status: 400 | 401 | 403 | 413 | 415 = 400,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options?.cause === undefined ? undefined : { cause: options.cause });
+  }
+}
+
+/** Bad configuration or key material: the process cannot serve. */
+export class ConfigError extends PodcertError {
+  readonly code = "ERR_CONFIG" as const;
+  override readonly name = "ConfigError";
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options?.cause === undefined ? undefined : { cause: options.cause });
+  }
+}
+
+/** A write lost a race (HTTP 409 on a stale resourceVersion): re-read and decide again. */
+export class ConflictError extends PodcertError {
+  readonly code = "ERR_CONFLICT" as const;
+  override readonly name = "ConflictError";
+}
+
+export function isPodcertError(e: unknown): e is PodcertError {
+  return e instanceof PodcertError;
+}

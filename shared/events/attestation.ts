@@ -1,0 +1,149 @@
+/**
+ * Step attestations: each step signs what it hands on (a compact JWS, EdDSA/Ed25519) with its own
+ * key; a receiving step holds only the public keys of the steps it accepts events from. The token
+ * binds the PCR (namespace, name, uid), the signer, the request key's SHA-256 and the step's
+ * decision, and expires after the broker's retry window. Decisions are read from the verified
+ * token, never from unsigned event fields.
+ */
+import type { KeyObject } from "node:crypto";
+import { SignJWT, jwtVerify, errors as joseErrors, type JWTPayload } from "jose";
+import { z } from "zod";
+import { RejectedEventError } from "../errors.js";
+import type { PcrRef } from "../pcr/model.js";
+import { STEPS, type StepName } from "./types.js";
+
+const TOKEN_TYPE = "podcert-attestation+jwt";
+const AUDIENCE = "podcert";
+
+const decisionSchema = z.discriminatedUnion("kind", [
+  z.strictObject({
+    kind: z.literal("validated"),
+    keyType: z.string().max(16),
+    podName: z.string().max(253),
+    podUID: z.string().max(128),
+    serviceAccountName: z.string().max(253),
+    maxExpirationSeconds: z.number().int().optional(),
+    services: z.discriminatedUnion("kind", [
+      z.strictObject({ kind: z.literal("none") }),
+      z.strictObject({ kind: z.literal("all") }),
+      z.strictObject({ kind: z.literal("named"), names: z.array(z.string().max(63)).max(1000) }),
+    ]),
+  }),
+  z.strictObject({
+    kind: z.literal("sans-derived"),
+    uris: z.array(z.string().max(2048)).length(1),
+    dnsNames: z.array(z.string().max(253)).max(1000),
+    lifetimeSeconds: z.number().int().min(3600).max(7862400),
+  }),
+  z.strictObject({
+    kind: z.literal("denied"),
+    reason: z.string().max(1024),
+    message: z.string().max(32 * 1024),
+    permanent: z.boolean(),
+  }),
+  z.strictObject({
+    kind: z.literal("issued"),
+    serialNumber: z.string().max(64),
+    fingerprintSha256: z.string().max(64),
+  }),
+]);
+export type Decision = z.infer<typeof decisionSchema>;
+
+export interface AttestationClaims {
+  step: StepName;
+  pcr: PcrRef;
+  signerName: string;
+  /** base64url SHA-256 of the request's SubjectPublicKeyInfo. */
+  spkiSha256: string;
+  decision: Decision;
+}
+
+const payloadSchema = z.object({
+  iss: z.enum(STEPS),
+  pcr: z.strictObject({ namespace: z.string(), name: z.string(), uid: z.string() }),
+  signer: z.string(),
+  spki: z.string(),
+  decision: decisionSchema,
+});
+
+/** One step's key material: its own signing key and the public keys of the steps it trusts. */
+export interface StepKeys {
+  step: StepName;
+  signingKey: KeyObject;
+  accepted: ReadonlyMap<StepName, KeyObject>;
+}
+
+export async function attest(keys: StepKeys, claims: Omit<AttestationClaims, "step">, o: { now: Date; ttlSeconds: number }): Promise<string> {
+  const iat = Math.floor(o.now.getTime() / 1000);
+  return new SignJWT({ pcr: claims.pcr, signer: claims.signerName, spki: claims.spkiSha256, decision: claims.decision })
+    .setProtectedHeader({ alg: "EdDSA", typ: TOKEN_TYPE, kid: keys.step })
+    .setIssuer(keys.step)
+    .setSubject(`${claims.pcr.namespace}/${claims.pcr.name}/${claims.pcr.uid}`)
+    .setAudience(AUDIENCE)
+    .setIssuedAt(iat)
+    .setExpirationTime(iat + o.ttlSeconds)
+    .sign(keys.signingKey);
+}
+
+export interface AttestationExpectation {
+  from: StepName;
+  kind: Decision["kind"];
+  pcr: PcrRef;
+  signerName: string;
+  /** When known, the token must bind this key hash. */
+  spkiSha256?: string;
+}
+
+/**
+ * Verifies a token from `expect.from` bound to `expect.pcr`. Every failure is a RejectedEventError
+ * (401 unsigned/malformed, 403 wrong signer, expired, or bound to something else), so the broker
+ * does not retry it and the PCR is never touched because of it.
+ */
+export async function verifyAttestation(
+  keys: StepKeys,
+  token: string | undefined,
+  expect: AttestationExpectation,
+  now: Date,
+): Promise<AttestationClaims> {
+  if (token === undefined) throw new RejectedEventError(`missing attestation from step ${expect.from}`, 401);
+  const key = keys.accepted.get(expect.from);
+  if (key === undefined) {
+    throw new RejectedEventError(`step ${keys.step} does not accept attestations from ${expect.from}`, 403);
+  }
+  let payload: JWTPayload;
+  try {
+    ({ payload } = await jwtVerify(token, key, {
+      algorithms: ["EdDSA"],
+      typ: TOKEN_TYPE,
+      issuer: expect.from,
+      audience: AUDIENCE,
+      currentDate: now,
+      requiredClaims: ["exp", "iat", "sub"],
+      clockTolerance: 30,
+    }));
+  } catch (e) {
+    throw new RejectedEventError(`attestation from ${expect.from} rejected: ${describeJoseError(e)}`, 403, { cause: e });
+  }
+  const parsed = payloadSchema.safeParse(payload);
+  if (!parsed.success) throw new RejectedEventError(`attestation from ${expect.from} has malformed claims`, 403);
+  const p = parsed.data;
+  const mismatch: string[] = [];
+  if (p.pcr.namespace !== expect.pcr.namespace || p.pcr.name !== expect.pcr.name || p.pcr.uid !== expect.pcr.uid) {
+    mismatch.push(`it is for PCR ${p.pcr.namespace}/${p.pcr.name} (uid ${p.pcr.uid})`);
+  }
+  if (p.signer !== expect.signerName) mismatch.push(`it is for signer ${p.signer}`);
+  if (expect.spkiSha256 !== undefined && p.spki !== expect.spkiSha256) mismatch.push("it is bound to another public key");
+  if (p.decision.kind !== expect.kind) mismatch.push(`it attests a ${p.decision.kind} decision, not ${expect.kind}`);
+  if (mismatch.length > 0) {
+    throw new RejectedEventError(`attestation from ${expect.from} does not match the event: ${mismatch.join("; ")}`, 403);
+  }
+  return { step: p.iss, pcr: p.pcr, signerName: p.signer, spkiSha256: p.spki, decision: p.decision };
+}
+
+function describeJoseError(e: unknown): string {
+  if (e instanceof joseErrors.JWTExpired) return "expired";
+  if (e instanceof joseErrors.JWSSignatureVerificationFailed) return "signature does not verify (signed by another key)";
+  if (e instanceof joseErrors.JWTClaimValidationFailed) return `claim ${e.claim} ${e.reason === "check_failed" ? "does not match" : "is missing"}`;
+  if (e instanceof joseErrors.JOSEError) return e.code;
+  return "not a valid token";
+}

@@ -1,0 +1,51 @@
+/**
+ * Reading the PCR out of an ApiServerSource (Resource mode) or resync event. The event is not
+ * authenticated: validate uses it only to learn which PCR to look at, then reads that PCR from the
+ * API server. Only the fields needed for that are read here, after schema and size checks.
+ */
+import { z } from "zod";
+import { RejectedEventError } from "../errors.js";
+import { PCR_KIND, TERMINAL_CONDITION_TYPES, type PcrRef } from "../pcr/model.js";
+import type { PodcertEvent } from "./types.js";
+
+const triggerSchema = z.object({
+  kind: z.literal(PCR_KIND).optional(),
+  metadata: z.object({
+    name: z.string().min(1).max(253),
+    namespace: z.string().min(1).max(63),
+    uid: z.string().min(1).max(128),
+  }),
+  spec: z.object({ signerName: z.string().min(1).max(571) }),
+  status: z
+    .object({ conditions: z.array(z.object({ type: z.string().max(316), status: z.string().max(16) })).max(64).optional() })
+    .optional(),
+});
+
+export interface PcrTrigger {
+  ref: PcrRef;
+  signerName: string;
+  /** The event's copy already had a terminal condition (e.g. our own status write echoing back). */
+  terminal: boolean;
+}
+
+export function readPcrTrigger(event: PodcertEvent): PcrTrigger {
+  const kind = event.extensions.kind;
+  if (kind !== undefined && kind !== PCR_KIND) {
+    throw new RejectedEventError(`event ${event.id} is about a ${kind.slice(0, 64)}, not a ${PCR_KIND}`);
+  }
+  const parsed = triggerSchema.safeParse(event.data);
+  if (!parsed.success) {
+    const where = parsed.error.issues[0];
+    throw new RejectedEventError(
+      `event ${event.id}: data is not a PodCertificateRequest (${where ? `${where.path.join(".")}: ${where.message}` : "invalid"})`,
+    );
+  }
+  const { metadata, spec, status } = parsed.data;
+  return {
+    ref: { namespace: metadata.namespace, name: metadata.name, uid: metadata.uid },
+    signerName: spec.signerName,
+    terminal: (status?.conditions ?? []).some(
+      (c) => (TERMINAL_CONDITION_TYPES as readonly string[]).includes(c.type) && c.status === "True",
+    ),
+  };
+}

@@ -1,0 +1,72 @@
+/** The CloudEvent types podcert consumes and produces, and the steps that produce them. */
+import { z } from "zod";
+import { RejectedEventError } from "../errors.js";
+
+export const EVENT_TYPES = {
+  apiServerAdd: "dev.knative.apiserver.resource.add",
+  apiServerUpdate: "dev.knative.apiserver.resource.update",
+  resync: "dev.ate.podcert.request.resync",
+  validated: "dev.ate.podcert.request.validated",
+  sansDerived: "dev.ate.podcert.sans.derived",
+  denied: "dev.ate.podcert.request.denied",
+  issued: "dev.ate.podcert.request.issued",
+} as const;
+
+export const STEPS = ["validate", "derive-sans", "sign", "deny"] as const;
+export type StepName = (typeof STEPS)[number];
+
+/** Which steps' attestations each step accepts: the public keys its Secret holds. */
+export const ACCEPTS_FROM: Readonly<Record<StepName, readonly StepName[]>> = {
+  validate: [],
+  "derive-sans": ["validate"],
+  // sign checks validate's attestation too, so a compromised derive-sans alone cannot get a
+  // certificate for a request that validate never accepted.
+  sign: ["validate", "derive-sans"],
+  deny: ["validate", "derive-sans"],
+};
+
+/** A CloudEvent as podcert handles it: plain data, already checked against the spec's rules. */
+export interface PodcertEvent {
+  id: string;
+  type: string;
+  source: string;
+  specversion: "1.0";
+  subject?: string;
+  time?: string;
+  datacontenttype?: string;
+  data: unknown;
+  /** Extension attributes (lowercase names), e.g. `kind`, `traceparent`. */
+  extensions: Record<string, string>;
+}
+
+const pcrRefSchema = z.strictObject({
+  namespace: z.string().min(1).max(63),
+  name: z.string().min(1).max(253),
+  uid: z.string().min(1).max(128),
+});
+
+const jws = z.string().min(1).max(64 * 1024);
+
+/** What one step hands the next: the PCR it is about and the attestations so far. */
+export const stepEventDataSchema = z.strictObject({
+  pcr: pcrRefSchema,
+  signerName: z.string().min(1).max(571),
+  attestations: z.strictObject({
+    validate: jws.optional(),
+    "derive-sans": jws.optional(),
+    sign: jws.optional(),
+  }),
+});
+export type StepEventData = z.infer<typeof stepEventDataSchema>;
+
+/** Parses the data of an event one step handed to another; the attestations are checked later. */
+export function readStepEventData(event: PodcertEvent): StepEventData {
+  const parsed = stepEventDataSchema.safeParse(event.data);
+  if (!parsed.success) {
+    const where = parsed.error.issues[0];
+    throw new RejectedEventError(
+      `event ${event.id} (${event.type}): malformed data (${where ? `${where.path.join(".")}: ${where.message}` : "invalid"})`,
+    );
+  }
+  return parsed.data;
+}

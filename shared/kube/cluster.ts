@@ -1,0 +1,31 @@
+/**
+ * Kubernetes access: the few reads and writes podcert makes, behind a small interface so decisions
+ * never see the client, and tests can run against the embedded API server through the same client.
+ * Failures are mapped here, once: 404 is "absent" (undefined), 409 is a ConflictError, anything
+ * else (5xx, 403, 429, network) is a TransientError, so the broker retries and no request is denied
+ * because the API server was unwell.
+ */
+import type { Namespace, Node, Pod, PodCertificateRequest, PcrStatus, Service, ServiceAccount } from "../pcr/model.js";
+
+export interface KubernetesEvent {
+  /** The object the event is about (a PCR). */
+  regarding: { kind: string; apiVersion: string; namespace: string; name: string; uid: string };
+  type: "Normal" | "Warning";
+  reason: string;
+  message: string;
+  /** The component that reports it, e.g. podcert-sign. */
+  reportingComponent: string;
+}
+
+export interface ClusterApi {
+  readPcr(namespace: string, name: string): Promise<PodCertificateRequest | undefined>;
+  /** PUT /status with the read resourceVersion; throws ConflictError when it is stale. */
+  replacePcrStatus(pcr: PodCertificateRequest, status: PcrStatus): Promise<PodCertificateRequest>;
+  listPcrs(o?: { signerName?: string; namespace?: string }): Promise<PodCertificateRequest[]>;
+  readPod(namespace: string, name: string): Promise<Pod | undefined>;
+  readNamespace(name: string): Promise<Namespace | undefined>;
+  readNode(name: string): Promise<Node | undefined>;
+  readServiceAccount(namespace: string, name: string): Promise<ServiceAccount | undefined>;
+  listServices(namespace: string): Promise<Service[]>;
+  createEvent(event: KubernetesEvent): Promise<void>;
+}

@@ -1,0 +1,88 @@
+/**
+ * The `derive-sans` step's decision: which DNS names the Services selecting a pod justify.
+ * A name goes on a certificate only when a Service that exists now, is eligible and selects the pod
+ * justifies it; when the pod opted in but the Services are not there yet, the answer is "wait",
+ * never a certificate without the names and never a denial.
+ */
+import { RequestDeniedError } from "../errors.js";
+import type { Pod, Service } from "../pcr/model.js";
+import type { ServiceSelection } from "./annotations.js";
+
+const ELIGIBLE_TYPES = new Set(["ClusterIP", "NodePort", "LoadBalancer"]);
+const DNS1123_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
+
+export type SanDecision =
+  | { outcome: "derived"; dnsNames: string[] }
+  | { outcome: "denied"; error: RequestDeniedError }
+  | { outcome: "waiting"; message: string };
+
+export interface SanFacts {
+  namespace: string;
+  clusterDomain: string;
+  maxNames: number;
+  pod: Pod;
+  /** The Services in the pod's namespace (only those named, when the pod named them). */
+  services: readonly Service[];
+  selection: ServiceSelection;
+}
+
+/** Why a Service cannot justify names for this pod, or undefined when it can. */
+export function serviceIneligibility(service: Service, podLabels: Readonly<Record<string, string>>): string | undefined {
+  const type = service.spec.type ?? "ClusterIP";
+  if (!ELIGIBLE_TYPES.has(type)) return `is of type ${type}`;
+  const selector = Object.entries(service.spec.selector ?? {});
+  if (selector.length === 0) return "has no selector";
+  const unmatched = selector.filter(([k, v]) => podLabels[k] !== v);
+  if (unmatched.length > 0) return `does not select the pod (selector ${unmatched.map(([k, v]) => `${k}=${v}`).join(",")} does not match its labels)`;
+  return undefined;
+}
+
+/** The names one eligible Service gives the pod. */
+export function serviceDnsNames(service: Service, pod: Pod, namespace: string, clusterDomain: string): string[] {
+  const svc = service.metadata.name;
+  const names = [`${svc}.${namespace}.svc`, `${svc}.${namespace}.svc.${clusterDomain}`];
+  const headless = service.spec.clusterIP === "None";
+  const { hostname, subdomain } = pod.spec;
+  if (headless && subdomain === svc && hostname !== undefined && DNS1123_LABEL.test(hostname) && hostname.length <= 63) {
+    names.push(`${hostname}.${svc}.${namespace}.svc`, `${hostname}.${svc}.${namespace}.svc.${clusterDomain}`);
+  }
+  return names;
+}
+
+export function deriveDnsNames(facts: SanFacts): SanDecision {
+  const { selection, pod, namespace } = facts;
+  if (selection.kind === "none") return { outcome: "derived", dnsNames: [] };
+  const labels = pod.metadata.labels ?? {};
+  let chosen: Service[];
+
+  if (selection.kind === "all") {
+    chosen = facts.services.filter((s) => serviceIneligibility(s, labels) === undefined);
+    if (chosen.length === 0) {
+      return { outcome: "waiting", message: `pod ${pod.metadata.name} asked for the names of the Services that select it, and no eligible Service in ${namespace} selects it yet` };
+    }
+  } else {
+    const byName = new Map(facts.services.map((s) => [s.metadata.name, s]));
+    const problems: string[] = [];
+    chosen = [];
+    for (const name of selection.names) {
+      const service = byName.get(name);
+      const why = service === undefined ? "does not exist" : serviceIneligibility(service, labels);
+      if (why !== undefined || service === undefined) problems.push(`Service ${namespace}/${name} ${why ?? "does not exist"}`);
+      else chosen.push(service);
+    }
+    if (problems.length > 0) return { outcome: "waiting", message: problems.join("; ") };
+  }
+
+  chosen.sort((a, b) => (a.metadata.name < b.metadata.name ? -1 : a.metadata.name > b.metadata.name ? 1 : 0));
+  const dnsNames = [...new Set(chosen.flatMap((s) => serviceDnsNames(s, pod, namespace, facts.clusterDomain)))];
+  if (dnsNames.length > facts.maxNames) {
+    return {
+      outcome: "denied",
+      error: new RequestDeniedError(
+        "TooManyDNSNames",
+        `the Services selecting the pod give ${dnsNames.length} DNS names; this signer puts at most ${facts.maxNames} in a certificate (name fewer Services in the annotation)`,
+      ),
+    };
+  }
+  return { outcome: "derived", dnsNames };
+}

@@ -1,0 +1,104 @@
+/**
+ * The `validate` step's decision: given a PCR and what the cluster says about its pod, either
+ * accept it (with the request's key and what the pod asked for) or deny it with one reason.
+ * Rules run in a fixed order so the same request always gets the same reason.
+ */
+import { RequestDeniedError } from "../errors.js";
+import type { Namespace, Node, Pod, PodCertificateRequest, ServiceAccount } from "../pcr/model.js";
+import type { NamespaceScope, SignerProfile } from "../profiles/config.js";
+import { readRequestKey, type RequestKey } from "../x509/request-key.js";
+import { checkUserAnnotations, type ServiceSelection } from "./annotations.js";
+
+export interface ValidationFacts {
+  pcr: PodCertificateRequest;
+  profile: SignerProfile;
+  /** The PCR's namespace; read only when the scope needs its labels. */
+  namespace: Namespace | undefined;
+  pod: Pod | undefined;
+  serviceAccount: ServiceAccount | undefined;
+  node: Node | undefined;
+}
+
+export type ValidationDecision =
+  | { outcome: "validated"; key: RequestKey; services: ServiceSelection }
+  | { outcome: "denied"; error: RequestDeniedError };
+
+/** Whether the scope names the namespace; `labels` is undefined when the namespace was not found. */
+export function namespaceInScope(scope: NamespaceScope, name: string, labels: Readonly<Record<string, string>> | undefined): boolean {
+  if (scope.exclude.includes(name)) return false;
+  if (scope.any) return true;
+  if (scope.names) return scope.names.includes(name);
+  if (scope.matchLabels) {
+    if (labels === undefined) return false;
+    return Object.entries(scope.matchLabels).every(([k, v]) => labels[k] === v);
+  }
+  return false;
+}
+
+export function describeScope(scope: NamespaceScope): string {
+  const parts: string[] = [];
+  if (scope.names) parts.push(`namespaces ${scope.names.join(", ")}`);
+  if (scope.matchLabels) {
+    parts.push(`namespaces labelled ${Object.entries(scope.matchLabels).map(([k, v]) => `${k}=${JSON.stringify(v)}`).join(", ")}`);
+  }
+  if (scope.any) parts.push("any namespace");
+  if (scope.exclude.length > 0) parts.push(`except ${scope.exclude.join(", ")}`);
+  return parts.join(" ");
+}
+
+/** Every way the live pod differs from what the request claims; empty when they agree. */
+export function podMismatches(facts: Pick<ValidationFacts, "pcr" | "pod" | "serviceAccount" | "node">): string[] {
+  const { spec } = facts.pcr;
+  const pod = facts.pod;
+  if (pod === undefined) return [`pod ${spec.podName} does not exist`];
+  const problems: string[] = [];
+  if (pod.metadata.uid !== spec.podUID) problems.push(`pod UID is ${pod.metadata.uid ?? "unset"}, request says ${spec.podUID}`);
+  if ((pod.spec.nodeName ?? "") !== spec.nodeName) {
+    problems.push(`pod is on node ${JSON.stringify(pod.spec.nodeName ?? "")}, request says ${spec.nodeName}`);
+  }
+  const podServiceAccount = pod.spec.serviceAccountName ?? "default";
+  if (podServiceAccount !== spec.serviceAccountName) {
+    problems.push(`pod runs as service account ${podServiceAccount}, request says ${spec.serviceAccountName}`);
+  }
+  if (facts.serviceAccount === undefined) problems.push(`service account ${spec.serviceAccountName} does not exist`);
+  else if (facts.serviceAccount.metadata.uid !== spec.serviceAccountUID) {
+    problems.push(`service account UID is ${facts.serviceAccount.metadata.uid ?? "unset"}, request says ${spec.serviceAccountUID}`);
+  }
+  if (facts.node === undefined) problems.push(`node ${spec.nodeName} does not exist`);
+  else if (facts.node.metadata.uid !== spec.nodeUID) {
+    problems.push(`node UID is ${facts.node.metadata.uid ?? "unset"}, request says ${spec.nodeUID}`);
+  }
+  if (pod.metadata.deletionTimestamp) problems.push("pod is terminating");
+  const phase = pod.status?.phase;
+  if (phase === "Succeeded" || phase === "Failed") problems.push(`pod has finished (phase ${phase})`);
+  return problems;
+}
+
+function deny(reason: RequestDeniedError["reason"], message: string): ValidationDecision {
+  return { outcome: "denied", error: new RequestDeniedError(reason, message) };
+}
+
+export function decideValidation(facts: ValidationFacts): ValidationDecision {
+  const { pcr, profile } = facts;
+  const ns = pcr.metadata.namespace;
+
+  if (!namespaceInScope(profile.namespaces, ns, facts.namespace?.metadata.labels ?? (facts.namespace ? {} : undefined))) {
+    return deny("NamespaceNotAllowed", `signer ${profile.name} issues only to ${describeScope(profile.namespaces)}; namespace ${ns} is not one of them`);
+  }
+
+  const annotations = checkUserAnnotations(pcr.spec.unverifiedUserAnnotations, profile);
+  if (!annotations.ok) return deny("InvalidUnverifiedUserAnnotations", annotations.message);
+
+  let key: RequestKey;
+  try {
+    key = readRequestKey(pcr.spec, profile.allowedKeyTypes);
+  } catch (e) {
+    if (e instanceof RequestDeniedError) return { outcome: "denied", error: e };
+    throw e;
+  }
+
+  const mismatches = podMismatches(facts);
+  if (mismatches.length > 0) return deny("PodMismatch", `request does not match the live pod: ${mismatches.join("; ")}`);
+
+  return { outcome: "validated", key, services: annotations.services };
+}

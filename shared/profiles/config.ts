@@ -1,0 +1,158 @@
+/**
+ * Signer profiles: which signer names podcert serves and what each one puts in a certificate.
+ * Profiles are data (a YAML file), validated whole when loaded so a bad file fails at start with
+ * every problem listed, not on the first request.
+ */
+import { z } from "zod";
+import { parse as parseYaml } from "yaml";
+import { ConfigError } from "../errors.js";
+import { KEY_TYPES, type KeyType } from "../pcr/model.js";
+import { validateExtensionOid } from "../x509/der.js";
+
+export const CONFIG_API_VERSION = "podcert.ate.dev/v1alpha1";
+export const CONFIG_KIND = "SignerConfig";
+
+/** RFC 5612's enterprise number for documentation; operators should use their own PEN. */
+export const DEFAULT_POD_IDENTITY_OID = "1.3.6.1.4.1.32473.1.1";
+
+const DNS1123_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
+const DNS1123_SUBDOMAIN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
+// Signer names are "<domain>/<path>" (kube-apiserver's rule: a DNS subdomain, a slash, a path).
+const SIGNER_NAME = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)+\/[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$/;
+// SPIFFE trust domains: lowercase letters, digits, dots, dashes and underscores.
+const TRUST_DOMAIN = /^[a-z0-9._-]{1,255}$/;
+const ANNOTATION_KEY = /^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*\/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$/;
+
+const labelMap = z.record(
+  z.string().max(316).regex(ANNOTATION_KEY, "must be a label key"),
+  z.string().max(63),
+);
+
+const namespaceScopeSchema = z
+  .strictObject({
+    /** Exactly these namespaces. */
+    names: z.array(z.string().regex(DNS1123_LABEL, "must be a namespace name")).min(1).optional(),
+    /** Namespaces whose labels include all of these. */
+    matchLabels: labelMap.optional(),
+    /** Every namespace. */
+    any: z.literal(true).optional(),
+    /** Never these, whatever the rules above say. */
+    exclude: z.array(z.string().regex(DNS1123_LABEL, "must be a namespace name")).default([]),
+  })
+  .refine(
+    (s) => [s.names, s.matchLabels, s.any].filter((x) => x !== undefined).length === 1,
+    "set exactly one of names, matchLabels or any",
+  );
+
+const dnsNamesSchema = z.strictObject({
+  /** The unverifiedUserAnnotations key a pod sets to ask for Service DNS names. */
+  optInAnnotation: z.string().max(316).regex(ANNOTATION_KEY, "must be an annotation key"),
+  /** When true, a request without the opt-in is denied (a signer whose certificates are for serving). */
+  required: z.boolean().default(false),
+  /** Most DNS SANs in one certificate; more is a denial. */
+  maxNames: z.number().int().min(1).max(1000).default(100),
+});
+
+const signerSchema = z.strictObject({
+  name: z.string().max(571).regex(SIGNER_NAME, "must be '<domain>/<name>', e.g. example.com/identity"),
+  trustDomain: z.string().regex(TRUST_DOMAIN, "must be a SPIFFE trust domain (lowercase letters, digits, '.', '-', '_')").optional(),
+  namespaces: namespaceScopeSchema,
+  dnsNames: dnsNamesSchema.optional(),
+  podIdentityExtension: z
+    .strictObject({
+      oid: z.string().default(DEFAULT_POD_IDENTITY_OID).superRefine((oid, ctx) => {
+        const problem = validateExtensionOid(oid);
+        if (problem !== undefined) ctx.addIssue({ code: "custom", message: problem });
+      }),
+    })
+    .optional(),
+  allowedKeyTypes: z.array(z.enum(KEY_TYPES)).min(1).default([...KEY_TYPES]),
+  maxLifetimeSeconds: z.number().int().min(3600).max(7862400).default(86400),
+  refreshFraction: z.number().gt(0).lt(1).default(0.5),
+});
+
+const configSchema = z
+  .strictObject({
+    apiVersion: z.literal(CONFIG_API_VERSION),
+    kind: z.literal(CONFIG_KIND),
+    trustDomain: z.string().regex(TRUST_DOMAIN).default("cluster.local"),
+    clusterDomain: z.string().regex(DNS1123_SUBDOMAIN, "must be a DNS name").default("cluster.local"),
+    /** How long a step's attestation stays valid: the broker's whole retry window. */
+    attestationTTLSeconds: z.number().int().min(30).max(86400).default(900),
+    signers: z.array(signerSchema).min(1),
+  })
+  .superRefine((c, ctx) => {
+    const seen = new Set<string>();
+    c.signers.forEach((s, i) => {
+      if (seen.has(s.name)) {
+        ctx.addIssue({ code: "custom", path: ["signers", i, "name"], message: `duplicate signer ${s.name}` });
+      }
+      seen.add(s.name);
+    });
+  });
+
+type RawConfig = z.output<typeof configSchema>;
+type RawSigner = RawConfig["signers"][number];
+
+export interface NamespaceScope {
+  names?: readonly string[];
+  matchLabels?: Readonly<Record<string, string>>;
+  any?: true;
+  exclude: readonly string[];
+}
+
+export interface SignerProfile {
+  name: string;
+  trustDomain: string;
+  namespaces: NamespaceScope;
+  dnsNames?: { optInAnnotation: string; required: boolean; maxNames: number };
+  podIdentityExtension?: { oid: string };
+  allowedKeyTypes: readonly KeyType[];
+  maxLifetimeSeconds: number;
+  refreshFraction: number;
+}
+
+export interface SignerConfig {
+  clusterDomain: string;
+  attestationTTLSeconds: number;
+  signers: ReadonlyMap<string, SignerProfile>;
+}
+
+function toProfile(raw: RawSigner, defaultTrustDomain: string): SignerProfile {
+  const { trustDomain, dnsNames, podIdentityExtension, namespaces, ...rest } = raw;
+  const scope: NamespaceScope = { exclude: namespaces.exclude };
+  if (namespaces.names) scope.names = namespaces.names;
+  if (namespaces.matchLabels) scope.matchLabels = namespaces.matchLabels;
+  if (namespaces.any) scope.any = true;
+  const profile: SignerProfile = { ...rest, namespaces: scope, trustDomain: trustDomain ?? defaultTrustDomain };
+  if (dnsNames) profile.dnsNames = dnsNames;
+  if (podIdentityExtension) profile.podIdentityExtension = podIdentityExtension;
+  return profile;
+}
+
+/** Most a configuration file may be; it is operator input but still bounded. */
+const MAX_CONFIG_BYTES = 1 << 20;
+
+/** Parses and validates a configuration document (YAML or JSON). `source` names it in errors. */
+export function parseSignerConfig(text: string, source = "configuration"): SignerConfig {
+  if (Buffer.byteLength(text) > MAX_CONFIG_BYTES) {
+    throw new ConfigError(`${source}: larger than ${MAX_CONFIG_BYTES} bytes`);
+  }
+  let doc: unknown;
+  try {
+    doc = parseYaml(text, { prettyErrors: true, maxAliasCount: 100 });
+  } catch (e) {
+    throw new ConfigError(`${source}: not valid YAML: ${(e as Error).message}`, { cause: e });
+  }
+  const result = configSchema.safeParse(doc);
+  if (!result.success) {
+    const problems = result.error.issues.map((i) => `  - ${i.path.join(".") || "(top level)"}: ${i.message}`);
+    throw new ConfigError(`${source} is invalid:\n${problems.join("\n")}`);
+  }
+  const c = result.data;
+  return {
+    clusterDomain: c.clusterDomain,
+    attestationTTLSeconds: c.attestationTTLSeconds,
+    signers: new Map(c.signers.map((s) => [s.name, toProfile(s, c.trustDomain)])),
+  };
+}

@@ -1,0 +1,53 @@
+/**
+ * What a podcert function is: a step name, the event types it consumes, and a handler from one
+ * event to at most one reply. The HTTP server, `podcert invoke` and `podcert issue` all run the
+ * same definitions.
+ */
+import { randomUUID } from "node:crypto";
+import type { CaPool } from "../ca/pool.js";
+import type { StepKeys } from "../events/attestation.js";
+import type { PodcertEvent, StepName } from "../events/types.js";
+import type { ClusterApi } from "../kube/cluster.js";
+import type { SignerConfig } from "../profiles/config.js";
+import type { Logger } from "./log.js";
+
+export interface FunctionContext {
+  config: SignerConfig;
+  cluster: ClusterApi;
+  keys: StepKeys;
+  /** Only `sign` is given one. */
+  caPool?: CaPool;
+  now: () => Date;
+  log: Logger;
+  /** Whether to record Kubernetes Events on PCRs (kubectl describe). */
+  recordEvents: boolean;
+}
+
+export interface FunctionDefinition {
+  step: StepName;
+  consumes: readonly string[];
+  handle(event: PodcertEvent, ctx: FunctionContext): Promise<PodcertEvent | undefined>;
+}
+
+/** A reply to `input`: carries its traceparent so one trace spans the pipeline. */
+export function replyEvent(
+  input: PodcertEvent,
+  o: { step: StepName; type: string; subject: string; data: unknown; now: Date },
+): PodcertEvent {
+  const extensions: Record<string, string> = {};
+  const traceparent = input.extensions.traceparent;
+  if (traceparent !== undefined) extensions.traceparent = traceparent;
+  const tracestate = input.extensions.tracestate;
+  if (tracestate !== undefined) extensions.tracestate = tracestate;
+  return {
+    specversion: "1.0",
+    id: randomUUID(),
+    type: o.type,
+    source: `/podcert/${o.step}`,
+    subject: o.subject,
+    time: o.now.toISOString(),
+    datacontenttype: "application/json",
+    data: o.data,
+    extensions,
+  };
+}

@@ -1,0 +1,35 @@
+/** Loading what a function needs from files: configuration, step keys, the CA pool. */
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { ConfigError } from "../errors.js";
+import { parseCaPool, type CaPool } from "../ca/pool.js";
+import type { StepKeys } from "../events/attestation.js";
+import { ACCEPTED_KEYS_FILE, loadStepKeys, SIGNING_KEY_FILE } from "../events/step-keys.js";
+import type { StepName } from "../events/types.js";
+import { parseSignerConfig, type SignerConfig } from "../profiles/config.js";
+import { defaultSignerConfig } from "../profiles/defaults.js";
+
+function readText(path: string, what: string): string {
+  try {
+    return readFileSync(path, "utf8");
+  } catch (e) {
+    throw new ConfigError(`cannot read ${what} ${path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+  }
+}
+
+/** The signer configuration file, or the built-in two signers when none is given. */
+export function loadSignerConfig(path: string | undefined): SignerConfig {
+  return path === undefined ? defaultSignerConfig() : parseSignerConfig(readText(path, "configuration file"), path);
+}
+
+/** One step's keys from its Secret's folder (the two files `podcert keys init` writes). */
+export function loadStepKeysDir(step: StepName, dir: string): StepKeys {
+  return loadStepKeys(step, {
+    [SIGNING_KEY_FILE]: readText(join(dir, SIGNING_KEY_FILE), `step key of ${step}`),
+    [ACCEPTED_KEYS_FILE]: readText(join(dir, ACCEPTED_KEYS_FILE), `accepted keys of ${step}`),
+  });
+}
+
+export function loadCaPoolFile(path: string): CaPool {
+  return parseCaPool(readText(path, "CA pool"));
+}

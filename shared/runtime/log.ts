@@ -1,0 +1,64 @@
+/**
+ * Structured JSON logs, one line per record. Hand-written rather than pino: a function's cold start
+ * pays for every module it loads, and podcert needs only levels and fields. Callers pass fields,
+ * never key material; `redactKeys` is a last line of defence against a PEM private key slipping in.
+ */
+export type LogLevel = "debug" | "info" | "warn" | "error";
+const ORDER: Record<LogLevel, number> = { debug: 10, info: 20, warn: 30, error: 40 };
+
+export type LogFields = Record<string, unknown>;
+
+export interface Logger {
+  debug(msg: string, fields?: LogFields): void;
+  info(msg: string, fields?: LogFields): void;
+  warn(msg: string, fields?: LogFields): void;
+  error(msg: string, fields?: LogFields): void;
+  child(fields: LogFields): Logger;
+}
+
+const PRIVATE_KEY_PEM = /-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?(-----END [A-Z ]*PRIVATE KEY-----|$)/g;
+
+export function redactKeys(line: string): string {
+  return line.replace(PRIVATE_KEY_PEM, "[REDACTED PRIVATE KEY]");
+}
+
+export function createLogger(o: {
+  level?: LogLevel;
+  write?: (line: string) => void;
+  fields?: LogFields;
+} = {}): Logger {
+  const min = ORDER[o.level ?? "info"];
+  const write = o.write ?? ((line: string) => process.stderr.write(`${line}\n`));
+  const base = o.fields ?? {};
+  const emit = (level: LogLevel, msg: string, fields?: LogFields) => {
+    if (ORDER[level] < min) return;
+    const record = { time: new Date().toISOString(), level, msg, ...base, ...fields };
+    write(redactKeys(JSON.stringify(record, errorReplacer)));
+  };
+  return {
+    debug: (m, f) => emit("debug", m, f),
+    info: (m, f) => emit("info", m, f),
+    warn: (m, f) => emit("warn", m, f),
+    error: (m, f) => emit("error", m, f),
+    child: (fields) => createLogger({ ...o, fields: { ...base, ...fields } }),
+  };
+}
+
+function errorReplacer(_key: string, value: unknown): unknown {
+  if (value instanceof Error) {
+    const out: Record<string, unknown> = { name: value.name, message: value.message };
+    if ("code" in value) out.code = (value as { code: unknown }).code;
+    return out;
+  }
+  return value;
+}
+
+export const silentLogger: Logger = {
+  debug() {},
+  info() {},
+  warn() {},
+  error() {},
+  child() {
+    return silentLogger;
+  },
+};

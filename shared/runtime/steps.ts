@@ -1,0 +1,100 @@
+/** Pieces every step's handler uses: reading the PCR back, handing on attested decisions, logging. */
+import { attest, type Decision } from "../events/attestation.js";
+import { EVENT_TYPES, type PodcertEvent, type StepEventData } from "../events/types.js";
+import { ConflictError, TransientError } from "../errors.js";
+import { describePcr, terminalCondition, type PcrRef, type PcrStatus, type PodCertificateRequest } from "../pcr/model.js";
+import { replyEvent, type FunctionContext } from "./function.js";
+
+/**
+ * Reads the PCR an event is about. Returns undefined (nothing to do) when it is gone, was
+ * re-created under the same name (another uid), or already has a terminal condition: events are
+ * delivered at least once and our own status writes come back as updates.
+ */
+export async function readPendingPcr(ctx: FunctionContext, ref: PcrRef): Promise<{ pcr: PodCertificateRequest } | { skip: string }> {
+  const pcr = await ctx.cluster.readPcr(ref.namespace, ref.name);
+  if (pcr === undefined) return { skip: "PCR no longer exists" };
+  if (pcr.metadata.uid !== ref.uid) return { skip: `PCR was re-created (uid ${pcr.metadata.uid ?? "?"})` };
+  const terminal = terminalCondition(pcr);
+  if (terminal !== undefined) return { skip: `PCR is already ${terminal.type}` };
+  return { pcr };
+}
+
+/** The reply event for a decision, with this step's attestation added to those it received. */
+export async function handOn(
+  ctx: FunctionContext,
+  input: PodcertEvent,
+  o: {
+    type: (typeof EVENT_TYPES)[keyof typeof EVENT_TYPES];
+    pcr: PcrRef;
+    signerName: string;
+    spkiSha256: string;
+    decision: Decision;
+    previous?: StepEventData["attestations"];
+  },
+): Promise<PodcertEvent> {
+  const now = ctx.now();
+  const token = await attest(ctx.keys, { pcr: o.pcr, signerName: o.signerName, spkiSha256: o.spkiSha256, decision: o.decision }, { now, ttlSeconds: ctx.config.attestationTTLSeconds });
+  const data: StepEventData = {
+    pcr: o.pcr,
+    signerName: o.signerName,
+    attestations: { ...o.previous, [ctx.keys.step]: token },
+  };
+  return replyEvent(input, { step: ctx.keys.step, type: o.type, subject: describePcr(o.pcr), data, now });
+}
+
+/** The one log line per decision the operator reads. */
+export function logDecision(
+  ctx: FunctionContext,
+  event: PodcertEvent,
+  o: { pcr: PcrRef; signerName: string; outcome: string; reason?: string; message?: string; [k: string]: unknown },
+): void {
+  const { pcr, ...rest } = o;
+  ctx.log.info("decision", {
+    step: ctx.keys.step,
+    eventId: event.id,
+    eventType: event.type,
+    pcrNamespace: pcr.namespace,
+    pcrName: pcr.name,
+    pcrUid: pcr.uid,
+    ...rest,
+  });
+}
+
+/**
+ * PUT /status with the resourceVersion read. On a conflict, re-read: terminal means another
+ * delivery won (done: false); still pending means something else changed it, so retry later.
+ */
+export async function writeStatus(ctx: FunctionContext, pcr: PodCertificateRequest, status: PcrStatus): Promise<boolean> {
+  try {
+    await ctx.cluster.replacePcrStatus(pcr, status);
+    return true;
+  } catch (e) {
+    if (!(e instanceof ConflictError)) throw e;
+    const again = await ctx.cluster.readPcr(pcr.metadata.namespace, pcr.metadata.name);
+    if (again === undefined || again.metadata.uid !== pcr.metadata.uid || terminalCondition(again) !== undefined) return false;
+    throw new TransientError(`PCR ${describePcr({ namespace: pcr.metadata.namespace, name: pcr.metadata.name, uid: "" })} changed while being written; retrying`, { cause: e });
+  }
+}
+
+/** A Kubernetes Event on the PCR, so `kubectl describe` shows the outcome. Best effort. */
+export async function recordPcrEvent(
+  ctx: FunctionContext,
+  pcr: PodCertificateRequest,
+  type: "Normal" | "Warning",
+  reason: string,
+  message: string,
+): Promise<void> {
+  if (!ctx.recordEvents) return;
+  try {
+    await ctx.cluster.createEvent({
+      regarding: { kind: pcr.kind, apiVersion: pcr.apiVersion, namespace: pcr.metadata.namespace, name: pcr.metadata.name, uid: pcr.metadata.uid ?? "" },
+      type,
+      reason,
+      message: message.slice(0, 1024),
+      reportingComponent: `podcert-${ctx.keys.step}`,
+    });
+  } catch (e) {
+    // The status is what kubelet reads; a lost Event only costs `kubectl describe` a line.
+    ctx.log.warn("could not record Kubernetes Event", { error: e });
+  }
+}
