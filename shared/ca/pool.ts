@@ -1,0 +1,347 @@
+/**
+ * The CA pool: for each signer name, one or more CAs (certificate, PKCS#8 private key, optional
+ * intermediates). Locally a YAML file, in a cluster a Kubernetes Secret holding the same document.
+ * Several CAs per signer allow rotation: the active one is the valid CA with the latest notAfter,
+ * and the trust bundle carries all of them.
+ *
+ * Key material never appears in error messages, logs or the JSON/inspect form of a loaded CA.
+ */
+import "reflect-metadata";
+import * as x509 from "@peculiar/x509";
+import { createPrivateKey, randomBytes, webcrypto, type KeyObject } from "node:crypto";
+import YAML from "yaml";
+import { z } from "zod";
+import { ConfigError, TransientError } from "../errors.js";
+import { prepareCaSigner, type CaSigner } from "../x509/leaf.js";
+import { pemDecodeAll, pemEncode } from "../x509/pem.js";
+
+export type CaKeyAlgorithm = "ECDSAP256" | "ECDSAP384" | "ECDSAP521" | "ED25519" | "RSA3072" | "RSA4096";
+export const CA_KEY_ALGORITHMS: readonly CaKeyAlgorithm[] = [
+  "ECDSAP256",
+  "ECDSAP384",
+  "ECDSAP521",
+  "ED25519",
+  "RSA3072",
+  "RSA4096",
+];
+
+export const CA_POOL_API_VERSION = "podcert.ate.dev/v1alpha1";
+export const CA_POOL_KIND = "CAPool";
+
+export interface CaPoolDocument {
+  apiVersion: "podcert.ate.dev/v1alpha1";
+  kind: "CAPool";
+  signers: {
+    signerName: string;
+    cas: {
+      /** PEM, one CERTIFICATE. */
+      certificate: string;
+      /** PKCS#8 PEM ("PRIVATE KEY"). */
+      privateKey: string;
+      /**
+       * PEM, the certificates above `certificate` in order; may end with the self-signed root
+       * (then the trust anchor, kept out of issued chains).
+       */
+      intermediates?: string;
+    }[];
+  }[];
+}
+
+// ---------------------------------------------------------------------------------------------
+// Creating CAs
+// ---------------------------------------------------------------------------------------------
+
+type Algorithm = webcrypto.Algorithm;
+type EcdsaParams = webcrypto.EcdsaParams;
+type RsaHashedKeyGenParams = webcrypto.RsaHashedKeyGenParams;
+type EcKeyGenParams = webcrypto.EcKeyGenParams;
+
+const subtle = webcrypto.subtle;
+
+function keyParams(alg: CaKeyAlgorithm): {
+  generate: RsaHashedKeyGenParams | EcKeyGenParams | Algorithm;
+  signing: Algorithm | EcdsaParams;
+} {
+  switch (alg) {
+    case "ECDSAP256":
+      return { generate: { name: "ECDSA", namedCurve: "P-256" }, signing: { name: "ECDSA", hash: "SHA-256" } as EcdsaParams };
+    case "ECDSAP384":
+      return { generate: { name: "ECDSA", namedCurve: "P-384" }, signing: { name: "ECDSA", hash: "SHA-384" } as EcdsaParams };
+    case "ECDSAP521":
+      return { generate: { name: "ECDSA", namedCurve: "P-521" }, signing: { name: "ECDSA", hash: "SHA-512" } as EcdsaParams };
+    case "ED25519":
+      return { generate: { name: "Ed25519" }, signing: { name: "Ed25519" } };
+    case "RSA3072":
+    case "RSA4096":
+      return {
+        generate: {
+          name: "RSASSA-PKCS1-v1_5",
+          modulusLength: alg === "RSA3072" ? 3072 : 4096,
+          publicExponent: new Uint8Array([1, 0, 1]),
+          hash: "SHA-256",
+        } as RsaHashedKeyGenParams,
+        signing: { name: "RSASSA-PKCS1-v1_5" },
+      };
+    default:
+      throw new ConfigError(`unknown CA key algorithm ${String(alg)}; use one of ${CA_KEY_ALGORITHMS.join(", ")}`);
+  }
+}
+
+/**
+ * A self-signed root CA for `signerName`: subject CN "<signerName> CA", O "podcert";
+ * basicConstraints cA=true (critical); keyUsage keyCertSign, cRLSign, digitalSignature
+ * (critical); subjectKeyIdentifier. Valid from one minute before `now` for `validityDays`.
+ */
+export async function createCa(o: {
+  signerName: string;
+  keyAlgorithm: CaKeyAlgorithm;
+  validityDays: number;
+  now: Date;
+}): Promise<{ certificate: string; privateKey: string }> {
+  if (!o.signerName) throw new ConfigError("createCa: signerName is empty");
+  if (!Number.isFinite(o.validityDays) || o.validityDays <= 0) {
+    throw new ConfigError("createCa: validityDays must be a positive number");
+  }
+  const nowMs = o.now.getTime();
+  if (!Number.isFinite(nowMs)) throw new ConfigError("createCa: now is not a valid Date");
+  const { generate, signing } = keyParams(o.keyAlgorithm);
+  const keys = (await subtle.generateKey(generate, true, ["sign", "verify"])) as webcrypto.CryptoKeyPair;
+  const notBefore = new Date(Math.floor(nowMs / 1000) * 1000 - 60_000);
+  const notAfter = new Date(Math.floor(nowMs / 1000) * 1000 + Math.round(o.validityDays * 86_400) * 1000);
+  const serial = randomBytes(16);
+  serial[0] = (serial[0]! & 0x7f) | 0x01;
+  const cert = await x509.X509CertificateGenerator.createSelfSigned(
+    {
+      serialNumber: serial.toString("hex"),
+      name: [{ O: ["podcert"] }, { CN: [`${o.signerName} CA`] }],
+      notBefore,
+      notAfter,
+      keys,
+      signingAlgorithm: signing,
+      extensions: [
+        new x509.BasicConstraintsExtension(true, undefined, true),
+        new x509.KeyUsagesExtension(
+          x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign | x509.KeyUsageFlags.digitalSignature,
+          true,
+        ),
+        await x509.SubjectKeyIdentifierExtension.create(keys.publicKey, false, webcrypto),
+      ],
+    },
+    webcrypto,
+  );
+  const pkcs8 = await subtle.exportKey("pkcs8", keys.privateKey);
+  return {
+    certificate: pemEncode("CERTIFICATE", Buffer.from(cert.rawData)),
+    privateKey: pemEncode("PRIVATE KEY", Buffer.from(pkcs8)),
+  };
+}
+
+/** A pool with one new root CA per signer name. */
+export async function createCaPool(
+  signerNames: readonly string[],
+  o: { keyAlgorithm: CaKeyAlgorithm; validityDays: number; now: Date },
+): Promise<CaPoolDocument> {
+  const unique = new Set(signerNames);
+  if (unique.size !== signerNames.length) throw new ConfigError("createCaPool: duplicate signer names");
+  const signers: CaPoolDocument["signers"] = [];
+  for (const signerName of signerNames) {
+    signers.push({ signerName, cas: [await createCa({ signerName, ...o })] });
+  }
+  return { apiVersion: CA_POOL_API_VERSION, kind: CA_POOL_KIND, signers };
+}
+
+export function serializeCaPool(doc: CaPoolDocument): string {
+  return YAML.stringify(doc, { lineWidth: 0, blockQuote: "literal" });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Loading
+// ---------------------------------------------------------------------------------------------
+
+export interface LoadedCa {
+  signerName: string;
+  signer: CaSigner;
+  notBefore: Date;
+  notAfter: Date;
+  /** The CA certificate, PEM (re-encoded). */
+  certificatePem: string;
+  /** The self-signed top of this CA's chain: the certificate itself without intermediates, else the last intermediate. */
+  rootPem: string;
+}
+
+export interface CaPool {
+  signers: Map<string, LoadedCa[]>;
+}
+
+const caSchema = z.strictObject({
+  certificate: z.string().min(1),
+  privateKey: z.string().min(1),
+  intermediates: z.string().optional(),
+});
+
+const poolSchema = z.strictObject({
+  apiVersion: z.literal(CA_POOL_API_VERSION),
+  kind: z.literal(CA_POOL_KIND),
+  signers: z
+    .array(
+      z.strictObject({
+        signerName: z.string().min(1),
+        cas: z.array(caSchema).min(1),
+      }),
+    )
+    .min(1),
+});
+
+function describePath(path: readonly PropertyKey[]): string {
+  let s = "";
+  for (const p of path) s += typeof p === "number" ? `[${p}]` : s ? `.${String(p)}` : String(p);
+  return s || "(document)";
+}
+
+function loadPrivateKey(pem: string, where: string): KeyObject {
+  let blocks;
+  try {
+    blocks = pemDecodeAll(pem);
+  } catch (e) {
+    // pem.ts messages never quote the input.
+    throw new ConfigError(`${where}.privateKey: ${(e as Error).message}`);
+  }
+  if (blocks.length !== 1 || blocks[0]!.label !== "PRIVATE KEY") {
+    throw new ConfigError(
+      `${where}.privateKey must be exactly one PKCS#8 "PRIVATE KEY" PEM block (found ${blocks.length} block(s)${
+        blocks.length ? ` labelled ${blocks.map((b) => JSON.stringify(b.label)).join(", ")}` : ""
+      })`,
+    );
+  }
+  try {
+    return createPrivateKey({ key: blocks[0]!.der, format: "der", type: "pkcs8" });
+  } catch {
+    throw new ConfigError(`${where}.privateKey is not a usable PKCS#8 private key`);
+  }
+}
+
+/**
+ * Parses and checks a CA pool document (YAML or JSON). Throws ConfigError naming the place and
+ * the problem; never quotes key material or PEM text.
+ */
+export function parseCaPool(text: string): CaPool {
+  let raw: unknown;
+  try {
+    raw = YAML.parse(text, { prettyErrors: false });
+  } catch (e) {
+    const err = e as { code?: string; linePos?: { line: number; col: number }[] };
+    const pos = err.linePos?.[0];
+    throw new ConfigError(
+      `CA pool is not valid YAML or JSON (${err.code ?? "parse error"}${pos ? ` at line ${pos.line}, column ${pos.col}` : ""})`,
+    );
+  }
+  const parsed = poolSchema.safeParse(raw);
+  if (!parsed.success) {
+    const problems = parsed.error.issues
+      .slice(0, 5)
+      .map((i) => `${describePath(i.path)}: ${i.message}`)
+      .join("; ");
+    throw new ConfigError(`CA pool is invalid: ${problems}`);
+  }
+  const signers = new Map<string, LoadedCa[]>();
+  parsed.data.signers.forEach((s, si) => {
+    if (signers.has(s.signerName)) {
+      throw new ConfigError(`signers[${si}]: signer ${s.signerName} appears more than once in the CA pool`);
+    }
+    const list: LoadedCa[] = [];
+    s.cas.forEach((c, ci) => {
+      const where = `signers[${si}].cas[${ci}] (signer ${s.signerName})`;
+      const key = loadPrivateKey(c.privateKey, where);
+      let signer: CaSigner;
+      try {
+        signer = prepareCaSigner(c.certificate, key, c.intermediates);
+      } catch (e) {
+        const msg = e instanceof ConfigError ? e.message : "the CA could not be prepared";
+        throw new ConfigError(`${where}: ${msg}`);
+      }
+      if (list.some((l) => l.signer.certDer.equals(signer.certDer))) {
+        throw new ConfigError(`${where}: the same CA certificate is listed twice`);
+      }
+      list.push({
+        signerName: s.signerName,
+        signer,
+        notBefore: signer.notBefore,
+        notAfter: signer.notAfter,
+        certificatePem: signer.certPem,
+        rootPem: signer.rootPem,
+      });
+    });
+    signers.set(s.signerName, list);
+  });
+  return { signers };
+}
+
+function casOf(pool: CaPool, signerName: string): LoadedCa[] {
+  const cas = pool.signers.get(signerName);
+  if (!cas || cas.length === 0) throw new ConfigError(`no CA for signer ${signerName} in the CA pool`);
+  return cas;
+}
+
+/**
+ * The CA to issue with: among the signer's CAs valid at `now`, the one with the latest notAfter.
+ * TransientError (retry later; never a denial) when none is valid now or the best one expires
+ * within `minRemainingSeconds`; ConfigError when the pool has no CA for the signer at all.
+ */
+export function activeCa(pool: CaPool, signerName: string, now: Date, minRemainingSeconds: number): LoadedCa {
+  const cas = casOf(pool, signerName);
+  const t = now.getTime();
+  let best: LoadedCa | undefined;
+  for (const ca of cas) {
+    if (ca.notBefore.getTime() <= t && t < ca.notAfter.getTime()) {
+      if (!best || ca.notAfter.getTime() > best.notAfter.getTime()) best = ca;
+    }
+  }
+  if (!best) {
+    const ranges = cas.map((c) => `${c.notBefore.toISOString()}..${c.notAfter.toISOString()}`).join(", ");
+    throw new TransientError(
+      `no CA for signer ${signerName} is valid at ${now.toISOString()} (CA validity: ${ranges})`,
+    );
+  }
+  const remaining = (best.notAfter.getTime() - t) / 1000;
+  if (remaining < minRemainingSeconds) {
+    throw new TransientError(
+      `the newest CA for signer ${signerName} expires at ${best.notAfter.toISOString()}, ` +
+        `${Math.floor(remaining)}s from now, less than the ${minRemainingSeconds}s a certificate needs; add a new CA to the pool`,
+    );
+  }
+  return best;
+}
+
+/** The roots of all of the signer's CAs, deduplicated, as PEM without headers. */
+export function trustBundlePem(pool: CaPool, signerName: string): string {
+  const seen = new Set<string>();
+  let out = "";
+  for (const ca of casOf(pool, signerName)) {
+    const key = ca.signer.rootDer.toString("base64");
+    if (seen.has(key)) continue;
+    seen.add(key);
+    out += pemEncode("CERTIFICATE", ca.signer.rootDer);
+  }
+  return out;
+}
+
+/** The ClusterTrustBundle name for a signer: "<signer with / as :>:bundle". */
+export function clusterTrustBundleName(signerName: string): string {
+  return `${signerName.replaceAll("/", ":")}:bundle`;
+}
+
+/** A certificates.k8s.io/v1beta1 ClusterTrustBundle publishing the signer's roots. */
+export function clusterTrustBundleManifest(pool: CaPool, signerName: string): object {
+  return {
+    apiVersion: "certificates.k8s.io/v1beta1",
+    kind: "ClusterTrustBundle",
+    metadata: {
+      name: clusterTrustBundleName(signerName),
+      labels: { "app.kubernetes.io/managed-by": "podcert" },
+    },
+    spec: {
+      signerName,
+      trustBundle: trustBundlePem(pool, signerName),
+    },
+  };
+}

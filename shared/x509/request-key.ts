@@ -1,0 +1,330 @@
+/**
+ * Reading the public key a PodCertificateRequest names, and checking that the requester holds
+ * the private key. Everything here is untrusted input: sizes are checked before decoding, DER is
+ * read strictly, and failures become {@link RequestDeniedError}s with messages that say what was
+ * wrong (they end up in the PCR's Denied condition).
+ *
+ * This is on the hot path of every request, so it uses node:crypto only (createPublicKey +
+ * verify) and the small DER reader; no @peculiar.
+ */
+import { constants, createHash, createPublicKey, verify, type KeyObject } from "node:crypto";
+import { RequestDeniedError } from "../errors.js";
+import { KEY_TYPES, type KeyType, type PcrSpec } from "../pcr/model.js";
+import { CSR_SIGNATURE_ALGORITHMS, describeKey, OID } from "./algorithms.js";
+import {
+  DerError,
+  TAG,
+  decodeOid,
+  expectTag,
+  readChildren,
+  readSingle,
+  value,
+  whole,
+  type Tlv,
+} from "./der.js";
+
+export interface RequestKey {
+  /** The SubjectPublicKeyInfo exactly as requested (the leaf carries these bytes). */
+  spkiDer: Buffer;
+  keyType: KeyType;
+  publicKey: KeyObject;
+  /** base64url (no padding) of SHA-256(spkiDer). */
+  spkiSha256: string;
+}
+
+/** Maximum lengths of the base64 text of each field, checked before anything is decoded. */
+export const REQUEST_KEY_LIMITS = {
+  pkixPublicKey: 4 * 1024,
+  proofOfPossession: 2 * 1024,
+  stubPKCS10Request: 16 * 1024,
+} as const;
+
+const EC_KEY_TYPES: Record<string, KeyType> = {
+  prime256v1: "ECDSAP256",
+  secp384r1: "ECDSAP384",
+  secp521r1: "ECDSAP521",
+};
+
+/**
+ * The PCR key type of a public key: RSA with a modulus of exactly 3072 or 4096 bits (and a sane
+ * public exponent), ECDSA on P-256/P-384/P-521, or Ed25519. Anything else is undefined.
+ */
+export function classifyPublicKey(publicKey: KeyObject): KeyType | undefined {
+  const d = publicKey.asymmetricKeyDetails ?? {};
+  switch (publicKey.asymmetricKeyType) {
+    case "rsa": {
+      const e = d.publicExponent;
+      // Go's crypto/rsa refuses exponents below 2 or above 2^31-1; even ones are never valid.
+      if (e === undefined || e < 3n || e > 0x7fffffffn || e % 2n === 0n) return undefined;
+      if (d.modulusLength === 3072) return "RSA3072";
+      if (d.modulusLength === 4096) return "RSA4096";
+      return undefined;
+    }
+    case "ec":
+      return EC_KEY_TYPES[d.namedCurve ?? ""];
+    case "ed25519":
+      return "ED25519";
+    default:
+      return undefined;
+  }
+}
+
+export function spkiSha256(spkiDer: Uint8Array): string {
+  return createHash("sha256").update(spkiDer).digest("base64url");
+}
+
+const B64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
+
+/** Strict standard base64 (what Go's encoding/json writes for []byte), or undefined. */
+function decodeBase64(s: string): Buffer | undefined {
+  if (!B64.test(s)) return undefined;
+  const b = Buffer.from(s, "base64");
+  // Reject non-zero padding bits: the API server always re-encodes canonically.
+  if (b.toString("base64") !== s) return undefined;
+  return b;
+}
+
+function deny(reason: "UnsupportedKeyType" | "InvalidProofOfPossession", message: string): never {
+  throw new RequestDeniedError(reason, message);
+}
+
+function listAllowed(allowed: readonly KeyType[]): string {
+  return allowed.length > 0 ? allowed.join(", ") : "(none configured)";
+}
+
+function unsupported(found: string, allowed: readonly KeyType[]): never {
+  deny("UnsupportedKeyType", `key type ${found} is not supported by this signer; use one of ${listAllowed(allowed)}`);
+}
+
+interface ParsedSpki {
+  publicKey: KeyObject;
+  keyType: KeyType;
+}
+
+/**
+ * Parses a DER SubjectPublicKeyInfo strictly (exactly one element, the shape Go accepts,
+ * uncompressed EC points, canonical re-encoding) and classifies it.
+ * Throws UnsupportedKeyType for anything unusable.
+ */
+function parseSpki(spkiDer: Buffer, allowed: readonly KeyType[]): ParsedSpki {
+  let algOid: string;
+  try {
+    const outer = readSingle(spkiDer, TAG.SEQUENCE);
+    const [alg, bits, ...rest] = readChildren(spkiDer, outer);
+    if (rest.length > 0) throw new DerError("extra fields");
+    const algSeq = expectTag(alg, TAG.SEQUENCE, "algorithm");
+    const bitStr = expectTag(bits, TAG.BIT_STRING, "subjectPublicKey");
+    const algOidTlv = expectTag(readChildren(spkiDer, algSeq)[0], TAG.OID, "algorithm OID");
+    algOid = decodeOid(value(spkiDer, algOidTlv));
+    const keyBits = value(spkiDer, bitStr);
+    if (keyBits.length < 2 || keyBits[0] !== 0) throw new DerError("subjectPublicKey has unused bits");
+    // Go (elliptic.Unmarshal) accepts only uncompressed points; the leaf must stay parseable by Go.
+    if (algOid === OID.ecPublicKey && keyBits[1] !== 0x04) {
+      deny("UnsupportedKeyType", "the EC public key uses a compressed point; only uncompressed points are supported");
+    }
+  } catch (e) {
+    if (e instanceof RequestDeniedError) throw e;
+    return deny("UnsupportedKeyType", `the public key is not a valid DER SubjectPublicKeyInfo (${errText(e)})`);
+  }
+  let publicKey: KeyObject;
+  try {
+    publicKey = createPublicKey({ key: spkiDer, format: "der", type: "spki" });
+  } catch {
+    return deny(
+      "UnsupportedKeyType",
+      `the public key (algorithm ${algOid}) could not be parsed; use one of ${listAllowed(allowed)}`,
+    );
+  }
+  const keyType = classifyPublicKey(publicKey);
+  if (keyType === undefined || !KEY_TYPES.includes(keyType) || !allowed.includes(keyType)) {
+    unsupported(keyType ?? describeKey(publicKey), allowed);
+  }
+  // Only canonical encodings: the leaf repeats these bytes and kube-apiserver compares them.
+  if (!publicKey.export({ type: "spki", format: "der" }).equals(spkiDer)) {
+    deny("UnsupportedKeyType", `the ${keyType} public key is not in canonical DER SubjectPublicKeyInfo form`);
+  }
+  return { publicKey, keyType };
+}
+
+function errText(e: unknown): string {
+  return e instanceof Error ? e.message : String(e);
+}
+
+/** Verifies a kubelet proof of possession over the ASCII bytes of the pod UID. */
+function verifyProof(key: KeyObject, keyType: KeyType, data: Buffer, sig: Buffer): boolean {
+  try {
+    switch (keyType) {
+      case "ECDSAP256":
+      case "ECDSAP384":
+      case "ECDSAP521":
+        // Go ecdsa.SignASN1 over SHA-256(podUID) for every curve.
+        return verify("sha256", data, { key, dsaEncoding: "der" }, sig);
+      case "RSA3072":
+      case "RSA4096":
+        // Go rsa.SignPSS(nil opts): SHA-256, MGF1-SHA-256, maximum salt. Detect the salt length.
+        return verify(
+          "sha256",
+          data,
+          { key, padding: constants.RSA_PKCS1_PSS_PADDING, saltLength: constants.RSA_PSS_SALTLEN_AUTO },
+          sig,
+        );
+      case "ED25519":
+        return verify(null, data, key, sig);
+    }
+  } catch {
+    return false;
+  }
+}
+
+interface ParsedCsr {
+  criDer: Buffer;
+  spkiDer: Buffer;
+  sigAlgOid: string;
+  sigAlgParams: Tlv | undefined;
+  signature: Buffer;
+}
+
+/** Structure of a PKCS#10 CertificationRequest, read strictly. Throws DerError. */
+function parseCsr(der: Buffer): ParsedCsr {
+  const outer = readSingle(der, TAG.SEQUENCE);
+  const parts = readChildren(der, outer);
+  if (parts.length !== 3) throw new DerError("CertificationRequest must have three fields");
+  const cri = expectTag(parts[0], TAG.SEQUENCE, "certificationRequestInfo");
+  const alg = expectTag(parts[1], TAG.SEQUENCE, "signatureAlgorithm");
+  const sig = expectTag(parts[2], TAG.BIT_STRING, "signature");
+
+  const criParts = readChildren(der, cri);
+  if (criParts.length !== 4) throw new DerError("certificationRequestInfo must have four fields");
+  const version = expectTag(criParts[0], TAG.INTEGER, "version");
+  const v = value(der, version);
+  if (v.length !== 1 || v[0] !== 0) throw new DerError("version must be 0 (v1)");
+  const subject = expectTag(criParts[1], TAG.SEQUENCE, "subject");
+  readChildren(der, subject); // well-formed; contents are ignored (the leaf subject is empty)
+  const spki = expectTag(criParts[2], TAG.SEQUENCE, "subjectPKInfo");
+  const attrs = expectTag(criParts[3], 0xa0, "attributes");
+  readChildren(der, attrs);
+
+  const algParts = readChildren(der, alg);
+  if (algParts.length < 1 || algParts.length > 2) throw new DerError("malformed signatureAlgorithm");
+  const algOid = decodeOid(value(der, expectTag(algParts[0], TAG.OID, "signature algorithm OID")));
+
+  const sigBits = value(der, sig);
+  if (sigBits.length < 2 || sigBits[0] !== 0) throw new DerError("signature BIT STRING has unused bits");
+  return {
+    criDer: Buffer.from(whole(der, cri)),
+    spkiDer: Buffer.from(whole(der, spki)),
+    sigAlgOid: algOid,
+    sigAlgParams: algParts[1],
+    signature: Buffer.from(sigBits.subarray(1)),
+  };
+}
+
+function keyFamily(keyType: KeyType): "ecdsa" | "rsa" | "ed25519" {
+  return keyType.startsWith("ECDSA") ? "ecdsa" : keyType.startsWith("RSA") ? "rsa" : "ed25519";
+}
+
+function present(s: string | undefined): s is string {
+  return typeof s === "string" && s.length > 0;
+}
+
+/**
+ * The request's public key, verified. With `stubPKCS10Request` the key comes from the CSR and
+ * its self-signature is the proof; otherwise `pkixPublicKey` with `proofOfPossession` over the
+ * pod UID. Denials, in order: UnsupportedKeyType (key unparsable, not one of the six types or not
+ * in `allowedKeyTypes`), then InvalidProofOfPossession (missing/bad proof, bad CSR).
+ */
+export function readRequestKey(
+  spec: Pick<PcrSpec, "podUID" | "pkixPublicKey" | "proofOfPossession" | "stubPKCS10Request">,
+  allowedKeyTypes: readonly KeyType[],
+): RequestKey {
+  if (present(spec.stubPKCS10Request)) {
+    if (present(spec.pkixPublicKey) || present(spec.proofOfPossession)) {
+      deny(
+        "InvalidProofOfPossession",
+        "stubPKCS10Request must not be combined with pkixPublicKey or proofOfPossession",
+      );
+    }
+    return readFromCsr(spec.stubPKCS10Request, allowedKeyTypes);
+  }
+  if (!present(spec.pkixPublicKey)) {
+    deny(
+      "InvalidProofOfPossession",
+      "the request carries neither stubPKCS10Request nor pkixPublicKey with proofOfPossession",
+    );
+  }
+  const pkix = spec.pkixPublicKey;
+  if (pkix.length > REQUEST_KEY_LIMITS.pkixPublicKey) {
+    deny(
+      "UnsupportedKeyType",
+      `pkixPublicKey is ${pkix.length} base64 characters, more than the ${REQUEST_KEY_LIMITS.pkixPublicKey} allowed; no supported key type is that large`,
+    );
+  }
+  const spkiDer = decodeBase64(pkix);
+  if (!spkiDer || spkiDer.length === 0) deny("UnsupportedKeyType", "pkixPublicKey is not valid base64");
+  const { publicKey, keyType } = parseSpki(spkiDer, allowedKeyTypes);
+
+  const proof = spec.proofOfPossession;
+  if (!present(proof)) deny("InvalidProofOfPossession", "proofOfPossession is missing");
+  if (proof.length > REQUEST_KEY_LIMITS.proofOfPossession) {
+    deny(
+      "InvalidProofOfPossession",
+      `proofOfPossession is ${proof.length} base64 characters, more than the ${REQUEST_KEY_LIMITS.proofOfPossession} allowed`,
+    );
+  }
+  const sig = decodeBase64(proof);
+  if (!sig || sig.length === 0) deny("InvalidProofOfPossession", "proofOfPossession is not valid base64");
+  if (typeof spec.podUID !== "string" || spec.podUID.length === 0) {
+    deny("InvalidProofOfPossession", "podUID is empty, so there is nothing the proof could sign");
+  }
+  if (!verifyProof(publicKey, keyType, Buffer.from(spec.podUID, "utf8"), sig)) {
+    deny(
+      "InvalidProofOfPossession",
+      `proofOfPossession is not a valid ${keyType} signature over the pod UID ${spec.podUID}`,
+    );
+  }
+  return { spkiDer, keyType, publicKey, spkiSha256: spkiSha256(spkiDer) };
+}
+
+function readFromCsr(b64: string, allowed: readonly KeyType[]): RequestKey {
+  if (b64.length > REQUEST_KEY_LIMITS.stubPKCS10Request) {
+    deny(
+      "InvalidProofOfPossession",
+      `stubPKCS10Request is ${b64.length} base64 characters, more than the ${REQUEST_KEY_LIMITS.stubPKCS10Request} allowed`,
+    );
+  }
+  const der = decodeBase64(b64);
+  if (!der || der.length === 0) deny("InvalidProofOfPossession", "stubPKCS10Request is not valid base64");
+  let csr: ParsedCsr;
+  try {
+    csr = parseCsr(der);
+  } catch (e) {
+    return deny("InvalidProofOfPossession", `stubPKCS10Request is not a valid DER PKCS#10 request (${errText(e)})`);
+  }
+  const { publicKey, keyType } = parseSpki(csr.spkiDer, allowed);
+  const family = keyFamily(keyType);
+  const alg = CSR_SIGNATURE_ALGORITHMS[family][csr.sigAlgOid];
+  if (!alg) {
+    deny(
+      "InvalidProofOfPossession",
+      `stubPKCS10Request is signed with algorithm ${csr.sigAlgOid}, which is not valid for a ${keyType} key`,
+    );
+  }
+  const p = csr.sigAlgParams;
+  const paramsOk =
+    p === undefined ||
+    (alg.params === "null-or-absent" && p.tag === TAG.NULL && p.end === p.valueStart);
+  if (!paramsOk) {
+    deny("InvalidProofOfPossession", `stubPKCS10Request signature algorithm ${csr.sigAlgOid} has unexpected parameters`);
+  }
+  let ok = false;
+  try {
+    ok =
+      family === "ecdsa"
+        ? verify(alg.hash, csr.criDer, { key: publicKey, dsaEncoding: "der" }, csr.signature)
+        : verify(alg.hash, csr.criDer, publicKey, csr.signature);
+  } catch {
+    ok = false;
+  }
+  if (!ok) deny("InvalidProofOfPossession", `the stubPKCS10Request signature does not verify with its ${keyType} key`);
+  return { spkiDer: csr.spkiDer, keyType, publicKey, spkiSha256: spkiSha256(csr.spkiDer) };
+}

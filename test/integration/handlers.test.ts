@@ -1,0 +1,251 @@
+// The step handlers in-process against the embedded API server, through client-node: the paths
+// the fixture runs do not reach (idempotency, races, expiry, CA end of life, configuration data).
+import { readFileSync } from "node:fs";
+import { afterEach, describe, expect, it } from "vitest";
+import { parseClusterFile } from "../../shared/apiserver/cluster-file.js";
+import { startApiServer, type EmbeddedApiServer } from "../../shared/apiserver/server.js";
+import { createCa, createCaPool, parseCaPool, serializeCaPool, type CaPool } from "../../shared/ca/pool.js";
+import { clusterApiFor, stepContexts } from "../../shared/cli/cluster.js";
+import { FUNCTIONS } from "../../shared/cli/functions.js";
+import { issueAll } from "../../shared/cli/issue.js";
+import { requestPodCertificates } from "../../shared/cli/kubelet-emulator.js";
+import { handOn } from "../../shared/runtime/steps.js";
+import { ephemeralStepKeys } from "../../shared/events/step-keys.js";
+import { EVENT_TYPES, type PodcertEvent, type StepName } from "../../shared/events/types.js";
+import type { StepKeys } from "../../shared/events/attestation.js";
+import { loadKubeConfig } from "../../shared/kube/client-node.js";
+import { pcrRef, terminalCondition, type PodCertificateRequest } from "../../shared/pcr/model.js";
+import { parseSignerConfig, type SignerConfig } from "../../shared/profiles/config.js";
+import { defaultSignerConfig } from "../../shared/profiles/defaults.js";
+import type { FunctionContext } from "../../shared/runtime/function.js";
+import { dispatch } from "../../shared/runtime/http.js";
+import { silentLogger } from "../../shared/runtime/log.js";
+import { apiServerAddEvent } from "../../shared/runtime/pipeline.js";
+import { requestKeyBinding } from "../../shared/events/key-binding.js";
+
+const servers: EmbeddedApiServer[] = [];
+afterEach(async () => {
+  for (const s of servers.splice(0)) await s.stop();
+});
+
+async function setup(o: { clusterYaml?: string; config?: SignerConfig; caPool?: CaPool; now?: () => Date } = {}) {
+  const server = await startApiServer({ objects: parseClusterFile(o.clusterYaml ?? readFileSync("examples/cluster.yaml", "utf8")) });
+  servers.push(server);
+  const requests = await requestPodCertificates(loadKubeConfig({ kubeconfigText: server.kubeconfig() }));
+  const config = o.config ?? defaultSignerConfig();
+  const caPool = o.caPool ?? parseCaPool(serializeCaPool(await createCaPool([...config.signers.keys()], { keyAlgorithm: "ECDSAP256", validityDays: 30, now: new Date() })));
+  const cluster = clusterApiFor(server);
+  const keys: Record<StepName, StepKeys> = ephemeralStepKeys();
+  const contexts = stepContexts({ config, cluster, keys, caPool, log: silentLogger, ...(o.now ? { now: o.now } : {}) });
+  const pcrFor = (pod: string, signer?: string) => {
+    const r = requests.find((x) => x.pod.name === pod && (signer === undefined || x.pcr.spec.signerName === signer));
+    if (!r) throw new Error(`no PCR for ${pod}`);
+    return r.pcr;
+  };
+  /** Runs one step; returns its outcome. */
+  const run = (step: StepName, event: PodcertEvent) => dispatch(FUNCTIONS[step], contexts[step], event);
+  /** validate then derive-sans: the sans.derived event for a PCR. */
+  const derivedFor = async (pcr: PodCertificateRequest) => {
+    const v = await run("validate", apiServerAddEvent(pcr));
+    expect(v.reply?.type, String(v.error)).toBe(EVENT_TYPES.validated);
+    const d = await run("derive-sans", v.reply!);
+    expect(d.reply?.type, String(d.error)).toBe(EVENT_TYPES.sansDerived);
+    return d.reply!;
+  };
+  const read = async (pcr: PodCertificateRequest) => (await cluster.readPcr(pcr.metadata.namespace, pcr.metadata.name))!;
+  return { server, cluster, contexts, keys, config, run, derivedFor, pcrFor, read };
+}
+
+describe("sign", () => {
+  it("issues once when the same event is delivered twice at the same time", async () => {
+    const t = await setup();
+    const derived = await t.derivedFor(t.pcrFor("atenet-router"));
+    const [a, b] = await Promise.all([t.run("sign", derived), t.run("sign", derived)]);
+    expect([a.status, b.status].sort()).toEqual([200, 204]);
+    const pcr = await t.read(t.pcrFor("atenet-router"));
+    expect(terminalCondition(pcr)?.type).toBe("Issued");
+    // A third, later delivery is a no-op too.
+    expect((await t.run("sign", derived)).status).toBe(204);
+    expect((await t.read(pcr)).status).toEqual(pcr.status);
+  });
+
+  it("does nothing for a PCR that was deleted or re-created under the same name", async () => {
+    const t = await setup();
+    const pcr = t.pcrFor("atenet-router");
+    const derived = await t.derivedFor(pcr);
+    t.server.store.delete("podcertificaterequests", pcr.metadata.namespace, pcr.metadata.name);
+    expect((await t.run("sign", derived)).status).toBe(204);
+  });
+
+  it("refuses an attestation past its expiry (403), whatever the PCR", async () => {
+    let now = new Date();
+    const t = await setup({ now: () => now });
+    const derived = await t.derivedFor(t.pcrFor("atenet-router"));
+    now = new Date(now.getTime() + (t.config.attestationTTLSeconds + 60) * 1000);
+    const r = await t.run("sign", derived);
+    expect(r.status).toBe(403);
+    expect(String(r.error)).toMatch(/expired/);
+    expect(terminalCondition(await t.read(t.pcrFor("atenet-router")))).toBeUndefined();
+  });
+
+  it("refuses a PCR whose key is not the attested one (403)", async () => {
+    const t = await setup();
+    const router = t.pcrFor("atenet-router");
+    const derived = await t.derivedFor(router);
+    // Another deployment's validate cannot be faked; but a sans.derived for a PCR whose key the
+    // attestations do not bind must fail: point the event at the api server pod's PCR.
+    const api = t.pcrFor("ate-apiserver");
+    const moved = structuredClone(derived) as PodcertEvent & { data: { pcr: { name: string; uid: string } } };
+    moved.data.pcr = pcrRef(api);
+    expect((await t.run("sign", moved)).status).toBe(403);
+  });
+
+  it("waits (503) rather than issue when the active CA cannot cover an hour", async () => {
+    const config = defaultSignerConfig();
+    const now = new Date();
+    const doc = await createCaPool([...config.signers.keys()], { keyAlgorithm: "ECDSAP256", validityDays: 1, now: new Date(now.getTime() - 86400_000 + 30 * 60_000) });
+    const t = await setup({ caPool: parseCaPool(serializeCaPool(doc)) });
+    const r = await t.run("sign", await t.derivedFor(t.pcrFor("atenet-router")));
+    expect(r.status).toBe(503);
+    expect(String(r.error)).toMatch(/CA/);
+    expect(terminalCondition(await t.read(t.pcrFor("atenet-router")))).toBeUndefined();
+  });
+
+  it("never puts notAfter past the CA's own notAfter", async () => {
+    const config = defaultSignerConfig();
+    const now = new Date();
+    const doc = await createCaPool([...config.signers.keys()], { keyAlgorithm: "ECDSAP256", validityDays: 1, now: new Date(now.getTime() - 20 * 3600_000) });
+    const pool = parseCaPool(serializeCaPool(doc));
+    const t = await setup({ caPool: pool });
+    expect((await t.run("sign", await t.derivedFor(t.pcrFor("atenet-router")))).status).toBe(200);
+    const pcr = await t.read(t.pcrFor("atenet-router"));
+    const caEnd = pool.signers.get(pcr.spec.signerName)![0]!.notAfter.getTime();
+    expect(new Date(pcr.status!.notAfter!).getTime()).toBeLessThanOrEqual(caEnd);
+    expect(new Date(pcr.status!.notAfter!).getTime() - new Date(pcr.status!.notBefore!).getTime()).toBeGreaterThanOrEqual(3600_000);
+  });
+
+  it("uses the newest CA when the pool holds two (rotation)", async () => {
+    const signer = "atesystem.podcert.ate.dev/identity";
+    const config = defaultSignerConfig();
+    const base = await createCaPool([...config.signers.keys()], { keyAlgorithm: "ECDSAP256", validityDays: 30, now: new Date() });
+    const newer = await createCa({ signerName: signer, keyAlgorithm: "ECDSAP384", validityDays: 60, now: new Date() });
+    base.signers.find((s) => s.signerName === signer)!.cas.push(newer);
+    const t = await setup({ caPool: parseCaPool(serializeCaPool(base)) });
+    await t.run("sign", await t.derivedFor(t.pcrFor("atenet-router")));
+    const chain = (await t.read(t.pcrFor("atenet-router"))).status!.certificateChain!;
+    const { X509Certificate } = await import("node:crypto");
+    expect(new X509Certificate(chain).verify(new X509Certificate(newer.certificate).publicKey)).toBe(true);
+  });
+});
+
+describe("deny", () => {
+  it("writes Failed for a decision no retry can fix, with no certificate fields", async () => {
+    const t = await setup();
+    const pcr = t.pcrFor("atenet-router");
+    const validateCtx: FunctionContext = t.contexts.validate;
+    const event = await handOn(validateCtx, apiServerAddEvent(pcr), {
+      type: EVENT_TYPES.denied,
+      pcr: pcrRef(pcr),
+      signerName: pcr.spec.signerName,
+      spkiSha256: requestKeyBinding(pcr.spec),
+      decision: { kind: "denied", reason: "SignerMisconfigured", message: "no retry can fix this", permanent: true },
+    });
+    expect((await t.run("deny", event)).status).toBe(204);
+    const after = await t.read(pcr);
+    expect(terminalCondition(after)).toMatchObject({ type: "Failed", reason: "SignerMisconfigured", status: "True" });
+    expect(after.status?.certificateChain ?? "").toBe("");
+    // Idempotent: the status is terminal, a second delivery changes nothing.
+    expect((await t.run("deny", event)).status).toBe(204);
+  });
+
+  it("refuses a denial signed by sign's key (only validate and derive-sans may deny)", async () => {
+    const t = await setup();
+    const pcr = t.pcrFor("atenet-router");
+    const forged = await handOn({ ...t.contexts.validate, keys: { ...t.keys.sign, step: "validate" } }, apiServerAddEvent(pcr), {
+      type: EVENT_TYPES.denied,
+      pcr: pcrRef(pcr),
+      signerName: pcr.spec.signerName,
+      spkiSha256: requestKeyBinding(pcr.spec),
+      decision: { kind: "denied", reason: "Nope", message: "forged", permanent: false },
+    });
+    expect((await t.run("deny", forged)).status).toBe(403);
+    expect(terminalCondition(await t.read(pcr))).toBeUndefined();
+  });
+});
+
+describe("validate", () => {
+  it("ignores a PCR that is already terminal (our own status write echoing back)", async () => {
+    const t = await setup();
+    const pcr = t.pcrFor("atenet-router");
+    await t.run("sign", await t.derivedFor(pcr));
+    const issued = await t.read(pcr);
+    const r = await t.run("validate", { ...apiServerAddEvent(issued), type: EVENT_TYPES.apiServerUpdate });
+    expect(r.status).toBe(204);
+  });
+
+  it("reads the PCR from the API server, not from the event", async () => {
+    const t = await setup();
+    const pcr = t.pcrFor("atenet-router");
+    const lying = structuredClone(pcr);
+    lying.spec.podName = "ate-apiserver"; // would be a different identity if trusted
+    const v = await t.run("validate", apiServerAddEvent(lying));
+    expect(v.reply?.type).toBe(EVENT_TYPES.validated);
+    const d = await t.run("derive-sans", v.reply!);
+    const s = await t.run("sign", d.reply!);
+    expect(s.status).toBe(200);
+    const { X509Certificate } = await import("node:crypto");
+    expect(new X509Certificate((await t.read(pcr)).status!.certificateChain!).subjectAltName).toBe("URI:spiffe://cluster.local/ns/ate-system/sa/atenet-router");
+  });
+
+  it("answers a resync event like an add", async () => {
+    const t = await setup();
+    const r = await t.run("validate", { ...apiServerAddEvent(t.pcrFor("atenet-router")), type: EVENT_TYPES.resync });
+    expect(r.reply?.type).toBe(EVENT_TYPES.validated);
+  });
+
+  it("denies a request whose pod is terminating (PodMismatch)", async () => {
+    const t = await setup();
+    const pcr = t.pcrFor("atenet-router");
+    const pod = t.server.store.get("pods", "ate-system", "atenet-router")!;
+    t.server.store.replace({ ...pod, metadata: { ...pod.metadata, deletionTimestamp: new Date().toISOString() } });
+    const r = await t.run("validate", apiServerAddEvent(pcr));
+    expect(r.reply?.type).toBe(EVENT_TYPES.denied);
+    await t.run("deny", r.reply!);
+    expect(terminalCondition(await t.read(pcr))).toMatchObject({ type: "Denied", reason: "PodMismatch" });
+  });
+});
+
+describe("signer profiles as data", () => {
+  it("denies TooManyDNSNames past the configured limit", async () => {
+    const yaml = readFileSync("examples/config/ate.yaml", "utf8").replace("maxNames: 100", "maxNames: 3");
+    const t = await setup({ config: parseSignerConfig(yaml) });
+    const pcr = t.pcrFor("valkey-0"); // 4 names: the headless Service and the per-pod names
+    const v = await t.run("validate", apiServerAddEvent(pcr));
+    const d = await t.run("derive-sans", v.reply!);
+    expect(d.reply?.type).toBe(EVENT_TYPES.denied);
+    await t.run("deny", d.reply!);
+    const c = terminalCondition(await t.read(pcr));
+    expect(c).toMatchObject({ type: "Denied", reason: "TooManyDNSNames" });
+    expect(c?.message).toMatch(/4 DNS names.*at most 3/);
+  });
+
+  it("runs the upstream-style two-signer layout with the same code", async () => {
+    const config = parseSignerConfig(readFileSync("examples/config/upstream-style.yaml", "utf8"));
+    const clusterYaml = readFileSync("examples/cluster.yaml", "utf8")
+      .replaceAll("atesystem.podcert.ate.dev/identity", "servicedns.podcert.ate.dev/serving")
+      .replaceAll("atesystem.podcert.ate.dev/expects-service", "servicedns.podcert.ate.dev/expects-service")
+      .replaceAll("workerpool.podcert.ate.dev/identity", "spiffe.podcert.ate.dev/service-account");
+    const t = await setup({ config, clusterYaml });
+    const result = await issueAll({ cluster: t.cluster, contexts: t.contexts, backoffMs: 1 });
+    const outcome = (pod: string, signer: string) => {
+      const pcr = result.pcrs.find((p) => p.spec.podName === pod && p.spec.signerName === signer)!;
+      const c = terminalCondition(pcr);
+      return c?.type === "Issued" ? "Issued" : `${c?.type}:${c?.reason}`;
+    };
+    expect(outcome("ate-apiserver", "servicedns.podcert.ate.dev/serving")).toBe("Issued");
+    // No opt-in: a serving signer refuses rather than issue a certificate without DNS names.
+    expect(outcome("atenet-router", "servicedns.podcert.ate.dev/serving")).toBe("Denied:InvalidUnverifiedUserAnnotations");
+    // The SPIFFE signer serves every namespace but kube-system, the tenant's included.
+    expect(outcome("app", "spiffe.podcert.ate.dev/service-account")).toBe("Issued");
+  });
+});

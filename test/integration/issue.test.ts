@@ -1,0 +1,175 @@
+// `podcert issue` on the fixture clusters, checking every certificate as a TLS peer would.
+import { X509Certificate } from "node:crypto";
+import { mkdtempSync, readFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { parseAllDocuments } from "yaml";
+import { beforeAll, describe, expect, it } from "vitest";
+import { EXPECTED_DENIALS } from "../../shared/cli/fixtures.js";
+import { terminalCondition, type PodCertificateRequest } from "../../shared/pcr/model.js";
+import { ATESYSTEM_SIGNER, EXPECTS_SERVICE_ANNOTATION, WORKERPOOL_SIGNER } from "../../shared/profiles/defaults.js";
+import { podcert } from "./cli.js";
+import { hasOpenssl, opensslVerify, requestSpki, splitPem, verifiesAgainst } from "./certs.js";
+
+const ISSUED = "test/fixtures/clusters/issued.yaml";
+const DENIED = "test/fixtures/clusters/denied.yaml";
+
+type Obj = { kind: string; metadata: { name: string; namespace?: string; labels?: Record<string, string> }; spec?: Record<string, unknown> };
+const fixtureObjects = (path: string) => parseAllDocuments(readFileSync(path, "utf8")).map((d) => d.toJSON() as Obj);
+
+let dir: string;
+let caPool: string;
+const bundles = new Map<string, string>();
+
+async function issue(cluster: string): Promise<PodCertificateRequest[]> {
+  const r = await podcert(["issue", "--cluster", cluster, "--ca-pool", caPool]);
+  expect(r.code, r.stderr).toBe(0);
+  const list = JSON.parse(r.stdout) as { kind: string; items: PodCertificateRequest[] };
+  expect(list.kind).toBe("List");
+  return list.items;
+}
+
+beforeAll(async () => {
+  dir = mkdtempSync(join(tmpdir(), "podcert-issue-"));
+  caPool = join(dir, "ca-pool.yaml");
+  const init = await podcert(["ca", "init", "--out", caPool]);
+  expect(init.code, init.stderr).toBe(0);
+  for (const signer of [ATESYSTEM_SIGNER, WORKERPOOL_SIGNER]) {
+    const b = await podcert(["ca", "bundle", "--ca-pool", caPool, "--signer", signer]);
+    expect(b.code, b.stderr).toBe(0);
+    bundles.set(signer, b.stdout);
+  }
+});
+
+/** The SANs a fixture PCR must get, from the fixture cluster's own Services and pods. */
+function expectedSans(pcr: PodCertificateRequest, objects: Obj[]): { uris: string[]; dns: string[] } {
+  const ns = pcr.metadata.namespace;
+  const uris = [`spiffe://cluster.local/ns/${ns}/sa/${pcr.spec.serviceAccountName}`];
+  const ask = pcr.spec.unverifiedUserAnnotations?.[EXPECTS_SERVICE_ANNOTATION];
+  if (ask === undefined) return { uris, dns: [] };
+  const pod = objects.find((o) => o.kind === "Pod" && o.metadata.namespace === ns && o.metadata.name === pcr.spec.podName)!;
+  const labels = pod.metadata.labels ?? {};
+  const services = objects.filter((o) => {
+    if (o.kind !== "Service" || o.metadata.namespace !== ns) return false;
+    const sel = (o.spec?.selector ?? {}) as Record<string, string>;
+    const type = (o.spec?.type as string | undefined) ?? "ClusterIP";
+    return type !== "ExternalName" && Object.keys(sel).length > 0 && Object.entries(sel).every(([k, v]) => labels[k] === v);
+  });
+  const wanted = ask === "true" ? services : services.filter((s) => ask.split(",").map((x) => x.trim()).includes(s.metadata.name));
+  const dns: string[] = [];
+  for (const s of wanted) {
+    dns.push(`${s.metadata.name}.${ns}.svc`, `${s.metadata.name}.${ns}.svc.cluster.local`);
+    const podSpec = (pod.spec ?? {}) as { hostname?: string; subdomain?: string };
+    if (s.spec?.clusterIP === "None" && podSpec.subdomain === s.metadata.name && podSpec.hostname) {
+      dns.push(`${podSpec.hostname}.${s.metadata.name}.${ns}.svc`, `${podSpec.hostname}.${s.metadata.name}.${ns}.svc.cluster.local`);
+    }
+  }
+  return { uris, dns };
+}
+
+function sanParts(cert: X509Certificate): { uris: string[]; dns: string[] } {
+  const parts = (cert.subjectAltName ?? "").split(", ").filter(Boolean);
+  return {
+    uris: parts.filter((p) => p.startsWith("URI:")).map((p) => p.slice(4)),
+    dns: parts.filter((p) => p.startsWith("DNS:")).map((p) => p.slice(4)),
+  };
+}
+
+describe("podcert issue on the issued fixture cluster", () => {
+  let pcrs: PodCertificateRequest[];
+  const objects = fixtureObjects(ISSUED);
+  beforeAll(async () => {
+    pcrs = await issue(ISSUED);
+  });
+
+  it("issues every request in the fixture", () => {
+    const fixturePcrs = objects.filter((o) => o.kind === "PodCertificateRequest");
+    expect(pcrs).toHaveLength(fixturePcrs.length);
+    for (const pcr of pcrs) expect(terminalCondition(pcr)?.type, `${pcr.metadata.name}: ${terminalCondition(pcr)?.message}`).toBe("Issued");
+  });
+
+  it("covers every key type, both public-key forms and both signers", () => {
+    expect(new Set(pcrs.map((p) => p.spec.signerName))).toEqual(new Set([ATESYSTEM_SIGNER, WORKERPOOL_SIGNER]));
+    expect(pcrs.some((p) => p.spec.stubPKCS10Request)).toBe(true);
+    expect(pcrs.some((p) => p.spec.pkixPublicKey)).toBe(true);
+  });
+
+  it("gives each certificate exactly the expected SANs, the request's key and the status times", () => {
+    for (const pcr of pcrs) {
+      const [leafPem] = splitPem(pcr.status?.certificateChain ?? "");
+      const leaf = new X509Certificate(leafPem!);
+      const want = expectedSans(pcr, objects);
+      const got = sanParts(leaf);
+      expect(got.uris, pcr.metadata.name).toEqual(want.uris);
+      expect([...got.dns].sort(), pcr.metadata.name).toEqual([...want.dns].sort());
+      expect(leaf.publicKey.export({ type: "spki", format: "der" }).equals(requestSpki(pcr)), pcr.metadata.name).toBe(true);
+      expect(new Date(leaf.validFrom).getTime()).toBe(new Date(pcr.status!.notBefore!).getTime());
+      expect(new Date(leaf.validTo).getTime()).toBe(new Date(pcr.status!.notAfter!).getTime());
+      expect(leaf.subject ?? "").toBe("");
+    }
+  });
+
+  it("chains every certificate to its own signer's trust bundle and never to the other's", () => {
+    for (const pcr of pcrs) {
+      const chain = pcr.status!.certificateChain!;
+      const other = pcr.spec.signerName === ATESYSTEM_SIGNER ? WORKERPOOL_SIGNER : ATESYSTEM_SIGNER;
+      expect(verifiesAgainst(chain, bundles.get(pcr.spec.signerName)!), pcr.metadata.name).toBe(true);
+      expect(verifiesAgainst(chain, bundles.get(other)!), pcr.metadata.name).toBe(false);
+    }
+  });
+
+  it.skipIf(!hasOpenssl)("passes openssl verify for TLS server and client use, only against its own signer's bundle", () => {
+    for (const pcr of pcrs) {
+      const chain = pcr.status!.certificateChain!;
+      for (const purpose of ["sslserver", "sslclient"] as const) {
+        const own = opensslVerify(chain, bundles.get(pcr.spec.signerName)!, purpose);
+        expect(own.ok, `${pcr.metadata.name} ${purpose}: ${own.output}`).toBe(true);
+      }
+      const other = pcr.spec.signerName === ATESYSTEM_SIGNER ? WORKERPOOL_SIGNER : ATESYSTEM_SIGNER;
+      expect(opensslVerify(chain, bundles.get(other)!, "sslclient").ok).toBe(false);
+    }
+  });
+
+  it("puts the pod-identity extension on workerpool certificates only", () => {
+    for (const pcr of pcrs) {
+      const text = new X509Certificate(splitPem(pcr.status!.certificateChain!)[0]!).toLegacyObject() as { ext_key_usage?: string[] };
+      expect(text.ext_key_usage).toEqual(expect.arrayContaining(["1.3.6.1.5.5.7.3.1", "1.3.6.1.5.5.7.3.2"]));
+      const der = new X509Certificate(splitPem(pcr.status!.certificateChain!)[0]!).raw;
+      // OID 1.3.6.1.4.1.32473.1.1 in DER
+      const oid = Buffer.from("06092b0601040181fd590101", "hex");
+      expect(der.includes(oid), pcr.metadata.name).toBe(pcr.spec.signerName === WORKERPOOL_SIGNER);
+      if (pcr.spec.signerName === WORKERPOOL_SIGNER) {
+        for (const field of [pcr.spec.podName, pcr.spec.podUID, pcr.spec.nodeName, pcr.spec.nodeUID, pcr.spec.serviceAccountUID]) {
+          expect(der.includes(Buffer.from(field))).toBe(true);
+        }
+      }
+    }
+  });
+});
+
+describe("podcert issue on the denied fixture cluster", () => {
+  let pcrs: PodCertificateRequest[];
+  beforeAll(async () => {
+    pcrs = await issue(DENIED);
+  });
+
+  it.each(Object.entries(EXPECTED_DENIALS).map(([name, reason]) => ({ name, reason })))("$name ends as $reason", ({ name, reason }) => {
+    const pcr = pcrs.find((p) => p.metadata.name === `req-${name}`);
+    expect(pcr).toBeDefined();
+    const c = terminalCondition(pcr!);
+    if (reason === "Pending") {
+      expect(c).toBeUndefined();
+      expect(pcr!.status ?? {}).toEqual({});
+      return;
+    }
+    expect(c?.type).toBe("Denied");
+    expect(c?.reason).toBe(reason);
+    expect(c?.message.length).toBeGreaterThan(10);
+    expect(pcr!.status?.certificateChain ?? "").toBe("");
+  });
+
+  it("names a supported key type when it refuses one", () => {
+    const c = terminalCondition(pcrs.find((p) => p.metadata.name === "req-rsa2048")!);
+    expect(c?.message).toMatch(/ECDSAP256/);
+  });
+});

@@ -1,0 +1,82 @@
+// A function bundle served over HTTP as Knative runs it, against the embedded API server.
+import { spawn, type ChildProcess } from "node:child_process";
+import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { parseClusterFile } from "../../shared/apiserver/cluster-file.js";
+import { startApiServer, type EmbeddedApiServer } from "../../shared/apiserver/server.js";
+import { EVENT_TYPES } from "../../shared/events/types.js";
+import { podcert } from "./cli.js";
+
+let dir: string;
+let api: EmbeddedApiServer;
+const children: ChildProcess[] = [];
+
+async function serve(fn: string, env: Record<string, string> = {}): Promise<{ url: string; child: ChildProcess; stderr: () => string }> {
+  const child = spawn(process.execPath, [`dist/${fn}.mjs`], {
+    env: { ...process.env, PORT: "0", KUBECONFIG: join(dir, "kubeconfig"), PODCERT_KEYS_DIR: join(dir, "keys", fn), ...env },
+    stdio: ["ignore", "ignore", "pipe"],
+  });
+  children.push(child);
+  let stderr = "";
+  const port = await new Promise<number>((resolve, reject) => {
+    child.stderr!.on("data", (d: Buffer) => {
+      stderr += d.toString();
+      const m = /"msg":"listening","function":"[a-z-]+","port":(\d+)/.exec(stderr);
+      if (m) resolve(Number(m[1]));
+    });
+    child.on("exit", (code) => reject(new Error(`${fn} exited ${code}: ${stderr}`)));
+  });
+  return { url: `http://127.0.0.1:${port}`, child, stderr: () => stderr };
+}
+
+beforeAll(async () => {
+  dir = mkdtempSync(join(tmpdir(), "podcert-serve-"));
+  api = await startApiServer({ objects: parseClusterFile(readFileSync("test/fixtures/clusters/issued.yaml", "utf8")) });
+  writeFileSync(join(dir, "kubeconfig"), api.kubeconfig());
+  expect((await podcert(["keys", "init", "--out", join(dir, "keys")])).code).toBe(0);
+  expect((await podcert(["ca", "init", "--out", join(dir, "ca.yaml")])).code).toBe(0);
+});
+
+afterAll(async () => {
+  for (const c of children) if (c.exitCode === null) c.kill("SIGKILL");
+  await api?.stop();
+});
+
+describe("a function served over HTTP", () => {
+  it("answers a structured-mode event with a binary-mode reply, then drains on SIGTERM", async () => {
+    const validate = await serve("validate");
+    expect((await fetch(`${validate.url}/healthz`)).status).toBe(200);
+    const event = readFileSync("test/fixtures/events/issued/api-ecdsap256.json", "utf8");
+    const res = await fetch(validate.url, { method: "POST", headers: { "content-type": "application/cloudevents+json" }, body: event });
+    expect(res.status).toBe(200);
+    expect(res.headers.get("ce-type")).toBe(EVENT_TYPES.validated);
+    expect(res.headers.get("ce-source")).toBe("/podcert/validate");
+    const data = (await res.json()) as { pcr: { name: string }; attestations: { validate?: string } };
+    expect(data.pcr.name).toBe("req-api-ecdsap256");
+    expect(data.attestations.validate).toMatch(/^ey/);
+
+    const exited = new Promise<number | null>((resolve) => validate.child.on("exit", (code) => resolve(code)));
+    validate.child.kill("SIGTERM");
+    expect(await exited).toBe(0);
+  });
+
+  it("answers 400 to something that is not a CloudEvent and 401 to an unsigned hand-off", async () => {
+    const sign = await serve("sign", { PODCERT_CA_POOL: join(dir, "ca.yaml") });
+    const garbage = await fetch(sign.url, { method: "POST", headers: { "content-type": "application/json" }, body: "{}" });
+    expect(garbage.status).toBe(400);
+    const unsigned = await fetch(sign.url, {
+      method: "POST",
+      headers: { "content-type": "application/json", "ce-specversion": "1.0", "ce-id": "x1", "ce-source": "/attacker", "ce-type": EVENT_TYPES.sansDerived },
+      body: JSON.stringify({ pcr: { namespace: "ate-system", name: "req-api-ecdsap256", uid: "44444444-0000-4000-8000-000000000007" }, signerName: "atesystem.podcert.ate.dev/identity", attestations: {} }),
+    });
+    expect(unsigned.status).toBe(401);
+    const pcr = api.store.get("podcertificaterequests", "ate-system", "req-api-ecdsap256") as { status?: unknown } | undefined;
+    expect(pcr?.status ?? {}).toEqual({});
+  });
+
+  it("refuses to start without its step keys, naming what is missing", async () => {
+    await expect(serve("deny", { PODCERT_KEYS_DIR: join(dir, "nowhere") })).rejects.toThrow(/exited 78.*step key of deny/s);
+  });
+});

@@ -1,0 +1,458 @@
+import "reflect-metadata";
+import * as x509 from "@peculiar/x509";
+import { spawnSync } from "node:child_process";
+import { createHash, createPrivateKey, KeyObject, webcrypto, X509Certificate } from "node:crypto";
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { inspect } from "node:util";
+import fc from "fast-check";
+import { beforeAll, describe, expect, it } from "vitest";
+import { ConfigError } from "../../../shared/errors.js";
+import { CA_KEY_ALGORITHMS, createCa, type CaKeyAlgorithm } from "../../../shared/ca/pool.js";
+import { KEY_TYPES, type KeyType } from "../../../shared/pcr/model.js";
+import {
+  podIdentityExtensionValue,
+  readChildren,
+  readSingle,
+  sequence,
+  utf8String,
+} from "../../../shared/x509/der.js";
+import { issueLeaf, prepareCaSigner, type CaSigner, type LeafTemplate } from "../../../shared/x509/leaf.js";
+import { pemDecodeAll } from "../../../shared/x509/pem.js";
+import { generateRequestKeyPair, type RequestKeyPair } from "../../../shared/x509/request-generator.js";
+
+const hasOpenssl = spawnSync("openssl", ["version"]).status === 0;
+const subtle = webcrypto.subtle;
+
+interface TestCa {
+  alg: CaKeyAlgorithm;
+  certificatePem: string;
+  privateKeyPem: string;
+  signer: CaSigner;
+}
+
+const cas = {} as Record<CaKeyAlgorithm, TestCa>;
+const reqKeys = {} as Record<KeyType, RequestKeyPair>;
+const NOW = new Date();
+
+beforeAll(async () => {
+  for (const alg of CA_KEY_ALGORITHMS) {
+    const ca = await createCa({ signerName: `example.com/${alg.toLowerCase()}`, keyAlgorithm: alg, validityDays: 30, now: NOW });
+    cas[alg] = {
+      alg,
+      certificatePem: ca.certificate,
+      privateKeyPem: ca.privateKey,
+      signer: prepareCaSigner(ca.certificate, createPrivateKey(ca.privateKey)),
+    };
+  }
+  for (const t of KEY_TYPES) reqKeys[t] = generateRequestKeyPair(t);
+}, 180_000);
+
+function template(t: KeyType, over: Partial<LeafTemplate> = {}): LeafTemplate {
+  return {
+    spkiDer: reqKeys[t].spkiDer,
+    keyType: t,
+    uris: ["spiffe://cluster.local/ns/default/sa/web"],
+    dnsNames: ["web.default.svc", "web.default.svc.cluster.local"],
+    notBefore: new Date(NOW.getTime() - 30_000 + 123),
+    notAfter: new Date(NOW.getTime() + 3_600_000 + 789),
+    ...over,
+  };
+}
+
+const trunc = (d: Date) => new Date(Math.floor(d.getTime() / 1000) * 1000);
+
+const SIG_ALG_HEX: Record<CaKeyAlgorithm, string> = {
+  ECDSAP256: "300a06082a8648ce3d040302",
+  ECDSAP384: "300a06082a8648ce3d040303",
+  ECDSAP521: "300a06082a8648ce3d040304",
+  RSA3072: "300d06092a864886f70d01010b0500",
+  RSA4096: "300d06092a864886f70d01010b0500",
+  ED25519: "300506032b6570",
+};
+
+function tmp(files: Record<string, string>): Record<string, string> {
+  const dir = mkdtempSync(join(tmpdir(), "podcert-leaf-"));
+  const out: Record<string, string> = {};
+  for (const [name, content] of Object.entries(files)) {
+    out[name] = join(dir, name);
+    writeFileSync(out[name]!, content);
+  }
+  return out;
+}
+
+function opensslVerify(rootPem: string, leafPem: string, untrustedPem?: string, extra: string[] = []) {
+  const f = tmp({ "root.pem": rootPem, "leaf.pem": leafPem, ...(untrustedPem ? { "untrusted.pem": untrustedPem } : {}) });
+  const args = ["verify", "-x509_strict", ...extra, "-CAfile", f["root.pem"]!];
+  if (untrustedPem) args.push("-untrusted", f["untrusted.pem"]!);
+  args.push(f["leaf.pem"]!);
+  const r = spawnSync("openssl", args, { encoding: "utf8" });
+  return { ok: r.status === 0, out: r.stdout + r.stderr };
+}
+
+/** The subjectPublicKey BIT STRING content (without the unused-bits octet). */
+function subjectPublicKeyBits(spki: Buffer): Buffer {
+  const [, bits] = readChildren(spki, readSingle(spki, 0x30));
+  expect(spki[bits!.valueStart]).toBe(0);
+  return spki.subarray(bits!.valueStart + 1, bits!.end);
+}
+
+/** The TLVs of a certificate's tbsCertificate. */
+function tbsParts(der: Buffer) {
+  const [tbs] = readChildren(der, readSingle(der, 0x30));
+  return readChildren(der, tbs!).map((t) => der.subarray(t.start, t.end));
+}
+
+describe.each(CA_KEY_ALGORITHMS)("issueLeaf with a %s CA", (caAlg) => {
+  it.each(KEY_TYPES)("issues a valid leaf for a %s request key", (t) => {
+    const ca = cas[caAlg];
+    const tpl = template(t);
+    const leaf = issueLeaf(ca.signer, tpl);
+
+    // node:crypto (OpenSSL) view
+    const cert = new X509Certificate(leaf.der);
+    const caCert = new X509Certificate(ca.certificatePem);
+    expect(cert.verify(caCert.publicKey)).toBe(true);
+    expect(cert.checkIssued(caCert)).toBe(true);
+    expect(cert.subject ?? "").toBe(""); // node reports an empty subject as undefined
+    expect(cert.issuer).toBe(caCert.subject);
+    expect(cert.ca).toBe(false);
+    expect(cert.subjectAltName).toBe(
+      "URI:spiffe://cluster.local/ns/default/sa/web, DNS:web.default.svc, DNS:web.default.svc.cluster.local",
+    );
+    expect(cert.publicKey.export({ type: "spki", format: "der" }).equals(reqKeys[t].spkiDer)).toBe(true);
+    expect(cert.validFromDate.getTime()).toBe(trunc(tpl.notBefore).getTime());
+    expect(cert.validToDate.getTime()).toBe(trunc(tpl.notAfter).getTime());
+    expect(cert.serialNumber.toLowerCase()).toBe(leaf.serialHex);
+    expect(cert.fingerprint256.replace(/:/g, "").toLowerCase()).toBe(leaf.fingerprintSha256);
+    expect(leaf.pem).toBe(cert.toString());
+    expect(leaf.chainPem).toBe(leaf.pem); // a root CA: the chain is the leaf alone
+
+    // exact bytes: v3, issuer = CA subject bytes, empty subject, SPKI copied, signature algorithm
+    const parts = tbsParts(leaf.der);
+    expect(parts[0]!.toString("hex")).toBe("a003020102");
+    const caParts = tbsParts(ca.signer.certDer);
+    expect(parts[3]!.equals(caParts[5]!)).toBe(true);
+    expect(parts[5]!.toString("hex")).toBe("3000");
+    expect(parts[6]!.equals(reqKeys[t].spkiDer)).toBe(true);
+    expect(parts[2]!.toString("hex")).toBe(SIG_ALG_HEX[caAlg]);
+
+    // @peculiar/x509 view
+    const p = new x509.X509Certificate(leaf.der);
+    const san = p.getExtension(x509.SubjectAlternativeNameExtension)!;
+    expect(san.critical).toBe(true);
+    expect(san.names.items.map((n) => `${n.type}:${n.value}`)).toEqual([
+      "url:spiffe://cluster.local/ns/default/sa/web",
+      "dns:web.default.svc",
+      "dns:web.default.svc.cluster.local",
+    ]);
+    const bc = p.getExtension(x509.BasicConstraintsExtension)!;
+    expect(bc.critical).toBe(true);
+    expect(bc.ca).toBe(false);
+    const ku = p.getExtension(x509.KeyUsagesExtension)!;
+    expect(ku.critical).toBe(true);
+    const rsa = t === "RSA3072" || t === "RSA4096";
+    expect(ku.usages).toBe(
+      rsa ? x509.KeyUsageFlags.digitalSignature | x509.KeyUsageFlags.keyEncipherment : x509.KeyUsageFlags.digitalSignature,
+    );
+    const eku = p.getExtension(x509.ExtendedKeyUsageExtension)!;
+    expect(eku.critical).toBe(false);
+    expect(eku.usages).toEqual([x509.ExtendedKeyUsage.serverAuth, x509.ExtendedKeyUsage.clientAuth]);
+    const caP = new x509.X509Certificate(ca.certificatePem);
+    const caSki = caP.getExtension(x509.SubjectKeyIdentifierExtension)!.keyId;
+    const aki = p.getExtension(x509.AuthorityKeyIdentifierExtension)!;
+    expect(aki.critical).toBe(false);
+    expect(aki.keyId).toBe(caSki);
+    expect(ca.signer.subjectKeyId.toString("hex")).toBe(caSki);
+    const ski = p.getExtension(x509.SubjectKeyIdentifierExtension)!;
+    expect(ski.critical).toBe(false);
+    expect(ski.keyId).toBe(createHash("sha1").update(subjectPublicKeyBits(reqKeys[t].spkiDer)).digest("hex"));
+    expect(p.serialNumber).toMatch(/^[0-7][0-9a-f]{31}$/);
+    expect(p.serialNumber).not.toMatch(/^0{32}$/);
+    expect(p.extensions.map((e) => e.type).sort()).toEqual(
+      ["2.5.29.14", "2.5.29.15", "2.5.29.17", "2.5.29.19", "2.5.29.35", "2.5.29.37"].sort(),
+    );
+  });
+
+  it.skipIf(!hasOpenssl)("openssl verifies leaves for every request key type (strict, TLS client and server)", () => {
+    const ca = cas[caAlg];
+    for (const t of KEY_TYPES) {
+      const leaf = issueLeaf(ca.signer, template(t, { notBefore: new Date(Date.now() - 60_000) }));
+      for (const purpose of ["sslclient", "sslserver"]) {
+        const r = opensslVerify(ca.signer.rootPem, leaf.pem, undefined, ["-purpose", purpose]);
+        expect(r.ok, `${t} ${purpose}: ${r.out}`).toBe(true);
+      }
+      const f = tmp({ "leaf.pem": leaf.pem });
+      const text = spawnSync("openssl", ["x509", "-noout", "-text", "-in", f["leaf.pem"]!], { encoding: "utf8" }).stdout;
+      expect(text).toMatch(/Version: 3 \(0x2\)/);
+      expect(text).toMatch(/X509v3 Subject Alternative Name: critical\n\s+URI:spiffe:\/\/cluster\.local\/ns\/default\/sa\/web, DNS:web\.default\.svc/);
+      expect(text).toMatch(/X509v3 Basic Constraints: critical\n\s+CA:FALSE/);
+      expect(text).toMatch(
+        t.startsWith("RSA")
+          ? /X509v3 Key Usage: critical\n\s+Digital Signature, Key Encipherment\n/
+          : /X509v3 Key Usage: critical\n\s+Digital Signature\n/,
+      );
+      expect(text).toMatch(/X509v3 Extended Key Usage: *\n\s+TLS Web Server Authentication, TLS Web Client Authentication/);
+      expect(text).toMatch(/Subject: *\n/);
+    }
+  });
+});
+
+describe("issueLeaf details", () => {
+  it("computes the subjectKeyIdentifier as SHA-1 of the subjectPublicKey bits", () => {
+    const t = "ECDSAP256";
+    const leaf = issueLeaf(cas.ECDSAP256.signer, template(t));
+    const ski = new x509.X509Certificate(leaf.der).getExtension(x509.SubjectKeyIdentifierExtension)!;
+    const spki = reqKeys[t].spkiDer;
+    const point = spki.subarray(spki.length - 65); // uncompressed P-256 point: the BIT STRING content
+    expect(point[0]).toBe(0x04);
+    expect(ski.keyId).toBe(createHash("sha1").update(point).digest("hex"));
+  });
+
+  it("uses GeneralizedTime from 2050 and truncates milliseconds", () => {
+    const notBefore = new Date("2049-12-31T23:59:59.999Z");
+    const notAfter = new Date("2050-01-01T01:00:00.500Z");
+    const leaf = issueLeaf(cas.ECDSAP256.signer, template("ED25519", { notBefore, notAfter }));
+    const validity = tbsParts(leaf.der)[4]!;
+    expect(validity.toString("hex")).toBe(
+      "3020" + "170d" + Buffer.from("491231235959Z").toString("hex") + "180f" + Buffer.from("20500101010000Z").toString("hex"),
+    );
+    const cert = new X509Certificate(leaf.der);
+    expect(cert.validFromDate.toISOString()).toBe("2049-12-31T23:59:59.000Z");
+    expect(cert.validToDate.toISOString()).toBe("2050-01-01T01:00:00.000Z");
+  });
+
+  it("makes random, positive, 16-byte, unique serial numbers", () => {
+    const seen = new Set<string>();
+    for (let i = 0; i < 600; i++) {
+      const leaf = issueLeaf(cas.ED25519.signer, template("ED25519"));
+      const serialTlv = tbsParts(leaf.der)[1]!;
+      expect(serialTlv[0]).toBe(0x02);
+      expect(serialTlv[1]).toBe(16);
+      expect(serialTlv[2]! & 0x80).toBe(0);
+      expect(serialTlv[2]).not.toBe(0);
+      expect(serialTlv.subarray(2).toString("hex")).toBe(leaf.serialHex);
+      seen.add(leaf.serialHex);
+    }
+    expect(seen.size).toBe(600);
+  });
+
+  it("adds extra extensions with their criticality and exact value", () => {
+    const value = podIdentityExtensionValue(["pod", "uid", "node", "nodeuid", "sauid"]);
+    const leaf = issueLeaf(
+      cas.ECDSAP384.signer,
+      template("ECDSAP256", {
+        extensions: [
+          { oid: "1.3.6.1.4.1.32473.1.1", critical: false, valueDer: value },
+          { oid: "1.3.6.1.4.1.32473.1.2", critical: true, valueDer: sequence(utf8String("x")) },
+        ],
+      }),
+    );
+    const p = new x509.X509Certificate(leaf.der);
+    const e1 = p.getExtension("1.3.6.1.4.1.32473.1.1")!;
+    expect(e1.critical).toBe(false);
+    expect(Buffer.from(e1.value).equals(value)).toBe(true);
+    expect(p.getExtension("1.3.6.1.4.1.32473.1.2")!.critical).toBe(true);
+    expect(new X509Certificate(leaf.der).verify(cas.ECDSAP384.signer.publicKey)).toBe(true);
+  });
+
+  it("refuses extension OIDs Go cannot parse, duplicates and non-DER values", () => {
+    const uuidOid = "2.25." + BigInt("0xf81d4fae7dec11d0a76500a0c91e6bf6").toString();
+    const ok = sequence();
+    const issue = (extensions: LeafTemplate["extensions"]) =>
+      issueLeaf(cas.ECDSAP256.signer, template("ECDSAP256", { extensions }));
+    expect(() => issue([{ oid: uuidOid, critical: false, valueDer: ok }])).toThrow(/2\^31/);
+    expect(() => issue([{ oid: "1.2..3", critical: false, valueDer: ok }])).toThrow(/dotted-decimal/);
+    expect(() => issue([{ oid: "2.5.29.17", critical: false, valueDer: ok }])).toThrow(/duplicates/);
+    expect(() =>
+      issue([
+        { oid: "1.3.6.1.4.1.32473.1.1", critical: false, valueDer: ok },
+        { oid: "1.3.6.1.4.1.32473.1.1", critical: false, valueDer: ok },
+      ]),
+    ).toThrow(/duplicates/);
+    expect(() => issue([{ oid: "1.3.6.1.4.1.32473.1.1", critical: false, valueDer: Buffer.from("3000ff", "hex") }])).toThrow(
+      /not one DER element/,
+    );
+  });
+
+  it("refuses templates that cannot make a valid leaf", () => {
+    const s = cas.ECDSAP256.signer;
+    expect(() => issueLeaf(s, template("ECDSAP256", { uris: [], dnsNames: [] }))).toThrow(/at least one/);
+    expect(() => issueLeaf(s, template("ECDSAP256", { dnsNames: ["bücher.example"] }))).toThrow(/non-ASCII/);
+    expect(() => issueLeaf(s, template("ECDSAP256", { dnsNames: [""] }))).toThrow(/empty/);
+    const at = new Date("2030-01-01T00:00:00.100Z");
+    expect(() => issueLeaf(s, template("ECDSAP256", { notBefore: at, notAfter: new Date("2030-01-01T00:00:00.900Z") }))).toThrow(
+      /after notBefore/, // equal once truncated to whole seconds
+    );
+    expect(() => issueLeaf(s, template("ECDSAP256", { notBefore: at, notAfter: new Date("2029-01-01T00:00:00Z") }))).toThrow(
+      /after notBefore/,
+    );
+    expect(() => issueLeaf(s, template("ECDSAP256", { notBefore: new Date(NaN) }))).toThrow(/valid Date/);
+    expect(() => issueLeaf(s, template("ECDSAP256", { spkiDer: Buffer.from("3000ff", "hex") }))).toThrow(/SubjectPublicKeyInfo/);
+  });
+
+  it("round-trips random validity periods and names through node's X.509 parser (property)", () => {
+    const date = fc.date({ min: new Date("1950-01-01T00:00:00Z"), max: new Date("9999-12-31T00:00:00Z"), noInvalidDate: true });
+    const label = fc.stringMatching(/^[a-z0-9]([a-z0-9-]{0,20}[a-z0-9])?$/);
+    fc.assert(
+      fc.property(date, fc.integer({ min: 1, max: 10 ** 9 }), fc.array(label, { minLength: 1, maxLength: 12 }), (nb, lifeSec, names) => {
+        const notBefore = nb;
+        const notAfter = new Date(Math.floor(nb.getTime() / 1000) * 1000 + lifeSec * 1000);
+        fc.pre(notAfter.getUTCFullYear() <= 9999);
+        const dnsNames = names.map((n, i) => `${n}.n${i}.example`);
+        const leaf = issueLeaf(cas.ECDSAP256.signer, template("ECDSAP256", { notBefore, notAfter, dnsNames }));
+        const cert = new X509Certificate(leaf.der);
+        expect(cert.validFromDate.getTime()).toBe(trunc(notBefore).getTime());
+        expect(cert.validToDate.getTime()).toBe(notAfter.getTime());
+        expect(cert.subjectAltName).toBe(
+          ["URI:spiffe://cluster.local/ns/default/sa/web", ...dnsNames.map((d) => `DNS:${d}`)].join(", "),
+        );
+        expect(cert.verify(cas.ECDSAP256.signer.publicKey)).toBe(true);
+      }),
+      { numRuns: 150 },
+    );
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+// Chains with intermediates
+// ---------------------------------------------------------------------------------------------
+
+interface PCa {
+  cert: x509.X509Certificate;
+  keys: webcrypto.CryptoKeyPair;
+  pem: string;
+  privateKey: KeyObject;
+}
+
+const EC = { name: "ECDSA", namedCurve: "P-256", hash: "SHA-256" };
+
+async function peculiarCa(name: string, issuer?: PCa, opts: { ca?: boolean } = {}): Promise<PCa> {
+  const keys = (await subtle.generateKey(EC, true, ["sign", "verify"])) as webcrypto.CryptoKeyPair;
+  const isCa = opts.ca ?? true;
+  const extensions: x509.Extension[] = [
+    new x509.BasicConstraintsExtension(isCa, undefined, true),
+    new x509.KeyUsagesExtension(
+      isCa ? x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign : x509.KeyUsageFlags.digitalSignature,
+      true,
+    ),
+    await x509.SubjectKeyIdentifierExtension.create(keys.publicKey),
+  ];
+  const notBefore = new Date(Date.now() - 3_600_000);
+  const notAfter = new Date(Date.now() + 30 * 86_400_000);
+  let cert: x509.X509Certificate;
+  if (issuer) {
+    extensions.push(await x509.AuthorityKeyIdentifierExtension.create(issuer.keys.publicKey));
+    cert = await x509.X509CertificateGenerator.create({
+      serialNumber: "01" + Buffer.from(name).toString("hex").slice(0, 20),
+      subject: `CN=${name}`,
+      issuer: issuer.cert.subject,
+      notBefore,
+      notAfter,
+      signingAlgorithm: EC,
+      publicKey: keys.publicKey,
+      signingKey: issuer.keys.privateKey,
+      extensions,
+    });
+  } else {
+    cert = await x509.X509CertificateGenerator.createSelfSigned({
+      serialNumber: "02" + Buffer.from(name).toString("hex").slice(0, 20),
+      name: `CN=${name}`,
+      notBefore,
+      notAfter,
+      signingAlgorithm: EC,
+      keys,
+      extensions,
+    });
+  }
+  return { cert, keys, pem: cert.toString("pem") + "\n", privateKey: KeyObject.from(keys.privateKey) };
+}
+
+const norm = (pem: string) => pemDecodeAll(pem).map((b) => b.der.toString("base64"));
+
+describe("CAs with intermediates", () => {
+  let root: PCa, int1: PCa, int2: PCa, stranger: PCa;
+  beforeAll(async () => {
+    root = await peculiarCa("Test Root");
+    int1 = await peculiarCa("Intermediate 1", root);
+    int2 = await peculiarCa("Issuing CA", int1);
+    stranger = await peculiarCa("Stranger Root");
+  });
+
+  it("sends the issuing CA and intermediates, never the root (root given last)", () => {
+    const signer = prepareCaSigner(int2.pem, int2.privateKey, int1.pem + root.pem);
+    expect(norm(signer.intermediatesPem)).toEqual(norm(int2.pem + int1.pem));
+    expect(norm(signer.rootPem)).toEqual(norm(root.pem));
+    const leaf = issueLeaf(signer, template("ECDSAP384", { notBefore: new Date(Date.now() - 1000) }));
+    expect(norm(leaf.chainPem)).toEqual(norm(leaf.pem + int2.pem + int1.pem));
+    if (hasOpenssl) {
+      const r = opensslVerify(root.pem, leaf.pem, int2.pem + int1.pem);
+      expect(r.ok, r.out).toBe(true);
+      // and the chain as issued is exactly what a client needs
+      const tail = leaf.chainPem.slice(leaf.pem.length);
+      expect(opensslVerify(root.pem, leaf.pem, tail).ok).toBe(true);
+      expect(opensslVerify(root.pem, leaf.pem).ok).toBe(false); // without the intermediates it cannot chain
+    }
+  });
+
+  it("handles a two-level chain and intermediates without the root", () => {
+    const two = prepareCaSigner(int1.pem, int1.privateKey, root.pem);
+    expect(norm(two.intermediatesPem)).toEqual(norm(int1.pem));
+    expect(norm(two.rootPem)).toEqual(norm(root.pem));
+    const noRoot = prepareCaSigner(int2.pem, int2.privateKey, int1.pem);
+    expect(norm(noRoot.intermediatesPem)).toEqual(norm(int2.pem + int1.pem));
+    expect(norm(noRoot.rootPem)).toEqual(norm(int1.pem));
+    const leaf = issueLeaf(noRoot, template("RSA3072", { notBefore: new Date(Date.now() - 1000) }));
+    if (hasOpenssl) {
+      const r = opensslVerify(int1.pem, leaf.pem, int2.pem, ["-partial_chain"]);
+      expect(r.ok, r.out).toBe(true);
+    }
+    const alone = prepareCaSigner(int2.pem, int2.privateKey);
+    expect(alone.intermediatesPem).toBe("");
+    expect(norm(alone.rootPem)).toEqual(norm(int2.pem));
+  });
+
+  it("refuses broken chains, non-CA certificates and mismatched keys with ConfigError", () => {
+    expect(() => prepareCaSigner(int2.pem, int2.privateKey, stranger.pem)).toThrow(ConfigError);
+    expect(() => prepareCaSigner(int2.pem, int2.privateKey, root.pem + int1.pem)).toThrow(/self-signed|not issued/);
+    expect(() => prepareCaSigner(root.pem, root.privateKey, int1.pem)).toThrow(/self-signed, so it cannot have intermediates/);
+    expect(() => prepareCaSigner(int2.pem, int1.privateKey)).toThrow(/does not match/);
+    const leafCa = issueLeaf(prepareCaSigner(root.pem, root.privateKey), template("ECDSAP256"));
+    expect(() => prepareCaSigner(leafCa.pem, createPrivateKey({ key: reqKeys.ECDSAP256.privateKey.export({ type: "pkcs8", format: "pem" }) }))).toThrow(
+      /not a CA certificate/,
+    );
+    expect(() => prepareCaSigner(root.pem + int1.pem, root.privateKey)).toThrow(/exactly one CERTIFICATE/);
+    expect(() => prepareCaSigner(root.pem, root.privateKey, "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n")).toThrow(
+      /only CERTIFICATE/,
+    );
+    expect(() => prepareCaSigner(root.pem, root.cert.publicKey as unknown as KeyObject)).toThrow(ConfigError);
+  });
+
+  it("accepts DER and PEM for the CA certificate", () => {
+    const a = prepareCaSigner(Buffer.from(root.cert.rawData), root.privateKey);
+    const b = prepareCaSigner(root.pem, root.privateKey);
+    expect(a.certDer.equals(b.certDer)).toBe(true);
+    expect(a.issuerNameDer.equals(b.issuerNameDer)).toBe(true);
+  });
+});
+
+describe("CaSigner secrecy", () => {
+  it("keeps the private key out of JSON, inspect and own properties", () => {
+    const ca = cas.ECDSAP256;
+    const signer = ca.signer;
+    const jwkD = (signer.privateKey.export({ format: "jwk" }) as { d: string }).d;
+    const raw = Buffer.from(jwkD, "base64url");
+    const secrets = [jwkD, raw.toString("base64").replace(/=+$/, ""), raw.toString("hex")];
+    const views = [
+      JSON.stringify(signer),
+      JSON.stringify({ ...signer }),
+      inspect(signer, { showHidden: true, depth: Infinity, getters: true }),
+      inspect({ ...signer }, { showHidden: true, depth: Infinity }),
+      String(signer),
+    ];
+    for (const v of views) for (const secret of secrets) expect(v).not.toContain(secret);
+    expect(Object.keys(signer)).not.toContain("privateKey");
+    expect(signer.privateKey.type).toBe("private");
+  });
+});
