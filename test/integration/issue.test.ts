@@ -136,7 +136,7 @@ describe("podcert issue on the issued fixture cluster", () => {
       expect(text.ext_key_usage).toEqual(expect.arrayContaining(["1.3.6.1.5.5.7.3.1", "1.3.6.1.5.5.7.3.2"]));
       const der = new X509Certificate(splitPem(pcr.status!.certificateChain!)[0]!).raw;
       // OID 1.3.6.1.4.1.32473.1.1 in DER
-      const oid = Buffer.from("06092b0601040181fd590101", "hex");
+      const oid = Buffer.from("060a2b0601040181fd590101", "hex");
       expect(der.includes(oid), pcr.metadata.name).toBe(pcr.spec.signerName === WORKERPOOL_SIGNER);
       if (pcr.spec.signerName === WORKERPOOL_SIGNER) {
         for (const field of [pcr.spec.podName, pcr.spec.podUID, pcr.spec.nodeName, pcr.spec.nodeUID, pcr.spec.serviceAccountUID]) {
