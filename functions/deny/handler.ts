@@ -16,6 +16,7 @@ import { logDecision, readPendingPcr, recordPcrEvent, writeStatus } from "../../
 export const deny: FunctionDefinition = {
   step: "deny",
   consumes: [EVENT_TYPES.denied],
+  emits: [],
 
   async handle(event, ctx) {
     const data = readStepEventData(event);

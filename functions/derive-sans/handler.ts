@@ -17,6 +17,7 @@ import { handOn, logDecision } from "../../shared/runtime/steps.js";
 export const deriveSans: FunctionDefinition = {
   step: "derive-sans",
   consumes: [EVENT_TYPES.validated],
+  emits: [EVENT_TYPES.sansDerived, EVENT_TYPES.denied],
 
   async handle(event, ctx) {
     const data = readStepEventData(event);

@@ -23,6 +23,7 @@ import { readRequestKey } from "../../shared/x509/request-key.js";
 export const sign: FunctionDefinition = {
   step: "sign",
   consumes: [EVENT_TYPES.sansDerived],
+  emits: [EVENT_TYPES.issued],
 
   async handle(event, ctx) {
     const data = readStepEventData(event);

@@ -14,6 +14,7 @@ import { handOn, logDecision, readPendingPcr } from "../../shared/runtime/steps.
 export const validate: FunctionDefinition = {
   step: "validate",
   consumes: [EVENT_TYPES.apiServerAdd, EVENT_TYPES.apiServerUpdate, EVENT_TYPES.resync],
+  emits: [EVENT_TYPES.validated, EVENT_TYPES.denied],
 
   async handle(event, ctx) {
     const trigger = readPcrTrigger(event);

@@ -26,6 +26,8 @@ export interface FunctionContext {
 export interface FunctionDefinition {
   step: StepName;
   consumes: readonly string[];
+  /** Every event type its replies can have (the Triggers must route each to a consumer, or end it). */
+  emits: readonly string[];
   handle(event: PodcertEvent, ctx: FunctionContext): Promise<PodcertEvent | undefined>;
 }
 

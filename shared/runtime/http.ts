@@ -41,7 +41,10 @@ export async function dispatch(def: FunctionDefinition, ctx: FunctionContext, ev
   }
   try {
     const reply = await def.handle(event, ctx);
-    return reply === undefined ? { status: 204 } : { status: 200, reply };
+    if (reply === undefined) return { status: 204 };
+    // The Triggers are wired from `emits`; a reply outside it would go nowhere.
+    if (!def.emits.includes(reply.type)) throw new Error(`${def.step} replied with undeclared event type ${reply.type}`);
+    return { status: 200, reply };
   } catch (e) {
     return { status: statusForError(e), error: e };
   }
