@@ -104,6 +104,12 @@ export const sign: FunctionDefinition = {
       dnsNames,
       signSeconds,
     });
+    const created = pcr.metadata.creationTimestamp ? Date.parse(pcr.metadata.creationTimestamp) : Number.NaN;
+    ctx.metrics?.issued({
+      signer: profile.name,
+      signSeconds,
+      ...(Number.isNaN(created) ? {} : { secondsSinceCreation: (Date.now() - created) / 1000 }),
+    });
     await recordPcrEvent(ctx, pcr, "Normal", "Issued", `Issued certificate serial ${leaf.serialHex} valid until ${status.notAfter ?? "?"}`);
     return handOn(ctx, event, {
       type: EVENT_TYPES.issued,

@@ -10,6 +10,7 @@ import type { PodcertEvent, StepName } from "../events/types.js";
 import type { ClusterApi } from "../kube/cluster.js";
 import type { SignerConfig } from "../profiles/config.js";
 import type { Logger } from "./log.js";
+import type { Metrics } from "./metrics.js";
 
 export interface FunctionContext {
   config: SignerConfig;
@@ -21,6 +22,8 @@ export interface FunctionContext {
   log: Logger;
   /** Whether to record Kubernetes Events on PCRs (kubectl describe). */
   recordEvents: boolean;
+  /** Absent in one-shot CLI runs. */
+  metrics?: Metrics;
 }
 
 export interface FunctionDefinition {

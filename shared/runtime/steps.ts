@@ -49,6 +49,7 @@ export function logDecision(
   o: { pcr: PcrRef; signerName: string; outcome: string; reason?: string; message?: string; [k: string]: unknown },
 ): void {
   const { pcr, ...rest } = o;
+  ctx.metrics?.decision({ fn: ctx.keys.step, signer: o.signerName, outcome: o.outcome, ...(o.reason === undefined ? {} : { reason: o.reason }) });
   ctx.log.info("decision", {
     step: ctx.keys.step,
     eventId: event.id,
