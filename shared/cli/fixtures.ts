@@ -13,7 +13,7 @@ import { eventToJson } from "../events/codec.js";
 import { buildPodCertificateRequest, type PodCertificateProjection, type PublicKeyForm } from "../pcr/kubelet.js";
 import { KEY_TYPES, type KeyType, type Pod, type PodCertificateRequest } from "../pcr/model.js";
 import { ATESYSTEM_SIGNER, EXPECTS_SERVICE_ANNOTATION, WORKERPOOL_NAMESPACE_LABEL, WORKERPOOL_SIGNER } from "../profiles/defaults.js";
-import { apiServerAddEvent } from "../runtime/pipeline.js";
+import { apiServerAddEvent } from "../events/pcr-event.js";
 import { proofOfPossession } from "../x509/request-generator.js";
 import { EXIT, parse, required } from "./main.js";
 

@@ -6,7 +6,8 @@ import type { StepName } from "../events/types.js";
 import type { ClusterApi } from "../kube/cluster.js";
 import type { PodCertificateRequest } from "../pcr/model.js";
 import type { FunctionContext } from "../runtime/function.js";
-import { apiServerAddEvent, deliver, mapLimit, type PipelineHop } from "../runtime/pipeline.js";
+import { apiServerAddEvent } from "../events/pcr-event.js";
+import { deliver, mapLimit, type PipelineHop } from "../runtime/pipeline.js";
 import { FUNCTIONS } from "./functions.js";
 
 export interface IssueResult {

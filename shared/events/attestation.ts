@@ -111,8 +111,9 @@ export async function verifyAttestation(
     throw new RejectedEventError(`step ${keys.step} does not accept attestations from ${expect.from}`, 403);
   }
   let payload: JWTPayload;
+  let kid: string | undefined;
   try {
-    ({ payload } = await jwtVerify(token, key, {
+    ({ payload, protectedHeader: { kid } } = await jwtVerify(token, key, {
       algorithms: ["EdDSA"],
       typ: TOKEN_TYPE,
       issuer: expect.from,
@@ -124,6 +125,7 @@ export async function verifyAttestation(
   } catch (e) {
     throw new RejectedEventError(`attestation from ${expect.from} rejected: ${describeJoseError(e)}`, 403, { cause: e });
   }
+  if (kid !== expect.from) throw new RejectedEventError(`attestation from ${expect.from} names key ${String(kid).slice(0, 40)}`, 403);
   const parsed = payloadSchema.safeParse(payload);
   if (!parsed.success) throw new RejectedEventError(`attestation from ${expect.from} has malformed claims`, 403);
   const p = parsed.data;

@@ -11,6 +11,20 @@ export const MAX_EVENT_BYTES = 1 << 20;
 
 const CORE_ATTRIBUTES = new Set(["id", "type", "source", "specversion", "subject", "time", "datacontenttype", "dataschema", "data", "data_base64"]);
 
+const REQUIRED = ["id", "source", "type", "specversion"] as const;
+
+/**
+ * The SDK's CloudEvent constructor fills in a missing id, specversion and time, so its validate()
+ * never sees them missing: check the raw attributes first.
+ */
+function requireAttributes(get: (name: string) => unknown, where: string): void {
+  const missing = REQUIRED.filter((a) => {
+    const v = get(a);
+    return typeof v !== "string" || v === "";
+  });
+  if (missing.length > 0) throw new RejectedEventError(`not a CloudEvent: ${where} lacks ${missing.join(", ")}`);
+}
+
 function toPodcertEvent(ce: CloudEvent<unknown>): PodcertEvent {
   try {
     ce.validate();
@@ -45,6 +59,20 @@ export function eventFromHttp(headers: Record<string, string | string[] | undefi
   for (const [k, v] of Object.entries(headers)) {
     if (v !== undefined) flat[k.toLowerCase()] = Array.isArray(v) ? v.join(",") : v;
   }
+  const contentType = flat["content-type"] ?? "";
+  if (contentType.startsWith("application/cloudevents-batch")) throw new RejectedEventError("batched CloudEvents are not supported", 415);
+  if (contentType.startsWith("application/cloudevents")) {
+    let raw: unknown;
+    try {
+      raw = JSON.parse(body);
+    } catch {
+      throw new RejectedEventError("structured-mode CloudEvent body is not JSON");
+    }
+    if (raw === null || typeof raw !== "object" || Array.isArray(raw)) throw new RejectedEventError("structured-mode CloudEvent must be a JSON object");
+    requireAttributes((a) => (raw as Record<string, unknown>)[a], "the event");
+  } else {
+    requireAttributes((a) => flat[`ce-${a}`], "the request headers");
+  }
   let parsed: CloudEvent<unknown> | CloudEvent<unknown>[];
   try {
     // toEvent builds CloudEvent instances; its declared type is the wider interface.
@@ -58,6 +86,7 @@ export function eventFromHttp(headers: Record<string, string | string[] | undefi
 
 export function eventFromJson(json: unknown): PodcertEvent {
   if (json === null || typeof json !== "object" || Array.isArray(json)) throw new RejectedEventError("a structured CloudEvent must be a JSON object");
+  requireAttributes((a) => (json as Record<string, unknown>)[a], "the event");
   let ce: CloudEvent<unknown>;
   try {
     ce = new CloudEvent(json as ConstructorParameters<typeof CloudEvent>[0], false);

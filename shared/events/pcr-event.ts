@@ -3,10 +3,11 @@
  * authenticated: validate uses it only to learn which PCR to look at, then reads that PCR from the
  * API server. Only the fields needed for that are read here, after schema and size checks.
  */
+import { randomUUID } from "node:crypto";
 import { z } from "zod";
 import { RejectedEventError } from "../errors.js";
-import { PCR_KIND, TERMINAL_CONDITION_TYPES, type PcrRef } from "../pcr/model.js";
-import type { PodcertEvent } from "./types.js";
+import { PCR_KIND, TERMINAL_CONDITION_TYPES, type PcrRef, type PodCertificateRequest } from "../pcr/model.js";
+import { EVENT_TYPES, type PodcertEvent } from "./types.js";
 
 const triggerSchema = z.object({
   kind: z.literal(PCR_KIND).optional(),
@@ -48,4 +49,24 @@ export function readPcrTrigger(event: PodcertEvent): PcrTrigger {
       (c) => (TERMINAL_CONDITION_TYPES as readonly string[]).includes(c.type) && c.status === "True",
     ),
   };
+}
+
+/** The event a Knative ApiServerSource in Resource mode sends for a PCR change. */
+export function apiServerSourceEvent(op: "add" | "update" | "delete", pcr: PodCertificateRequest): PodcertEvent {
+  const type = op === "add" ? EVENT_TYPES.apiServerAdd : op === "update" ? EVENT_TYPES.apiServerUpdate : "dev.knative.apiserver.resource.delete";
+  return {
+    specversion: "1.0",
+    id: randomUUID(),
+    type,
+    source: "https://kubernetes.default.svc",
+    subject: `/apis/certificates.k8s.io/v1beta1/namespaces/${pcr.metadata.namespace}/podcertificaterequests/${pcr.metadata.name}`,
+    time: new Date().toISOString(),
+    datacontenttype: "application/json",
+    data: pcr,
+    extensions: { kind: PCR_KIND, apiversion: pcr.apiVersion, name: pcr.metadata.name, namespace: pcr.metadata.namespace },
+  };
+}
+
+export function apiServerAddEvent(pcr: PodCertificateRequest): PodcertEvent {
+  return apiServerSourceEvent("add", pcr);
 }

@@ -13,7 +13,10 @@ export const MAX_CONDITION_MESSAGE_BYTES = 32 * 1024;
 function condition(type: Condition["type"], reason: string, message: string, now: Date): Condition {
   // Messages can quote untrusted input; keep them inside the API server's limit.
   let m = message;
-  while (Buffer.byteLength(m) > MAX_CONDITION_MESSAGE_BYTES) m = `${m.slice(0, Math.floor(m.length * 0.9))}…`;
+  if (Buffer.byteLength(m) > MAX_CONDITION_MESSAGE_BYTES) {
+    // Cut on a UTF-8 boundary: a split character would reach the API server as U+FFFD.
+    m = `${Buffer.from(m).subarray(0, MAX_CONDITION_MESSAGE_BYTES - 3).toString("utf8").replace(/\uFFFD+$/u, "")}…`;
+  }
   return { type, status: "True", reason, message: m, lastTransitionTime: rfc3339Seconds(now) };
 }
 

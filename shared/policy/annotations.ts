@@ -23,6 +23,8 @@ export type AnnotationCheck = { ok: true; services: ServiceSelection } | { ok: f
  */
 export function parseExpectsService(value: string): { ok: true; services: ServiceSelection } | { ok: false; message: string } {
   if (value === "true") return { ok: true, services: { kind: "all" } };
+  // "false" is a valid Service name, but a pod writing it means "no", not "a Service called false".
+  if (value.trim() === "false") return { ok: false, message: 'must be "true" or a comma-separated list of Service names; "false" is not accepted (remove the annotation instead)' };
   const items = value.split(",").map((s) => s.trim());
   const problems: string[] = [];
   const seen = new Set<string>();

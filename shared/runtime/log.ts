@@ -32,7 +32,8 @@ export function createLogger(o: {
   const base = o.fields ?? {};
   const emit = (level: LogLevel, msg: string, fields?: LogFields) => {
     if (ORDER[level] < min) return;
-    const record = { time: new Date().toISOString(), level, msg, ...base, ...fields };
+    // Callers' fields never replace time, level or msg.
+    const record = { ...base, ...fields, time: new Date().toISOString(), level, msg };
     write(redactKeys(JSON.stringify(record, errorReplacer)));
   };
   return {

@@ -3,11 +3,9 @@
  * each reply is routed the same way, until nothing replies. Transient failures are retried a
  * bounded number of times with backoff, as the broker would; 4xx outcomes end that branch.
  */
-import { EVENT_TYPES, type PodcertEvent, type StepName } from "../events/types.js";
-import { PCR_KIND, type PodCertificateRequest } from "../pcr/model.js";
+import type { PodcertEvent, StepName } from "../events/types.js";
 import type { FunctionContext, FunctionDefinition } from "./function.js";
 import { dispatch } from "./http.js";
-import { randomUUID } from "node:crypto";
 
 export interface PipelineHop {
   step: StepName;
@@ -45,26 +43,6 @@ export async function deliver(p: InProcessPipeline, event: PodcertEvent, hops: P
     if (result.reply) await deliver(p, result.reply, hops);
   }
   return hops;
-}
-
-/** The event an ApiServerSource in Resource mode sends when a PCR is added. */
-export function apiServerAddEvent(pcr: PodCertificateRequest): PodcertEvent {
-  return {
-    specversion: "1.0",
-    id: randomUUID(),
-    type: EVENT_TYPES.apiServerAdd,
-    source: "https://kubernetes.default.svc",
-    subject: `/apis/certificates.k8s.io/v1beta1/namespaces/${pcr.metadata.namespace}/podcertificaterequests/${pcr.metadata.name}`,
-    time: new Date().toISOString(),
-    datacontenttype: "application/json",
-    data: pcr,
-    extensions: {
-      kind: PCR_KIND,
-      apiversion: pcr.apiVersion,
-      name: pcr.metadata.name,
-      namespace: pcr.metadata.namespace,
-    },
-  };
 }
 
 /** Runs `tasks` with at most `limit` in flight. */

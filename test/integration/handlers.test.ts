@@ -20,7 +20,7 @@ import { defaultSignerConfig } from "../../shared/profiles/defaults.js";
 import type { FunctionContext } from "../../shared/runtime/function.js";
 import { dispatch } from "../../shared/runtime/http.js";
 import { silentLogger } from "../../shared/runtime/log.js";
-import { apiServerAddEvent } from "../../shared/runtime/pipeline.js";
+import { apiServerAddEvent } from "../../shared/events/pcr-event.js";
 import { requestKeyBinding } from "../../shared/events/key-binding.js";
 
 const servers: EmbeddedApiServer[] = [];

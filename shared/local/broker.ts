@@ -1,0 +1,224 @@
+/**
+ * A local stand-in for a Knative Broker, routing by the project's own Trigger manifests
+ * (knative/triggers.yaml) and delivery spec (knative/broker.yaml), so the local run exercises the
+ * production routing rather than a copy of it. Semantics follow Knative's: exact attribute
+ * filters; a 200 reply that is a CloudEvent re-enters the broker; 404, 408, 409, 429 and 5xx are
+ * retried with the delivery spec's backoff; anything else, or exhausted retries, goes to the
+ * dead-letter sink (here: a callback and a log).
+ */
+import { createServer, type Server } from "node:http";
+import { parseAllDocuments } from "yaml";
+import { ConfigError, isPodcertError } from "../errors.js";
+import { eventFromHttp, eventToBinaryHttp } from "../events/codec.js";
+import type { PodcertEvent } from "../events/types.js";
+
+export interface TriggerRoute {
+  name: string;
+  broker: string;
+  /** Exact-match attribute filters (type, source, extensions). */
+  filter: Readonly<Record<string, string>>;
+  /** The Knative Service the Trigger's subscriber names. */
+  subscriber: string;
+}
+
+export interface DeliverySpec {
+  retry: number;
+  backoffPolicy: "exponential" | "linear";
+  backoffDelayMs: number;
+  deadLetterSink?: string;
+}
+
+interface TriggerDoc {
+  kind?: string;
+  metadata?: { name?: string };
+  spec?: { broker?: string; filter?: { attributes?: Record<string, unknown> }; subscriber?: { ref?: { kind?: string; name?: string } } };
+}
+
+/** Routes from the Trigger documents of a manifest file (other kinds are ignored). */
+export function parseTriggers(yamlText: string, source = "triggers"): TriggerRoute[] {
+  const routes: TriggerRoute[] = [];
+  for (const [i, doc] of parseAllDocuments(yamlText).entries()) {
+    if (doc.errors.length > 0) throw new ConfigError(`${source}: document ${i}: ${doc.errors[0]?.message ?? "invalid YAML"}`);
+    const t = doc.toJSON() as TriggerDoc | null;
+    if (t?.kind !== "Trigger") continue;
+    const name = t.metadata?.name ?? `trigger-${i}`;
+    const subscriber = t.spec?.subscriber?.ref?.name;
+    if (subscriber === undefined || t.spec?.subscriber?.ref?.kind !== "Service") {
+      throw new ConfigError(`${source}: Trigger ${name} must name a Knative Service as its subscriber`);
+    }
+    const filter: Record<string, string> = {};
+    for (const [k, v] of Object.entries(t.spec?.filter?.attributes ?? {})) filter[k] = String(v);
+    routes.push({ name, broker: t.spec?.broker ?? "default", filter, subscriber });
+  }
+  return routes;
+}
+
+/** ISO 8601 durations as Knative writes them (PT0.5S, PT2S, PT1M). */
+export function parseIsoDurationMs(text: string): number {
+  const m = /^P(?:(\d+(?:\.\d+)?)D)?(?:T(?:(\d+(?:\.\d+)?)H)?(?:(\d+(?:\.\d+)?)M)?(?:(\d+(?:\.\d+)?)S)?)?$/.exec(text);
+  if (!m || text === "P" || text === "PT") throw new ConfigError(`${text} is not an ISO 8601 duration`);
+  const [, d, h, min, s] = m.map((x) => (x === undefined ? 0 : Number(x)));
+  return Math.round((((d ?? 0) * 24 + (h ?? 0)) * 3600 + (min ?? 0) * 60 + (s ?? 0)) * 1000);
+}
+
+/** The delivery spec of the Broker document in a manifest file. */
+export function parseBrokerDelivery(yamlText: string, brokerName: string): DeliverySpec {
+  for (const doc of parseAllDocuments(yamlText)) {
+    const b = doc.toJSON() as { kind?: string; metadata?: { name?: string }; spec?: { delivery?: Record<string, unknown> } } | null;
+    if (b?.kind !== "Broker" || b.metadata?.name !== brokerName) continue;
+    const d = b.spec?.delivery ?? {};
+    const sink = (d.deadLetterSink as { ref?: { name?: string }; uri?: string } | undefined);
+    const spec: DeliverySpec = {
+      retry: typeof d.retry === "number" ? d.retry : 0,
+      backoffPolicy: d.backoffPolicy === "linear" ? "linear" : "exponential",
+      backoffDelayMs: typeof d.backoffDelay === "string" ? parseIsoDurationMs(d.backoffDelay) : 0,
+    };
+    const sinkName = sink?.ref?.name ?? sink?.uri;
+    if (sinkName !== undefined) spec.deadLetterSink = sinkName;
+    return spec;
+  }
+  throw new ConfigError(`no Broker named ${brokerName} in the broker manifest`);
+}
+
+export function matches(route: TriggerRoute, event: PodcertEvent): boolean {
+  return Object.entries(route.filter).every(([k, v]) => {
+    const actual = k === "type" ? event.type : k === "source" ? event.source : k === "subject" ? event.subject : event.extensions[k];
+    return actual === v;
+  });
+}
+
+export interface DeadLetter {
+  event: PodcertEvent;
+  trigger: string;
+  subscriber: string;
+  attempts: number;
+  lastStatus: number | "network-error";
+  lastError: string;
+}
+
+export interface Delivery {
+  trigger: string;
+  subscriber: string;
+  eventType: string;
+  status: number | "network-error";
+  attempts: number;
+}
+
+export interface LocalBrokerOptions {
+  routes: readonly TriggerRoute[];
+  delivery: DeliverySpec;
+  brokerName: string;
+  /** Knative Service name → URL of the local process serving it. */
+  subscribers: ReadonlyMap<string, string>;
+  onDeadLetter?: (d: DeadLetter) => void;
+  onDelivery?: (d: Delivery) => void;
+  /** Cap on the backoff delay, so a local run never sleeps for minutes. */
+  maxBackoffMs?: number;
+}
+
+const RETRYABLE = new Set([404, 408, 409, 429]);
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+export class LocalBroker {
+  private inFlight = 0;
+  private waiters: (() => void)[] = [];
+  private server: Server | undefined;
+
+  constructor(private readonly o: LocalBrokerOptions) {
+    for (const r of o.routes) {
+      if (r.broker === o.brokerName && !o.subscribers.has(r.subscriber)) {
+        throw new ConfigError(`Trigger ${r.name} names Service ${r.subscriber}, which is not running locally`);
+      }
+    }
+  }
+
+  /** Accepts an event and delivers it, with its replies, in the background. */
+  publish(event: PodcertEvent): void {
+    const routes = this.o.routes.filter((r) => r.broker === this.o.brokerName && matches(r, event));
+    for (const route of routes) {
+      this.inFlight++;
+      void this.deliver(route, event).finally(() => {
+        this.inFlight--;
+        if (this.inFlight === 0) for (const w of this.waiters.splice(0)) w();
+      });
+    }
+  }
+
+  /** Resolves once nothing is being delivered or retried. */
+  idle(): Promise<void> {
+    return this.inFlight === 0 ? Promise.resolve() : new Promise((r) => this.waiters.push(r));
+  }
+
+  get pending(): number {
+    return this.inFlight;
+  }
+
+  private backoff(attempt: number): number {
+    const { backoffPolicy, backoffDelayMs } = this.o.delivery;
+    const ms = backoffPolicy === "exponential" ? backoffDelayMs * 2 ** attempt : backoffDelayMs * (attempt + 1);
+    return Math.min(ms, this.o.maxBackoffMs ?? 5_000);
+  }
+
+  private async deliver(route: TriggerRoute, event: PodcertEvent): Promise<void> {
+    const url = this.o.subscribers.get(route.subscriber)!;
+    const { headers, body } = eventToBinaryHttp(event);
+    let attempts = 0;
+    let lastStatus: number | "network-error" = "network-error";
+    let lastError = "";
+    for (;;) {
+      attempts++;
+      try {
+        const res = await fetch(url, { method: "POST", headers, body, signal: AbortSignal.timeout(30_000) });
+        lastStatus = res.status;
+        const text = await res.text();
+        if (res.status >= 200 && res.status < 300) {
+          this.o.onDelivery?.({ trigger: route.name, subscriber: route.subscriber, eventType: event.type, status: res.status, attempts });
+          if (res.status === 200 && text.length > 0) {
+            // Knative treats a 200 body that is not a CloudEvent as a failed delivery.
+            let reply: PodcertEvent;
+            try {
+              reply = eventFromHttp(Object.fromEntries(res.headers.entries()), text);
+            } catch (e) {
+              lastError = `reply is not a CloudEvent: ${isPodcertError(e) ? e.message : String(e)}`;
+              break;
+            }
+            this.publish(reply);
+          }
+          return;
+        }
+        lastError = text.trim().slice(0, 500);
+        if (!(RETRYABLE.has(res.status) || res.status >= 500)) break;
+      } catch (e) {
+        lastStatus = "network-error";
+        lastError = (e as Error).message;
+      }
+      if (attempts > this.o.delivery.retry) break;
+      await sleep(this.backoff(attempts - 1));
+    }
+    this.o.onDelivery?.({ trigger: route.name, subscriber: route.subscriber, eventType: event.type, status: lastStatus, attempts });
+    this.o.onDeadLetter?.({ event, trigger: route.name, subscriber: route.subscriber, attempts, lastStatus, lastError });
+  }
+
+  /** An HTTP ingress (POST / with a CloudEvent), as a Broker's address, for events from outside. */
+  async listen(port = 0): Promise<string> {
+    this.server = createServer((req, res) => {
+      const chunks: Buffer[] = [];
+      req.on("data", (c: Buffer) => chunks.push(c));
+      req.on("end", () => {
+        try {
+          this.publish(eventFromHttp(req.headers, Buffer.concat(chunks).toString("utf8")));
+          res.writeHead(202).end();
+        } catch (e) {
+          res.writeHead(400, { "content-type": "text/plain" }).end(`${isPodcertError(e) ? e.message : "bad event"}\n`);
+        }
+      });
+    });
+    await new Promise<void>((resolve) => this.server!.listen(port, "127.0.0.1", () => resolve()));
+    const a = this.server.address();
+    return `http://127.0.0.1:${typeof a === "object" && a ? a.port : port}`;
+  }
+
+  async close(): Promise<void> {
+    if (this.server) await new Promise<void>((r) => this.server!.close(() => r()));
+  }
+}
