@@ -1,93 +1,280 @@
 /**
- * `podcert demo` (what `npm start` runs): an example cluster in the embedded API server, an
- * emulated kubelet creating PCRs with fresh keys and real proofs, the whole pipeline in-process
- * with fresh CAs and step keys, then a summary line per PCR. Issued credential bundles (PKCS#8 key
- * then chain, as kubelet projects them) and each signer's trust bundle are written under --out.
+ * `podcert demo` (what `npm start` runs): the whole event flow on one machine. An example cluster
+ * in the embedded API server; each function bundle as its own process; a local broker routing by
+ * the Trigger manifests in knative/; an emulated ApiServerSource; an emulated kubelet creating PCRs
+ * (fresh keys, real proofs) once the source is watching. Then a table of outcomes, the credential
+ * bundles and trust bundles on disk, and the seed's mutual TLS proven with those files.
  */
-import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { X509Certificate } from "node:crypto";
+import { appendFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseClusterFile } from "../apiserver/cluster-file.js";
 import { startApiServer } from "../apiserver/server.js";
 import { createCaPool, parseCaPool, serializeCaPool, trustBundlePem } from "../ca/pool.js";
 import { ConfigError } from "../errors.js";
-import { ephemeralStepKeys } from "../events/step-keys.js";
-import { loadKubeConfig, KubeClusterApi } from "../kube/client-node.js";
+import { generateStepSecrets } from "../events/step-keys.js";
+import { EVENT_TYPES, STEPS, type PodcertEvent } from "../events/types.js";
+import { loadKubeConfig } from "../kube/client-node.js";
+import { startApiServerSource } from "../local/apiserver-source.js";
+import { LocalBroker, parseBrokerDelivery, parseTriggers, type DeadLetter } from "../local/broker.js";
+import { parseCredentialBundle, runSeedMtlsChecks, type HandshakeCheck } from "../local/mtls.js";
+import { bundlePath, startFunctionProcess, stopFunctionProcess, type FunctionProcess } from "../local/processes.js";
 import { terminalCondition, type PodCertificateRequest } from "../pcr/model.js";
+import { ATESYSTEM_SIGNER, WORKERPOOL_SIGNER } from "../profiles/defaults.js";
 import { loadSignerConfig } from "../runtime/load.js";
-import { createLogger, type LogLevel } from "../runtime/log.js";
-import { stepContexts } from "./cluster.js";
-import { issueAll } from "./issue.js";
-import { requestPodCertificates } from "./kubelet-emulator.js";
-import { EXIT, optional, parse } from "./main.js";
 import { pemEncode } from "../x509/pem.js";
-import { X509Certificate } from "node:crypto";
+import { requestPodCertificates, type EmulatedRequest } from "./kubelet-emulator.js";
+import { EXIT, optional, parse, UsageError } from "./main.js";
+
+export const DEMO_HELP = `podcert demo (npm start): run the whole event flow locally and prove the seed's mTLS
+
+Options:
+  --cluster <file>     example cluster (Kubernetes List or multi-document YAML)   [examples/cluster.yaml]
+  --config <file>      signer profiles                                           [built-in two signers]
+  --out <dir>          where credential bundles, trust bundles and logs go       [out]
+  --port-base <n>      functions on n..n+3, broker ingress on n+4 (0: any free)  [0]
+  --knative <dir>      Trigger and Broker manifests to route by                  [knative]
+  --timeout <seconds>  give up waiting for outcomes after this long              [60]
+  --keep-running       keep the API server, broker and functions up until Ctrl-C
+  --help               this text`;
+
+/** Knative Service name of a function, as the Trigger manifests name it. */
+export const serviceName = (fn: string) => `podcert-${fn}`;
 
 export function signerFileName(signerName: string): string {
   return `${signerName.replaceAll("/", ":")}.pem`;
 }
 
+interface Row {
+  request: EmulatedRequest;
+  pcr?: PodCertificateRequest;
+  outcome: string;
+  issuedMs?: number;
+}
+
 export async function runDemo(args: string[]): Promise<number> {
-  const { values } = parse(args, { cluster: { type: "string" }, out: { type: "string" } });
+  const { values } = parse(args, {
+    cluster: { type: "string" },
+    out: { type: "string" },
+    "port-base": { type: "string" },
+    knative: { type: "string" },
+    timeout: { type: "string" },
+    "keep-running": { type: "boolean" },
+  });
+  if (values.help) {
+    process.stdout.write(`${DEMO_HELP}\n`);
+    return EXIT.ok;
+  }
   const clusterPath = optional(values, "cluster") ?? "examples/cluster.yaml";
   const outDir = optional(values, "out") ?? "out";
-  const config = loadSignerConfig(optional(values, "config"));
+  const knativeDir = optional(values, "knative") ?? "knative";
+  const portBase = Number(optional(values, "port-base") ?? "0");
+  const timeoutSeconds = Number(optional(values, "timeout") ?? "60");
+  if (!Number.isInteger(portBase) || portBase < 0 || portBase > 65530) throw new UsageError("--port-base must be a port number, or 0");
+  if (!(timeoutSeconds > 0)) throw new UsageError("--timeout must be a positive number of seconds");
+  const configPath = optional(values, "config");
+  const config = loadSignerConfig(configPath);
   const say = (m: string) => process.stderr.write(`${m}\n`);
 
-  let text: string;
-  try {
-    text = readFileSync(clusterPath, "utf8");
-  } catch (e) {
-    throw new ConfigError(`cannot read cluster file ${clusterPath}: ${(e as NodeJS.ErrnoException).code ?? String(e)}`);
-  }
-  const server = await startApiServer({ objects: parseClusterFile(text) });
-  try {
-    say(`embedded API server at ${server.url} with ${clusterPath}`);
-    say(`creating ECDSA P-256 CAs for ${[...config.signers.keys()].join(", ")}`);
-    const caPool = parseCaPool(serializeCaPool(await createCaPool([...config.signers.keys()], { keyAlgorithm: "ECDSAP256", validityDays: 365, now: new Date() })));
-    const kc = loadKubeConfig({ kubeconfigText: server.kubeconfig() });
-    const requests = await requestPodCertificates(kc, say);
-    const cluster = new KubeClusterApi(kc);
-    const log = createLogger({ level: (process.env.LOG_LEVEL ?? "warn") as LogLevel });
-    const result = await issueAll({ cluster, contexts: stepContexts({ config, cluster, keys: ephemeralStepKeys(), caPool, log }) });
+  const readText = (path: string, what: string) => {
+    try {
+      return readFileSync(path, "utf8");
+    } catch (e) {
+      throw new ConfigError(`cannot read ${what} ${path}: ${(e as NodeJS.ErrnoException).code ?? String(e)}`);
+    }
+  };
+  const routes = parseTriggers(readText(join(knativeDir, "triggers.yaml"), "Trigger manifest"), join(knativeDir, "triggers.yaml"));
+  const delivery = parseBrokerDelivery(readText(join(knativeDir, "broker.yaml"), "Broker manifest"), "podcert");
+  const objects = parseClusterFile(readText(clusterPath, "cluster file"));
 
-    const byUid = new Map(result.pcrs.map((p) => [p.metadata.uid ?? "", p]));
-    const rows: string[][] = [["PCR", "POD", "SIGNER", "OUTCOME", "SANS", "MS"]];
-    for (const req of requests) {
-      const pcr = byUid.get(req.pcr.metadata.uid ?? "");
-      if (pcr === undefined) continue;
-      const c = terminalCondition(pcr);
-      const outcome = c === undefined ? "Pending" : c.type === "Issued" ? "Issued" : `${c.type}: ${c.reason}`;
-      rows.push([
-        pcr.metadata.name,
-        `${req.pod.namespace}/${req.pod.name}`,
-        pcr.spec.signerName,
-        outcome,
-        c?.type === "Issued" ? sans(pcr) : c?.message ?? "",
-        String(Math.round(result.elapsedMs.get(pcr.metadata.uid ?? "") ?? 0)),
-      ]);
-      if (c?.type === "Issued" && pcr.status?.certificateChain) {
-        const dir = join(outDir, req.pod.namespace, req.pod.name);
-        mkdirSync(dir, { recursive: true });
-        const key = pemEncode("PRIVATE KEY", req.privateKey.export({ type: "pkcs8", format: "der" }));
-        writeFileSync(join(dir, signerFileName(pcr.spec.signerName)), key + pcr.status.certificateChain, { mode: 0o600 });
-      }
+  mkdirSync(join(outDir, "logs"), { recursive: true });
+  // Secrets for this run only: the CA pool and step keys live in a private temp folder.
+  const state = mkdtempSync(join(tmpdir(), "podcert-demo-"));
+  const cleanups: (() => Promise<unknown> | void)[] = [() => rmSync(state, { recursive: true, force: true })];
+  const cleanup = async () => {
+    for (const c of cleanups.reverse()) await c();
+  };
+
+  try {
+    const api = await startApiServer({ objects });
+    cleanups.push(() => api.stop());
+    writeFileSync(join(state, "kubeconfig"), api.kubeconfig(), { mode: 0o600 });
+    say(`[1/6] embedded API server at ${api.url} with ${clusterPath} (${objects.length} objects)`);
+
+    const signers = [...config.signers.keys()];
+    const caText = serializeCaPool(await createCaPool(signers, { keyAlgorithm: "ECDSAP256", validityDays: 365, now: new Date() }));
+    writeFileSync(join(state, "ca-pool.yaml"), caText, { mode: 0o600 });
+    const caPool = parseCaPool(caText);
+    const secrets = generateStepSecrets();
+    for (const step of STEPS) {
+      mkdirSync(join(state, "keys", step), { recursive: true, mode: 0o700 });
+      for (const [file, content] of Object.entries(secrets[step])) writeFileSync(join(state, "keys", step, file), content, { mode: 0o600 });
     }
     mkdirSync(join(outDir, "trust"), { recursive: true });
-    for (const signer of config.signers.keys()) writeFileSync(join(outDir, "trust", signerFileName(signer)), trustBundlePem(caPool, signer));
-    process.stdout.write(`${table(rows)}\n`);
-    say(`credential bundles under ${outDir}/<namespace>/<pod>/, trust bundles under ${outDir}/trust/`);
-    return EXIT.ok;
+    for (const signer of signers) writeFileSync(join(outDir, "trust", signerFileName(signer)), trustBundlePem(caPool, signer));
+
+    say(`[2/6] starting the function bundles (logs in ${join(outDir, "logs")}/)`);
+    const processes: FunctionProcess[] = [];
+    cleanups.push(async () => {
+      for (const p of processes) await stopFunctionProcess(p);
+    });
+    for (const [i, fn] of STEPS.entries()) {
+      const log = join(outDir, "logs", `${fn}.log`);
+      writeFileSync(log, "");
+      const env: Record<string, string> = {
+        KUBECONFIG: join(state, "kubeconfig"),
+        PODCERT_KEYS_DIR: join(state, "keys", fn),
+        LOG_LEVEL: "info",
+      };
+      if (configPath !== undefined) env.PODCERT_CONFIG = configPath;
+      if (fn === "sign") env.PODCERT_CA_POOL = join(state, "ca-pool.yaml");
+      const p = await startFunctionProcess({
+        name: fn,
+        bundle: bundlePath("dist", fn),
+        port: portBase === 0 ? 0 : portBase + i,
+        env,
+        onLog: (_fn, line) => appendFileSync(log, `${line}\n`),
+      });
+      processes.push(p);
+      say(`      ${fn.padEnd(11)} ${p.url}  ready in ${Math.round(p.startMs)} ms`);
+    }
+
+    const deadLetters: DeadLetter[] = [];
+    const deadLetterLog = join(outDir, "logs", "dead-letter.jsonl");
+    writeFileSync(deadLetterLog, "");
+    const broker = new LocalBroker({
+      routes,
+      delivery,
+      brokerName: "podcert",
+      subscribers: new Map(processes.map((p) => [serviceName(p.name), p.url])),
+      onDeadLetter: (d) => {
+        deadLetters.push(d);
+        appendFileSync(deadLetterLog, `${JSON.stringify({ ...d, event: { id: d.event.id, type: d.event.type, subject: d.event.subject } })}\n`);
+      },
+    });
+    const brokerUrl = await broker.listen(portBase === 0 ? 0 : portBase + 4);
+    cleanups.push(() => broker.close());
+    say(`[3/6] local broker at ${brokerUrl}: ${routes.length} Triggers from ${join(knativeDir, "triggers.yaml")}, retry ${delivery.retry} (${delivery.backoffPolicy}, ${delivery.backoffDelayMs} ms)`);
+
+    // Terminal status writes come back as update events; they tell when each PCR finished.
+    const finishedAt = new Map<string, number>();
+    const kc = loadKubeConfig({ kubeconfigText: api.kubeconfig() });
+    const source = await startApiServerSource(
+      kc,
+      (event: PodcertEvent) => {
+        const pcr = event.data as PodCertificateRequest;
+        if (event.type === EVENT_TYPES.apiServerUpdate && terminalCondition(pcr) && !finishedAt.has(pcr.metadata.uid ?? "")) {
+          finishedAt.set(pcr.metadata.uid ?? "", performance.now());
+        }
+        broker.publish(event);
+      },
+      { onError: (e) => say(`      ApiServerSource: watch interrupted (${(e as Error).message}); reconnecting`) },
+    );
+    cleanups.push(() => source.stop());
+    say("[4/6] emulated ApiServerSource watching PodCertificateRequests; kubelet creates the requests now");
+
+    const requests = await requestPodCertificates(kc, (m) => say(`      ${m}`));
+    const deadline = performance.now() + timeoutSeconds * 1000;
+    let quietSince = performance.now();
+    let reported = -1;
+    for (;;) {
+      const done = requests.filter((r) => finishedAt.has(r.pcr.metadata.uid ?? "")).length;
+      if (done !== reported) say(`      ${done}/${requests.length} requests finished`);
+      reported = done;
+      if (done === requests.length) break;
+      if (broker.pending > 0) quietSince = performance.now();
+      // Nothing in flight for a while: the rest stay pending (their retries went to the dead letter).
+      if (performance.now() - quietSince > 1000 || performance.now() > deadline) break;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+
+    const rows: Row[] = [];
+    for (const request of requests) {
+      const pcr = await api.store.get("podcertificaterequests", request.pcr.metadata.namespace, request.pcr.metadata.name);
+      const p = pcr as unknown as PodCertificateRequest | undefined;
+      const c = p ? terminalCondition(p) : undefined;
+      const row: Row = { request, outcome: c === undefined ? "Pending" : c.type === "Issued" ? "Issued" : `${c.type}:${c.reason}` };
+      if (p) row.pcr = p;
+      const end = finishedAt.get(request.pcr.metadata.uid ?? "");
+      if (end !== undefined) row.issuedMs = end - request.createdAt;
+      rows.push(row);
+      if (c?.type === "Issued" && p?.status?.certificateChain) {
+        const dir = join(outDir, request.pod.namespace, request.pod.name);
+        mkdirSync(dir, { recursive: true });
+        const key = pemEncode("PRIVATE KEY", request.privateKey.export({ type: "pkcs8", format: "der" }));
+        writeFileSync(join(dir, signerFileName(p.spec.signerName)), key + p.status.certificateChain, { mode: 0o600 });
+      }
+    }
+    say("[5/6] outcomes");
+    process.stdout.write(`${outcomeTable(rows)}\n`);
+    const unmet = rows.filter((r) => r.request.expected !== undefined && r.request.expected !== r.outcome);
+    for (const r of unmet) say(`      UNEXPECTED: ${r.request.pod.namespace}/${r.request.pod.name} → ${r.request.pcr.spec.signerName}: ${r.outcome}, expected ${r.request.expected}`);
+    if (deadLetters.length > 0) say(`      ${deadLetters.length} deliveries dead-lettered (see ${deadLetterLog})`);
+    say(`      credential bundles in ${outDir}/<namespace>/<pod>/<signer>.pem, trust bundles in ${outDir}/trust/`);
+
+    const checks = await seedMtls(outDir, say);
+    const ok = unmet.length === 0 && checks.every((c) => c.ok);
+    if (values["keep-running"]) {
+      say(`\nkeep running: broker ingress ${brokerUrl}; functions ${processes.map((p) => `${p.name}=${p.url}`).join(" ")}; kubeconfig ${join(state, "kubeconfig")}. Ctrl-C to stop.`);
+      await new Promise<void>((resolve) => {
+        process.once("SIGINT", resolve);
+        process.once("SIGTERM", resolve);
+      });
+    }
+    say(ok ? "\nall outcomes and handshakes as expected" : "\nsome outcomes or handshakes were not as expected");
+    return ok ? EXIT.ok : EXIT.software;
   } finally {
-    await server.stop();
+    await cleanup();
   }
 }
 
-function sans(pcr: PodCertificateRequest): string {
-  const chain = pcr.status?.certificateChain ?? "";
-  return new X509Certificate(chain).subjectAltName ?? "";
+function sanList(pcr: PodCertificateRequest | undefined): string {
+  const chain = pcr?.status?.certificateChain;
+  if (!chain) return "";
+  return (new X509Certificate(chain).subjectAltName ?? "").replaceAll("URI:", "").replaceAll("DNS:", "");
 }
 
-function table(rows: string[][]): string {
-  const widths = rows[0]!.map((_, i) => Math.min(60, Math.max(...rows.map((r) => (r[i] ?? "").length))));
-  return rows.map((r) => r.map((cell, i) => (i === r.length - 1 ? cell : cell.padEnd(widths[i] ?? 0))).join("  ")).join("\n");
+function outcomeTable(rows: readonly Row[]): string {
+  const lines = [["PCR", "POD", "SIGNER", "OUTCOME", "TIME TO ISSUE", "SANS"]];
+  for (const r of rows) {
+    lines.push([
+      r.request.pcr.metadata.name,
+      `${r.request.pod.namespace}/${r.request.pod.name}`,
+      r.request.pcr.spec.signerName,
+      r.outcome,
+      r.issuedMs === undefined ? "-" : `${Math.round(r.issuedMs)} ms`,
+      sanList(r.pcr),
+    ]);
+  }
+  const widths = lines[0]!.map((_, i) => Math.max(...lines.map((l) => (l[i] ?? "").length)));
+  return lines.map((l) => l.map((cell, i) => (i === l.length - 1 ? cell : cell.padEnd(widths[i] ?? 0))).join("  ")).join("\n");
+}
+
+/** The seed's handshakes, when the run issued the credentials they need (the example cluster). */
+async function seedMtls(outDir: string, say: (m: string) => void): Promise<HandshakeCheck[]> {
+  const file = (ns: string, pod: string, signer: string) => join(outDir, ns, pod, signerFileName(signer));
+  let checks: HandshakeCheck[];
+  try {
+    const read = (path: string) => readFileSync(path, "utf8");
+    checks = await runSeedMtlsChecks({
+      apiserver: parseCredentialBundle(read(file("ate-system", "ate-apiserver", ATESYSTEM_SIGNER))),
+      router: parseCredentialBundle(read(file("ate-system", "atenet-router", ATESYSTEM_SIGNER))),
+      otherControlPlane: parseCredentialBundle(read(file("ate-system", "valkey-0", ATESYSTEM_SIGNER))),
+      worker: parseCredentialBundle(read(file("workers-a", "worker-1", WORKERPOOL_SIGNER))),
+      ateTrustPem: read(join(outDir, "trust", signerFileName(ATESYSTEM_SIGNER))),
+      workerTrustPem: read(join(outDir, "trust", signerFileName(WORKERPOOL_SIGNER))),
+      serverName: "api.ate-system.svc",
+      routerSpiffeId: "spiffe://cluster.local/ns/ate-system/sa/atenet-router",
+    });
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === "ENOENT") {
+      say("[6/6] mTLS checks skipped: this cluster did not issue the seed's credentials (ate-apiserver, atenet-router, valkey-0, worker-1)");
+      return [];
+    }
+    throw e;
+  }
+  say("[6/6] the seed's mutual TLS, with the issued files");
+  for (const c of checks) say(`      ${c.ok ? "ok  " : "FAIL"} ${c.name}: ${c.outcome} (expected ${c.expect}) — ${c.detail}`);
+  return checks;
 }

@@ -12,6 +12,21 @@ export interface EmulatedRequest {
   pod: { namespace: string; name: string };
   credentialBundlePath: string;
   privateKey: KeyObject;
+  /** What the example says this request must end as ("Issued", "Denied:<reason>"), if it says. */
+  expected?: string;
+  /** When the emulated kubelet created it (ms, performance.now()). */
+  createdAt: number;
+}
+
+/** The pod's `podcert.ate.dev/expect` annotation: a JSON map from signer name to outcome. */
+function expectations(pod: Pod): Record<string, string> {
+  const raw = pod.metadata.annotations?.["podcert.ate.dev/expect"];
+  if (raw === undefined) return {};
+  try {
+    return JSON.parse(raw) as Record<string, string>;
+  } catch {
+    throw new Error(`pod ${pod.metadata.namespace}/${pod.metadata.name}: podcert.ate.dev/expect is not a JSON object`);
+  }
 }
 
 export async function requestPodCertificates(kc: KubeConfig, onProgress?: (msg: string) => void): Promise<EmulatedRequest[]> {
@@ -27,18 +42,24 @@ export async function requestPodCertificates(kc: KubeConfig, onProgress?: (msg: 
       core.readNode({ name: pod.spec.nodeName ?? "" }),
       core.readNamespacedServiceAccount({ namespace, name: pod.spec.serviceAccountName ?? "default" }),
     ]);
+    const expect = expectations(pod);
     for (const [i, projection] of projections.entries()) {
       onProgress?.(`kubelet: ${namespace}/${pod.metadata.name} asks ${projection.signerName} for a ${projection.keyType} certificate (${projection.publicKeyForm === "csr" ? "stub CSR" : "PKIX key + proof"})`);
       const { pcr, privateKey } = buildPodCertificateRequest(pod, projection, { nodeUID: node.metadata?.uid ?? "", serviceAccountUID: sa.metadata?.uid ?? "" });
+      const createdAt = performance.now();
       const created = await certs.createNamespacedPodCertificateRequest({ namespace, body: pcr as unknown as V1beta1PodCertificateRequest });
       const volumes = (pod.spec.volumes ?? []) as { projected?: { sources?: { podCertificate?: { credentialBundlePath?: string } }[] } }[];
       const paths = volumes.flatMap((v) => v.projected?.sources ?? []).filter((s) => s.podCertificate).map((s) => s.podCertificate?.credentialBundlePath);
-      out.push({
+      const request: EmulatedRequest = {
         pcr: JSON.parse(JSON.stringify(created)) as PodCertificateRequest,
         pod: { namespace, name: pod.metadata.name },
         credentialBundlePath: paths[i] ?? `credential-${i}.pem`,
         privateKey,
-      });
+        createdAt,
+      };
+      const expected = expect[projection.signerName];
+      if (expected !== undefined) request.expected = expected;
+      out.push(request);
     }
   }
   return out;

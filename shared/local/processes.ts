@@ -40,8 +40,8 @@ export async function startFunctionProcess(o: {
         buffered = buffered.slice(nl + 1);
         o.onLog?.(o.name, line);
         if (port === undefined) {
-          const m = /"msg":"listening".*?"port":(\d+)/.exec(line);
-          if (m) resolve((port = Number(m[1])));
+          const listening = listeningPort(line);
+          if (listening !== undefined) resolve((port = listening));
         }
       }
     };
@@ -76,4 +76,14 @@ export async function stopFunctionProcess(p: FunctionProcess, timeoutMs = 5_000)
   const code = await exited;
   clearTimeout(timer);
   return code;
+}
+
+/** The port in a function's "listening" log line, if this is that line. */
+export function listeningPort(line: string): number | undefined {
+  try {
+    const record = JSON.parse(line) as { msg?: unknown; port?: unknown };
+    return record.msg === "listening" && typeof record.port === "number" ? record.port : undefined;
+  } catch {
+    return undefined;
+  }
 }

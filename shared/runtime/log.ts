@@ -32,8 +32,11 @@ export function createLogger(o: {
   const base = o.fields ?? {};
   const emit = (level: LogLevel, msg: string, fields?: LogFields) => {
     if (ORDER[level] < min) return;
-    // Callers' fields never replace time, level or msg.
-    const record = { ...base, ...fields, time: new Date().toISOString(), level, msg };
+    const record: Record<string, unknown> = { time: new Date().toISOString(), level, msg };
+    for (const [k, v] of Object.entries({ ...base, ...fields })) {
+      // Callers' fields never replace time, level or msg.
+      if (!(k in record)) record[k] = v;
+    }
     write(redactKeys(JSON.stringify(record, errorReplacer)));
   };
   return {

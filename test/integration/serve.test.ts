@@ -23,7 +23,7 @@ async function serve(fn: string, env: Record<string, string> = {}): Promise<{ ur
   const port = await new Promise<number>((resolve, reject) => {
     child.stderr!.on("data", (d: Buffer) => {
       stderr += d.toString();
-      const m = /"msg":"listening","function":"[a-z-]+","port":(\d+)/.exec(stderr);
+      const m = /"msg":"listening".*"port":(\d+)/.exec(stderr);
       if (m) resolve(Number(m[1]));
     });
     child.on("exit", (code) => reject(new Error(`${fn} exited ${code}: ${stderr}`)));
