@@ -1,0 +1,543 @@
+/**
+ * Loading and checking the manifests in knative/ without a cluster. Each check returns a list of
+ * problems (empty when the manifests are right), so the tests can also run it on deliberately
+ * broken copies and see it fail.
+ */
+import { readdirSync, readFileSync } from "node:fs";
+import { fileURLToPath } from "node:url";
+import { join } from "node:path";
+import { parseAllDocuments } from "yaml";
+import { Namespace } from "kubernetes-models/v1/Namespace";
+import { ServiceAccount } from "kubernetes-models/v1/ServiceAccount";
+import { ConfigMap } from "kubernetes-models/v1/ConfigMap";
+import { Pod } from "kubernetes-models/v1/Pod";
+import { ClusterRole } from "kubernetes-models/rbac.authorization.k8s.io/v1/ClusterRole";
+import { ClusterRoleBinding } from "kubernetes-models/rbac.authorization.k8s.io/v1/ClusterRoleBinding";
+import { Role } from "kubernetes-models/rbac.authorization.k8s.io/v1/Role";
+import { RoleBinding } from "kubernetes-models/rbac.authorization.k8s.io/v1/RoleBinding";
+import { NetworkPolicy } from "kubernetes-models/networking.k8s.io/v1/NetworkPolicy";
+import { Service as KnativeService } from "@kubernetes-models/knative/serving.knative.dev/v1/Service";
+import { Broker } from "@kubernetes-models/knative/eventing.knative.dev/v1/Broker";
+import { Trigger } from "@kubernetes-models/knative/eventing.knative.dev/v1/Trigger";
+import { ApiServerSource } from "@kubernetes-models/knative/sources.knative.dev/v1/ApiServerSource";
+
+export const ROOT = fileURLToPath(new URL("../../", import.meta.url));
+export const KNATIVE_DIR = join(ROOT, "knative");
+export const NAMESPACE = "podcert";
+export const BROKER = "podcert";
+
+/** A parsed Kubernetes object; fields are read defensively, the schema check comes separately. */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+export type Obj = Record<string, any>;
+
+export interface Doc {
+  file: string;
+  index: number;
+  obj: Obj;
+}
+
+export const where = (d: Doc) => `${d.file}#${d.index} ${d.obj.kind ?? "?"} ${d.obj.metadata?.name ?? "?"}`;
+
+/** Every document of every YAML file in a folder (kustomization.yaml included), plus parse problems. */
+export function loadDir(dir = KNATIVE_DIR): { docs: Doc[]; files: string[]; problems: string[] } {
+  const files = readdirSync(dir)
+    .filter((f) => /\.ya?ml$/.test(f))
+    .sort();
+  const docs: Doc[] = [];
+  const problems: string[] = [];
+  for (const file of files) {
+    const text = readFileSync(join(dir, file), "utf8");
+    const parsed = parseYaml(text, file);
+    problems.push(...parsed.problems);
+    parsed.objects.forEach((obj, index) => docs.push({ file, index, obj }));
+  }
+  return { docs, files, problems };
+}
+
+/**
+ * Parses a multi-document YAML text. kubectl reads YAML 1.1 (where `0444` is octal and `yes` a
+ * boolean); the `yaml` package, like the local broker, reads 1.2. A document that means something
+ * different under the two is a problem: the cluster and the local run would disagree.
+ */
+export function parseYaml(text: string, name: string): { objects: Obj[]; problems: string[] } {
+  const problems: string[] = [];
+  const objects: Obj[] = [];
+  const v12 = parseAllDocuments(text);
+  const v11 = parseAllDocuments(text, { version: "1.1" });
+  if (!Array.isArray(v12) || !Array.isArray(v11)) return { objects, problems: [`${name}: not a YAML stream`] };
+  v12.forEach((doc, i) => {
+    for (const e of [...doc.errors, ...doc.warnings]) problems.push(`${name}#${i}: ${e.message}`);
+    const obj = doc.toJSON() as unknown;
+    if (obj === null || obj === undefined) return; // an empty document (e.g. a trailing ---)
+    if (typeof obj !== "object" || Array.isArray(obj)) {
+      problems.push(`${name}#${i}: not a mapping`);
+      return;
+    }
+    if (JSON.stringify(obj) !== JSON.stringify(v11[i]?.toJSON())) {
+      problems.push(`${name}#${i}: reads differently as YAML 1.1 (kubectl) and 1.2 (quote octal-looking numbers and yes/no/on/off)`);
+    }
+    objects.push(obj as Obj);
+  });
+  return { objects, problems };
+}
+
+/**
+ * The schema model of each kind podcert's manifests (and README examples) may use. Kinds without
+ * a model fail the check. kubernetes-models has no ClusterTrustBundle or PodCertificateRequest
+ * (it is generated from an OpenAPI document without beta APIs that are off by default); knative/
+ * ships neither, and the README test checks the ClusterTrustBundle by hand.
+ */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+type ModelClass = new (data?: any) => { validate(): void };
+const MODELS: Readonly<Record<string, ModelClass>> = {
+  "v1/Namespace": Namespace,
+  "v1/ServiceAccount": ServiceAccount,
+  "v1/ConfigMap": ConfigMap,
+  "v1/Pod": Pod,
+  "rbac.authorization.k8s.io/v1/ClusterRole": ClusterRole,
+  "rbac.authorization.k8s.io/v1/ClusterRoleBinding": ClusterRoleBinding,
+  "rbac.authorization.k8s.io/v1/Role": Role,
+  "rbac.authorization.k8s.io/v1/RoleBinding": RoleBinding,
+  "networking.k8s.io/v1/NetworkPolicy": NetworkPolicy,
+  "serving.knative.dev/v1/Service": KnativeService,
+  "eventing.knative.dev/v1/Broker": Broker,
+  "eventing.knative.dev/v1/Trigger": Trigger,
+  "sources.knative.dev/v1/ApiServerSource": ApiServerSource,
+};
+
+/** Kustomize's own file has no published schema model; it is checked by hand in the tests. */
+export const isKustomization = (o: Obj) => o.apiVersion === "kustomize.config.k8s.io/v1beta1" && o.kind === "Kustomization";
+
+const CLUSTER_SCOPED = new Set(["Namespace", "ClusterRole", "ClusterRoleBinding", "ClusterTrustBundle"]);
+
+/** Validates an object against the JSON schema of its kind (kubernetes-models, @kubernetes-models/knative). */
+export function schemaProblems(obj: Obj, name: string): string[] {
+  const model = MODELS[`${obj.apiVersion}/${obj.kind}`];
+  if (model === undefined) return [`${name}: no schema model for ${obj.apiVersion} ${obj.kind}`];
+  try {
+    new model(obj).validate();
+    return [];
+  } catch (e) {
+    return [`${name}: ${(e as Error).message}`];
+  }
+}
+
+/** Schema, namespace placement and uniqueness of every document. */
+export function documentProblems(docs: readonly Doc[]): string[] {
+  const problems: string[] = [];
+  const seen = new Set<string>();
+  for (const d of docs) {
+    if (isKustomization(d.obj)) continue;
+    problems.push(...schemaProblems(d.obj, where(d)));
+    const name = d.obj.metadata?.name;
+    if (typeof name !== "string" || name === "") problems.push(`${where(d)}: no metadata.name`);
+    const ns = d.obj.metadata?.namespace;
+    if (CLUSTER_SCOPED.has(d.obj.kind)) {
+      if (ns !== undefined) problems.push(`${where(d)}: cluster-scoped, must not set a namespace`);
+    } else if (ns !== NAMESPACE) {
+      problems.push(`${where(d)}: namespace must be ${NAMESPACE}, is ${String(ns)}`);
+    }
+    const key = `${d.obj.apiVersion}/${d.obj.kind}/${String(ns)}/${String(name)}`;
+    if (seen.has(key)) problems.push(`${where(d)}: defined twice`);
+    seen.add(key);
+    if (d.obj.kind === "Secret" || d.obj.kind === "ClusterTrustBundle") {
+      problems.push(`${where(d)}: CA material and keys are created by the user, never shipped in knative/`);
+    }
+  }
+  return problems;
+}
+
+export const ofKind = (docs: readonly Doc[], apiVersion: string, kind: string): Doc[] =>
+  docs.filter((d) => d.obj.apiVersion === apiVersion && d.obj.kind === kind);
+export const knativeServices = (docs: readonly Doc[]) => ofKind(docs, "serving.knative.dev/v1", "Service");
+export const triggers = (docs: readonly Doc[]) => ofKind(docs, "eventing.knative.dev/v1", "Trigger");
+
+// ---------------------------------------------------------------------------------------------
+// Routing
+// ---------------------------------------------------------------------------------------------
+
+export interface FunctionIo {
+  consumes: readonly string[];
+  emits: readonly string[];
+}
+
+/** The event types the ApiServerSource produces: their Triggers must also filter on `kind`. */
+export const API_SERVER_TYPES = ["dev.knative.apiserver.resource.add", "dev.knative.apiserver.resource.update"];
+export const PCR_KIND = "PodCertificateRequest";
+export const TERMINAL_TYPES = ["dev.ate.podcert.request.issued"];
+
+export const serviceName = (fn: string) => `podcert-${fn}`;
+
+/** A CloudEvent's attributes and extensions, as a Trigger filter sees them. */
+export type EventAttributes = Readonly<Record<string, string>>;
+
+/** The Knative Services an event reaches: every Trigger on the Broker whose exact filters all match. */
+export function route(docs: readonly Doc[], event: EventAttributes): string[] {
+  const out: string[] = [];
+  for (const t of triggers(docs)) {
+    if (t.obj.spec?.broker !== BROKER) continue;
+    const filter: Obj = t.obj.spec?.filter?.attributes ?? {};
+    if (Object.entries(filter).every(([k, v]) => event[k] === v)) out.push(String(t.obj.spec?.subscriber?.ref?.name));
+  }
+  return out.sort();
+}
+
+/** An event of a type, as its producer would send it (the ApiServerSource adds the kind extension). */
+export const eventOf = (type: string, kind = PCR_KIND): EventAttributes =>
+  API_SERVER_TYPES.includes(type) ? { type, kind, source: "https://kubernetes.default", apiversion: "certificates.k8s.io/v1beta1" } : { type, source: "/podcert/test" };
+
+export function routingProblems(docs: readonly Doc[], functions: Readonly<Record<string, FunctionIo>>): string[] {
+  const problems: string[] = [];
+  const services = new Set(knativeServices(docs).map((d) => d.obj.metadata?.name as string));
+  const brokers = ofKind(docs, "eventing.knative.dev/v1", "Broker").map((d) => d.obj.metadata?.name);
+  if (!brokers.includes(BROKER)) problems.push(`no Broker named ${BROKER}`);
+  const fnOfService = new Map(Object.keys(functions).map((fn) => [serviceName(fn), fn]));
+  const seenRoutes = new Set<string>();
+
+  for (const t of triggers(docs)) {
+    const name = where(t);
+    const spec: Obj = t.obj.spec ?? {};
+    if (spec.broker !== BROKER) problems.push(`${name}: broker must be ${BROKER}, is ${String(spec.broker)}`);
+    if (spec.filters !== undefined) problems.push(`${name}: only exact spec.filter.attributes are used, not spec.filters`);
+    const ref: Obj = spec.subscriber?.ref ?? {};
+    if (ref.apiVersion !== "serving.knative.dev/v1" || ref.kind !== "Service") {
+      problems.push(`${name}: the subscriber must be a Knative Service (serving.knative.dev/v1 Service)`);
+    }
+    if (spec.subscriber?.uri !== undefined) problems.push(`${name}: subscriber by URI; name the Service by ref`);
+    if (!services.has(ref.name)) problems.push(`${name}: subscriber ${String(ref.name)} is not a Knative Service in knative/`);
+    const filter: Obj = spec.filter?.attributes ?? {};
+    const type = filter.type;
+    if (typeof type !== "string") {
+      problems.push(`${name}: no exact type filter`);
+      continue;
+    }
+    const expectedKeys = API_SERVER_TYPES.includes(type) ? ["kind", "type"] : ["type"];
+    if (JSON.stringify(Object.keys(filter).sort()) !== JSON.stringify(expectedKeys)) {
+      problems.push(`${name}: filter attributes must be exactly ${expectedKeys.join(", ")}, are ${Object.keys(filter).join(", ")}`);
+    }
+    if (API_SERVER_TYPES.includes(type) && filter.kind !== PCR_KIND) problems.push(`${name}: must filter on kind ${PCR_KIND}`);
+    const fn = fnOfService.get(ref.name);
+    if (fn === undefined) {
+      if (services.has(ref.name)) problems.push(`${name}: routes ${type} to ${String(ref.name)}, which is not one of the functions`);
+      continue;
+    }
+    if (!functions[fn]!.consumes.includes(type)) problems.push(`${name}: routes ${type} to ${fn}, which does not consume it`);
+    if (functions[fn]!.emits.includes(type)) problems.push(`${name}: routes ${type} back into ${fn}, which emits it (a loop)`);
+    const key = `${fn} ${type}`;
+    if (seenRoutes.has(key)) problems.push(`${name}: a second Trigger for ${key}`);
+    seenRoutes.add(key);
+  }
+
+  // Every type a function consumes reaches it through exactly one Trigger.
+  for (const [fn, io] of Object.entries(functions)) {
+    for (const type of io.consumes) {
+      const n = route(docs, eventOf(type)).filter((s) => s === serviceName(fn)).length;
+      if (n !== 1) problems.push(`${type} reaches ${fn} ${n} times, expected once`);
+    }
+  }
+  // Every type a function emits reaches exactly the functions that consume it; terminal ones none.
+  const emitted = new Set(Object.values(functions).flatMap((io) => io.emits));
+  for (const type of emitted) {
+    const expected = Object.entries(functions)
+      .filter(([, io]) => io.consumes.includes(type))
+      .map(([fn]) => serviceName(fn))
+      .sort();
+    const actual = route(docs, eventOf(type));
+    if (JSON.stringify(actual) !== JSON.stringify(expected)) {
+      problems.push(`${type} reaches [${actual.join(", ")}], expected [${expected.join(", ")}]`);
+    }
+    if (TERMINAL_TYPES.includes(type)) {
+      if (actual.length > 0) problems.push(`${type} is terminal but reaches ${actual.join(", ")}`);
+    } else if (expected.length === 0) {
+      problems.push(`${type} is emitted but no function consumes it`);
+    }
+  }
+  // ApiServerSource events about other kinds reach nobody.
+  for (const type of API_SERVER_TYPES) {
+    const other = route(docs, eventOf(type, "Pod"));
+    if (other.length > 0) problems.push(`${type} for a Pod reaches ${other.join(", ")}`);
+  }
+  // The function graph (producer -> consumer through the Broker) has no cycle.
+  const next = new Map<string, string[]>();
+  for (const [fn, io] of Object.entries(functions)) {
+    next.set(fn, [...new Set(io.emits.flatMap((type) => route(docs, eventOf(type))))].map((s) => fnOfService.get(s) ?? s));
+  }
+  const visiting = new Set<string>();
+  const done = new Set<string>();
+  const visit = (fn: string, path: string[]): void => {
+    if (done.has(fn)) return;
+    if (visiting.has(fn)) {
+      problems.push(`event loop: ${[...path, fn].join(" -> ")}`);
+      return;
+    }
+    visiting.add(fn);
+    for (const n of next.get(fn) ?? []) visit(n, [...path, fn]);
+    visiting.delete(fn);
+    done.add(fn);
+  };
+  for (const fn of Object.keys(functions)) visit(fn, []);
+  return problems;
+}
+
+// ---------------------------------------------------------------------------------------------
+// RBAC
+// ---------------------------------------------------------------------------------------------
+
+/** One permission: "<scope> <apiGroup> <resource> <verb> <resourceName or *>". */
+export type Grant = string;
+
+/**
+ * The effective permissions of every ServiceAccount named in a binding, computed from the
+ * Roles/ClusterRoles and bindings in the documents, each rule expanded to single grants. Anything
+ * that cannot be computed from the documents alone (a binding to a role defined elsewhere, an
+ * aggregated ClusterRole, users or groups as subjects) is a problem, as is any wildcard.
+ */
+export function effectiveGrants(docs: readonly Doc[]): { grants: Map<string, Set<Grant>>; problems: string[] } {
+  const problems: string[] = [];
+  const grants = new Map<string, Set<Grant>>();
+  const RBAC = "rbac.authorization.k8s.io/v1";
+  const roles = new Map<string, Obj[]>();
+  for (const d of [...ofKind(docs, RBAC, "ClusterRole"), ...ofKind(docs, RBAC, "Role")]) {
+    if (d.obj.aggregationRule !== undefined) problems.push(`${where(d)}: aggregated ClusterRoles grant what other roles say`);
+    const key = d.obj.kind === "ClusterRole" ? `ClusterRole//${d.obj.metadata?.name}` : `Role/${d.obj.metadata?.namespace}/${d.obj.metadata?.name}`;
+    roles.set(key, d.obj.rules ?? []);
+  }
+  for (const d of [...ofKind(docs, RBAC, "ClusterRoleBinding"), ...ofKind(docs, RBAC, "RoleBinding")]) {
+    const ref: Obj = d.obj.roleRef ?? {};
+    const bindingNs: string | undefined = d.obj.kind === "RoleBinding" ? d.obj.metadata?.namespace : undefined;
+    if (d.obj.kind === "ClusterRoleBinding" && ref.kind !== "ClusterRole") problems.push(`${where(d)}: a ClusterRoleBinding must name a ClusterRole`);
+    const key = ref.kind === "ClusterRole" ? `ClusterRole//${ref.name}` : `Role/${bindingNs}/${ref.name}`;
+    const rules = roles.get(key);
+    if (rules === undefined) {
+      problems.push(`${where(d)}: binds ${String(ref.kind)} ${String(ref.name)}, which knative/ does not define (its rules cannot be checked)`);
+      continue;
+    }
+    const scope = bindingNs === undefined ? "cluster" : `namespace:${bindingNs}`;
+    for (const s of d.obj.subjects ?? []) {
+      if (s.kind !== "ServiceAccount") {
+        problems.push(`${where(d)}: subject ${String(s.kind)} ${String(s.name)}: only ServiceAccounts are bound`);
+        continue;
+      }
+      const subject = `${s.namespace ?? bindingNs}/${s.name}`;
+      const set = grants.get(subject) ?? new Set<Grant>();
+      grants.set(subject, set);
+      for (const r of rules) {
+        if (r.nonResourceURLs !== undefined) problems.push(`${where(d)}: grants nonResourceURLs`);
+        const names: string[] = r.resourceNames?.length ? r.resourceNames : ["*"];
+        for (const field of ["apiGroups", "resources", "verbs", "resourceNames"] as const) {
+          if ((r[field] ?? []).includes("*")) problems.push(`${key}: wildcard in ${field}`);
+        }
+        for (const g of r.apiGroups ?? []) {
+          for (const res of r.resources ?? []) {
+            for (const v of r.verbs ?? []) for (const n of names) set.add(`${scope} ${g === "" ? "core" : g} ${res} ${v} ${n}`);
+          }
+        }
+      }
+    }
+  }
+  return { grants, problems };
+}
+
+/** Cluster-wide grants, written compactly: [apiGroup, resource, verbs, resourceNames?]. */
+type Rule = readonly [group: string, resource: string, verbs: readonly string[], resourceNames?: readonly string[]];
+export function grantsOf(rules: readonly Rule[]): Set<Grant> {
+  const out = new Set<Grant>();
+  for (const [group, resource, verbs, names] of rules) {
+    for (const v of verbs) for (const n of names ?? ["*"]) out.add(`cluster ${group === "" ? "core" : group} ${resource} ${v} ${n}`);
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Knative Services
+// ---------------------------------------------------------------------------------------------
+
+export const CONTRACT = {
+  keysDir: "/var/run/podcert/keys",
+  config: "/etc/podcert/config.yaml",
+  caPool: "/var/run/podcert/ca/ca-pool.yaml",
+  configMap: "podcert-config",
+  configKey: "config.yaml",
+  caSecret: "podcert-ca-pool",
+  caKey: "ca-pool.yaml",
+  stepSecret: (fn: string) => `podcert-step-${fn}`,
+} as const;
+
+const dirname = (p: string) => p.slice(0, p.lastIndexOf("/"));
+const basename = (p: string) => p.slice(p.lastIndexOf("/") + 1);
+
+/** Every Secret a pod template can read: secret volumes, projected secrets, env and envFrom. */
+export function secretsOf(template: Obj): Set<string> {
+  const out = new Set<string>();
+  for (const v of template.spec?.volumes ?? []) {
+    if (v.secret) out.add(v.secret.secretName);
+    for (const s of v.projected?.sources ?? []) if (s.secret) out.add(s.secret.name);
+  }
+  for (const c of [...(template.spec?.containers ?? []), ...(template.spec?.initContainers ?? [])]) {
+    for (const e of c.env ?? []) if (e.valueFrom?.secretKeyRef) out.add(e.valueFrom.secretKeyRef.name);
+    for (const e of c.envFrom ?? []) if (e.secretRef) out.add(e.secretRef.name);
+  }
+  return out;
+}
+
+/** The volume mounted at a path, and the file a key of it becomes there. */
+function mountedFile(template: Obj, container: Obj, filePath: string): { volume: Obj | undefined; problems: string[] } {
+  const mount = (container.volumeMounts ?? []).find((m: Obj) => m.mountPath === dirname(filePath));
+  if (mount === undefined) return { volume: undefined, problems: [`nothing is mounted at ${dirname(filePath)}`] };
+  const volume = (template.spec?.volumes ?? []).find((v: Obj) => v.name === mount.name);
+  return { volume, problems: volume === undefined ? [`mount ${mount.name} has no volume`] : [] };
+}
+
+/** Whether a Secret/ConfigMap volume puts `key` at file `file` (all keys when `items` is unset). */
+function projectsKey(source: Obj | undefined, key: string, file: string): boolean {
+  if (source === undefined) return false;
+  if (source.items === undefined) return key === file;
+  return source.items.some((i: Obj) => i.key === key && i.path === file);
+}
+
+/** One function's Knative Service against the runtime contract. */
+export function functionServiceProblems(docs: readonly Doc[], fn: string, stepKeyFiles: readonly string[]): string[] {
+  const problems: string[] = [];
+  const svcs = knativeServices(docs).filter((d) => d.obj.metadata?.name === serviceName(fn));
+  if (svcs.length !== 1) return [`${fn}: ${svcs.length} Knative Services named ${serviceName(fn)}, expected 1`];
+  const svc = svcs[0]!.obj;
+  const p = (m: string) => problems.push(`${serviceName(fn)}: ${m}`);
+  if (svc.metadata?.labels?.["networking.knative.dev/visibility"] !== "cluster-local") p("not labelled networking.knative.dev/visibility: cluster-local");
+  const template: Obj = svc.spec?.template ?? {};
+  const spec: Obj = template.spec ?? {};
+  if (spec.serviceAccountName !== serviceName(fn)) p(`runs as ServiceAccount ${String(spec.serviceAccountName)}, expected ${serviceName(fn)}`);
+  if (!ofKind(docs, "v1", "ServiceAccount").some((d) => d.obj.metadata?.name === spec.serviceAccountName)) p("its ServiceAccount is not defined");
+  if (!(Number.isInteger(spec.containerConcurrency) && spec.containerConcurrency > 0)) p("containerConcurrency must be a positive integer (the handlers are concurrent)");
+  const containers: Obj[] = spec.containers ?? [];
+  if (containers.length !== 1) {
+    p(`${containers.length} containers, expected 1`);
+    return problems;
+  }
+  const c = containers[0]!;
+  if (!new RegExp(`(^|/)podcert-${fn}(:|@|$)`).test(String(c.image))) p(`image ${String(c.image)} is not podcert-${fn}`);
+
+  // Environment: exactly the contract's paths; the CA pool for sign only.
+  const env = new Map<string, Obj>((c.env ?? []).map((e: Obj) => [e.name, e]));
+  const expectEnv: Record<string, string> = { PODCERT_KEYS_DIR: CONTRACT.keysDir, PODCERT_CONFIG: CONTRACT.config };
+  if (fn === "sign") expectEnv.PODCERT_CA_POOL = CONTRACT.caPool;
+  for (const [k, v] of Object.entries(expectEnv)) if (env.get(k)?.value !== v) p(`env ${k} must be ${v}, is ${String(env.get(k)?.value)}`);
+  if (fn !== "sign" && env.has("PODCERT_CA_POOL")) p("only sign is given PODCERT_CA_POOL");
+  if (env.has("PORT")) p("PORT is Knative's to set");
+  if (c.envFrom !== undefined) p("envFrom: name each variable");
+
+  // Mounts: each env path is backed by the right Secret/ConfigMap key, read-only.
+  const keys = mountedFile(template, c, `${CONTRACT.keysDir}/x`);
+  keys.problems.forEach(p);
+  if (keys.volume && keys.volume.secret?.secretName !== CONTRACT.stepSecret(fn)) p(`${CONTRACT.keysDir} must be Secret ${CONTRACT.stepSecret(fn)}`);
+  for (const f of stepKeyFiles) if (keys.volume && !projectsKey(keys.volume.secret, f, f)) p(`${CONTRACT.keysDir}/${f} is not projected from its Secret`);
+  const config = mountedFile(template, c, CONTRACT.config);
+  config.problems.forEach(p);
+  if (config.volume && config.volume.configMap?.name !== CONTRACT.configMap) p(`${dirname(CONTRACT.config)} must be ConfigMap ${CONTRACT.configMap}`);
+  if (config.volume && !projectsKey(config.volume.configMap, CONTRACT.configKey, basename(CONTRACT.config))) p(`${CONTRACT.config} is not key ${CONTRACT.configKey}`);
+  if (fn === "sign") {
+    const ca = mountedFile(template, c, CONTRACT.caPool);
+    ca.problems.forEach(p);
+    if (ca.volume && ca.volume.secret?.secretName !== CONTRACT.caSecret) p(`${dirname(CONTRACT.caPool)} must be Secret ${CONTRACT.caSecret}`);
+    if (ca.volume && !projectsKey(ca.volume.secret, CONTRACT.caKey, basename(CONTRACT.caPool))) p(`${CONTRACT.caPool} is not key ${CONTRACT.caKey}`);
+  }
+  const expectedSecrets = [CONTRACT.stepSecret(fn), ...(fn === "sign" ? [CONTRACT.caSecret] : [])].sort();
+  const secrets = [...secretsOf(template)].sort();
+  if (JSON.stringify(secrets) !== JSON.stringify(expectedSecrets)) p(`reads Secrets [${secrets.join(", ")}], expected exactly [${expectedSecrets.join(", ")}]`);
+  for (const m of c.volumeMounts ?? []) if (m.readOnly !== true) p(`mount ${m.name} is not read-only`);
+  for (const v of spec.volumes ?? []) {
+    const mode = v.secret?.defaultMode;
+    if (mode !== undefined && (mode & 0o022) !== 0) p(`Secret volume ${v.name} is writable by group/others (mode ${mode.toString(8)})`);
+  }
+
+  // Readiness, resources, scale.
+  const port = c.ports?.[0]?.containerPort;
+  if (c.readinessProbe?.httpGet?.path !== "/healthz") p("readinessProbe must be httpGet /healthz");
+  if (c.readinessProbe?.httpGet?.port !== undefined && c.readinessProbe.httpGet.port !== port && c.readinessProbe.httpGet.port !== c.ports?.[0]?.name) {
+    p("the readiness probe's port must be the container port (Knative requires it)");
+  }
+  for (const kind of ["requests", "limits"]) for (const r of ["cpu", "memory"]) if (c.resources?.[kind]?.[r] === undefined) p(`resources.${kind}.${r} missing`);
+  const ann: Obj = template.metadata?.annotations ?? {};
+  const int = (k: string) => (typeof ann[k] === "string" && /^-?\d+$/.test(ann[k]) ? Number(ann[k]) : undefined);
+  const min = int("autoscaling.knative.dev/min-scale");
+  const max = int("autoscaling.knative.dev/max-scale");
+  if (int("autoscaling.knative.dev/target") === undefined) p("no autoscaling.knative.dev/target");
+  // The documented choice (knative/services.yaml, README): the issuance path stays warm.
+  const expectedMin = fn === "deny" ? 0 : 1;
+  if (min !== expectedMin) p(`min-scale must be ${expectedMin} (see the note in services.yaml), is ${String(min)}`);
+  if (max === undefined || max < Math.max(1, min ?? 0)) p("max-scale must be set and at least max(1, min-scale)");
+  return problems;
+}
+
+/** The restrictive container security settings, on every Knative Service (functions and sink). */
+export function securityProblems(docs: readonly Doc[]): string[] {
+  const problems: string[] = [];
+  for (const d of knativeServices(docs)) {
+    const spec: Obj = d.obj.spec?.template?.spec ?? {};
+    const p = (m: string) => problems.push(`${where(d)}: ${m}`);
+    // Knative rejects a pod-level securityContext unless kubernetes.podspec-securitycontext is on.
+    if (spec.securityContext !== undefined) p("pod-level securityContext (Knative refuses it by default): set it on the container");
+    for (const c of spec.containers ?? []) {
+      const sc: Obj = c.securityContext ?? {};
+      if (sc.runAsNonRoot !== true) p(`${c.name}: runAsNonRoot must be true`);
+      if (!(Number.isInteger(sc.runAsUser) && sc.runAsUser > 0)) p(`${c.name}: runAsUser must be a non-root UID`);
+      if (sc.readOnlyRootFilesystem !== true) p(`${c.name}: readOnlyRootFilesystem must be true`);
+      if (sc.allowPrivilegeEscalation !== false) p(`${c.name}: allowPrivilegeEscalation must be false`);
+      if (sc.privileged === true) p(`${c.name}: privileged`);
+      if (!(sc.capabilities?.drop ?? []).includes("ALL")) p(`${c.name}: capabilities.drop must include ALL`);
+      if ((sc.capabilities?.add ?? []).length > 0) p(`${c.name}: adds capabilities`);
+      if (sc.seccompProfile?.type !== "RuntimeDefault") p(`${c.name}: seccompProfile must be RuntimeDefault`);
+    }
+  }
+  return problems;
+}
+
+/** Whether a label selector (matchLabels only) selects a set of labels. */
+export function selects(selector: Obj, labels: Obj): boolean {
+  if (selector.matchExpressions !== undefined) throw new Error("matchExpressions: not handled by this check");
+  return Object.entries(selector.matchLabels ?? {}).every(([k, v]) => labels?.[k] === v);
+}
+
+/** Namespaces allowed in by the NetworkPolicy (knative-serving's activator path and knative-eventing). */
+export const ALLOWED_INGRESS_NAMESPACES = ["knative-eventing", "knative-serving"];
+
+export function networkPolicyProblems(docs: readonly Doc[]): string[] {
+  const problems: string[] = [];
+  const policies = ofKind(docs, "networking.k8s.io/v1", "NetworkPolicy");
+  for (const d of knativeServices(docs)) {
+    const labels = d.obj.spec?.template?.metadata?.labels ?? {};
+    const covering = policies.filter((np) => (np.obj.spec?.policyTypes ?? []).includes("Ingress") && selects(np.obj.spec?.podSelector ?? {}, labels));
+    if (covering.length === 0) problems.push(`${where(d)}: no ingress NetworkPolicy selects its pods`);
+    // The policy admits the activator, not the gateway: the activator must always be in the path.
+    if (d.obj.spec?.template?.metadata?.annotations?.["autoscaling.knative.dev/target-burst-capacity"] !== "-1") {
+      problems.push(`${where(d)}: target-burst-capacity must be "-1" (activator always in the path, which the NetworkPolicy relies on)`);
+    }
+  }
+  for (const np of policies) {
+    const allowed = new Set<string>();
+    for (const rule of np.obj.spec?.ingress ?? []) {
+      if (rule.from === undefined || rule.from.length === 0) problems.push(`${where(np)}: an ingress rule without "from" admits everyone`);
+      for (const peer of rule.from ?? []) {
+        const ns = peer.namespaceSelector?.matchLabels?.["kubernetes.io/metadata.name"];
+        const onlyNs = peer.namespaceSelector !== undefined && Object.keys(peer.namespaceSelector).length === 1 && Object.keys(peer.namespaceSelector.matchLabels ?? {}).length === 1;
+        if (peer.ipBlock !== undefined || typeof ns !== "string" || !onlyNs) {
+          problems.push(`${where(np)}: peer ${JSON.stringify(peer)} is not one named Knative namespace`);
+          continue;
+        }
+        allowed.add(ns);
+      }
+    }
+    if (JSON.stringify([...allowed].sort()) !== JSON.stringify(ALLOWED_INGRESS_NAMESPACES)) {
+      problems.push(`${where(np)}: admits [${[...allowed].sort().join(", ")}], expected [${ALLOWED_INGRESS_NAMESPACES.join(", ")}]`);
+    }
+  }
+  return problems;
+}
+
+/** A deep copy to break in the negative tests. */
+export const clone = (docs: readonly Doc[]): Doc[] => structuredClone(docs) as Doc[];
+/** The first document of a kind and name in a copy. */
+export function find(docs: readonly Doc[], kind: string, name: string): Obj {
+  const d = docs.find((x) => x.obj.kind === kind && x.obj.metadata?.name === name);
+  if (d === undefined) throw new Error(`no ${kind} ${name}`);
+  return d.obj;
+}

@@ -1,0 +1,166 @@
+// The README's "Deploying on Knative" section matches the manifests and the CLI: its pod
+// manifests validate and ask the configured signers, its trust-bundle selectors match what
+// `podcert ca bundle --format clustertrustbundle` writes, and its install commands create the
+// Secrets the Services mount. Where kubectl is installed, kustomize renders knative/ and the
+// README's overlay offline.
+import { execFile, execFileSync } from "node:child_process";
+import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { promisify } from "node:util";
+import { afterAll, describe, expect, it } from "vitest";
+import { parse } from "yaml";
+import { clusterTrustBundleManifest, createCaPool, parseCaPool, serializeCaPool } from "../../shared/ca/pool.js";
+import { FUNCTIONS } from "../../shared/cli/functions.js";
+import { ACCEPTED_KEYS_FILE, SIGNING_KEY_FILE } from "../../shared/events/step-keys.js";
+import { parseSignerConfig } from "../../shared/profiles/config.js";
+import { find, isKustomization, KNATIVE_DIR, loadDir, type Obj, parseYaml, ROOT, schemaProblems, selects, serviceName } from "./manifests.js";
+
+const readme = readFileSync(join(ROOT, "README.md"), "utf8");
+const start = readme.indexOf("\n## Deploying on Knative\n");
+const section = readme.slice(start, readme.indexOf("\n## ", start + 5));
+const blocks = [...section.matchAll(/```(\w*)\n([\s\S]*?)```/g)].map((m) => ({ lang: m[1]!, text: m[2]! }));
+const { docs } = loadDir();
+const config = parseSignerConfig(find(docs, "ConfigMap", "podcert-config").data["config.yaml"] as string);
+const SIGNERS = [...config.signers.keys()];
+const FNS = Object.keys(FUNCTIONS);
+
+const tmp = mkdtempSync(join(tmpdir(), "podcert-readme-"));
+afterAll(() => rmSync(tmp, { recursive: true, force: true }));
+
+describe('README "Deploying on Knative"', () => {
+  it("exists, after the HTTP section", () => {
+    expect(start).toBeGreaterThan(readme.indexOf("## Running a function over HTTP"));
+    expect(readme.indexOf("## Running a function over HTTP")).toBeGreaterThan(0);
+  });
+
+  const podBlock = blocks.find((b) => b.lang === "yaml" && /kind: Pod\b/.test(b.text));
+  const pods: Obj[] = podBlock === undefined ? [] : parseYaml(podBlock.text, "README pods").objects;
+
+  it("its pod manifests validate as Pods and ask the configured signers", () => {
+    expect(pods.length).toBeGreaterThanOrEqual(2);
+    for (const pod of pods) {
+      expect(schemaProblems(pod, pod.metadata.name)).toEqual([]);
+      const sources: Obj[] = pod.spec.volumes.flatMap((v: Obj) => v.projected?.sources ?? []);
+      const certs = sources.filter((s) => s.podCertificate).map((s) => s.podCertificate);
+      expect(certs.length, pod.metadata.name).toBeGreaterThan(0);
+      for (const c of certs) {
+        const profile = config.signers.get(c.signerName);
+        expect(profile, c.signerName).toBeDefined();
+        expect(profile!.allowedKeyTypes).toContain(c.keyType);
+        expect(c.credentialBundlePath).toBeTruthy();
+        for (const key of Object.keys(c.userAnnotations ?? {})) expect(key).toBe(profile!.dnsNames?.optInAnnotation);
+      }
+      expect(sources.some((s) => s.clusterTrustBundle), pod.metadata.name).toBe(true);
+    }
+    // Every signer appears, and the opt-in annotation is shown.
+    expect(new Set(pods.flatMap((p) => p.spec.volumes.flatMap((v: Obj) => v.projected.sources.filter((s: Obj) => s.podCertificate).map((s: Obj) => s.podCertificate.signerName))))).toEqual(new Set(SIGNERS));
+    expect(podBlock!.text).toContain("atesystem.podcert.ate.dev/expects-service:");
+  });
+
+  it("its trust-bundle selectors select the ClusterTrustBundles `podcert ca bundle` writes", async () => {
+    // kubernetes-models has no ClusterTrustBundle model (certificates.k8s.io/v1beta1 is off by
+    // default in the OpenAPI it is generated from): the fields are checked here by hand.
+    const pool = parseCaPool(serializeCaPool(await createCaPool(SIGNERS, { keyAlgorithm: "ECDSAP256", validityDays: 30, now: new Date() })));
+    const bundles = new Map(SIGNERS.map((s) => [s, clusterTrustBundleManifest(pool, s) as Obj]));
+    for (const [signer, ctb] of bundles) {
+      expect(ctb.apiVersion).toBe("certificates.k8s.io/v1beta1");
+      expect(ctb.kind).toBe("ClusterTrustBundle");
+      expect(ctb.metadata.name.startsWith(`${signer.replaceAll("/", ":")}:`)).toBe(true);
+      expect(ctb.spec.signerName).toBe(signer);
+      expect(ctb.spec.trustBundle).toMatch(/^-----BEGIN CERTIFICATE-----\n/);
+    }
+    expect(section).toContain(`\`${(bundles.get("atesystem.podcert.ate.dev/identity") as Obj).metadata.name}\``);
+    for (const pod of pods) {
+      for (const v of pod.spec.volumes) {
+        for (const s of v.projected?.sources ?? []) {
+          if (!s.clusterTrustBundle) continue;
+          const ctb = bundles.get(s.clusterTrustBundle.signerName);
+          expect(ctb, s.clusterTrustBundle.signerName).toBeDefined();
+          expect(s.clusterTrustBundle.labelSelector, "an unset selector matches nothing").toBeDefined();
+          expect(selects(s.clusterTrustBundle.labelSelector, ctb!.metadata.labels ?? {})).toBe(true);
+        }
+      }
+    }
+  });
+
+  it("its install commands create the Secrets, with the keys, that the Services mount", () => {
+    const sh = blocks
+      .filter((b) => b.lang === "sh")
+      .map((b) => b.text)
+      .join("\n");
+    expect(sh).toContain("npx podcert ca init --out ca-pool.yaml");
+    expect(sh).toContain("npx podcert keys init --out keys");
+    expect(sh).toContain("kubectl -n podcert create secret generic podcert-ca-pool --from-file=ca-pool.yaml=ca-pool.yaml");
+    expect(sh).toContain(`for fn in ${FNS.join(" ")}; do\n  kubectl -n podcert create secret generic podcert-step-$fn --from-file=keys/$fn/`);
+    expect(sh).toContain(`for fn in ${FNS.join(" ")}; do\n  docker build --build-arg FUNCTION=$fn -t <registry>/podcert-$fn .`);
+    expect(sh).toContain(`for signer in ${SIGNERS.join(" ")}; do\n  npx podcert ca bundle --ca-pool ca-pool.yaml --signer $signer --format clustertrustbundle | kubectl apply -f -`);
+    expect(sh).toContain("npm run build");
+    expect(section).toContain("kubectl apply -k knative/");
+    // The Secret names those commands create are the ones the Services mount.
+    for (const fn of FNS) {
+      const volumes: Obj[] = find(docs, "Service", serviceName(fn)).spec.template.spec.volumes;
+      for (const v of volumes) if (v.secret) expect(["podcert-ca-pool", `podcert-step-${fn}`]).toContain(v.secret.secretName);
+    }
+  });
+
+  it("names the prerequisites", () => {
+    for (const s of ["1.35", "PodCertificateRequest", "ClusterTrustBundle", "ClusterTrustBundleProjection", "certificates.k8s.io/v1beta1=true", "Knative Serving", "Knative Eventing", "Broker"]) {
+      expect(section).toContain(s);
+    }
+    expect(section).toMatch(/Not verified on a cluster/);
+  });
+});
+
+// kubectl carries kustomize and can build Secrets offline; it is on some machines, not all.
+const kubectl = (() => {
+  try {
+    execFileSync("kubectl", ["version", "--client"], { stdio: "ignore", timeout: 10_000 });
+    return true;
+  } catch {
+    return false;
+  }
+})();
+const run = promisify(execFile);
+const canonical = (o: unknown): string =>
+  JSON.stringify(o, (_k, v: unknown) => (v && typeof v === "object" && !Array.isArray(v) ? Object.fromEntries(Object.entries(v).sort(([a], [b]) => a.localeCompare(b))) : v));
+
+describe.skipIf(!kubectl)("with kubectl (offline)", () => {
+  it("kustomize renders knative/ into exactly its documents", async () => {
+    const { stdout } = await run("kubectl", ["kustomize", KNATIVE_DIR], { timeout: 30_000 });
+    const rendered = parseYaml(stdout, "kubectl kustomize").objects.map(canonical).sort();
+    const ours = docs.filter((d) => !isKustomization(d.obj)).map((d) => canonical(d.obj)).sort();
+    expect(rendered).toEqual(ours);
+  });
+
+  it("the README's overlay points every function's image at the registry", async () => {
+    const overlay = /cat > podcert-deploy\/kustomization.yaml <<EOF\n([\s\S]*?)\nEOF/.exec(section)?.[1];
+    expect(overlay).toBeDefined();
+    const dir = join(tmp, "overlay");
+    cpSync(KNATIVE_DIR, join(dir, "knative"), { recursive: true });
+    mkdirSync(join(dir, "podcert-deploy"));
+    writeFileSync(join(dir, "podcert-deploy", "kustomization.yaml"), overlay!.replaceAll("<registry>", "registry.example/team"));
+    const { stdout } = await run("kubectl", ["kustomize", join(dir, "podcert-deploy")], { timeout: 30_000 });
+    const out = parseYaml(stdout, "overlay").objects;
+    for (const fn of FNS) {
+      const svc = out.find((o) => o.kind === "Service" && o.metadata.name === serviceName(fn))!;
+      expect(svc.spec.template.spec.containers[0].image).toBe(`registry.example/team/podcert-${fn}`);
+    }
+  });
+
+  it("`kubectl create secret --from-file=keys/<fn>/` gives the keys the Services project", async () => {
+    const dir = join(tmp, "keys-run");
+    mkdirSync(dir);
+    await run(process.execPath, [join(ROOT, "bin", "podcert.mjs"), "keys", "init", "--out", join(dir, "keys")], { cwd: dir, timeout: 30_000 });
+    for (const fn of FNS) {
+      const { stdout } = await run("kubectl", ["-n", "podcert", "create", "secret", "generic", `podcert-step-${fn}`, `--from-file=keys/${fn}/`, "--dry-run=client", "-o", "json"], {
+        cwd: dir,
+        timeout: 30_000,
+      });
+      const secret = parse(stdout) as Obj;
+      expect(Object.keys(secret.data).sort()).toEqual([ACCEPTED_KEYS_FILE, SIGNING_KEY_FILE].sort());
+      const projected = find(docs, "Service", serviceName(fn)).spec.template.spec.volumes.find((v: Obj) => v.secret?.secretName === `podcert-step-${fn}`).secret.items.map((i: Obj) => i.key);
+      expect(projected.sort()).toEqual(Object.keys(secret.data).sort());
+    }
+  });
+});

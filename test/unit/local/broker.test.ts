@@ -1,0 +1,177 @@
+// The local broker routes by the project's own Trigger manifests, with Knative's delivery rules.
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import { readFileSync } from "node:fs";
+import { afterEach, describe, expect, it } from "vitest";
+import { FUNCTIONS } from "../../../shared/cli/functions.js";
+import { serviceName } from "../../../shared/cli/demo.js";
+import { eventFromHttp, eventToBinaryHttp } from "../../../shared/events/codec.js";
+import { EVENT_TYPES, type PodcertEvent } from "../../../shared/events/types.js";
+import { LocalBroker, matches, parseBrokerDelivery, parseIsoDurationMs, parseTriggers, type DeadLetter, type DeliverySpec } from "../../../shared/local/broker.js";
+
+const TRIGGERS = readFileSync("knative/triggers.yaml", "utf8");
+const routes = parseTriggers(TRIGGERS);
+
+function event(type: string, extensions: Record<string, string> = {}): PodcertEvent {
+  return { specversion: "1.0", id: `e-${Math.random()}`, type, source: "/test", data: { n: 1 }, datacontenttype: "application/json", extensions };
+}
+
+type Handler = (e: PodcertEvent, req: IncomingMessage, res: ServerResponse) => void;
+const servers: Server[] = [];
+afterEach(async () => {
+  for (const s of servers.splice(0)) await new Promise((r) => s.close(r));
+});
+
+async function subscriber(handler: Handler): Promise<{ url: string; received: PodcertEvent[] }> {
+  const received: PodcertEvent[] = [];
+  const server = createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on("data", (c: Buffer) => chunks.push(c));
+    req.on("end", () => {
+      const e = eventFromHttp(req.headers, Buffer.concat(chunks).toString());
+      received.push(e);
+      handler(e, req, res);
+    });
+  });
+  servers.push(server);
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", () => r()));
+  const a = server.address();
+  return { url: `http://127.0.0.1:${typeof a === "object" && a ? a.port : 0}`, received };
+}
+
+const ack: Handler = (_e, _req, res) => res.writeHead(204).end();
+const fast: DeliverySpec = { retry: 2, backoffPolicy: "exponential", backoffDelayMs: 1 };
+
+describe("routing from knative/triggers.yaml", () => {
+  it.each([
+    { type: EVENT_TYPES.apiServerAdd, ext: { kind: "PodCertificateRequest" }, to: ["validate"] },
+    { type: EVENT_TYPES.apiServerUpdate, ext: { kind: "PodCertificateRequest" }, to: ["validate"] },
+    { type: EVENT_TYPES.apiServerAdd, ext: { kind: "Pod" }, to: [] },
+    { type: EVENT_TYPES.resync, ext: {}, to: ["validate"] },
+    { type: EVENT_TYPES.validated, ext: {}, to: ["derive-sans"] },
+    { type: EVENT_TYPES.sansDerived, ext: {}, to: ["sign"] },
+    { type: EVENT_TYPES.denied, ext: {}, to: ["deny"] },
+    { type: EVENT_TYPES.issued, ext: {}, to: [] },
+  ] as { type: string; ext: Record<string, string>; to: string[] }[])("$type ($ext.kind) goes to $to", ({ type, ext, to }) => {
+    const subscribers = routes.filter((r) => matches(r, event(type, ext))).map((r) => r.subscriber);
+    expect(subscribers.sort()).toEqual(to.map(serviceName).sort());
+  });
+
+  it("routes every type a function emits to the functions that consume it, and only those", () => {
+    for (const fn of Object.values(FUNCTIONS)) {
+      for (const type of fn.emits) {
+        const to = routes.filter((r) => matches(r, event(type))).map((r) => r.subscriber).sort();
+        const consumers = Object.values(FUNCTIONS).filter((f) => f.consumes.includes(type)).map((f) => serviceName(f.step)).sort();
+        expect(to, type).toEqual(consumers);
+        expect(to).not.toContain(serviceName(fn.step));
+      }
+    }
+  });
+
+  it("reads the Broker's delivery spec", () => {
+    const d = parseBrokerDelivery(readFileSync("knative/broker.yaml", "utf8"), "podcert");
+    expect(d.retry).toBeGreaterThan(0);
+    expect(d.backoffPolicy).toBe("exponential");
+    expect(d.backoffDelayMs).toBeGreaterThan(0);
+    expect(d.deadLetterSink).toBeTruthy();
+  });
+
+  it.each([
+    { text: "PT0.5S", ms: 500 },
+    { text: "PT2S", ms: 2000 },
+    { text: "PT1M30S", ms: 90_000 },
+    { text: "P1DT1H", ms: 90_000_000 },
+  ])("parses $text as $ms ms", ({ text, ms }) => expect(parseIsoDurationMs(text)).toBe(ms));
+
+  it.each(["", "P", "PT", "5s", "PT-1S"])("refuses the duration %j", (text) => expect(() => parseIsoDurationMs(text)).toThrow(/ISO 8601/));
+
+  it("refuses a Trigger whose subscriber is not running", () => {
+    expect(() => new LocalBroker({ routes, delivery: fast, brokerName: "podcert", subscribers: new Map() })).toThrow(/podcert-validate/);
+  });
+});
+
+describe("delivery", () => {
+  async function brokerWith(handlers: Partial<Record<string, Handler>>, delivery = fast) {
+    const subs = new Map<string, string>();
+    const received = new Map<string, PodcertEvent[]>();
+    for (const fn of Object.keys(FUNCTIONS)) {
+      const s = await subscriber(handlers[fn] ?? ack);
+      subs.set(serviceName(fn), s.url);
+      received.set(fn, s.received);
+    }
+    const dead: DeadLetter[] = [];
+    const broker = new LocalBroker({ routes, delivery, brokerName: "podcert", subscribers: subs, onDeadLetter: (d) => dead.push(d) });
+    return { broker, received, dead };
+  }
+
+  it("feeds a reply back into the broker, so steps chain", async () => {
+    const reply = (type: string): Handler => (e, _req, res) => {
+      const { headers, body } = eventToBinaryHttp({ ...event(type), extensions: e.extensions });
+      res.writeHead(200, headers).end(body);
+    };
+    const { broker, received, dead } = await brokerWith({ validate: reply(EVENT_TYPES.validated), "derive-sans": reply(EVENT_TYPES.sansDerived) });
+    broker.publish(event(EVENT_TYPES.apiServerAdd, { kind: "PodCertificateRequest", traceparent: "00-abc-def-01" }));
+    await broker.idle();
+    expect(received.get("validate")).toHaveLength(1);
+    expect(received.get("derive-sans")).toHaveLength(1);
+    expect(received.get("sign")).toHaveLength(1);
+    expect(received.get("sign")![0]!.extensions.traceparent).toBe("00-abc-def-01");
+    expect(received.get("deny")).toHaveLength(0);
+    expect(dead).toEqual([]);
+  });
+
+  it("retries 503 retry+1 times in all, then dead-letters", async () => {
+    const { broker, received, dead } = await brokerWith({ sign: (_e, _r, res) => res.writeHead(503).end("busy") });
+    broker.publish(event(EVENT_TYPES.sansDerived));
+    await broker.idle();
+    expect(received.get("sign")).toHaveLength(fast.retry + 1);
+    expect(dead).toHaveLength(1);
+    expect(dead[0]).toMatchObject({ subscriber: "podcert-sign", attempts: 3, lastStatus: 503, lastError: "busy" });
+  });
+
+  it("recovers when a retry succeeds", async () => {
+    let calls = 0;
+    const { broker, received, dead } = await brokerWith({ sign: (_e, _r, res) => res.writeHead(++calls < 2 ? 429 : 204).end() });
+    broker.publish(event(EVENT_TYPES.sansDerived));
+    await broker.idle();
+    expect(received.get("sign")).toHaveLength(2);
+    expect(dead).toEqual([]);
+  });
+
+  it("does not retry a 400 or 401: straight to the dead letter", async () => {
+    const { broker, received, dead } = await brokerWith({ sign: (_e, _r, res) => res.writeHead(401).end("unsigned") });
+    broker.publish(event(EVENT_TYPES.sansDerived));
+    await broker.idle();
+    expect(received.get("sign")).toHaveLength(1);
+    expect(dead[0]).toMatchObject({ attempts: 1, lastStatus: 401 });
+  });
+
+  it("treats a 200 whose body is not a CloudEvent as a failed delivery", async () => {
+    const { broker, dead } = await brokerWith({ sign: (_e, _r, res) => res.writeHead(200, { "content-type": "text/plain" }).end("hello") });
+    broker.publish(event(EVENT_TYPES.sansDerived));
+    await broker.idle();
+    expect(dead[0]?.lastError).toMatch(/not a CloudEvent/);
+  });
+
+  it("backs off exponentially between attempts", async () => {
+    const times: number[] = [];
+    const { broker } = await brokerWith({ sign: (_e, _r, res) => (times.push(performance.now()), res.writeHead(500).end()) }, { retry: 3, backoffPolicy: "exponential", backoffDelayMs: 40 });
+    broker.publish(event(EVENT_TYPES.sansDerived));
+    await broker.idle();
+    const gaps = times.slice(1).map((t, i) => t - times[i]!);
+    // 40, 80, 160 ms: each gap at least the policy's delay (never less), and growing.
+    expect(gaps[0]).toBeGreaterThanOrEqual(39);
+    expect(gaps[1]).toBeGreaterThanOrEqual(79);
+    expect(gaps[2]).toBeGreaterThanOrEqual(159);
+  });
+
+  it("accepts events on its HTTP ingress", async () => {
+    const { broker, received } = await brokerWith({});
+    const url = await broker.listen(0);
+    const { headers, body } = eventToBinaryHttp(event(EVENT_TYPES.resync));
+    expect((await fetch(url, { method: "POST", headers, body })).status).toBe(202);
+    expect((await fetch(url, { method: "POST", body: "nope" })).status).toBe(400);
+    await broker.idle();
+    expect(received.get("validate")).toHaveLength(1);
+    await broker.close();
+  });
+});
