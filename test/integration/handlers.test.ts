@@ -64,6 +64,9 @@ describe("sign", () => {
     expect([a.status, b.status].sort()).toEqual([200, 204]);
     const pcr = await t.read(t.pcrFor("atenet-router"));
     expect(terminalCondition(pcr)?.type).toBe("Issued");
+    // One Kubernetes Event on the PCR, for kubectl describe.
+    const events = t.server.store.list("events", { namespace: pcr.metadata.namespace }).items as unknown as { reason: string; involvedObject: { uid: string } }[];
+    expect(events.filter((e) => e.involvedObject.uid === pcr.metadata.uid).map((e) => e.reason)).toEqual(["Issued"]);
     // A third, later delivery is a no-op too.
     expect((await t.run("sign", derived)).status).toBe(204);
     expect((await t.read(pcr)).status).toEqual(pcr.status);

@@ -57,6 +57,13 @@ describe("a function served over HTTP", () => {
     expect(data.pcr.name).toBe("req-api-ecdsap256");
     expect(data.attestations.validate).toMatch(/^ey/);
 
+    const metrics = await (await fetch(`${validate.url}/metrics`)).text();
+    expect(metrics).toMatch(/podcert_events_received_total\{type="dev\.knative\.apiserver\.resource\.add",status="200",function="validate"\} 1/);
+    expect(metrics).toMatch(/podcert_decisions_total\{signer="atesystem\.podcert\.ate\.dev\/identity",outcome="validated",reason="",function="validate"\} 1/);
+    const apiCount = metrics.split("\n").find((l) => l.startsWith("podcert_kubernetes_api_seconds_count{") && l.includes('operation="get pod"') && l.includes('outcome="ok"'));
+    expect(apiCount).toMatch(/ 1$/);
+    expect(metrics).not.toMatch(/req-api-ecdsap256|api-ecdsap256/);
+
     const exited = new Promise<number | null>((resolve) => validate.child.on("exit", (code) => resolve(code)));
     validate.child.kill("SIGTERM");
     expect(await exited).toBe(0);

@@ -1,0 +1,81 @@
+// `npm start`'s job end to end: processes, broker, emulated source and kubelet, files, mTLS.
+import { X509Certificate, createPrivateKey, createPublicKey } from "node:crypto";
+import { mkdtempSync, readFileSync, statSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { beforeAll, describe, expect, it } from "vitest";
+import { parseCredentialBundle } from "../../shared/local/mtls.js";
+import { podcert, type CliResult } from "./cli.js";
+import { verifiesAgainst } from "./certs.js";
+
+let out: string;
+let run: CliResult;
+
+beforeAll(async () => {
+  out = mkdtempSync(join(tmpdir(), "podcert-demo-"));
+  run = await podcert(["demo", "--out", out, "--timeout", "60"]);
+}, 120_000);
+
+describe("podcert demo (npm start)", () => {
+  it("exits 0 with every expected outcome and handshake", () => {
+    expect(run.code, run.stderr).toBe(0);
+    expect(run.stderr).toMatch(/all outcomes and handshakes as expected/);
+    expect(run.stderr).not.toMatch(/UNEXPECTED|FAIL/);
+  });
+
+  it("prints one table row per request with its outcome and SANs, on stdout", () => {
+    const lines = run.stdout.trim().split("\n");
+    expect(lines[0]).toMatch(/^PCR\s+POD\s+SIGNER\s+OUTCOME\s+TIME TO ISSUE\s+SANS/);
+    expect(lines).toHaveLength(1 + 8);
+    expect(run.stdout).toMatch(/ate-system\/ate-apiserver\s+atesystem\.podcert\.ate\.dev\/identity\s+Issued\s+\d+ ms\s+spiffe:\/\/cluster\.local\/ns\/ate-system\/sa\/ate-apiserver, api\.ate-system\.svc, api\.ate-system\.svc\.cluster\.local/);
+    expect(run.stdout).toMatch(/workers-a\/worker-2\s+atesystem\.podcert\.ate\.dev\/identity\s+Denied:NamespaceNotAllowed/);
+  });
+
+  it("writes each credential bundle as kubelet would: PKCS#8 key, then a chain for that key", () => {
+    const path = join(out, "ate-system", "valkey-0", "atesystem.podcert.ate.dev:identity.pem");
+    expect(statSync(path).mode & 0o077).toBe(0);
+    const bundle = readFileSync(path, "utf8");
+    expect(bundle.startsWith("-----BEGIN PRIVATE KEY-----")).toBe(true);
+    const { keyPem, chainPem } = parseCredentialBundle(bundle);
+    const leaf = new X509Certificate(chainPem);
+    expect(leaf.checkPrivateKey(createPrivateKey(keyPem))).toBe(true);
+    expect(createPublicKey(createPrivateKey(keyPem)).export({ format: "jwk" }).kty).toBe("RSA");
+    const trust = readFileSync(join(out, "trust", "atesystem.podcert.ate.dev:identity.pem"), "utf8");
+    expect(verifiesAgainst(chainPem, trust)).toBe(true);
+    expect(verifiesAgainst(chainPem, readFileSync(join(out, "trust", "workerpool.podcert.ate.dev:identity.pem"), "utf8"))).toBe(false);
+  });
+
+  it("reports each handshake of the seed's mTLS", () => {
+    expect(run.stderr).toMatch(/ok {3}router → apiserver as api\.ate-system\.svc: accepted/);
+    expect(run.stderr).toMatch(/ok {3}worker pod certificate → apiserver: refused/);
+    expect(run.stderr).toMatch(/ok {3}router → a server whose certificate lacks api\.ate-system\.svc: refused/);
+  });
+
+  it("keeps each function's structured log, one decision line per step, and no key material", () => {
+    const sign = readFileSync(join(out, "logs", "sign.log"), "utf8");
+    const issued = sign.split("\n").filter((l) => l.includes('"outcome":"issued"')).map((l) => JSON.parse(l) as Record<string, unknown>);
+    expect(issued).toHaveLength(5);
+    for (const line of issued) {
+      expect(line).toMatchObject({ level: "info", msg: "decision", step: "sign" });
+      expect(line.pcrUid).toEqual(expect.any(String));
+      expect(line.serialNumber).toMatch(/^[0-9a-f]+$/);
+    }
+    for (const fn of ["validate", "derive-sans", "sign", "deny"]) {
+      expect(readFileSync(join(out, "logs", `${fn}.log`), "utf8")).not.toMatch(/PRIVATE KEY|"d":"/);
+    }
+  });
+});
+
+describe("podcert demo --help", () => {
+  it("lists the options", async () => {
+    const r = await podcert(["demo", "--help"]);
+    expect(r.code).toBe(0);
+    for (const option of ["--cluster", "--out", "--port-base", "--keep-running", "--timeout", "--config"]) expect(r.stdout).toContain(option);
+  });
+
+  it("says what to do with a cluster file that is missing", async () => {
+    const r = await podcert(["demo", "--cluster", "/nonexistent.yaml"]);
+    expect(r.code).toBe(78);
+    expect(r.stderr).toMatch(/cannot read cluster file \/nonexistent\.yaml: ENOENT/);
+  });
+});
