@@ -1,0 +1,106 @@
+// The podcert command's set-up subcommands, as an operator runs them.
+import { X509Certificate } from "node:crypto";
+import { mkdtempSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { parse } from "yaml";
+import { beforeAll, describe, expect, it } from "vitest";
+import { ACCEPTED_KEYS_FILE, SIGNING_KEY_FILE } from "../../shared/events/step-keys.js";
+import { ACCEPTS_FROM, STEPS } from "../../shared/events/types.js";
+import { podcert } from "./cli.js";
+
+let dir: string;
+beforeAll(() => {
+  dir = mkdtempSync(join(tmpdir(), "podcert-cli-"));
+});
+
+describe("podcert ca", () => {
+  it("init writes a pool readable by the owner only, with one CA per configured signer", async () => {
+    const path = join(dir, "ca.yaml");
+    const r = await podcert(["ca", "init", "--out", path, "--key-algorithm", "ED25519", "--validity-days", "30"]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toBe("");
+    expect(statSync(path).mode & 0o777).toBe(0o600);
+    const doc = parse(readFileSync(path, "utf8")) as { signers: { signerName: string; cas: { certificate: string }[] }[] };
+    expect(doc.signers.map((s) => s.signerName).sort()).toEqual(["atesystem.podcert.ate.dev/identity", "workerpool.podcert.ate.dev/identity"]);
+    const cert = new X509Certificate(doc.signers[0]!.cas[0]!.certificate);
+    expect(cert.ca).toBe(true);
+    expect(cert.publicKey.asymmetricKeyType).toBe("ed25519");
+    expect(new Date(cert.validTo).getTime() - new Date(cert.validFrom).getTime()).toBeLessThanOrEqual(31 * 86400_000);
+  });
+
+  it("init never overwrites an existing pool", async () => {
+    const path = join(dir, "existing.yaml");
+    writeFileSync(path, "precious");
+    const r = await podcert(["ca", "init", "--out", path]);
+    expect(r.code).toBe(78);
+    expect(r.stderr).toMatch(/already exists/);
+    expect(readFileSync(path, "utf8")).toBe("precious");
+  });
+
+  it("init uses the signers of --config", async () => {
+    const path = join(dir, "upstream.yaml");
+    expect((await podcert(["ca", "init", "--out", path, "--config", "examples/config/upstream-style.yaml"])).code).toBe(0);
+    expect(readFileSync(path, "utf8")).toMatch(/spiffe\.podcert\.ate\.dev\/service-account/);
+  });
+
+  it("bundle prints PEM, or a ClusterTrustBundle named after the signer", async () => {
+    const path = join(dir, "ca.yaml");
+    const pem = await podcert(["ca", "bundle", "--ca-pool", path, "--signer", "workerpool.podcert.ate.dev/identity"]);
+    expect(pem.code, pem.stderr).toBe(0);
+    expect(new X509Certificate(pem.stdout).ca).toBe(true);
+    expect(pem.stdout).not.toMatch(/PRIVATE/);
+    const ctb = await podcert(["ca", "bundle", "--ca-pool", path, "--signer", "workerpool.podcert.ate.dev/identity", "--format", "clustertrustbundle"]);
+    const manifest = parse(ctb.stdout) as { kind: string; metadata: { name: string }; spec: { signerName: string; trustBundle: string } };
+    expect(manifest.kind).toBe("ClusterTrustBundle");
+    expect(manifest.metadata.name.startsWith("workerpool.podcert.ate.dev:identity:")).toBe(true);
+    expect(manifest.spec.signerName).toBe("workerpool.podcert.ate.dev/identity");
+    expect(manifest.spec.trustBundle).toBe(pem.stdout);
+  });
+
+  it("bundle says which signers the pool has when asked for another", async () => {
+    const r = await podcert(["ca", "bundle", "--ca-pool", join(dir, "ca.yaml"), "--signer", "example.com/x"]);
+    expect(r.code).toBe(78);
+    expect(r.stderr).toMatch(/no CA for signer example\.com\/x.*atesystem/);
+  });
+});
+
+describe("podcert keys init", () => {
+  it("writes each function its own private key and only the public keys it accepts", async () => {
+    const out = join(dir, "keys");
+    expect((await podcert(["keys", "init", "--out", out])).code).toBe(0);
+    for (const step of STEPS) {
+      const priv = JSON.parse(readFileSync(join(out, step, SIGNING_KEY_FILE), "utf8")) as { kid: string; d?: string };
+      expect(priv.kid).toBe(step);
+      expect(priv.d).toBeTruthy();
+      expect(statSync(join(out, step, SIGNING_KEY_FILE)).mode & 0o077).toBe(0);
+      const accepted = JSON.parse(readFileSync(join(out, step, ACCEPTED_KEYS_FILE), "utf8")) as { keys: { kid: string; d?: string }[] };
+      expect(accepted.keys.map((k) => k.kid).sort()).toEqual([...ACCEPTS_FROM[step]].sort());
+      expect(accepted.keys.every((k) => k.d === undefined)).toBe(true);
+    }
+    expect((await podcert(["keys", "init", "--out", out])).code).toBe(78);
+  });
+});
+
+describe("usage", () => {
+  it.each([
+    { args: [], code: 64 },
+    { args: ["frobnicate"], code: 64 },
+    { args: ["ca"], code: 64 },
+    { args: ["ca", "init"], code: 64 },
+    { args: ["invoke", "nope"], code: 64 },
+    { args: ["issue", "--cluster"], code: 64 },
+  ])("podcert $args exits $code with the usage on stderr or stdout", async ({ args, code }) => {
+    const r = await podcert(args);
+    expect(r.code).toBe(code);
+    expect(r.stdout + r.stderr).toMatch(/Usage:/);
+  });
+
+  it("names a bad configuration file's problems", async () => {
+    const bad = join(dir, "bad.yaml");
+    writeFileSync(bad, "apiVersion: podcert.ate.dev/v1alpha1\nkind: SignerConfig\nsigners:\n  - name: nope\n    namespaces: {any: true}\n");
+    const r = await podcert(["ca", "init", "--out", join(dir, "x.yaml"), "--config", bad]);
+    expect(r.code).toBe(78);
+    expect(r.stderr).toMatch(/signers\.0\.name: must be '<domain>\/<name>'/);
+  });
+});
