@@ -14,8 +14,8 @@ export interface IssueResult {
   pcrs: PodCertificateRequest[];
   /** Per PCR uid: the deliveries its events went through. */
   hops: Map<string, PipelineHop[]>;
-  /** Per PCR uid: milliseconds from the first event to the last reply. */
-  elapsedMs: Map<string, number>;
+  /** Per PCR uid: when its first event was delivered and its last reply handled (performance.now()). */
+  timings: Map<string, { start: number; end: number }>;
 }
 
 export async function issueAll(o: {
@@ -34,14 +34,14 @@ export async function issueAll(o: {
     backoffMs: o.backoffMs ?? 50,
   };
   const hops = new Map<string, PipelineHop[]>();
-  const elapsedMs = new Map<string, number>();
+  const timings = new Map<string, { start: number; end: number }>();
   let done = 0;
   await mapLimit(before, o.concurrency ?? 8, async (pcr) => {
     const start = performance.now();
     hops.set(pcr.metadata.uid ?? "", await deliver(pipeline, apiServerAddEvent(pcr)));
-    elapsedMs.set(pcr.metadata.uid ?? "", performance.now() - start);
+    timings.set(pcr.metadata.uid ?? "", { start, end: performance.now() });
     o.onProgress?.(++done, before.length);
   });
   const after = await o.cluster.listPcrs();
-  return { pcrs: after, hops, elapsedMs };
+  return { pcrs: after, hops, timings };
 }

@@ -1,4 +1,5 @@
 /** ClusterApi over @kubernetes/client-node: a kubeconfig (KUBECONFIG or in-cluster) or a given one. */
+import { createHash } from "node:crypto";
 import {
   ApiException,
   CertificatesV1beta1Api,
@@ -18,7 +19,35 @@ export function loadKubeConfig(o: { kubeconfigText?: string } = {}): KubeConfig 
   const kc = new KubeConfig();
   if (o.kubeconfigText !== undefined) kc.loadFromString(o.kubeconfigText);
   else kc.loadFromDefault();
+  reuseConnections(kc);
   return kc;
+}
+
+type Dispatcher = unknown;
+interface DispatcherFactory {
+  createDispatcher(cluster: unknown, agentOptions: unknown): Dispatcher | undefined;
+  createDispatcherOptions(cluster: unknown, agentOptions: unknown): unknown;
+}
+
+/**
+ * client-node 2.0.1 builds a new undici Agent for every request whenever TLS options are set
+ * (always in a cluster: the service-account CA), so every API call opened a new connection and,
+ * against a real API server, paid a TLS handshake. Reuse one dispatcher per distinct set of
+ * options instead: the options (CA, client certificate) are compared on every request, so a
+ * rotated file still takes effect on the next call. Tokens travel in headers and are unaffected.
+ */
+function reuseConnections(kc: KubeConfig): void {
+  const factory = kc as unknown as DispatcherFactory;
+  const original = factory.createDispatcher.bind(kc);
+  const cache = new Map<string, Dispatcher | undefined>();
+  factory.createDispatcher = (cluster, agentOptions) => {
+    const key = createHash("sha256").update(JSON.stringify(factory.createDispatcherOptions(cluster, agentOptions))).digest("base64");
+    if (!cache.has(key)) {
+      if (cache.size > 8) cache.clear();
+      cache.set(key, original(cluster, agentOptions));
+    }
+    return cache.get(key);
+  };
 }
 
 /**
