@@ -6,20 +6,13 @@
  * bundles and trust bundles on disk, and the seed's mutual TLS proven with those files.
  */
 import { X509Certificate } from "node:crypto";
-import { appendFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { parseClusterFile } from "../apiserver/cluster-file.js";
-import { startApiServer } from "../apiserver/server.js";
-import { createCaPool, parseCaPool, serializeCaPool, trustBundlePem } from "../ca/pool.js";
+import { trustBundlePem } from "../ca/pool.js";
 import { ConfigError } from "../errors.js";
-import { generateStepSecrets } from "../events/step-keys.js";
-import { EVENT_TYPES, STEPS, type PodcertEvent } from "../events/types.js";
-import { loadKubeConfig } from "../kube/client-node.js";
-import { startApiServerSource } from "../local/apiserver-source.js";
-import { LocalBroker, parseBrokerDelivery, parseTriggers, type DeadLetter } from "../local/broker.js";
+import { startLocalFlow } from "../local/flow.js";
 import { parseCredentialBundle, runSeedMtlsChecks, type HandshakeCheck } from "../local/mtls.js";
-import { bundlePath, startFunctionProcess, stopFunctionProcess, type FunctionProcess } from "../local/processes.js";
 import { terminalCondition, type PodCertificateRequest } from "../pcr/model.js";
 import { ATESYSTEM_SIGNER, WORKERPOOL_SIGNER } from "../profiles/defaults.js";
 import { loadSignerConfig } from "../runtime/load.js";
@@ -39,8 +32,7 @@ Options:
   --keep-running       keep the API server, broker and functions up until Ctrl-C
   --help               this text`;
 
-/** Knative Service name of a function, as the Trigger manifests name it. */
-export const serviceName = (fn: string) => `podcert-${fn}`;
+export { serviceName } from "../local/flow.js";
 
 export function signerFileName(signerName: string): string {
   return `${signerName.replaceAll("/", ":")}.pem`;
@@ -77,103 +69,29 @@ export async function runDemo(args: string[]): Promise<number> {
   const config = loadSignerConfig(configPath);
   const say = (m: string) => process.stderr.write(`${m}\n`);
 
-  const readText = (path: string, what: string) => {
-    try {
-      return readFileSync(path, "utf8");
-    } catch (e) {
-      throw new ConfigError(`cannot read ${what} ${path}: ${(e as NodeJS.ErrnoException).code ?? String(e)}`);
-    }
-  };
-  const routes = parseTriggers(readText(join(knativeDir, "triggers.yaml"), "Trigger manifest"), join(knativeDir, "triggers.yaml"));
-  const delivery = parseBrokerDelivery(readText(join(knativeDir, "broker.yaml"), "Broker manifest"), "podcert");
-  const objects = parseClusterFile(readText(clusterPath, "cluster file"));
-
-  mkdirSync(join(outDir, "logs"), { recursive: true });
-  // Secrets for this run only: the CA pool and step keys live in a private temp folder.
-  const state = mkdtempSync(join(tmpdir(), "podcert-demo-"));
-  const cleanups: (() => Promise<unknown> | void)[] = [() => rmSync(state, { recursive: true, force: true })];
-  const cleanup = async () => {
-    for (const c of cleanups.reverse()) await c();
-  };
-
+  let clusterText: string;
   try {
-    const api = await startApiServer({ objects });
-    cleanups.push(() => api.stop());
-    writeFileSync(join(state, "kubeconfig"), api.kubeconfig(), { mode: 0o600 });
-    say(`[1/6] embedded API server at ${api.url} with ${clusterPath} (${objects.length} objects)`);
+    clusterText = readFileSync(clusterPath, "utf8");
+  } catch (e) {
+    throw new ConfigError(`cannot read cluster file ${clusterPath}: ${(e as NodeJS.ErrnoException).code ?? String(e)}`);
+  }
+  const objects = parseClusterFile(clusterText);
 
-    const signers = [...config.signers.keys()];
-    const caText = serializeCaPool(await createCaPool(signers, { keyAlgorithm: "ECDSAP256", validityDays: 365, now: new Date() }));
-    writeFileSync(join(state, "ca-pool.yaml"), caText, { mode: 0o600 });
-    const caPool = parseCaPool(caText);
-    const secrets = generateStepSecrets();
-    for (const step of STEPS) {
-      mkdirSync(join(state, "keys", step), { recursive: true, mode: 0o700 });
-      for (const [file, content] of Object.entries(secrets[step])) writeFileSync(join(state, "keys", step, file), content, { mode: 0o600 });
-    }
+  const flow = await startLocalFlow({
+    objects,
+    config,
+    ...(configPath === undefined ? {} : { configPath }),
+    knativeDir,
+    portBase,
+    logDir: join(outDir, "logs"),
+    say,
+  });
+  try {
+    const { api, broker, processes, finishedAt, deadLetters, caPool } = flow;
     mkdirSync(join(outDir, "trust"), { recursive: true });
-    for (const signer of signers) writeFileSync(join(outDir, "trust", signerFileName(signer)), trustBundlePem(caPool, signer));
-
-    say(`[2/6] starting the function bundles (logs in ${join(outDir, "logs")}/)`);
-    const processes: FunctionProcess[] = [];
-    cleanups.push(async () => {
-      for (const p of processes) await stopFunctionProcess(p);
-    });
-    for (const [i, fn] of STEPS.entries()) {
-      const log = join(outDir, "logs", `${fn}.log`);
-      writeFileSync(log, "");
-      const env: Record<string, string> = {
-        KUBECONFIG: join(state, "kubeconfig"),
-        PODCERT_KEYS_DIR: join(state, "keys", fn),
-        LOG_LEVEL: "info",
-      };
-      if (configPath !== undefined) env.PODCERT_CONFIG = configPath;
-      if (fn === "sign") env.PODCERT_CA_POOL = join(state, "ca-pool.yaml");
-      const p = await startFunctionProcess({
-        name: fn,
-        bundle: bundlePath("dist", fn),
-        port: portBase === 0 ? 0 : portBase + i,
-        env,
-        onLog: (_fn, line) => appendFileSync(log, `${line}\n`),
-      });
-      processes.push(p);
-      say(`      ${fn.padEnd(11)} ${p.url}  ready in ${Math.round(p.startMs)} ms`);
-    }
-
-    const deadLetters: DeadLetter[] = [];
-    const deadLetterLog = join(outDir, "logs", "dead-letter.jsonl");
-    writeFileSync(deadLetterLog, "");
-    const broker = new LocalBroker({
-      routes,
-      delivery,
-      brokerName: "podcert",
-      subscribers: new Map(processes.map((p) => [serviceName(p.name), p.url])),
-      onDeadLetter: (d) => {
-        deadLetters.push(d);
-        appendFileSync(deadLetterLog, `${JSON.stringify({ ...d, event: { id: d.event.id, type: d.event.type, subject: d.event.subject } })}\n`);
-      },
-    });
-    const brokerUrl = await broker.listen(portBase === 0 ? 0 : portBase + 4);
-    cleanups.push(() => broker.close());
-    say(`[3/6] local broker at ${brokerUrl}: ${routes.length} Triggers from ${join(knativeDir, "triggers.yaml")}, retry ${delivery.retry} (${delivery.backoffPolicy}, ${delivery.backoffDelayMs} ms)`);
-
-    // Terminal status writes come back as update events; they tell when each PCR finished.
-    const finishedAt = new Map<string, number>();
-    const kc = loadKubeConfig({ kubeconfigText: api.kubeconfig() });
-    const source = await startApiServerSource(
-      kc,
-      (event: PodcertEvent) => {
-        const pcr = event.data as PodCertificateRequest;
-        if (event.type === EVENT_TYPES.apiServerUpdate && terminalCondition(pcr) && !finishedAt.has(pcr.metadata.uid ?? "")) {
-          finishedAt.set(pcr.metadata.uid ?? "", performance.now());
-        }
-        broker.publish(event);
-      },
-      { onError: (e) => say(`      ApiServerSource: watch interrupted (${(e as Error).message}); reconnecting`) },
-    );
-    cleanups.push(() => source.stop());
+    for (const signer of config.signers.keys()) writeFileSync(join(outDir, "trust", signerFileName(signer)), trustBundlePem(caPool, signer));
     say("[4/6] emulated ApiServerSource watching PodCertificateRequests; kubelet creates the requests now");
-
+    const kc = flow.kubeconfig;
     const requests = await requestPodCertificates(kc, (m) => say(`      ${m}`));
     const deadline = performance.now() + timeoutSeconds * 1000;
     let quietSince = performance.now();
@@ -210,13 +128,13 @@ export async function runDemo(args: string[]): Promise<number> {
     process.stdout.write(`${outcomeTable(rows)}\n`);
     const unmet = rows.filter((r) => r.request.expected !== undefined && r.request.expected !== r.outcome);
     for (const r of unmet) say(`      UNEXPECTED: ${r.request.pod.namespace}/${r.request.pod.name} → ${r.request.pcr.spec.signerName}: ${r.outcome}, expected ${r.request.expected}`);
-    if (deadLetters.length > 0) say(`      ${deadLetters.length} deliveries dead-lettered (see ${deadLetterLog})`);
+    if (deadLetters.length > 0) say(`      ${deadLetters.length} deliveries dead-lettered (see ${join(outDir, "logs", "dead-letter.jsonl")})`);
     say(`      credential bundles in ${outDir}/<namespace>/<pod>/<signer>.pem, trust bundles in ${outDir}/trust/`);
 
     const checks = await seedMtls(outDir, say);
     const ok = unmet.length === 0 && checks.every((c) => c.ok);
     if (values["keep-running"]) {
-      say(`\nkeep running: broker ingress ${brokerUrl}; functions ${processes.map((p) => `${p.name}=${p.url}`).join(" ")}; kubeconfig ${join(state, "kubeconfig")}. Ctrl-C to stop.`);
+      say(`\nkeep running: broker ingress ${flow.brokerUrl}; functions ${processes.map((p) => `${p.name}=${p.url}`).join(" ")}; kubeconfig ${flow.kubeconfigPath}. Ctrl-C to stop.`);
       await new Promise<void>((resolve) => {
         process.once("SIGINT", resolve);
         process.once("SIGTERM", resolve);
@@ -225,7 +143,7 @@ export async function runDemo(args: string[]): Promise<number> {
     say(ok ? "\nall outcomes and handshakes as expected" : "\nsome outcomes or handshakes were not as expected");
     return ok ? EXIT.ok : EXIT.software;
   } finally {
-    await cleanup();
+    await flow.stop();
   }
 }
 

@@ -1,0 +1,153 @@
+/**
+ * The local event flow as one object: embedded API server, function processes, a broker routing
+ * by the knative/ manifests, and an emulated ApiServerSource. Used by `podcert demo` and by the
+ * benchmark's HTTP burst, so both measure the same thing.
+ */
+import { appendFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import type { KubeConfig } from "@kubernetes/client-node";
+import { startApiServer, type EmbeddedApiServer } from "../apiserver/server.js";
+import { createCaPool, parseCaPool, serializeCaPool, type CaPool } from "../ca/pool.js";
+import { ConfigError } from "../errors.js";
+import { generateStepSecrets } from "../events/step-keys.js";
+import { EVENT_TYPES, STEPS, type PodcertEvent } from "../events/types.js";
+import { loadKubeConfig } from "../kube/client-node.js";
+import { terminalCondition, type PodCertificateRequest } from "../pcr/model.js";
+import type { SignerConfig } from "../profiles/config.js";
+import { startApiServerSource, type EmulatedSource } from "./apiserver-source.js";
+import { LocalBroker, parseBrokerDelivery, parseTriggers, type DeadLetter, type DeliverySpec, type TriggerRoute } from "./broker.js";
+import { bundlePath, startFunctionProcess, stopFunctionProcess, type FunctionProcess } from "./processes.js";
+
+/** Knative Service name of a function, as the Trigger manifests name it. */
+export const serviceName = (fn: string) => `podcert-${fn}`;
+
+export interface LocalFlowOptions {
+  objects: readonly unknown[];
+  config: SignerConfig;
+  configPath?: string;
+  knativeDir: string;
+  distDir?: string;
+  /** Functions on portBase..+3, broker on +4; 0 = any free port. */
+  portBase?: number;
+  /** Where function logs and the dead-letter log go; no logs when absent. */
+  logDir?: string;
+  logLevel?: string;
+  say?: (m: string) => void;
+}
+
+export interface LocalFlow {
+  api: EmbeddedApiServer;
+  kubeconfig: KubeConfig;
+  kubeconfigPath: string;
+  caPool: CaPool;
+  processes: FunctionProcess[];
+  broker: LocalBroker;
+  brokerUrl: string;
+  routes: TriggerRoute[];
+  delivery: DeliverySpec;
+  deadLetters: DeadLetter[];
+  /** PCR uid → when (performance.now()) the source saw its terminal status. */
+  finishedAt: Map<string, number>;
+  stop(): Promise<void>;
+}
+
+function readText(path: string, what: string): string {
+  try {
+    return readFileSync(path, "utf8");
+  } catch (e) {
+    throw new ConfigError(`cannot read ${what} ${path}: ${(e as NodeJS.ErrnoException).code ?? String(e)}`);
+  }
+}
+
+export async function startLocalFlow(o: LocalFlowOptions): Promise<LocalFlow> {
+  const say = o.say ?? (() => {});
+  const portBase = o.portBase ?? 0;
+  const routes = parseTriggers(readText(join(o.knativeDir, "triggers.yaml"), "Trigger manifest"), join(o.knativeDir, "triggers.yaml"));
+  const delivery = parseBrokerDelivery(readText(join(o.knativeDir, "broker.yaml"), "Broker manifest"), "podcert");
+  // Secrets for this run only: the CA pool and step keys live in a private temp folder.
+  const state = mkdtempSync(join(tmpdir(), "podcert-flow-"));
+  const stops: (() => Promise<unknown> | void)[] = [() => rmSync(state, { recursive: true, force: true })];
+  const stop = async () => {
+    for (const s of stops.splice(0).reverse()) await s();
+  };
+  try {
+    const api = await startApiServer({ objects: o.objects });
+    stops.push(() => api.stop());
+    const kubeconfigPath = join(state, "kubeconfig");
+    writeFileSync(kubeconfigPath, api.kubeconfig(), { mode: 0o600 });
+    say(`[1/6] embedded API server at ${api.url} (${o.objects.length} objects)`);
+
+    const caText = serializeCaPool(await createCaPool([...o.config.signers.keys()], { keyAlgorithm: "ECDSAP256", validityDays: 365, now: new Date() }));
+    writeFileSync(join(state, "ca-pool.yaml"), caText, { mode: 0o600 });
+    const secrets = generateStepSecrets();
+    for (const step of STEPS) {
+      mkdirSync(join(state, "keys", step), { recursive: true, mode: 0o700 });
+      for (const [file, content] of Object.entries(secrets[step])) writeFileSync(join(state, "keys", step, file), content, { mode: 0o600 });
+    }
+
+    say(`[2/6] starting the function bundles${o.logDir ? ` (logs in ${o.logDir}/)` : ""}`);
+    const processes: FunctionProcess[] = [];
+    stops.push(async () => {
+      for (const p of processes) await stopFunctionProcess(p);
+    });
+    if (o.logDir) mkdirSync(o.logDir, { recursive: true });
+    for (const [i, fn] of STEPS.entries()) {
+      const log = o.logDir ? join(o.logDir, `${fn}.log`) : undefined;
+      if (log) writeFileSync(log, "");
+      const env: Record<string, string> = {
+        KUBECONFIG: kubeconfigPath,
+        PODCERT_KEYS_DIR: join(state, "keys", fn),
+        LOG_LEVEL: o.logLevel ?? "info",
+      };
+      if (o.configPath !== undefined) env.PODCERT_CONFIG = o.configPath;
+      if (fn === "sign") env.PODCERT_CA_POOL = join(state, "ca-pool.yaml");
+      const p = await startFunctionProcess({
+        name: fn,
+        bundle: bundlePath(o.distDir ?? "dist", fn),
+        port: portBase === 0 ? 0 : portBase + i,
+        env,
+        ...(log ? { onLog: (_fn: string, line: string) => appendFileSync(log, `${line}\n`) } : {}),
+      });
+      processes.push(p);
+      say(`      ${fn.padEnd(11)} ${p.url}  ready in ${Math.round(p.startMs)} ms`);
+    }
+
+    const deadLetters: DeadLetter[] = [];
+    const deadLetterLog = o.logDir ? join(o.logDir, "dead-letter.jsonl") : undefined;
+    if (deadLetterLog) writeFileSync(deadLetterLog, "");
+    const broker = new LocalBroker({
+      routes,
+      delivery,
+      brokerName: "podcert",
+      subscribers: new Map(processes.map((p) => [serviceName(p.name), p.url])),
+      onDeadLetter: (d) => {
+        deadLetters.push(d);
+        if (deadLetterLog) appendFileSync(deadLetterLog, `${JSON.stringify({ ...d, event: { id: d.event.id, type: d.event.type, subject: d.event.subject } })}\n`);
+      },
+    });
+    const brokerUrl = await broker.listen(portBase === 0 ? 0 : portBase + 4);
+    stops.push(() => broker.close());
+    say(`[3/6] local broker at ${brokerUrl}: ${routes.length} Triggers from ${join(o.knativeDir, "triggers.yaml")}, retry ${delivery.retry} (${delivery.backoffPolicy}, ${delivery.backoffDelayMs} ms)`);
+
+    // Terminal status writes come back as update events; they tell when each PCR finished.
+    const finishedAt = new Map<string, number>();
+    const kubeconfig = loadKubeConfig({ kubeconfigText: api.kubeconfig() });
+    const source: EmulatedSource = await startApiServerSource(
+      kubeconfig,
+      (event: PodcertEvent) => {
+        const pcr = event.data as PodCertificateRequest;
+        if (event.type === EVENT_TYPES.apiServerUpdate && terminalCondition(pcr) && !finishedAt.has(pcr.metadata.uid ?? "")) {
+          finishedAt.set(pcr.metadata.uid ?? "", performance.now());
+        }
+        broker.publish(event);
+      },
+      { onError: (e) => say(`      ApiServerSource: watch interrupted (${(e as Error).message}); reconnecting`) },
+    );
+    stops.push(() => source.stop());
+    return { api, kubeconfig, kubeconfigPath, caPool: parseCaPool(caText), processes, broker, brokerUrl, routes, delivery, deadLetters, finishedAt, stop };
+  } catch (e) {
+    await stop();
+    throw e;
+  }
+}
