@@ -44,15 +44,26 @@ export const deriveSans: FunctionDefinition = {
     };
 
     let dnsNames: string[] = [];
+    const maxNames = profile.dnsNames?.maxNames ?? 100;
+    // Each named Service gives at least two names: refuse an over-long list before reading any.
+    if (v.services.kind === "named" && v.services.names.length * 2 > maxNames) {
+      return deny(new RequestDeniedError("TooManyDNSNames", `the annotation names ${v.services.names.length} Services, at least ${v.services.names.length * 2} DNS names; this signer puts at most ${maxNames} in a certificate`));
+    }
     if (v.services.kind !== "none") {
-      const [pod, services] = await Promise.all([ctx.cluster.readPod(namespace, v.podName), ctx.cluster.listServices(namespace)]);
+      // Named Services are read one by one: the cost follows the names asked for, not the
+      // number of Services in the namespace. "true" needs them all to find the selecting ones.
+      const servicesRead =
+        v.services.kind === "named"
+          ? Promise.all(v.services.names.map((name) => ctx.cluster.readService(namespace, name))).then((s) => s.filter((x) => x !== undefined))
+          : ctx.cluster.listServices(namespace);
+      const [pod, services] = await Promise.all([ctx.cluster.readPod(namespace, v.podName), servicesRead]);
       if (pod === undefined || pod.metadata.uid !== v.podUID) {
         return deny(new RequestDeniedError("PodMismatch", `pod ${v.podName} ${pod === undefined ? "was deleted" : "was replaced"} after the request was validated`));
       }
       const sans = deriveDnsNames({
         namespace,
         clusterDomain: ctx.config.clusterDomain,
-        maxNames: profile.dnsNames?.maxNames ?? 100,
+        maxNames,
         pod,
         services,
         selection: v.services,

@@ -169,6 +169,11 @@ export class KubeClusterApi implements ClusterApi {
     return r && plain<ServiceAccount>(r);
   }
 
+  async readService(namespace: string, name: string) {
+    const r = await this.call("get service", () => this.core.readNamespacedService({ namespace, name }), true);
+    return r && plain<Service>(r);
+  }
+
   async listServices(namespace: string) {
     const r = await this.call("list services", () => this.core.listNamespacedService({ namespace }));
     return plain<{ items: Service[] }>(r).items;

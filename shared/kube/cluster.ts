@@ -27,5 +27,6 @@ export interface ClusterApi {
   readNode(name: string): Promise<Node | undefined>;
   readServiceAccount(namespace: string, name: string): Promise<ServiceAccount | undefined>;
   listServices(namespace: string): Promise<Service[]>;
+  readService(namespace: string, name: string): Promise<Service | undefined>;
   createEvent(event: KubernetesEvent): Promise<void>;
 }

@@ -4,6 +4,7 @@
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { existsSync } from "node:fs";
+import { createServer } from "node:net";
 import { join } from "node:path";
 import { ConfigError } from "../errors.js";
 
@@ -23,41 +24,34 @@ export async function startFunctionProcess(o: {
   onLog?: (fn: string, line: string) => void;
 }): Promise<FunctionProcess> {
   if (!existsSync(o.bundle)) throw new ConfigError(`${o.bundle} does not exist; run npm run build`);
+  // Port 0: find a free port here, so readiness does not depend on the function's log level.
+  const port = o.port === 0 ? await freePort() : o.port;
   const started = performance.now();
   const child = spawn(process.execPath, [o.bundle], {
-    env: { ...process.env, ...o.env, PORT: String(o.port) },
+    env: { ...process.env, ...o.env, PORT: String(port) },
     stdio: ["ignore", "pipe", "pipe"],
   });
   let buffered = "";
-  let port: number | undefined = o.port === 0 ? undefined : o.port;
-  const portKnown = new Promise<number>((resolve, reject) => {
-    if (port !== undefined) resolve(port);
-    const onData = (d: Buffer) => {
-      buffered += d.toString();
-      let nl: number;
-      while ((nl = buffered.indexOf("\n")) >= 0) {
-        const line = buffered.slice(0, nl);
-        buffered = buffered.slice(nl + 1);
-        o.onLog?.(o.name, line);
-        if (port === undefined) {
-          const listening = listeningPort(line);
-          if (listening !== undefined) resolve((port = listening));
-        }
-      }
-    };
-    child.stderr!.on("data", onData);
-    child.stdout!.on("data", onData);
-    child.once("exit", (code) => reject(new ConfigError(`function ${o.name} exited with ${code} before it was ready`)));
-  });
-  const p = await portKnown;
-  const url = `http://127.0.0.1:${p}`;
+  const onData = (d: Buffer) => {
+    buffered += d.toString();
+    let nl: number;
+    while ((nl = buffered.indexOf("\n")) >= 0) {
+      const line = buffered.slice(0, nl);
+      buffered = buffered.slice(nl + 1);
+      o.onLog?.(o.name, line);
+    }
+  };
+  child.stderr!.on("data", onData);
+  child.stdout!.on("data", onData);
+  const url = `http://127.0.0.1:${port}`;
   for (let i = 0; ; i++) {
     try {
       if ((await fetch(`${url}/healthz`)).ok) break;
     } catch {
       // not listening yet
     }
-    if (i > 200 || child.exitCode !== null) throw new ConfigError(`function ${o.name} did not become ready`);
+    if (child.exitCode !== null) throw new ConfigError(`function ${o.name} exited with ${child.exitCode} before it was ready${o.onLog ? "; see its log" : ""}`);
+    if (i > 400) throw new ConfigError(`function ${o.name} did not become ready in 10 s`);
     await new Promise((r) => setTimeout(r, 25));
   }
   return { name: o.name, url, child, startMs: performance.now() - started };
@@ -78,12 +72,15 @@ export async function stopFunctionProcess(p: FunctionProcess, timeoutMs = 5_000)
   return code;
 }
 
-/** The port in a function's "listening" log line, if this is that line. */
-export function listeningPort(line: string): number | undefined {
-  try {
-    const record = JSON.parse(line) as { msg?: unknown; port?: unknown };
-    return record.msg === "listening" && typeof record.port === "number" ? record.port : undefined;
-  } catch {
-    return undefined;
-  }
+/** A port free right now on loopback. */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once("error", reject);
+    server.listen(0, "127.0.0.1", () => {
+      const a = server.address();
+      const port = typeof a === "object" && a ? a.port : 0;
+      server.close(() => resolve(port));
+    });
+  });
 }

@@ -7,12 +7,16 @@
  * This is on the hot path of every request, so it uses node:crypto only (createPublicKey +
  * verify) and the small DER reader; no @peculiar.
  */
-import { constants, createHash, createPublicKey, verify, type KeyObject } from "node:crypto";
+import { constants, createHash, createPublicKey, verify, type JsonWebKey, type KeyObject } from "node:crypto";
 import { RequestDeniedError } from "../errors.js";
 import { KEY_TYPES, type KeyType, type PcrSpec } from "../pcr/model.js";
 import { CSR_SIGNATURE_ALGORITHMS, describeKey, OID } from "./algorithms.js";
 import {
+  bitString,
   DerError,
+  nullValue,
+  oid,
+  sequence,
   TAG,
   decodeOid,
   expectTag,
@@ -73,13 +77,15 @@ export function spkiSha256(spkiDer: Uint8Array): string {
   return createHash("sha256").update(spkiDer).digest("base64url");
 }
 
-const B64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
-
-/** Strict standard base64 (what Go's encoding/json writes for []byte), or undefined. */
+/**
+ * Strict standard base64 (what Go's encoding/json writes for []byte), or undefined. Buffer's
+ * decoder is lenient (it skips unknown characters, takes the URL-safe alphabet, needs no padding),
+ * but its encoder writes only canonical padded standard base64: requiring the text to be exactly
+ * what its bytes re-encode to refuses every other alphabet, missing or misplaced padding,
+ * whitespace and non-zero padding bits (the API server always re-encodes canonically).
+ */
 function decodeBase64(s: string): Buffer | undefined {
-  if (!B64.test(s)) return undefined;
   const b = Buffer.from(s, "base64");
-  // Reject non-zero padding bits: the API server always re-encodes canonically.
   if (b.toString("base64") !== s) return undefined;
   return b;
 }
@@ -108,6 +114,7 @@ interface ParsedSpki {
  */
 function parseSpki(spkiDer: Buffer, allowed: readonly KeyType[]): ParsedSpki {
   let algOid: string;
+  let canonical: CanonicalKey | undefined;
   try {
     const outer = readSingle(spkiDer, TAG.SEQUENCE);
     const [alg, bits, ...rest] = readChildren(spkiDer, outer);
@@ -122,18 +129,27 @@ function parseSpki(spkiDer: Buffer, allowed: readonly KeyType[]): ParsedSpki {
     if (algOid === OID.ecPublicKey && keyBits[1] !== 0x04) {
       deny("UnsupportedKeyType", "the EC public key uses a compressed point; only uncompressed points are supported");
     }
+    canonical = canonicalKey(spkiDer, whole(spkiDer, algSeq), keyBits);
   } catch (e) {
     if (e instanceof RequestDeniedError) throw e;
     return deny("UnsupportedKeyType", `the public key is not a valid DER SubjectPublicKeyInfo (${errText(e)})`);
   }
-  let publicKey: KeyObject;
-  try {
-    publicKey = createPublicKey({ key: spkiDer, format: "der", type: "spki" });
-  } catch {
-    return deny(
-      "UnsupportedKeyType",
-      `the public key (algorithm ${algOid}) could not be parsed; use one of ${listAllowed(allowed)}`,
-    );
+  let publicKey: KeyObject | undefined = canonical?.jwk && importJwk(canonical.jwk);
+  if (publicKey === undefined) {
+    try {
+      publicKey = createPublicKey({ key: spkiDer, format: "der", type: "spki" });
+    } catch {
+      return deny(
+        "UnsupportedKeyType",
+        `the public key (algorithm ${algOid}) could not be parsed; use one of ${listAllowed(allowed)}`,
+      );
+    }
+  }
+  if (canonical !== undefined) {
+    // Fast path: the bytes are already the canonical encoding of a supported key type, so the
+    // classification and the re-encoding check below could only agree (see canonicalKey).
+    if (!allowed.includes(canonical.keyType)) unsupported(canonical.keyType, allowed);
+    return { publicKey, keyType: canonical.keyType };
   }
   const keyType = classifyPublicKey(publicKey);
   if (keyType === undefined || !KEY_TYPES.includes(keyType) || !allowed.includes(keyType)) {
@@ -148,6 +164,103 @@ function parseSpki(spkiDer: Buffer, allowed: readonly KeyType[]): ParsedSpki {
 
 function errText(e: unknown): string {
   return e instanceof Error ? e.message : String(e);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Recognising canonical SubjectPublicKeyInfos without asking OpenSSL
+// ---------------------------------------------------------------------------------------------
+//
+// Reading a key's details back from OpenSSL (asymmetricKeyDetails) and re-encoding it (export)
+// cost more than half of a P-256 proof verification. For the encodings kubelet (Go's
+// x509.MarshalPKIXPublicKey) produces, the answer is visible in the bytes: an SPKI that
+// createPublicKey accepts and that is byte for byte the canonical form of a supported key type
+// classifies as that type and re-encodes to itself. canonicalKey recognises exactly those;
+// anything else (other curves, RSA sizes or exponents, absent NULL parameters, redundant
+// integer octets, ...) takes the general path, which decides as before.
+//
+// RSA and Ed25519 keys recognised so are imported from their components (JWK), which skips
+// OpenSSL 3's generic DER decoder chain; the key is the same (n and e, or the 32 raw bytes;
+// neither import validates more than the other). EC keys stay on the DER import: the JWK import
+// runs a full public-key check, which costs more than the decoder.
+
+interface CanonicalKey {
+  keyType: KeyType;
+  /** Set for RSA and Ed25519. */
+  jwk?: JsonWebKey;
+}
+
+/** Everything but the point: SEQUENCE { SEQUENCE { id-ecPublicKey, curve }, BIT STRING { 00 04 ... } }. */
+function ecPrefix(curveOid: string, coordinateBytes: number): { prefix: Buffer; length: number } {
+  const point = Buffer.alloc(1 + 2 * coordinateBytes);
+  point[0] = 0x04;
+  const full = sequence(sequence(oid(OID.ecPublicKey), oid(curveOid)), bitString(point));
+  return { prefix: full.subarray(0, full.length - 2 * coordinateBytes), length: full.length };
+}
+
+const CANONICAL_EC: { keyType: KeyType; prefix: Buffer; length: number }[] = [
+  { keyType: "ECDSAP256", ...ecPrefix(OID.prime256v1, 32) },
+  { keyType: "ECDSAP384", ...ecPrefix(OID.secp384r1, 48) },
+  { keyType: "ECDSAP521", ...ecPrefix(OID.secp521r1, 66) },
+];
+
+const ED25519_FULL = sequence(sequence(oid(OID.ed25519)), bitString(Buffer.alloc(32)));
+const ED25519_PREFIX = ED25519_FULL.subarray(0, ED25519_FULL.length - 32);
+
+/** AlgorithmIdentifier { rsaEncryption, NULL }: the only form OpenSSL (and Go) writes. */
+const RSA_ALGORITHM = sequence(oid(OID.rsaEncryption), nullValue());
+
+/** Content octets of a minimal, positive DER INTEGER, or undefined. */
+function positiveMinimalInteger(buf: Uint8Array, t: Tlv | undefined): Buffer | undefined {
+  if (t === undefined || t.tag !== TAG.INTEGER) return undefined;
+  const c = value(buf, t);
+  if (c.length === 0 || c[0]! & 0x80) return undefined; // empty or negative
+  if (c[0] === 0 && (c.length === 1 || !(c[1]! & 0x80))) return undefined; // zero or redundant 00
+  return c;
+}
+
+/**
+ * The key type (and, for RSA and Ed25519, the key as a JWK) when `spkiDer` is exactly the
+ * canonical DER of an ECDSA P-256/P-384/P-521, Ed25519 or RSA 3072/4096 (odd exponent
+ * 3..2^31-1) public key; otherwise undefined. `keyBits` is the BIT STRING's content (first
+ * octet 0), `algDer` the whole AlgorithmIdentifier. Never throws.
+ */
+function canonicalKey(spkiDer: Buffer, algDer: Buffer, keyBits: Buffer): CanonicalKey | undefined {
+  for (const c of CANONICAL_EC) {
+    if (spkiDer.length === c.length && spkiDer.subarray(0, c.prefix.length).equals(c.prefix)) return { keyType: c.keyType };
+  }
+  if (spkiDer.length === ED25519_FULL.length && spkiDer.subarray(0, ED25519_PREFIX.length).equals(ED25519_PREFIX)) {
+    return { keyType: "ED25519", jwk: { kty: "OKP", crv: "Ed25519", x: spkiDer.subarray(ED25519_PREFIX.length).toString("base64url") } };
+  }
+  if (!algDer.equals(RSA_ALGORITHM)) return undefined;
+  const inner = keyBits.subarray(1);
+  let fields: Tlv[];
+  try {
+    fields = readChildren(inner, readSingle(inner, TAG.SEQUENCE));
+  } catch {
+    return undefined; // malformed inside: the general path decides (createPublicKey refuses it)
+  }
+  if (fields.length !== 2) return undefined;
+  const n = positiveMinimalInteger(inner, fields[0]);
+  const e = positiveMinimalInteger(inner, fields[1]);
+  if (n === undefined || e === undefined) return undefined;
+  // The same rules as classifyPublicKey: modulus of exactly 3072 or 4096 bits, odd e in 3..2^31-1.
+  const magnitude = n[0] === 0 ? n.subarray(1) : n;
+  const modulusBits = magnitude.length * 8 - (Math.clz32(magnitude[0]!) - 24);
+  if (e.length > 4) return undefined;
+  const ev = e.readUIntBE(0, e.length);
+  if (ev < 3 || ev > 0x7fffffff || ev % 2 === 0) return undefined;
+  const keyType: KeyType | undefined = modulusBits === 3072 ? "RSA3072" : modulusBits === 4096 ? "RSA4096" : undefined;
+  if (keyType === undefined) return undefined;
+  return { keyType, jwk: { kty: "RSA", n: magnitude.toString("base64url"), e: e.toString("base64url") } };
+}
+
+/** The key from its JWK, or undefined (then the DER import decides, with its error). */
+function importJwk(jwk: JsonWebKey): KeyObject | undefined {
+  try {
+    return createPublicKey({ key: jwk, format: "jwk" });
+  } catch {
+    return undefined;
+  }
 }
 
 /** Verifies a kubelet proof of possession over the ASCII bytes of the pod UID. */

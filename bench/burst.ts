@@ -1,0 +1,85 @@
+/**
+ * Parts 3 and 6: a burst of PCRs through the local event flow over HTTP (separate function
+ * processes, the local broker, the emulated ApiServerSource, the embedded API server), as a
+ * kubelet restart or a worker-pool scale-up would send them; and each function's peak memory.
+ */
+import { readFileSync } from "node:fs";
+import { CertificatesV1beta1Api, type V1beta1PodCertificateRequest } from "@kubernetes/client-node";
+import { startLocalFlow } from "../shared/local/flow.js";
+import { terminalCondition, type PodCertificateRequest } from "../shared/pcr/model.js";
+import { defaultSignerConfig } from "../shared/profiles/defaults.js";
+import { mapLimit } from "../shared/runtime/pipeline.js";
+import { syntheticCluster } from "./cluster.js";
+import { percentile, target, type BenchPart } from "./report.js";
+
+/** Peak resident set size of a process, from /proc (Linux). */
+function peakRssMiB(pid: number | undefined): number {
+  if (pid === undefined) return Number.NaN;
+  try {
+    const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
+    return m ? Number(m[1]) / 1024 : Number.NaN;
+  } catch {
+    return Number.NaN;
+  }
+}
+
+export async function runBurst(o: { pcrs?: number; timeoutSeconds?: number; say?: (m: string) => void } = {}): Promise<BenchPart[]> {
+  const n = o.pcrs ?? 1000;
+  // Half control-plane requests with DNS names (the heaviest path), half workers.
+  const ate = syntheticCluster({ pods: Math.ceil(n / 2), keyType: "ECDSAP256", signer: "atesystem" });
+  const workers = syntheticCluster({ pods: Math.floor(n / 2), keyType: "ECDSAP256", signer: "workerpool" });
+  const nonPcr = (objs: Record<string, unknown>[]) => objs.filter((x) => x.kind !== "PodCertificateRequest");
+  const objects = [...nonPcr(ate.objects), ...nonPcr(workers.objects).filter((x) => x.kind !== "Node")];
+  const pcrs = [...ate.pcrs, ...workers.pcrs];
+
+  const flow = await startLocalFlow({ objects, config: defaultSignerConfig(), knativeDir: "knative", logLevel: "warn", ...(o.say ? { say: o.say } : {}) });
+  try {
+    const certs = flow.kubeconfig.makeApiClient(CertificatesV1beta1Api);
+    const createdAt = new Map<string, number>();
+    const firstCreate = performance.now();
+    // As many kubelets at once would: creates run concurrently.
+    await mapLimit(pcrs, 32, async (pcr) => {
+      const body = { ...pcr, metadata: { name: pcr.metadata.name, namespace: pcr.metadata.namespace } } as unknown as V1beta1PodCertificateRequest;
+      const t = performance.now();
+      const created = await certs.createNamespacedPodCertificateRequest({ namespace: pcr.metadata.namespace, body });
+      createdAt.set(created.metadata?.uid ?? "", t);
+    });
+    const deadline = performance.now() + (o.timeoutSeconds ?? 120) * 1000;
+    while (performance.now() < deadline) {
+      if ([...createdAt.keys()].every((uid) => flow.finishedAt.has(uid))) break;
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    await flow.broker.idle();
+    const latencies = [...createdAt.entries()].filter(([uid]) => flow.finishedAt.has(uid)).map(([uid, t]) => flow.finishedAt.get(uid)! - t).sort((a, b) => a - b);
+    const lastFinish = Math.max(...[...flow.finishedAt.values()]);
+    const stored = flow.api.store.list("podcertificaterequests").items as unknown as PodCertificateRequest[];
+    const issued = stored.filter((p) => terminalCondition(p)?.type === "Issued").length;
+    const seconds = (lastFinish - firstCreate) / 1000;
+    const p99 = percentile(latencies, 99);
+    const burst: BenchPart = {
+      title: `3. event flow over HTTP: burst of ${n} PCRs (P-256, half with DNS names)`,
+      rows: [
+        {
+          PCRs: n,
+          issued,
+          "dead letters": flow.deadLetters.length,
+          "seconds (first create → last Issued)": seconds,
+          "PCRs/s": Math.round(issued / seconds),
+          "p50 ms": Math.round(percentile(latencies, 50)),
+          "p95 ms": Math.round(percentile(latencies, 95)),
+          "p99 ms": Math.round(p99),
+        },
+      ],
+      targets: [target("burst: all issued", issued, "min", n, "PCRs"), target("burst: p99 creation → Issued", p99 / 1000, "max", 3, "s")],
+      notes: ["Creation time is recorded by the harness when it sends the create; Issued when the emulated ApiServerSource sees the status."],
+    };
+    const memory: BenchPart = {
+      title: "6. memory: peak RSS per function under the burst",
+      rows: flow.processes.map((p) => ({ function: p.name, "peak RSS MiB": Math.round(peakRssMiB(p.child.pid) * 10) / 10 })),
+      targets: [],
+    };
+    return [burst, memory];
+  } finally {
+    await flow.stop();
+  }
+}

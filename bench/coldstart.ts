@@ -1,0 +1,364 @@
+/**
+ * Part 4 of the benchmark: cold start. For each function bundle, the time from spawning
+ * `node dist/<fn>.mjs` to the first event answered (a 2xx to a POST of a valid event, polled until
+ * the process answers), next to bundles built in the same run that show what the runtime and each
+ * dependency cost: a bare node:http server, @kubernetes/client-node alone, and each other
+ * dependency alone.
+ *
+ * Everything a function needs is real and local: an embedded API server holding the fixture
+ * cluster, step keys and a CA pool in temporary folders, and events made in-process by running the
+ * previous steps' handlers with the same step keys the processes load.
+ */
+import { spawn, execFileSync, type ChildProcess } from "node:child_process";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { request, type IncomingHttpHeaders } from "node:http";
+import { createServer, type AddressInfo } from "node:net";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { build, type BuildOptions, type Metafile } from "esbuild";
+import { parseClusterFile } from "../shared/apiserver/cluster-file.js";
+import { startApiServer, type EmbeddedApiServer } from "../shared/apiserver/server.js";
+import { createCaPool, parseCaPool, serializeCaPool } from "../shared/ca/pool.js";
+import { clusterApiFor, stepContexts } from "../shared/cli/cluster.js";
+import { FUNCTIONS } from "../shared/cli/functions.js";
+import { eventFromJson, eventToBinaryHttp } from "../shared/events/codec.js";
+import { ACCEPTED_KEYS_FILE, generateStepSecrets, loadStepKeys, SIGNING_KEY_FILE } from "../shared/events/step-keys.js";
+import { STEPS, type PodcertEvent, type StepName } from "../shared/events/types.js";
+import { dispatch } from "../shared/runtime/http.js";
+import { loadSignerConfig } from "../shared/runtime/load.js";
+import { silentLogger } from "../shared/runtime/log.js";
+import { target, type BenchPart, type TargetCheck } from "./report.js";
+
+export interface ColdStartOptions {
+  /** Starts per bundle (at least 5); default 7. */
+  runs?: number;
+  /** Repository root (where dist/, node_modules/ and test/fixtures/ are); default the working directory. */
+  root?: string;
+  /** Give up on one start after this long; default 15 s. */
+  timeoutMs?: number;
+}
+
+/** The four function bundles, in pipeline order. */
+const FUNCTION_BUNDLES: readonly StepName[] = ["validate", "derive-sans", "sign", "deny"];
+
+/** The esbuild options of esbuild.config.mjs (kept in step with it), for the comparison bundles. */
+const COMMON: BuildOptions = {
+  bundle: true,
+  platform: "node",
+  format: "esm",
+  target: "node22",
+  minify: true,
+  keepNames: true,
+  sourcemap: "linked",
+  legalComments: "none",
+  logLevel: "warning",
+  metafile: true,
+  banner: { js: "import { createRequire as __podcertCreateRequire } from 'node:module'; const require = __podcertCreateRequire(import.meta.url);" },
+};
+
+/** A server that answers every POST with 200 once the request body has arrived. */
+const LISTEN = `
+import { createServer } from "node:http";
+createServer((req, res) => {
+  req.resume();
+  req.on("end", () => { res.writeHead(200, { "content-type": "text/plain" }); res.end("ok\\n"); });
+}).listen(Number(process.env.PORT ?? 8080), "0.0.0.0");
+`;
+
+interface Comparison {
+  name: string;
+  /** What the bundle imports and does before it listens. */
+  source: string;
+}
+
+/** Each keeps what it imports alive (globalThis.__keep), so tree shaking cannot drop the module. */
+const COMPARISONS: readonly Comparison[] = [
+  { name: "bare node:http server", source: "" },
+  {
+    name: "@kubernetes/client-node",
+    source: `import { KubeConfig, CoreV1Api } from "@kubernetes/client-node";
+const kc = new KubeConfig(); kc.loadFromDefault(); globalThis.__keep = kc.makeApiClient(CoreV1Api);`,
+  },
+  { name: "cloudevents", source: `import { CloudEvent, HTTP } from "cloudevents"; globalThis.__keep = [CloudEvent, HTTP];` },
+  { name: "jose", source: `import * as jose from "jose"; globalThis.__keep = [jose.SignJWT, jose.jwtVerify];` },
+  { name: "zod", source: `import { z } from "zod"; globalThis.__keep = z.object({ a: z.string() });` },
+  { name: "yaml", source: `import YAML from "yaml"; globalThis.__keep = YAML.parse;` },
+  { name: "prom-client", source: `import { Registry } from "prom-client"; globalThis.__keep = new Registry();` },
+  {
+    name: "@peculiar/x509 + reflect-metadata",
+    source: `import "reflect-metadata"; import * as x509 from "@peculiar/x509"; globalThis.__keep = x509.X509Certificate;`,
+  },
+];
+
+interface Candidate {
+  name: string;
+  kind: "function" | "comparison";
+  bundle: string;
+  bytes: number;
+  env: Record<string, string>;
+  request: { headers: Record<string, string>; body: string };
+  times: number[];
+  /** Runs before each start (outside the timed window). */
+  before?: () => void;
+}
+
+function freePort(): Promise<number> {
+  return new Promise((resolveP, reject) => {
+    const s = createServer();
+    s.once("error", reject);
+    s.listen(0, "127.0.0.1", () => {
+      const { port } = s.address() as AddressInfo;
+      s.close(() => resolveP(port));
+    });
+  });
+}
+
+/** One POST; resolves with the status, or undefined when nothing answers (yet). */
+function post(port: number, r: { headers: Record<string, string>; body: string }): Promise<{ status: number; headers: IncomingHttpHeaders; body: string } | undefined> {
+  return new Promise((resolveP) => {
+    const req = request(
+      { host: "127.0.0.1", port, method: "POST", path: "/", agent: false, headers: { ...r.headers, "content-length": String(Buffer.byteLength(r.body)) } },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on("data", (c: Buffer) => chunks.push(c));
+        res.on("end", () => resolveP({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks).toString("utf8") }));
+        res.on("error", () => resolveP(undefined));
+      },
+    );
+    req.on("error", () => resolveP(undefined));
+    req.end(r.body);
+  });
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * Spawns the bundle and POSTs the event until a 2xx comes back; returns the milliseconds from
+ * spawn to that answer. A non-2xx answer (the event was wrong) or an exit fails the run.
+ */
+async function startOnce(c: Candidate, root: string, timeoutMs: number): Promise<number> {
+  const port = await freePort();
+  let stderr = "";
+  let exited: number | null | undefined;
+  const t0 = performance.now();
+  const child: ChildProcess = spawn(process.execPath, [c.bundle], {
+    cwd: root,
+    env: { ...process.env, ...c.env, PORT: String(port) },
+    stdio: ["ignore", "ignore", "pipe"],
+  });
+  child.stderr!.on("data", (d: Buffer) => {
+    if (stderr.length < 20_000) stderr += d.toString();
+  });
+  const gone = new Promise<void>((r) => child.once("exit", (code) => ((exited = code), r())));
+  try {
+    for (;;) {
+      const res = await post(port, c.request);
+      if (res !== undefined) {
+        if (res.status >= 200 && res.status < 300) return performance.now() - t0;
+        throw new Error(`${c.name} answered ${res.status}: ${res.body.slice(0, 300)}\n${stderr.slice(-2000)}`);
+      }
+      if (exited !== undefined) throw new Error(`${c.name} exited ${exited} before answering:\n${stderr.slice(-2000)}`);
+      if (performance.now() - t0 > timeoutMs) throw new Error(`${c.name} did not answer within ${timeoutMs} ms:\n${stderr.slice(-2000)}`);
+      await sleep(1);
+    }
+  } finally {
+    if (exited === undefined) child.kill("SIGKILL");
+    await gone;
+  }
+}
+
+/** Builds one comparison bundle with the same esbuild options as the function bundles. */
+async function buildComparison(cmp: Comparison, dir: string, root: string, i: number): Promise<{ file: string; metafile: Metafile }> {
+  const file = join(dir, `compare-${i}.mjs`);
+  const result = await build({
+    ...COMMON,
+    stdin: { contents: `${cmp.source}\n${LISTEN}`, resolveDir: root, sourcefile: `compare-${i}.ts`, loader: "ts" },
+    outfile: file,
+  });
+  return { file, metafile: result.metafile! };
+}
+
+/** What a bundle (dist/<fn>.mjs and any chunks it imports statically) weighs, in bytes. */
+function bundleBytes(file: string): number {
+  return statSync(file).size;
+}
+
+function stats(xs: readonly number[]): { median: number; min: number } {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return { median: s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2, min: s[0]! };
+}
+
+/** The events each function is started with, made in-process against `api` with the processes' step keys. */
+async function makeEvents(o: {
+  root: string;
+  api: EmbeddedApiServer;
+  deniedApi: EmbeddedApiServer;
+  secrets: ReturnType<typeof generateStepSecrets>;
+  caPoolText: string;
+}): Promise<Record<StepName, PodcertEvent>> {
+  const config = loadSignerConfig(undefined);
+  const keys = Object.fromEntries(STEPS.map((s) => [s, loadStepKeys(s, o.secrets[s])])) as Record<StepName, ReturnType<typeof loadStepKeys>>;
+  const caPool = parseCaPool(o.caPoolText);
+  const run = async (api: EmbeddedApiServer, step: StepName, event: PodcertEvent): Promise<PodcertEvent> => {
+    const ctx = stepContexts({ config, cluster: clusterApiFor(api), keys, caPool, log: silentLogger, recordEvents: false })[step];
+    const r = await dispatch(FUNCTIONS[step], ctx, event);
+    if (!r.reply) throw new Error(`in-process ${step} gave no reply (HTTP ${r.status}): ${r.error instanceof Error ? r.error.message : String(r.error)}`);
+    return r.reply;
+  };
+  const fixture = (p: string) => eventFromJson(JSON.parse(readFileSync(join(o.root, p), "utf8")));
+  const add = fixture("test/fixtures/events/issued/router-ed25519.json");
+  const validated = await run(o.api, "validate", add);
+  const derived = await run(o.api, "derive-sans", validated);
+  const denied = await run(o.deniedApi, "validate", fixture("test/fixtures/events/denied/wrong-proof.json"));
+  if (denied.type !== FUNCTIONS.deny.consumes[0]) throw new Error(`wrong-proof.json was not denied by validate (got ${denied.type})`);
+  return { validate: add, "derive-sans": validated, sign: derived, deny: denied };
+}
+
+/**
+ * Cold start per function bundle and for the comparison bundles, measured in interleaved
+ * rounds (every bundle once per round), so drift in the machine's speed hits all alike.
+ */
+export async function runColdStart(o: ColdStartOptions = {}): Promise<BenchPart> {
+  const root = resolve(o.root ?? process.cwd());
+  const runs = Math.max(5, o.runs ?? 7);
+  const timeoutMs = o.timeoutMs ?? 15_000;
+  const dist = (fn: string) => join(root, "dist", `${fn}.mjs`);
+  if (FUNCTION_BUNDLES.some((fn) => !existsSync(dist(fn)))) {
+    execFileSync(process.execPath, ["esbuild.config.mjs"], { cwd: root, stdio: ["ignore", "ignore", "inherit"] });
+  }
+
+  const dir = mkdtempSync(join(tmpdir(), "podcert-coldstart-"));
+  const servers: EmbeddedApiServer[] = [];
+  try {
+    // The cluster, keys and CA pool the processes use.
+    const read = (p: string) => readFileSync(join(root, p), "utf8");
+    const startCluster = async (file: string) => {
+      const s = await startApiServer({ objects: parseClusterFile(read(file)) });
+      servers.push(s);
+      return s;
+    };
+    const issuedApi = await startCluster("test/fixtures/clusters/issued.yaml");
+    const deniedApi = await startCluster("test/fixtures/clusters/denied.yaml");
+    const kubeconfig = (name: string, s: EmbeddedApiServer) => {
+      const p = join(dir, name);
+      writeFileSync(p, s.kubeconfig());
+      return p;
+    };
+    const issuedKubeconfig = kubeconfig("issued.kubeconfig", issuedApi);
+    const deniedKubeconfig = kubeconfig("denied.kubeconfig", deniedApi);
+    const secrets = generateStepSecrets();
+    for (const step of STEPS) {
+      mkdirSync(join(dir, "keys", step), { recursive: true });
+      writeFileSync(join(dir, "keys", step, SIGNING_KEY_FILE), secrets[step][SIGNING_KEY_FILE], { mode: 0o600 });
+      writeFileSync(join(dir, "keys", step, ACCEPTED_KEYS_FILE), secrets[step][ACCEPTED_KEYS_FILE]);
+    }
+    const config = loadSignerConfig(undefined);
+    const caPoolText = serializeCaPool(await createCaPool([...config.signers.keys()], { keyAlgorithm: "ECDSAP256", validityDays: 30, now: new Date() }));
+    const caPoolPath = join(dir, "ca-pool.yaml");
+    writeFileSync(caPoolPath, caPoolText, { mode: 0o600 });
+
+    const events = await makeEvents({ root, api: issuedApi, deniedApi, secrets, caPoolText });
+    // sign and deny write the PCR's status: before every start the PCR is put back as it was
+    // (same uid and creation time, no status), so every function takes its full path each time.
+    const restorer = (api: EmbeddedApiServer, e: PodcertEvent): (() => void) => {
+      // An ApiServerSource event carries the PCR itself; the steps' events carry a reference.
+      const data = e.data as { pcr?: { namespace: string; name: string }; metadata?: { namespace: string; name: string } };
+      const { namespace, name } = (data.pcr ?? data.metadata)!;
+      const original = api.store.get("podcertificaterequests", namespace, name);
+      if (original === undefined) throw new Error(`PCR ${namespace}/${name} is not in the cluster`);
+      return () => {
+        api.store.delete("podcertificaterequests", namespace, name);
+        api.store.create(structuredClone(original), { seed: true });
+      };
+    };
+
+    const candidates: Candidate[] = [];
+    for (const fn of FUNCTION_BUNDLES) {
+      const e = events[fn];
+      candidates.push({
+        name: fn,
+        kind: "function",
+        bundle: dist(fn),
+        bytes: bundleBytes(dist(fn)),
+        env: {
+          KUBECONFIG: fn === "deny" ? deniedKubeconfig : issuedKubeconfig,
+          PODCERT_KEYS_DIR: join(dir, "keys", fn),
+          ...(fn === "sign" ? { PODCERT_CA_POOL: caPoolPath } : {}),
+          LOG_LEVEL: "info",
+        },
+        request:
+          fn === "validate"
+            ? { headers: { "content-type": "application/cloudevents+json" }, body: read("test/fixtures/events/issued/router-ed25519.json") }
+            : eventToBinaryHttp(e),
+        times: [],
+        before: restorer(fn === "deny" ? deniedApi : issuedApi, e),
+      });
+    }
+    for (const [i, cmp] of COMPARISONS.entries()) {
+      const b = await buildComparison(cmp, dir, root, i);
+      candidates.push({
+        name: cmp.name,
+        kind: "comparison",
+        bundle: b.file,
+        bytes: bundleBytes(b.file),
+        env: { KUBECONFIG: issuedKubeconfig },
+        request: { headers: { "content-type": "application/json" }, body: "{}" },
+        times: [],
+      });
+    }
+
+    for (let r = 0; r < runs; r++) {
+      for (const c of candidates) {
+        c.before?.();
+        c.times.push(await startOnce(c, root, timeoutMs));
+      }
+    }
+    return report(candidates, runs);
+  } finally {
+    for (const s of servers) await s.stop().catch(() => {});
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+function report(candidates: readonly Candidate[], runs: number): BenchPart {
+  const byName = new Map(candidates.map((c) => [c.name, c]));
+  const bare = stats(byName.get("bare node:http server")!.times);
+  const clientNode = stats(byName.get("@kubernetes/client-node")!.times);
+  const budget = 1.25 * clientNode.median;
+  const rows: BenchPart["rows"] = [];
+  const targets: TargetCheck[] = [];
+  for (const c of candidates) {
+    const s = stats(c.times);
+    rows.push({
+      bundle: c.kind === "function" ? `dist/${c.name}.mjs` : `only ${c.name}`,
+      "size KiB": Math.round(c.bytes / 1024),
+      "median ms": Math.round(s.median),
+      "min ms": Math.round(s.min),
+      "minus bare server ms": c.name === "bare node:http server" ? "" : Math.round(s.median - bare.median),
+      "/ client-node bundle": s.median / clientNode.median,
+    });
+    if (c.kind === "function") {
+      targets.push(
+        target(
+          `cold start to first event answered, ${c.name}`,
+          Math.round(s.median),
+          "max",
+          Math.round(budget),
+          "ms",
+          `1.25 × the client-node-only bundle's median (${Math.round(clientNode.median)} ms) in the same run`,
+        ),
+      );
+    }
+  }
+  return {
+    title: "4. cold start",
+    rows,
+    targets,
+    notes: [
+      `time from spawn (node ${process.version}) to the first 2xx answer to a POSTed event, polled every millisecond; ${runs} starts per bundle, every bundle once per round; median and minimum`,
+      "functions get a real event: validate the fixture router-ed25519 add event; derive-sans, sign and deny the reply of the previous steps run in-process with the same step keys (deny: wrong-proof through validate against the denied cluster); an embedded API server serves both clusters",
+      "comparison bundles are built in the same run with esbuild.config.mjs's options: a bare node:http server, and a server importing only one dependency (kept alive so it is evaluated); 'minus bare server' is what that dependency adds",
+    ],
+  };
+}
