@@ -349,7 +349,13 @@ function present(s: string | undefined): s is string {
 export function readRequestKey(
   spec: Pick<PcrSpec, "podUID" | "pkixPublicKey" | "proofOfPossession" | "stubPKCS10Request">,
   allowedKeyTypes: readonly KeyType[],
+  /**
+   * `verify: false` only reads the key, for a step holding validate's attestation that the proof
+   * verified for this exact key (the attestation binds the key's SHA-256, which the caller compares).
+   */
+  o: { verify?: boolean } = {},
 ): RequestKey {
+  const check = o.verify ?? true;
   if (present(spec.stubPKCS10Request)) {
     if (present(spec.pkixPublicKey) || present(spec.proofOfPossession)) {
       deny(
@@ -357,7 +363,7 @@ export function readRequestKey(
         "stubPKCS10Request must not be combined with pkixPublicKey or proofOfPossession",
       );
     }
-    return readFromCsr(spec.stubPKCS10Request, allowedKeyTypes);
+    return readFromCsr(spec.stubPKCS10Request, allowedKeyTypes, check);
   }
   if (!present(spec.pkixPublicKey)) {
     deny(
@@ -375,6 +381,7 @@ export function readRequestKey(
   const spkiDer = decodeBase64(pkix);
   if (!spkiDer || spkiDer.length === 0) deny("UnsupportedKeyType", "pkixPublicKey is not valid base64");
   const { publicKey, keyType } = parseSpki(spkiDer, allowedKeyTypes);
+  if (!check) return { spkiDer, keyType, publicKey, spkiSha256: spkiSha256(spkiDer) };
 
   const proof = spec.proofOfPossession;
   if (!present(proof)) deny("InvalidProofOfPossession", "proofOfPossession is missing");
@@ -398,7 +405,7 @@ export function readRequestKey(
   return { spkiDer, keyType, publicKey, spkiSha256: spkiSha256(spkiDer) };
 }
 
-function readFromCsr(b64: string, allowed: readonly KeyType[]): RequestKey {
+function readFromCsr(b64: string, allowed: readonly KeyType[], check: boolean): RequestKey {
   if (b64.length > REQUEST_KEY_LIMITS.stubPKCS10Request) {
     deny(
       "InvalidProofOfPossession",
@@ -414,6 +421,7 @@ function readFromCsr(b64: string, allowed: readonly KeyType[]): RequestKey {
     return deny("InvalidProofOfPossession", `stubPKCS10Request is not a valid DER PKCS#10 request (${errText(e)})`);
   }
   const { publicKey, keyType } = parseSpki(csr.spkiDer, allowed);
+  if (!check) return { spkiDer: csr.spkiDer, keyType, publicKey, spkiSha256: spkiSha256(csr.spkiDer) };
   const family = keyFamily(keyType);
   const alg = CSR_SIGNATURE_ALGORITHMS[family][csr.sigAlgOid];
   if (!alg) {

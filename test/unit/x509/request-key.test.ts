@@ -388,3 +388,17 @@ describe("classifyPublicKey and spkiSha256", () => {
     expect(spkiSha256(Buffer.from("abc"))).toBe("ungWv48Bz-pBQUDeXa4iI7ADYaOWF3qctBD_YfIAFa0");
   });
 });
+
+describe("readRequestKey with verify: false (for steps holding validate's attestation)", () => {
+  it("reads the key of a request whose proof does not verify, and still refuses unsupported keys", async () => {
+    const { generateRequestKeyPair: gen, proofOfPossession: prove } = await import("../../../shared/x509/request-generator.js");
+    const { readRequestKey: read } = await import("../../../shared/x509/request-key.js");
+    const k = gen("ECDSAP256");
+    const other = gen("ECDSAP256");
+    const spec = { podUID: "u1", pkixPublicKey: k.spkiDer.toString("base64"), proofOfPossession: prove(other.privateKey, "u1").toString("base64") };
+    expect(() => read(spec, ["ECDSAP256"])).toThrow(/proofOfPossession is not a valid/);
+    const key = read(spec, ["ECDSAP256"], { verify: false });
+    expect(key.spkiDer.equals(k.spkiDer)).toBe(true);
+    expect(() => read(spec, ["ED25519"], { verify: false })).toThrow(/not supported/);
+  });
+});
