@@ -10,6 +10,22 @@ export const FUNCTIONS = {
   deny: "deny",
 };
 
+// @peculiar/x509 (with its ASN.1 schema, tsyringe and asn1js dependencies, about 330 KiB) is
+// imported by shared/ca/pool.ts only for createCa, which no function calls; as a CommonJS package
+// it would still be bundled and evaluated at every cold start (about 0.1 s here). Declaring it free
+// of side effects lets esbuild leave it out wherever nothing uses it; a bundle that does use it
+// (the CLI) gets it as before.
+const peculiarWhenUsed = {
+  name: "peculiar-x509-when-used",
+  setup(b) {
+    b.onResolve({ filter: /^@peculiar\/x509$/ }, async (args) => {
+      if (args.pluginData === "peculiar-x509-when-used") return undefined;
+      const r = await b.resolve(args.path, { kind: args.kind, importer: args.importer, resolveDir: args.resolveDir, pluginData: "peculiar-x509-when-used" });
+      return r.errors.length > 0 ? { errors: r.errors } : { ...r, sideEffects: false };
+    });
+  },
+};
+
 const common = {
   bundle: true,
   platform: "node",
@@ -22,6 +38,7 @@ const common = {
   logLevel: "warning",
   metafile: true,
   banner: { js: "import { createRequire as __podcertCreateRequire } from 'node:module'; const require = __podcertCreateRequire(import.meta.url);" },
+  plugins: [peculiarWhenUsed],
 };
 
 mkdirSync("dist", { recursive: true });

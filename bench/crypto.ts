@@ -47,7 +47,7 @@ export interface CryptoLimits {
 export interface CryptoBenchOptions {
   /** Measuring time per figure in milliseconds, split into `rounds` slices; default 750. */
   ms?: number;
-  /** Rounds per figure; default 5. */
+  /** Rounds per figure; default 10. */
   rounds?: number;
 }
 
@@ -73,7 +73,7 @@ interface Interleaved {
 type Op = { sync: () => unknown } | { async: () => Promise<unknown> };
 
 async function interleaved(ops: readonly Op[], o: CryptoBenchOptions): Promise<Interleaved> {
-  const rounds = Math.max(1, o.rounds ?? 5);
+  const rounds = Math.max(1, o.rounds ?? 10);
   const slice = (o.ms ?? 750) / rounds;
   const perRound: number[][] = ops.map(() => []);
   for (let r = 0; r < rounds; r++) {
@@ -205,7 +205,7 @@ export async function runCryptoLimit(o: CryptoBenchOptions = {}): Promise<BenchP
     rows,
     targets: [],
     notes: [
-      `node ${process.version} (OpenSSL ${process.versions.openssl}), ${process.arch}; one core, synchronous node:crypto sign/verify of a 100-byte message with one key reused, median of ${o.rounds ?? 5} interleaved rounds of opsPerSecond (${o.ms ?? 750} ms per figure)`,
+      `node ${process.version} (OpenSSL ${process.versions.openssl}), ${process.arch}; one core, synchronous node:crypto sign/verify of a 100-byte message with one key reused, median of ${o.rounds ?? 10} interleaved rounds of opsPerSecond (${o.ms ?? 750} ms per figure)`,
       "CA signature: what Go's x509.CreateCertificate picks for the CA key (and what podcert's leaves use); proof signature: what kubelet uses for a proof of possession of a key of that type (RSA-PSS verified with the salt length detected, as readRequestKey does)",
       "issuance limit: one CA signature plus one proof verification of the same key type, back to back",
     ],
@@ -432,7 +432,7 @@ export async function runLeafAndProof(limits?: CryptoLimits, o: CryptoBenchOptio
     rows,
     targets,
     notes: [
-      `single thread; each figure is the median of ${o.rounds ?? 5} rounds of opsPerSecond (${o.ms ?? 750} ms in all), interleaved with the figure it is compared with; a ratio is the median of the rounds' ratios`,
+      `single thread; each figure is the median of ${o.rounds ?? 10} rounds of opsPerSecond (${o.ms ?? 750} ms in all), interleaved with the figure it is compared with; a ratio is the median of the rounds' ratios`,
       "raw figures reuse one imported key (part 1's method, measured again next to each figure); readRequestKey imports the request's key every time, as it does per request",
       "issueLeaf template: SPIFFE URI + 2 DNS SANs, 24 h; the CaSigner is prepared once per CA (createCa + prepareCaSigner)",
       "naive generator: @peculiar/x509 X509CertificateGenerator.create with the same issuer, validity, extensions and keys (WebCrypto ECDSA P-256 signing key), extensions built per certificate, awaited one after another",

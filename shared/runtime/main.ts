@@ -9,8 +9,8 @@ import { envBool, envInt, envOptional, envString } from "./env.js";
 import type { FunctionContext, FunctionDefinition } from "./function.js";
 import { serveFunction } from "./http.js";
 import { loadCaPoolFile, loadSignerConfig, loadStepKeysDir } from "./load.js";
-import { createLogger, type LogLevel } from "./log.js";
-import { createMetrics } from "./metrics.js";
+import { createLogger, type Logger, type LogLevel } from "./log.js";
+import type { Metrics } from "./metrics.js";
 
 export async function runFunction(def: FunctionDefinition): Promise<void> {
   const log = createLogger({ level: (envOptional("LOG_LEVEL") ?? "info") as LogLevel, fields: { function: def.step } });
@@ -18,7 +18,7 @@ export async function runFunction(def: FunctionDefinition): Promise<void> {
     const port = envInt("PORT", 8080, { min: 0, max: 65535 });
     const config = loadSignerConfig(envOptional("PODCERT_CONFIG"));
     const keys = loadStepKeysDir(def.step, envString("PODCERT_KEYS_DIR", "/var/run/podcert/keys"));
-    const metrics = createMetrics(def.step);
+    const metrics = lazyMetrics(def.step, log);
     const ctx: FunctionContext = {
       config,
       cluster: new KubeClusterApi(loadKubeConfig(), metrics.apiCall),
@@ -38,9 +38,12 @@ export async function runFunction(def: FunctionDefinition): Promise<void> {
       onHandled: (h) => {
         const type = h.event === undefined ? "invalid" : def.consumes.includes(h.event.type) ? h.event.type : "other";
         metrics.eventHandled({ fn: def.step, type, status: h.status, seconds: h.seconds });
+        setImmediate(() => void metrics.load());
       },
     });
     log.info("listening", { port: running.port, signers: [...config.signers.keys()] });
+    // prom-client is loaded once the process has answered (or idled), off the cold path.
+    setTimeout(() => void metrics.load(), METRICS_LOAD_DELAY_MS).unref();
     let stopping = false;
     const stop = (signal: string) => {
       if (stopping) return;
@@ -54,4 +57,52 @@ export async function runFunction(def: FunctionDefinition): Promise<void> {
     log.error("cannot start", { error: isPodcertError(e) ? e.message : String(e) });
     process.exit(78);
   }
+}
+
+/** When the metrics are loaded if no event comes first. */
+const METRICS_LOAD_DELAY_MS = 1000;
+/** Observations kept while prom-client loads (it takes milliseconds; this is only a safety bound). */
+const MAX_PENDING_OBSERVATIONS = 10_000;
+
+/**
+ * The function's metrics, with prom-client loaded on demand: a cold start pays for every module
+ * it evaluates before answering its first event, and prom-client's registry is not needed for
+ * that. Observations made before it is loaded are queued and replayed in order (their values,
+ * e.g. durations, are measured when they happen), so /metrics shows every event; rendering
+ * /metrics loads it at once. `load` is idempotent.
+ */
+function lazyMetrics(step: string, log: Logger): Metrics & { load(): Promise<Metrics | undefined> } {
+  let real: Metrics | undefined;
+  let loading: Promise<Metrics | undefined> | undefined;
+  let pending: ((m: Metrics) => void)[] | undefined = [];
+  const observe = (f: (m: Metrics) => void) => {
+    if (real) f(real);
+    else if (pending && pending.length < MAX_PENDING_OBSERVATIONS) pending.push(f);
+  };
+  const load = () =>
+    (loading ??= import("./metrics.js").then(
+      ({ createMetrics }) => {
+        const m = createMetrics(step);
+        for (const f of pending ?? []) f(m);
+        pending = undefined;
+        real = m;
+        return m;
+      },
+      (e: unknown) => {
+        pending = undefined;
+        log.error("metrics unavailable", { error: String(e) });
+        return undefined;
+      },
+    ));
+  return {
+    eventHandled: (o) => observe((m) => m.eventHandled(o)),
+    decision: (o) => observe((m) => m.decision(o)),
+    issued: (o) => observe((m) => m.issued(o)),
+    apiCall: (c) => observe((m) => m.apiCall(c)),
+    render: async () => {
+      const m = await load();
+      return m ? m.render() : { contentType: "text/plain; version=0.0.4; charset=utf-8", body: "# metrics unavailable (see the log)\n" };
+    },
+    load,
+  };
 }

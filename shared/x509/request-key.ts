@@ -113,26 +113,31 @@ interface ParsedSpki {
  * Throws UnsupportedKeyType for anything unusable.
  */
 function parseSpki(spkiDer: Buffer, allowed: readonly KeyType[]): ParsedSpki {
-  let algOid: string;
-  let canonical: CanonicalKey | undefined;
-  try {
-    const outer = readSingle(spkiDer, TAG.SEQUENCE);
-    const [alg, bits, ...rest] = readChildren(spkiDer, outer);
-    if (rest.length > 0) throw new DerError("extra fields");
-    const algSeq = expectTag(alg, TAG.SEQUENCE, "algorithm");
-    const bitStr = expectTag(bits, TAG.BIT_STRING, "subjectPublicKey");
-    const algOidTlv = expectTag(readChildren(spkiDer, algSeq)[0], TAG.OID, "algorithm OID");
-    algOid = decodeOid(value(spkiDer, algOidTlv));
-    const keyBits = value(spkiDer, bitStr);
-    if (keyBits.length < 2 || keyBits[0] !== 0) throw new DerError("subjectPublicKey has unused bits");
-    // Go (elliptic.Unmarshal) accepts only uncompressed points; the leaf must stay parseable by Go.
-    if (algOid === OID.ecPublicKey && keyBits[1] !== 0x04) {
-      deny("UnsupportedKeyType", "the EC public key uses a compressed point; only uncompressed points are supported");
+  // The fixed-size canonical forms (ECDSA, Ed25519) are recognised by their bytes alone: they are
+  // a well-formed SubjectPublicKeyInfo with an uncompressed point, so the strict read below could
+  // only succeed on them.
+  let canonical: CanonicalKey | undefined = canonicalFixedKey(spkiDer);
+  let algOid: string = canonical?.algOid ?? "";
+  if (canonical === undefined) {
+    try {
+      const outer = readSingle(spkiDer, TAG.SEQUENCE);
+      const [alg, bits, ...rest] = readChildren(spkiDer, outer);
+      if (rest.length > 0) throw new DerError("extra fields");
+      const algSeq = expectTag(alg, TAG.SEQUENCE, "algorithm");
+      const bitStr = expectTag(bits, TAG.BIT_STRING, "subjectPublicKey");
+      const algOidTlv = expectTag(readChildren(spkiDer, algSeq)[0], TAG.OID, "algorithm OID");
+      algOid = decodeOid(value(spkiDer, algOidTlv));
+      const keyBits = value(spkiDer, bitStr);
+      if (keyBits.length < 2 || keyBits[0] !== 0) throw new DerError("subjectPublicKey has unused bits");
+      // Go (elliptic.Unmarshal) accepts only uncompressed points; the leaf must stay parseable by Go.
+      if (algOid === OID.ecPublicKey && keyBits[1] !== 0x04) {
+        deny("UnsupportedKeyType", "the EC public key uses a compressed point; only uncompressed points are supported");
+      }
+      canonical = canonicalRsaKey(whole(spkiDer, algSeq), keyBits);
+    } catch (e) {
+      if (e instanceof RequestDeniedError) throw e;
+      return deny("UnsupportedKeyType", `the public key is not a valid DER SubjectPublicKeyInfo (${errText(e)})`);
     }
-    canonical = canonicalKey(spkiDer, whole(spkiDer, algSeq), keyBits);
-  } catch (e) {
-    if (e instanceof RequestDeniedError) throw e;
-    return deny("UnsupportedKeyType", `the public key is not a valid DER SubjectPublicKeyInfo (${errText(e)})`);
   }
   let publicKey: KeyObject | undefined = canonical?.jwk && importJwk(canonical.jwk);
   if (publicKey === undefined) {
@@ -147,7 +152,7 @@ function parseSpki(spkiDer: Buffer, allowed: readonly KeyType[]): ParsedSpki {
   }
   if (canonical !== undefined) {
     // Fast path: the bytes are already the canonical encoding of a supported key type, so the
-    // classification and the re-encoding check below could only agree (see canonicalKey).
+    // classification and the re-encoding check below could only agree (see canonicalFixedKey).
     if (!allowed.includes(canonical.keyType)) unsupported(canonical.keyType, allowed);
     return { publicKey, keyType: canonical.keyType };
   }
@@ -174,9 +179,9 @@ function errText(e: unknown): string {
 // cost more than half of a P-256 proof verification. For the encodings kubelet (Go's
 // x509.MarshalPKIXPublicKey) produces, the answer is visible in the bytes: an SPKI that
 // createPublicKey accepts and that is byte for byte the canonical form of a supported key type
-// classifies as that type and re-encodes to itself. canonicalKey recognises exactly those;
-// anything else (other curves, RSA sizes or exponents, absent NULL parameters, redundant
-// integer octets, ...) takes the general path, which decides as before.
+// classifies as that type and re-encodes to itself. canonicalFixedKey and canonicalRsaKey
+// recognise exactly those; anything else (other curves, RSA sizes or exponents, absent NULL
+// parameters, redundant integer octets, ...) takes the general path, which decides as before.
 //
 // RSA and Ed25519 keys recognised so are imported from their components (JWK), which skips
 // OpenSSL 3's generic DER decoder chain; the key is the same (n and e, or the 32 raw bytes;
@@ -185,29 +190,44 @@ function errText(e: unknown): string {
 
 interface CanonicalKey {
   keyType: KeyType;
+  /** The SubjectPublicKeyInfo's algorithm OID (for messages). */
+  algOid: string;
   /** Set for RSA and Ed25519. */
   jwk?: JsonWebKey;
 }
 
 /** Everything but the point: SEQUENCE { SEQUENCE { id-ecPublicKey, curve }, BIT STRING { 00 04 ... } }. */
-function ecPrefix(curveOid: string, coordinateBytes: number): { prefix: Buffer; length: number } {
+function ecForm(keyType: KeyType, curveOid: string, coordinateBytes: number): { keyType: KeyType; prefix: Buffer; length: number } {
   const point = Buffer.alloc(1 + 2 * coordinateBytes);
   point[0] = 0x04;
   const full = sequence(sequence(oid(OID.ecPublicKey), oid(curveOid)), bitString(point));
-  return { prefix: full.subarray(0, full.length - 2 * coordinateBytes), length: full.length };
+  return { keyType, prefix: full.subarray(0, full.length - 2 * coordinateBytes), length: full.length };
 }
 
-const CANONICAL_EC: { keyType: KeyType; prefix: Buffer; length: number }[] = [
-  { keyType: "ECDSAP256", ...ecPrefix(OID.prime256v1, 32) },
-  { keyType: "ECDSAP384", ...ecPrefix(OID.secp384r1, 48) },
-  { keyType: "ECDSAP521", ...ecPrefix(OID.secp521r1, 66) },
-];
+const CANONICAL_EC = [ecForm("ECDSAP256", OID.prime256v1, 32), ecForm("ECDSAP384", OID.secp384r1, 48), ecForm("ECDSAP521", OID.secp521r1, 66)];
 
 const ED25519_FULL = sequence(sequence(oid(OID.ed25519)), bitString(Buffer.alloc(32)));
 const ED25519_PREFIX = ED25519_FULL.subarray(0, ED25519_FULL.length - 32);
 
 /** AlgorithmIdentifier { rsaEncryption, NULL }: the only form OpenSSL (and Go) writes. */
 const RSA_ALGORITHM = sequence(oid(OID.rsaEncryption), nullValue());
+
+/**
+ * The key type (and for Ed25519 the key as a JWK) when `spkiDer` is exactly the canonical DER of
+ * an ECDSA P-256/P-384/P-521 key (uncompressed point) or an Ed25519 key; otherwise undefined.
+ */
+function canonicalFixedKey(spkiDer: Buffer): CanonicalKey | undefined {
+  for (const c of CANONICAL_EC) {
+    if (spkiDer.length === c.length && spkiDer.subarray(0, c.prefix.length).equals(c.prefix)) {
+      return { keyType: c.keyType, algOid: OID.ecPublicKey };
+    }
+  }
+  if (spkiDer.length === ED25519_FULL.length && spkiDer.subarray(0, ED25519_PREFIX.length).equals(ED25519_PREFIX)) {
+    const x = spkiDer.subarray(ED25519_PREFIX.length).toString("base64url");
+    return { keyType: "ED25519", algOid: OID.ed25519, jwk: { kty: "OKP", crv: "Ed25519", x } };
+  }
+  return undefined;
+}
 
 /** Content octets of a minimal, positive DER INTEGER, or undefined. */
 function positiveMinimalInteger(buf: Uint8Array, t: Tlv | undefined): Buffer | undefined {
@@ -219,18 +239,13 @@ function positiveMinimalInteger(buf: Uint8Array, t: Tlv | undefined): Buffer | u
 }
 
 /**
- * The key type (and, for RSA and Ed25519, the key as a JWK) when `spkiDer` is exactly the
- * canonical DER of an ECDSA P-256/P-384/P-521, Ed25519 or RSA 3072/4096 (odd exponent
- * 3..2^31-1) public key; otherwise undefined. `keyBits` is the BIT STRING's content (first
- * octet 0), `algDer` the whole AlgorithmIdentifier. Never throws.
+ * The key type and the key as a JWK when a SubjectPublicKeyInfo that passed the strict read
+ * (`algDer` its whole AlgorithmIdentifier, `keyBits` its BIT STRING's content, first octet 0) is
+ * exactly the canonical DER of an RSA 3072 or 4096 key with an odd exponent in 3..2^31-1:
+ * rsaEncryption with NULL parameters, and an RSAPublicKey of two minimal positive INTEGERs.
+ * Otherwise undefined. Never throws.
  */
-function canonicalKey(spkiDer: Buffer, algDer: Buffer, keyBits: Buffer): CanonicalKey | undefined {
-  for (const c of CANONICAL_EC) {
-    if (spkiDer.length === c.length && spkiDer.subarray(0, c.prefix.length).equals(c.prefix)) return { keyType: c.keyType };
-  }
-  if (spkiDer.length === ED25519_FULL.length && spkiDer.subarray(0, ED25519_PREFIX.length).equals(ED25519_PREFIX)) {
-    return { keyType: "ED25519", jwk: { kty: "OKP", crv: "Ed25519", x: spkiDer.subarray(ED25519_PREFIX.length).toString("base64url") } };
-  }
+function canonicalRsaKey(algDer: Buffer, keyBits: Buffer): CanonicalKey | undefined {
   if (!algDer.equals(RSA_ALGORITHM)) return undefined;
   const inner = keyBits.subarray(1);
   let fields: Tlv[];
@@ -251,7 +266,7 @@ function canonicalKey(spkiDer: Buffer, algDer: Buffer, keyBits: Buffer): Canonic
   if (ev < 3 || ev > 0x7fffffff || ev % 2 === 0) return undefined;
   const keyType: KeyType | undefined = modulusBits === 3072 ? "RSA3072" : modulusBits === 4096 ? "RSA4096" : undefined;
   if (keyType === undefined) return undefined;
-  return { keyType, jwk: { kty: "RSA", n: magnitude.toString("base64url"), e: e.toString("base64url") } };
+  return { keyType, algOid: OID.rsaEncryption, jwk: { kty: "RSA", n: magnitude.toString("base64url"), e: e.toString("base64url") } };
 }
 
 /** The key from its JWK, or undefined (then the DER import decides, with its error). */
