@@ -1,7 +1,7 @@
 /**
  * What attestations bind as "the request's key": the SHA-256 of its SubjectPublicKeyInfo, or, when
  * the key cannot be read at all (a request about to be denied for it), of the raw key field, so
- * even a denial is tied to this exact request.
+ * even a denial is tied to this exact request. The proof is not checked here.
  */
 import { createHash } from "node:crypto";
 import { KEY_TYPES, type PcrSpec } from "../pcr/model.js";
@@ -9,7 +9,8 @@ import { readRequestKey } from "../x509/request-key.js";
 
 export function requestKeyBinding(spec: PcrSpec): string {
   try {
-    return readRequestKey(spec, KEY_TYPES).spkiSha256;
+    // Only the key is bound here, whatever its proof says (a denial may be about the proof).
+    return readRequestKey(spec, KEY_TYPES, { verify: false }).spkiSha256;
   } catch {
     const raw = spec.stubPKCS10Request || spec.pkixPublicKey || "";
     return `raw:${createHash("sha256").update(raw).digest("base64url")}`;
