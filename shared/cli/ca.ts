@@ -1,8 +1,8 @@
 /** `podcert ca init` and `podcert ca bundle`. */
-import { existsSync, readFileSync, writeFileSync } from "node:fs";
-import { CA_KEY_ALGORITHMS, clusterTrustBundleManifest, createCaPool, parseCaPool, serializeCaPool, trustBundlePem, type CaKeyAlgorithm } from "../ca/pool.js";
+import { existsSync, writeFileSync } from "node:fs";
+import { CA_KEY_ALGORITHMS, clusterTrustBundleManifest, createCaPool, serializeCaPool, trustBundlePem, type CaKeyAlgorithm } from "../ca/pool.js";
 import { ConfigError } from "../errors.js";
-import { loadSignerConfig } from "../runtime/load.js";
+import { loadCaPoolFile, loadSignerConfig } from "../runtime/load.js";
 import { stringify } from "yaml";
 import { EXIT, optional, parse, required, UsageError } from "./main.js";
 
@@ -30,13 +30,7 @@ export async function runCaBundle(args: string[]): Promise<number> {
   const signer = required(values, "signer");
   const format = optional(values, "format") ?? "pem";
   if (format !== "pem" && format !== "clustertrustbundle") throw new UsageError("--format must be pem or clustertrustbundle");
-  let text: string;
-  try {
-    text = readFileSync(poolPath, "utf8");
-  } catch (e) {
-    throw new ConfigError(`cannot read CA pool ${poolPath}: ${(e as NodeJS.ErrnoException).code ?? String(e)}`);
-  }
-  const pool = parseCaPool(text);
+  const pool = loadCaPoolFile(poolPath);
   if (!pool.signers.has(signer)) throw new ConfigError(`the CA pool has no CA for signer ${signer} (it has: ${[...pool.signers.keys()].join(", ")})`);
   process.stdout.write(format === "pem" ? trustBundlePem(pool, signer) : stringify(clusterTrustBundleManifest(pool, signer)));
   return EXIT.ok;

@@ -1,25 +1,24 @@
 /** Starting the embedded API server from a cluster file and building function contexts on it. */
-import { readFileSync } from "node:fs";
 import { parseClusterFile } from "../apiserver/cluster-file.js";
+import type { KubeObject } from "../apiserver/store.js";
 import { startApiServer, type EmbeddedApiServer } from "../apiserver/server.js";
 import type { CaPool } from "../ca/pool.js";
 import type { StepKeys } from "../events/attestation.js";
 import { STEPS, type StepName } from "../events/types.js";
-import { ConfigError } from "../errors.js";
 import { KubeClusterApi, loadKubeConfig } from "../kube/client-node.js";
 import type { ClusterApi } from "../kube/cluster.js";
 import type { SignerConfig } from "../profiles/config.js";
 import type { FunctionContext } from "../runtime/function.js";
+import { readText } from "../runtime/load.js";
 import type { Logger } from "../runtime/log.js";
 
+/** The objects of a cluster file (Kubernetes List or multi-document YAML). */
+export function loadClusterFile(path: string): KubeObject[] {
+  return parseClusterFile(readText(path, "cluster file"));
+}
+
 export async function startClusterFromFile(path: string): Promise<EmbeddedApiServer> {
-  let text: string;
-  try {
-    text = readFileSync(path, "utf8");
-  } catch (e) {
-    throw new ConfigError(`cannot read cluster file ${path}: ${(e as NodeJS.ErrnoException).code ?? String(e)}`);
-  }
-  return startApiServer({ objects: parseClusterFile(text) });
+  return startApiServer({ objects: loadClusterFile(path) });
 }
 
 export function clusterApiFor(server: EmbeddedApiServer): ClusterApi {

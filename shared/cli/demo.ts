@@ -8,15 +8,14 @@
 import { X509Certificate } from "node:crypto";
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { parseClusterFile } from "../apiserver/cluster-file.js";
 import { trustBundlePem } from "../ca/pool.js";
-import { ConfigError } from "../errors.js";
 import { startLocalFlow } from "../local/flow.js";
 import { parseCredentialBundle, runSeedMtlsChecks, type HandshakeCheck } from "../local/mtls.js";
 import { terminalCondition, type PodCertificateRequest } from "../pcr/model.js";
 import { ATESYSTEM_SIGNER, WORKERPOOL_SIGNER } from "../profiles/defaults.js";
 import { loadSignerConfig } from "../runtime/load.js";
 import { pemEncode } from "../x509/pem.js";
+import { loadClusterFile } from "./cluster.js";
 import { requestPodCertificates, type EmulatedRequest } from "./kubelet-emulator.js";
 import { EXIT, optional, parse, UsageError } from "./main.js";
 
@@ -69,13 +68,7 @@ export async function runDemo(args: string[]): Promise<number> {
   const config = loadSignerConfig(configPath);
   const say = (m: string) => process.stderr.write(`${m}\n`);
 
-  let clusterText: string;
-  try {
-    clusterText = readFileSync(clusterPath, "utf8");
-  } catch (e) {
-    throw new ConfigError(`cannot read cluster file ${clusterPath}: ${(e as NodeJS.ErrnoException).code ?? String(e)}`);
-  }
-  const objects = parseClusterFile(clusterText);
+  const objects = loadClusterFile(clusterPath);
 
   const flow = await startLocalFlow({
     objects,

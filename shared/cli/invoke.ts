@@ -1,11 +1,10 @@
 /** `podcert invoke`: one function, one event, against a cluster file; prints the reply event. */
-import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { ConfigError, RejectedEventError, TransientError } from "../errors.js";
+import { RejectedEventError, TransientError } from "../errors.js";
 import { eventFromJson, eventToJson, MAX_EVENT_BYTES } from "../events/codec.js";
 import { STEPS, type StepName } from "../events/types.js";
 import { dispatch } from "../runtime/http.js";
-import { loadCaPoolFile, loadSignerConfig, loadStepKeysDir } from "../runtime/load.js";
+import { loadCaPoolFile, loadSignerConfig, loadStepKeysDir, readText } from "../runtime/load.js";
 import { createLogger } from "../runtime/log.js";
 import { clusterApiFor, startClusterFromFile } from "./cluster.js";
 import { FUNCTIONS } from "./functions.js";
@@ -26,12 +25,7 @@ export async function runInvoke(args: string[]): Promise<number> {
   const caPoolPath = optional(values, "ca-pool");
   if (step === "sign" && caPoolPath === undefined) throw new UsageError("podcert invoke sign needs --ca-pool");
 
-  let eventText: string;
-  try {
-    eventText = readFileSync(eventPath, "utf8");
-  } catch (e) {
-    throw new ConfigError(`cannot read event file ${eventPath}: ${(e as NodeJS.ErrnoException).code ?? String(e)}`);
-  }
+  const eventText = readText(eventPath, "event file");
   if (Buffer.byteLength(eventText) > MAX_EVENT_BYTES) throw new RejectedEventError(`event file larger than ${MAX_EVENT_BYTES} bytes`, 413);
   let json: unknown;
   try {

@@ -1,12 +1,9 @@
 /** `podcert issue`: the whole pipeline in one process over a cluster file; prints a List of PCRs. */
-import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { ConfigError } from "../errors.js";
 import type { StepKeys } from "../events/attestation.js";
 import { ephemeralStepKeys } from "../events/step-keys.js";
 import { STEPS, type StepName } from "../events/types.js";
-import { parseCaPool } from "../ca/pool.js";
-import { loadSignerConfig, loadStepKeysDir } from "../runtime/load.js";
+import { loadCaPoolFile, loadSignerConfig, loadStepKeysDir } from "../runtime/load.js";
 import { createLogger, type LogLevel } from "../runtime/log.js";
 import { clusterApiFor, startClusterFromFile, stepContexts } from "./cluster.js";
 import { issueAll } from "./issue.js";
@@ -15,14 +12,7 @@ import { EXIT, optional, parse, required } from "./main.js";
 export async function runIssue(args: string[]): Promise<number> {
   const { values } = parse(args, { cluster: { type: "string" }, "ca-pool": { type: "string" }, keys: { type: "string" } });
   const config = loadSignerConfig(optional(values, "config"));
-  const caPoolPath = required(values, "ca-pool");
-  let caText: string;
-  try {
-    caText = readFileSync(caPoolPath, "utf8");
-  } catch (e) {
-    throw new ConfigError(`cannot read CA pool ${caPoolPath}: ${(e as NodeJS.ErrnoException).code ?? String(e)}`);
-  }
-  const caPool = parseCaPool(caText);
+  const caPool = loadCaPoolFile(required(values, "ca-pool"));
   const keysDir = optional(values, "keys");
   const keys: Record<StepName, StepKeys> = keysDir === undefined
     ? ephemeralStepKeys()

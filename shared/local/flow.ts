@@ -3,18 +3,18 @@
  * by the knative/ manifests, and an emulated ApiServerSource. Used by `podcert demo` and by the
  * benchmark's HTTP burst, so both measure the same thing.
  */
-import { appendFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { appendFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { KubeConfig } from "@kubernetes/client-node";
 import { startApiServer, type EmbeddedApiServer } from "../apiserver/server.js";
 import { createCaPool, parseCaPool, serializeCaPool, type CaPool } from "../ca/pool.js";
-import { ConfigError } from "../errors.js";
 import { generateStepSecrets } from "../events/step-keys.js";
 import { EVENT_TYPES, STEPS, type PodcertEvent } from "../events/types.js";
 import { loadKubeConfig } from "../kube/client-node.js";
 import { terminalCondition, type PodCertificateRequest } from "../pcr/model.js";
 import type { SignerConfig } from "../profiles/config.js";
+import { readText } from "../runtime/load.js";
 import { startApiServerSource, type EmulatedSource } from "./apiserver-source.js";
 import { LocalBroker, parseBrokerDelivery, parseTriggers, type DeadLetter, type DeliverySpec, type TriggerRoute } from "./broker.js";
 import { bundlePath, startFunctionProcess, stopFunctionProcess, type FunctionProcess } from "./processes.js";
@@ -50,14 +50,6 @@ export interface LocalFlow {
   /** PCR uid → when (performance.now()) the source saw its terminal status. */
   finishedAt: Map<string, number>;
   stop(): Promise<void>;
-}
-
-function readText(path: string, what: string): string {
-  try {
-    return readFileSync(path, "utf8");
-  } catch (e) {
-    throw new ConfigError(`cannot read ${what} ${path}: ${(e as NodeJS.ErrnoException).code ?? String(e)}`);
-  }
 }
 
 export async function startLocalFlow(o: LocalFlowOptions): Promise<LocalFlow> {

@@ -9,7 +9,8 @@ import type { StepName } from "../events/types.js";
 import { parseSignerConfig, type SignerConfig } from "../profiles/config.js";
 import { defaultSignerConfig } from "../profiles/defaults.js";
 
-function readText(path: string, what: string): string {
+/** A file's text; a missing or unreadable file is a ConfigError naming what it was for. */
+export function readText(path: string, what: string): string {
   try {
     return readFileSync(path, "utf8");
   } catch (e) {

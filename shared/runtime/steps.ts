@@ -2,7 +2,7 @@
 import { attest, type Decision } from "../events/attestation.js";
 import { EVENT_TYPES, type PodcertEvent, type StepEventData } from "../events/types.js";
 import { ConflictError, TransientError } from "../errors.js";
-import { describePcr, terminalCondition, type PcrRef, type PcrStatus, type PodCertificateRequest } from "../pcr/model.js";
+import { describePcr, pcrRef, terminalCondition, type PcrRef, type PcrStatus, type PodCertificateRequest } from "../pcr/model.js";
 import { replyEvent, type FunctionContext } from "./function.js";
 
 /**
@@ -73,7 +73,7 @@ export async function writeStatus(ctx: FunctionContext, pcr: PodCertificateReque
     if (!(e instanceof ConflictError)) throw e;
     const again = await ctx.cluster.readPcr(pcr.metadata.namespace, pcr.metadata.name);
     if (again === undefined || again.metadata.uid !== pcr.metadata.uid || terminalCondition(again) !== undefined) return false;
-    throw new TransientError(`PCR ${describePcr({ namespace: pcr.metadata.namespace, name: pcr.metadata.name, uid: "" })} changed while being written; retrying`, { cause: e });
+    throw new TransientError(`PCR ${describePcr(pcrRef(pcr))} changed while being written; retrying`, { cause: e });
   }
 }
 
