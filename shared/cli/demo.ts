@@ -102,8 +102,7 @@ export async function runDemo(args: string[]): Promise<number> {
 
     const rows: Row[] = [];
     for (const request of requests) {
-      const pcr = await api.store.get("podcertificaterequests", request.pcr.metadata.namespace, request.pcr.metadata.name);
-      const p = pcr as unknown as PodCertificateRequest | undefined;
+      const p = api.store.get("podcertificaterequests", request.pcr.metadata.namespace, request.pcr.metadata.name) as unknown as PodCertificateRequest | undefined;
       const c = p ? terminalCondition(p) : undefined;
       const row: Row = { request, outcome: c === undefined ? "Pending" : c.type === "Issued" ? "Issued" : `${c.type}:${c.reason}` };
       if (p) row.pcr = p;

@@ -7,13 +7,11 @@ import type { ClusterApi } from "../kube/cluster.js";
 import type { PodCertificateRequest } from "../pcr/model.js";
 import type { FunctionContext } from "../runtime/function.js";
 import { apiServerAddEvent } from "../events/pcr-event.js";
-import { deliver, mapLimit, type PipelineHop } from "../runtime/pipeline.js";
+import { deliver, mapLimit } from "../runtime/pipeline.js";
 import { FUNCTIONS } from "./functions.js";
 
 export interface IssueResult {
   pcrs: PodCertificateRequest[];
-  /** Per PCR uid: the deliveries its events went through. */
-  hops: Map<string, PipelineHop[]>;
   /** Per PCR uid: when its first event was delivered and its last reply handled (performance.now()). */
   timings: Map<string, { start: number; end: number }>;
 }
@@ -33,15 +31,14 @@ export async function issueAll(o: {
     maxAttempts: o.maxAttempts ?? 4,
     backoffMs: o.backoffMs ?? 50,
   };
-  const hops = new Map<string, PipelineHop[]>();
   const timings = new Map<string, { start: number; end: number }>();
   let done = 0;
   await mapLimit(before, o.concurrency ?? 8, async (pcr) => {
     const start = performance.now();
-    hops.set(pcr.metadata.uid ?? "", await deliver(pipeline, apiServerAddEvent(pcr)));
+    await deliver(pipeline, apiServerAddEvent(pcr));
     timings.set(pcr.metadata.uid ?? "", { start, end: performance.now() });
     o.onProgress?.(++done, before.length);
   });
   const after = await o.cluster.listPcrs();
-  return { pcrs: after, hops, timings };
+  return { pcrs: after, timings };
 }
