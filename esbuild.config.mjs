@@ -10,18 +10,28 @@ export const FUNCTIONS = {
   deny: "deny",
 };
 
-// @peculiar/x509 (with its ASN.1 schema, tsyringe and asn1js dependencies, about 330 KiB) is
-// imported by shared/ca/pool.ts only for createCa, which no function calls; as a CommonJS package
-// it would still be bundled and evaluated at every cold start (about 0.1 s here). Declaring it free
-// of side effects lets esbuild leave it out wherever nothing uses it; a bundle that does use it
-// (the CLI) gets it as before.
-const peculiarWhenUsed = {
-  name: "peculiar-x509-when-used",
+// Packages declared free of side effects, so that esbuild keeps only the modules a bundle uses:
+// - @peculiar/x509 (with its ASN.1 schema, tsyringe and asn1js dependencies, about 330 KiB) is
+//   imported by shared/ca/pool.ts only for createCa, which no function calls; as a CommonJS
+//   package it would still be bundled and evaluated at every cold start (about 0.1 s here).
+// - @kubernetes/client-node re-exports every generated API class and model from its index; the
+//   functions use only KubeConfig and its HTTP transport (shared/kube/client-node.ts), and without
+//   this the bundle carries all of them (about 0.6 MiB more to compile at each cold start). Its one
+//   side-effect import, a `File` global polyfill for Node.js 18, is not needed on Node.js 22.
+// A bundle that does use more of them (the CLI) gets it as before.
+const SIDE_EFFECT_FREE = ["@peculiar/x509", "@kubernetes/client-node"];
+const inSideEffectFree = (path) => SIDE_EFFECT_FREE.some((p) => path === p || path.includes(`/node_modules/${p}/`));
+const sideEffectFree = {
+  name: "side-effect-free-packages",
   setup(b) {
-    b.onResolve({ filter: /^@peculiar\/x509$/ }, async (args) => {
-      if (args.pluginData === "peculiar-x509-when-used") return undefined;
-      const r = await b.resolve(args.path, { kind: args.kind, importer: args.importer, resolveDir: args.resolveDir, pluginData: "peculiar-x509-when-used" });
-      return r.errors.length > 0 ? { errors: r.errors } : { ...r, sideEffects: false };
+    // The package itself and every module inside it (client-node's index re-exports modules
+    // that re-export others: each link must be free of side effects for esbuild to drop it).
+    b.onResolve({ filter: /.*/ }, async (args) => {
+      if (args.pluginData === "side-effect-free-packages") return undefined;
+      if (!inSideEffectFree(args.path) && !inSideEffectFree(args.importer)) return undefined;
+      const r = await b.resolve(args.path, { kind: args.kind, importer: args.importer, resolveDir: args.resolveDir, pluginData: "side-effect-free-packages" });
+      if (r.errors.length > 0) return { errors: r.errors };
+      return inSideEffectFree(r.path) ? { ...r, sideEffects: false } : r;
     });
   },
 };
@@ -38,7 +48,7 @@ const common = {
   logLevel: "warning",
   metafile: true,
   banner: { js: "import { createRequire as __podcertCreateRequire } from 'node:module'; const require = __podcertCreateRequire(import.meta.url);" },
-  plugins: [peculiarWhenUsed],
+  plugins: [sideEffectFree],
 };
 
 mkdirSync("dist", { recursive: true });

@@ -1,13 +1,18 @@
-/** ClusterApi over @kubernetes/client-node: a kubeconfig (KUBECONFIG or in-cluster) or a given one. */
+/**
+ * ClusterApi over @kubernetes/client-node: a kubeconfig (KUBECONFIG or in-cluster) or a given one.
+ *
+ * client-node supplies what is hard to get right: reading kubeconfigs and in-cluster config, every
+ * authentication method (tokens and their rotation, client certificates, exec plugins), TLS and
+ * proxies, and its HTTP transport. The ten REST calls podcert makes are written here as plain
+ * JSON requests through that transport instead of the generated API classes, because those cost
+ * what a function that scales from zero cannot afford (measured, see README "Performance"):
+ * importing CoreV1Api pulls every generated API and model into the bundle (about 0.75 MiB more to
+ * compile at each cold start), and every call went JSON → typed models with Date objects →
+ * JSON again (podcert works on plain wire-format objects). Responses are the API server's JSON.
+ */
 import { createHash } from "node:crypto";
-import {
-  ApiException,
-  CertificatesV1beta1Api,
-  CoreV1Api,
-  KubeConfig,
-  type V1beta1PodCertificateRequest,
-} from "@kubernetes/client-node";
-import { ConflictError, TransientError } from "../errors.js";
+import { HttpMethod, IsomorphicFetchHttpLibrary, KubeConfig, RequestContext } from "@kubernetes/client-node";
+import { ConfigError, ConflictError, TransientError } from "../errors.js";
 import type { Namespace, Node, Pod, PodCertificateRequest, PcrStatus, Service, ServiceAccount } from "../pcr/model.js";
 import type { ClusterApi, KubernetesEvent } from "./cluster.js";
 
@@ -41,7 +46,12 @@ function reuseConnections(kc: KubeConfig): void {
   const original = factory.createDispatcher.bind(kc);
   const cache = new Map<string, Dispatcher | undefined>();
   factory.createDispatcher = (cluster, agentOptions) => {
-    const key = createHash("sha256").update(JSON.stringify(factory.createDispatcherOptions(cluster, agentOptions))).digest("base64");
+    // Buffers (CA, certificate, key) are keyed by their bytes in base64, not JSON's number arrays.
+    const options = JSON.stringify(factory.createDispatcherOptions(cluster, agentOptions), function (this: Record<string, unknown>, k, v: unknown) {
+      const raw = this[k];
+      return Buffer.isBuffer(raw) ? raw.toString("base64") : v;
+    });
+    const key = createHash("sha256").update(options).digest("base64");
     if (!cache.has(key)) {
       if (cache.size > 8) cache.clear();
       cache.set(key, original(cluster, agentOptions));
@@ -50,169 +60,169 @@ function reuseConnections(kc: KubeConfig): void {
   };
 }
 
-/**
- * client-node models carry Date objects and its serializer calls toISOString on them; podcert's
- * plain objects carry RFC 3339 strings. JSON round-trips turn models into plain data.
- */
-function plain<T>(model: unknown): T {
-  return JSON.parse(JSON.stringify(model)) as T;
+const PCRS = "/apis/certificates.k8s.io/v1beta1";
+const seg = encodeURIComponent;
+
+interface Response {
+  status: number;
+  text: string;
 }
 
-const date = (s: string | undefined): Date | undefined => (s === undefined ? undefined : new Date(s));
-
 export class KubeClusterApi implements ClusterApi {
-  private readonly core: CoreV1Api;
-  private readonly certs: CertificatesV1beta1Api;
+  private readonly server: string;
+  private readonly http = new IsomorphicFetchHttpLibrary();
 
   constructor(
-    kc: KubeConfig,
+    private readonly kc: KubeConfig,
     private readonly observe: ApiCallObserver = () => {},
   ) {
-    this.core = kc.makeApiClient(CoreV1Api);
-    this.certs = kc.makeApiClient(CertificatesV1beta1Api);
+    const server = kc.getCurrentCluster()?.server;
+    if (server === undefined || server === "") throw new ConfigError("the kubeconfig's current context names no cluster server");
+    this.server = server.replace(/\/+$/, "");
   }
 
-  private async call<T>(operation: string, fn: () => Promise<T>, absentOk: true): Promise<T | undefined>;
-  private async call<T>(operation: string, fn: () => Promise<T>, absentOk?: false): Promise<T>;
-  private async call<T>(operation: string, fn: () => Promise<T>, absentOk = false): Promise<T | undefined> {
+  private async send(method: HttpMethod, path: string, body?: unknown): Promise<Response> {
+    const ctx = new RequestContext(`${this.server}${path}`, method);
+    ctx.setHeaderParam("Accept", "application/json");
+    if (body !== undefined) {
+      ctx.setHeaderParam("Content-Type", "application/json");
+      ctx.setBody(JSON.stringify(body));
+    }
+    await this.kc.applySecurityAuthentication(ctx);
+    const res = await this.http.send(ctx).toPromise();
+    return { status: res.httpStatusCode, text: await res.body.text() };
+  }
+
+  /**
+   * One API call: 2xx is parsed JSON, 404 is undefined where absence is an answer, 409 a
+   * ConflictError, anything else (and any network failure) a TransientError.
+   */
+  private async call<T>(operation: string, method: HttpMethod, path: string, o: { body?: unknown; absentOk: true }): Promise<T | undefined>;
+  private async call<T>(operation: string, method: HttpMethod, path: string, o?: { body?: unknown; absentOk?: false }): Promise<T>;
+  private async call<T>(operation: string, method: HttpMethod, path: string, o: { body?: unknown; absentOk?: boolean } = {}): Promise<T | undefined> {
     const start = performance.now();
     const done = (outcome: "ok" | "absent" | "conflict" | "error") =>
       this.observe({ operation, seconds: (performance.now() - start) / 1000, outcome });
+    let res: Response;
     try {
-      const result = await fn();
-      done("ok");
-      return result;
+      res = await this.send(method, path, o.body);
     } catch (e) {
-      if (e instanceof ApiException) {
-        if (e.code === 404 && absentOk) {
-          done("absent");
-          return undefined;
-        }
-        if (e.code === 409) {
-          done("conflict");
-          throw new ConflictError(`${operation}: conflict (${statusMessage(e.body)})`);
-        }
-        done("error");
-        throw new TransientError(`Kubernetes API ${operation} failed with HTTP ${e.code}: ${statusMessage(e.body)}`, {
-          cause: e,
-          overloaded: e.code === 429,
-        });
-      }
       done("error");
       throw new TransientError(`Kubernetes API ${operation} failed: ${(e as Error).message}`, { cause: e });
     }
+    if (res.status >= 200 && res.status < 300) {
+      let parsed: unknown;
+      try {
+        parsed = JSON.parse(res.text);
+      } catch {
+        done("error");
+        throw new TransientError(`Kubernetes API ${operation} answered HTTP ${res.status} with a body that is not JSON`);
+      }
+      if (parsed === null || typeof parsed !== "object" || Array.isArray(parsed)) {
+        done("error");
+        throw new TransientError(`Kubernetes API ${operation} answered HTTP ${res.status} with a body that is not an object`);
+      }
+      done("ok");
+      return parsed as T;
+    }
+    if (res.status === 404 && o.absentOk === true) {
+      done("absent");
+      return undefined;
+    }
+    if (res.status === 409) {
+      done("conflict");
+      throw new ConflictError(`${operation}: conflict (${statusMessage(res.text)})`);
+    }
+    done("error");
+    throw new TransientError(`Kubernetes API ${operation} failed with HTTP ${res.status}: ${statusMessage(res.text)}`, {
+      overloaded: res.status === 429,
+    });
   }
 
-  async readPcr(namespace: string, name: string) {
-    const r = await this.call("get podcertificaterequest", () => this.certs.readNamespacedPodCertificateRequest({ namespace, name }), true);
-    return r && plain<PodCertificateRequest>(r);
+  readPcr(namespace: string, name: string) {
+    return this.call<PodCertificateRequest>("get podcertificaterequest", HttpMethod.GET, `${PCRS}/namespaces/${seg(namespace)}/podcertificaterequests/${seg(name)}`, { absentOk: true });
   }
 
-  async replacePcrStatus(pcr: PodCertificateRequest, status: PcrStatus) {
-    const body: V1beta1PodCertificateRequest = {
+  replacePcrStatus(pcr: PodCertificateRequest, status: PcrStatus) {
+    const { namespace, name, uid, resourceVersion } = pcr.metadata;
+    const body = {
       apiVersion: pcr.apiVersion,
       kind: pcr.kind,
-      metadata: {
-        name: pcr.metadata.name,
-        namespace: pcr.metadata.namespace,
-        ...(pcr.metadata.uid === undefined ? {} : { uid: pcr.metadata.uid }),
-        ...(pcr.metadata.resourceVersion === undefined ? {} : { resourceVersion: pcr.metadata.resourceVersion }),
-      },
-      spec: pcr.spec as V1beta1PodCertificateRequest["spec"],
-      status: {
-        ...(status.conditions === undefined
-          ? {}
-          : { conditions: status.conditions.map((c) => ({ ...c, lastTransitionTime: new Date(c.lastTransitionTime) })) }),
-        ...(status.certificateChain === undefined ? {} : { certificateChain: status.certificateChain }),
-        ...(status.notBefore === undefined ? {} : { notBefore: date(status.notBefore)! }),
-        ...(status.beginRefreshAt === undefined ? {} : { beginRefreshAt: date(status.beginRefreshAt)! }),
-        ...(status.notAfter === undefined ? {} : { notAfter: date(status.notAfter)! }),
-      },
+      metadata: { name, namespace, ...(uid === undefined ? {} : { uid }), ...(resourceVersion === undefined ? {} : { resourceVersion }) },
+      spec: pcr.spec,
+      status,
     };
-    const r = await this.call("update podcertificaterequests/status", () =>
-      this.certs.replaceNamespacedPodCertificateRequestStatus({ namespace: pcr.metadata.namespace, name: pcr.metadata.name, body }),
+    return this.call<PodCertificateRequest>(
+      "update podcertificaterequests/status",
+      HttpMethod.PUT,
+      `${PCRS}/namespaces/${seg(namespace)}/podcertificaterequests/${seg(name)}/status`,
+      { body },
     );
-    return plain<PodCertificateRequest>(r);
   }
 
   async listPcrs(o: { signerName?: string; namespace?: string } = {}) {
-    const fieldSelector = o.signerName === undefined ? undefined : `spec.signerName=${o.signerName}`;
-    const list = await this.call("list podcertificaterequests", () =>
-      o.namespace === undefined
-        ? this.certs.listPodCertificateRequestForAllNamespaces(fieldSelector === undefined ? {} : { fieldSelector })
-        : this.certs.listNamespacedPodCertificateRequest({ namespace: o.namespace, ...(fieldSelector === undefined ? {} : { fieldSelector }) }),
-    );
-    return plain<{ items: PodCertificateRequest[] }>(list).items.map((p) => ({
-      ...p,
-      apiVersion: p.apiVersion ?? "certificates.k8s.io/v1beta1",
-      kind: p.kind ?? "PodCertificateRequest",
-    }));
+    const query = o.signerName === undefined ? "" : `?fieldSelector=${seg(`spec.signerName=${o.signerName}`)}`;
+    const path = o.namespace === undefined ? `${PCRS}/podcertificaterequests` : `${PCRS}/namespaces/${seg(o.namespace)}/podcertificaterequests`;
+    const list = await this.call<{ items?: PodCertificateRequest[] }>("list podcertificaterequests", HttpMethod.GET, `${path}${query}`);
+    // List items carry no apiVersion/kind on the wire; the status write needs them.
+    return (list.items ?? []).map((p) => ({ ...p, apiVersion: p.apiVersion ?? "certificates.k8s.io/v1beta1", kind: p.kind ?? "PodCertificateRequest" }));
   }
 
-  async readPod(namespace: string, name: string) {
-    const r = await this.call("get pod", () => this.core.readNamespacedPod({ namespace, name }), true);
-    return r && plain<Pod>(r);
+  readPod(namespace: string, name: string) {
+    return this.call<Pod>("get pod", HttpMethod.GET, `/api/v1/namespaces/${seg(namespace)}/pods/${seg(name)}`, { absentOk: true });
   }
 
-  async readNamespace(name: string) {
-    const r = await this.call("get namespace", () => this.core.readNamespace({ name }), true);
-    return r && plain<Namespace>(r);
+  readNamespace(name: string) {
+    return this.call<Namespace>("get namespace", HttpMethod.GET, `/api/v1/namespaces/${seg(name)}`, { absentOk: true });
   }
 
-  async readNode(name: string) {
-    const r = await this.call("get node", () => this.core.readNode({ name }), true);
-    return r && plain<Node>(r);
+  readNode(name: string) {
+    return this.call<Node>("get node", HttpMethod.GET, `/api/v1/nodes/${seg(name)}`, { absentOk: true });
   }
 
-  async readServiceAccount(namespace: string, name: string) {
-    const r = await this.call("get serviceaccount", () => this.core.readNamespacedServiceAccount({ namespace, name }), true);
-    return r && plain<ServiceAccount>(r);
+  readServiceAccount(namespace: string, name: string) {
+    return this.call<ServiceAccount>("get serviceaccount", HttpMethod.GET, `/api/v1/namespaces/${seg(namespace)}/serviceaccounts/${seg(name)}`, { absentOk: true });
   }
 
-  async readService(namespace: string, name: string) {
-    const r = await this.call("get service", () => this.core.readNamespacedService({ namespace, name }), true);
-    return r && plain<Service>(r);
+  readService(namespace: string, name: string) {
+    return this.call<Service>("get service", HttpMethod.GET, `/api/v1/namespaces/${seg(namespace)}/services/${seg(name)}`, { absentOk: true });
   }
 
   async listServices(namespace: string) {
-    const r = await this.call("list services", () => this.core.listNamespacedService({ namespace }));
-    return plain<{ items: Service[] }>(r).items;
+    const list = await this.call<{ items?: Service[] }>("list services", HttpMethod.GET, `/api/v1/namespaces/${seg(namespace)}/services`);
+    return list.items ?? [];
   }
 
   async createEvent(event: KubernetesEvent) {
-    const now = new Date();
-    await this.call("create event", () =>
-      this.core.createNamespacedEvent({
-        namespace: event.regarding.namespace,
-        body: {
-          metadata: { generateName: `${event.regarding.name}.`, namespace: event.regarding.namespace },
-          involvedObject: event.regarding,
-          type: event.type,
-          reason: event.reason,
-          message: event.message,
-          source: { component: event.reportingComponent },
-          reportingComponent: event.reportingComponent,
-          reportingInstance: event.reportingComponent,
-          firstTimestamp: now,
-          lastTimestamp: now,
-          count: 1,
-        },
-      }),
-    );
+    const now = new Date().toISOString();
+    const { namespace, name } = event.regarding;
+    await this.call("create event", HttpMethod.POST, `/api/v1/namespaces/${seg(namespace)}/events`, {
+      body: {
+        apiVersion: "v1",
+        kind: "Event",
+        metadata: { generateName: `${name}.`, namespace },
+        involvedObject: event.regarding,
+        type: event.type,
+        reason: event.reason,
+        message: event.message,
+        source: { component: event.reportingComponent },
+        reportingComponent: event.reportingComponent,
+        reportingInstance: event.reportingComponent,
+        firstTimestamp: now,
+        lastTimestamp: now,
+        count: 1,
+      },
+    });
   }
 }
 
-function statusMessage(body: unknown): string {
-  if (typeof body === "string") {
-    try {
-      const parsed = JSON.parse(body) as { message?: unknown };
-      if (typeof parsed.message === "string") return parsed.message.slice(0, 500);
-    } catch {
-      return body.slice(0, 200);
-    }
-  }
-  if (body && typeof body === "object" && typeof (body as { message?: unknown }).message === "string") {
-    return (body as { message: string }).message.slice(0, 500);
+/** The message of a Kubernetes Status body, bounded; never the whole body. */
+function statusMessage(text: string): string {
+  try {
+    const parsed = JSON.parse(text) as { message?: unknown };
+    if (typeof parsed.message === "string") return parsed.message.slice(0, 500);
+  } catch {
+    return text.slice(0, 200) || "no details";
   }
   return "no details";
 }

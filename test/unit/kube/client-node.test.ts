@@ -1,0 +1,189 @@
+/**
+ * KubeClusterApi: client-node's KubeConfig and transport with podcert's own REST calls. Against the
+ * embedded API server for what a real one answers, and against a bare HTTP server for what the
+ * embedded one never does (throttling, broken bodies), so every failure maps to what the caller
+ * must do: absent, conflict (re-read), or transient (retry; never a denial).
+ */
+import { createServer, type IncomingHttpHeaders, type Server } from "node:http";
+import type { AddressInfo } from "node:net";
+import { afterEach, describe, expect, it } from "vitest";
+import { kubeconfigFor, startApiServer, type EmbeddedApiServer } from "../../../shared/apiserver/server.js";
+import { ConflictError, TransientError } from "../../../shared/errors.js";
+import { KubeClusterApi, loadKubeConfig, type ApiCallObserver } from "../../../shared/kube/client-node.js";
+import { deniedStatus } from "../../../shared/pcr/status.js";
+import { namespace, node, NS, pcrFor, pod, service, serviceAccount } from "../../helpers/objects.js";
+
+const SIGNER = "atesystem.podcert.ate.dev/identity";
+const stops: (() => Promise<void>)[] = [];
+afterEach(async () => {
+  for (const stop of stops.splice(0)) await stop();
+});
+
+async function embedded(objects: unknown[] = []) {
+  const server: EmbeddedApiServer = await startApiServer({ objects });
+  stops.push(() => server.stop());
+  const calls: Parameters<ApiCallObserver>[0][] = [];
+  const api = new KubeClusterApi(loadKubeConfig({ kubeconfigText: server.kubeconfig() }), (c) => calls.push(c));
+  return { server, api, calls };
+}
+
+/** A server answering every request with `answer`, recording what it was sent. */
+async function scripted(answer: { status: number; body: string }) {
+  const seen: { method: string; url: string; headers: IncomingHttpHeaders; body: string }[] = [];
+  const server: Server = createServer((req, res) => {
+    let body = "";
+    req.on("data", (d: Buffer) => (body += d.toString()));
+    req.on("end", () => {
+      seen.push({ method: req.method ?? "", url: req.url ?? "", headers: req.headers, body });
+      res.writeHead(answer.status, { "content-type": "application/json" });
+      res.end(answer.body);
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+  stops.push(() => new Promise((r) => server.close(() => r())));
+  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  return { url, seen };
+}
+
+const p = pod();
+const v1 = <T extends object>(kind: string, o: T) => ({ apiVersion: "v1", kind, ...o });
+const objects = () => [
+  v1("Namespace", namespace(NS)),
+  v1("Pod", p),
+  v1("Node", node()),
+  v1("ServiceAccount", serviceAccount()),
+  v1("Service", service("api", { selector: p.metadata.labels ?? {} })),
+];
+
+describe("reads", () => {
+  it("returns the API server's JSON as plain wire-format objects, and undefined for 404", async () => {
+    const { api, calls } = await embedded(objects());
+    const got = await api.readPod(NS, p.metadata.name);
+    expect(got?.metadata.uid).toBe(p.metadata.uid);
+    // Wire format: timestamps stay RFC 3339 strings (no Date objects), kind and apiVersion kept.
+    expect(typeof got?.metadata.creationTimestamp).toBe("string");
+    expect(got).toMatchObject({ apiVersion: "v1", kind: "Pod" });
+    expect((await api.readNode("node-a"))?.metadata.name).toBe("node-a");
+    expect((await api.readNamespace(NS))?.metadata.name).toBe(NS);
+    expect((await api.readServiceAccount(NS, "web"))?.metadata.name).toBe("web");
+    expect((await api.readService(NS, "api"))?.metadata.name).toBe("api");
+    expect((await api.listServices(NS)).map((s) => s.metadata.name)).toEqual(["api"]);
+    expect(await api.readPod(NS, "nobody")).toBeUndefined();
+    expect(await api.readService("elsewhere", "api")).toBeUndefined();
+    expect(calls.map((c) => `${c.operation}:${c.outcome}`)).toEqual([
+      "get pod:ok",
+      "get node:ok",
+      "get namespace:ok",
+      "get serviceaccount:ok",
+      "get service:ok",
+      "list services:ok",
+      "get pod:absent",
+      "get service:absent",
+    ]);
+  });
+
+  it("escapes names into the path, so a hostile name cannot reach another resource", async () => {
+    const { url, seen } = await scripted({ status: 404, body: '{"kind":"Status","code":404}' });
+    const api = new KubeClusterApi(loadKubeConfig({ kubeconfigText: kubeconfigFor(url) }));
+    expect(await api.readPod(NS, "../../nodes/x?y=1")).toBeUndefined();
+    expect(seen[0]!.url).toBe(`/api/v1/namespaces/${NS}/pods/..%2F..%2Fnodes%2Fx%3Fy%3D1`);
+  });
+});
+
+describe("PodCertificateRequests", () => {
+  it("lists by signer (items get their apiVersion and kind back) and writes the status with the read resourceVersion", async () => {
+    const pcr = pcrFor(p, { signerName: SIGNER });
+    const { api, server } = await embedded([...objects(), pcr]);
+    const other = pcrFor(p, { signerName: "workerpool.podcert.ate.dev/identity", name: "req-other", uid: "6e4d3c2b-1a09-4f8e-9d7c-6b5a49382716" });
+    server.store.create(other);
+    const listed = await api.listPcrs({ signerName: SIGNER });
+    expect(listed.map((x) => x.metadata.name)).toEqual([pcr.metadata.name]);
+    expect(listed[0]).toMatchObject({ apiVersion: "certificates.k8s.io/v1beta1", kind: "PodCertificateRequest" });
+    expect((await api.listPcrs({ namespace: "elsewhere" })).length).toBe(0);
+
+    const read = (await api.readPcr(NS, pcr.metadata.name))!;
+    const status = deniedStatus({ reason: "UnsupportedKeyType", message: "no", permanent: false, now: new Date() });
+    const written = await api.replacePcrStatus(read, status);
+    expect(written.status?.conditions?.[0]).toMatchObject({ type: "Denied", reason: "UnsupportedKeyType" });
+    expect(written.metadata.resourceVersion).not.toBe(read.metadata.resourceVersion);
+    // The same write again carries a stale resourceVersion: the caller must re-read.
+    await expect(api.replacePcrStatus(read, status)).rejects.toBeInstanceOf(ConflictError);
+  });
+
+  it("turns a status the API server refuses (422) into a TransientError with its reason, never a denial", async () => {
+    const pcr = pcrFor(p, { signerName: SIGNER });
+    const { api } = await embedded([...objects(), pcr]);
+    const read = (await api.readPcr(NS, pcr.metadata.name))!;
+    const err = await api.replacePcrStatus(read, { certificateChain: "not a chain" }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(TransientError);
+    expect((err as Error).message).toMatch(/HTTP 422: PodCertificateRequest.* is invalid: status/);
+  });
+});
+
+describe("events", () => {
+  it("creates a core Event about the PCR", async () => {
+    const pcr = pcrFor(p, { signerName: SIGNER });
+    const { api, server } = await embedded([...objects(), pcr]);
+    const regarding = { kind: "PodCertificateRequest", apiVersion: "certificates.k8s.io/v1beta1", namespace: NS, name: pcr.metadata.name, uid: pcr.metadata.uid! };
+    await api.createEvent({ regarding, type: "Normal", reason: "Issued", message: "issued", reportingComponent: "podcert-sign" });
+    const events = server.store.list("events", { namespace: NS }).items as unknown as { reason: string; involvedObject: { uid: string }; metadata: { name: string } }[];
+    expect(events.map((e) => [e.reason, e.involvedObject.uid])).toEqual([["Issued", pcr.metadata.uid]]);
+    expect(events[0]!.metadata.name.startsWith(`${pcr.metadata.name}.`)).toBe(true);
+  });
+});
+
+describe("failures", () => {
+  it("sends the kubeconfig's credentials (client-node's authentication is applied)", async () => {
+    const { url, seen } = await scripted({ status: 200, body: '{"kind":"Node","metadata":{"name":"n"}}' });
+    const kubeconfig = kubeconfigFor(url).replace("user: {}", "user:\n      token: s3cr3t-token");
+    expect(kubeconfig).toContain("s3cr3t-token");
+    const api = new KubeClusterApi(loadKubeConfig({ kubeconfigText: kubeconfig }));
+    await api.readNode("n");
+    expect(seen[0]!.headers.authorization).toBe("Bearer s3cr3t-token");
+    expect(seen[0]!.headers.accept).toBe("application/json");
+  });
+
+  it("maps 429 to an overloaded TransientError with the Status message", async () => {
+    const { url } = await scripted({ status: 429, body: '{"kind":"Status","message":"too many requests, please try again later"}' });
+    const calls: string[] = [];
+    const api = new KubeClusterApi(loadKubeConfig({ kubeconfigText: kubeconfigFor(url) }), (c) => calls.push(c.outcome));
+    const err = await api.readPod(NS, "x").catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(TransientError);
+    expect((err as TransientError).overloaded).toBe(true);
+    expect((err as Error).message).toContain("HTTP 429: too many requests");
+    expect(calls).toEqual(["error"]);
+  });
+
+  it("treats 403 and 500 as transient: RBAC or an unwell API server never deny a request", async () => {
+    for (const status of [403, 500]) {
+      const { url } = await scripted({ status, body: "<html>oops</html>" });
+      const api = new KubeClusterApi(loadKubeConfig({ kubeconfigText: kubeconfigFor(url) }));
+      const err = await api.readServiceAccount(NS, "web").catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(TransientError);
+      expect((err as TransientError).overloaded).toBe(false);
+      expect((err as Error).message).toContain(`HTTP ${status}: <html>oops</html>`);
+    }
+  });
+
+  it("treats a 200 whose body is not a JSON object as transient", async () => {
+    for (const body of ["not json", "null", "[1]", "\"text\""]) {
+      const { url } = await scripted({ status: 200, body });
+      const api = new KubeClusterApi(loadKubeConfig({ kubeconfigText: kubeconfigFor(url) }));
+      await expect(api.readNode("n")).rejects.toBeInstanceOf(TransientError);
+    }
+  });
+
+  it("treats an unreachable API server as transient", async () => {
+    const { server, api } = await embedded(objects());
+    await server.stop();
+    const err = await api.readPod(NS, p.metadata.name).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(TransientError);
+    expect((err as Error).message).toMatch(/^Kubernetes API get pod failed: /);
+  });
+
+  it("refuses a kubeconfig with no current context at construction, not at the first call", () => {
+    const kubeconfig = kubeconfigFor("http://127.0.0.1:1").replace(/current-context: .*/, "");
+    expect(kubeconfig).not.toContain("current-context");
+    expect(() => new KubeClusterApi(loadKubeConfig({ kubeconfigText: kubeconfig }))).toThrow(/names no cluster server/);
+  });
+});
