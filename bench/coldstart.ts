@@ -88,7 +88,11 @@ const kc = new KubeConfig(); kc.loadFromDefault(); globalThis.__keep = kc.makeAp
   },
   { name: "cloudevents", source: `import { CloudEvent, HTTP } from "cloudevents"; globalThis.__keep = [CloudEvent, HTTP];` },
   { name: "jose", source: `import * as jose from "jose"; globalThis.__keep = [jose.SignJWT, jose.jwtVerify];` },
-  { name: "zod", source: `import { z } from "zod"; globalThis.__keep = z.object({ a: z.string() });` },
+  // What the functions carry: zod/mini with the English messages (shared/zod.ts), not classic zod.
+  {
+    name: "zod",
+    source: `import * as z from "zod/mini"; import { en } from "zod/locales"; z.config(en()); globalThis.__keep = z.object({ a: z.string() });`,
+  },
   { name: "yaml", source: `import YAML from "yaml"; globalThis.__keep = YAML.parse;` },
   { name: "prom-client", source: `import { Registry } from "prom-client"; globalThis.__keep = new Registry();` },
   {

@@ -5,17 +5,17 @@
  */
 
 import { parseAllDocuments } from "yaml";
-import { z } from "zod";
 
 import { ConfigError } from "../errors.js";
+import * as z from "../zod.js";
 import type { KubeObject } from "./resources.js";
 
 export const MAX_CLUSTER_FILE_BYTES = 64 * 1024 * 1024;
 
 const objectSchema = z.looseObject({
-  apiVersion: z.string().min(1),
-  kind: z.string().min(1),
-  metadata: z.looseObject({ name: z.string().min(1) }),
+  apiVersion: z.string().check(z.minLength(1)),
+  kind: z.string().check(z.minLength(1)),
+  metadata: z.looseObject({ name: z.string().check(z.minLength(1)) }),
 });
 
 /** Document and item numbers in errors count from 0. */

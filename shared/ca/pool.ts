@@ -10,10 +10,10 @@ import "reflect-metadata";
 import * as x509 from "@peculiar/x509";
 import { createPrivateKey, randomBytes, webcrypto, type KeyObject } from "node:crypto";
 import YAML from "yaml";
-import { z } from "zod";
 import { ConfigError, TransientError } from "../errors.js";
 import { prepareCaSigner, type CaSigner } from "../x509/leaf.js";
 import { pemDecodeAll, pemEncode } from "../x509/pem.js";
+import * as z from "../zod.js";
 
 export type CaKeyAlgorithm = "ECDSAP256" | "ECDSAP384" | "ECDSAP521" | "ED25519" | "RSA3072" | "RSA4096";
 export const CA_KEY_ALGORITHMS: readonly CaKeyAlgorithm[] = [
@@ -174,9 +174,9 @@ export interface CaPool {
 }
 
 const caSchema = z.strictObject({
-  certificate: z.string().min(1),
-  privateKey: z.string().min(1),
-  intermediates: z.string().optional(),
+  certificate: z.string().check(z.minLength(1)),
+  privateKey: z.string().check(z.minLength(1)),
+  intermediates: z.optional(z.string()),
 });
 
 const poolSchema = z.strictObject({
@@ -185,11 +185,11 @@ const poolSchema = z.strictObject({
   signers: z
     .array(
       z.strictObject({
-        signerName: z.string().min(1),
-        cas: z.array(caSchema).min(1),
+        signerName: z.string().check(z.minLength(1)),
+        cas: z.array(caSchema).check(z.minLength(1)),
       }),
     )
-    .min(1),
+    .check(z.minLength(1)),
 });
 
 function describePath(path: readonly PropertyKey[]): string {

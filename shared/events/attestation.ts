@@ -7,9 +7,9 @@
  */
 import type { KeyObject } from "node:crypto";
 import { SignJWT, jwtVerify, errors as joseErrors, type JWTPayload } from "jose";
-import { z } from "zod";
 import { RejectedEventError } from "../errors.js";
 import type { PcrRef } from "../pcr/model.js";
+import * as z from "../zod.js";
 import { STEPS, type StepName } from "./types.js";
 
 const TOKEN_TYPE = "podcert-attestation+jwt";
@@ -18,33 +18,33 @@ const AUDIENCE = "podcert";
 const decisionSchema = z.discriminatedUnion("kind", [
   z.strictObject({
     kind: z.literal("validated"),
-    keyType: z.string().max(16),
-    podName: z.string().max(253),
-    podUID: z.string().max(128),
-    serviceAccountName: z.string().max(253),
-    maxExpirationSeconds: z.number().int().optional(),
+    keyType: z.string().check(z.maxLength(16)),
+    podName: z.string().check(z.maxLength(253)),
+    podUID: z.string().check(z.maxLength(128)),
+    serviceAccountName: z.string().check(z.maxLength(253)),
+    maxExpirationSeconds: z.optional(z.number().check(z.int())),
     services: z.discriminatedUnion("kind", [
       z.strictObject({ kind: z.literal("none") }),
       z.strictObject({ kind: z.literal("all") }),
-      z.strictObject({ kind: z.literal("named"), names: z.array(z.string().max(63)).max(1000) }),
+      z.strictObject({ kind: z.literal("named"), names: z.array(z.string().check(z.maxLength(63))).check(z.maxLength(1000)) }),
     ]),
   }),
   z.strictObject({
     kind: z.literal("sans-derived"),
-    uris: z.array(z.string().max(2048)).length(1),
-    dnsNames: z.array(z.string().max(253)).max(1000),
-    lifetimeSeconds: z.number().int().min(3600).max(7862400),
+    uris: z.array(z.string().check(z.maxLength(2048))).check(z.length(1)),
+    dnsNames: z.array(z.string().check(z.maxLength(253))).check(z.maxLength(1000)),
+    lifetimeSeconds: z.number().check(z.int(), z.minimum(3600), z.maximum(7862400)),
   }),
   z.strictObject({
     kind: z.literal("denied"),
-    reason: z.string().max(1024),
-    message: z.string().max(32 * 1024),
+    reason: z.string().check(z.maxLength(1024)),
+    message: z.string().check(z.maxLength(32 * 1024)),
     permanent: z.boolean(),
   }),
   z.strictObject({
     kind: z.literal("issued"),
-    serialNumber: z.string().max(64),
-    fingerprintSha256: z.string().max(64),
+    serialNumber: z.string().check(z.maxLength(64)),
+    fingerprintSha256: z.string().check(z.maxLength(64)),
   }),
 ]);
 export type Decision = z.infer<typeof decisionSchema>;

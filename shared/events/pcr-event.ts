@@ -4,22 +4,26 @@
  * API server. Only the fields needed for that are read here, after schema and size checks.
  */
 import { randomUUID } from "node:crypto";
-import { z } from "zod";
 import { RejectedEventError } from "../errors.js";
 import { PCR_KIND, TERMINAL_CONDITION_TYPES, type PcrRef, type PodCertificateRequest } from "../pcr/model.js";
+import * as z from "../zod.js";
 import { EVENT_TYPES, type PodcertEvent } from "./types.js";
 
 const triggerSchema = z.object({
-  kind: z.literal(PCR_KIND).optional(),
+  kind: z.optional(z.literal(PCR_KIND)),
   metadata: z.object({
-    name: z.string().min(1).max(253),
-    namespace: z.string().min(1).max(63),
-    uid: z.string().min(1).max(128),
+    name: z.string().check(z.minLength(1), z.maxLength(253)),
+    namespace: z.string().check(z.minLength(1), z.maxLength(63)),
+    uid: z.string().check(z.minLength(1), z.maxLength(128)),
   }),
-  spec: z.object({ signerName: z.string().min(1).max(571) }),
-  status: z
-    .object({ conditions: z.array(z.object({ type: z.string().max(316), status: z.string().max(16) })).max(64).optional() })
-    .optional(),
+  spec: z.object({ signerName: z.string().check(z.minLength(1), z.maxLength(571)) }),
+  status: z.optional(
+    z.object({
+      conditions: z.optional(
+        z.array(z.object({ type: z.string().check(z.maxLength(316)), status: z.string().check(z.maxLength(16)) })).check(z.maxLength(64)),
+      ),
+    }),
+  ),
 });
 
 export interface PcrTrigger {

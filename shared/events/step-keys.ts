@@ -4,8 +4,8 @@
  * holds another step's private key.
  */
 import { createPrivateKey, createPublicKey, generateKeyPairSync, type KeyObject } from "node:crypto";
-import { z } from "zod";
 import { ConfigError } from "../errors.js";
+import * as z from "../zod.js";
 import type { StepKeys } from "./attestation.js";
 import { ACCEPTS_FROM, STEPS, type StepName } from "./types.js";
 
@@ -15,12 +15,12 @@ export const ACCEPTED_KEYS_FILE = "accepted-keys.jwks";
 const publicJwkSchema = z.strictObject({
   kty: z.literal("OKP"),
   crv: z.literal("Ed25519"),
-  x: z.string().max(64),
+  x: z.string().check(z.maxLength(64)),
   kid: z.enum(STEPS),
-  alg: z.literal("EdDSA").optional(),
-  use: z.literal("sig").optional(),
+  alg: z.optional(z.literal("EdDSA")),
+  use: z.optional(z.literal("sig")),
 });
-const privateJwkSchema = publicJwkSchema.extend({ d: z.string().max(64) });
+const privateJwkSchema = z.extend(publicJwkSchema, { d: z.string().check(z.maxLength(64)) });
 
 /** The two files of one step's Secret, as text. */
 export interface StepSecretFiles {
@@ -67,7 +67,7 @@ export function loadStepKeys(step: StepName, files: StepSecretFiles): StepKeys {
   } catch {
     throw new ConfigError(`${ACCEPTED_KEYS_FILE} of step ${step} is not JSON`);
   }
-  const keys = z.object({ keys: z.array(z.unknown()).max(16) }).safeParse(set);
+  const keys = z.object({ keys: z.array(z.unknown()).check(z.maxLength(16)) }).safeParse(set);
   if (!keys.success) throw new ConfigError(`${ACCEPTED_KEYS_FILE} of step ${step} is not a JWK Set`);
   const accepted = new Map<StepName, KeyObject>();
   for (const [i, raw] of keys.data.keys.entries()) {

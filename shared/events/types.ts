@@ -1,6 +1,6 @@
 /** The CloudEvent types podcert consumes and produces, and the steps that produce them. */
-import { z } from "zod";
 import { RejectedEventError } from "../errors.js";
+import * as z from "../zod.js";
 
 export const EVENT_TYPES = {
   apiServerAdd: "dev.knative.apiserver.resource.add",
@@ -40,21 +40,21 @@ export interface PodcertEvent {
 }
 
 const pcrRefSchema = z.strictObject({
-  namespace: z.string().min(1).max(63),
-  name: z.string().min(1).max(253),
-  uid: z.string().min(1).max(128),
+  namespace: z.string().check(z.minLength(1), z.maxLength(63)),
+  name: z.string().check(z.minLength(1), z.maxLength(253)),
+  uid: z.string().check(z.minLength(1), z.maxLength(128)),
 });
 
-const jws = z.string().min(1).max(64 * 1024);
+const jws = z.string().check(z.minLength(1), z.maxLength(64 * 1024));
 
 /** What one step hands the next: the PCR it is about and the attestations so far. */
 export const stepEventDataSchema = z.strictObject({
   pcr: pcrRefSchema,
-  signerName: z.string().min(1).max(571),
+  signerName: z.string().check(z.minLength(1), z.maxLength(571)),
   attestations: z.strictObject({
-    validate: jws.optional(),
-    "derive-sans": jws.optional(),
-    sign: jws.optional(),
+    validate: z.optional(jws),
+    "derive-sans": z.optional(jws),
+    sign: z.optional(jws),
   }),
 });
 export type StepEventData = z.infer<typeof stepEventDataSchema>;

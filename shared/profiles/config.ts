@@ -3,11 +3,11 @@
  * Profiles are data (a YAML file), validated whole when loaded so a bad file fails at start with
  * every problem listed, not on the first request.
  */
-import { z } from "zod";
 import { parse as parseYaml } from "yaml";
 import { ConfigError } from "../errors.js";
 import { KEY_TYPES, type KeyType } from "../pcr/model.js";
 import { validateExtensionOid } from "../x509/der.js";
+import * as z from "../zod.js";
 
 export const CONFIG_API_VERSION = "podcert.ate.dev/v1alpha1";
 export const CONFIG_KIND = "SignerConfig";
@@ -24,72 +24,80 @@ const TRUST_DOMAIN = /^[a-z0-9._-]{1,255}$/;
 const ANNOTATION_KEY = /^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*\/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$/;
 
 const labelMap = z.record(
-  z.string().max(316).regex(ANNOTATION_KEY, "must be a label key"),
-  z.string().max(63),
+  z.string().check(z.maxLength(316), z.regex(ANNOTATION_KEY, "must be a label key")),
+  z.string().check(z.maxLength(63)),
 );
 
 const namespaceScopeSchema = z
   .strictObject({
     /** Exactly these namespaces. */
-    names: z.array(z.string().regex(DNS1123_LABEL, "must be a namespace name")).min(1).optional(),
+    names: z.optional(z.array(z.string().check(z.regex(DNS1123_LABEL, "must be a namespace name"))).check(z.minLength(1))),
     /** Namespaces whose labels include all of these. */
-    matchLabels: labelMap.optional(),
+    matchLabels: z.optional(labelMap),
     /** Every namespace. */
-    any: z.literal(true).optional(),
+    any: z.optional(z.literal(true)),
     /** Never these, whatever the rules above say. */
-    exclude: z.array(z.string().regex(DNS1123_LABEL, "must be a namespace name")).default([]),
+    exclude: z._default(z.array(z.string().check(z.regex(DNS1123_LABEL, "must be a namespace name"))), []),
   })
-  .refine(
-    (s) => [s.names, s.matchLabels, s.any].filter((x) => x !== undefined).length === 1,
-    "set exactly one of names, matchLabels or any",
+  .check(
+    z.refine(
+      (s) => [s.names, s.matchLabels, s.any].filter((x) => x !== undefined).length === 1,
+      "set exactly one of names, matchLabels or any",
+    ),
   );
 
 const dnsNamesSchema = z.strictObject({
   /** The unverifiedUserAnnotations key a pod sets to ask for Service DNS names. */
-  optInAnnotation: z.string().max(316).regex(ANNOTATION_KEY, "must be an annotation key"),
+  optInAnnotation: z.string().check(z.maxLength(316), z.regex(ANNOTATION_KEY, "must be an annotation key")),
   /** When true, a request without the opt-in is denied (a signer whose certificates are for serving). */
-  required: z.boolean().default(false),
+  required: z._default(z.boolean(), false),
   /** Most DNS SANs in one certificate; more is a denial. */
-  maxNames: z.number().int().min(1).max(1000).default(100),
+  maxNames: z._default(z.number().check(z.int(), z.minimum(1), z.maximum(1000)), 100),
 });
 
 const signerSchema = z.strictObject({
-  name: z.string().max(571).regex(SIGNER_NAME, "must be '<domain>/<name>', e.g. example.com/identity"),
-  trustDomain: z.string().regex(TRUST_DOMAIN, "must be a SPIFFE trust domain (lowercase letters, digits, '.', '-', '_')").optional(),
+  name: z.string().check(z.maxLength(571), z.regex(SIGNER_NAME, "must be '<domain>/<name>', e.g. example.com/identity")),
+  trustDomain: z.optional(
+    z.string().check(z.regex(TRUST_DOMAIN, "must be a SPIFFE trust domain (lowercase letters, digits, '.', '-', '_')")),
+  ),
   namespaces: namespaceScopeSchema,
-  dnsNames: dnsNamesSchema.optional(),
-  podIdentityExtension: z
-    .strictObject({
-      oid: z.string().default(DEFAULT_POD_IDENTITY_OID).superRefine((oid, ctx) => {
-        const problem = validateExtensionOid(oid);
-        if (problem !== undefined) ctx.addIssue({ code: "custom", message: problem });
-      }),
-    })
-    .optional(),
-  allowedKeyTypes: z.array(z.enum(KEY_TYPES)).min(1).default([...KEY_TYPES]),
-  maxLifetimeSeconds: z.number().int().min(3600).max(7862400).default(86400),
-  refreshFraction: z.number().gt(0).lt(1).default(0.5),
+  dnsNames: z.optional(dnsNamesSchema),
+  podIdentityExtension: z.optional(
+    z.strictObject({
+      oid: z._default(z.string(), DEFAULT_POD_IDENTITY_OID).check(
+        z.superRefine((oid, ctx) => {
+          const problem = validateExtensionOid(oid);
+          if (problem !== undefined) ctx.addIssue({ code: "custom", message: problem });
+        }),
+      ),
+    }),
+  ),
+  allowedKeyTypes: z._default(z.array(z.enum(KEY_TYPES)).check(z.minLength(1)), [...KEY_TYPES]),
+  maxLifetimeSeconds: z._default(z.number().check(z.int(), z.minimum(3600), z.maximum(7862400)), 86400),
+  refreshFraction: z._default(z.number().check(z.gt(0), z.lt(1)), 0.5),
 });
 
 const configSchema = z
   .strictObject({
     apiVersion: z.literal(CONFIG_API_VERSION),
     kind: z.literal(CONFIG_KIND),
-    trustDomain: z.string().regex(TRUST_DOMAIN).default("cluster.local"),
-    clusterDomain: z.string().regex(DNS1123_SUBDOMAIN, "must be a DNS name").default("cluster.local"),
+    trustDomain: z._default(z.string().check(z.regex(TRUST_DOMAIN)), "cluster.local"),
+    clusterDomain: z._default(z.string().check(z.regex(DNS1123_SUBDOMAIN, "must be a DNS name")), "cluster.local"),
     /** How long a step's attestation stays valid: the broker's whole retry window. */
-    attestationTTLSeconds: z.number().int().min(30).max(86400).default(900),
-    signers: z.array(signerSchema).min(1),
+    attestationTTLSeconds: z._default(z.number().check(z.int(), z.minimum(30), z.maximum(86400)), 900),
+    signers: z.array(signerSchema).check(z.minLength(1)),
   })
-  .superRefine((c, ctx) => {
-    const seen = new Set<string>();
-    c.signers.forEach((s, i) => {
-      if (seen.has(s.name)) {
-        ctx.addIssue({ code: "custom", path: ["signers", i, "name"], message: `duplicate signer ${s.name}` });
-      }
-      seen.add(s.name);
-    });
-  });
+  .check(
+    z.superRefine((c, ctx) => {
+      const seen = new Set<string>();
+      c.signers.forEach((s, i) => {
+        if (seen.has(s.name)) {
+          ctx.addIssue({ code: "custom", path: ["signers", i, "name"], message: `duplicate signer ${s.name}` });
+        }
+        seen.add(s.name);
+      });
+    }),
+  );
 
 type RawConfig = z.output<typeof configSchema>;
 type RawSigner = RawConfig["signers"][number];
