@@ -265,7 +265,7 @@ async function makeEvents(o: {
   const keys = Object.fromEntries(STEPS.map((s) => [s, loadStepKeys(s, o.secrets[s])])) as Record<StepName, ReturnType<typeof loadStepKeys>>;
   const caPool = parseCaPool(o.caPoolText);
   const run = async (api: EmbeddedApiServer, step: StepName, event: PodcertEvent): Promise<PodcertEvent> => {
-    const ctx = stepContexts({ config, cluster: clusterApiFor(api), keys, caPool, log: silentLogger, recordEvents: false })[step];
+    const ctx = stepContexts({ config, cluster: clusterApiFor(api), keys, caPool, log: silentLogger, events: false })[step];
     const r = await dispatch(FUNCTIONS[step], ctx, event);
     if (!r.reply) throw new Error(`in-process ${step} gave no reply (HTTP ${r.status}): ${r.error instanceof Error ? r.error.message : String(r.error)}`);
     return r.reply;

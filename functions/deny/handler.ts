@@ -49,7 +49,7 @@ export const deny: FunctionDefinition = {
     }
     const outcome = permanent ? "failed" : "denied";
     logDecision(ctx, event, { pcr: pcrRef(pcr), signerName: profile.name, outcome, reason, message });
-    await recordPcrEvent(ctx, pcr, "Warning", reason, message);
+    recordPcrEvent(ctx, pcr, "Warning", reason, message);
     return undefined;
   },
 };

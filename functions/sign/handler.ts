@@ -111,7 +111,7 @@ export const sign: FunctionDefinition = {
       signSeconds,
       ...(Number.isNaN(created) ? {} : { secondsSinceCreation: (Date.now() - created) / 1000 }),
     });
-    await recordPcrEvent(ctx, pcr, "Normal", "Issued", `Issued certificate serial ${leaf.serialHex} valid until ${status.notAfter ?? "?"}`);
+    recordPcrEvent(ctx, pcr, "Normal", "Issued", `Issued certificate serial ${leaf.serialHex} valid until ${status.notAfter ?? "?"}`);
     return handOn(ctx, event, {
       type: EVENT_TYPES.issued,
       pcr: ref,

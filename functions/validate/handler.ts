@@ -31,13 +31,20 @@ export const validate: FunctionDefinition = {
     if (pcr.spec.signerName !== profile.name) return undefined;
 
     const { spec } = pcr;
-    const [namespace, pod, serviceAccount, node] = await Promise.all([
-      profile.namespaces.matchLabels ? ctx.cluster.readNamespace(pcr.metadata.namespace) : Promise.resolve(undefined),
-      ctx.cluster.readPod(pcr.metadata.namespace, spec.podName),
-      ctx.cluster.readServiceAccount(pcr.metadata.namespace, spec.serviceAccountName),
-      ctx.cluster.readNode(spec.nodeName),
-    ]);
-    const decision = decideValidation({ pcr, profile, namespace, pod, serviceAccount, node });
+    // Namespace, ServiceAccount and Node may come from a short-lived cache (kube/lookup-cache.ts);
+    // a denial is decided on what the API server says now, never on a cached copy.
+    const lookups = (o: { fresh: boolean }) =>
+      Promise.all([
+        profile.namespaces.matchLabels ? ctx.cluster.readNamespace(pcr.metadata.namespace, o) : Promise.resolve(undefined),
+        ctx.cluster.readServiceAccount(pcr.metadata.namespace, spec.serviceAccountName, o),
+        ctx.cluster.readNode(spec.nodeName, o),
+      ]);
+    const [pod, [namespace, serviceAccount, node]] = await Promise.all([ctx.cluster.readPod(pcr.metadata.namespace, spec.podName), lookups({ fresh: false })]);
+    let decision = decideValidation({ pcr, profile, namespace, pod, serviceAccount, node });
+    if (decision.outcome === "denied") {
+      const [n, sa, nd] = await lookups({ fresh: true });
+      decision = decideValidation({ pcr, profile, namespace: n, pod, serviceAccount: sa, node: nd });
+    }
     const ref = pcrRef(pcr);
 
     if (decision.outcome === "denied") {

@@ -7,6 +7,8 @@ import type { StepKeys } from "../events/attestation.js";
 import { STEPS, type StepName } from "../events/types.js";
 import { KubeClusterApi, loadKubeConfig } from "../kube/client-node.js";
 import type { ClusterApi } from "../kube/cluster.js";
+import { createEventRecorder, type EventRecorder } from "../kube/event-recorder.js";
+import { DEFAULT_LOOKUP_CACHE_SECONDS, withLookupCache } from "../kube/lookup-cache.js";
 import type { SignerConfig } from "../profiles/config.js";
 import type { FunctionContext } from "../runtime/function.js";
 import { readText } from "../runtime/load.js";
@@ -32,18 +34,23 @@ export function stepContexts(o: {
   caPool?: CaPool;
   log: Logger;
   now?: () => Date;
-  recordEvents?: boolean;
+  /** Default: a recorder shared by every step. Flush it before the process ends. */
+  events?: EventRecorder | false;
+  /** Default: DEFAULT_LOOKUP_CACHE_SECONDS, as the functions; 0 reads every lookup live. */
+  lookupCacheSeconds?: number;
 }): Record<StepName, FunctionContext> {
   const out = {} as Record<StepName, FunctionContext>;
+  const cluster = withLookupCache(o.cluster, { ttlMs: (o.lookupCacheSeconds ?? DEFAULT_LOOKUP_CACHE_SECONDS) * 1000 });
+  const events = o.events === false ? undefined : (o.events ?? createEventRecorder(o.cluster, o.log));
   for (const step of STEPS) {
     const ctx: FunctionContext = {
       config: o.config,
-      cluster: o.cluster,
+      cluster,
       keys: o.keys[step],
       now: o.now ?? (() => new Date()),
       log: o.log.child({ function: step }),
-      recordEvents: o.recordEvents ?? true,
     };
+    if (events) ctx.events = events;
     if (step === "sign" && o.caPool) ctx.caPool = o.caPool;
     out[step] = ctx;
   }

@@ -3,6 +3,7 @@ import { join } from "node:path";
 import { RejectedEventError, TransientError } from "../errors.js";
 import { eventFromJson, eventToJson, MAX_EVENT_BYTES } from "../events/codec.js";
 import { STEPS, type StepName } from "../events/types.js";
+import { createEventRecorder } from "../kube/event-recorder.js";
 import { dispatch } from "../runtime/http.js";
 import { loadCaPoolFile, loadSignerConfig, loadStepKeysDir, readText } from "../runtime/load.js";
 import { createLogger } from "../runtime/log.js";
@@ -37,16 +38,19 @@ export async function runInvoke(args: string[]): Promise<number> {
 
   const server = await startClusterFromFile(required(values, "cluster"));
   try {
+    const cluster = clusterApiFor(server);
+    const log = createLogger({ fields: { function: step } });
     const ctx = {
       config,
-      cluster: clusterApiFor(server),
+      cluster,
+      events: createEventRecorder(cluster, log),
       keys,
       now: () => new Date(),
-      log: createLogger({ fields: { function: step } }),
-      recordEvents: true,
+      log,
       ...(step === "sign" && caPoolPath !== undefined ? { caPool: loadCaPoolFile(caPoolPath) } : {}),
     };
     const result = await dispatch(FUNCTIONS[step], ctx, event);
+    await ctx.events.flush();
     if (result.reply) process.stdout.write(`${JSON.stringify(eventToJson(result.reply), null, 2)}\n`);
     if (result.status < 300) return EXIT.ok;
     const message = result.error instanceof Error ? result.error.message : `HTTP ${result.status}`;

@@ -14,6 +14,8 @@ export interface IssueResult {
   pcrs: PodCertificateRequest[];
   /** Per PCR uid: when its first event was delivered and its last reply handled (performance.now()). */
   timings: Map<string, { start: number; end: number }>;
+  /** When the Kubernetes Events the steps queued had all been sent (performance.now()). */
+  eventsFlushedAt: number;
 }
 
 export async function issueAll(o: {
@@ -39,6 +41,8 @@ export async function issueAll(o: {
     timings.set(pcr.metadata.uid ?? "", { start, end: performance.now() });
     o.onProgress?.(++done, before.length);
   });
+  await Promise.all([...new Set(Object.values(o.contexts).map((c) => c.events))].map((e) => e?.flush()));
+  const eventsFlushedAt = performance.now();
   const after = await o.cluster.listPcrs();
-  return { pcrs: after, timings };
+  return { pcrs: after, timings, eventsFlushedAt };
 }

@@ -17,15 +17,20 @@ export interface KubernetesEvent {
   reportingComponent: string;
 }
 
+/** For reads a cache may answer (kube/lookup-cache.ts): `fresh` asks the API server itself. */
+export interface ReadOptions {
+  fresh?: boolean;
+}
+
 export interface ClusterApi {
   readPcr(namespace: string, name: string): Promise<PodCertificateRequest | undefined>;
   /** PUT /status with the read resourceVersion; throws ConflictError when it is stale. */
   replacePcrStatus(pcr: PodCertificateRequest, status: PcrStatus): Promise<PodCertificateRequest>;
   listPcrs(o?: { signerName?: string; namespace?: string }): Promise<PodCertificateRequest[]>;
   readPod(namespace: string, name: string): Promise<Pod | undefined>;
-  readNamespace(name: string): Promise<Namespace | undefined>;
-  readNode(name: string): Promise<Node | undefined>;
-  readServiceAccount(namespace: string, name: string): Promise<ServiceAccount | undefined>;
+  readNamespace(name: string, o?: ReadOptions): Promise<Namespace | undefined>;
+  readNode(name: string, o?: ReadOptions): Promise<Node | undefined>;
+  readServiceAccount(namespace: string, name: string, o?: ReadOptions): Promise<ServiceAccount | undefined>;
   listServices(namespace: string): Promise<Service[]>;
   readService(namespace: string, name: string): Promise<Service | undefined>;
   createEvent(event: KubernetesEvent): Promise<void>;

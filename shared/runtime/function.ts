@@ -8,6 +8,7 @@ import type { CaPool } from "../ca/pool.js";
 import type { StepKeys } from "../events/attestation.js";
 import type { PodcertEvent, StepName } from "../events/types.js";
 import type { ClusterApi } from "../kube/cluster.js";
+import type { EventRecorder } from "../kube/event-recorder.js";
 import type { SignerConfig } from "../profiles/config.js";
 import type { Logger } from "./log.js";
 import type { Metrics } from "./metrics.js";
@@ -20,8 +21,8 @@ export interface FunctionContext {
   caPool?: CaPool;
   now: () => Date;
   log: Logger;
-  /** Whether to record Kubernetes Events on PCRs (kubectl describe). */
-  recordEvents: boolean;
+  /** Records Kubernetes Events on PCRs (kubectl describe) in the background; absent: none. */
+  events?: EventRecorder;
   /** Absent in one-shot CLI runs. */
   metrics?: Metrics;
 }

@@ -5,6 +5,8 @@
  */
 import { isPodcertError } from "../errors.js";
 import { KubeClusterApi, loadKubeConfig } from "../kube/client-node.js";
+import { createEventRecorder } from "../kube/event-recorder.js";
+import { DEFAULT_LOOKUP_CACHE_SECONDS, withLookupCache } from "../kube/lookup-cache.js";
 import { envBool, envInt, envOptional, envString } from "./env.js";
 import type { FunctionContext, FunctionDefinition } from "./function.js";
 import { serveFunction } from "./http.js";
@@ -19,15 +21,10 @@ export async function runFunction(def: FunctionDefinition): Promise<void> {
     const config = loadSignerConfig(envOptional("PODCERT_CONFIG"));
     const keys = loadStepKeysDir(def.step, envString("PODCERT_KEYS_DIR", "/var/run/podcert/keys"));
     const metrics = lazyMetrics(def.step, log);
-    const ctx: FunctionContext = {
-      config,
-      cluster: new KubeClusterApi(loadKubeConfig(), metrics.apiCall),
-      metrics,
-      keys,
-      now: () => new Date(),
-      log,
-      recordEvents: envBool("PODCERT_RECORD_EVENTS", true),
-    };
+    const lookupCacheSeconds = envInt("PODCERT_LOOKUP_CACHE_SECONDS", DEFAULT_LOOKUP_CACHE_SECONDS, { min: 0, max: 60 });
+    const cluster = withLookupCache(new KubeClusterApi(loadKubeConfig(), metrics.apiCall), { ttlMs: lookupCacheSeconds * 1000 });
+    const events = envBool("PODCERT_RECORD_EVENTS", true) ? createEventRecorder(cluster, log) : undefined;
+    const ctx: FunctionContext = { config, cluster, metrics, keys, now: () => new Date(), log, ...(events ? { events } : {}) };
     // Only sign is ever given a CA pool; the other functions never open one.
     if (def.step === "sign") ctx.caPool = loadCaPoolFile(envString("PODCERT_CA_POOL", "/var/run/podcert/ca/ca-pool.yaml"));
 
@@ -49,7 +46,11 @@ export async function runFunction(def: FunctionDefinition): Promise<void> {
       if (stopping) return;
       stopping = true;
       log.info("draining", { signal });
-      void running.drain().then(() => process.exit(0));
+      // Answers first, then the Events they queued: both are done before the process goes.
+      void running
+        .drain()
+        .then(() => events?.flush())
+        .then(() => process.exit(0));
     };
     process.on("SIGTERM", () => stop("SIGTERM"));
     process.on("SIGINT", () => stop("SIGINT"));

@@ -77,25 +77,16 @@ export async function writeStatus(ctx: FunctionContext, pcr: PodCertificateReque
   }
 }
 
-/** A Kubernetes Event on the PCR, so `kubectl describe` shows the outcome. Best effort. */
-export async function recordPcrEvent(
-  ctx: FunctionContext,
-  pcr: PodCertificateRequest,
-  type: "Normal" | "Warning",
-  reason: string,
-  message: string,
-): Promise<void> {
-  if (!ctx.recordEvents) return;
-  try {
-    await ctx.cluster.createEvent({
-      regarding: { kind: pcr.kind, apiVersion: pcr.apiVersion, namespace: pcr.metadata.namespace, name: pcr.metadata.name, uid: pcr.metadata.uid ?? "" },
-      type,
-      reason,
-      message: message.slice(0, 1024),
-      reportingComponent: `podcert-${ctx.keys.step}`,
-    });
-  } catch (e) {
-    // The status is what kubelet reads; a lost Event only costs `kubectl describe` a line.
-    ctx.log.warn("could not record Kubernetes Event", { error: e });
-  }
+/**
+ * A Kubernetes Event on the PCR, so `kubectl describe` shows the outcome. Best effort and in the
+ * background (see kube/event-recorder.ts): the answer does not wait for it.
+ */
+export function recordPcrEvent(ctx: FunctionContext, pcr: PodCertificateRequest, type: "Normal" | "Warning", reason: string, message: string): void {
+  ctx.events?.record({
+    regarding: { kind: pcr.kind, apiVersion: pcr.apiVersion, namespace: pcr.metadata.namespace, name: pcr.metadata.name, uid: pcr.metadata.uid ?? "" },
+    type,
+    reason,
+    message: message.slice(0, 1024),
+    reportingComponent: `podcert-${ctx.keys.step}`,
+  });
 }

@@ -64,7 +64,8 @@ describe("sign", () => {
     expect([a.status, b.status].sort()).toEqual([200, 204]);
     const pcr = await t.read(t.pcrFor("atenet-router"));
     expect(terminalCondition(pcr)?.type).toBe("Issued");
-    // One Kubernetes Event on the PCR, for kubectl describe.
+    // One Kubernetes Event on the PCR, for kubectl describe (recorded in the background).
+    await t.contexts.sign.events?.flush();
     const events = t.server.store.list("events", { namespace: pcr.metadata.namespace }).items as unknown as { reason: string; involvedObject: { uid: string } }[];
     expect(events.filter((e) => e.involvedObject.uid === pcr.metadata.uid).map((e) => e.reason)).toEqual(["Issued"]);
     // A third, later delivery is a no-op too.
@@ -204,6 +205,16 @@ describe("validate", () => {
     const t = await setup();
     const r = await t.run("validate", { ...apiServerAddEvent(t.pcrFor("atenet-router")), type: EVENT_TYPES.resync });
     expect(r.reply?.type).toBe(EVENT_TYPES.validated);
+  });
+
+  it("never denies on a cached lookup: a namespace labelled a moment ago counts at once", async () => {
+    const t = await setup();
+    const pcr = t.pcrFor("app", "workerpool.podcert.ate.dev/identity");
+    // tenant is not labelled for the worker pool: denied, and the namespace is now in the cache.
+    expect((await t.run("validate", apiServerAddEvent(pcr))).reply?.type).toBe(EVENT_TYPES.denied);
+    const ns = t.server.store.get("namespaces", undefined, "tenant")!;
+    t.server.store.replace({ ...ns, metadata: { ...ns.metadata, labels: { "podcert.ate.dev/workerpool": "true" } } });
+    expect((await t.run("validate", apiServerAddEvent(pcr))).reply?.type).toBe(EVENT_TYPES.validated);
   });
 
   it("denies a request whose pod is terminating (PodMismatch)", async () => {

@@ -87,7 +87,6 @@ function context(): FunctionContext {
     keys: ephemeralStepKeys().validate,
     now: () => NOW,
     log: createLogger({ level: "debug", write: (l) => logLines.push(l) }),
-    recordEvents: false,
   };
 }
 
