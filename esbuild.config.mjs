@@ -1,7 +1,10 @@
 // Bundles each function into one self-contained ESM file, dist/<function>.mjs, and the CLI into
-// dist/podcert.mjs. cloudevents is CommonJS: the banner gives the bundle a `require` for it.
+// dist/podcert.mjs (`node esbuild.config.mjs`). cloudevents is CommonJS: the banner gives the
+// bundle a `require` for it. The options are exported for the benchmark (bench/build.mjs and its
+// cold-start comparison bundles), so every bundle measured is built the same way.
 import { build } from "esbuild";
 import { mkdirSync } from "node:fs";
+import { basename } from "node:path";
 
 export const FUNCTIONS = {
   validate: "validate",
@@ -21,7 +24,7 @@ export const FUNCTIONS = {
 // A bundle that does use more of them (the CLI) gets it as before.
 const SIDE_EFFECT_FREE = ["@peculiar/x509", "@kubernetes/client-node"];
 const inSideEffectFree = (path) => SIDE_EFFECT_FREE.some((p) => path === p || path.includes(`/node_modules/${p}/`));
-const sideEffectFree = {
+export const sideEffectFree = {
   name: "side-effect-free-packages",
   setup(b) {
     // The package itself and every module inside it (client-node's index re-exports modules
@@ -36,7 +39,8 @@ const sideEffectFree = {
   },
 };
 
-const common = {
+/** Options of every bundle; the functions' and the CLI's add the plugin above. */
+export const common = {
   bundle: true,
   platform: "node",
   format: "esm",
@@ -48,23 +52,26 @@ const common = {
   logLevel: "warning",
   metafile: true,
   banner: { js: "import { createRequire as __podcertCreateRequire } from 'node:module'; const require = __podcertCreateRequire(import.meta.url);" },
-  plugins: [sideEffectFree],
 };
 
-mkdirSync("dist", { recursive: true });
+export async function buildAll() {
+  mkdirSync("dist", { recursive: true });
+  const options = { ...common, plugins: [sideEffectFree] };
+  const builds = Object.entries(FUNCTIONS).map(([name, exported]) =>
+    build({
+      ...options,
+      stdin: {
+        contents: `import { runFunction } from "./shared/runtime/main.ts";\nimport { ${exported} } from "./functions/${name}/handler.ts";\nawait runFunction(${exported});\n`,
+        resolveDir: ".",
+        sourcefile: `${name}-entry.ts`,
+        loader: "ts",
+      },
+      outfile: `dist/${name}.mjs`,
+    }),
+  );
+  builds.push(build({ ...options, entryPoints: ["shared/cli/main.ts"], outfile: "dist/podcert.mjs" }));
+  await Promise.all(builds);
+}
 
-const builds = Object.entries(FUNCTIONS).map(([name, exported]) =>
-  build({
-    ...common,
-    stdin: {
-      contents: `import { runFunction } from "./shared/runtime/main.ts";\nimport { ${exported} } from "./functions/${name}/handler.ts";\nawait runFunction(${exported});\n`,
-      resolveDir: ".",
-      sourcefile: `${name}-entry.ts`,
-      loader: "ts",
-    },
-    outfile: `dist/${name}.mjs`,
-  }),
-);
-builds.push(build({ ...common, entryPoints: ["shared/cli/main.ts"], outfile: "dist/podcert.mjs" }));
-
-await Promise.all(builds);
+// Run as `node esbuild.config.mjs`; imported (by the benchmark), it only exports its options.
+if (basename(process.argv[1] ?? "") === "esbuild.config.mjs") await buildAll();

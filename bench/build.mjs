@@ -1,14 +1,16 @@
-// Bundles the benchmark harness (bench/run.ts) into dist/bench.mjs, like the functions.
+// Bundles the benchmark harness (bench/run.ts) into dist/bench.mjs, and the embedded API server's
+// thread (bench/apiserver-thread.ts) into dist/bench-apiserver.mjs, with the functions' options.
 import { build } from "esbuild";
+import { common } from "../esbuild.config.mjs";
 
 await build({
-  entryPoints: ["bench/run.ts"],
-  outfile: "dist/bench.mjs",
-  bundle: true,
-  platform: "node",
-  format: "esm",
-  target: "node22",
-  sourcemap: "linked",
-  logLevel: "warning",
-  banner: { js: "import { createRequire as __podcertCreateRequire } from 'node:module'; const require = __podcertCreateRequire(import.meta.url);" },
+  ...common,
+  entryPoints: { bench: "bench/run.ts", "bench-apiserver": "bench/apiserver-thread.ts" },
+  outdir: "dist",
+  outExtension: { ".js": ".mjs" },
+  // Readable stack traces in a harness; esbuild stays a runtime import (the comparison bundles).
+  minify: false,
+  keepNames: false,
+  metafile: false,
+  external: ["esbuild"],
 });

@@ -17,6 +17,7 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { createRequire } from "node:module";
 import type { BuildOptions, BuildResult } from "esbuild";
+import { common } from "../esbuild.config.mjs";
 import { parseClusterFile } from "../shared/apiserver/cluster-file.js";
 import { startApiServer, type EmbeddedApiServer } from "../shared/apiserver/server.js";
 import { createCaPool, parseCaPool, serializeCaPool } from "../shared/ca/pool.js";
@@ -45,23 +46,11 @@ export interface ColdStartOptions {
 const FUNCTION_BUNDLES: readonly StepName[] = ["validate", "derive-sans", "sign", "deny"];
 
 /**
- * The esbuild options of esbuild.config.mjs (kept in step with it), for the comparison bundles.
- * Its plugin (which leaves @peculiar/x509 out of bundles that do not use it) changes nothing in
- * these bundles and is not repeated here.
+ * The comparison bundles are built with the functions' options (esbuild.config.mjs) but without
+ * its plugin, which treats client-node and @peculiar/x509 as free of side effects: each comparison
+ * shows what a dependency costs as an application usually imports it.
  */
-const COMMON: BuildOptions = {
-  bundle: true,
-  platform: "node",
-  format: "esm",
-  target: "node22",
-  minify: true,
-  keepNames: true,
-  sourcemap: "linked",
-  legalComments: "none",
-  logLevel: "warning",
-  metafile: true,
-  banner: { js: "import { createRequire as __podcertCreateRequire } from 'node:module'; const require = __podcertCreateRequire(import.meta.url);" },
-};
+const COMMON: BuildOptions = { ...common, metafile: true };
 
 /** A server that answers every POST with 200 once the request body has arrived. */
 const LISTEN = `

@@ -3,15 +3,20 @@
  *
  * client-node supplies what is hard to get right: reading kubeconfigs and in-cluster config, every
  * authentication method (tokens and their rotation, client certificates, exec plugins), TLS and
- * proxies, and its HTTP transport. The ten REST calls podcert makes are written here as plain
- * JSON requests through that transport instead of the generated API classes, because those cost
- * what a function that scales from zero cannot afford (measured, see README "Performance"):
+ * proxies: `applySecurityAuthentication` sets the headers and the undici dispatcher of a request.
+ * The ten REST calls podcert makes are written here as plain JSON requests, sent with undici's
+ * `request` on that dispatcher (undici is client-node's own HTTP client, one copy), instead of the
+ * generated API classes and their `fetch` transport, because those cost what a function that
+ * scales from zero and then takes a burst cannot afford (measured, see README "Performance"):
  * importing CoreV1Api pulls every generated API and model into the bundle (about 0.75 MiB more to
- * compile at each cold start), and every call went JSON → typed models with Date objects →
- * JSON again (podcert works on plain wire-format objects). Responses are the API server's JSON.
+ * compile at each cold start), every call went JSON → typed models with Date objects → JSON again
+ * (podcert works on plain wire-format objects), and undici's `fetch` (WHATWG Request, Response and
+ * streams) cost about as much CPU per call as the rest of a PCR's handling. Responses are the API
+ * server's JSON.
  */
 import { createHash } from "node:crypto";
-import { HttpMethod, IsomorphicFetchHttpLibrary, KubeConfig, RequestContext } from "@kubernetes/client-node";
+import { HttpMethod, KubeConfig, RequestContext } from "@kubernetes/client-node";
+import { getGlobalDispatcher, request, type Dispatcher } from "undici";
 import { ConfigError, ConflictError, TransientError } from "../errors.js";
 import type { Namespace, Node, Pod, PodCertificateRequest, PcrStatus, Service, ServiceAccount } from "../pcr/model.js";
 import type { ClusterApi, KubernetesEvent } from "./cluster.js";
@@ -28,7 +33,6 @@ export function loadKubeConfig(o: { kubeconfigText?: string } = {}): KubeConfig 
   return kc;
 }
 
-type Dispatcher = unknown;
 interface DispatcherFactory {
   createDispatcher(cluster: unknown, agentOptions: unknown): Dispatcher | undefined;
   createDispatcherOptions(cluster: unknown, agentOptions: unknown): unknown;
@@ -70,7 +74,6 @@ interface Response {
 
 export class KubeClusterApi implements ClusterApi {
   private readonly server: string;
-  private readonly http = new IsomorphicFetchHttpLibrary();
 
   constructor(
     private readonly kc: KubeConfig,
@@ -89,8 +92,9 @@ export class KubeClusterApi implements ClusterApi {
       ctx.setBody(JSON.stringify(body));
     }
     await this.kc.applySecurityAuthentication(ctx);
-    const res = await this.http.send(ctx).toPromise();
-    return { status: res.httpStatusCode, text: await res.body.text() };
+    const dispatcher = (ctx.getDispatcher() as Dispatcher | undefined) ?? getGlobalDispatcher();
+    const res = await request(ctx.getUrl(), { method: method as Dispatcher.HttpMethod, headers: ctx.getHeaders(), body: ctx.getBody() as string | undefined, dispatcher });
+    return { status: res.statusCode, text: await res.body.text() };
   }
 
   /**

@@ -7,6 +7,7 @@
  * dead-letter sink (here: a callback and a log).
  */
 import { createServer, type Server } from "node:http";
+import { request } from "undici";
 import { parseAllDocuments } from "yaml";
 import { ConfigError, isPodcertError } from "../errors.js";
 import { eventFromHttp, eventToBinaryHttp } from "../events/codec.js";
@@ -168,16 +169,19 @@ export class LocalBroker {
     for (;;) {
       attempts++;
       try {
-        const res = await fetch(url, { method: "POST", headers, body, signal: AbortSignal.timeout(30_000) });
-        lastStatus = res.status;
-        const text = await res.text();
-        if (res.status >= 200 && res.status < 300) {
-          this.o.onDelivery?.({ trigger: route.name, subscriber: route.subscriber, eventType: event.type, status: res.status, attempts });
-          if (res.status === 200 && text.length > 0) {
+        // undici's request, not fetch: the broker shares the machine with what it measures, and
+        // WHATWG fetch costs several times the CPU per delivery.
+        const res = await request(url, { method: "POST", headers, body, headersTimeout: 30_000, bodyTimeout: 30_000 });
+        const status = res.statusCode;
+        lastStatus = status;
+        const text = await res.body.text();
+        if (status >= 200 && status < 300) {
+          this.o.onDelivery?.({ trigger: route.name, subscriber: route.subscriber, eventType: event.type, status, attempts });
+          if (status === 200 && text.length > 0) {
             // Knative treats a 200 body that is not a CloudEvent as a failed delivery.
             let reply: PodcertEvent;
             try {
-              reply = eventFromHttp(Object.fromEntries(res.headers.entries()), text);
+              reply = eventFromHttp(res.headers, text);
             } catch (e) {
               lastError = `reply is not a CloudEvent: ${isPodcertError(e) ? e.message : String(e)}`;
               break;
@@ -187,7 +191,7 @@ export class LocalBroker {
           return;
         }
         lastError = text.trim().slice(0, 500);
-        if (!(RETRYABLE.has(res.status) || res.status >= 500)) break;
+        if (!(RETRYABLE.has(status) || status >= 500)) break;
       } catch (e) {
         lastStatus = "network-error";
         lastError = (e as Error).message;
@@ -222,3 +226,4 @@ export class LocalBroker {
     if (this.server) await new Promise<void>((r) => this.server!.close(() => r()));
   }
 }
+

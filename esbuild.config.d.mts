@@ -1,0 +1,7 @@
+// Types of esbuild.config.mjs's exports, for the TypeScript that imports them (bench/).
+import type { BuildOptions, Plugin } from "esbuild";
+
+export const FUNCTIONS: Readonly<Record<string, string>>;
+export const sideEffectFree: Plugin;
+export const common: BuildOptions;
+export function buildAll(): Promise<void>;
