@@ -81,6 +81,25 @@ export function parseBrokerDelivery(yamlText: string, brokerName: string): Deliv
   throw new ConfigError(`no Broker named ${brokerName} in the broker manifest`);
 }
 
+/**
+ * containerConcurrency of each Knative Service in a manifest file (Services without one are left
+ * out: Knative's 0, no limit). Knative's queue-proxy lets that many requests into one pod and the
+ * activator holds the rest; the local broker does the same per process.
+ */
+export function parseContainerConcurrency(yamlText: string, source = "services"): Map<string, number> {
+  const out = new Map<string, number>();
+  for (const [i, doc] of parseAllDocuments(yamlText).entries()) {
+    if (doc.errors.length > 0) throw new ConfigError(`${source}: document ${i}: ${doc.errors[0]?.message ?? "invalid YAML"}`);
+    const s = doc.toJSON() as { kind?: string; metadata?: { name?: string }; spec?: { template?: { spec?: { containerConcurrency?: unknown } } } } | null;
+    if (s?.kind !== "Service" || s.metadata?.name === undefined) continue;
+    const cc = s.spec?.template?.spec?.containerConcurrency;
+    if (cc === undefined || cc === 0) continue;
+    if (typeof cc !== "number" || !Number.isInteger(cc) || cc < 0) throw new ConfigError(`${source}: Service ${s.metadata.name}: containerConcurrency must be a whole number`);
+    out.set(s.metadata.name, cc);
+  }
+  return out;
+}
+
 export function matches(route: TriggerRoute, event: PodcertEvent): boolean {
   return Object.entries(route.filter).every(([k, v]) => {
     const actual = k === "type" ? event.type : k === "source" ? event.source : k === "subject" ? event.subject : event.extensions[k];
@@ -115,13 +134,35 @@ export interface LocalBrokerOptions {
   onDelivery?: (d: Delivery) => void;
   /** Cap on the backoff delay, so a local run never sleeps for minutes. */
   maxBackoffMs?: number;
+  /** Requests in flight per subscriber at most (its containerConcurrency); others wait in order. */
+  concurrency?: ReadonlyMap<string, number>;
 }
 
 const RETRYABLE = new Set([404, 408, 409, 429]);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+/** A counting semaphore: at most `limit` holders, the others served first come, first served. */
+class Slots {
+  private used = 0;
+  private readonly waiting: (() => void)[] = [];
+  constructor(private readonly limit: number) {}
+  async acquire(): Promise<void> {
+    if (this.used < this.limit) {
+      this.used++;
+      return;
+    }
+    await new Promise<void>((resolve) => this.waiting.push(resolve));
+  }
+  release(): void {
+    const next = this.waiting.shift();
+    if (next) next();
+    else this.used--;
+  }
+}
+
 export class LocalBroker {
   private inFlight = 0;
+  private readonly slots = new Map<string, Slots>();
   private waiters: (() => void)[] = [];
   private server: Server | undefined;
 
@@ -131,6 +172,7 @@ export class LocalBroker {
         throw new ConfigError(`Trigger ${r.name} names Service ${r.subscriber}, which is not running locally`);
       }
     }
+    for (const [subscriber, limit] of o.concurrency ?? []) if (limit > 0) this.slots.set(subscriber, new Slots(limit));
   }
 
   /** Accepts an event and delivers it, with its replies, in the background. */
@@ -171,17 +213,27 @@ export class LocalBroker {
       try {
         // undici's request, not fetch: the broker shares the machine with what it measures, and
         // WHATWG fetch costs several times the CPU per delivery.
-        const res = await request(url, { method: "POST", headers, body, headersTimeout: 30_000, bodyTimeout: 30_000 });
-        const status = res.statusCode;
+        const slots = this.slots.get(route.subscriber);
+        await slots?.acquire();
+        let status: number;
+        let text: string;
+        let replyHeaders: Record<string, string | string[] | undefined>;
+        try {
+          const res = await request(url, { method: "POST", headers, body, headersTimeout: 30_000, bodyTimeout: 30_000 });
+          status = res.statusCode;
+          replyHeaders = res.headers;
+          text = await res.body.text();
+        } finally {
+          slots?.release();
+        }
         lastStatus = status;
-        const text = await res.body.text();
         if (status >= 200 && status < 300) {
           this.o.onDelivery?.({ trigger: route.name, subscriber: route.subscriber, eventType: event.type, status, attempts });
           if (status === 200 && text.length > 0) {
             // Knative treats a 200 body that is not a CloudEvent as a failed delivery.
             let reply: PodcertEvent;
             try {
-              reply = eventFromHttp(res.headers, text);
+              reply = eventFromHttp(replyHeaders, text);
             } catch (e) {
               lastError = `reply is not a CloudEvent: ${isPodcertError(e) ? e.message : String(e)}`;
               break;

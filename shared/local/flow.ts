@@ -16,7 +16,7 @@ import { terminalCondition, type PodCertificateRequest } from "../pcr/model.js";
 import type { SignerConfig } from "../profiles/config.js";
 import { readText } from "../runtime/load.js";
 import { startApiServerSource, type EmulatedSource } from "./apiserver-source.js";
-import { LocalBroker, parseBrokerDelivery, parseTriggers, type DeadLetter, type DeliverySpec, type TriggerRoute } from "./broker.js";
+import { LocalBroker, parseBrokerDelivery, parseContainerConcurrency, parseTriggers, type DeadLetter, type DeliverySpec, type TriggerRoute } from "./broker.js";
 import { bundlePath, startFunctionProcess, stopFunctionProcess, type FunctionProcess } from "./processes.js";
 
 /** Knative Service name of a function, as the Trigger manifests name it. */
@@ -57,6 +57,7 @@ export async function startLocalFlow(o: LocalFlowOptions): Promise<LocalFlow> {
   const portBase = o.portBase ?? 0;
   const routes = parseTriggers(readText(join(o.knativeDir, "triggers.yaml"), "Trigger manifest"), join(o.knativeDir, "triggers.yaml"));
   const delivery = parseBrokerDelivery(readText(join(o.knativeDir, "broker.yaml"), "Broker manifest"), "podcert");
+  const concurrency = parseContainerConcurrency(readText(join(o.knativeDir, "services.yaml"), "Service manifest"), join(o.knativeDir, "services.yaml"));
   // Secrets for this run only: the CA pool and step keys live in a private temp folder.
   const state = mkdtempSync(join(tmpdir(), "podcert-flow-"));
   const stops: (() => Promise<unknown> | void)[] = [() => rmSync(state, { recursive: true, force: true })];
@@ -113,6 +114,7 @@ export async function startLocalFlow(o: LocalFlowOptions): Promise<LocalFlow> {
       delivery,
       brokerName: "podcert",
       subscribers: new Map(processes.map((p) => [serviceName(p.name), p.url])),
+      concurrency,
       onDeadLetter: (d) => {
         deadLetters.push(d);
         if (deadLetterLog) appendFileSync(deadLetterLog, `${JSON.stringify({ ...d, event: { id: d.event.id, type: d.event.type, subject: d.event.subject } })}\n`);

@@ -6,7 +6,16 @@ import { FUNCTIONS } from "../../../shared/cli/functions.js";
 import { serviceName } from "../../../shared/cli/demo.js";
 import { eventFromHttp, eventToBinaryHttp } from "../../../shared/events/codec.js";
 import { EVENT_TYPES, type PodcertEvent } from "../../../shared/events/types.js";
-import { LocalBroker, matches, parseBrokerDelivery, parseIsoDurationMs, parseTriggers, type DeadLetter, type DeliverySpec } from "../../../shared/local/broker.js";
+import {
+  LocalBroker,
+  matches,
+  parseBrokerDelivery,
+  parseContainerConcurrency,
+  parseIsoDurationMs,
+  parseTriggers,
+  type DeadLetter,
+  type DeliverySpec,
+} from "../../../shared/local/broker.js";
 
 const TRIGGERS = readFileSync("knative/triggers.yaml", "utf8");
 const routes = parseTriggers(TRIGGERS);
@@ -90,7 +99,7 @@ describe("routing from knative/triggers.yaml", () => {
 });
 
 describe("delivery", () => {
-  async function brokerWith(handlers: Partial<Record<string, Handler>>, delivery = fast) {
+  async function brokerWith(handlers: Partial<Record<string, Handler>>, delivery = fast, concurrency?: ReadonlyMap<string, number>) {
     const subs = new Map<string, string>();
     const received = new Map<string, PodcertEvent[]>();
     for (const fn of Object.keys(FUNCTIONS)) {
@@ -99,9 +108,37 @@ describe("delivery", () => {
       received.set(fn, s.received);
     }
     const dead: DeadLetter[] = [];
-    const broker = new LocalBroker({ routes, delivery, brokerName: "podcert", subscribers: subs, onDeadLetter: (d) => dead.push(d) });
+    const broker = new LocalBroker({ routes, delivery, brokerName: "podcert", subscribers: subs, onDeadLetter: (d) => dead.push(d), ...(concurrency ? { concurrency } : {}) });
     return { broker, received, dead };
   }
+
+  it("keeps at most containerConcurrency requests in flight per Service, holding the rest back", async () => {
+    let inFlight = 0;
+    let most = 0;
+    const slow: Handler = (_e, _req, res) => {
+      inFlight++;
+      most = Math.max(most, inFlight);
+      setTimeout(() => {
+        inFlight--;
+        res.writeHead(204).end();
+      }, 5);
+    };
+    const limits = parseContainerConcurrency(readFileSync("knative/services.yaml", "utf8"));
+    expect(limits.get("podcert-sign")).toBe(50);
+    const { broker, received, dead } = await brokerWith({ sign: slow }, fast, new Map([["podcert-sign", 3]]));
+    const sent = Array.from({ length: 20 }, () => event(EVENT_TYPES.sansDerived));
+    for (const e of sent) broker.publish(e);
+    await broker.idle();
+    expect(most).toBe(3);
+    expect(received.get("sign")!.map((e) => e.id).sort()).toEqual(sent.map((e) => e.id).sort());
+    expect(dead).toEqual([]);
+  });
+
+  it("reads containerConcurrency per Service and refuses a malformed one", () => {
+    const doc = (name: string, cc: unknown) => `apiVersion: serving.knative.dev/v1\nkind: Service\nmetadata: {name: ${name}}\nspec: {template: {spec: {containerConcurrency: ${JSON.stringify(cc)}}}}\n`;
+    expect([...parseContainerConcurrency([doc("a", 7), doc("b", 0)].join("---\n"))]).toEqual([["a", 7]]);
+    expect(() => parseContainerConcurrency(doc("c", 1.5))).toThrow(/Service c: containerConcurrency/);
+  });
 
   it("feeds a reply back into the broker, so steps chain", async () => {
     const reply = (type: string): Handler => (e, _req, res) => {
