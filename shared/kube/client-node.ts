@@ -65,6 +65,8 @@ function reuseConnections(kc: KubeConfig): void {
 }
 
 const PCRS = "/apis/certificates.k8s.io/v1beta1";
+/** Longest wait for an API server's answer (headers, then between body chunks), by default. */
+const API_TIMEOUT_MS = 20_000;
 const seg = encodeURIComponent;
 
 interface Response {
@@ -74,11 +76,14 @@ interface Response {
 
 export class KubeClusterApi implements ClusterApi {
   private readonly server: string;
+  private readonly timeoutMs: number;
 
   constructor(
     private readonly kc: KubeConfig,
     private readonly observe: ApiCallObserver = () => {},
+    o: { timeoutMs?: number } = {},
   ) {
+    this.timeoutMs = o.timeoutMs ?? API_TIMEOUT_MS;
     const server = kc.getCurrentCluster()?.server;
     if (server === undefined || server === "") throw new ConfigError("the kubeconfig's current context names no cluster server");
     this.server = server.replace(/\/+$/, "");
@@ -93,7 +98,16 @@ export class KubeClusterApi implements ClusterApi {
     }
     await this.kc.applySecurityAuthentication(ctx);
     const dispatcher = (ctx.getDispatcher() as Dispatcher | undefined) ?? getGlobalDispatcher();
-    const res = await request(ctx.getUrl(), { method: method as Dispatcher.HttpMethod, headers: ctx.getHeaders(), body: ctx.getBody() as string | undefined, dispatcher });
+    const res = await request(ctx.getUrl(), {
+      method: method as Dispatcher.HttpMethod,
+      headers: ctx.getHeaders(),
+      body: ctx.getBody() as string | undefined,
+      dispatcher,
+      // A hung API server fails the call (transient, retried by the broker) well before the
+      // delivery itself times out, rather than holding the request for undici's 5 minutes.
+      headersTimeout: this.timeoutMs,
+      bodyTimeout: this.timeoutMs,
+    });
     return { status: res.statusCode, text: await res.body.text() };
   }
 

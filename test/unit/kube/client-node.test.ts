@@ -173,6 +173,19 @@ describe("failures", () => {
     }
   });
 
+  it("gives up on an API server that does not answer, as a transient failure", async () => {
+    const silent: Server = createServer(() => {
+      // Never answers.
+    });
+    await new Promise<void>((r) => silent.listen(0, "127.0.0.1", r));
+    stops.push(() => new Promise((r) => (silent.closeAllConnections(), silent.close(() => r()))));
+    const url = `http://127.0.0.1:${(silent.address() as AddressInfo).port}`;
+    const api = new KubeClusterApi(loadKubeConfig({ kubeconfigText: kubeconfigFor(url) }), () => {}, { timeoutMs: 200 });
+    const err = await api.readNode("n").catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(TransientError);
+    expect((err as Error).message).toMatch(/^Kubernetes API get node failed: .*[Tt]imeout/);
+  });
+
   it("treats an unreachable API server as transient", async () => {
     const { server, api } = await embedded(objects());
     await server.stop();
