@@ -157,6 +157,21 @@ export class KubeClusterApi implements ClusterApi {
     });
   }
 
+  /**
+   * Opens the connection to the API server (TCP, TLS, credentials) with a GET /version, which
+   * every authenticated identity may read, so that a cold start's first event finds it open: called
+   * without waiting before the function listens, it overlaps with the first event's arrival and
+   * checks. Never throws; the first real call reports any problem.
+   */
+  async preconnect(): Promise<boolean> {
+    try {
+      const res = await this.send(HttpMethod.GET, "/version");
+      return res.status === 200;
+    } catch {
+      return false;
+    }
+  }
+
   readPcr(namespace: string, name: string) {
     return this.call<PodCertificateRequest>("get podcertificaterequest", HttpMethod.GET, `${PCRS}/namespaces/${seg(namespace)}/podcertificaterequests/${seg(name)}`, { absentOk: true });
   }

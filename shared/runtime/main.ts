@@ -22,7 +22,9 @@ export async function runFunction(def: FunctionDefinition): Promise<void> {
     const keys = loadStepKeysDir(def.step, envString("PODCERT_KEYS_DIR", "/var/run/podcert/keys"));
     const metrics = lazyMetrics(def.step, log);
     const lookupCacheSeconds = envInt("PODCERT_LOOKUP_CACHE_SECONDS", DEFAULT_LOOKUP_CACHE_SECONDS, { min: 0, max: 60 });
-    const cluster = withLookupCache(new KubeClusterApi(loadKubeConfig(), metrics.apiCall), { ttlMs: lookupCacheSeconds * 1000 });
+    const api = new KubeClusterApi(loadKubeConfig(), metrics.apiCall);
+    void api.preconnect();
+    const cluster = withLookupCache(api, { ttlMs: lookupCacheSeconds * 1000 });
     const events = envBool("PODCERT_RECORD_EVENTS", true) ? createEventRecorder(cluster, log) : undefined;
     const ctx: FunctionContext = { config, cluster, metrics, keys, now: () => new Date(), log, ...(events ? { events } : {}) };
     // Only sign is ever given a CA pool; the other functions never open one.

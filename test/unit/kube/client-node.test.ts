@@ -82,6 +82,15 @@ describe("reads", () => {
     ]);
   });
 
+  it("preconnects with GET /version, and reports rather than throws when the server is away", async () => {
+    const { url, seen } = await scripted({ status: 200, body: '{"major":"1","minor":"35"}' });
+    const api = new KubeClusterApi(loadKubeConfig({ kubeconfigText: kubeconfigFor(url) }));
+    expect(await api.preconnect()).toBe(true);
+    expect(seen.map((s) => `${s.method} ${s.url}`)).toEqual(["GET /version"]);
+    const away = new KubeClusterApi(loadKubeConfig({ kubeconfigText: kubeconfigFor("http://127.0.0.1:1") }));
+    expect(await away.preconnect()).toBe(false);
+  });
+
   it("escapes names into the path, so a hostile name cannot reach another resource", async () => {
     const { url, seen } = await scripted({ status: 404, body: '{"kind":"Status","code":404}' });
     const api = new KubeClusterApi(loadKubeConfig({ kubeconfigText: kubeconfigFor(url) }));
