@@ -10,8 +10,11 @@ import type { ClusterApi, KubernetesEvent } from "./cluster.js";
 export interface EventRecorder {
   /** Queues the Event; never throws, never waits. */
   record(event: KubernetesEvent): void;
-  /** Resolves once every queued Event was sent (or failed). */
-  flush(): Promise<void>;
+  /**
+   * Resolves true once every queued Event was sent (or failed), or false when `timeoutMs` passes
+   * first (the Events stay queued).
+   */
+  flush(timeoutMs?: number): Promise<boolean>;
   /** Events given up because the queue was full. */
   readonly dropped: number;
 }
@@ -64,9 +67,15 @@ export function createEventRecorder(cluster: Pick<ClusterApi, "createEvent">, lo
       queue.push(event);
       pump();
     },
-    flush() {
-      if (inFlight === 0 && queue.length === 0) return Promise.resolve();
-      return new Promise((resolve) => idle.push(resolve));
+    flush(timeoutMs) {
+      if (inFlight === 0 && queue.length === 0) return Promise.resolve(true);
+      return new Promise((resolve) => {
+        const timer = timeoutMs === undefined ? undefined : setTimeout(() => resolve(false), timeoutMs);
+        idle.push(() => {
+          clearTimeout(timer);
+          resolve(true);
+        });
+      });
     },
     get dropped() {
       return dropped;

@@ -48,10 +48,15 @@ export async function runFunction(def: FunctionDefinition): Promise<void> {
       if (stopping) return;
       stopping = true;
       log.info("draining", { signal });
-      // Answers first, then the Events they queued: both are done before the process goes.
+      // Answers first, then the Events they queued, for a bounded time: an unreachable API server
+      // must not hold the pod past its termination grace period (Events are best effort).
       void running
         .drain()
-        .then(() => events?.flush())
+        .then(async () => {
+          if (events !== undefined && !(await events.flush(EVENT_FLUSH_TIMEOUT_MS))) {
+            log.warn("stopping with Kubernetes Events not yet sent", { waitedMs: EVENT_FLUSH_TIMEOUT_MS });
+          }
+        })
         .then(() => process.exit(0));
     };
     process.on("SIGTERM", () => stop("SIGTERM"));
@@ -61,6 +66,9 @@ export async function runFunction(def: FunctionDefinition): Promise<void> {
     process.exit(78);
   }
 }
+
+/** How long a stopping function waits for its queued Kubernetes Events. */
+const EVENT_FLUSH_TIMEOUT_MS = 5000;
 
 /** When the metrics are loaded if no event comes first. */
 const METRICS_LOAD_DELAY_MS = 1000;

@@ -46,7 +46,7 @@ function gatedApi(o: { failFor?: Set<number> } = {}) {
 }
 
 /** Releases the gate until flush resolves. */
-async function drain(g: ReturnType<typeof gatedApi>, flush: Promise<void>) {
+async function drain(g: ReturnType<typeof gatedApi>, flush: Promise<unknown>) {
   let done = false;
   void flush.then(() => (done = true));
   while (!done) {
@@ -76,7 +76,21 @@ describe("event recorder", () => {
 
   it("resolves flush at once when nothing is pending", async () => {
     const r = createEventRecorder(gatedApi().api, logger().log);
-    await expect(r.flush()).resolves.toBeUndefined();
+    await expect(r.flush()).resolves.toBe(true);
+  });
+
+  it("gives up waiting after flush's timeout, keeping the Events queued", async () => {
+    const g = gatedApi();
+    const r = createEventRecorder(g.api, logger().log, { concurrency: 1 });
+    r.record(event(1));
+    r.record(event(2));
+    await expect(r.flush(20)).resolves.toBe(false);
+    expect(g.sent).toEqual([]);
+    let flushed: boolean | undefined;
+    const later = r.flush(10_000).then((v) => (flushed = v));
+    await drain(g, later);
+    expect(flushed).toBe(true);
+    expect(g.sent).toEqual(["pcr-1", "pcr-2"]);
   });
 
   it("drops Events past maxPending, counts them, and warns once rather than per Event", async () => {
