@@ -97,10 +97,13 @@ export class KubeClusterApi implements ClusterApi {
       ctx.setBody(JSON.stringify(body));
     }
     await this.kc.applySecurityAuthentication(ctx);
+    // client-node puts a token file's content into the header as it is; a file that ends in a
+    // newline (as `echo` writes one) would make an invalid header. client-go trims it; so do we.
+    const headers = Object.fromEntries(Object.entries(ctx.getHeaders()).map(([k, v]) => [k, v.trim()]));
     const dispatcher = (ctx.getDispatcher() as Dispatcher | undefined) ?? getGlobalDispatcher();
     const res = await request(ctx.getUrl(), {
       method: method as Dispatcher.HttpMethod,
-      headers: ctx.getHeaders(),
+      headers,
       body: ctx.getBody() as string | undefined,
       dispatcher,
       // A hung API server fails the call (transient, retried by the broker) well before the

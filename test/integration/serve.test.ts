@@ -1,6 +1,8 @@
 // A function bundle served over HTTP as Knative runs it, against the embedded API server.
 import { spawn, type ChildProcess } from "node:child_process";
 import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -81,6 +83,49 @@ describe("a function served over HTTP", () => {
     expect(unsigned.status).toBe(401);
     const pcr = api.store.get("podcertificaterequests", "ate-system", "req-api-ecdsap256") as { status?: unknown } | undefined;
     expect(pcr?.status ?? {}).toEqual({});
+  });
+
+  it("authenticates as the kubeconfig says, inside the bundle (token file as in a pod, exec plugin)", async () => {
+    // The function bundles keep only the parts of client-node they use (esbuild.config.mjs): this
+    // checks that its authenticators survived. The function's first request (GET /version, sent
+    // at start) carries the credentials.
+    const seen: { url: string; authorization: string | undefined }[] = [];
+    const server = createServer((req, res) => {
+      seen.push({ url: req.url ?? "", authorization: req.headers.authorization });
+      res.writeHead(200, { "content-type": "application/json" }).end('{"major":"1","minor":"35"}');
+    });
+    await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+    try {
+      const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+      const tokenFile = join(dir, "sa-token");
+      // Ends in a newline, as `echo` writes it: trimmed, as client-go does.
+      writeFileSync(tokenFile, "token-from-file\n");
+      const execScript = `process.stdout.write(JSON.stringify({ apiVersion: "client.authentication.k8s.io/v1", kind: "ExecCredential", status: { token: "token-from-exec" } }))`;
+      const users = {
+        // What loadFromCluster builds inside a pod: the projected service-account token, re-read as it rotates.
+        validate: { "auth-provider": { name: "tokenFile", config: { tokenFile } } },
+        "derive-sans": { exec: { apiVersion: "client.authentication.k8s.io/v1", command: process.execPath, args: ["-e", execScript], interactiveMode: "Never" } },
+      };
+      for (const [fn, user] of Object.entries(users)) {
+        const kubeconfig = join(dir, `${fn}.kubeconfig`);
+        writeFileSync(kubeconfig, JSON.stringify({
+          apiVersion: "v1",
+          kind: "Config",
+          clusters: [{ name: "c", cluster: { server: url, "insecure-skip-tls-verify": true } }],
+          users: [{ name: "u", user }],
+          contexts: [{ name: "c", context: { cluster: "c", user: "u" } }],
+          "current-context": "c",
+        }));
+        seen.length = 0;
+        const f = await serve(fn, { KUBECONFIG: kubeconfig });
+        for (let i = 0; i < 200 && seen.length === 0; i++) await new Promise((r) => setTimeout(r, 25));
+        expect(seen[0], f.stderr()).toEqual({ url: "/version", authorization: `Bearer token-from-${fn === "validate" ? "file" : "exec"}` });
+        f.child.kill("SIGTERM");
+      }
+    } finally {
+      server.closeAllConnections();
+      await new Promise((r) => server.close(r));
+    }
   });
 
   it("refuses to start without its step keys, naming what is missing", async () => {
