@@ -4,13 +4,17 @@
  * embedded one never does (throttling, broken bodies), so every failure maps to what the caller
  * must do: absent, conflict (re-read), or transient (retry; never a denial).
  */
+import { generateKeyPairSync } from "node:crypto";
 import { createServer, type IncomingHttpHeaders, type Server } from "node:http";
+import { createServer as createHttpsServer } from "node:https";
 import type { AddressInfo } from "node:net";
 import { afterEach, describe, expect, it } from "vitest";
 import { kubeconfigFor, startApiServer, type EmbeddedApiServer } from "../../../shared/apiserver/server.js";
+import { activeCa, createCaPool, parseCaPool, serializeCaPool, trustBundlePem } from "../../../shared/ca/pool.js";
 import { ConflictError, TransientError } from "../../../shared/errors.js";
 import { KubeClusterApi, loadKubeConfig, type ApiCallObserver } from "../../../shared/kube/client-node.js";
 import { deniedStatus } from "../../../shared/pcr/status.js";
+import { issueLeaf } from "../../../shared/x509/leaf.js";
 import { namespace, node, NS, pcrFor, pod, service, serviceAccount } from "../../helpers/objects.js";
 
 const SIGNER = "atesystem.podcert.ate.dev/identity";
@@ -150,6 +154,48 @@ describe("failures", () => {
     await api.readNode("n");
     expect(seen[0]!.headers.authorization).toBe("Bearer s3cr3t-token");
     expect(seen[0]!.headers.accept).toBe("application/json");
+  });
+
+  it("talks TLS to an API server whose CA the kubeconfig names, reusing one connection, and refuses another CA", async () => {
+    const now = new Date();
+    const pool = parseCaPool(serializeCaPool(await createCaPool(["test.example/signer"], { keyAlgorithm: "ECDSAP256", validityDays: 1, now })));
+    const ca = activeCa(pool, "test.example/signer", now, 3600);
+    const { publicKey, privateKey } = generateKeyPairSync("ec", { namedCurve: "P-256" });
+    const leaf = issueLeaf(ca.signer, {
+      spkiDer: publicKey.export({ type: "spki", format: "der" }),
+      keyType: "ECDSAP256",
+      uris: ["spiffe://test.example/apiserver"],
+      dnsNames: ["localhost"],
+      notBefore: new Date(now.getTime() - 60_000),
+      notAfter: new Date(now.getTime() + 3_600_000),
+      extensions: [],
+    });
+    const sockets = new Set<unknown>();
+    const server = createHttpsServer({ key: privateKey.export({ type: "pkcs8", format: "pem" }), cert: leaf.chainPem }, (_req, res) => {
+      res.writeHead(200, { "content-type": "application/json" }).end('{"kind":"Node","metadata":{"name":"n"}}');
+    });
+    server.on("secureConnection", (s) => sockets.add(s));
+    await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+    stops.push(() => new Promise((r) => (server.closeAllConnections(), server.close(() => r()))));
+    const port = (server.address() as AddressInfo).port;
+    const kubeconfig = (caPem: string) =>
+      JSON.stringify({
+        apiVersion: "v1",
+        kind: "Config",
+        clusters: [{ name: "c", cluster: { server: `https://localhost:${port}`, "certificate-authority-data": Buffer.from(caPem).toString("base64") } }],
+        users: [{ name: "u", user: { token: "t" } }],
+        contexts: [{ name: "c", context: { cluster: "c", user: "u" } }],
+        "current-context": "c",
+      });
+    const api = new KubeClusterApi(loadKubeConfig({ kubeconfigText: kubeconfig(trustBundlePem(pool, "test.example/signer")) }));
+    for (let i = 0; i < 10; i++) expect((await api.readNode("n"))?.metadata.name).toBe("n");
+    // Kept-alive connections for ten calls (undici may open a second while the first is being
+    // released); client-node 2.0.1 alone makes a new Agent, so a new handshake, per call.
+    expect(sockets.size).toBeLessThanOrEqual(2);
+
+    const other = parseCaPool(serializeCaPool(await createCaPool(["other.example/signer"], { keyAlgorithm: "ECDSAP256", validityDays: 1, now })));
+    const untrusting = new KubeClusterApi(loadKubeConfig({ kubeconfigText: kubeconfig(trustBundlePem(other, "other.example/signer")) }));
+    await expect(untrusting.readNode("n")).rejects.toBeInstanceOf(TransientError);
   });
 
   it("maps 429 to an overloaded TransientError with the Status message", async () => {
