@@ -4,7 +4,7 @@
  * client-node supplies what is hard to get right: reading kubeconfigs and in-cluster config, every
  * authentication method (tokens and their rotation, client certificates, exec plugins), TLS and
  * proxies: `applySecurityAuthentication` sets the headers and the undici dispatcher of a request.
- * The ten REST calls podcert makes are written here as plain JSON requests, sent with undici's
+ * The few REST calls podcert makes are written here as plain JSON requests, sent with undici's
  * `request` on that dispatcher (undici is client-node's own HTTP client, one copy), instead of the
  * generated API classes and their `fetch` transport, because those cost what a function that
  * scales from zero and then takes a burst cannot afford (measured, see README "Performance"):
