@@ -311,6 +311,8 @@ export function decodePemBlocks(text: string): PemBlock[] {
 
 // ---------------------------------------------------------------------------------------------
 // DER: just enough to read certificates and CSRs the way Go's crypto/x509 would accept them.
+// Deliberately not shared/x509/der.ts: sign checks its own leaves with these rules, so a bug in
+// the code that wrote them must not also be in the code that reads them back.
 
 interface Tlv {
   tag: number; // the identifier octet (class | constructed | number), low-tag-number form only

@@ -223,15 +223,7 @@ export function utcTime(d: Date): Buffer {
   const x = new Date(checkDate(d));
   const y = x.getUTCFullYear();
   if (y < 1950 || y > 2049) throw new RangeError(`UTCTime cannot carry year ${y}`);
-  const s =
-    pad(y % 100, 2) +
-    pad(x.getUTCMonth() + 1, 2) +
-    pad(x.getUTCDate(), 2) +
-    pad(x.getUTCHours(), 2) +
-    pad(x.getUTCMinutes(), 2) +
-    pad(x.getUTCSeconds(), 2) +
-    "Z";
-  return tlv(TAG.UTC_TIME, Buffer.from(s, "latin1"));
+  return tlv(TAG.UTC_TIME, Buffer.from(pad(y % 100, 2) + monthToSecondZ(x), "latin1"));
 }
 
 /** GeneralizedTime YYYYMMDDHHMMSSZ (whole seconds, UTC, no fraction); years 0..9999. */
@@ -239,15 +231,12 @@ export function generalizedTime(d: Date): Buffer {
   const x = new Date(checkDate(d));
   const y = x.getUTCFullYear();
   if (y < 0 || y > 9999) throw new RangeError(`GeneralizedTime cannot carry year ${y}`);
-  const s =
-    pad(y, 4) +
-    pad(x.getUTCMonth() + 1, 2) +
-    pad(x.getUTCDate(), 2) +
-    pad(x.getUTCHours(), 2) +
-    pad(x.getUTCMinutes(), 2) +
-    pad(x.getUTCSeconds(), 2) +
-    "Z";
-  return tlv(TAG.GENERALIZED_TIME, Buffer.from(s, "latin1"));
+  return tlv(TAG.GENERALIZED_TIME, Buffer.from(pad(y, 4) + monthToSecondZ(x), "latin1"));
+}
+
+/** MMDDHHMMSSZ, the part UTCTime and GeneralizedTime share after the year. */
+function monthToSecondZ(x: Date): string {
+  return pad(x.getUTCMonth() + 1, 2) + pad(x.getUTCDate(), 2) + pad(x.getUTCHours(), 2) + pad(x.getUTCMinutes(), 2) + pad(x.getUTCSeconds(), 2) + "Z";
 }
 
 /** RFC 5280 Time: UTCTime for 1950 through 2049, GeneralizedTime otherwise. */

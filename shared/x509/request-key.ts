@@ -90,6 +90,20 @@ function decodeBase64(s: string): Buffer | undefined {
   return b;
 }
 
+/** A base64 field of the spec, bounded before it is decoded; too long or not base64 is `reason`. */
+function decodeField(
+  field: keyof typeof REQUEST_KEY_LIMITS,
+  value: string,
+  reason: "UnsupportedKeyType" | "InvalidProofOfPossession",
+  tooLongNote = "",
+): Buffer {
+  const limit = REQUEST_KEY_LIMITS[field];
+  if (value.length > limit) deny(reason, `${field} is ${value.length} base64 characters, more than the ${limit} allowed${tooLongNote}`);
+  const bytes = decodeBase64(value);
+  if (!bytes || bytes.length === 0) deny(reason, `${field} is not valid base64`);
+  return bytes;
+}
+
 function deny(reason: "UnsupportedKeyType" | "InvalidProofOfPossession", message: string): never {
   throw new RequestDeniedError(reason, message);
 }
@@ -386,28 +400,13 @@ export function readRequestKey(
       "the request carries neither stubPKCS10Request nor pkixPublicKey with proofOfPossession",
     );
   }
-  const pkix = spec.pkixPublicKey;
-  if (pkix.length > REQUEST_KEY_LIMITS.pkixPublicKey) {
-    deny(
-      "UnsupportedKeyType",
-      `pkixPublicKey is ${pkix.length} base64 characters, more than the ${REQUEST_KEY_LIMITS.pkixPublicKey} allowed; no supported key type is that large`,
-    );
-  }
-  const spkiDer = decodeBase64(pkix);
-  if (!spkiDer || spkiDer.length === 0) deny("UnsupportedKeyType", "pkixPublicKey is not valid base64");
+  const spkiDer = decodeField("pkixPublicKey", spec.pkixPublicKey, "UnsupportedKeyType", "; no supported key type is that large");
   const { publicKey, keyType } = parseSpki(spkiDer, allowedKeyTypes);
   if (!check) return { spkiDer, keyType, publicKey, spkiSha256: spkiSha256(spkiDer) };
 
   const proof = spec.proofOfPossession;
   if (!present(proof)) deny("InvalidProofOfPossession", "proofOfPossession is missing");
-  if (proof.length > REQUEST_KEY_LIMITS.proofOfPossession) {
-    deny(
-      "InvalidProofOfPossession",
-      `proofOfPossession is ${proof.length} base64 characters, more than the ${REQUEST_KEY_LIMITS.proofOfPossession} allowed`,
-    );
-  }
-  const sig = decodeBase64(proof);
-  if (!sig || sig.length === 0) deny("InvalidProofOfPossession", "proofOfPossession is not valid base64");
+  const sig = decodeField("proofOfPossession", proof, "InvalidProofOfPossession");
   if (typeof spec.podUID !== "string" || spec.podUID.length === 0) {
     deny("InvalidProofOfPossession", "podUID is empty, so there is nothing the proof could sign");
   }
@@ -421,14 +420,7 @@ export function readRequestKey(
 }
 
 function readFromCsr(b64: string, allowed: readonly KeyType[], check: boolean): RequestKey {
-  if (b64.length > REQUEST_KEY_LIMITS.stubPKCS10Request) {
-    deny(
-      "InvalidProofOfPossession",
-      `stubPKCS10Request is ${b64.length} base64 characters, more than the ${REQUEST_KEY_LIMITS.stubPKCS10Request} allowed`,
-    );
-  }
-  const der = decodeBase64(b64);
-  if (!der || der.length === 0) deny("InvalidProofOfPossession", "stubPKCS10Request is not valid base64");
+  const der = decodeField("stubPKCS10Request", b64, "InvalidProofOfPossession");
   let csr: ParsedCsr;
   try {
     csr = parseCsr(der);

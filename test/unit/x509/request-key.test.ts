@@ -346,6 +346,12 @@ describe("readRequestKey: size limits before decoding", () => {
     // size is checked before anything else: an oversize non-base64 value reports the size
     denied(() => readRequestKey({ podUID: POD_UID, pkixPublicKey: "!".repeat(5000), proofOfPossession: "AAAA" }, KEY_TYPES), "UnsupportedKeyType", /4096/);
     expect(REQUEST_KEY_LIMITS.pkixPublicKey).toBe(4096);
+    denied(() => readRequestKey({ podUID: POD_UID, pkixPublicKey: long, proofOfPossession: "AAAA" }, KEY_TYPES), "UnsupportedKeyType", /; no supported key type is that large$/);
+  });
+
+  it("names the field whose base64 does not decode, with its field's reason", () => {
+    denied(() => readRequestKey({ podUID: POD_UID, pkixPublicKey: "not base64!", proofOfPossession: "AAAA" }, KEY_TYPES), "UnsupportedKeyType", /^pkixPublicKey is not valid base64$/);
+    denied(() => readRequestKey({ podUID: POD_UID, stubPKCS10Request: "not base64!" }, KEY_TYPES), "InvalidProofOfPossession", /^stubPKCS10Request is not valid base64$/);
   });
 
   it("denies an oversize proofOfPossession", () => {
