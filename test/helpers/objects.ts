@@ -110,3 +110,8 @@ export function kubeletRequest(p: Pod, o: PcrOptions): KubeletRequest {
   req.pcr.metadata.uid = o.uid ?? "5e4d3c2b-1a09-4f8e-9d7c-6b5a49382716";
   return req;
 }
+
+/** A core (v1) object as the API server stores it: the builders above leave out apiVersion and kind. */
+export function v1<T extends object>(kind: string, o: T): T & { apiVersion: "v1"; kind: string } {
+  return { apiVersion: "v1", kind, ...o };
+}

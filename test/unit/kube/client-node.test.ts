@@ -15,7 +15,7 @@ import { ConflictError, TransientError } from "../../../shared/errors.js";
 import { KubeClusterApi, loadKubeConfig, type ApiCallObserver } from "../../../shared/kube/client-node.js";
 import { deniedStatus } from "../../../shared/pcr/status.js";
 import { issueLeaf } from "../../../shared/x509/leaf.js";
-import { namespace, node, NS, pcrFor, pod, service, serviceAccount } from "../../helpers/objects.js";
+import { namespace, node, NS, pcrFor, pod, service, serviceAccount, v1 } from "../../helpers/objects.js";
 
 const SIGNER = "atesystem.podcert.ate.dev/identity";
 const stops: (() => Promise<void>)[] = [];
@@ -50,7 +50,6 @@ async function scripted(answer: { status: number; body: string }) {
 }
 
 const p = pod();
-const v1 = <T extends object>(kind: string, o: T) => ({ apiVersion: "v1", kind, ...o });
 const objects = () => [
   v1("Namespace", namespace(NS)),
   v1("Pod", p),

@@ -8,14 +8,13 @@ import { TransientError } from "../../../shared/errors.js";
 import { KubeClusterApi, loadKubeConfig } from "../../../shared/kube/client-node.js";
 import type { ClusterApi } from "../../../shared/kube/cluster.js";
 import { withLookupCache } from "../../../shared/kube/lookup-cache.js";
-import { namespace, node, NS, pod, serviceAccount } from "../../helpers/objects.js";
+import { namespace, node, NS, pod, serviceAccount, v1 } from "../../helpers/objects.js";
 
 const servers: EmbeddedApiServer[] = [];
 afterEach(async () => {
   for (const s of servers.splice(0)) await s.stop();
 });
 
-const v1 = <T extends object>(kind: string, o: T) => ({ apiVersion: "v1", kind, ...o });
 
 async function setup(o: { ttlMs?: number; maxEntries?: number } = {}) {
   const server = await startApiServer({ objects: [v1("Namespace", namespace(NS)), v1("Node", node()), v1("ServiceAccount", serviceAccount()), v1("Pod", pod())] });
