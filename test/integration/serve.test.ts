@@ -1,49 +1,21 @@
 // A function bundle served over HTTP as Knative runs it, against the embedded API server.
-import { spawn, type ChildProcess } from "node:child_process";
-import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { parseClusterFile } from "../../shared/apiserver/cluster-file.js";
-import { startApiServer, type EmbeddedApiServer } from "../../shared/apiserver/server.js";
-import { EVENT_TYPES } from "../../shared/events/types.js";
-import { podcert } from "./cli.js";
+import { EVENT_TYPES, type StepName } from "../../shared/events/types.js";
+import { startBundleEnv, type BundleEnv } from "../helpers/bundles.js";
 
-let dir: string;
-let api: EmbeddedApiServer;
-const children: ChildProcess[] = [];
-
-async function serve(fn: string, env: Record<string, string> = {}): Promise<{ url: string; child: ChildProcess; stderr: () => string }> {
-  const child = spawn(process.execPath, [`dist/${fn}.mjs`], {
-    env: { ...process.env, PORT: "0", KUBECONFIG: join(dir, "kubeconfig"), PODCERT_KEYS_DIR: join(dir, "keys", fn), ...env },
-    stdio: ["ignore", "ignore", "pipe"],
-  });
-  children.push(child);
-  let stderr = "";
-  const port = await new Promise<number>((resolve, reject) => {
-    child.stderr!.on("data", (d: Buffer) => {
-      stderr += d.toString();
-      const m = /"msg":"listening".*"port":(\d+)/.exec(stderr);
-      if (m) resolve(Number(m[1]));
-    });
-    child.on("exit", (code) => reject(new Error(`${fn} exited ${code}: ${stderr}`)));
-  });
-  return { url: `http://127.0.0.1:${port}`, child, stderr: () => stderr };
-}
+let env: BundleEnv;
+const serve = (fn: StepName, extra: Record<string, string> = {}) => env.serve(fn, extra);
 
 beforeAll(async () => {
-  dir = mkdtempSync(join(tmpdir(), "podcert-serve-"));
-  api = await startApiServer({ objects: parseClusterFile(readFileSync("test/fixtures/clusters/issued.yaml", "utf8")) });
-  writeFileSync(join(dir, "kubeconfig"), api.kubeconfig());
-  expect((await podcert(["keys", "init", "--out", join(dir, "keys")])).code).toBe(0);
-  expect((await podcert(["ca", "init", "--out", join(dir, "ca.yaml")])).code).toBe(0);
+  env = await startBundleEnv();
 });
 
 afterAll(async () => {
-  for (const c of children) if (c.exitCode === null) c.kill("SIGKILL");
-  await api?.stop();
+  await env?.stop();
 });
 
 describe("a function served over HTTP", () => {
@@ -72,7 +44,7 @@ describe("a function served over HTTP", () => {
   });
 
   it("answers 400 to something that is not a CloudEvent and 401 to an unsigned hand-off", async () => {
-    const sign = await serve("sign", { PODCERT_CA_POOL: join(dir, "ca.yaml") });
+    const sign = await serve("sign");
     const garbage = await fetch(sign.url, { method: "POST", headers: { "content-type": "application/json" }, body: "{}" });
     expect(garbage.status).toBe(400);
     const unsigned = await fetch(sign.url, {
@@ -81,7 +53,7 @@ describe("a function served over HTTP", () => {
       body: JSON.stringify({ pcr: { namespace: "ate-system", name: "req-api-ecdsap256", uid: "44444444-0000-4000-8000-000000000007" }, signerName: "atesystem.podcert.ate.dev/identity", attestations: {} }),
     });
     expect(unsigned.status).toBe(401);
-    const pcr = api.store.get("podcertificaterequests", "ate-system", "req-api-ecdsap256") as { status?: unknown } | undefined;
+    const pcr = env.api.store.get("podcertificaterequests", "ate-system", "req-api-ecdsap256") as { status?: unknown } | undefined;
     expect(pcr?.status ?? {}).toEqual({});
   });
 
@@ -97,17 +69,17 @@ describe("a function served over HTTP", () => {
     await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
     try {
       const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-      const tokenFile = join(dir, "sa-token");
+      const tokenFile = join(env.dir, "sa-token");
       // Ends in a newline, as `echo` writes it: trimmed, as client-go does.
       writeFileSync(tokenFile, "token-from-file\n");
       const execScript = `process.stdout.write(JSON.stringify({ apiVersion: "client.authentication.k8s.io/v1", kind: "ExecCredential", status: { token: "token-from-exec" } }))`;
-      const users = {
+      const users: Partial<Record<StepName, unknown>> = {
         // What loadFromCluster builds inside a pod: the projected service-account token, re-read as it rotates.
         validate: { "auth-provider": { name: "tokenFile", config: { tokenFile } } },
         "derive-sans": { exec: { apiVersion: "client.authentication.k8s.io/v1", command: process.execPath, args: ["-e", execScript], interactiveMode: "Never" } },
       };
-      for (const [fn, user] of Object.entries(users)) {
-        const kubeconfig = join(dir, `${fn}.kubeconfig`);
+      for (const [fn, user] of Object.entries(users) as [StepName, unknown][]) {
+        const kubeconfig = join(env.dir, `${fn}.kubeconfig`);
         writeFileSync(kubeconfig, JSON.stringify({
           apiVersion: "v1",
           kind: "Config",
@@ -129,6 +101,6 @@ describe("a function served over HTTP", () => {
   });
 
   it("refuses to start without its step keys, naming what is missing", async () => {
-    await expect(serve("deny", { PODCERT_KEYS_DIR: join(dir, "nowhere") })).rejects.toThrow(/exited 78.*step key of deny/s);
+    await expect(serve("deny", { PODCERT_KEYS_DIR: join(env.dir, "nowhere") })).rejects.toThrow(/exited 78.*step key of deny/s);
   });
 });
