@@ -321,7 +321,7 @@ function attestationRound(keys: Record<StepName, StepKeys>): () => Promise<void>
   return async () => {
     const now = new Date();
     const token = await attest(keys["derive-sans"], claims, { now, ttlSeconds: 900 });
-    await verifyAttestation(keys.sign, token, { from: "derive-sans", kind: "sans-derived", pcr, signerName: SIGNER, spkiSha256: claims.spkiSha256 }, now);
+    await verifyAttestation(keys.sign, token, { from: "derive-sans", kind: "sans-derived", pcr, signerName: SIGNER, spkiSha256: claims.spkiSha256, maxLifetimeSeconds: 900 }, now);
   };
 }
 

@@ -12,6 +12,8 @@
  * Each carries a stable `code`; `name` is set explicitly so minified bundles keep it.
  */
 
+import { MAX_CONDITION_MESSAGE_BYTES, truncateUtf8 } from "./limits.js";
+
 export type DenialReason =
   | "NamespaceNotAllowed"
   | "InvalidUnverifiedUserAnnotations"
@@ -31,7 +33,12 @@ export abstract class PodcertError extends Error {
   abstract readonly code: PodcertErrorCode;
 }
 
-/** The request is invalid: the PCR gets a terminal condition with this reason. */
+/**
+ * The request is invalid: the PCR gets a terminal condition with this reason. The message is
+ * bounded here, where it is made, to what a status condition holds, and control characters (which
+ * only untrusted input quoted into it could carry) are replaced: every step that hands the
+ * denial on, and the status itself, then accept it as it is.
+ */
 export class RequestDeniedError extends PodcertError {
   readonly code = "ERR_REQUEST_DENIED" as const;
   override readonly name = "RequestDeniedError";
@@ -41,8 +48,13 @@ export class RequestDeniedError extends PodcertError {
     /** true only when no retry could ever succeed and the request is not at fault: `Failed`. */
     readonly permanent = false,
   ) {
-    super(message);
+    super(boundDenialMessage(message));
   }
+}
+
+/** A denial message as a status condition can hold it (see RequestDeniedError). */
+export function boundDenialMessage(message: string): string {
+  return truncateUtf8(message.replace(/[\u0000-\u001f\u007f-\u009f]/gu, "\uFFFD"), MAX_CONDITION_MESSAGE_BYTES);
 }
 
 /** Retry later; never write Denied or Failed because of this. */

@@ -1,7 +1,7 @@
 /**
  * deny: writes the Denied condition (Failed when the decision says no retry can ever help) for a
- * request validate or derive-sans refused. It holds no CA key; it accepts only their attestations,
- * bound to the PCR as it is now.
+ * request validate, derive-sans or sign refused. It holds no CA key; it accepts only their
+ * attestations, bound to the PCR as it is now.
  */
 import { RejectedEventError } from "../../shared/errors.js";
 import { verifyAttestation } from "../../shared/events/attestation.js";
@@ -21,12 +21,12 @@ export const deny: FunctionDefinition = {
   async handle(event, ctx) {
     const data = readStepEventData(event);
     const profile = profileFor(ctx, data.signerName);
-    // A denial comes from exactly one step: the later one when both attestations are present.
-    const from = data.attestations["derive-sans"] !== undefined ? "derive-sans" : "validate";
+    // A denial comes from exactly one step: the last one whose attestation the event carries.
+    const from = data.attestations.sign !== undefined ? "sign" : data.attestations["derive-sans"] !== undefined ? "derive-sans" : "validate";
     const claims = await verifyAttestation(
       ctx.keys,
       data.attestations[from],
-      { from, kind: "denied", pcr: data.pcr, signerName: profile.name },
+      { from, kind: "denied", pcr: data.pcr, signerName: profile.name, maxLifetimeSeconds: ctx.config.attestationTTLSeconds },
       ctx.now(),
     );
     if (claims.decision.kind !== "denied") throw new Error("unreachable: verifyAttestation checks the kind");

@@ -4,7 +4,7 @@
  * with exactly the attested SANs and lifetime, and writes the Issued status with the resourceVersion
  * it read, so concurrent or duplicate deliveries issue at most one status.
  */
-import { RejectedEventError, TransientError } from "../../shared/errors.js";
+import { boundDenialMessage, RejectedEventError, TransientError } from "../../shared/errors.js";
 import { activeCa } from "../../shared/ca/pool.js";
 import { verifyAttestation } from "../../shared/events/attestation.js";
 import { EVENT_TYPES, readStepEventData } from "../../shared/events/types.js";
@@ -12,6 +12,7 @@ import { describePcr, pcrRef } from "../../shared/pcr/model.js";
 import { issuedStatus } from "../../shared/pcr/status.js";
 import { pcrStatusUpdateErrors } from "../../shared/pcr/status-rules.js";
 import { certificateTimes, MIN_LIFETIME_SECONDS } from "../../shared/policy/lifetime.js";
+import { livePodMismatches } from "../../shared/policy/validate.js";
 import type { FunctionDefinition } from "../../shared/runtime/function.js";
 import { profileFor } from "../../shared/runtime/profile.js";
 import { handOn, logDecision, readPendingPcr, recordPcrEvent, writeStatus } from "../../shared/runtime/steps.js";
@@ -23,14 +24,14 @@ import { readRequestKey } from "../../shared/x509/request-key.js";
 export const sign: FunctionDefinition = {
   step: "sign",
   consumes: [EVENT_TYPES.sansDerived],
-  emits: [EVENT_TYPES.issued],
+  emits: [EVENT_TYPES.issued, EVENT_TYPES.denied],
 
   async handle(event, ctx) {
     const data = readStepEventData(event);
     const profile = profileFor(ctx, data.signerName);
     const pool = ctx.caPool;
     if (pool === undefined) throw new TransientError("sign was started without a CA pool");
-    const expect = { pcr: data.pcr, signerName: profile.name };
+    const expect = { pcr: data.pcr, signerName: profile.name, maxLifetimeSeconds: ctx.config.attestationTTLSeconds };
     const now = ctx.now();
     const [validated, derived] = await Promise.all([
       verifyAttestation(ctx.keys, data.attestations.validate, { ...expect, from: "validate", kind: "validated" }, now),
@@ -39,10 +40,12 @@ export const sign: FunctionDefinition = {
     if (validated.spkiSha256 !== derived.spkiSha256) {
       throw new RejectedEventError("the validate and derive-sans attestations are bound to different keys", 403);
     }
-    if (derived.decision.kind !== "sans-derived") throw new Error("unreachable: verifyAttestation checks the kind");
+    if (derived.decision.kind !== "sans-derived" || validated.decision.kind !== "validated") throw new Error("unreachable: verifyAttestation checks the kind");
     const { uris, dnsNames, lifetimeSeconds } = derived.decision;
 
-    const read = await readPendingPcr(ctx, data.pcr);
+    // The pod is read beside the PCR (no added wait): it may have been deleted or replaced since
+    // validate, and this is the last look before the certificate is written.
+    const [read, pod] = await Promise.all([readPendingPcr(ctx, data.pcr), ctx.cluster.readPod(data.pcr.namespace, validated.decision.podName)]);
     if ("skip" in read) {
       logDecision(ctx, event, { pcr: data.pcr, signerName: profile.name, outcome: "skipped", message: read.skip });
       return undefined;
@@ -53,6 +56,19 @@ export const sign: FunctionDefinition = {
     const key = readRequestKey(pcr.spec, profile.allowedKeyTypes, { verify: false });
     if (key.spkiSha256 !== validated.spkiSha256 || pcr.spec.signerName !== profile.name) {
       throw new RejectedEventError(`attestations do not match PCR ${describePcr(data.pcr)} as stored`, 403);
+    }
+    const mismatches = livePodMismatches(pcr.spec, pod);
+    if (mismatches.length > 0) {
+      const message = `request no longer matches the live pod: ${mismatches.join("; ")}`;
+      logDecision(ctx, event, { pcr: data.pcr, signerName: profile.name, outcome: "denied", reason: "PodMismatch", message });
+      return handOn(ctx, event, {
+        type: EVENT_TYPES.denied,
+        pcr: data.pcr,
+        signerName: profile.name,
+        spkiSha256: key.spkiSha256,
+        decision: { kind: "denied", reason: "PodMismatch", message: boundDenialMessage(message), permanent: false },
+        previous: data.attestations,
+      });
     }
 
     const ca = activeCa(pool, profile.name, now, MIN_LIFETIME_SECONDS);

@@ -34,7 +34,7 @@ export async function runInvoke(args: string[]): Promise<number> {
   } catch {
     throw new RejectedEventError(`${eventPath} is not JSON (a structured-mode CloudEvent)`);
   }
-  const event = eventFromJson(json);
+  const event = eventFromJson(json, (attribute, reason) => process.stderr.write(`podcert: ${eventPath}: attribute ${attribute} dropped: ${reason}\n`));
 
   const server = await startClusterFromFile(required(values, "cluster"));
   try {

@@ -8,6 +8,17 @@
 import type { KeyObject } from "node:crypto";
 import { SignJWT, jwtVerify, errors as joseErrors, type JWTPayload } from "jose";
 import { RejectedEventError } from "../errors.js";
+import {
+  MAX_CONDITION_MESSAGE_BYTES,
+  MAX_CONDITION_REASON_LENGTH,
+  MAX_DNS_NAME_LENGTH,
+  MAX_DNS_NAMES,
+  MAX_LABEL_LENGTH,
+  MAX_NAME_LENGTH,
+  MAX_SERVICE_NAMES,
+  MAX_UID_LENGTH,
+  MAX_URI_LENGTH,
+} from "../limits.js";
 import type { PcrRef } from "../pcr/model.js";
 import * as z from "../zod.js";
 import { STEPS, type StepName } from "./types.js";
@@ -19,26 +30,27 @@ const decisionSchema = z.discriminatedUnion("kind", [
   z.strictObject({
     kind: z.literal("validated"),
     keyType: z.string().check(z.maxLength(16)),
-    podName: z.string().check(z.maxLength(253)),
-    podUID: z.string().check(z.maxLength(128)),
-    serviceAccountName: z.string().check(z.maxLength(253)),
+    podName: z.string().check(z.maxLength(MAX_NAME_LENGTH)),
+    podUID: z.string().check(z.maxLength(MAX_UID_LENGTH)),
+    serviceAccountName: z.string().check(z.maxLength(MAX_NAME_LENGTH)),
     maxExpirationSeconds: z.optional(z.number().check(z.int())),
     services: z.discriminatedUnion("kind", [
       z.strictObject({ kind: z.literal("none") }),
       z.strictObject({ kind: z.literal("all") }),
-      z.strictObject({ kind: z.literal("named"), names: z.array(z.string().check(z.maxLength(63))).check(z.maxLength(1000)) }),
+      z.strictObject({ kind: z.literal("named"), names: z.array(z.string().check(z.maxLength(MAX_LABEL_LENGTH))).check(z.maxLength(MAX_SERVICE_NAMES)) }),
     ]),
   }),
   z.strictObject({
     kind: z.literal("sans-derived"),
-    uris: z.array(z.string().check(z.maxLength(2048))).check(z.length(1)),
-    dnsNames: z.array(z.string().check(z.maxLength(253))).check(z.maxLength(1000)),
+    uris: z.array(z.string().check(z.maxLength(MAX_URI_LENGTH))).check(z.length(1)),
+    dnsNames: z.array(z.string().check(z.maxLength(MAX_DNS_NAME_LENGTH))).check(z.maxLength(MAX_DNS_NAMES)),
     lifetimeSeconds: z.number().check(z.int(), z.minimum(3600), z.maximum(7862400)),
   }),
   z.strictObject({
     kind: z.literal("denied"),
-    reason: z.string().check(z.maxLength(1024)),
-    message: z.string().check(z.maxLength(32 * 1024)),
+    reason: z.string().check(z.maxLength(MAX_CONDITION_REASON_LENGTH)),
+    // Bytes bound the status message; a string of that many bytes has at most as many characters.
+    message: z.string().check(z.maxLength(MAX_CONDITION_MESSAGE_BYTES)),
     permanent: z.boolean(),
   }),
   z.strictObject({
@@ -92,7 +104,16 @@ export interface AttestationExpectation {
   signerName: string;
   /** When known, the token must bind this key hash. */
   spkiSha256?: string;
+  /**
+   * The configured attestation lifetime: a token claiming a longer one (exp − iat), or issued
+   * later than now (beyond the clock tolerance), is refused, so a stolen signing key cannot mint
+   * tokens that stay valid for long.
+   */
+  maxLifetimeSeconds: number;
 }
+
+/** Clock skew allowed between steps, in seconds. */
+const CLOCK_TOLERANCE_SECONDS = 30;
 
 /**
  * Verifies a token from `expect.from` bound to `expect.pcr`. Every failure is a RejectedEventError
@@ -120,12 +141,19 @@ export async function verifyAttestation(
       audience: AUDIENCE,
       currentDate: now,
       requiredClaims: ["exp", "iat", "sub"],
-      clockTolerance: 30,
+      clockTolerance: CLOCK_TOLERANCE_SECONDS,
+      // Also refuses an iat in the future (beyond the tolerance).
+      maxTokenAge: expect.maxLifetimeSeconds,
     }));
   } catch (e) {
     throw new RejectedEventError(`attestation from ${expect.from} rejected: ${describeJoseError(e)}`, 403, { cause: e });
   }
   if (kid !== expect.from) throw new RejectedEventError(`attestation from ${expect.from} names key ${String(kid).slice(0, 40)}`, 403);
+  // jwtVerify required both as numbers.
+  const lifetime = (payload.exp as number) - (payload.iat as number);
+  if (lifetime > expect.maxLifetimeSeconds) {
+    throw new RejectedEventError(`attestation from ${expect.from} claims a lifetime of ${lifetime} s, more than the ${expect.maxLifetimeSeconds} s configured`, 403);
+  }
   const parsed = payloadSchema.safeParse(payload);
   if (!parsed.success) throw new RejectedEventError(`attestation from ${expect.from} has malformed claims`, 403);
   const p = parsed.data;
@@ -144,6 +172,7 @@ export async function verifyAttestation(
 
 function describeJoseError(e: unknown): string {
   if (e instanceof joseErrors.JWTExpired) return "expired";
+  if (e instanceof joseErrors.JWTClaimValidationFailed && e.claim === "iat") return "issued in the future";
   if (e instanceof joseErrors.JWSSignatureVerificationFailed) return "signature does not verify (signed by another key)";
   if (e instanceof joseErrors.JWTClaimValidationFailed) return `claim ${e.claim} ${e.reason === "check_failed" ? "does not match" : "is missing"}`;
   if (e instanceof joseErrors.JOSEError) return e.code;

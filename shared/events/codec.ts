@@ -4,10 +4,62 @@
  */
 import { CloudEvent, HTTP, ValidationError } from "cloudevents";
 import { RejectedEventError } from "../errors.js";
+import { MAX_EVENT_ATTRIBUTE_LENGTH, MAX_EVENT_BYTES } from "../limits.js";
 import type { PodcertEvent } from "./types.js";
 
-/** Larger than any event podcert makes (a PCR, or attestations with 1,000 SANs), far below memory trouble. */
-export const MAX_EVENT_BYTES = 1 << 20;
+export { MAX_EVENT_BYTES };
+
+/** Called for each attribute dropped from an incoming event (the caller logs it). */
+export type OnDroppedAttribute = (attribute: string, reason: string) => void;
+
+/**
+ * W3C Trace Context (https://www.w3.org/TR/trace-context/): traceparent is
+ * version-traceid-parentid-flags in lowercase hex; version ff is invalid, version 00 has exactly
+ * these four fields, a later version may add fields after a dash. Trace and parent ids of all
+ * zeros are invalid.
+ */
+const TRACEPARENT = /^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-[\x21-\x7e]*)?$/;
+/** tracestate: list-members key=value; keys are simple or tenant@system, values printable ASCII without ',' and '='. */
+const TRACESTATE_KEY = /^(?:[a-z][_0-9a-z\-*/]{0,255}|[a-z0-9][_0-9a-z\-*/]{0,240}@[a-z][_0-9a-z\-*/]{0,13})$/;
+const TRACESTATE_VALUE = /^[\x20-\x2b\x2d-\x3c\x3e-\x7e]{0,255}[\x21-\x2b\x2d-\x3c\x3e-\x7e]$/;
+const MAX_TRACESTATE_MEMBERS = 32;
+/** W3C asks vendors to pass on at least 512 characters; twice that is still a small header. */
+const MAX_TRACESTATE_LENGTH = 1024;
+/** What a header may carry without encoding: printable ASCII and space (no CR, LF, NUL, DEL, non-ASCII). */
+const HEADER_SAFE = /^[\x20-\x7e]*$/;
+
+export function isValidTraceparent(value: string): boolean {
+  const m = TRACEPARENT.exec(value);
+  if (!m) return false;
+  const [, version, traceId, parentId, , rest] = m;
+  if (version === "ff") return false;
+  if (version === "00" && rest !== undefined) return false;
+  return !/^0+$/.test(traceId!) && !/^0+$/.test(parentId!);
+}
+
+export function isValidTracestate(value: string): boolean {
+  if (value.length > MAX_TRACESTATE_LENGTH || !HEADER_SAFE.test(value)) return false;
+  const members = value.split(",").map((m) => m.trim()).filter((m) => m !== "");
+  if (members.length > MAX_TRACESTATE_MEMBERS) return false;
+  const keys = new Set<string>();
+  for (const member of members) {
+    const eq = member.indexOf("=");
+    if (eq <= 0) return false;
+    const key = member.slice(0, eq);
+    if (!TRACESTATE_KEY.test(key) || !TRACESTATE_VALUE.test(member.slice(eq + 1)) || keys.has(key)) return false;
+    keys.add(key);
+  }
+  return true;
+}
+
+/** Why an envelope string cannot be carried in a header (the broker forwards it as ce-<name>), or undefined. */
+function headerProblem(value: string): string | undefined {
+  if (value.length > MAX_EVENT_ATTRIBUTE_LENGTH) return `longer than ${MAX_EVENT_ATTRIBUTE_LENGTH} characters`;
+  if (!HEADER_SAFE.test(value)) return "holds a character other than printable ASCII";
+  return undefined;
+}
+
+const TRACE_CONTEXT: Readonly<Record<string, (v: string) => boolean>> = { traceparent: isValidTraceparent, tracestate: isValidTracestate };
 
 const CORE_ATTRIBUTES = new Set(["id", "type", "source", "specversion", "subject", "time", "datacontenttype", "dataschema", "data", "data_base64"]);
 
@@ -25,7 +77,7 @@ function requireAttributes(get: (name: string) => unknown, where: string): void 
   if (missing.length > 0) throw new RejectedEventError(`not a CloudEvent: ${where} lacks ${missing.join(", ")}`);
 }
 
-function toPodcertEvent(ce: CloudEvent<unknown>): PodcertEvent {
+function toPodcertEvent(ce: CloudEvent<unknown>, onDropped: OnDroppedAttribute): PodcertEvent {
   try {
     ce.validate();
   } catch (e) {
@@ -33,10 +85,28 @@ function toPodcertEvent(ce: CloudEvent<unknown>): PodcertEvent {
     throw new RejectedEventError(`not a valid CloudEvent: ${detail}`);
   }
   if (ce.specversion !== "1.0") throw new RejectedEventError(`CloudEvents specversion ${ce.specversion} is not supported; use 1.0`);
+  // Every envelope string may become a header (the broker forwards events in binary mode): an
+  // unusable core attribute makes the event unusable; trace context that breaks its grammar is
+  // dropped (a trace then restarts, as W3C prescribes), never copied into a reply.
+  for (const a of ["id", "source", "type", "subject", "time", "datacontenttype", "dataschema"] as const) {
+    const v = ce[a];
+    const problem = typeof v === "string" ? headerProblem(v) : undefined;
+    if (problem !== undefined) throw new RejectedEventError(`event attribute ${a} ${problem}`);
+  }
   const extensions: Record<string, string> = {};
   for (const [k, v] of Object.entries(ce)) {
     if (CORE_ATTRIBUTES.has(k) || v === undefined) continue;
-    extensions[k] = String(v);
+    const value = String(v);
+    const traceCheck = TRACE_CONTEXT[k];
+    if (traceCheck !== undefined) {
+      if (traceCheck(value)) extensions[k] = value;
+      else onDropped(k, "does not follow the W3C Trace Context grammar");
+      continue;
+    }
+    if (!/^[a-z0-9]{1,20}$/.test(k)) throw new RejectedEventError(`event extension name ${JSON.stringify(k.slice(0, 40))} is not a CloudEvents attribute name`);
+    const problem = headerProblem(value);
+    if (problem !== undefined) throw new RejectedEventError(`event extension ${k} ${problem}`);
+    extensions[k] = value;
   }
   let data: unknown = ce.data;
   if (typeof data === "string" && (ce.datacontenttype ?? "application/json").startsWith("application/json")) {
@@ -53,7 +123,7 @@ function toPodcertEvent(ce: CloudEvent<unknown>): PodcertEvent {
   return event;
 }
 
-export function eventFromHttp(headers: Record<string, string | string[] | undefined>, body: string): PodcertEvent {
+export function eventFromHttp(headers: Record<string, string | string[] | undefined>, body: string, onDropped: OnDroppedAttribute = () => {}): PodcertEvent {
   if (Buffer.byteLength(body) > MAX_EVENT_BYTES) throw new RejectedEventError(`event larger than ${MAX_EVENT_BYTES} bytes`, 413);
   const flat: Record<string, string> = {};
   for (const [k, v] of Object.entries(headers)) {
@@ -81,10 +151,10 @@ export function eventFromHttp(headers: Record<string, string | string[] | undefi
     throw new RejectedEventError(`not a CloudEvent: ${(e as Error).message.slice(0, 300)}`);
   }
   if (Array.isArray(parsed)) throw new RejectedEventError("batched CloudEvents are not supported", 415);
-  return toPodcertEvent(parsed);
+  return toPodcertEvent(parsed, onDropped);
 }
 
-export function eventFromJson(json: unknown): PodcertEvent {
+export function eventFromJson(json: unknown, onDropped: OnDroppedAttribute = () => {}): PodcertEvent {
   if (json === null || typeof json !== "object" || Array.isArray(json)) throw new RejectedEventError("a structured CloudEvent must be a JSON object");
   requireAttributes((a) => (json as Record<string, unknown>)[a], "the event");
   let ce: CloudEvent<unknown>;
@@ -93,7 +163,7 @@ export function eventFromJson(json: unknown): PodcertEvent {
   } catch (e) {
     throw new RejectedEventError(`not a valid CloudEvent: ${(e as Error).message.slice(0, 300)}`);
   }
-  return toPodcertEvent(ce);
+  return toPodcertEvent(ce, onDropped);
 }
 
 function toCloudEvent(event: PodcertEvent): CloudEvent<unknown> {

@@ -7,16 +7,16 @@ import { randomUUID } from "node:crypto";
 import { RejectedEventError } from "../errors.js";
 import { PCR_KIND, TERMINAL_CONDITION_TYPES, type PcrRef, type PodCertificateRequest } from "../pcr/model.js";
 import * as z from "../zod.js";
-import { EVENT_TYPES, type PodcertEvent } from "./types.js";
+import { EVENT_TYPES, pcrNameSchema, pcrNamespaceSchema, pcrUidSchema, signerNameSchema, type PodcertEvent } from "./types.js";
 
 const triggerSchema = z.object({
   kind: z.optional(z.literal(PCR_KIND)),
   metadata: z.object({
-    name: z.string().check(z.minLength(1), z.maxLength(253)),
-    namespace: z.string().check(z.minLength(1), z.maxLength(63)),
-    uid: z.string().check(z.minLength(1), z.maxLength(128)),
+    name: pcrNameSchema,
+    namespace: pcrNamespaceSchema,
+    uid: pcrUidSchema,
   }),
-  spec: z.object({ signerName: z.string().check(z.minLength(1), z.maxLength(571)) }),
+  spec: z.object({ signerName: signerNameSchema }),
   status: z.optional(
     z.object({
       conditions: z.optional(

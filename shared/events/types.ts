@@ -1,5 +1,7 @@
 /** The CloudEvent types podcert consumes and produces, and the steps that produce them. */
 import { RejectedEventError } from "../errors.js";
+import { isNamespaceName, isObjectName } from "../kube/names.js";
+import { MAX_ATTESTATION_BYTES, MAX_SIGNER_NAME_LENGTH, MAX_UID_LENGTH } from "../limits.js";
 import * as z from "../zod.js";
 
 export const EVENT_TYPES = {
@@ -22,7 +24,8 @@ export const ACCEPTS_FROM: Readonly<Record<StepName, readonly StepName[]>> = {
   // sign checks validate's attestation too, so a compromised derive-sans alone cannot get a
   // certificate for a request that validate never accepted.
   sign: ["validate", "derive-sans"],
-  deny: ["validate", "derive-sans"],
+  // sign hands on a denial when the pod went away after derive-sans (the last check before the write).
+  deny: ["validate", "derive-sans", "sign"],
 };
 
 /** A CloudEvent as podcert handles it: plain data, already checked against the spec's rules. */
@@ -39,18 +42,23 @@ export interface PodcertEvent {
   extensions: Record<string, string>;
 }
 
-const pcrRefSchema = z.strictObject({
-  namespace: z.string().check(z.minLength(1), z.maxLength(63)),
-  name: z.string().check(z.minLength(1), z.maxLength(253)),
-  uid: z.string().check(z.minLength(1), z.maxLength(128)),
-});
+/**
+ * A PCR's namespace and name, as Kubernetes allows them: they go into API paths, so anything else
+ * (".." included) is refused here, before any call.
+ */
+export const pcrNamespaceSchema = z.string().check(z.refine(isNamespaceName, "must be a namespace name (a DNS-1123 label)"));
+export const pcrNameSchema = z.string().check(z.refine(isObjectName, "must be an object name (a DNS-1123 subdomain)"));
+export const pcrUidSchema = z.string().check(z.minLength(1), z.maxLength(MAX_UID_LENGTH));
+export const signerNameSchema = z.string().check(z.minLength(1), z.maxLength(MAX_SIGNER_NAME_LENGTH));
 
-const jws = z.string().check(z.minLength(1), z.maxLength(64 * 1024));
+const pcrRefSchema = z.strictObject({ namespace: pcrNamespaceSchema, name: pcrNameSchema, uid: pcrUidSchema });
+
+const jws = z.string().check(z.minLength(1), z.maxLength(MAX_ATTESTATION_BYTES));
 
 /** What one step hands the next: the PCR it is about and the attestations so far. */
 export const stepEventDataSchema = z.strictObject({
   pcr: pcrRefSchema,
-  signerName: z.string().check(z.minLength(1), z.maxLength(571)),
+  signerName: signerNameSchema,
   attestations: z.strictObject({
     validate: z.optional(jws),
     "derive-sans": z.optional(jws),

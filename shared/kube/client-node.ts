@@ -67,7 +67,15 @@ function reuseConnections(kc: KubeConfig): void {
 const PCRS = "/apis/certificates.k8s.io/v1beta1";
 /** Longest wait for an API server's answer (headers, then between body chunks), by default. */
 const API_TIMEOUT_MS = 20_000;
-const seg = encodeURIComponent;
+/**
+ * One path segment. Names are checked against Kubernetes' rules where they are first read (an
+ * event, a PCR field); a segment that would move the path (empty, "." or "..", which
+ * encodeURIComponent leaves as they are) reaching this point is a bug, never a request to send.
+ */
+function seg(name: string): string {
+  if (name === "" || name === "." || name === "..") throw new Error(`bug: ${JSON.stringify(name)} as a Kubernetes API path segment`);
+  return encodeURIComponent(name);
+}
 
 interface Response {
   status: number;

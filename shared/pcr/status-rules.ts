@@ -11,6 +11,7 @@
 
 import { X509Certificate, createPublicKey, type KeyObject } from "node:crypto";
 
+import { MAX_CERTIFICATE_CHAIN_BYTES, MAX_CONDITION_MESSAGE_BYTES, MAX_CONDITION_REASON_LENGTH } from "../limits.js";
 import type { Condition, PcrStatus, PodCertificateRequest } from "./model.js";
 
 export type FieldErrorType =
@@ -26,9 +27,6 @@ export interface StatusFieldError {
   detail: string;
 }
 
-export const MAX_CERTIFICATE_CHAIN_BYTES = 100 * 1024;
-export const MAX_CONDITION_MESSAGE_BYTES = 32 * 1024;
-export const MAX_CONDITION_REASON_LENGTH = 1024;
 export const DEFAULT_MAX_EXPIRATION_SECONDS = 86400;
 const CONDITION_REASON = /^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$/;
 const TERMINAL = ["Issued", "Denied", "Failed"];

@@ -1,4 +1,5 @@
 /** Building the status podcert writes: Issued, or Denied/Failed (SPEC.md §1 rules). */
+import { MAX_CONDITION_MESSAGE_BYTES, truncateUtf8 } from "../limits.js";
 import type { Condition, PcrStatus } from "./model.js";
 
 /** RFC 3339 with whole seconds, the form kube-apiserver writes back. */
@@ -8,16 +9,10 @@ export function rfc3339Seconds(d: Date): string {
 
 /** kube-apiserver's condition reason pattern; also bounded to 1024 characters. */
 export const CONDITION_REASON = /^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$/;
-export const MAX_CONDITION_MESSAGE_BYTES = 32 * 1024;
 
 function condition(type: Condition["type"], reason: string, message: string, now: Date): Condition {
   // Messages can quote untrusted input; keep them inside the API server's limit.
-  let m = message;
-  if (Buffer.byteLength(m) > MAX_CONDITION_MESSAGE_BYTES) {
-    // Cut on a UTF-8 boundary: a split character would reach the API server as U+FFFD.
-    m = `${Buffer.from(m).subarray(0, MAX_CONDITION_MESSAGE_BYTES - 3).toString("utf8").replace(/\uFFFD+$/u, "")}…`;
-  }
-  return { type, status: "True", reason, message: m, lastTransitionTime: rfc3339Seconds(now) };
+  return { type, status: "True", reason, message: truncateUtf8(message, MAX_CONDITION_MESSAGE_BYTES), lastTransitionTime: rfc3339Seconds(now) };
 }
 
 export function issuedStatus(o: {

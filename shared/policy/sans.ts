@@ -5,11 +5,12 @@
  * never a certificate without the names and never a denial.
  */
 import { RequestDeniedError } from "../errors.js";
+import { isNamespaceName } from "../kube/names.js";
+import { MAX_DNS_NAMES_BYTES } from "../limits.js";
 import type { Pod, Service } from "../pcr/model.js";
 import type { ServiceSelection } from "./annotations.js";
 
 const ELIGIBLE_TYPES = new Set(["ClusterIP", "NodePort", "LoadBalancer"]);
-const DNS1123_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
 
 export type SanDecision =
   | { outcome: "derived"; dnsNames: string[] }
@@ -43,7 +44,7 @@ export function serviceDnsNames(service: Service, pod: Pod, namespace: string, c
   const names = [`${svc}.${namespace}.svc`, `${svc}.${namespace}.svc.${clusterDomain}`];
   const headless = service.spec.clusterIP === "None";
   const { hostname, subdomain } = pod.spec;
-  if (headless && subdomain === svc && hostname !== undefined && DNS1123_LABEL.test(hostname) && hostname.length <= 63) {
+  if (headless && subdomain === svc && hostname !== undefined && isNamespaceName(hostname)) {
     names.push(`${hostname}.${svc}.${namespace}.svc`, `${hostname}.${svc}.${namespace}.svc.${clusterDomain}`);
   }
   return names;
@@ -81,6 +82,17 @@ export function deriveDnsNames(facts: SanFacts): SanDecision {
       error: new RequestDeniedError(
         "TooManyDNSNames",
         `the Services selecting the pod give ${dnsNames.length} DNS names; this signer puts at most ${facts.maxNames} in a certificate (name fewer Services in the annotation)`,
+      ),
+    };
+  }
+  // The names must leave the chain room under kube-apiserver's limit (limits.ts).
+  const bytes = dnsNames.reduce((n, name) => n + name.length, 0);
+  if (bytes > MAX_DNS_NAMES_BYTES) {
+    return {
+      outcome: "denied",
+      error: new RequestDeniedError(
+        "TooManyDNSNames",
+        `the Services selecting the pod give ${dnsNames.length} DNS names of ${bytes} bytes together; a certificate holds at most ${MAX_DNS_NAMES_BYTES} bytes of names (name fewer Services in the annotation)`,
       ),
     };
   }

@@ -4,7 +4,7 @@
  * Rules run in a fixed order so the same request always gets the same reason.
  */
 import { RequestDeniedError } from "../errors.js";
-import type { Namespace, Node, Pod, PodCertificateRequest, ServiceAccount } from "../pcr/model.js";
+import type { Namespace, Node, PcrSpec, Pod, PodCertificateRequest, ServiceAccount } from "../pcr/model.js";
 import type { NamespaceScope, SignerProfile } from "../profiles/config.js";
 import { readRequestKey, type RequestKey } from "../x509/request-key.js";
 import { checkUserAnnotations, type ServiceSelection } from "./annotations.js";
@@ -46,10 +46,12 @@ export function describeScope(scope: NamespaceScope): string {
   return parts.join(" ");
 }
 
-/** Every way the live pod differs from what the request claims; empty when they agree. */
-export function podMismatches(facts: Pick<ValidationFacts, "pcr" | "pod" | "serviceAccount" | "node">): string[] {
-  const { spec } = facts.pcr;
-  const pod = facts.pod;
+/**
+ * Every way the live pod itself differs from what the request claims (exists, UID, node, service
+ * account, not terminating, not finished); empty when they agree. sign checks this again just
+ * before it writes the certificate.
+ */
+export function livePodMismatches(spec: Pick<PcrSpec, "podName" | "podUID" | "nodeName" | "serviceAccountName">, pod: Pod | undefined): string[] {
   if (pod === undefined) return [`pod ${spec.podName} does not exist`];
   const problems: string[] = [];
   if (pod.metadata.uid !== spec.podUID) problems.push(`pod UID is ${pod.metadata.uid ?? "unset"}, request says ${spec.podUID}`);
@@ -60,6 +62,17 @@ export function podMismatches(facts: Pick<ValidationFacts, "pcr" | "pod" | "serv
   if (podServiceAccount !== spec.serviceAccountName) {
     problems.push(`pod runs as service account ${podServiceAccount}, request says ${spec.serviceAccountName}`);
   }
+  if (pod.metadata.deletionTimestamp) problems.push("pod is terminating");
+  const phase = pod.status?.phase;
+  if (phase === "Succeeded" || phase === "Failed") problems.push(`pod has finished (phase ${phase})`);
+  return problems;
+}
+
+/** Every way the live pod, its service account and its node differ from the request; empty when they agree. */
+export function podMismatches(facts: Pick<ValidationFacts, "pcr" | "pod" | "serviceAccount" | "node">): string[] {
+  const { spec } = facts.pcr;
+  const problems = livePodMismatches(spec, facts.pod);
+  if (facts.pod === undefined) return problems;
   if (facts.serviceAccount === undefined) problems.push(`service account ${spec.serviceAccountName} does not exist`);
   else if (facts.serviceAccount.metadata.uid !== spec.serviceAccountUID) {
     problems.push(`service account UID is ${facts.serviceAccount.metadata.uid ?? "unset"}, request says ${spec.serviceAccountUID}`);
@@ -68,9 +81,6 @@ export function podMismatches(facts: Pick<ValidationFacts, "pcr" | "pod" | "serv
   else if (facts.node.metadata.uid !== spec.nodeUID) {
     problems.push(`node UID is ${facts.node.metadata.uid ?? "unset"}, request says ${spec.nodeUID}`);
   }
-  if (pod.metadata.deletionTimestamp) problems.push("pod is terminating");
-  const phase = pod.status?.phase;
-  if (phase === "Succeeded" || phase === "Failed") problems.push(`pod has finished (phase ${phase})`);
   return problems;
 }
 
@@ -87,7 +97,8 @@ export function decideValidation(facts: ValidationFacts): ValidationDecision {
   }
 
   const annotations = checkUserAnnotations(pcr.spec.unverifiedUserAnnotations, profile);
-  if (!annotations.ok) return deny("InvalidUnverifiedUserAnnotations", annotations.message);
+  // A well-formed list of too many Services is decided last, after the request's own checks.
+  if (!annotations.ok && annotations.reason === "InvalidUnverifiedUserAnnotations") return deny(annotations.reason, annotations.message);
 
   let key: RequestKey;
   try {
@@ -100,5 +111,6 @@ export function decideValidation(facts: ValidationFacts): ValidationDecision {
   const mismatches = podMismatches(facts);
   if (mismatches.length > 0) return deny("PodMismatch", `request does not match the live pod: ${mismatches.join("; ")}`);
 
+  if (!annotations.ok) return deny(annotations.reason, annotations.message);
   return { outcome: "validated", key, services: annotations.services };
 }

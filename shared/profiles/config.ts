@@ -8,6 +8,11 @@ import { ConfigError } from "../errors.js";
 import { KEY_TYPES, type KeyType } from "../pcr/model.js";
 import { validateExtensionOid } from "../x509/der.js";
 import * as z from "../zod.js";
+import { DNS1123_LABEL, DNS1123_SUBDOMAIN } from "../kube/names.js";
+import { MAX_DNS_NAME_LENGTH, MAX_DNS_NAMES, MAX_LABEL_LENGTH } from "../limits.js";
+
+/** See clusterDomain below. */
+const MAX_CLUSTER_DOMAIN_LENGTH = MAX_DNS_NAME_LENGTH - (3 * (MAX_LABEL_LENGTH + 1) + "svc.".length);
 
 export const CONFIG_API_VERSION = "podcert.ate.dev/v1alpha1";
 export const CONFIG_KIND = "SignerConfig";
@@ -15,8 +20,6 @@ export const CONFIG_KIND = "SignerConfig";
 /** RFC 5612's enterprise number for documentation; operators should use their own PEN. */
 export const DEFAULT_POD_IDENTITY_OID = "1.3.6.1.4.1.32473.1.1";
 
-const DNS1123_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
-const DNS1123_SUBDOMAIN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
 // Signer names are "<domain>/<path>" (kube-apiserver's rule: a DNS subdomain, a slash, a path).
 const SIGNER_NAME = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)+\/[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$/;
 // SPIFFE trust domains: lowercase letters, digits, dots, dashes and underscores.
@@ -52,7 +55,7 @@ const dnsNamesSchema = z.strictObject({
   /** When true, a request without the opt-in is denied (a signer whose certificates are for serving). */
   required: z._default(z.boolean(), false),
   /** Most DNS SANs in one certificate; more is a denial. */
-  maxNames: z._default(z.number().check(z.int(), z.minimum(1), z.maximum(1000)), 100),
+  maxNames: z._default(z.number().check(z.int(), z.minimum(1), z.maximum(MAX_DNS_NAMES)), 100),
 });
 
 const signerSchema = z.strictObject({
@@ -82,7 +85,15 @@ const configSchema = z
     apiVersion: z.literal(CONFIG_API_VERSION),
     kind: z.literal(CONFIG_KIND),
     trustDomain: z._default(z.string().check(z.regex(TRUST_DOMAIN)), "cluster.local"),
-    clusterDomain: z._default(z.string().check(z.regex(DNS1123_SUBDOMAIN, "must be a DNS name")), "cluster.local"),
+    clusterDomain: z._default(
+      z.string().check(
+        z.regex(DNS1123_SUBDOMAIN, "must be a DNS name"),
+        // The longest name podcert derives, <hostname>.<service>.<namespace>.svc.<clusterDomain>
+        // (three 63-character labels), must still be a DNS name: at most 253 characters.
+        z.maxLength(MAX_CLUSTER_DOMAIN_LENGTH, `must be at most ${MAX_CLUSTER_DOMAIN_LENGTH} characters, so that <hostname>.<service>.<namespace>.svc.<clusterDomain> fits in ${MAX_DNS_NAME_LENGTH}`),
+      ),
+      "cluster.local",
+    ),
     /** How long a step's attestation stays valid: the broker's whole retry window. */
     attestationTTLSeconds: z._default(z.number().check(z.int(), z.minimum(30), z.maximum(86400)), 900),
     signers: z.array(signerSchema).check(z.minLength(1)),

@@ -110,7 +110,7 @@ export async function serveFunction(def: FunctionDefinition, ctx: FunctionContex
         } else {
           let event: PodcertEvent | undefined;
           try {
-            event = eventFromHttp(req.headers, body);
+            event = eventFromHttp(req.headers, body, (attribute, reason) => ctx.log.warn("event attribute dropped", { step: def.step, attribute, reason }));
           } catch (e) {
             handled = { status: statusForError(e), error: e, seconds: 0 };
           }

@@ -3,6 +3,8 @@
  * pays for every module it loads, and podcert needs only levels and fields. Callers pass fields,
  * never key material; `redactKeys` is a last line of defence against a PEM private key slipping in.
  */
+import { MAX_LOG_LINE_BYTES, MAX_LOG_LIST_ITEMS, MAX_LOG_STRING_LENGTH } from "../limits.js";
+
 export type LogLevel = "debug" | "info" | "warn" | "error";
 const ORDER: Record<LogLevel, number> = { debug: 10, info: 20, warn: 30, error: 40 };
 
@@ -37,7 +39,7 @@ export function createLogger(o: {
       // Callers' fields never replace time, level or msg.
       if (!(k in record)) record[k] = v;
     }
-    write(redactKeys(JSON.stringify(record, errorReplacer)));
+    write(redactKeys(boundedLine(record)));
   };
   return {
     debug: (m, f) => emit("debug", m, f),
@@ -48,11 +50,32 @@ export function createLogger(o: {
   };
 }
 
-function errorReplacer(_key: string, value: unknown): unknown {
+/**
+ * The record as one JSON line of at most MAX_LOG_LINE_BYTES: fields can quote untrusted input
+ * (names, annotation values, error messages), so long strings and lists are cut, and a line still
+ * too long keeps only its time, level and message.
+ */
+function boundedLine(record: Record<string, unknown>): string {
+  const line = JSON.stringify(record, boundingReplacer);
+  if (Buffer.byteLength(line) <= MAX_LOG_LINE_BYTES) return line;
+  const { time, level, msg } = record;
+  return JSON.stringify({ time, level, msg: bound(String(msg)), truncated: `fields dropped: the line had ${Buffer.byteLength(line)} bytes, more than ${MAX_LOG_LINE_BYTES}` });
+}
+
+function bound(s: string): string {
+  return s.length <= MAX_LOG_STRING_LENGTH ? s : `${s.slice(0, MAX_LOG_STRING_LENGTH)}…(${s.length - MAX_LOG_STRING_LENGTH} more characters)`;
+}
+
+function boundingReplacer(_key: string, value: unknown): unknown {
   if (value instanceof Error) {
+    // The replacer is applied to this object too, which bounds the message.
     const out: Record<string, unknown> = { name: value.name, message: value.message };
     if ("code" in value) out.code = (value as { code: unknown }).code;
     return out;
+  }
+  if (typeof value === "string") return bound(value);
+  if (Array.isArray(value) && value.length > MAX_LOG_LIST_ITEMS) {
+    return [...value.slice(0, MAX_LOG_LIST_ITEMS), `…(${value.length - MAX_LOG_LIST_ITEMS} more)`];
   }
   return value;
 }

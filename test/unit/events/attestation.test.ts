@@ -44,6 +44,7 @@ const expectFrom = (from: StepName, kind: Decision["kind"], o: Partial<Attestati
   pcr: PCR,
   signerName: SIGNER,
   spkiSha256: SPKI,
+  maxLifetimeSeconds: TTL,
   ...o,
 });
 
@@ -282,6 +283,21 @@ describe("attest / verifyAttestation", () => {
     await expect(verifyAttestation(keys["derive-sans"], token, expectFrom("validate", "validated"), at(TTL - 1))).resolves.toBeDefined();
     await rejected(verifyAttestation(keys["derive-sans"], token, expectFrom("validate", "validated"), at(TTL + 31)), [401, 403], /expired/);
     await rejected(verifyAttestation(keys["derive-sans"], token, expectFrom("validate", "validated"), at(TTL + 86400)), [401, 403], /expired/);
+  });
+
+  it.each([
+    { case: "issued a year from now, valid for the configured lifetime", iatOffset: 365 * 86400, ttl: TTL, says: /issued in the future/ },
+    { case: "issued 31 s from now (past the clock tolerance)", iatOffset: 31, ttl: TTL, says: /issued in the future/ },
+    { case: "issued now, valid for a year", iatOffset: 0, ttl: 365 * 86400, says: /claims a lifetime of 31536000 s, more than the 900 s configured/ },
+    { case: "issued now, valid one second longer than configured", iatOffset: 0, ttl: TTL + 1, says: /claims a lifetime of 901 s/ },
+  ])("rejects a correctly signed token $case", async ({ iatOffset, ttl, says }) => {
+    const token = await attest(keys.validate, claims(), { now: new Date(NOW.getTime() + iatOffset * 1000), ttlSeconds: ttl });
+    await rejected(verifyAttestation(keys["derive-sans"], token, expectFrom("validate", "validated"), NOW), [403], says);
+  });
+
+  it("accepts a token issued within the clock tolerance ahead, and one with exactly the configured lifetime", async () => {
+    const ahead = await attest(keys.validate, claims(), { now: new Date(NOW.getTime() + 30_000), ttlSeconds: TTL });
+    await expect(verifyAttestation(keys["derive-sans"], ahead, expectFrom("validate", "validated"), NOW)).resolves.toBeDefined();
   });
 
   it.each<{ case: string; o: Partial<AttestationExpectation>; says: RegExp }>([

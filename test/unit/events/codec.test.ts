@@ -1,7 +1,8 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { RejectedEventError } from "../../../shared/errors.js";
-import { eventFromHttp, eventFromJson, eventToBinaryHttp, eventToJson, MAX_EVENT_BYTES } from "../../../shared/events/codec.js";
+import { eventFromHttp, eventFromJson, eventToBinaryHttp, eventToJson, isValidTraceparent, isValidTracestate, MAX_EVENT_BYTES } from "../../../shared/events/codec.js";
+import { MAX_EVENT_ATTRIBUTE_LENGTH } from "../../../shared/limits.js";
 import type { PodcertEvent } from "../../../shared/events/types.js";
 
 const PCR_DATA = {
@@ -221,5 +222,70 @@ describe("eventFromJson / eventToJson", () => {
     const doc = structured();
     delete doc[attr];
     rejected(() => eventFromJson(doc), 400);
+  });
+});
+
+describe("trace context and header-bound attributes", () => {
+  it.each([
+    { case: "version 00", value: TRACEPARENT, valid: true },
+    { case: "a later version with more fields", value: "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra", valid: true },
+    { case: "version 00 with more fields", value: `${TRACEPARENT}-extra`, valid: false },
+    { case: "version ff", value: "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", valid: false },
+    { case: "an all-zero trace id", value: "00-00000000000000000000000000000000-00f067aa0ba902b7-01", valid: false },
+    { case: "an all-zero parent id", value: "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01", valid: false },
+    { case: "capital hex", value: "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01", valid: false },
+    { case: "a short trace id", value: "00-abc-def-01", valid: false },
+    { case: "CR LF", value: `${TRACEPARENT}\r\nx-injected: 1`, valid: false },
+    { case: "a character above U+00FF", value: `${TRACEPARENT.slice(0, -1)}\u0101`, valid: false },
+  ])("traceparent with $case: valid $valid", ({ value, valid }) => {
+    expect(isValidTraceparent(value)).toBe(valid);
+  });
+
+  it.each([
+    { case: "one member", value: "congo=t61rcWkgMzE", valid: true },
+    { case: "two members with spaces", value: "rojo=00f067aa0ba902b7, congo=t61rcWkgMzE", valid: true },
+    { case: "a multi-tenant key", value: "fw529a3039@dt=+.wqxd", valid: true },
+    { case: "a value with =", value: "a=b=c", valid: false },
+    { case: "a capital key", value: "Congo=x", valid: false },
+    { case: "a duplicate key", value: "a=1,a=2", valid: false },
+    { case: "33 members", value: Array.from({ length: 33 }, (_, i) => `k${i}=v`).join(","), valid: false },
+    { case: "CR LF", value: "a=1\r\nb=2", valid: false },
+    { case: "a character above U+00FF", value: "a=\u0101", valid: false },
+    { case: "a member without =", value: "a", valid: false },
+  ])("tracestate with $case: valid $valid", ({ value, valid }) => {
+    expect(isValidTracestate(value)).toBe(valid);
+  });
+
+  it.each(["traceparent", "tracestate"])("drops a structured-mode %s holding CR LF, saying so, and keeps the event", (attribute) => {
+    const dropped: string[] = [];
+    const e = eventFromHttp(STRUCTURED_CT, JSON.stringify({ ...structured(), [attribute]: "a=1\r\nx-injected: 1" }), (a, why) => dropped.push(`${a}: ${why}`));
+    expect(e.extensions[attribute]).toBeUndefined();
+    expect(e.extensions.kind).toBe("PodCertificateRequest");
+    expect(dropped).toEqual([`${attribute}: does not follow the W3C Trace Context grammar`]);
+  });
+
+  it("keeps a valid traceparent and tracestate", () => {
+    const e = eventFromHttp(STRUCTURED_CT, JSON.stringify({ ...structured(), tracestate: "congo=t61rcWkgMzE" }), () => {
+      throw new Error("nothing should be dropped");
+    });
+    expect(e.extensions).toMatchObject({ traceparent: TRACEPARENT, tracestate: "congo=t61rcWkgMzE" });
+  });
+
+  it.each([
+    { case: "an extension holding CR LF", patch: { kind: "PodCertificateRequest\r\nx: 1" }, says: /extension kind holds a character other than printable ASCII/ },
+    { case: "an extension above U+00FF", patch: { kind: "Pod\u0101" }, says: /extension kind holds a character other than printable ASCII/ },
+    { case: "an id holding LF", patch: { id: "evt\nx" }, says: /attribute id holds a character/ },
+    { case: "a subject above U+00FF", patch: { subject: "\u0101" }, says: /attribute subject holds a character/ },
+    { case: "an over-long source", patch: { source: `/${"s".repeat(MAX_EVENT_ATTRIBUTE_LENGTH)}` }, says: /attribute source longer than 2048 characters/ },
+  ])("rejects with 400 a structured event with $case (it could not be forwarded as a header)", ({ patch, says }) => {
+    let err: unknown;
+    try {
+      eventFromHttp(STRUCTURED_CT, JSON.stringify({ ...structured(), ...patch }));
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(RejectedEventError);
+    expect((err as RejectedEventError).status).toBe(400);
+    expect((err as Error).message).toMatch(says);
   });
 });

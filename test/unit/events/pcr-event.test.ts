@@ -79,6 +79,14 @@ describe("readPcrTrigger", () => {
     { case: "no spec", change: (d: Record<string, any>) => delete d.spec, path: /spec/ },
     { case: "a numeric uid", change: (d: Record<string, any>) => (d.metadata.uid = 42), path: /metadata\.uid/ },
     { case: "a 64-character namespace", change: (d: Record<string, any>) => (d.metadata.namespace = "n".repeat(64)), path: /metadata\.namespace/ },
+    // Names go into API paths: ".." would walk up ("/namespaces/../podcertificaterequests/x" is a cluster-wide read).
+    { case: "a namespace of ..", change: (d: Record<string, any>) => (d.metadata.namespace = ".."), path: /metadata\.namespace: must be a namespace name/ },
+    { case: "a name of ..", change: (d: Record<string, any>) => (d.metadata.name = ".."), path: /metadata\.name: must be an object name/ },
+    { case: "a name of .", change: (d: Record<string, any>) => (d.metadata.name = "."), path: /metadata\.name: must be an object name/ },
+    { case: "a name with a slash", change: (d: Record<string, any>) => (d.metadata.name = "a/b"), path: /metadata\.name/ },
+    { case: "a namespace with capitals", change: (d: Record<string, any>) => (d.metadata.namespace = "Ate-System"), path: /metadata\.namespace/ },
+    { case: "a namespace with a dot", change: (d: Record<string, any>) => (d.metadata.namespace = "a.b"), path: /metadata\.namespace/ },
+    { case: "a 254-character name", change: (d: Record<string, any>) => (d.metadata.name = "a".repeat(254)), path: /metadata\.name/ },
   ])("rejects data with $case, naming the field", ({ change, path }) => {
     const data = structuredClone(pcr) as unknown as Record<string, any>;
     change(data);

@@ -100,6 +100,18 @@ describe("reads", () => {
     expect(await api.readPod(NS, "../../nodes/x?y=1")).toBeUndefined();
     expect(seen[0]!.url).toBe(`/api/v1/namespaces/${NS}/pods/..%2F..%2Fnodes%2Fx%3Fy%3D1`);
   });
+
+  it.each([
+    { case: "a namespace of ..", call: (api: KubeClusterApi) => api.readPcr("..", "x") },
+    { case: "a namespace and a name of ..", call: (api: KubeClusterApi) => api.readPcr("..", "..") },
+    { case: "a name of .", call: (api: KubeClusterApi) => api.readPod(NS, ".") },
+    { case: "an empty name", call: (api: KubeClusterApi) => api.readNode("") },
+  ])("refuses $case as a bug, sending nothing", async ({ call }) => {
+    const { url, seen } = await scripted({ status: 200, body: "{}" });
+    const api = new KubeClusterApi(loadKubeConfig({ kubeconfigText: kubeconfigFor(url) }));
+    await expect(async () => call(api)).rejects.toThrow(/^bug: .* as a Kubernetes API path segment$/);
+    expect(seen).toEqual([]);
+  });
 });
 
 describe("PodCertificateRequests", () => {

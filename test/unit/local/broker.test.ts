@@ -146,12 +146,12 @@ describe("delivery", () => {
       res.writeHead(200, headers).end(body);
     };
     const { broker, received, dead } = await brokerWith({ validate: reply(EVENT_TYPES.validated), "derive-sans": reply(EVENT_TYPES.sansDerived) });
-    broker.publish(event(EVENT_TYPES.apiServerAdd, { kind: "PodCertificateRequest", traceparent: "00-abc-def-01" }));
+    broker.publish(event(EVENT_TYPES.apiServerAdd, { kind: "PodCertificateRequest", traceparent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01" }));
     await broker.idle();
     expect(received.get("validate")).toHaveLength(1);
     expect(received.get("derive-sans")).toHaveLength(1);
     expect(received.get("sign")).toHaveLength(1);
-    expect(received.get("sign")![0]!.extensions.traceparent).toBe("00-abc-def-01");
+    expect(received.get("sign")![0]!.extensions.traceparent).toBe("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01");
     expect(received.get("deny")).toHaveLength(0);
     expect(dead).toEqual([]);
   });

@@ -1,11 +1,7 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import {
-  checkUserAnnotations,
-  MAX_ANNOTATION_VALUE_BYTES,
-  MAX_ANNOTATIONS,
-  parseExpectsService,
-} from "../../../shared/policy/annotations.js";
+import { MAX_USER_ANNOTATION_VALUE_BYTES as MAX_ANNOTATION_VALUE_BYTES, MAX_USER_ANNOTATIONS as MAX_ANNOTATIONS, MAX_DNS_NAMES } from "../../../shared/limits.js";
+import { checkUserAnnotations, parseExpectsService as parseWithMax } from "../../../shared/policy/annotations.js";
 import type { SignerProfile } from "../../../shared/profiles/config.js";
 import {
   ATESYSTEM_SIGNER,
@@ -17,6 +13,21 @@ import {
 const ate = defaultSignerConfig().signers.get(ATESYSTEM_SIGNER)!;
 const workerpool = defaultSignerConfig().signers.get(WORKERPOOL_SIGNER)!;
 const OPT_IN = EXPECTS_SERVICE_ANNOTATION;
+const parseExpectsService = (value: string) => parseWithMax(value, MAX_DNS_NAMES);
+/** ate with the largest maxNames a profile may set. */
+const wide: SignerProfile = { ...ate, dnsNames: { ...ate.dnsNames!, maxNames: 1000 } };
+
+/** The `n` shortest distinct Service names: a..z, then a0..zz, ... */
+function shortServiceNames(n: number): string[] {
+  const first = "abcdefghijklmnopqrstuvwxyz";
+  const rest = "abcdefghijklmnopqrstuvwxyz0123456789";
+  const out: string[] = [...first];
+  for (let i = 0; out.length < n; i++) {
+    const head = out[i]!;
+    for (const c of rest) if (out.length < n) out.push(head + c);
+  }
+  return out.slice(0, n);
+}
 
 /** A serving-only profile: the opt-in is mandatory. */
 const required: Pick<SignerProfile, "name" | "dnsNames"> = {
@@ -166,6 +177,15 @@ describe("checkUserAnnotations", () => {
     expect(r.message).not.toContain(`"${OPT_IN}"`);
   });
 
+  it("names at most five unknown keys and counts the rest", () => {
+    const keys = Array.from({ length: 32 }, (_, i) => `k${String(i).padStart(2, "0")}.example.com/x`);
+    const r = checkUserAnnotations(Object.fromEntries(keys.map((k) => [k, "v"])), ate);
+    expect(r).toMatchObject({ ok: false, reason: "InvalidUnverifiedUserAnnotations" });
+    expect(r.ok ? "" : r.message).toBe(
+      `unknown unverifiedUserAnnotations key(s) ${keys.slice(0, 5).map((k) => JSON.stringify(k)).join(", ")}, and 27 more keys for signer ${ate.name} (accepted: ${OPT_IN})`,
+    );
+  });
+
   it("denies the ate-system opt-in on a signer that has no DNS names (workerpool), saying none are accepted", () => {
     const r = checkUserAnnotations({ [OPT_IN]: "true" }, workerpool);
     expect(r.ok).toBe(false);
@@ -204,24 +224,48 @@ describe("checkUserAnnotations", () => {
   });
 
   it("denies an oversized opt-in value before parsing it, and accepts one at the limit", () => {
-    // A list of distinct valid names just under the byte limit.
+    // A list of distinct valid names (60 characters each) just under the byte limit.
     const names: string[] = [];
     let len = 0;
-    for (let i = 0; len + 8 < MAX_ANNOTATION_VALUE_BYTES; i++) {
-      const n = `s${i.toString().padStart(5, "0")}`;
+    for (let i = 0; len + 61 < MAX_ANNOTATION_VALUE_BYTES; i++) {
+      const n = `s${i.toString().padStart(59, "0")}`;
       names.push(n);
       len += n.length + 1;
     }
     const ok = names.join(",");
     expect(Buffer.byteLength(ok)).toBeLessThanOrEqual(MAX_ANNOTATION_VALUE_BYTES);
-    const r1 = checkUserAnnotations({ [OPT_IN]: ok }, ate);
-    expect(r1.ok).toBe(true);
+    const r1 = checkUserAnnotations({ [OPT_IN]: ok }, wide);
+    expect(r1).toEqual({ ok: true, services: { kind: "named", names } });
 
     const big = `${ok},${"x".repeat(MAX_ANNOTATION_VALUE_BYTES)}`;
-    const r2 = checkUserAnnotations({ [OPT_IN]: big }, ate);
-    expect(r2.ok).toBe(false);
-    if (r2.ok) return;
-    expect(r2.message).toBe(`${OPT_IN}: value longer than ${MAX_ANNOTATION_VALUE_BYTES} bytes`);
+    const r2 = checkUserAnnotations({ [OPT_IN]: big }, wide);
+    expect(r2).toEqual({ ok: false, reason: "InvalidUnverifiedUserAnnotations", message: `${OPT_IN}: value longer than ${MAX_ANNOTATION_VALUE_BYTES} bytes` });
+  });
+
+  it.each([
+    { case: "the profile's maxNames / 2", profile: ate, count: 50, ok: true },
+    { case: "one more than maxNames / 2", profile: ate, count: 51, ok: false },
+    { case: "1,100 short names (largest maxNames)", profile: wide, count: 1100, ok: false },
+    { case: "500 short names (largest maxNames)", profile: wide, count: 500, ok: true },
+  ])("counts the named Services against maxNames: $case", ({ profile, count, ok }) => {
+    const names = shortServiceNames(count);
+    const value = names.join(",");
+    expect(Buffer.byteLength(value)).toBeLessThanOrEqual(MAX_ANNOTATION_VALUE_BYTES);
+    const r = checkUserAnnotations({ [OPT_IN]: value }, profile);
+    if (ok) expect(r).toEqual({ ok: true, services: { kind: "named", names } });
+    else {
+      expect(r).toMatchObject({ ok: false, reason: "TooManyDNSNames" });
+      expect(r.ok ? "" : r.message).toBe(`${OPT_IN}: names ${count} Services, at least ${count * 2} DNS names; this signer puts at most ${profile.dnsNames!.maxNames} in a certificate`);
+    }
+  });
+
+  it("bounds the message for a value of nothing but commas, listing five problems and counting the rest", () => {
+    const r = checkUserAnnotations({ [OPT_IN]: ",".repeat(MAX_ANNOTATION_VALUE_BYTES - 1) }, ate);
+    expect(r).toMatchObject({ ok: false, reason: "InvalidUnverifiedUserAnnotations" });
+    const message = r.ok ? "" : r.message;
+    expect(message).toBe(
+      `${OPT_IN}: must be "true" or a comma-separated list of Service names: item 1 is empty; item 2 is empty; item 3 is empty; item 4 is empty; item 5 is empty; and ${MAX_ANNOTATION_VALUE_BYTES - 5} more problems`,
+    );
   });
 
   it("counts the value size in UTF-8 bytes, not characters", () => {

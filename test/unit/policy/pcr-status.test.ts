@@ -5,7 +5,8 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { pcrStatusUpdateErrors } from "../../../shared/pcr/status-rules.js";
-import { CONDITION_REASON, deniedStatus, issuedStatus, MAX_CONDITION_MESSAGE_BYTES, rfc3339Seconds } from "../../../shared/pcr/status.js";
+import { MAX_CONDITION_MESSAGE_BYTES } from "../../../shared/limits.js";
+import { CONDITION_REASON, deniedStatus, issuedStatus, rfc3339Seconds } from "../../../shared/pcr/status.js";
 import { pcrFor, pod } from "../../helpers/objects.js";
 
 const NOW = new Date("2026-05-01T10:00:00.987Z");

@@ -1,6 +1,7 @@
 import { generateKeyPairSync } from "node:crypto";
 import { describe, expect, it } from "vitest";
 import { TransientError } from "../../../shared/errors.js";
+import { MAX_LOG_LINE_BYTES, MAX_LOG_LIST_ITEMS, MAX_LOG_STRING_LENGTH } from "../../../shared/limits.js";
 import { createLogger, redactKeys, silentLogger, type LogLevel } from "../../../shared/runtime/log.js";
 
 function capture(level?: LogLevel, fields?: Record<string, unknown>) {
@@ -99,6 +100,26 @@ describe("createLogger", () => {
       expect(line).not.toContain(keyBody(pem));
       expect(() => JSON.parse(line)).not.toThrow();
     }
+  });
+
+  it("cuts long strings and lists, so untrusted values cannot make a line grow without bound", () => {
+    const { log, records } = capture();
+    log.info("decision", { message: "x".repeat(MAX_LOG_STRING_LENGTH + 10), dnsNames: Array.from({ length: MAX_LOG_LIST_ITEMS + 5 }, (_, i) => `n${i}`), error: new Error("y".repeat(MAX_LOG_STRING_LENGTH + 1)) });
+    const r = records()[0]!;
+    expect(r.message).toBe(`${"x".repeat(MAX_LOG_STRING_LENGTH)}…(10 more characters)`);
+    expect(r.dnsNames).toEqual([...Array.from({ length: MAX_LOG_LIST_ITEMS }, (_, i) => `n${i}`), "…(5 more)"]);
+    expect((r.error as { message: string }).message).toBe(`${"y".repeat(MAX_LOG_STRING_LENGTH)}…(1 more characters)`);
+  });
+
+  it("keeps only time, level and message of a line that is still too long, saying so", () => {
+    const { log, lines, records } = capture();
+    // Many short fields: none is cut, together they pass the line limit (an 81 KB line was seen).
+    const fields = Object.fromEntries(Array.from({ length: 100 }, (_, i) => [`f${i}`, "z".repeat(MAX_LOG_STRING_LENGTH)]));
+    log.warn("event rejected", fields);
+    expect(Buffer.byteLength(lines[0]!)).toBeLessThanOrEqual(MAX_LOG_LINE_BYTES);
+    const r = records()[0]!;
+    expect(Object.keys(r).sort()).toEqual(["level", "msg", "time", "truncated"]);
+    expect(r.truncated).toMatch(/^fields dropped: the line had \d+ bytes, more than 16384$/);
   });
 
   it("silentLogger writes nothing and its children are silent too", () => {
