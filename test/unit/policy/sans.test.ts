@@ -219,6 +219,21 @@ describe("deriveDnsNames", () => {
       expect(d.error.message).toContain("at most 10");
     });
 
+    it("denies names that together would not leave the chain room under kube-apiserver's 100 KiB", () => {
+      // 250 Services with 60-character names in a 63-character namespace: 500 names, under
+      // maxNames 1000, but about 64 KiB of names.
+      const ns = "n".repeat(63);
+      const services = Array.from({ length: 250 }, (_, i) => service(`s${String(i).padStart(59, "0")}`, { namespace: ns }));
+      const p = pod({ namespace: ns });
+      const d = deriveDnsNames(facts({ namespace: ns, pod: p, maxNames: 1000, selection: { kind: "all" }, services }));
+      expect(d.outcome).toBe("denied");
+      if (d.outcome !== "denied") return;
+      expect(d.error.reason).toBe("TooManyDNSNames");
+      expect(d.error.message).toMatch(/^the Services selecting the pod give 500 DNS names of \d+ bytes together; a certificate holds at most 61440 bytes of names/);
+      // 200 of them fit.
+      expect(derived(deriveDnsNames(facts({ namespace: ns, pod: p, maxNames: 1000, selection: { kind: "all" }, services: services.slice(0, 200) })))).toHaveLength(400);
+    });
+
     it("with the default of 100: 50 Services pass, 51 are denied", () => {
       expect(derived(deriveDnsNames(facts({ selection: { kind: "all" }, services: many(50) })))).toHaveLength(100);
       expect(deriveDnsNames(facts({ selection: { kind: "all" }, services: many(51) })).outcome).toBe("denied");

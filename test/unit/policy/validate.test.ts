@@ -109,20 +109,25 @@ describe("decideValidation: valid requests", () => {
 });
 
 describe("decideValidation: the order of the deny rules", () => {
-  type Fault = "namespace" | "annotations" | "keyType" | "proof" | "pod";
+  type Fault = "namespace" | "annotations" | "keyType" | "proof" | "pod" | "tooManyServices";
   const ORDER: { fault: Fault; reason: DenialReason }[] = [
     { fault: "namespace", reason: "NamespaceNotAllowed" },
     { fault: "annotations", reason: "InvalidUnverifiedUserAnnotations" },
     { fault: "keyType", reason: "UnsupportedKeyType" },
     { fault: "proof", reason: "InvalidProofOfPossession" },
     { fault: "pod", reason: "PodMismatch" },
+    // A well-formed list naming more Services than maxNames allows: decided last.
+    { fault: "tooManyServices", reason: "TooManyDNSNames" },
   ];
 
   /** The base request (P-256, pkix), broken in exactly the given ways. */
   function broken(faults: ReadonlySet<Fault>): ValidationFacts {
     const pcr: PodCertificateRequest = structuredClone(base);
     if (faults.has("namespace")) pcr.metadata.namespace = "default";
-    if (faults.has("annotations")) pcr.spec.unverifiedUserAnnotations = { "example.com/unknown": "1" };
+    const annotations: Record<string, string> = {};
+    if (faults.has("annotations")) annotations["example.com/unknown"] = "1";
+    if (faults.has("tooManyServices")) annotations[EXPECTS_SERVICE_ANNOTATION] = Array.from({ length: ate.dnsNames!.maxNames / 2 + 1 }, (_, i) => `s${i}`).join(",");
+    if (Object.keys(annotations).length > 0) pcr.spec.unverifiedUserAnnotations = annotations;
     if (faults.has("proof")) pcr.spec.proofOfPossession = otherProof;
     const profile: SignerProfile = { ...ate, allowedKeyTypes: faults.has("keyType") ? ["ED25519", "RSA3072"] : KEY_TYPES };
     return factsFor(pcr, { profile, pod: faults.has("pod") ? undefined : pod({ namespace: pcr.metadata.namespace }) });

@@ -183,6 +183,9 @@ describe("parseSignerConfig: bad files", () => {
     { case: "an unknown key type", change: (d) => (s0(d).allowedKeyTypes = ["RSA2048"]), path: "signers.0.allowedKeyTypes.0", says: /.+/ },
     { case: "a refresh fraction of 1", change: (d) => (s0(d).refreshFraction = 1), path: "signers.0.refreshFraction", says: /.+/ },
     { case: "a bad cluster domain", change: (d) => (d.clusterDomain = "Cluster_Local"), path: "clusterDomain", says: /DNS name/ },
+    // <hostname>.<service>.<namespace>.svc. takes up to 196 of a DNS name's 253 characters.
+    { case: "a cluster domain too long for the names podcert derives", change: (d) => (d.clusterDomain = `${"c".repeat(52)}.local`), path: "clusterDomain", says: /at most 57 characters, so that <hostname>\.<service>\.<namespace>\.svc\.<clusterDomain> fits in 253/ },
+    { case: "maxNames above 1000", change: (d) => (s0(d).dnsNames = { optInAnnotation: "example.com/expects-service", maxNames: 1001 }), path: "signers.0.dnsNames.maxNames", says: /1000/ },
     { case: "a wrong kind", change: (d) => (d.kind = "Config"), path: "kind", says: /.+/ },
     { case: "no signers", change: (d) => (d.signers = []), path: "signers", says: /.+/ },
   ])("$case", ({ change, path, says }) => {
