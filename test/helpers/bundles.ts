@@ -9,7 +9,11 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseClusterFile } from "../../shared/apiserver/cluster-file.js";
 import { startApiServer, type EmbeddedApiServer } from "../../shared/apiserver/server.js";
-import type { StepName } from "../../shared/events/types.js";
+import { eventFromHttp, eventToBinaryHttp } from "../../shared/events/codec.js";
+import { apiServerAddEvent } from "../../shared/events/pcr-event.js";
+import type { PodcertEvent, StepName } from "../../shared/events/types.js";
+import { buildPodCertificateRequest, type PodCertificateProjection } from "../../shared/pcr/kubelet.js";
+import type { KeyType, Node, Pod, PodCertificateRequest, ServiceAccount } from "../../shared/pcr/model.js";
 import { podcert } from "../integration/cli.js";
 
 export interface ServedBundle {
@@ -87,4 +91,47 @@ export async function startBundleEnv(o: { clusterFile?: string; objects?: readon
       rmSync(dir, { recursive: true, force: true });
     },
   };
+}
+
+export interface Answer {
+  status: number;
+  /** The reply event, when the function answered 200 with one. */
+  reply?: PodcertEvent;
+  /** The body as text (the error message on 4xx/5xx). */
+  text: string;
+}
+
+async function answer(res: Response): Promise<Answer> {
+  const text = await res.text();
+  if (res.status !== 200) return { status: res.status, text };
+  return { status: res.status, text, reply: eventFromHttp(Object.fromEntries(res.headers), text) };
+}
+
+/** POSTs an event in binary mode, as the broker delivers. */
+export async function postEvent(url: string, event: PodcertEvent): Promise<Answer> {
+  const { headers, body } = eventToBinaryHttp(event);
+  return answer(await fetch(url, { method: "POST", headers, body }));
+}
+
+/** POSTs a structured-mode event: any JSON, as an attacker on the network could. */
+export async function postStructured(url: string, json: Record<string, unknown>): Promise<Answer> {
+  return answer(await fetch(url, { method: "POST", headers: { "content-type": "application/cloudevents+json" }, body: JSON.stringify(json) }));
+}
+
+/**
+ * A new PCR for a pod of the embedded API server, made as kubelet makes it (real key, real proof),
+ * created in the store; returns it as stored (uid, resourceVersion) and the ApiServerSource event for it.
+ */
+export function createPcr(
+  api: EmbeddedApiServer,
+  o: { namespace: string; pod: string; signerName: string; name: string; userAnnotations?: Record<string, string>; keyType?: KeyType },
+): { pcr: PodCertificateRequest; event: PodcertEvent } {
+  const pod = api.store.get("pods", o.namespace, o.pod) as unknown as Pod;
+  const node = api.store.get("nodes", undefined, pod.spec.nodeName!) as unknown as Node;
+  const sa = api.store.get("serviceaccounts", o.namespace, pod.spec.serviceAccountName ?? "default") as unknown as ServiceAccount;
+  const projection: PodCertificateProjection = { signerName: o.signerName, keyType: o.keyType ?? "ECDSAP256", publicKeyForm: "pkix" };
+  if (o.userAnnotations !== undefined) projection.userAnnotations = o.userAnnotations;
+  const { pcr } = buildPodCertificateRequest(pod, projection, { nodeUID: node.metadata.uid!, serviceAccountUID: sa.metadata.uid!, name: o.name });
+  const stored = api.store.create(pcr) as unknown as PodCertificateRequest;
+  return { pcr: stored, event: apiServerAddEvent(stored) };
 }

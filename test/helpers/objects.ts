@@ -115,3 +115,15 @@ export function kubeletRequest(p: Pod, o: PcrOptions): KubeletRequest {
 export function v1<T extends object>(kind: string, o: T): T & { apiVersion: "v1"; kind: string } {
   return { apiVersion: "v1", kind, ...o };
 }
+
+/** The `n` shortest distinct Service names (DNS-1035 labels): a..z, then a0..zz, ... */
+export function shortServiceNames(n: number): string[] {
+  const first = "abcdefghijklmnopqrstuvwxyz";
+  const rest = "abcdefghijklmnopqrstuvwxyz0123456789";
+  const out: string[] = [...first];
+  for (let i = 0; out.length < n; i++) {
+    const head = out[i]!;
+    for (const c of rest) if (out.length < n) out.push(head + c);
+  }
+  return out.slice(0, n);
+}

@@ -3,6 +3,7 @@ import { describe, expect, it } from "vitest";
 import { MAX_USER_ANNOTATION_VALUE_BYTES as MAX_ANNOTATION_VALUE_BYTES, MAX_USER_ANNOTATIONS as MAX_ANNOTATIONS, MAX_DNS_NAMES } from "../../../shared/limits.js";
 import { checkUserAnnotations, parseExpectsService as parseWithMax } from "../../../shared/policy/annotations.js";
 import type { SignerProfile } from "../../../shared/profiles/config.js";
+import { shortServiceNames } from "../../helpers/objects.js";
 import {
   ATESYSTEM_SIGNER,
   defaultSignerConfig,
@@ -17,17 +18,6 @@ const parseExpectsService = (value: string) => parseWithMax(value, MAX_DNS_NAMES
 /** ate with the largest maxNames a profile may set. */
 const wide: SignerProfile = { ...ate, dnsNames: { ...ate.dnsNames!, maxNames: 1000 } };
 
-/** The `n` shortest distinct Service names: a..z, then a0..zz, ... */
-function shortServiceNames(n: number): string[] {
-  const first = "abcdefghijklmnopqrstuvwxyz";
-  const rest = "abcdefghijklmnopqrstuvwxyz0123456789";
-  const out: string[] = [...first];
-  for (let i = 0; out.length < n; i++) {
-    const head = out[i]!;
-    for (const c of rest) if (out.length < n) out.push(head + c);
-  }
-  return out.slice(0, n);
-}
 
 /** A serving-only profile: the opt-in is mandatory. */
 const required: Pick<SignerProfile, "name" | "dnsNames"> = {
