@@ -460,7 +460,6 @@ export function functionServiceProblems(docs: readonly Doc[], fn: string, stepKe
   const int = (k: string) => (typeof ann[k] === "string" && /^-?\d+$/.test(ann[k]) ? Number(ann[k]) : undefined);
   const min = int("autoscaling.knative.dev/min-scale");
   const max = int("autoscaling.knative.dev/max-scale");
-  if (int("autoscaling.knative.dev/target") === undefined) p("no autoscaling.knative.dev/target");
   // The documented choice (knative/services.yaml, README): the issuance path stays warm.
   const expectedMin = fn === "deny" ? 0 : 1;
   if (min !== expectedMin) p(`min-scale must be ${expectedMin} (see the note in services.yaml), is ${String(min)}`);
@@ -540,4 +539,71 @@ export function find(docs: readonly Doc[], kind: string, name: string): Obj {
   const d = docs.find((x) => x.obj.kind === kind && x.obj.metadata?.name === name);
   if (d === undefined) throw new Error(`no ${kind} ${name}`);
   return d.obj;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Autoscaling
+// ---------------------------------------------------------------------------------------------
+
+/** The settings of Knative Serving's config-autoscaler that bear on a concurrency aim, with their defaults. */
+export interface AutoscalerConfig {
+  /** container-concurrency-target-percentage */
+  targetPercentage: number;
+  /** container-concurrency-target-default: the aim's base when containerConcurrency is 0 */
+  targetDefault: number;
+}
+export const KNATIVE_AUTOSCALER_DEFAULTS: AutoscalerConfig = { targetPercentage: 70, targetDefault: 100 };
+
+const AUTOSCALING = "autoscaling.knative.dev";
+
+/**
+ * The in-flight requests per pod Knative's autoscaler aims at for a Service's revision, computed as
+ * Serving does for the concurrency metric (ResolveMetricTarget in knative/serving
+ * pkg/reconciler/autoscaling/resources/target.go): the base is containerConcurrency (the cluster's
+ * default when 0), or the `target` annotation when set, but never above containerConcurrency; the
+ * aim is the base times the utilization (the annotation, else the cluster's percentage).
+ */
+export function autoscalingAim(svc: Obj, cluster: AutoscalerConfig = KNATIVE_AUTOSCALER_DEFAULTS): number {
+  const template: Obj = svc.spec?.template ?? {};
+  const ann: Obj = template.metadata?.annotations ?? {};
+  const num = (k: string): number | undefined => {
+    const v = ann[`${AUTOSCALING}/${k}`];
+    if (v === undefined) return undefined;
+    const n = typeof v === "string" && v.trim() !== "" ? Number(v) : NaN;
+    if (!Number.isFinite(n)) throw new Error(`${AUTOSCALING}/${k} ${JSON.stringify(v)} is not a number`);
+    return n;
+  };
+  const metric = ann[`${AUTOSCALING}/metric`] ?? "concurrency";
+  const klass = ann[`${AUTOSCALING}/class`] ?? "kpa.autoscaling.knative.dev";
+  if (metric !== "concurrency" || klass !== "kpa.autoscaling.knative.dev") throw new Error(`autoscaling on ${String(metric)} (${String(klass)}): only KPA concurrency is computed here`);
+  const cc: number = template.spec?.containerConcurrency ?? 0;
+  const target = num("target");
+  let base = cc === 0 ? cluster.targetDefault : cc;
+  if (target !== undefined) base = cc === 0 ? target : Math.min(target, cc);
+  const utilization = (num("target-utilization-percentage") ?? cluster.targetPercentage) / 100;
+  return Math.max(0.01, base * utilization);
+}
+
+/**
+ * The function Services' autoscaling aims against the one the manifests state (services.yaml's
+ * note), and against a cluster whose config-autoscaler differs from Knative's defaults: the aim
+ * must follow from the manifests alone.
+ */
+export function autoscalingProblems(docs: readonly Doc[], fns: readonly string[], statedAim: number | undefined): string[] {
+  const problems: string[] = [];
+  if (statedAim === undefined) return ["the aim per pod is not stated"];
+  const otherCluster: AutoscalerConfig = { targetPercentage: 50, targetDefault: 20 };
+  for (const fn of fns) {
+    const d = knativeServices(docs).find((s) => s.obj.metadata?.name === serviceName(fn));
+    if (d === undefined) continue; // functionServiceProblems reports it
+    const p = (m: string) => problems.push(`${where(d)}: ${m}`);
+    try {
+      const aim = autoscalingAim(d.obj);
+      if (aim !== statedAim) p(`the autoscaler aims at ${aim} in-flight requests per pod, the manifests say ${statedAim}`);
+      if (autoscalingAim(d.obj, otherCluster) !== aim) p(`the aim depends on the cluster's config-autoscaler: set ${AUTOSCALING}/target-utilization-percentage`);
+    } catch (e) {
+      p((e as Error).message);
+    }
+  }
+  return problems;
 }
