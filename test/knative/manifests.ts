@@ -20,6 +20,7 @@ import { Service as KnativeService } from "@kubernetes-models/knative/serving.kn
 import { Broker } from "@kubernetes-models/knative/eventing.knative.dev/v1/Broker";
 import { Trigger } from "@kubernetes-models/knative/eventing.knative.dev/v1/Trigger";
 import { ApiServerSource } from "@kubernetes-models/knative/sources.knative.dev/v1/ApiServerSource";
+import { parseIsoDurationMs } from "../../shared/local/broker.js";
 
 export const ROOT = fileURLToPath(new URL("../../", import.meta.url));
 export const KNATIVE_DIR = join(ROOT, "knative");
@@ -604,6 +605,58 @@ export function autoscalingProblems(docs: readonly Doc[], fns: readonly string[]
     } catch (e) {
       p((e as Error).message);
     }
+  }
+  return problems;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Delivery timeouts
+// ---------------------------------------------------------------------------------------------
+
+/**
+ * The delivery spec a Trigger's deliveries follow: its own if it sets one, else its Broker's.
+ * Knative's channel-based Broker uses the Trigger's spec whole, not merged with the Broker's
+ * (knative/eventing pkg/reconciler/broker/trigger/trigger.go).
+ */
+export function effectiveDelivery(docs: readonly Doc[], trigger: Obj): Obj | undefined {
+  const broker = ofKind(docs, "eventing.knative.dev/v1", "Broker").find((b) => b.obj.metadata?.name === trigger.spec?.broker);
+  return trigger.spec?.delivery ?? broker?.obj.spec?.delivery;
+}
+
+/** A Knative Service's timeoutSeconds, in ms (undefined when unset: then it is the cluster's default). */
+export function serviceTimeoutMs(docs: readonly Doc[], name: string): number | undefined {
+  const t = knativeServices(docs).find((s) => s.obj.metadata?.name === name)?.obj.spec?.template?.spec?.timeoutSeconds;
+  return Number.isInteger(t) && t > 0 ? t * 1000 : undefined;
+}
+
+/**
+ * Every Trigger's deliveries carry a per-attempt `timeout` (ISO 8601) below its subscriber
+ * Service's timeoutSeconds, so the Broker, not Serving, ends a hung attempt and retries it; and no
+ * Trigger sets a delivery spec of its own, which would drop the Broker's retries and dead-letter
+ * sink.
+ */
+export function deliveryTimeoutProblems(docs: readonly Doc[]): string[] {
+  const problems: string[] = [];
+  for (const t of triggers(docs)) {
+    const p = (m: string) => problems.push(`${where(t)}: ${m}`);
+    if (t.obj.spec?.delivery !== undefined) p("sets its own delivery spec, which replaces the Broker's whole (retries, dead-letter sink): set delivery on the Broker");
+    const timeout = effectiveDelivery(docs, t.obj)?.timeout;
+    if (timeout === undefined) {
+      p("its deliveries have no timeout");
+      continue;
+    }
+    let ms: number;
+    try {
+      ms = parseIsoDurationMs(String(timeout));
+    } catch (e) {
+      p((e as Error).message);
+      continue;
+    }
+    if (!(ms > 0)) p(`timeout ${String(timeout)} must be more than zero`);
+    const subscriber = String(t.obj.spec?.subscriber?.ref?.name);
+    const limit = serviceTimeoutMs(docs, subscriber);
+    if (limit === undefined) p(`subscriber ${subscriber} sets no timeoutSeconds (the cluster's default would apply)`);
+    else if (ms >= limit) p(`timeout ${String(timeout)} is not below ${subscriber}'s timeoutSeconds (${limit / 1000})`);
   }
   return problems;
 }
