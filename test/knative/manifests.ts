@@ -660,3 +660,136 @@ export function deliveryTimeoutProblems(docs: readonly Doc[]): string[] {
   }
   return problems;
 }
+
+// ---------------------------------------------------------------------------------------------
+// Pod Security
+// ---------------------------------------------------------------------------------------------
+
+/** The container security settings Knative gives the containers it adds (queue-proxy, receive adapter). */
+const KNATIVE_ADDED_SECURITY: Obj = {
+  allowPrivilegeEscalation: false,
+  readOnlyRootFilesystem: true,
+  runAsNonRoot: true,
+  capabilities: { drop: ["ALL"] },
+  seccompProfile: { type: "RuntimeDefault" },
+};
+
+/**
+ * What Knative Serving adds to every revision's pod (knative/serving
+ * pkg/reconciler/revision/resources/queue.go and deploy.go): the queue-proxy sidecar, whose
+ * settings meet "restricted" since Serving 1.12 (seccomp RuntimeDefault), and volumes of the
+ * emptyDir, projected, secret and downwardAPI kinds.
+ */
+export const KNATIVE_REVISION_ADDS: { containers: Obj[]; volumes: Obj[] } = {
+  containers: [{ name: "queue-proxy", securityContext: KNATIVE_ADDED_SECURITY }],
+  volumes: [
+    { name: "knative-var-log", emptyDir: {} },
+    { name: "knative-token-volume", projected: { sources: [] } },
+    { name: "server-certs", secret: { secretName: "serving-certs" } },
+    { name: "pod-info", downwardAPI: { items: [] } },
+  ],
+};
+
+/**
+ * The pod of an ApiServerSource's receive adapter Deployment, which Knative Eventing creates in
+ * the source's namespace (knative/eventing pkg/reconciler/apiserversource/resources/
+ * receive_adapter.go; its container settings meet "restricted" since Eventing 1.10).
+ */
+export const receiveAdapterPod = (source: Obj): Obj => ({
+  serviceAccountName: source.spec?.serviceAccountName,
+  enableServiceLinks: false,
+  containers: [{ name: "receive-adapter", securityContext: KNATIVE_ADDED_SECURITY }],
+});
+
+const WORKLOADS = new Set(["Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job"]);
+
+/** Every pod the manifests lead to, as it will run: Knative Services with what Serving adds, sources' adapters, plain workloads. */
+export function podsOf(docs: readonly Doc[]): { name: string; spec: Obj }[] {
+  const pods: { name: string; spec: Obj }[] = [];
+  for (const d of docs) {
+    const o = d.obj;
+    if (o.apiVersion === "serving.knative.dev/v1" && o.kind === "Service") {
+      const spec: Obj = o.spec?.template?.spec ?? {};
+      pods.push({
+        name: where(d),
+        spec: { ...spec, containers: [...(spec.containers ?? []), ...KNATIVE_REVISION_ADDS.containers], volumes: [...(spec.volumes ?? []), ...KNATIVE_REVISION_ADDS.volumes] },
+      });
+    } else if (o.apiVersion === "sources.knative.dev/v1" && o.kind === "ApiServerSource") {
+      pods.push({ name: `${where(d)} receive adapter`, spec: receiveAdapterPod(o) });
+    } else if (o.kind === "Pod") {
+      pods.push({ name: where(d), spec: o.spec ?? {} });
+    } else if (WORKLOADS.has(o.kind)) {
+      pods.push({ name: where(d), spec: o.spec?.template?.spec ?? {} });
+    } else if (o.kind === "CronJob") {
+      pods.push({ name: where(d), spec: o.spec?.jobTemplate?.spec?.template?.spec ?? {} });
+    }
+  }
+  return pods;
+}
+
+const RESTRICTED_VOLUME_KINDS = ["configMap", "csi", "downwardAPI", "emptyDir", "ephemeral", "persistentVolumeClaim", "projected", "secret"];
+const SELINUX_TYPES = ["", "container_t", "container_init_t", "container_kvm_t", "container_engine_t"];
+// The sysctls every version of the profile allows (later ones allow a few more): stricter, never looser.
+const SAFE_SYSCTLS = new Set(["kernel.shm_rmid_forced", "net.ipv4.ip_local_port_range", "net.ipv4.tcp_syncookies", "net.ipv4.ping_group_range", "net.ipv4.ip_unprivileged_port_start"]);
+
+/**
+ * A pod spec against Kubernetes' "restricted" Pod Security Standard (kubernetes/kubernetes
+ * staging/src/k8s.io/pod-security-admission/policy), baseline controls included, for Linux pods.
+ * A container inherits runAsNonRoot, runAsUser, seccompProfile and seLinuxOptions from the pod's
+ * securityContext where it sets none.
+ */
+export function restrictedProblems(spec: Obj, name: string): string[] {
+  const problems: string[] = [];
+  const p = (m: string) => problems.push(`${name}: ${m}`);
+  const psc: Obj = spec.securityContext ?? {};
+  for (const k of ["hostNetwork", "hostPID", "hostIPC"]) if (spec[k] === true) p(`${k}`);
+  for (const v of spec.volumes ?? []) {
+    const kinds = Object.keys(v).filter((k) => k !== "name");
+    if (!kinds.every((k) => RESTRICTED_VOLUME_KINDS.includes(k))) p(`volume ${v.name} is of kind ${kinds.join(", ")}, which "restricted" refuses`);
+  }
+  for (const s of psc.sysctls ?? []) if (!SAFE_SYSCTLS.has(s.name)) p(`sysctl ${s.name} is not in the safe set`);
+  const badSeLinux = (o: Obj | undefined) => o !== undefined && (!SELINUX_TYPES.includes(o.type ?? "") || o.user !== undefined || o.role !== undefined);
+  if (badSeLinux(psc.seLinuxOptions)) p("pod seLinuxOptions beyond the allowed types");
+  if (psc.appArmorProfile?.type === "Unconfined") p("pod AppArmor profile Unconfined");
+  if (psc.runAsUser === 0) p("pod runAsUser 0");
+  const podSeccomp = psc.seccompProfile?.type;
+  if (podSeccomp !== undefined && podSeccomp !== "RuntimeDefault" && podSeccomp !== "Localhost") p(`pod seccompProfile ${String(podSeccomp)}`);
+  if (psc.windowsOptions?.hostProcess === true) p("pod hostProcess");
+
+  for (const c of [...(spec.initContainers ?? []), ...(spec.containers ?? []), ...(spec.ephemeralContainers ?? [])]) {
+    const sc: Obj = c.securityContext ?? {};
+    const cp = (m: string) => p(`container ${String(c.name)}: ${m}`);
+    if (sc.privileged === true) cp("privileged");
+    if (sc.allowPrivilegeEscalation !== false) cp("allowPrivilegeEscalation must be false");
+    if ((sc.runAsNonRoot ?? psc.runAsNonRoot) !== true) cp("runAsNonRoot must be true (on the container or the pod)");
+    if ((sc.runAsUser ?? psc.runAsUser) === 0) cp("runAsUser 0");
+    const seccomp = sc.seccompProfile?.type ?? podSeccomp;
+    if (seccomp !== "RuntimeDefault" && seccomp !== "Localhost") cp(`seccompProfile must be RuntimeDefault or Localhost, is ${String(seccomp)}`);
+    if (!(sc.capabilities?.drop ?? []).includes("ALL")) cp("capabilities.drop must include ALL");
+    for (const cap of sc.capabilities?.add ?? []) if (cap !== "NET_BIND_SERVICE") cp(`adds capability ${String(cap)}`);
+    for (const port of c.ports ?? []) if (port.hostPort !== undefined && port.hostPort !== 0) cp(`hostPort ${String(port.hostPort)}`);
+    if (badSeLinux(sc.seLinuxOptions)) cp("seLinuxOptions beyond the allowed types");
+    if (sc.procMount !== undefined && sc.procMount !== "Default") cp(`procMount ${String(sc.procMount)}`);
+    if (sc.appArmorProfile?.type === "Unconfined") cp("AppArmor profile Unconfined");
+    if (sc.windowsOptions?.hostProcess === true) cp("hostProcess");
+  }
+  return problems;
+}
+
+const PSA = "pod-security.kubernetes.io";
+
+/** The namespace enforces "restricted" at a pinned version, and every pod the manifests lead to meets it. */
+export function podSecurityProblems(docs: readonly Doc[]): string[] {
+  const problems: string[] = [];
+  const ns = ofKind(docs, "v1", "Namespace").find((d) => d.obj.metadata?.name === NAMESPACE);
+  if (ns === undefined) return [`no Namespace ${NAMESPACE}`];
+  const labels: Obj = ns.obj.metadata?.labels ?? {};
+  for (const mode of ["enforce", "warn", "audit"]) {
+    if (labels[`${PSA}/${mode}`] !== "restricted") problems.push(`${where(ns)}: ${PSA}/${mode} must be restricted, is ${String(labels[`${PSA}/${mode}`])}`);
+  }
+  if (!/^v1\.\d+$/.test(String(labels[`${PSA}/enforce-version`]))) {
+    problems.push(`${where(ns)}: ${PSA}/enforce-version must pin a version (v1.N), is ${String(labels[`${PSA}/enforce-version`])}`);
+  }
+  for (const pod of podsOf(docs)) problems.push(...restrictedProblems(pod.spec, pod.name));
+  return problems;
+}
