@@ -600,8 +600,9 @@ export function autoscalingProblems(docs: readonly Doc[], fns: readonly string[]
     const p = (m: string) => problems.push(`${where(d)}: ${m}`);
     try {
       const aim = autoscalingAim(d.obj);
-      if (aim !== statedAim) p(`the autoscaler aims at ${aim} in-flight requests per pod, the manifests say ${statedAim}`);
-      if (autoscalingAim(d.obj, otherCluster) !== aim) p(`the aim depends on the cluster's config-autoscaler: set ${AUTOSCALING}/target-utilization-percentage`);
+      const differs = (a: number, b: number) => Math.abs(a - b) > 1e-9; // products of decimal fractions
+      if (differs(aim, statedAim)) p(`the autoscaler aims at ${aim} in-flight requests per pod, the manifests say ${statedAim}`);
+      if (differs(autoscalingAim(d.obj, otherCluster), aim)) p(`the aim depends on the cluster's config-autoscaler: set ${AUTOSCALING}/target-utilization-percentage`);
     } catch (e) {
       p((e as Error).message);
     }
