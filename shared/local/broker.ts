@@ -2,9 +2,9 @@
  * A local stand-in for a Knative Broker, routing by the project's own Trigger manifests
  * (knative/triggers.yaml) and delivery spec (knative/broker.yaml), so the local run exercises the
  * production routing rather than a copy of it. Semantics follow Knative's: exact attribute
- * filters; a 200 reply that is a CloudEvent re-enters the broker; 404, 408, 409, 429 and 5xx are
- * retried with the delivery spec's backoff; anything else, or exhausted retries, goes to the
- * dead-letter sink (here: a callback and a log).
+ * filters; a 200 reply that is a CloudEvent re-enters the broker; 404, 408, 409, 429, 5xx and
+ * attempts that outlast the spec's timeout are retried with its backoff; anything else, or
+ * exhausted retries, goes to the dead-letter sink (here: a callback and a log).
  */
 import { createServer, type Server } from "node:http";
 import { request } from "undici";
@@ -26,13 +26,15 @@ export interface DeliverySpec {
   retry: number;
   backoffPolicy: "exponential" | "linear";
   backoffDelayMs: number;
+  /** Per attempt (Knative's `timeout`); unset: the local broker's own 30 s. */
+  timeoutMs?: number;
   deadLetterSink?: string;
 }
 
 interface TriggerDoc {
   kind?: string;
   metadata?: { name?: string };
-  spec?: { broker?: string; filter?: { attributes?: Record<string, unknown> }; subscriber?: { ref?: { kind?: string; name?: string } } };
+  spec?: { broker?: string; delivery?: unknown; filter?: { attributes?: Record<string, unknown> }; subscriber?: { ref?: { kind?: string; name?: string } } };
 }
 
 /** Routes from the Trigger documents of a manifest file (other kinds are ignored). */
@@ -47,6 +49,9 @@ export function parseTriggers(yamlText: string, source = "triggers"): TriggerRou
     if (subscriber === undefined || t.spec?.subscriber?.ref?.kind !== "Service") {
       throw new ConfigError(`${source}: Trigger ${name} must name a Knative Service as its subscriber`);
     }
+    // Knative's channel-based Broker would use such a spec instead of the Broker's, whole; the
+    // local broker applies the Broker's to every Trigger, so it refuses rather than differ.
+    if (t.spec?.delivery !== undefined) throw new ConfigError(`${source}: Trigger ${name} sets its own delivery spec; the local broker applies only the Broker's`);
     const filter: Record<string, string> = {};
     for (const [k, v] of Object.entries(t.spec?.filter?.attributes ?? {})) filter[k] = String(v);
     routes.push({ name, broker: t.spec?.broker ?? "default", filter, subscriber });
@@ -74,6 +79,7 @@ export function parseBrokerDelivery(yamlText: string, brokerName: string): Deliv
       backoffPolicy: d.backoffPolicy === "linear" ? "linear" : "exponential",
       backoffDelayMs: typeof d.backoffDelay === "string" ? parseIsoDurationMs(d.backoffDelay) : 0,
     };
+    if (typeof d.timeout === "string") spec.timeoutMs = parseIsoDurationMs(d.timeout);
     const sinkName = sink?.ref?.name ?? sink?.uri;
     if (sinkName !== undefined) spec.deadLetterSink = sinkName;
     return spec;
@@ -219,7 +225,10 @@ export class LocalBroker {
         let text: string;
         let replyHeaders: Record<string, string | string[] | undefined>;
         try {
-          const res = await request(url, { method: "POST", headers, body, headersTimeout: 30_000, bodyTimeout: 30_000 });
+          // The whole attempt (answer and body) within the timeout, as Knative's dispatcher bounds
+          // it; the wait for a slot above is not counted.
+          const timeoutMs = this.o.delivery.timeoutMs ?? 30_000;
+          const res = await request(url, { method: "POST", headers, body, signal: AbortSignal.timeout(timeoutMs), headersTimeout: timeoutMs, bodyTimeout: timeoutMs });
           status = res.statusCode;
           replyHeaders = res.headers;
           text = await res.body.text();
@@ -246,7 +255,7 @@ export class LocalBroker {
         if (!(RETRYABLE.has(status) || status >= 500)) break;
       } catch (e) {
         lastStatus = "network-error";
-        lastError = (e as Error).message;
+        lastError = (e as Error).name === "TimeoutError" ? `no answer within ${this.o.delivery.timeoutMs ?? 30_000} ms` : (e as Error).message;
       }
       if (attempts > this.o.delivery.retry) break;
       await sleep(this.backoff(attempts - 1));

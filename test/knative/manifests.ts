@@ -20,6 +20,7 @@ import { Service as KnativeService } from "@kubernetes-models/knative/serving.kn
 import { Broker } from "@kubernetes-models/knative/eventing.knative.dev/v1/Broker";
 import { Trigger } from "@kubernetes-models/knative/eventing.knative.dev/v1/Trigger";
 import { ApiServerSource } from "@kubernetes-models/knative/sources.knative.dev/v1/ApiServerSource";
+import { parseIsoDurationMs } from "../../shared/local/broker.js";
 
 export const ROOT = fileURLToPath(new URL("../../", import.meta.url));
 export const KNATIVE_DIR = join(ROOT, "knative");
@@ -460,7 +461,6 @@ export function functionServiceProblems(docs: readonly Doc[], fn: string, stepKe
   const int = (k: string) => (typeof ann[k] === "string" && /^-?\d+$/.test(ann[k]) ? Number(ann[k]) : undefined);
   const min = int("autoscaling.knative.dev/min-scale");
   const max = int("autoscaling.knative.dev/max-scale");
-  if (int("autoscaling.knative.dev/target") === undefined) p("no autoscaling.knative.dev/target");
   // The documented choice (knative/services.yaml, README): the issuance path stays warm.
   const expectedMin = fn === "deny" ? 0 : 1;
   if (min !== expectedMin) p(`min-scale must be ${expectedMin} (see the note in services.yaml), is ${String(min)}`);
@@ -540,4 +540,257 @@ export function find(docs: readonly Doc[], kind: string, name: string): Obj {
   const d = docs.find((x) => x.obj.kind === kind && x.obj.metadata?.name === name);
   if (d === undefined) throw new Error(`no ${kind} ${name}`);
   return d.obj;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Autoscaling
+// ---------------------------------------------------------------------------------------------
+
+/** The settings of Knative Serving's config-autoscaler that bear on a concurrency aim, with their defaults. */
+export interface AutoscalerConfig {
+  /** container-concurrency-target-percentage */
+  targetPercentage: number;
+  /** container-concurrency-target-default: the aim's base when containerConcurrency is 0 */
+  targetDefault: number;
+}
+export const KNATIVE_AUTOSCALER_DEFAULTS: AutoscalerConfig = { targetPercentage: 70, targetDefault: 100 };
+
+const AUTOSCALING = "autoscaling.knative.dev";
+
+/**
+ * The in-flight requests per pod Knative's autoscaler aims at for a Service's revision, computed as
+ * Serving does for the concurrency metric (ResolveMetricTarget in knative/serving
+ * pkg/reconciler/autoscaling/resources/target.go): the base is containerConcurrency (the cluster's
+ * default when 0), or the `target` annotation when set, but never above containerConcurrency; the
+ * aim is the base times the utilization (the annotation, else the cluster's percentage).
+ */
+export function autoscalingAim(svc: Obj, cluster: AutoscalerConfig = KNATIVE_AUTOSCALER_DEFAULTS): number {
+  const template: Obj = svc.spec?.template ?? {};
+  const ann: Obj = template.metadata?.annotations ?? {};
+  const num = (k: string): number | undefined => {
+    const v = ann[`${AUTOSCALING}/${k}`];
+    if (v === undefined) return undefined;
+    const n = typeof v === "string" && v.trim() !== "" ? Number(v) : NaN;
+    if (!Number.isFinite(n)) throw new Error(`${AUTOSCALING}/${k} ${JSON.stringify(v)} is not a number`);
+    return n;
+  };
+  const metric = ann[`${AUTOSCALING}/metric`] ?? "concurrency";
+  const klass = ann[`${AUTOSCALING}/class`] ?? "kpa.autoscaling.knative.dev";
+  if (metric !== "concurrency" || klass !== "kpa.autoscaling.knative.dev") throw new Error(`autoscaling on ${String(metric)} (${String(klass)}): only KPA concurrency is computed here`);
+  const cc: number = template.spec?.containerConcurrency ?? 0;
+  const target = num("target");
+  let base = cc === 0 ? cluster.targetDefault : cc;
+  if (target !== undefined) base = cc === 0 ? target : Math.min(target, cc);
+  const utilization = (num("target-utilization-percentage") ?? cluster.targetPercentage) / 100;
+  return Math.max(0.01, base * utilization);
+}
+
+/**
+ * The function Services' autoscaling aims against the one the manifests state (services.yaml's
+ * note), and against a cluster whose config-autoscaler differs from Knative's defaults: the aim
+ * must follow from the manifests alone.
+ */
+export function autoscalingProblems(docs: readonly Doc[], fns: readonly string[], statedAim: number | undefined): string[] {
+  const problems: string[] = [];
+  if (statedAim === undefined) return ["the aim per pod is not stated"];
+  const otherCluster: AutoscalerConfig = { targetPercentage: 50, targetDefault: 20 };
+  for (const fn of fns) {
+    const d = knativeServices(docs).find((s) => s.obj.metadata?.name === serviceName(fn));
+    if (d === undefined) continue; // functionServiceProblems reports it
+    const p = (m: string) => problems.push(`${where(d)}: ${m}`);
+    try {
+      const aim = autoscalingAim(d.obj);
+      const differs = (a: number, b: number) => Math.abs(a - b) > 1e-9; // products of decimal fractions
+      if (differs(aim, statedAim)) p(`the autoscaler aims at ${aim} in-flight requests per pod, the manifests say ${statedAim}`);
+      if (differs(autoscalingAim(d.obj, otherCluster), aim)) p(`the aim depends on the cluster's config-autoscaler: set ${AUTOSCALING}/target-utilization-percentage`);
+    } catch (e) {
+      p((e as Error).message);
+    }
+  }
+  return problems;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Delivery timeouts
+// ---------------------------------------------------------------------------------------------
+
+/**
+ * The delivery spec a Trigger's deliveries follow: its own if it sets one, else its Broker's.
+ * Knative's channel-based Broker uses the Trigger's spec whole, not merged with the Broker's
+ * (knative/eventing pkg/reconciler/broker/trigger/trigger.go).
+ */
+export function effectiveDelivery(docs: readonly Doc[], trigger: Obj): Obj | undefined {
+  const broker = ofKind(docs, "eventing.knative.dev/v1", "Broker").find((b) => b.obj.metadata?.name === trigger.spec?.broker);
+  return trigger.spec?.delivery ?? broker?.obj.spec?.delivery;
+}
+
+/** A Knative Service's timeoutSeconds, in ms (undefined when unset: then it is the cluster's default). */
+export function serviceTimeoutMs(docs: readonly Doc[], name: string): number | undefined {
+  const t = knativeServices(docs).find((s) => s.obj.metadata?.name === name)?.obj.spec?.template?.spec?.timeoutSeconds;
+  return Number.isInteger(t) && t > 0 ? t * 1000 : undefined;
+}
+
+/**
+ * Every Trigger's deliveries carry a per-attempt `timeout` (ISO 8601) below its subscriber
+ * Service's timeoutSeconds, so the Broker, not Serving, ends a hung attempt and retries it; and no
+ * Trigger sets a delivery spec of its own, which would drop the Broker's retries and dead-letter
+ * sink.
+ */
+export function deliveryTimeoutProblems(docs: readonly Doc[]): string[] {
+  const problems: string[] = [];
+  for (const t of triggers(docs)) {
+    const p = (m: string) => problems.push(`${where(t)}: ${m}`);
+    if (t.obj.spec?.delivery !== undefined) p("sets its own delivery spec, which replaces the Broker's whole (retries, dead-letter sink): set delivery on the Broker");
+    const timeout = effectiveDelivery(docs, t.obj)?.timeout;
+    if (timeout === undefined) {
+      p("its deliveries have no timeout");
+      continue;
+    }
+    let ms: number;
+    try {
+      ms = parseIsoDurationMs(String(timeout));
+    } catch (e) {
+      p((e as Error).message);
+      continue;
+    }
+    if (!(ms > 0)) p(`timeout ${String(timeout)} must be more than zero`);
+    const subscriber = String(t.obj.spec?.subscriber?.ref?.name);
+    const limit = serviceTimeoutMs(docs, subscriber);
+    if (limit === undefined) p(`subscriber ${subscriber} sets no timeoutSeconds (the cluster's default would apply)`);
+    else if (ms >= limit) p(`timeout ${String(timeout)} is not below ${subscriber}'s timeoutSeconds (${limit / 1000})`);
+  }
+  return problems;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Pod Security
+// ---------------------------------------------------------------------------------------------
+
+/** The container security settings Knative gives the containers it adds (queue-proxy, receive adapter). */
+const KNATIVE_ADDED_SECURITY: Obj = {
+  allowPrivilegeEscalation: false,
+  readOnlyRootFilesystem: true,
+  runAsNonRoot: true,
+  capabilities: { drop: ["ALL"] },
+  seccompProfile: { type: "RuntimeDefault" },
+};
+
+/**
+ * What Knative Serving adds to every revision's pod (knative/serving
+ * pkg/reconciler/revision/resources/queue.go and deploy.go): the queue-proxy sidecar, whose
+ * settings meet "restricted" since Serving 1.12 (seccomp RuntimeDefault), and volumes of the
+ * emptyDir, projected, secret and downwardAPI kinds.
+ */
+export const KNATIVE_REVISION_ADDS: { containers: Obj[]; volumes: Obj[] } = {
+  containers: [{ name: "queue-proxy", securityContext: KNATIVE_ADDED_SECURITY }],
+  volumes: [
+    { name: "knative-var-log", emptyDir: {} },
+    { name: "knative-token-volume", projected: { sources: [] } },
+    { name: "server-certs", secret: { secretName: "serving-certs" } },
+    { name: "pod-info", downwardAPI: { items: [] } },
+  ],
+};
+
+/**
+ * The pod of an ApiServerSource's receive adapter Deployment, which Knative Eventing creates in
+ * the source's namespace (knative/eventing pkg/reconciler/apiserversource/resources/
+ * receive_adapter.go; its container settings meet "restricted" since Eventing 1.10).
+ */
+export const receiveAdapterPod = (source: Obj): Obj => ({
+  serviceAccountName: source.spec?.serviceAccountName,
+  enableServiceLinks: false,
+  containers: [{ name: "receive-adapter", securityContext: KNATIVE_ADDED_SECURITY }],
+});
+
+const WORKLOADS = new Set(["Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job"]);
+
+/** Every pod the manifests lead to, as it will run: Knative Services with what Serving adds, sources' adapters, plain workloads. */
+export function podsOf(docs: readonly Doc[]): { name: string; spec: Obj }[] {
+  const pods: { name: string; spec: Obj }[] = [];
+  for (const d of docs) {
+    const o = d.obj;
+    if (o.apiVersion === "serving.knative.dev/v1" && o.kind === "Service") {
+      const spec: Obj = o.spec?.template?.spec ?? {};
+      pods.push({
+        name: where(d),
+        spec: { ...spec, containers: [...(spec.containers ?? []), ...KNATIVE_REVISION_ADDS.containers], volumes: [...(spec.volumes ?? []), ...KNATIVE_REVISION_ADDS.volumes] },
+      });
+    } else if (o.apiVersion === "sources.knative.dev/v1" && o.kind === "ApiServerSource") {
+      pods.push({ name: `${where(d)} receive adapter`, spec: receiveAdapterPod(o) });
+    } else if (o.kind === "Pod") {
+      pods.push({ name: where(d), spec: o.spec ?? {} });
+    } else if (WORKLOADS.has(o.kind)) {
+      pods.push({ name: where(d), spec: o.spec?.template?.spec ?? {} });
+    } else if (o.kind === "CronJob") {
+      pods.push({ name: where(d), spec: o.spec?.jobTemplate?.spec?.template?.spec ?? {} });
+    }
+  }
+  return pods;
+}
+
+const RESTRICTED_VOLUME_KINDS = ["configMap", "csi", "downwardAPI", "emptyDir", "ephemeral", "persistentVolumeClaim", "projected", "secret"];
+const SELINUX_TYPES = ["", "container_t", "container_init_t", "container_kvm_t", "container_engine_t"];
+// The sysctls every version of the profile allows (later ones allow a few more): stricter, never looser.
+const SAFE_SYSCTLS = new Set(["kernel.shm_rmid_forced", "net.ipv4.ip_local_port_range", "net.ipv4.tcp_syncookies", "net.ipv4.ping_group_range", "net.ipv4.ip_unprivileged_port_start"]);
+
+/**
+ * A pod spec against Kubernetes' "restricted" Pod Security Standard (kubernetes/kubernetes
+ * staging/src/k8s.io/pod-security-admission/policy), baseline controls included, for Linux pods.
+ * A container inherits runAsNonRoot, runAsUser, seccompProfile and seLinuxOptions from the pod's
+ * securityContext where it sets none.
+ */
+export function restrictedProblems(spec: Obj, name: string): string[] {
+  const problems: string[] = [];
+  const p = (m: string) => problems.push(`${name}: ${m}`);
+  const psc: Obj = spec.securityContext ?? {};
+  for (const k of ["hostNetwork", "hostPID", "hostIPC"]) if (spec[k] === true) p(`${k}`);
+  for (const v of spec.volumes ?? []) {
+    const kinds = Object.keys(v).filter((k) => k !== "name");
+    if (!kinds.every((k) => RESTRICTED_VOLUME_KINDS.includes(k))) p(`volume ${v.name} is of kind ${kinds.join(", ")}, which "restricted" refuses`);
+  }
+  for (const s of psc.sysctls ?? []) if (!SAFE_SYSCTLS.has(s.name)) p(`sysctl ${s.name} is not in the safe set`);
+  const badSeLinux = (o: Obj | undefined) => o !== undefined && (!SELINUX_TYPES.includes(o.type ?? "") || o.user !== undefined || o.role !== undefined);
+  if (badSeLinux(psc.seLinuxOptions)) p("pod seLinuxOptions beyond the allowed types");
+  if (psc.appArmorProfile?.type === "Unconfined") p("pod AppArmor profile Unconfined");
+  if (psc.runAsUser === 0) p("pod runAsUser 0");
+  const podSeccomp = psc.seccompProfile?.type;
+  if (podSeccomp !== undefined && podSeccomp !== "RuntimeDefault" && podSeccomp !== "Localhost") p(`pod seccompProfile ${String(podSeccomp)}`);
+  if (psc.windowsOptions?.hostProcess === true) p("pod hostProcess");
+
+  for (const c of [...(spec.initContainers ?? []), ...(spec.containers ?? []), ...(spec.ephemeralContainers ?? [])]) {
+    const sc: Obj = c.securityContext ?? {};
+    const cp = (m: string) => p(`container ${String(c.name)}: ${m}`);
+    if (sc.privileged === true) cp("privileged");
+    if (sc.allowPrivilegeEscalation !== false) cp("allowPrivilegeEscalation must be false");
+    if ((sc.runAsNonRoot ?? psc.runAsNonRoot) !== true) cp("runAsNonRoot must be true (on the container or the pod)");
+    if ((sc.runAsUser ?? psc.runAsUser) === 0) cp("runAsUser 0");
+    const seccomp = sc.seccompProfile?.type ?? podSeccomp;
+    if (seccomp !== "RuntimeDefault" && seccomp !== "Localhost") cp(`seccompProfile must be RuntimeDefault or Localhost, is ${String(seccomp)}`);
+    if (!(sc.capabilities?.drop ?? []).includes("ALL")) cp("capabilities.drop must include ALL");
+    for (const cap of sc.capabilities?.add ?? []) if (cap !== "NET_BIND_SERVICE") cp(`adds capability ${String(cap)}`);
+    for (const port of c.ports ?? []) if (port.hostPort !== undefined && port.hostPort !== 0) cp(`hostPort ${String(port.hostPort)}`);
+    if (badSeLinux(sc.seLinuxOptions)) cp("seLinuxOptions beyond the allowed types");
+    if (sc.procMount !== undefined && sc.procMount !== "Default") cp(`procMount ${String(sc.procMount)}`);
+    if (sc.appArmorProfile?.type === "Unconfined") cp("AppArmor profile Unconfined");
+    if (sc.windowsOptions?.hostProcess === true) cp("hostProcess");
+  }
+  return problems;
+}
+
+const PSA = "pod-security.kubernetes.io";
+
+/** The namespace enforces "restricted" at a pinned version, and every pod the manifests lead to meets it. */
+export function podSecurityProblems(docs: readonly Doc[]): string[] {
+  const problems: string[] = [];
+  const ns = ofKind(docs, "v1", "Namespace").find((d) => d.obj.metadata?.name === NAMESPACE);
+  if (ns === undefined) return [`no Namespace ${NAMESPACE}`];
+  const labels: Obj = ns.obj.metadata?.labels ?? {};
+  for (const mode of ["enforce", "warn", "audit"]) {
+    if (labels[`${PSA}/${mode}`] !== "restricted") problems.push(`${where(ns)}: ${PSA}/${mode} must be restricted, is ${String(labels[`${PSA}/${mode}`])}`);
+  }
+  if (!/^v1\.\d+$/.test(String(labels[`${PSA}/enforce-version`]))) {
+    problems.push(`${where(ns)}: ${PSA}/enforce-version must pin a version (v1.N), is ${String(labels[`${PSA}/enforce-version`])}`);
+  }
+  for (const pod of podsOf(docs)) problems.push(...restrictedProblems(pod.spec, pod.name));
+  return problems;
 }

@@ -104,6 +104,26 @@ describe('README "Deploying on Knative"', () => {
     }
   });
 
+  /** The README must say the overlay is required as long as the base's images name no registry. */
+  function overlayProblems(text: string, all: readonly Obj[]): string[] {
+    const problems: string[] = [];
+    const images = all.filter((o) => o.kind === "Service" && FNS.map(serviceName).includes(o.metadata.name)).map((o) => String(o.spec.template.spec.containers[0].image));
+    const unpullable = images.filter((i) => !i.includes("/"));
+    if (unpullable.length > 0 && !/overlay is required/.test(text)) problems.push(`images ${unpullable.join(", ")} name no registry, and the README does not say the overlay is required`);
+    if (/applies the base as it is/.test(text)) problems.push("the README offers applying the base as it is");
+    return problems;
+  }
+
+  it("says the overlay is required, since the base's images name no registry", () => {
+    expect(overlayProblems(section, docs.map((d) => d.obj))).toEqual([]);
+    // The sentence before: the base offered as something to apply.
+    const before = "Point them at your registry with an overlay,\nthen apply it (`kubectl apply -k knative/` applies the base as it is):";
+    expect(overlayProblems(before, docs.map((d) => d.obj))).toEqual([
+      "images podcert-validate, podcert-derive-sans, podcert-sign, podcert-deny name no registry, and the README does not say the overlay is required",
+      "the README offers applying the base as it is",
+    ]);
+  });
+
   it("names the prerequisites", () => {
     for (const s of ["1.35", "PodCertificateRequest", "ClusterTrustBundle", "ClusterTrustBundleProjection", "certificates.k8s.io/v1beta1=true", "Knative Serving", "Knative Eventing", "Broker"]) {
       expect(section).toContain(s);

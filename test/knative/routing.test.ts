@@ -10,15 +10,20 @@ import { parseSignerConfig } from "../../shared/profiles/config.js";
 import {
   API_SERVER_TYPES,
   clone,
+  deliveryTimeoutProblems,
+  effectiveDelivery,
   eventOf,
   find,
   KNATIVE_DIR,
   knativeServices,
   loadDir,
+  type Doc,
+  type Obj,
   ofKind,
   route,
   routingProblems,
   serviceName,
+  serviceTimeoutMs,
   TERMINAL_TYPES,
   triggers,
 } from "./manifests.js";
@@ -123,14 +128,62 @@ describe("Broker", () => {
     expect(Object.keys(FUNCTIONS).map(serviceName)).not.toContain(d.deadLetterSink.ref.name);
   });
 
-  it("gives up on a hop well inside the step attestations' lifetime", () => {
-    const d = broker.spec.delivery;
+  /**
+   * The longest a hop can take, in seconds: every attempt runs until its timeout (without one,
+   * until Serving ends it at the subscriber's timeoutSeconds), with the backoff between them.
+   */
+  function longestHop(all: readonly Doc[], trigger: Obj): number {
+    const d = effectiveDelivery(all, trigger)!;
     const delay = parseIsoDurationMs(d.backoffDelay) / 1000;
-    let window = 0;
-    for (let i = 0; i < d.retry; i++) window += delay * 2 ** i;
-    const config = parseSignerConfig(find(docs, "ConfigMap", "podcert-config").data["config.yaml"] as string);
+    const attempt = (d.timeout !== undefined ? parseIsoDurationMs(d.timeout) : serviceTimeoutMs(all, trigger.spec.subscriber.ref.name)!) / 1000;
+    let window = (d.retry + 1) * attempt;
+    for (let i = 0; i < d.retry; i++) window += delay * 2 ** i; // Knative's exponential backoff: delay x 2^i
+    return window;
+  }
+  const ttl = parseSignerConfig(find(docs, "ConfigMap", "podcert-config").data["config.yaml"] as string).attestationTTLSeconds;
+
+  it("gives up on a hop well inside the step attestations' lifetime", () => {
     // validate's attestation must still be valid when sign takes it, after two retried hops.
-    expect(2 * window).toBeLessThan(config.attestationTTLSeconds);
+    for (const t of triggers(docs)) expect(2 * longestHop(docs, t.obj), t.obj.metadata.name).toBeLessThan(ttl);
+    expect(longestHop(docs, find(docs, "Trigger", "podcert-sign-sans-derived"))).toBeCloseTo(10 * 10 + 255.5);
+    // Without a timeout, attempts hung until Serving's 60 s would overrun it.
+    const untimed = clone(docs);
+    delete find(untimed, "Broker", "podcert").spec.delivery.timeout;
+    expect(2 * longestHop(untimed, find(untimed, "Trigger", "podcert-sign-sans-derived"))).toBeGreaterThan(ttl);
+  });
+});
+
+describe("Trigger deliveries", () => {
+  it("each attempt times out (ISO 8601) before the subscriber Service's timeoutSeconds", () => {
+    expect(deliveryTimeoutProblems(docs)).toEqual([]);
+    for (const t of triggers(docs)) {
+      expect(t.obj.spec.delivery, t.obj.metadata.name).toBeUndefined();
+      expect(parseIsoDurationMs(effectiveDelivery(docs, t.obj)!.timeout)).toBeLessThan(serviceTimeoutMs(docs, t.obj.spec.subscriber.ref.name)!);
+    }
+  });
+
+  it("detects a missing, malformed or too long timeout, and a Trigger's own delivery spec", () => {
+    const none = clone(docs);
+    delete find(none, "Broker", "podcert").spec.delivery.timeout;
+    expect(deliveryTimeoutProblems(none)).toHaveLength(triggers(docs).length);
+    expect(deliveryTimeoutProblems(none)[0]).toMatch(/its deliveries have no timeout/);
+
+    const malformed = clone(docs);
+    find(malformed, "Broker", "podcert").spec.delivery.timeout = "10s";
+    expect(deliveryTimeoutProblems(malformed)[0]).toMatch(/10s is not an ISO 8601 duration/);
+
+    const long = clone(docs);
+    find(long, "Service", "podcert-sign").spec.template.spec.timeoutSeconds = 10;
+    expect(deliveryTimeoutProblems(long)).toEqual([expect.stringContaining("Trigger podcert-sign-sans-derived: timeout PT10S is not below podcert-sign's timeoutSeconds (10)")]);
+
+    const unset = clone(docs);
+    delete find(unset, "Service", "podcert-deny").spec.template.spec.timeoutSeconds;
+    expect(deliveryTimeoutProblems(unset)).toEqual([expect.stringContaining("subscriber podcert-deny sets no timeoutSeconds")]);
+
+    // A Trigger with only a timeout of its own: fine as far as the timeout goes, but it replaces the Broker's retries.
+    const own = clone(docs);
+    find(own, "Trigger", "podcert-deny-denied").spec.delivery = { timeout: "PT5S" };
+    expect(deliveryTimeoutProblems(own)).toEqual([expect.stringContaining("Trigger podcert-deny-denied: sets its own delivery spec, which replaces the Broker's whole")]);
   });
 });
 
@@ -148,6 +201,7 @@ describe("the local broker (npm start)", () => {
       retry: spec.retry,
       backoffPolicy: spec.backoffPolicy,
       backoffDelayMs: parseIsoDurationMs(spec.backoffDelay),
+      timeoutMs: parseIsoDurationMs(spec.timeout),
       deadLetterSink: spec.deadLetterSink.ref.name,
     });
   });

@@ -1,14 +1,37 @@
 // One Knative Service per function, following the runtime contract (environment, Secrets and
 // ConfigMap mounts, readiness, scale), with restrictive security settings, behind a NetworkPolicy
 // that admits only Knative's delivery path.
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { FUNCTIONS } from "../../shared/cli/functions.js";
 import { ACCEPTED_KEYS_FILE, SIGNING_KEY_FILE } from "../../shared/events/step-keys.js";
-import { clone, find, functionServiceProblems, knativeServices, loadDir, networkPolicyProblems, securityProblems, serviceName } from "./manifests.js";
+import {
+  autoscalingAim,
+  autoscalingProblems,
+  clone,
+  find,
+  functionServiceProblems,
+  KNATIVE_DIR,
+  knativeServices,
+  loadDir,
+  networkPolicyProblems,
+  ROOT,
+  securityProblems,
+  serviceName,
+} from "./manifests.js";
 
 const { docs } = loadDir();
 const STEP_KEY_FILES = [SIGNING_KEY_FILE, ACCEPTED_KEYS_FILE];
 const FNS = Object.keys(FUNCTIONS);
+
+/** The autoscaling aim per pod a text states ("aims at N in-flight events per pod"), YAML comment marks ignored. */
+function statedAim(text: string): number | undefined {
+  const m = /aims at (\d+(?:\.\d+)?)\s+in-flight\s+events\s+per\s+pod/.exec(text.replace(/\n\s*#\s*/g, " "));
+  return m === null ? undefined : Number(m[1]);
+}
+const servicesNote = statedAim(readFileSync(join(KNATIVE_DIR, "services.yaml"), "utf8"));
+const readmeAim = statedAim(readFileSync(join(ROOT, "README.md"), "utf8"));
 
 describe("Knative Services", () => {
   it.each(FNS)("%s: exactly one Service, following the runtime contract", (fn) => {
@@ -71,6 +94,42 @@ describe("Knative Services", () => {
     delete sc.seccompProfile;
     sc.capabilities = { drop: ["NET_RAW"] };
     expect(securityProblems(loose)).toHaveLength(3);
+  });
+});
+
+describe("autoscaling", () => {
+  it("aims at the in-flight events per pod that services.yaml and the README state, on any cluster", () => {
+    expect(servicesNote).toBeDefined();
+    expect(readmeAim).toBe(servicesNote);
+    expect(autoscalingProblems(docs, FNS, servicesNote)).toEqual([]);
+  });
+
+  it("computes the aim as Knative does: min(target, containerConcurrency) x utilization", () => {
+    const svc = (cc: number, ann: Record<string, string>) => ({ spec: { template: { metadata: { annotations: ann }, spec: { containerConcurrency: cc } } } });
+    expect(autoscalingAim(svc(50, { "autoscaling.knative.dev/target": "35" }))).toBeCloseTo(24.5);
+    expect(autoscalingAim(svc(50, {}))).toBe(35);
+    expect(autoscalingAim(svc(50, { "autoscaling.knative.dev/target": "80" }))).toBe(35);
+    expect(autoscalingAim(svc(0, {}))).toBe(70);
+    expect(autoscalingAim(svc(0, { "autoscaling.knative.dev/target": "10", "autoscaling.knative.dev/target-utilization-percentage": "100" }))).toBe(10);
+    expect(() => autoscalingAim(svc(50, { "autoscaling.knative.dev/metric": "rps" }))).toThrow(/only KPA concurrency/);
+  });
+
+  it("detects an aim that differs from the note, or depends on the cluster", () => {
+    // The annotations before the fix: target 35, described as 70% of containerConcurrency.
+    const old = clone(docs);
+    const ann = find(old, "Service", "podcert-sign").spec.template.metadata.annotations;
+    delete ann["autoscaling.knative.dev/target-utilization-percentage"];
+    ann["autoscaling.knative.dev/target"] = "35";
+    expect(autoscalingProblems(old, FNS, servicesNote)).toEqual([
+      expect.stringContaining("podcert-sign: the autoscaler aims at 24.5 in-flight requests per pod, the manifests say 35"),
+      expect.stringContaining("podcert-sign: the aim depends on the cluster's config-autoscaler"),
+    ]);
+
+    const smaller = clone(docs);
+    find(smaller, "Service", "podcert-validate").spec.template.spec.containerConcurrency = 40;
+    expect(autoscalingProblems(smaller, FNS, servicesNote)).toEqual([expect.stringContaining("podcert-validate: the autoscaler aims at 28 in-flight")]);
+
+    expect(autoscalingProblems(docs, FNS, undefined)).toEqual(["the aim per pod is not stated"]);
   });
 });
 

@@ -81,7 +81,17 @@ describe("routing from knative/triggers.yaml", () => {
     expect(d.retry).toBeGreaterThan(0);
     expect(d.backoffPolicy).toBe("exponential");
     expect(d.backoffDelayMs).toBeGreaterThan(0);
+    expect(d.timeoutMs).toBeGreaterThan(0);
     expect(d.deadLetterSink).toBeTruthy();
+    const untimed = "kind: Broker\nmetadata: {name: b}\nspec: {delivery: {retry: 1}}\n";
+    expect(parseBrokerDelivery(untimed, "b").timeoutMs).toBeUndefined();
+    expect(() => parseBrokerDelivery("kind: Broker\nmetadata: {name: b}\nspec: {delivery: {timeout: 10s}}\n", "b")).toThrow(/ISO 8601/);
+  });
+
+  it("refuses a Trigger with a delivery spec of its own (Knative would use it instead of the Broker's)", () => {
+    const own = TRIGGERS.replace("spec:\n  broker: podcert\n", "spec:\n  broker: podcert\n  delivery: {timeout: PT5S}\n");
+    expect(own).not.toBe(TRIGGERS);
+    expect(() => parseTriggers(own, "t.yaml")).toThrow(/t.yaml: Trigger podcert-validate-pcr-add sets its own delivery spec/);
   });
 
   it.each([
@@ -199,6 +209,27 @@ describe("delivery", () => {
     expect(gaps[0]).toBeGreaterThanOrEqual(39);
     expect(gaps[1]).toBeGreaterThanOrEqual(79);
     expect(gaps[2]).toBeGreaterThanOrEqual(159);
+  });
+
+  it("ends an attempt at the spec's timeout and retries it", async () => {
+    let calls = 0;
+    const slowOnce: Handler = (_e, _r, res) => void setTimeout(() => res.writeHead(204).end(), ++calls === 1 ? 1_000 : 0);
+    const { broker, received, dead } = await brokerWith({ sign: slowOnce }, { ...fast, timeoutMs: 100 });
+    const t0 = performance.now();
+    broker.publish(event(EVENT_TYPES.sansDerived));
+    await broker.idle();
+    expect(received.get("sign")).toHaveLength(2);
+    expect(dead).toEqual([]);
+    expect(performance.now() - t0).toBeLessThan(900); // the first attempt was not waited out
+  });
+
+  it("dead-letters when every attempt times out", async () => {
+    const hang: Handler = (_e, _r, res) => void setTimeout(() => res.writeHead(204).end(), 1_000);
+    const { broker, received, dead } = await brokerWith({ sign: hang }, { ...fast, timeoutMs: 50 });
+    broker.publish(event(EVENT_TYPES.sansDerived));
+    await broker.idle();
+    expect(received.get("sign")).toHaveLength(fast.retry + 1);
+    expect(dead).toEqual([expect.objectContaining({ attempts: fast.retry + 1, lastStatus: "network-error", lastError: "no answer within 50 ms" })]);
   });
 
   it("accepts events on its HTTP ingress", async () => {
