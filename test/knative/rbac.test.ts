@@ -25,9 +25,10 @@ const EXPECTED: Record<string, Set<Grant>> = {
     ["", "namespaces", ["get"]],
     ["", "nodes", ["get"]],
   ]),
+  // get: the Services a pod names; list: all of them, for expects-service "true".
   "podcert/podcert-derive-sans": grantsOf([
     ["", "pods", ["get"]],
-    ["", "services", ["list"]],
+    ["", "services", ["get", "list"]],
   ]),
   "podcert/podcert-sign": STATUS_WRITER,
   "podcert/podcert-deny": STATUS_WRITER,
@@ -75,8 +76,8 @@ describe("RBAC", () => {
     expect(rbacProblems(anySigner)).toEqual(expect.arrayContaining(["podcert/podcert-deny has extra: cluster certificates.k8s.io signers sign *"]));
 
     const missing = clone(docs);
-    find(missing, "ClusterRole", "podcert-derive-sans").rules.pop();
-    expect(rbacProblems(missing)).toEqual(["podcert/podcert-derive-sans lacks: cluster core services list *"]);
+    find(missing, "ClusterRole", "podcert-derive-sans").rules[1].verbs = ["list"];
+    expect(rbacProblems(missing)).toEqual(["podcert/podcert-derive-sans lacks: cluster core services get *"]);
 
     const builtIn = clone(docs);
     find(builtIn, "ClusterRoleBinding", "podcert-validate").roleRef.name = "view";
