@@ -33,30 +33,30 @@ const user = (name: string, ...groups: string[]): UserInfo => ({ name, groups: [
 
 describe("ruleAllows", () => {
   it.each([
-    { $case: "star verb", r: rule({ verbs: ["*"], apiGroups: ["g1"], resources: ["r1"] }), a: res("anything", "r1", { apiGroup: "g1" }), want: true },
-    { $case: "star verb, other group", r: rule({ verbs: ["*"], apiGroups: ["g1"], resources: ["r1"] }), a: res("get", "r1", { apiGroup: "g2" }), want: false },
-    { $case: "star group", r: rule({ verbs: ["get"], apiGroups: ["*"], resources: ["r1"] }), a: res("get", "r1", { apiGroup: "g2" }), want: true },
-    { $case: "star resource", r: rule({ verbs: ["get"], apiGroups: [""], resources: ["*"] }), a: res("get", "pods"), want: true },
-    { $case: "star resource covers a subresource", r: rule({ verbs: ["get"], apiGroups: [""], resources: ["*"] }), a: res("get", "pods", { subresource: "status" }), want: true },
-    { $case: "tuple expansion", r: rule({ verbs: ["get", "list"], apiGroups: ["", "apps"], resources: ["pods", "deployments"] }), a: res("list", "deployments", { apiGroup: "" }), want: true },
-    { $case: "wrong verb", r: rule({ verbs: ["list"], apiGroups: [""], resources: ["services"] }), a: res("get", "services", { name: "api" }), want: false },
-    { $case: "a resource does not cover its subresource", r: rule({ verbs: ["*"], apiGroups: ["*"], resources: ["pods"] }), a: res("get", "pods", { subresource: "status" }), want: false },
-    { $case: "a subresource does not cover its resource", r: rule({ verbs: ["*"], apiGroups: ["*"], resources: ["pods/status"] }), a: res("get", "pods"), want: false },
-    { $case: "resource/subresource", r: rule({ verbs: ["update"], apiGroups: ["*"], resources: ["pods/status"] }), a: res("update", "pods", { subresource: "status" }), want: true },
-    { $case: "*/subresource", r: rule({ verbs: ["update"], apiGroups: ["*"], resources: ["*/status"] }), a: res("update", "nodes", { subresource: "status" }), want: true },
-    { $case: "*/subresource is not the resource", r: rule({ verbs: ["update"], apiGroups: ["*"], resources: ["*/status"] }), a: res("update", "nodes"), want: false },
-    { $case: "resourceNames: the name", r: rule({ verbs: ["get"], apiGroups: [""], resources: ["services"], resourceNames: ["api"] }), a: res("get", "services", { name: "api" }), want: true },
-    { $case: "resourceNames: another name", r: rule({ verbs: ["get"], apiGroups: [""], resources: ["services"], resourceNames: ["api"] }), a: res("get", "services", { name: "db" }), want: false },
-    { $case: "resourceNames: a list has no name", r: rule({ verbs: ["list"], apiGroups: [""], resources: ["services"], resourceNames: ["api"] }), a: res("list", "services"), want: false },
-    { $case: "resourceNames: a create has no name", r: rule({ verbs: ["create"], apiGroups: [""], resources: ["events"], resourceNames: ["x"] }), a: res("create", "events"), want: false },
-    { $case: "resourceNames: a list selecting metadata.name has it", r: rule({ verbs: ["list"], apiGroups: [""], resources: ["services"], resourceNames: ["api"] }), a: res("list", "services", { name: "api" }), want: true },
-    { $case: "a resource rule never matches a path", r: rule({ verbs: ["*"], apiGroups: ["*"], resources: ["*"] }), a: path("get", "/version"), want: false },
-    { $case: "nonResourceURL exact", r: rule({ verbs: ["get"], nonResourceURLs: ["/apis"] }), a: path("get", "/apis"), want: true },
-    { $case: "nonResourceURL, wrong verb", r: rule({ verbs: ["get"], nonResourceURLs: ["/apis"] }), a: path("post", "/apis"), want: false },
-    { $case: "nonResourceURL star", r: rule({ verbs: ["get"], nonResourceURLs: ["*"] }), a: path("get", "/foo/bar"), want: true },
-    { $case: "nonResourceURL prefix", r: rule({ verbs: ["get"], nonResourceURLs: ["/apis/*"] }), a: path("get", "/apis/v1/foo"), want: true },
-    { $case: "nonResourceURL prefix is not the bare path", r: rule({ verbs: ["get"], nonResourceURLs: ["/apis/*"] }), a: path("get", "/apis"), want: false },
-    { $case: "a path rule never matches a resource", r: rule({ verbs: ["*"], nonResourceURLs: ["*"] }), a: res("get", "pods"), want: false },
+    { case: "star verb", r: rule({ verbs: ["*"], apiGroups: ["g1"], resources: ["r1"] }), a: res("anything", "r1", { apiGroup: "g1" }), want: true },
+    { case: "star verb, other group", r: rule({ verbs: ["*"], apiGroups: ["g1"], resources: ["r1"] }), a: res("get", "r1", { apiGroup: "g2" }), want: false },
+    { case: "star group", r: rule({ verbs: ["get"], apiGroups: ["*"], resources: ["r1"] }), a: res("get", "r1", { apiGroup: "g2" }), want: true },
+    { case: "star resource", r: rule({ verbs: ["get"], apiGroups: [""], resources: ["*"] }), a: res("get", "pods"), want: true },
+    { case: "star resource covers a subresource", r: rule({ verbs: ["get"], apiGroups: [""], resources: ["*"] }), a: res("get", "pods", { subresource: "status" }), want: true },
+    { case: "tuple expansion", r: rule({ verbs: ["get", "list"], apiGroups: ["", "apps"], resources: ["pods", "deployments"] }), a: res("list", "deployments", { apiGroup: "" }), want: true },
+    { case: "wrong verb", r: rule({ verbs: ["list"], apiGroups: [""], resources: ["services"] }), a: res("get", "services", { name: "api" }), want: false },
+    { case: "a resource does not cover its subresource", r: rule({ verbs: ["*"], apiGroups: ["*"], resources: ["pods"] }), a: res("get", "pods", { subresource: "status" }), want: false },
+    { case: "a subresource does not cover its resource", r: rule({ verbs: ["*"], apiGroups: ["*"], resources: ["pods/status"] }), a: res("get", "pods"), want: false },
+    { case: "resource/subresource", r: rule({ verbs: ["update"], apiGroups: ["*"], resources: ["pods/status"] }), a: res("update", "pods", { subresource: "status" }), want: true },
+    { case: "*/subresource", r: rule({ verbs: ["update"], apiGroups: ["*"], resources: ["*/status"] }), a: res("update", "nodes", { subresource: "status" }), want: true },
+    { case: "*/subresource is not the resource", r: rule({ verbs: ["update"], apiGroups: ["*"], resources: ["*/status"] }), a: res("update", "nodes"), want: false },
+    { case: "resourceNames: the name", r: rule({ verbs: ["get"], apiGroups: [""], resources: ["services"], resourceNames: ["api"] }), a: res("get", "services", { name: "api" }), want: true },
+    { case: "resourceNames: another name", r: rule({ verbs: ["get"], apiGroups: [""], resources: ["services"], resourceNames: ["api"] }), a: res("get", "services", { name: "db" }), want: false },
+    { case: "resourceNames: a list has no name", r: rule({ verbs: ["list"], apiGroups: [""], resources: ["services"], resourceNames: ["api"] }), a: res("list", "services"), want: false },
+    { case: "resourceNames: a create has no name", r: rule({ verbs: ["create"], apiGroups: [""], resources: ["events"], resourceNames: ["x"] }), a: res("create", "events"), want: false },
+    { case: "resourceNames: a list selecting metadata.name has it", r: rule({ verbs: ["list"], apiGroups: [""], resources: ["services"], resourceNames: ["api"] }), a: res("list", "services", { name: "api" }), want: true },
+    { case: "a resource rule never matches a path", r: rule({ verbs: ["*"], apiGroups: ["*"], resources: ["*"] }), a: path("get", "/version"), want: false },
+    { case: "nonResourceURL exact", r: rule({ verbs: ["get"], nonResourceURLs: ["/apis"] }), a: path("get", "/apis"), want: true },
+    { case: "nonResourceURL, wrong verb", r: rule({ verbs: ["get"], nonResourceURLs: ["/apis"] }), a: path("post", "/apis"), want: false },
+    { case: "nonResourceURL star", r: rule({ verbs: ["get"], nonResourceURLs: ["*"] }), a: path("get", "/foo/bar"), want: true },
+    { case: "nonResourceURL prefix", r: rule({ verbs: ["get"], nonResourceURLs: ["/apis/*"] }), a: path("get", "/apis/v1/foo"), want: true },
+    { case: "nonResourceURL prefix is not the bare path", r: rule({ verbs: ["get"], nonResourceURLs: ["/apis/*"] }), a: path("get", "/apis"), want: false },
+    { case: "a path rule never matches a resource", r: rule({ verbs: ["*"], nonResourceURLs: ["*"] }), a: res("get", "pods"), want: false },
   ])("$case", ({ r, a, want }) => {
     expect(ruleAllows(a, r)).toBe(want);
   });
@@ -79,20 +79,20 @@ describe("authorize", () => {
   });
 
   it.each([
-    { $case: "a RoleBinding grants in its namespace", u: user("admin"), a: res("get", "pods", { namespace: "ns1" }), want: true },
-    { $case: "through a group", u: user("joe", "admins"), a: res("watch", "foobar", { namespace: "ns1" }), want: true },
-    { $case: "not in another namespace", u: user("admin"), a: res("get", "pods", { namespace: "ns2" }), want: false },
-    { $case: "not at the cluster scope", u: user("admin"), a: res("get", "nodes"), want: false },
-    { $case: "not across namespaces", u: user("admin"), a: res("list", "pods"), want: false },
-    { $case: "a Role in the binding's namespace, ServiceAccount subject defaulting to it", u: serviceAccountUser("ns1", "reader"), a: res("get", "pods", { namespace: "ns1", name: "p" }), want: true },
-    { $case: "the same ServiceAccount name in another namespace", u: serviceAccountUser("ns2", "reader"), a: res("get", "pods", { namespace: "ns1", name: "p" }), want: false },
-    { $case: "a ClusterRoleBinding grants everywhere", u: serviceAccountUser("podcert", "derive"), a: res("get", "services", { namespace: "any", name: "api" }), want: true },
-    { $case: "and only its rules", u: serviceAccountUser("podcert", "derive"), a: res("list", "services", { namespace: "any" }), want: false },
-    { $case: "every authenticated user reads /version", u: serviceAccountUser("podcert", "derive"), a: path("get", "/version"), want: true },
-    { $case: "and discovery", u: user("nobody"), a: path("get", "/apis/certificates.k8s.io/v1beta1"), want: true },
-    { $case: "but not /metrics", u: user("nobody"), a: path("get", "/metrics"), want: false },
-    { $case: "system:masters may do anything", u: user("root", "system:masters"), a: res("delete", "nodes", { name: "n" }), want: true },
-    { $case: "and any path", u: user("root", "system:masters"), a: path("post", "/anything"), want: true },
+    { case: "a RoleBinding grants in its namespace", u: user("admin"), a: res("get", "pods", { namespace: "ns1" }), want: true },
+    { case: "through a group", u: user("joe", "admins"), a: res("watch", "foobar", { namespace: "ns1" }), want: true },
+    { case: "not in another namespace", u: user("admin"), a: res("get", "pods", { namespace: "ns2" }), want: false },
+    { case: "not at the cluster scope", u: user("admin"), a: res("get", "nodes"), want: false },
+    { case: "not across namespaces", u: user("admin"), a: res("list", "pods"), want: false },
+    { case: "a Role in the binding's namespace, ServiceAccount subject defaulting to it", u: serviceAccountUser("ns1", "reader"), a: res("get", "pods", { namespace: "ns1", name: "p" }), want: true },
+    { case: "the same ServiceAccount name in another namespace", u: serviceAccountUser("ns2", "reader"), a: res("get", "pods", { namespace: "ns1", name: "p" }), want: false },
+    { case: "a ClusterRoleBinding grants everywhere", u: serviceAccountUser("podcert", "derive"), a: res("get", "services", { namespace: "any", name: "api" }), want: true },
+    { case: "and only its rules", u: serviceAccountUser("podcert", "derive"), a: res("list", "services", { namespace: "any" }), want: false },
+    { case: "every authenticated user reads /version", u: serviceAccountUser("podcert", "derive"), a: path("get", "/version"), want: true },
+    { case: "and discovery", u: user("nobody"), a: path("get", "/apis/certificates.k8s.io/v1beta1"), want: true },
+    { case: "but not /metrics", u: user("nobody"), a: path("get", "/metrics"), want: false },
+    { case: "system:masters may do anything", u: user("root", "system:masters"), a: res("delete", "nodes", { name: "n" }), want: true },
+    { case: "and any path", u: user("root", "system:masters"), a: path("post", "/anything"), want: true },
   ])("$case", ({ u, a, want }) => {
     expect(authorize(policy, u, a).allowed).toBe(want);
   });
@@ -117,11 +117,11 @@ describe("isAuthorizedForSignerName", () => {
   ]).policy;
 
   it.each([
-    { $case: "the exact signer name", p: signer("a", ["example.com/identity"]), name: "example.com/identity", want: true },
-    { $case: "another signer of the domain", p: signer("a", ["example.com/identity"]), name: "example.com/other", want: false },
-    { $case: "the domain wildcard", p: signer("a", ["example.com/*"]), name: "example.com/other", want: true },
-    { $case: "another domain's wildcard", p: signer("a", ["example.org/*"]), name: "example.com/other", want: false },
-    { $case: "a RoleBinding does not count (signers are cluster-scoped)", p: signer("a", ["example.com/identity"], "RoleBinding"), name: "example.com/identity", want: false },
+    { case: "the exact signer name", p: signer("a", ["example.com/identity"]), name: "example.com/identity", want: true },
+    { case: "another signer of the domain", p: signer("a", ["example.com/identity"]), name: "example.com/other", want: false },
+    { case: "the domain wildcard", p: signer("a", ["example.com/*"]), name: "example.com/other", want: true },
+    { case: "another domain's wildcard", p: signer("a", ["example.org/*"]), name: "example.com/other", want: false },
+    { case: "a RoleBinding does not count (signers are cluster-scoped)", p: signer("a", ["example.com/identity"], "RoleBinding"), name: "example.com/identity", want: false },
   ])("$case", ({ p, name, want }) => {
     expect(isAuthorizedForSignerName(p, user("s"), "sign", name)).toBe(want);
     expect(isAuthorizedForSignerName(p, user("s"), "attest", name)).toBe(false);
