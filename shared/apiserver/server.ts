@@ -78,6 +78,11 @@ export interface EmbeddedApiServer {
   token(user?: string): string | undefined;
   /** Every request refused so far (401, 403, and 422 from the `sign` check), oldest first. */
   refusedRequests(): RefusedRequest[];
+  /**
+   * A SubjectAccessReview: would `user` be allowed `attrs`? (Always true without `authorization`.)
+   * For controllers that check permissions before acting, as Knative's ApiServerSource does.
+   */
+  accessReview(user: UserInfo, attrs: RequestAttributes): boolean;
   /** In-process access to the objects the server serves (no authorization applies). */
   store: ObjectStore;
   /** Closes the listener and every open watch. */
@@ -203,6 +208,7 @@ export async function startApiServer(o: StartApiServerOptions = {}): Promise<Emb
     kubeconfig: (user?: string) => kubeconfigFor(url, token(user)),
     token,
     refusedRequests: () => [...refused],
+    accessReview: (user, attrs) => auth === undefined || authorize(auth.policy, user, attrs).allowed,
     async stop() {
       for (const end of [...watches]) end();
       await new Promise<void>((resolve) => {

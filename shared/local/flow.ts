@@ -14,13 +14,14 @@ import { join } from "node:path";
 import type { KubeConfig } from "@kubernetes/client-node";
 import { startApiServer, type EmbeddedApiServer } from "../apiserver/server.js";
 import { createCaPool, parseCaPool, serializeCaPool, type CaPool } from "../ca/pool.js";
+import { ConfigError } from "../errors.js";
 import { generateStepSecrets } from "../events/step-keys.js";
 import { EVENT_TYPES, STEPS, type PodcertEvent } from "../events/types.js";
 import { loadKubeConfig } from "../kube/client-node.js";
 import { terminalCondition, type PodCertificateRequest } from "../pcr/model.js";
 import type { SignerConfig } from "../profiles/config.js";
 import { readText } from "../runtime/load.js";
-import { startApiServerSource, type EmulatedSource } from "./apiserver-source.js";
+import { sourceAccessProblem, startApiServerSource, type EmulatedSource } from "./apiserver-source.js";
 import { loadKnativeIdentities, userOfService } from "./identities.js";
 import { LocalBroker, parseBrokerDelivery, parseContainerConcurrency, parseTriggers, type DeadLetter, type DeliverySpec, type TriggerRoute } from "./broker.js";
 import { bundlePath, startFunctionProcess, stopFunctionProcess, type FunctionProcess } from "./processes.js";
@@ -79,6 +80,10 @@ export async function startLocalFlow(o: LocalFlowOptions): Promise<LocalFlow> {
     const kubeconfigPath = join(state, "kubeconfig");
     writeFileSync(kubeconfigPath, api.kubeconfig(), { mode: 0o600 });
     say(`[1/6] embedded API server at ${api.url} (${o.objects.length} objects; RBAC of ${o.knativeDir}/ enforced)`);
+    // As Knative's controller would refuse to start the source (the namespaces it selects: all).
+    const namespaces = api.store.list("namespaces").items.map((n) => n.metadata.name);
+    const sourceProblem = sourceAccessProblem(api.accessReview, ids.source.name, namespaces);
+    if (sourceProblem !== undefined) throw new ConfigError(`ApiServerSource: ${sourceProblem}`);
 
     const caText = serializeCaPool(await createCaPool([...o.config.signers.keys()], { keyAlgorithm: "ECDSAP256", validityDays: 365, now: new Date() }));
     writeFileSync(join(state, "ca-pool.yaml"), caText, { mode: 0o600 });

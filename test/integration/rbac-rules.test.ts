@@ -2,7 +2,10 @@
 // own ServiceAccount against an embedded API server enforcing those documents: over HTTP the
 // bundles make every call they need (issue 8, finding 9: derive-sans' GET on a named Service was
 // refused on a cluster), and with any single grant removed the flow fails.
-import { readFileSync } from "node:fs";
+import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { parseAllDocuments, stringify } from "yaml";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parseClusterFile } from "../../shared/apiserver/cluster-file.js";
 import { bindingRules, parseRbacPolicy, subjectFor, type PolicyRule } from "../../shared/apiserver/rbac.js";
@@ -16,7 +19,7 @@ import { ephemeralStepKeys } from "../../shared/events/step-keys.js";
 import { EVENT_TYPES, STEPS, type StepName } from "../../shared/events/types.js";
 import { loadKubeConfig } from "../../shared/kube/client-node.js";
 import type { ClusterApi } from "../../shared/kube/cluster.js";
-import { serviceName } from "../../shared/local/flow.js";
+import { serviceName, startLocalFlow } from "../../shared/local/flow.js";
 import { loadKnativeIdentities, userOfService } from "../../shared/local/identities.js";
 import { terminalCondition } from "../../shared/pcr/model.js";
 import { defaultSignerConfig } from "../../shared/profiles/defaults.js";
@@ -186,5 +189,23 @@ describe("without any one grant of a function's ClusterRole, the flow fails", ()
     // ...and some request did not end as expected, except for the Events sent in the background
     // (best effort: a lost Event changes no outcome; the refusal above is what catches it).
     if (!(g.resource === "events" && g.verb === "create")) expect(r.unexpected).not.toEqual([]);
+  });
+});
+
+describe("the emulated ApiServerSource, like Knative's controller, checks its ServiceAccount first", () => {
+  it.each(["get", "list", "watch"])("does not start without %s on PodCertificateRequests", async (verb) => {
+    const knative = mkdtempSync(join(tmpdir(), "podcert-knative-"));
+    try {
+      cpSync("knative", knative, { recursive: true });
+      const file = join(knative, "apiserversource.yaml");
+      const docs = parseAllDocuments(readFileSync(file, "utf8")).map((d) => d.toJSON() as { kind?: string; metadata?: { name?: string }; rules?: { verbs: string[] }[] });
+      const role = docs.find((d) => d.kind === "ClusterRole" && d.metadata?.name === "podcert-apiserver-source")!;
+      for (const r of role.rules!) r.verbs = r.verbs.filter((v) => v !== verb);
+      writeFileSync(file, docs.map((d) => stringify(d)).join("---\n"));
+      await expect(startLocalFlow({ objects: parseClusterFile(readFileSync("examples/cluster.yaml", "utf8")), config: defaultSignerConfig(), knativeDir: knative }))
+        .rejects.toThrow(`ApiServerSource: insufficient permissions: User ${ids.source.name} cannot ${verb} resource "podcertificaterequests" in API group "certificates.k8s.io" in Namespace "ate-system"`);
+    } finally {
+      rmSync(knative, { recursive: true, force: true });
+    }
   });
 });
