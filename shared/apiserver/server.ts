@@ -10,7 +10,15 @@
  * is ignored (lists are always complete, without `continue`). Also /version, /healthz, /livez,
  * /readyz and the discovery documents (/api, /apis, /api/v1, /apis/<group>/<version>).
  *
- * No authentication or authorization: every request is allowed.
+ * Authentication and authorization are opt-in (`authorization`): off, every request is allowed,
+ * which keeps tests of the store itself simple. On (the local run, `podcert demo`, the HTTP tests),
+ * the server behaves as kube-apiserver with `--anonymous-auth=false --authorization-mode=RBAC`:
+ * a bearer token per user it was given (plus ADMIN_USER, in `system:masters`), 401 without a known
+ * one; then RBAC (rbac.ts) over the given documents and Kubernetes' bootstrap roles, for every
+ * request including /version and discovery, with request attributes derived as kube-apiserver
+ * does (request-info.ts) and 403 Status bodies worded as its; and the `sign` check on
+ * PodCertificateRequest status writes (422). Every refusal is kept (`refusedRequests`), so a run
+ * can prove that nothing it did was refused, including calls whose failure changes no outcome.
  *
  * Behaviour a reader should know (details in store.ts): creating a namespaced object needs its
  * Namespace (404 otherwise; seeding creates missing ones); PUT .../podcertificaterequests/x/status
@@ -22,22 +30,36 @@
  * its ListWatch / informers then reconnect from the last resourceVersion, which this server honours.
  */
 
+import { randomBytes } from "node:crypto";
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 
 import { stringify } from "yaml";
 
 import { ConfigError } from "../errors.js";
+import {
+  authorize,
+  BOOTSTRAP_RBAC,
+  forbiddenMessage,
+  isAuthorizedForSignerName,
+  parseRbacPolicy,
+  type RbacPolicy,
+  type RequestAttributes,
+  type UserInfo,
+} from "./rbac.js";
+import { isWatch, requestAttributes } from "./request-info.js";
 import { RESOURCE_TYPES, resourceFor, resourceForPath, type KubeObject, type ResourceType } from "./resources.js";
 import {
   ApiError,
   badRequest,
+  forbidden,
   internalError,
   methodNotAllowed,
   notFound,
   pathNotFound,
   success,
   tooLarge,
+  unauthorized,
   unsupportedMediaType,
 } from "./status.js";
 import { ObjectStore, type WatchEvent } from "./store.js";
@@ -46,11 +68,22 @@ export interface EmbeddedApiServer {
   /** http://127.0.0.1:<port> */
   url: string;
   /**
-   * A kubeconfig (YAML) for `url`: cluster, user and context "podcert-embedded", no credentials,
-   * insecure-skip-tls-verify (client-node needs it to accept http://).
+   * A kubeconfig (YAML) for `url`: cluster, user and context "podcert-embedded",
+   * insecure-skip-tls-verify (client-node needs it to accept http://). With `authorization`, it
+   * holds the bearer token of `user` (a user name; default ADMIN_USER; an unknown one throws
+   * ConfigError); without, no credentials.
    */
-  kubeconfig(): string;
-  /** In-process access to the objects the server serves. */
+  kubeconfig(user?: string): string;
+  /** The bearer token of `user` (default ADMIN_USER); undefined without `authorization`. */
+  token(user?: string): string | undefined;
+  /** Every request refused so far (401, 403, and 422 from the `sign` check), oldest first. */
+  refusedRequests(): RefusedRequest[];
+  /**
+   * A SubjectAccessReview: would `user` be allowed `attrs`? (Always true without `authorization`.)
+   * For controllers that check permissions before acting, as Knative's ApiServerSource does.
+   */
+  accessReview(user: UserInfo, attrs: RequestAttributes): boolean;
+  /** In-process access to the objects the server serves (no authorization applies). */
   store: ObjectStore;
   /** Closes the listener and every open watch. */
   stop(): Promise<void>;
@@ -75,6 +108,50 @@ export interface StartApiServerOptions {
   historyLimit?: number;
   /** BOOKMARK period for watches that ask for them (allowWatchBookmarks=true). Default 10 s. */
   bookmarkIntervalMs?: number;
+  /** Authenticate and authorize every request as kube-apiserver would; absent: allow everything. */
+  authorization?: ApiServerAuthorization;
+}
+
+export interface ApiServerAuthorization {
+  /**
+   * Role, ClusterRole, RoleBinding and ClusterRoleBinding documents (any other kind is skipped),
+   * in force besides Kubernetes' bootstrap roles (BOOTSTRAP_RBAC). A document kube-apiserver
+   * would refuse is a ConfigError.
+   */
+  rbac: readonly unknown[];
+  /** Who can authenticate besides ADMIN_USER: the server issues a random bearer token to each. */
+  users: readonly UserInfo[];
+}
+
+/** The cluster administrator (kubeadm's name), whose group `system:masters` is bound to cluster-admin. */
+export const ADMIN_USER: UserInfo = { name: "kubernetes-admin", groups: ["system:masters", "system:authenticated"] };
+
+/** A request the server refused to authenticate (401) or authorize (403; 422 for the `sign` check). */
+export interface RefusedRequest {
+  /** Absent for a 401. */
+  user?: string;
+  method: string;
+  /** The request's path and query. */
+  url: string;
+  code: 401 | 403 | 422;
+  /** What was refused, as the authorizer saw it: verb, and resource (with `/subresource`) or path. */
+  verb?: string;
+  apiGroup?: string;
+  resource?: string;
+  namespace?: string;
+  name?: string;
+  path?: string;
+  message: string;
+}
+
+/** One line naming a refused call: who, what, where, and the HTTP request. */
+export function describeRefusal(r: RefusedRequest): string {
+  const who = r.user ?? "an unauthenticated client";
+  if (r.verb === undefined) return `${who}: ${r.method} ${r.url} → ${r.code}`;
+  const what = r.resource !== undefined
+    ? `${r.verb} ${r.resource}${r.apiGroup ? `.${r.apiGroup}` : ""}${r.name ? ` "${r.name}"` : ""}${r.namespace ? ` in namespace ${r.namespace}` : ""}`
+    : `${r.verb} path ${r.path}`;
+  return `${who}: ${what} (${r.method} ${r.url} → ${r.code})`;
 }
 
 export const CONTEXT_NAME = "podcert-embedded";
@@ -85,6 +162,8 @@ export async function startApiServer(o: StartApiServerOptions = {}): Promise<Emb
   seed(store, o.objects ?? [], o.log);
 
   const watches = new Set<() => void>();
+  const refused: RefusedRequest[] = [];
+  const auth = o.authorization === undefined ? undefined : authState(o.authorization);
   const ctx: Ctx = {
     store,
     watches,
@@ -92,6 +171,11 @@ export async function startApiServer(o: StartApiServerOptions = {}): Promise<Emb
     bookmarkMs: o.bookmarkIntervalMs ?? 10_000,
     log: o.log,
     host: "",
+    auth,
+    refuse: (r) => {
+      refused.push(r);
+      o.log?.(`refused: ${describeRefusal(r)}`);
+    },
   };
   const server = createServer((req, res) => {
     handle(ctx, req, res).catch((e: unknown) => {
@@ -112,10 +196,19 @@ export async function startApiServer(o: StartApiServerOptions = {}): Promise<Emb
   ctx.host = `127.0.0.1:${port}`;
   const url = `http://${ctx.host}`;
 
+  const token = (user = ADMIN_USER.name): string | undefined => {
+    if (!auth) return undefined;
+    const t = auth.tokenOf.get(user);
+    if (t === undefined) throw new ConfigError(`the embedded API server has no user ${JSON.stringify(user)} (it knows ${[...auth.tokenOf.keys()].join(", ")})`);
+    return t;
+  };
   return {
     url,
     store,
-    kubeconfig: () => kubeconfigFor(url),
+    kubeconfig: (user?: string) => kubeconfigFor(url, token(user)),
+    token,
+    refusedRequests: () => [...refused],
+    accessReview: (user, attrs) => auth === undefined || authorize(auth.policy, user, attrs).allowed,
     async stop() {
       for (const end of [...watches]) end();
       await new Promise<void>((resolve) => {
@@ -130,16 +223,68 @@ export async function startApiServer(o: StartApiServerOptions = {}): Promise<Emb
  * client-node refuses plain http:// servers unless the cluster sets insecure-skip-tls-verify
  * ("HTTP protocol is not allowed when skipTLSVerify is not set or false"), so it is set here.
  */
-export function kubeconfigFor(url: string): string {
+export function kubeconfigFor(url: string, token?: string): string {
   return stringify({
     apiVersion: "v1",
     kind: "Config",
     clusters: [{ name: CONTEXT_NAME, cluster: { server: url, "insecure-skip-tls-verify": true } }],
-    users: [{ name: CONTEXT_NAME, user: {} }],
+    users: [{ name: CONTEXT_NAME, user: token === undefined ? {} : { token } }],
     contexts: [{ name: CONTEXT_NAME, context: { cluster: CONTEXT_NAME, user: CONTEXT_NAME } }],
     "current-context": CONTEXT_NAME,
     preferences: {},
   });
+}
+
+interface AuthState {
+  policy: RbacPolicy;
+  userOf: Map<string, UserInfo>;
+  tokenOf: Map<string, string>;
+}
+
+function authState(a: ApiServerAuthorization): AuthState {
+  const { policy, problems } = parseRbacPolicy([...BOOTSTRAP_RBAC, ...a.rbac]);
+  if (problems.length > 0) throw new ConfigError(`RBAC documents kube-apiserver would refuse:\n  ${problems.join("\n  ")}`);
+  const userOf = new Map<string, UserInfo>();
+  const tokenOf = new Map<string, string>();
+  for (const user of [ADMIN_USER, ...a.users]) {
+    if (tokenOf.has(user.name)) continue;
+    // Random per server: a token only works against the server that issued it, like a real one.
+    const t = randomBytes(24).toString("base64url");
+    userOf.set(t, { name: user.name, groups: [...user.groups] });
+    tokenOf.set(user.name, t);
+  }
+  return { policy, userOf, tokenOf };
+}
+
+/** The bearer token authenticator: `Authorization: Bearer <token>` (scheme in any case). */
+function authenticate(auth: AuthState, req: IncomingMessage): UserInfo | undefined {
+  const m = /^bearer\s+(\S+)\s*$/i.exec(req.headers.authorization ?? "");
+  return m ? auth.userOf.get(m[1]!) : undefined;
+}
+
+/** Authentication, then RBAC: the user, or an ApiError (401, 403) after recording the refusal. */
+function admit(ctx: Ctx, auth: AuthState, req: IncomingMessage, method: string, url: URL): UserInfo {
+  const requestUrl = `${url.pathname}${url.search}`;
+  const user = authenticate(auth, req);
+  if (user === undefined) {
+    ctx.refuse({ method, url: requestUrl, code: 401, message: "Unauthorized" });
+    throw unauthorized();
+  }
+  const attrs: RequestAttributes = requestAttributes(method, url);
+  const decision = authorize(auth.policy, user, attrs);
+  if (decision.allowed) return user;
+  const err = attrs.resourceRequest
+    ? forbidden({ group: attrs.apiGroup, resource: attrs.resource, name: attrs.name, message: forbiddenMessage(user, attrs), reason: decision.reason })
+    : forbidden({ group: "", resource: "", name: "", message: forbiddenMessage(user, attrs), reason: decision.reason });
+  const refusal: RefusedRequest = { user: user.name, method, url: requestUrl, code: 403, verb: attrs.verb, message: err.message };
+  if (attrs.resourceRequest) {
+    refusal.apiGroup = attrs.apiGroup;
+    refusal.resource = attrs.subresource === "" ? attrs.resource : `${attrs.resource}/${attrs.subresource}`;
+    if (attrs.namespace !== "") refusal.namespace = attrs.namespace;
+    if (attrs.name !== "") refusal.name = attrs.name;
+  } else refusal.path = attrs.path;
+  ctx.refuse(refusal);
+  throw err;
 }
 
 function seed(store: ObjectStore, objects: readonly unknown[], log: ((line: string) => void) | undefined): void {
@@ -173,6 +318,8 @@ interface Ctx {
   bookmarkMs: number;
   log: ((line: string) => void) | undefined;
   host: string;
+  auth: AuthState | undefined;
+  refuse: (r: RefusedRequest) => void;
 }
 
 interface Route {
@@ -186,6 +333,8 @@ async function handle(ctx: Ctx, req: IncomingMessage, res: ServerResponse): Prom
   const url = new URL(req.url ?? "/", "http://localhost");
   const method = req.method ?? "GET";
   const q = url.searchParams;
+  // kube-apiserver authenticates and authorizes before routing: a forbidden path is 403, not 404.
+  const user = ctx.auth === undefined ? undefined : admit(ctx, ctx.auth, req, method, url);
   const segs = url.pathname.split("/").filter((s) => s !== "").map((s) => {
     try {
       return decodeURIComponent(s);
@@ -209,8 +358,7 @@ async function handle(ctx: Ctx, req: IncomingMessage, res: ServerResponse): Prom
 
   if (name === undefined) {
     if (method === "GET") {
-      const isWatch = q.get("watch") === "true" || q.get("watch") === "1";
-      if (isWatch) return watch(ctx, req, res, route, q);
+      if (isWatch(q)) return watch(ctx, req, res, route, q);
       const list = ctx.store.list(t, selection(t, namespace, q));
       sendJson(res, 200, {
         kind: `${t.kind}List`,
@@ -236,7 +384,7 @@ async function handle(ctx: Ctx, req: IncomingMessage, res: ServerResponse): Prom
   }
   if (method === "PUT") {
     const body = await readObject(ctx, req, route);
-    sendJson(res, 200, sub === "status" ? ctx.store.replaceStatus(body) : ctx.store.replace(body));
+    sendJson(res, 200, sub === "status" ? ctx.store.replaceStatus(body, signCheck(ctx, user, method, url)) : ctx.store.replace(body));
     return;
   }
   if (method === "DELETE" && sub === undefined) {
@@ -251,6 +399,34 @@ async function handle(ctx: Ctx, req: IncomingMessage, res: ServerResponse): Prom
     return;
   }
   throw methodNotAllowed(method);
+}
+
+/** The store's `sign` check for this request's user (none without authorization); refusals are recorded. */
+function signCheck(ctx: Ctx, user: UserInfo | undefined, method: string, url: URL) {
+  const auth = ctx.auth;
+  if (auth === undefined || user === undefined) return {};
+  return {
+    signer: {
+      user: user.name,
+      maySign: (signerName: string) => {
+        const ok = isAuthorizedForSignerName(auth.policy, user, "sign", signerName);
+        if (!ok) {
+          ctx.refuse({
+            user: user.name,
+            method,
+            url: `${url.pathname}${url.search}`,
+            code: 422,
+            verb: "sign",
+            apiGroup: "certificates.k8s.io",
+            resource: "signers",
+            name: signerName,
+            message: `User ${JSON.stringify(user.name)} is not permitted to "sign" for signer ${JSON.stringify(signerName)}`,
+          });
+        }
+        return ok;
+      },
+    },
+  };
 }
 
 /** /api/v1/namespaces/ns/pods/name/status and friends; throws 404 for anything else. */

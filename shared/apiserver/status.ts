@@ -16,7 +16,9 @@ export type StatusReason =
   | "UnsupportedMediaType"
   | "Expired"
   | "Gone"
-  | "InternalError";
+  | "InternalError"
+  | "Unauthorized"
+  | "Forbidden";
 
 export interface StatusCause {
   reason: string;
@@ -112,6 +114,31 @@ export function tooLarge(limit: number): ApiError {
 
 export function unsupportedMediaType(type: string): ApiError {
   return failure(415, "UnsupportedMediaType", `the body of the request was in an unknown format - accepted media types include: application/json (got ${JSON.stringify(type)})`);
+}
+
+/** 401, as kube-apiserver answers a request it cannot authenticate. */
+export function unauthorized(): ApiError {
+  return failure(401, "Unauthorized", "Unauthorized");
+}
+
+// Go's responsewriters avoid errors that look like HTML.
+const sanitize = (s: string) => s.replaceAll("&", "&amp;").replaceAll("<", "&lt;").replaceAll(">", "&gt;");
+
+/**
+ * 403 as responsewriters.Forbidden writes it: apierrors.NewForbidden over the request's group and
+ * resource (without subresource) and name, whose message is `<resource>.<group> "<name>" is
+ * forbidden: <why>` (no name: `<resource>.<group> is forbidden: …`; a non-resource request:
+ * `forbidden: …`), `why` being the authorizer's message and then its reason, if any.
+ */
+export function forbidden(o: { group: string; resource: string; name: string; message: string; reason: string }): ApiError {
+  const why = o.reason === "" ? sanitize(o.message) : `${sanitize(o.message)}: ${o.reason}`;
+  const qualified = o.resource === "" && o.group === "" ? "" : o.group === "" ? o.resource : `${o.resource}.${o.group}`;
+  const message = qualified === "" ? `forbidden: ${why}` : o.name === "" ? `${qualified} is forbidden: ${why}` : `${qualified} "${o.name}" is forbidden: ${why}`;
+  const details: NonNullable<KubeStatus["details"]> = {};
+  if (o.name !== "") details.name = o.name;
+  if (o.group !== "") details.group = o.group;
+  if (o.resource !== "") details.kind = o.resource;
+  return failure(403, "Forbidden", message, details);
 }
 
 export function expired(message: string): ApiError {

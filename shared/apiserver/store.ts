@@ -87,6 +87,16 @@ export interface CreateOptions {
   seed?: boolean;
 }
 
+export interface StatusUpdateOptions {
+  /**
+   * kube-apiserver's `sign` check on PodCertificateRequest status writes: a write that passes the
+   * status rules and changes the status must come from someone allowed to `sign` for the PCR's
+   * signer, or it is refused (422, a Forbidden cause on spec.signerName). Absent: not checked
+   * (the store on its own, or a server that does not enforce RBAC).
+   */
+  signer?: { user: string; maySign(signerName: string): boolean };
+}
+
 export interface Preconditions {
   uid?: string;
   resourceVersion?: string;
@@ -207,7 +217,7 @@ export class ObjectStore {
    * resourceVersion preconditions). For PodCertificateRequests the kube-apiserver status rules
    * apply (422 with one cause per violated rule) and times are stored as whole-second RFC 3339.
    */
-  replaceStatus(input: unknown): KubeObject {
+  replaceStatus(input: unknown, o: StatusUpdateOptions = {}): KubeObject {
     const obj = toObject(input);
     const t = this.typeOf(obj);
     if (!t.hasStatus) throw badRequest(`${t.plural} have no status subresource`);
@@ -224,6 +234,14 @@ export class ObjectStore {
         throw invalid(t, old.metadata.name, errors.map((e) => fieldCause(e.field, e.detail, e.type)));
       }
       next.status = normalizePcrStatus(status);
+      // After the status rules, as StatusStrategy.ValidateUpdate: any change (Semantic.DeepEqual,
+      // where empty equals absent) needs `sign` on the signer named by the stored object.
+      const signerName = String((old.spec as { signerName?: unknown } | undefined)?.signerName ?? "");
+      if (o.signer && !deepEqual(old.status, next.status, true) && !o.signer.maySign(signerName)) {
+        throw invalid(t, old.metadata.name, [
+          fieldCause("spec.signerName", `Forbidden: User ${JSON.stringify(o.signer.user)} is not permitted to "sign" for signer ${JSON.stringify(signerName)}`, "FieldValueForbidden"),
+        ]);
+      }
     }
     return clone(this.update(t, old, next));
   }

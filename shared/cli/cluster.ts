@@ -23,26 +23,41 @@ export async function startClusterFromFile(path: string): Promise<EmbeddedApiSer
   return startApiServer({ objects: loadClusterFile(path) });
 }
 
-export function clusterApiFor(server: EmbeddedApiServer): ClusterApi {
-  return new KubeClusterApi(loadKubeConfig({ kubeconfigText: server.kubeconfig() }));
+/** A client of `server` authenticated as `user` (default: the cluster admin, when it authenticates at all). */
+export function clusterApiFor(server: EmbeddedApiServer, user?: string): ClusterApi {
+  return new KubeClusterApi(loadKubeConfig({ kubeconfigText: server.kubeconfig(user) }));
 }
 
 export function stepContexts(o: {
   config: SignerConfig;
-  cluster: ClusterApi;
+  /**
+   * The API every step uses, or each step's own, as on a cluster where each function calls the API
+   * server as its own ServiceAccount (then each also records its Kubernetes Events as itself).
+   */
+  cluster: ClusterApi | Readonly<Record<StepName, ClusterApi>>;
   keys: Record<StepName, StepKeys>;
   caPool?: CaPool;
   log: Logger;
   now?: () => Date;
-  /** Default: a recorder shared by every step. Flush it before the process ends. */
+  /** Default: one recorder per API given (so shared by every step when there is one). Flush before the process ends. */
   events?: EventRecorder | false;
   /** Default: DEFAULT_LOOKUP_CACHE_SECONDS, as the functions; 0 reads every lookup live. */
   lookupCacheSeconds?: number;
 }): Record<StepName, FunctionContext> {
   const out = {} as Record<StepName, FunctionContext>;
-  const cluster = withLookupCache(o.cluster, { ttlMs: (o.lookupCacheSeconds ?? DEFAULT_LOOKUP_CACHE_SECONDS) * 1000 });
-  const events = o.events === false ? undefined : (o.events ?? createEventRecorder(o.cluster, o.log));
+  const given = o.cluster;
+  const apiOf = (step: StepName): ClusterApi => (isClusterApi(given) ? given : given[step]);
+  // One lookup cache and one Event recorder per distinct API, as one per process in a cluster.
+  const perApi = new Map<ClusterApi, { cluster: ClusterApi; events: EventRecorder | undefined }>();
   for (const step of STEPS) {
+    const api = apiOf(step);
+    if (!perApi.has(api)) {
+      perApi.set(api, {
+        cluster: withLookupCache(api, { ttlMs: (o.lookupCacheSeconds ?? DEFAULT_LOOKUP_CACHE_SECONDS) * 1000 }),
+        events: o.events === false ? undefined : (o.events ?? createEventRecorder(api, o.log)),
+      });
+    }
+    const { cluster, events } = perApi.get(api)!;
     const ctx: FunctionContext = {
       config: o.config,
       cluster,
@@ -55,4 +70,8 @@ export function stepContexts(o: {
     out[step] = ctx;
   }
   return out;
+}
+
+function isClusterApi(x: ClusterApi | Readonly<Record<StepName, ClusterApi>>): x is ClusterApi {
+  return typeof (x as Partial<ClusterApi>).readPcr === "function";
 }

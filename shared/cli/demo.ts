@@ -8,6 +8,7 @@
 import { X509Certificate } from "node:crypto";
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { describeRefusal, type RefusedRequest } from "../apiserver/server.js";
 import { trustBundlePem } from "../ca/pool.js";
 import { startLocalFlow } from "../local/flow.js";
 import { parseCredentialBundle, runSeedMtlsChecks, type HandshakeCheck } from "../local/mtls.js";
@@ -124,19 +125,43 @@ export async function runDemo(args: string[]): Promise<number> {
     say(`      credential bundles in ${outDir}/<namespace>/<pod>/<signer>.pem, trust bundles in ${outDir}/trust/`);
 
     const checks = await seedMtls(outDir, say);
-    const ok = unmet.length === 0 && checks.every((c) => c.ok);
     if (values["keep-running"]) {
-      say(`\nkeep running: broker ingress ${flow.brokerUrl}; functions ${processes.map((p) => `${p.name}=${p.url}`).join(" ")}; kubeconfig ${flow.kubeconfigPath}. Ctrl-C to stop.`);
+      say(`\nkeep running: broker ingress ${flow.brokerUrl}; functions ${processes.map((p) => `${p.name}=${p.url}`).join(" ")}; kubeconfig ${flow.kubeconfigPath} (cluster admin). Ctrl-C to stop.`);
       await new Promise<void>((resolve) => {
         process.once("SIGINT", resolve);
         process.once("SIGTERM", resolve);
       });
     }
-    say(ok ? "\nall outcomes and handshakes as expected" : "\nsome outcomes or handshakes were not as expected");
+    // Stopping drains each function, which sends the Kubernetes Events it queued in the
+    // background: only then has every call of the run reached the API server.
+    await flow.stop();
+    const refused = permissionProblems(api.refusedRequests(), say);
+    const ok = unmet.length === 0 && checks.every((c) => c.ok) && refused === 0;
+    say(ok ? "\nall outcomes and handshakes as expected, and every API call allowed by knative/'s RBAC" : "\nsome outcomes, handshakes or API permissions were not as expected");
     return ok ? EXIT.ok : EXIT.software;
   } finally {
     await flow.stop();
   }
+}
+
+/**
+ * Every call the API server refused, named: a function lacking a rule fails the run even when
+ * nothing else shows it (Kubernetes Events are best effort, so a refused Event changes no outcome).
+ */
+function permissionProblems(refused: readonly RefusedRequest[], say: (m: string) => void): number {
+  if (refused.length === 0) {
+    say("      every API call was allowed by the RBAC of knative/ (each function as its own ServiceAccount)");
+    return 0;
+  }
+  const seen = new Set<string>();
+  for (const r of refused) {
+    const line = describeRefusal(r);
+    if (seen.has(line)) continue;
+    seen.add(line);
+    say(`      REFUSED: ${line}`);
+  }
+  say(`      ${refused.length} API calls refused; fix knative/rbac.yaml (or the call)`);
+  return refused.length;
 }
 
 function sanList(pcr: PodCertificateRequest | undefined): string {

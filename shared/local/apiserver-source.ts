@@ -5,6 +5,7 @@
  * for a resourceVersion and watches from there, reconnecting from the last one it saw.
  */
 import { CertificatesV1beta1Api, Watch, type KubeConfig } from "@kubernetes/client-node";
+import type { RequestAttributes, UserInfo } from "../apiserver/rbac.js";
 import { apiServerSourceEvent } from "../events/pcr-event.js";
 import type { PodcertEvent } from "../events/types.js";
 import type { PodCertificateRequest } from "../pcr/model.js";
@@ -14,6 +15,27 @@ export interface EmulatedSource {
 }
 
 const PATH = "/apis/certificates.k8s.io/v1beta1/podcertificaterequests";
+
+/**
+ * Knative's ApiServerSource controller (runAccessCheck) starts the receive adapter only when
+ * SubjectAccessReviews say its ServiceAccount may get, list and watch each resource in every
+ * namespace it selects; the review names the user alone, without groups. Returns the controller's
+ * message when something is missing.
+ */
+export function sourceAccessProblem(
+  review: (user: UserInfo, attrs: RequestAttributes) => boolean,
+  user: string,
+  namespaces: readonly string[],
+): string | undefined {
+  const missing: string[] = [];
+  for (const namespace of namespaces) {
+    const verbs = ["get", "list", "watch"].filter((verb) => !review({ name: user, groups: [] }, {
+      resourceRequest: true, verb, apiGroup: "certificates.k8s.io", apiVersion: "v1beta1", namespace, resource: "podcertificaterequests", subresource: "", name: "",
+    }));
+    if (verbs.length > 0) missing.push(`${verbs.join(", ")} resource "podcertificaterequests" in API group "certificates.k8s.io" in Namespace "${namespace}"`);
+  }
+  return missing.length === 0 ? undefined : `insufficient permissions: User ${user} cannot ${missing.join(", ")}`;
+}
 
 export async function startApiServerSource(
   kc: KubeConfig,

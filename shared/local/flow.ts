@@ -2,6 +2,11 @@
  * The local event flow as one object: embedded API server, function processes, a broker routing
  * by the knative/ manifests, and an emulated ApiServerSource. Used by `podcert demo` and by the
  * benchmark's HTTP burst, so both measure the same thing.
+ *
+ * The API server enforces the RBAC of the manifests (every Role, ClusterRole and binding the
+ * kustomization applies), and each function process and the source authenticate as the
+ * ServiceAccount the manifests give them, so a call a function makes without a rule for it fails
+ * here as on a cluster, and shows in `api.refusedRequests()`.
  */
 import { appendFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -9,13 +14,15 @@ import { join } from "node:path";
 import type { KubeConfig } from "@kubernetes/client-node";
 import { startApiServer, type EmbeddedApiServer } from "../apiserver/server.js";
 import { createCaPool, parseCaPool, serializeCaPool, type CaPool } from "../ca/pool.js";
+import { ConfigError } from "../errors.js";
 import { generateStepSecrets } from "../events/step-keys.js";
 import { EVENT_TYPES, STEPS, type PodcertEvent } from "../events/types.js";
 import { loadKubeConfig } from "../kube/client-node.js";
 import { terminalCondition, type PodCertificateRequest } from "../pcr/model.js";
 import type { SignerConfig } from "../profiles/config.js";
 import { readText } from "../runtime/load.js";
-import { startApiServerSource, type EmulatedSource } from "./apiserver-source.js";
+import { sourceAccessProblem, startApiServerSource, type EmulatedSource } from "./apiserver-source.js";
+import { loadKnativeIdentities, userOfService } from "./identities.js";
 import { LocalBroker, parseBrokerDelivery, parseContainerConcurrency, parseTriggers, type DeadLetter, type DeliverySpec, type TriggerRoute } from "./broker.js";
 import { bundlePath, startFunctionProcess, stopFunctionProcess, type FunctionProcess } from "./processes.js";
 
@@ -38,7 +45,9 @@ export interface LocalFlowOptions {
 
 export interface LocalFlow {
   api: EmbeddedApiServer;
+  /** The cluster administrator's (for the emulated kubelet and experiments). */
   kubeconfig: KubeConfig;
+  /** The administrator's kubeconfig file; each function has its own ServiceAccount's. */
   kubeconfigPath: string;
   caPool: CaPool;
   processes: FunctionProcess[];
@@ -65,11 +74,16 @@ export async function startLocalFlow(o: LocalFlowOptions): Promise<LocalFlow> {
     for (const s of stops.splice(0).reverse()) await s();
   };
   try {
-    const api = await startApiServer({ objects: o.objects });
+    const ids = loadKnativeIdentities(o.knativeDir);
+    const api = await startApiServer({ objects: o.objects, authorization: { rbac: ids.documents, users: [...ids.services.values(), ids.source] } });
     stops.push(() => api.stop());
     const kubeconfigPath = join(state, "kubeconfig");
     writeFileSync(kubeconfigPath, api.kubeconfig(), { mode: 0o600 });
-    say(`[1/6] embedded API server at ${api.url} (${o.objects.length} objects)`);
+    say(`[1/6] embedded API server at ${api.url} (${o.objects.length} objects; RBAC of ${o.knativeDir}/ enforced)`);
+    // As Knative's controller would refuse to start the source (the namespaces it selects: all).
+    const namespaces = api.store.list("namespaces").items.map((n) => n.metadata.name);
+    const sourceProblem = sourceAccessProblem(api.accessReview, ids.source.name, namespaces);
+    if (sourceProblem !== undefined) throw new ConfigError(`ApiServerSource: ${sourceProblem}`);
 
     const caText = serializeCaPool(await createCaPool([...o.config.signers.keys()], { keyAlgorithm: "ECDSAP256", validityDays: 365, now: new Date() }));
     writeFileSync(join(state, "ca-pool.yaml"), caText, { mode: 0o600 });
@@ -88,8 +102,12 @@ export async function startLocalFlow(o: LocalFlowOptions): Promise<LocalFlow> {
     for (const [i, fn] of STEPS.entries()) {
       const log = o.logDir ? join(o.logDir, `${fn}.log`) : undefined;
       if (log) writeFileSync(log, "");
+      // As in its pod: the function authenticates as its Knative Service's ServiceAccount.
+      const user = userOfService(ids, serviceName(fn));
+      const fnKubeconfig = join(state, `kubeconfig-${fn}`);
+      writeFileSync(fnKubeconfig, api.kubeconfig(user.name), { mode: 0o600 });
       const env: Record<string, string> = {
-        KUBECONFIG: kubeconfigPath,
+        KUBECONFIG: fnKubeconfig,
         PODCERT_KEYS_DIR: join(state, "keys", fn),
         LOG_LEVEL: o.logLevel ?? "info",
       };
@@ -103,7 +121,7 @@ export async function startLocalFlow(o: LocalFlowOptions): Promise<LocalFlow> {
         ...(log ? { onLog: (_fn: string, line: string) => appendFileSync(log, `${line}\n`) } : {}),
       });
       processes.push(p);
-      say(`      ${fn.padEnd(11)} ${p.url}  ready in ${Math.round(p.startMs)} ms`);
+      say(`      ${fn.padEnd(11)} ${p.url}  ready in ${Math.round(p.startMs)} ms, as ${user.name}`);
     }
 
     const deadLetters: DeadLetter[] = [];
@@ -128,7 +146,7 @@ export async function startLocalFlow(o: LocalFlowOptions): Promise<LocalFlow> {
     const finishedAt = new Map<string, number>();
     const kubeconfig = loadKubeConfig({ kubeconfigText: api.kubeconfig() });
     const source: EmulatedSource = await startApiServerSource(
-      kubeconfig,
+      loadKubeConfig({ kubeconfigText: api.kubeconfig(ids.source.name) }),
       (event: PodcertEvent) => {
         const pcr = event.data as PodCertificateRequest;
         if (event.type === EVENT_TYPES.apiServerUpdate && terminalCondition(pcr) && !finishedAt.has(pcr.metadata.uid ?? "")) {

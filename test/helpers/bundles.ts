@@ -2,6 +2,10 @@
  * The function bundles (dist/<function>.mjs) served over HTTP as Knative runs them, against an
  * embedded API server, with throwaway step keys and a CA pool: what attack and regression tests
  * drive over the network. Everything lives in one temp folder that `stop` removes.
+ *
+ * By default the API server enforces knative/'s RBAC and each function authenticates as the
+ * ServiceAccount its Knative Service names, as in the cluster: a call a function has no rule for
+ * fails here too (and is listed by `api.refusedRequests()`). `rbac: false` turns that off.
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
@@ -12,6 +16,8 @@ import { startApiServer, type EmbeddedApiServer } from "../../shared/apiserver/s
 import { eventFromHttp, eventToBinaryHttp } from "../../shared/events/codec.js";
 import { apiServerAddEvent } from "../../shared/events/pcr-event.js";
 import type { PodcertEvent, StepName } from "../../shared/events/types.js";
+import { loadKnativeIdentities, userOfService } from "../../shared/local/identities.js";
+import { serviceName } from "../../shared/local/flow.js";
 import { buildPodCertificateRequest, type PodCertificateProjection } from "../../shared/pcr/kubelet.js";
 import type { KeyType, Node, Pod, PodCertificateRequest, ServiceAccount } from "../../shared/pcr/model.js";
 import { podcert } from "../integration/cli.js";
@@ -29,6 +35,7 @@ export interface ServedBundle {
 export interface BundleEnv {
   dir: string;
   api: EmbeddedApiServer;
+  /** The cluster administrator's kubeconfig (functions get their own ServiceAccount's). */
   kubeconfigPath: string;
   keysDir: string;
   caPoolPath: string;
@@ -38,12 +45,22 @@ export interface BundleEnv {
   stop(): Promise<void>;
 }
 
-export async function startBundleEnv(o: { clusterFile?: string; objects?: readonly unknown[] } = {}): Promise<BundleEnv> {
+export async function startBundleEnv(o: { clusterFile?: string; objects?: readonly unknown[]; rbac?: boolean; knativeDir?: string } = {}): Promise<BundleEnv> {
   const dir = mkdtempSync(join(tmpdir(), "podcert-bundles-"));
   const objects = o.objects ?? parseClusterFile(readFileSync(o.clusterFile ?? "test/fixtures/clusters/issued.yaml", "utf8"));
-  const api = await startApiServer({ objects });
+  const ids = o.rbac === false ? undefined : loadKnativeIdentities(o.knativeDir ?? "knative");
+  const api = await startApiServer({
+    objects,
+    ...(ids ? { authorization: { rbac: ids.documents, users: [...ids.services.values(), ids.source] } } : {}),
+  });
   const kubeconfigPath = join(dir, "kubeconfig");
   writeFileSync(kubeconfigPath, api.kubeconfig(), { mode: 0o600 });
+  const kubeconfigOf = (fn: StepName): string => {
+    if (!ids) return kubeconfigPath;
+    const path = join(dir, `kubeconfig-${fn}`);
+    writeFileSync(path, api.kubeconfig(userOfService(ids, serviceName(fn)).name), { mode: 0o600 });
+    return path;
+  };
   const keysDir = join(dir, "keys");
   const caPoolPath = join(dir, "ca.yaml");
   for (const args of [["keys", "init", "--out", keysDir], ["ca", "init", "--out", caPoolPath]]) {
@@ -57,7 +74,7 @@ export async function startBundleEnv(o: { clusterFile?: string; objects?: readon
       env: {
         ...process.env,
         PORT: "0",
-        KUBECONFIG: kubeconfigPath,
+        KUBECONFIG: kubeconfigOf(fn),
         PODCERT_KEYS_DIR: join(keysDir, fn),
         ...(fn === "sign" ? { PODCERT_CA_POOL: caPoolPath } : {}),
         ...env,

@@ -1,9 +1,10 @@
 // `npm start`'s job end to end: processes, broker, emulated source and kubelet, files, mTLS.
 import { X509Certificate, createPrivateKey, createPublicKey } from "node:crypto";
-import { mkdtempSync, readFileSync, statSync } from "node:fs";
+import { cpSync, mkdtempSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
+import { parseAllDocuments, stringify } from "yaml";
 import { parseCredentialBundle } from "../../shared/local/mtls.js";
 import { podcert, type CliResult } from "./cli.js";
 import { verifiesAgainst } from "./certs.js";
@@ -20,7 +21,14 @@ describe("podcert demo (npm start)", () => {
   it("exits 0 with every expected outcome and handshake", () => {
     expect(run.code, run.stderr).toBe(0);
     expect(run.stderr).toMatch(/all outcomes and handshakes as expected/);
-    expect(run.stderr).not.toMatch(/UNEXPECTED|FAIL/);
+    expect(run.stderr).not.toMatch(/UNEXPECTED|FAIL|REFUSED/);
+  });
+
+  it("runs each function as its own ServiceAccount against knative/'s RBAC, and no call was refused", () => {
+    for (const fn of ["validate", "derive-sans", "sign", "deny"]) {
+      expect(run.stderr).toMatch(new RegExp(`${fn} +http://\\S+ +ready in \\d+ ms, as system:serviceaccount:podcert:podcert-${fn}\\n`));
+    }
+    expect(run.stderr).toMatch(/every API call was allowed by the RBAC of knative\//);
   });
 
   it("prints one table row per request with its outcome and SANs, on stdout", () => {
@@ -64,6 +72,24 @@ describe("podcert demo (npm start)", () => {
       expect(readFileSync(join(out, "logs", `${fn}.log`), "utf8")).not.toMatch(/PRIVATE KEY|"d":"/);
     }
   });
+});
+
+describe("podcert demo with a function lacking a permission", () => {
+  it("fails, naming the refused call, even when no outcome shows it (sign's Events are best effort)", async () => {
+    const knative = mkdtempSync(join(tmpdir(), "podcert-knative-"));
+    cpSync("knative", knative, { recursive: true });
+    const rbacPath = join(knative, "rbac.yaml");
+    const docs = parseAllDocuments(readFileSync(rbacPath, "utf8")).map((d) => d.toJSON() as { kind?: string; metadata?: { name?: string }; rules?: { resources?: string[] }[] });
+    const sign = docs.find((d) => d.kind === "ClusterRole" && d.metadata?.name === "podcert-sign")!;
+    sign.rules = sign.rules!.filter((r) => !r.resources?.includes("events"));
+    writeFileSync(rbacPath, docs.map((d) => stringify(d)).join("---\n"));
+
+    const r = await podcert(["demo", "--out", mkdtempSync(join(tmpdir(), "podcert-demo-")), "--knative", knative, "--timeout", "60"]);
+    expect(r.code, r.stderr).toBe(70);
+    expect(r.stderr).not.toMatch(/UNEXPECTED/);
+    expect(r.stderr).toMatch(/REFUSED: system:serviceaccount:podcert:podcert-sign: create events in namespace ate-system \(POST \/api\/v1\/namespaces\/ate-system\/events → 403\)/);
+    expect(r.stderr).toMatch(/API permissions were not as expected/);
+  }, 120_000);
 });
 
 describe("podcert demo --help", () => {

@@ -7,6 +7,7 @@ import { readdirSync, readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { join } from "node:path";
 import { parseAllDocuments } from "yaml";
+import { bindingRules, parseRbacPolicy } from "../../shared/apiserver/rbac.js";
 import { Namespace } from "kubernetes-models/v1/Namespace";
 import { ServiceAccount } from "kubernetes-models/v1/ServiceAccount";
 import { ConfigMap } from "kubernetes-models/v1/ConfigMap";
@@ -289,48 +290,42 @@ export type Grant = string;
 
 /**
  * The effective permissions of every ServiceAccount named in a binding, computed from the
- * Roles/ClusterRoles and bindings in the documents, each rule expanded to single grants. Anything
- * that cannot be computed from the documents alone (a binding to a role defined elsewhere, an
- * aggregated ClusterRole, users or groups as subjects) is a problem, as is any wildcard.
+ * Roles/ClusterRoles and bindings in the documents, each rule expanded to single grants. The
+ * documents are read and the roles resolved by the embedded API server's own RBAC code
+ * (shared/apiserver/rbac.ts), so this list and what the local run enforces cannot disagree.
+ * Anything that cannot be computed from the documents alone (a binding to a role defined
+ * elsewhere, an aggregated ClusterRole, users or groups as subjects), anything kube-apiserver
+ * would refuse, and any wildcard is a problem.
  */
 export function effectiveGrants(docs: readonly Doc[]): { grants: Map<string, Set<Grant>>; problems: string[] } {
-  const problems: string[] = [];
+  const { policy, problems } = parseRbacPolicy(docs.map((d) => d.obj));
   const grants = new Map<string, Set<Grant>>();
-  const RBAC = "rbac.authorization.k8s.io/v1";
-  const roles = new Map<string, Obj[]>();
-  for (const d of [...ofKind(docs, RBAC, "ClusterRole"), ...ofKind(docs, RBAC, "Role")]) {
-    if (d.obj.aggregationRule !== undefined) problems.push(`${where(d)}: aggregated ClusterRoles grant what other roles say`);
-    const key = d.obj.kind === "ClusterRole" ? `ClusterRole//${d.obj.metadata?.name}` : `Role/${d.obj.metadata?.namespace}/${d.obj.metadata?.name}`;
-    roles.set(key, d.obj.rules ?? []);
-  }
-  for (const d of [...ofKind(docs, RBAC, "ClusterRoleBinding"), ...ofKind(docs, RBAC, "RoleBinding")]) {
-    const ref: Obj = d.obj.roleRef ?? {};
-    const bindingNs: string | undefined = d.obj.kind === "RoleBinding" ? d.obj.metadata?.namespace : undefined;
-    if (d.obj.kind === "ClusterRoleBinding" && ref.kind !== "ClusterRole") problems.push(`${where(d)}: a ClusterRoleBinding must name a ClusterRole`);
-    const key = ref.kind === "ClusterRole" ? `ClusterRole//${ref.name}` : `Role/${bindingNs}/${ref.name}`;
-    const rules = roles.get(key);
-    if (rules === undefined) {
-      problems.push(`${where(d)}: binds ${String(ref.kind)} ${String(ref.name)}, which knative/ does not define (its rules cannot be checked)`);
+  for (const b of [...policy.clusterRoleBindings, ...policy.roleBindings]) {
+    const what = `${b.kind} ${b.namespace ? `${b.namespace}/` : ""}${b.name}`;
+    const key = b.roleRef.kind === "ClusterRole" ? `ClusterRole//${b.roleRef.name}` : `Role/${b.namespace}/${b.roleRef.name}`;
+    const resolved = bindingRules(policy, b);
+    if ("error" in resolved) {
+      problems.push(`${what}: binds ${b.roleRef.kind} ${b.roleRef.name}, which knative/ does not define (its rules cannot be checked)`);
       continue;
     }
-    const scope = bindingNs === undefined ? "cluster" : `namespace:${bindingNs}`;
-    for (const s of d.obj.subjects ?? []) {
+    const scope = b.namespace === undefined ? "cluster" : `namespace:${b.namespace}`;
+    for (const s of b.subjects) {
       if (s.kind !== "ServiceAccount") {
-        problems.push(`${where(d)}: subject ${String(s.kind)} ${String(s.name)}: only ServiceAccounts are bound`);
+        problems.push(`${what}: subject ${s.kind} ${s.name}: only ServiceAccounts are bound`);
         continue;
       }
-      const subject = `${s.namespace ?? bindingNs}/${s.name}`;
+      const subject = `${s.namespace ?? b.namespace}/${s.name}`;
       const set = grants.get(subject) ?? new Set<Grant>();
       grants.set(subject, set);
-      for (const r of rules) {
-        if (r.nonResourceURLs !== undefined) problems.push(`${where(d)}: grants nonResourceURLs`);
-        const names: string[] = r.resourceNames?.length ? r.resourceNames : ["*"];
-        for (const field of ["apiGroups", "resources", "verbs", "resourceNames"] as const) {
-          if ((r[field] ?? []).includes("*")) problems.push(`${key}: wildcard in ${field}`);
+      for (const r of resolved.rules) {
+        if (r.nonResourceURLs.length > 0) problems.push(`${what}: grants nonResourceURLs`);
+        const names = r.resourceNames.length > 0 ? r.resourceNames : ["*"];
+        for (const [field, values] of Object.entries({ apiGroups: r.apiGroups, resources: r.resources, verbs: r.verbs, resourceNames: r.resourceNames })) {
+          if (values.includes("*")) problems.push(`${key}: wildcard in ${field}`);
         }
-        for (const g of r.apiGroups ?? []) {
-          for (const res of r.resources ?? []) {
-            for (const v of r.verbs ?? []) for (const n of names) set.add(`${scope} ${g === "" ? "core" : g} ${res} ${v} ${n}`);
+        for (const g of r.apiGroups) {
+          for (const res of r.resources) {
+            for (const v of r.verbs) for (const n of names) set.add(`${scope} ${g === "" ? "core" : g} ${res} ${v} ${n}`);
           }
         }
       }

@@ -1,0 +1,211 @@
+// Each function's RBAC (knative/rbac.yaml) is exactly what it needs, proven by running it as its
+// own ServiceAccount against an embedded API server enforcing those documents: over HTTP the
+// bundles make every call they need (issue 8, finding 9: derive-sans' GET on a named Service was
+// refused on a cluster), and with any single grant removed the flow fails.
+import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { parseAllDocuments, stringify } from "yaml";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { parseClusterFile } from "../../shared/apiserver/cluster-file.js";
+import { bindingRules, parseRbacPolicy, subjectFor, type PolicyRule } from "../../shared/apiserver/rbac.js";
+import { RESOURCE_TYPES } from "../../shared/apiserver/resources.js";
+import { describeRefusal, startApiServer, type RefusedRequest } from "../../shared/apiserver/server.js";
+import { createCaPool, parseCaPool, serializeCaPool, type CaPool } from "../../shared/ca/pool.js";
+import { clusterApiFor, stepContexts } from "../../shared/cli/cluster.js";
+import { issueAll } from "../../shared/cli/issue.js";
+import { requestPodCertificates, type EmulatedRequest } from "../../shared/cli/kubelet-emulator.js";
+import { ephemeralStepKeys } from "../../shared/events/step-keys.js";
+import { EVENT_TYPES, STEPS, type StepName } from "../../shared/events/types.js";
+import { loadKubeConfig } from "../../shared/kube/client-node.js";
+import type { ClusterApi } from "../../shared/kube/cluster.js";
+import { serviceName, startLocalFlow } from "../../shared/local/flow.js";
+import { loadKnativeIdentities, userOfService } from "../../shared/local/identities.js";
+import { terminalCondition } from "../../shared/pcr/model.js";
+import { defaultSignerConfig } from "../../shared/profiles/defaults.js";
+import { silentLogger } from "../../shared/runtime/log.js";
+import { startBundleEnv, type BundleEnv, type ServedBundle } from "../helpers/bundles.js";
+
+const ids = loadKnativeIdentities("knative");
+const userOf = (fn: StepName) => userOfService(ids, serviceName(fn)).name;
+
+describe("over HTTP, each function bundle as its own ServiceAccount", () => {
+  let env: BundleEnv;
+  beforeAll(async () => {
+    env = await startBundleEnv();
+  });
+  afterAll(async () => {
+    await env?.stop();
+  });
+
+  /** POSTs a binary-mode reply (as the broker re-enqueues it) to the next function. */
+  async function forward(to: ServedBundle, reply: Response): Promise<Response> {
+    const headers: Record<string, string> = {};
+    reply.headers.forEach((v, k) => {
+      if (k.startsWith("ce-") || k === "content-type" || k === "traceparent") headers[k] = v;
+    });
+    return fetch(to.url, { method: "POST", headers, body: await reply.text() });
+  }
+
+  it("issues a certificate with the DNS names of the Services the pod names, every call allowed", async () => {
+    const [validate, deriveSans, sign] = await Promise.all([env.serve("validate"), env.serve("derive-sans"), env.serve("sign")]);
+    const event = readFileSync("test/fixtures/events/issued/api-ecdsap256.json", "utf8");
+    const validated = await fetch(validate.url, { method: "POST", headers: { "content-type": "application/cloudevents+json" }, body: event });
+    expect(validated.status, validate.stderr()).toBe(200);
+    // The pod names its Services ("api, api-internal"): derive-sans reads each with a GET.
+    const derived = await forward(deriveSans, validated);
+    expect(derived.status, deriveSans.stderr()).toBe(200);
+    expect(derived.headers.get("ce-type")).toBe(EVENT_TYPES.sansDerived);
+    const issued = await forward(sign, derived);
+    expect(issued.status, sign.stderr()).toBe(200);
+    const pcr = env.api.store.get("podcertificaterequests", "ate-system", "req-api-ecdsap256") as { status?: { conditions?: { type: string }[]; certificateChain?: string } };
+    expect(pcr.status?.conditions?.[0]?.type).toBe("Issued");
+
+    // sign sends its Kubernetes Event in the background, and flushes it when it stops.
+    for (const f of [validate, deriveSans, sign]) f.child.kill("SIGTERM");
+    expect(await sign.exited).toBe(0);
+    expect(env.api.refusedRequests().map(describeRefusal)).toEqual([]);
+    const events = env.api.store.list("events", { namespace: "ate-system" }).items as unknown as { reason: string }[];
+    expect(events.map((e) => e.reason)).toContain("Issued");
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+
+/** One permission of one function's ClusterRole: a single verb on a single resource (and name). */
+interface Grant {
+  fn: StepName;
+  role: string;
+  apiGroup: string;
+  resource: string;
+  verb: string;
+  resourceName?: string;
+}
+
+const label = (g: Grant) => `${g.fn} without ${g.verb} ${g.resource}${g.apiGroup ? `.${g.apiGroup}` : ""}${g.resourceName ? ` "${g.resourceName}"` : ""}`;
+
+/** Every grant of the ClusterRoles bound to each function's ServiceAccount, rule by rule. */
+function functionGrants(documents: readonly unknown[]): Grant[] {
+  const { policy, problems } = parseRbacPolicy(documents);
+  expect(problems).toEqual([]);
+  const out: Grant[] = [];
+  for (const fn of STEPS) {
+    const user = userOfService(ids, serviceName(fn));
+    for (const b of policy.clusterRoleBindings) {
+      if (subjectFor(user, b.subjects, "") === undefined) continue;
+      const resolved = bindingRules(policy, b);
+      if ("error" in resolved) throw new Error(resolved.error);
+      for (const g of atomic(resolved.rules)) out.push({ fn, role: b.roleRef.name, ...g });
+    }
+  }
+  return out;
+}
+
+function atomic(rules: readonly PolicyRule[]): Omit<Grant, "fn" | "role">[] {
+  return rules.flatMap((r) => r.apiGroups.flatMap((apiGroup) => r.resources.flatMap((resource) => r.verbs.flatMap((verb) =>
+    (r.resourceNames.length > 0 ? r.resourceNames : [undefined]).map((resourceName) => ({ apiGroup, resource, verb, ...(resourceName === undefined ? {} : { resourceName }) }))))));
+}
+
+/** The documents with one grant taken out of its ClusterRole (the rest of the role, rule by rule, kept). */
+function without(documents: readonly unknown[], g: Grant): unknown[] {
+  const same = (x: Omit<Grant, "fn" | "role">) => x.apiGroup === g.apiGroup && x.resource === g.resource && x.verb === g.verb && x.resourceName === g.resourceName;
+  return documents.map((d) => {
+    const doc = d as { apiVersion?: string; kind?: string; metadata?: { name?: string }; rules?: unknown[] };
+    if (doc.apiVersion !== "rbac.authorization.k8s.io/v1" || doc.kind !== "ClusterRole" || doc.metadata?.name !== g.role) return d;
+    const { policy } = parseRbacPolicy([d]);
+    const rules = atomic(policy.clusterRoles.get(g.role) ?? []).filter((x) => !same(x)).map((x) => ({
+      apiGroups: [x.apiGroup], resources: [x.resource], verbs: [x.verb], ...(x.resourceName === undefined ? {} : { resourceNames: [x.resourceName] }),
+    }));
+    return { ...doc, rules };
+  });
+}
+
+describe("without any one grant of a function's ClusterRole, the flow fails", () => {
+  let objects: unknown[];
+  let requests: EmulatedRequest[];
+  let caPool: CaPool;
+  const config = defaultSignerConfig();
+  const keys = ephemeralStepKeys();
+
+  beforeAll(async () => {
+    // The example cluster (every call: named Services, "true", issued and denied requests for both
+    // signers) with its PCRs created once, by the emulated kubelet; each case seeds a copy.
+    const seed = await startApiServer({ objects: parseClusterFile(readFileSync("examples/cluster.yaml", "utf8")) });
+    try {
+      requests = await requestPodCertificates(loadKubeConfig({ kubeconfigText: seed.kubeconfig() }));
+      objects = RESOURCE_TYPES.flatMap((t) => seed.store.list(t).items);
+    } finally {
+      await seed.stop();
+    }
+    caPool = parseCaPool(serializeCaPool(await createCaPool([...config.signers.keys()], { keyAlgorithm: "ECDSAP256", validityDays: 30, now: new Date() })));
+  });
+
+  /** The in-process pipeline, each step calling the API server over HTTP as its ServiceAccount. */
+  async function runFlow(rbac: readonly unknown[]): Promise<{ unexpected: string[]; refused: RefusedRequest[] }> {
+    const api = await startApiServer({ objects, authorization: { rbac, users: [...ids.services.values(), ids.source] } });
+    try {
+      const clusters = Object.fromEntries(STEPS.map((s) => [s, clusterApiFor(api, userOf(s))])) as Record<StepName, ClusterApi>;
+      const result = await issueAll({
+        // The ApiServerSource's stand-in lists the PCRs, as its ServiceAccount.
+        cluster: clusterApiFor(api, ids.source.name),
+        contexts: stepContexts({ config, cluster: clusters, keys, caPool, log: silentLogger }),
+        maxAttempts: 2,
+        backoffMs: 5,
+      });
+      const unexpected = requests.flatMap((r) => {
+        const pcr = result.pcrs.find((p) => p.metadata.uid === r.pcr.metadata.uid);
+        const c = pcr ? terminalCondition(pcr) : undefined;
+        const outcome = c === undefined ? "Pending" : c.type === "Issued" ? "Issued" : `${c.type}:${c.reason}`;
+        return outcome === r.expected ? [] : [`${r.pod.namespace}/${r.pod.name} ${r.pcr.spec.signerName}: ${outcome}, expected ${r.expected}`];
+      });
+      return { unexpected, refused: api.refusedRequests() };
+    } finally {
+      await api.stop();
+    }
+  }
+
+  it("succeeds with every grant, no call refused, every request as its pod expects", async () => {
+    expect(requests.filter((r) => r.expected === undefined)).toEqual([]);
+    const r = await runFlow(ids.documents);
+    expect(r.unexpected).toEqual([]);
+    expect(r.refused.map(describeRefusal)).toEqual([]);
+  });
+
+  const grants = functionGrants(ids.documents);
+
+  it("covers every grant of the four functions' roles", () => {
+    expect(new Set(grants.map((g) => g.fn))).toEqual(new Set(STEPS));
+    // derive-sans without `get services` is knative/rbac.yaml before issue 8's finding 9.
+    expect(grants.map(label)).toContain("derive-sans without get services");
+  });
+
+  it.each(grants.map((g) => ({ case: label(g), g })))("$case", async ({ g }) => {
+    const r = await runFlow(without(ids.documents, g));
+    const user = userOf(g.fn);
+    // The API server refused exactly that call of that function...
+    const refusedCalls = r.refused.filter((x) => x.user === user && x.verb === g.verb && x.resource === g.resource &&
+      (x.apiGroup ?? "") === g.apiGroup && (g.resourceName === undefined || x.name === g.resourceName));
+    expect(refusedCalls.length, `refused: ${r.refused.map(describeRefusal).join("; ") || "nothing"}`).toBeGreaterThan(0);
+    // ...and some request did not end as expected, except for the Events sent in the background
+    // (best effort: a lost Event changes no outcome; the refusal above is what catches it).
+    if (!(g.resource === "events" && g.verb === "create")) expect(r.unexpected).not.toEqual([]);
+  });
+});
+
+describe("the emulated ApiServerSource, like Knative's controller, checks its ServiceAccount first", () => {
+  it.each(["get", "list", "watch"])("does not start without %s on PodCertificateRequests", async (verb) => {
+    const knative = mkdtempSync(join(tmpdir(), "podcert-knative-"));
+    try {
+      cpSync("knative", knative, { recursive: true });
+      const file = join(knative, "apiserversource.yaml");
+      const docs = parseAllDocuments(readFileSync(file, "utf8")).map((d) => d.toJSON() as { kind?: string; metadata?: { name?: string }; rules?: { verbs: string[] }[] });
+      const role = docs.find((d) => d.kind === "ClusterRole" && d.metadata?.name === "podcert-apiserver-source")!;
+      for (const r of role.rules!) r.verbs = r.verbs.filter((v) => v !== verb);
+      writeFileSync(file, docs.map((d) => stringify(d)).join("---\n"));
+      await expect(startLocalFlow({ objects: parseClusterFile(readFileSync("examples/cluster.yaml", "utf8")), config: defaultSignerConfig(), knativeDir: knative }))
+        .rejects.toThrow(`ApiServerSource: insufficient permissions: User ${ids.source.name} cannot ${verb} resource "podcertificaterequests" in API group "certificates.k8s.io" in Namespace "ate-system"`);
+    } finally {
+      rmSync(knative, { recursive: true, force: true });
+    }
+  });
+});
