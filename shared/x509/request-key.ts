@@ -34,6 +34,13 @@ export interface RequestKey {
   publicKey: KeyObject;
   /** base64url (no padding) of SHA-256(spkiDer). */
   spkiSha256: string;
+  /**
+   * What a stub CSR asked for besides its key, none of which the certificate carries (only the
+   * CSR's public key is used): e.g. `subject (CN, O)`, `extension subjectAltName (2 names)`,
+   * `extension basicConstraints (CA:true)`. Empty for pkixPublicKey requests and for the empty
+   * CSRs kubelet writes. For the caller to log; never a reason to deny.
+   */
+  ignoredCsrContent: readonly string[];
 }
 
 /** Maximum lengths of the base64 text of each field, checked before anything is decoded. */
@@ -451,6 +458,7 @@ interface ParsedCsr {
   sigAlgOid: string;
   sigAlgParams: Tlv | undefined;
   signature: Buffer;
+  ignored: string[];
 }
 
 /** Structure of a PKCS#10 CertificationRequest, read strictly. Throws DerError. */
@@ -468,10 +476,10 @@ function parseCsr(der: Buffer): ParsedCsr {
   const v = value(der, version);
   if (v.length !== 1 || v[0] !== 0) throw new DerError("version must be 0 (v1)");
   const subject = expectTag(criParts[1], TAG.SEQUENCE, "subject");
-  readChildren(der, subject); // well-formed; contents are ignored (the leaf subject is empty)
+  const rdns = readChildren(der, subject); // well-formed; contents are ignored (the leaf subject is empty)
   const spki = expectTag(criParts[2], TAG.SEQUENCE, "subjectPKInfo");
   const attrs = expectTag(criParts[3], 0xa0, "attributes");
-  readChildren(der, attrs);
+  const attributes = readChildren(der, attrs); // likewise: nothing the CSR requests is issued
 
   const algParts = readChildren(der, alg);
   if (algParts.length < 1 || algParts.length > 2) throw new DerError("malformed signatureAlgorithm");
@@ -485,7 +493,95 @@ function parseCsr(der: Buffer): ParsedCsr {
     sigAlgOid: algOid,
     sigAlgParams: algParts[1],
     signature: Buffer.from(sigBits.subarray(1)),
+    ignored: describeIgnoredCsrContent(der, rdns, attributes),
   };
+}
+
+// ---------------------------------------------------------------------------------------------
+// What a stub CSR asks for besides its key (described for the log, never issued)
+// ---------------------------------------------------------------------------------------------
+
+const NAME_ATTRIBUTE_TYPES: Readonly<Record<string, string>> = {
+  "2.5.4.3": "CN",
+  "2.5.4.5": "serialNumber",
+  "2.5.4.6": "C",
+  "2.5.4.7": "L",
+  "2.5.4.8": "ST",
+  "2.5.4.10": "O",
+  "2.5.4.11": "OU",
+  "1.2.840.113549.1.9.1": "emailAddress",
+};
+const OID_EXTENSION_REQUEST = "1.2.840.113549.1.9.14";
+const CSR_ATTRIBUTE_TYPES: Readonly<Record<string, string>> = { "1.2.840.113549.1.9.7": "challengePassword" };
+const EXTENSION_NAMES: Readonly<Record<string, string>> = {
+  [OID.subjectKeyIdentifier]: "subjectKeyIdentifier",
+  [OID.keyUsage]: "keyUsage",
+  [OID.subjectAltName]: "subjectAltName",
+  [OID.basicConstraints]: "basicConstraints",
+  [OID.authorityKeyIdentifier]: "authorityKeyIdentifier",
+  [OID.extKeyUsage]: "extKeyUsage",
+};
+/** Entries listed at most; the CSR itself is bounded by REQUEST_KEY_LIMITS. */
+const MAX_IGNORED_LISTED = 16;
+
+/**
+ * The subject and attributes of a CSR, described briefly (attribute and extension names, never
+ * their attacker-chosen values). Only describes: a part it cannot read is listed as unreadable,
+ * never denied (the strict read above already checked the structure podcert relies on).
+ */
+function describeIgnoredCsrContent(der: Buffer, rdns: readonly Tlv[], attributes: readonly Tlv[]): string[] {
+  const out: string[] = [];
+  if (rdns.length > 0) {
+    const types = rdns.flatMap((rdn) => orElse(() => readChildren(der, rdn).map((atv) => nameOf(NAME_ATTRIBUTE_TYPES, firstOid(der, atv))), ["unreadable"]));
+    out.push(`subject (${types.join(", ")})`);
+  }
+  for (const attr of attributes) {
+    out.push(
+      ...orElse(() => {
+        const [type, values] = readChildren(der, attr);
+        const typeOid = decodeOid(value(der, expectTag(type, TAG.OID, "attribute type")));
+        if (typeOid !== OID_EXTENSION_REQUEST) return [`attribute ${nameOf(CSR_ATTRIBUTE_TYPES, typeOid)}`];
+        return readChildren(der, expectTag(values, TAG.SET, "attribute values")).flatMap((exts) =>
+          readChildren(der, expectTag(exts, TAG.SEQUENCE, "extensions")).map((ext) => describeExtension(der, ext)),
+        );
+      }, ["an unreadable attribute"]),
+    );
+  }
+  return out.length > MAX_IGNORED_LISTED ? [...out.slice(0, MAX_IGNORED_LISTED), `${out.length - MAX_IGNORED_LISTED} more`] : out;
+}
+
+function describeExtension(der: Buffer, ext: Tlv): string {
+  return orElse(() => {
+    const parts = readChildren(der, ext);
+    const extOid = firstOid(der, ext);
+    const name = `extension ${nameOf(EXTENSION_NAMES, extOid)}`;
+    const inner = value(der, expectTag(parts[parts.length - 1], TAG.OCTET_STRING, "extnValue"));
+    // The two whose content matters to a reader: how many names were asked for, and whether a CA.
+    if (extOid === OID.subjectAltName) return `${name} (${readChildren(inner, readSingle(inner, TAG.SEQUENCE)).length} names)`;
+    if (extOid === OID.basicConstraints) {
+      const cA = readChildren(inner, readSingle(inner, TAG.SEQUENCE))[0];
+      const isCa = cA?.tag === TAG.BOOLEAN && value(inner, cA)[0] !== 0;
+      return `${name} (CA:${isCa})`;
+    }
+    return name;
+  }, "an unreadable extension");
+}
+
+function firstOid(der: Buffer, seq: Tlv): string {
+  return decodeOid(value(der, expectTag(readChildren(der, seq)[0], TAG.OID, "type")));
+}
+
+function nameOf(names: Readonly<Record<string, string>>, dotted: string): string {
+  return names[dotted] ?? dotted;
+}
+
+/** What `describe` returns, or `fallback` when the part it reads is malformed. */
+function orElse<T>(describe: () => T, fallback: T): T {
+  try {
+    return describe();
+  } catch {
+    return fallback;
+  }
 }
 
 function keyFamily(keyType: KeyType): "ecdsa" | "rsa" | "ed25519" {
@@ -529,7 +625,7 @@ export function readRequestKey(
   }
   const spkiDer = decodeField("pkixPublicKey", spec.pkixPublicKey, "UnsupportedKeyType", "; no supported key type is that large");
   const { publicKey, keyType } = parseSpki(spkiDer, allowedKeyTypes);
-  if (!check) return { spkiDer, keyType, publicKey, spkiSha256: spkiSha256(spkiDer) };
+  if (!check) return { spkiDer, keyType, publicKey, spkiSha256: spkiSha256(spkiDer), ignoredCsrContent: [] };
 
   const proof = spec.proofOfPossession;
   if (!present(proof)) deny("InvalidProofOfPossession", "proofOfPossession is missing");
@@ -543,7 +639,7 @@ export function readRequestKey(
       `proofOfPossession is not a valid ${keyType} signature over the pod UID ${spec.podUID}`,
     );
   }
-  return { spkiDer, keyType, publicKey, spkiSha256: spkiSha256(spkiDer) };
+  return { spkiDer, keyType, publicKey, spkiSha256: spkiSha256(spkiDer), ignoredCsrContent: [] };
 }
 
 function readFromCsr(b64: string, allowed: readonly KeyType[], check: boolean): RequestKey {
@@ -555,7 +651,8 @@ function readFromCsr(b64: string, allowed: readonly KeyType[], check: boolean): 
     return deny("InvalidProofOfPossession", `stubPKCS10Request is not a valid DER PKCS#10 request (${errText(e)})`);
   }
   const { publicKey, keyType } = parseSpki(csr.spkiDer, allowed);
-  if (!check) return { spkiDer: csr.spkiDer, keyType, publicKey, spkiSha256: spkiSha256(csr.spkiDer) };
+  const read = { spkiDer: csr.spkiDer, keyType, publicKey, spkiSha256: spkiSha256(csr.spkiDer), ignoredCsrContent: csr.ignored };
+  if (!check) return read;
   const family = keyFamily(keyType);
   const alg = CSR_SIGNATURE_ALGORITHMS[family][csr.sigAlgOid];
   if (!alg) {
@@ -581,5 +678,5 @@ function readFromCsr(b64: string, allowed: readonly KeyType[], check: boolean): 
     ok = false;
   }
   if (!ok) deny("InvalidProofOfPossession", `the stubPKCS10Request signature does not verify with its ${keyType} key`);
-  return { spkiDer: csr.spkiDer, keyType, publicKey, spkiSha256: spkiSha256(csr.spkiDer) };
+  return read;
 }

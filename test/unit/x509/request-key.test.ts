@@ -170,6 +170,7 @@ describe("readRequestKey: stubPKCS10Request", () => {
     expect(r.keyType).toBe(t);
     expect(r.spkiDer.equals(k.spkiDer)).toBe(true);
     expect(r.spkiSha256).toBe(spkiSha256(k.spkiDer));
+    expect(r.ignoredCsrContent).toEqual([]); // kubelet's CSRs are empty: nothing to report
   });
 
   it.each(KEY_TYPES)("rejects a %s CSR with a tampered signature", (t) => {
@@ -234,6 +235,72 @@ describe("readRequestKey: stubPKCS10Request", () => {
     denied(() => readRequestKey(csrSpec(sha1), KEY_TYPES), "InvalidProofOfPossession", /1\.2\.840\.113549\.1\.1\.5/);
     const ecdsaWithNull = customCsr({ spkiDer: ec.spkiDer, signWith: ec.privateKey, algOid: "1.2.840.10045.4.3.2", params: "null", hash: "sha256", ecdsa: true });
     denied(() => readRequestKey(csrSpec(ecdsaWithNull), KEY_TYPES), "InvalidProofOfPossession", /parameters/);
+  });
+
+  describe("what a CSR asks for besides its key is returned as ignoredCsrContent (and not issued)", () => {
+    const ext = (extOid: string, valueDer: Buffer, critical = false) =>
+      sequence(oid(extOid), ...(critical ? [tlv(0x01, Buffer.from([0xff]))] : []), tlv(0x04, valueDer));
+    const attribute = (typeOid: string, ...values: Buffer[]) => sequence(oid(typeOid), set(...values));
+    const extensionRequest = (...exts: Buffer[]) => attribute("1.2.840.113549.1.9.14", sequence(...exts));
+    const subject = (...atvs: [string, string][]) => sequence(...atvs.map(([o, v]) => set(sequence(oid(o), utf8String(v)))));
+    /** A CSR signed by the ED25519 test key, with this subject and these attributes. */
+    const csrWithContent = (subjectDer: Buffer, attributes: Buffer[]) => {
+      const k = keys.ED25519;
+      const cri = sequence(integer(0), subjectDer, k.spkiDer, tlv(0xa0, Buffer.concat(attributes)));
+      return sequence(cri, sequence(oid("1.3.101.112")), bitString(sign(null, cri, k.privateKey)));
+    };
+    const SAN = sequence(tlv(0x82, Buffer.from("admin.example.com")), tlv(0x86, Buffer.from("spiffe://evil/admin")));
+
+    it.each([
+      { case: "an empty CSR", subject: sequence(), attributes: [], ignored: [] },
+      {
+        case: "a subject",
+        subject: subject(["2.5.4.3", "admin"], ["2.5.4.10", "system:masters"], ["2.5.4.99", "x"]),
+        attributes: [],
+        ignored: ["subject (CN, O, 2.5.4.99)"],
+      },
+      {
+        case: "requested SANs, CA:true and other extensions",
+        subject: sequence(),
+        attributes: [
+          extensionRequest(
+            ext("2.5.29.17", SAN),
+            ext("2.5.29.19", sequence(tlv(0x01, Buffer.from([0xff]))), true),
+            ext("2.5.29.15", bitString(Buffer.from([0x06]), 1), true),
+            ext("1.2.3.4", sequence()),
+          ),
+        ],
+        ignored: ["extension subjectAltName (2 names)", "extension basicConstraints (CA:true)", "extension keyUsage", "extension 1.2.3.4"],
+      },
+      {
+        case: "basicConstraints without cA, a challengePassword and an unknown attribute",
+        subject: sequence(),
+        attributes: [extensionRequest(ext("2.5.29.19", sequence())), attribute("1.2.840.113549.1.9.7", utf8String("hunter2")), attribute("1.2.3.5", sequence())],
+        ignored: ["extension basicConstraints (CA:false)", "attribute challengePassword", "attribute 1.2.3.5"],
+      },
+      {
+        case: "an extension whose value is not DER, and an attribute that is not an Attribute",
+        subject: sequence(),
+        attributes: [extensionRequest(ext("2.5.29.17", Buffer.from("not der"))), sequence(utf8String("x"))],
+        ignored: ["an unreadable extension", "an unreadable attribute"],
+      },
+    ])("$case", ({ subject: subjectDer, attributes, ignored }) => {
+      const r = readRequestKey(csrSpec(csrWithContent(subjectDer, attributes)), KEY_TYPES);
+      expect(r.keyType).toBe("ED25519"); // described, never denied
+      expect(r.ignoredCsrContent).toEqual(ignored);
+      expect(readRequestKey(csrSpec(csrWithContent(subjectDer, attributes)), KEY_TYPES, { verify: false }).ignoredCsrContent).toEqual(ignored);
+    });
+
+    it("lists at most 16 entries, then how many more", () => {
+      const exts = Array.from({ length: 20 }, (_, i) => ext(`1.2.3.${i}`, sequence()));
+      const r = readRequestKey(csrSpec(csrWithContent(sequence(), [extensionRequest(...exts)])), KEY_TYPES);
+      expect(r.ignoredCsrContent).toHaveLength(17);
+      expect(r.ignoredCsrContent.at(-1)).toBe("4 more");
+    });
+
+    it("is empty for a pkixPublicKey request", () => {
+      expect(readRequestKey(pkixSpec(keys.ED25519), KEY_TYPES).ignoredCsrContent).toEqual([]);
+    });
   });
 
   it("refuses a CSR combined with pkixPublicKey/proofOfPossession", () => {
