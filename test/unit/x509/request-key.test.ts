@@ -23,6 +23,7 @@ import {
   REQUEST_KEY_LIMITS,
   spkiSha256,
 } from "../../../shared/x509/request-key.js";
+import { pssEncoded } from "../../helpers/forgeries.js";
 
 const POD_UID = "6f1c2a3e-9d8b-4c7a-b5e4-0123456789ab";
 const b64 = (b: Uint8Array) => Buffer.from(b).toString("base64");
@@ -673,7 +674,7 @@ describe("readRequestKey: ECDSA points off the curve, out of range or at infinit
 });
 
 // ---------------------------------------------------------------------------------------------
-// Test-only helpers: Edwards25519 with BigInt (slow, exact) and EMSA-PSS encoding.
+// Test-only helper: Edwards25519 with BigInt (slow, exact), to check the table of small-order points.
 // ---------------------------------------------------------------------------------------------
 
 const ED_P = 2n ** 255n - 19n;
@@ -717,19 +718,3 @@ function ed25519Times8([x, y]: [bigint, bigint]): [bigint, bigint, bigint] {
 }
 
 const ed25519IsIdentity = ([X, Y, Z]: [bigint, bigint, bigint]) => X === 0n && Y === Z;
-
-/** EMSA-PSS-ENCODE (RFC 8017 9.1.1), SHA-256, MGF1-SHA-256, 32-byte salt: with e = 1 this is a valid signature. */
-function pssEncoded(message: Buffer, modulusBits: number): Buffer {
-  const sha256 = (...parts: Buffer[]) => createHash("sha256").update(Buffer.concat(parts)).digest();
-  const emLen = Math.ceil((modulusBits - 1) / 8);
-  const salt = Buffer.alloc(32, 0x5a);
-  const h = sha256(Buffer.alloc(8), sha256(message), salt);
-  const db = Buffer.concat([Buffer.alloc(emLen - 32 - 32 - 2), Buffer.from([1]), salt]);
-  for (let counter = 0, at = 0; at < db.length; counter++) {
-    const c = Buffer.alloc(4);
-    c.writeUInt32BE(counter);
-    for (const byte of sha256(h, c)) if (at < db.length) db[at++]! ^= byte;
-  }
-  db[0]! &= 0xff >> (8 * emLen - (modulusBits - 1));
-  return Buffer.concat([db, h, Buffer.from([0xbc])]);
-}
