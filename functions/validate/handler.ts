@@ -59,7 +59,16 @@ export const validate: FunctionDefinition = {
       });
     }
 
-    logDecision(ctx, event, { pcr: ref, signerName: profile.name, outcome: "validated", keyType: decision.key.keyType });
+    // A stub CSR's subject, extensions and attributes are not issued (only its key is used): say
+    // what was left out, so an operator can see what a requester asked for and did not get.
+    const ignored = decision.key.ignoredCsrContent;
+    logDecision(ctx, event, {
+      pcr: ref,
+      signerName: profile.name,
+      outcome: "validated",
+      keyType: decision.key.keyType,
+      ...(ignored.length > 0 ? { ignoredCsrContent: ignored } : {}),
+    });
     return handOn(ctx, event, {
       type: EVENT_TYPES.validated,
       pcr: ref,

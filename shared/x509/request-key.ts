@@ -34,6 +34,13 @@ export interface RequestKey {
   publicKey: KeyObject;
   /** base64url (no padding) of SHA-256(spkiDer). */
   spkiSha256: string;
+  /**
+   * What a stub CSR asked for besides its key, none of which the certificate carries (only the
+   * CSR's public key is used): e.g. `subject (CN, O)`, `extension subjectAltName (2 names)`,
+   * `extension basicConstraints (CA:true)`. Empty for pkixPublicKey requests and for the empty
+   * CSRs kubelet writes. For the caller to log; never a reason to deny.
+   */
+  ignoredCsrContent: readonly string[];
 }
 
 /** Maximum lengths of the base64 text of each field, checked before anything is decoded. */
@@ -50,16 +57,15 @@ const EC_KEY_TYPES: Record<string, KeyType> = {
 };
 
 /**
- * The PCR key type of a public key: RSA with a modulus of exactly 3072 or 4096 bits (and a sane
- * public exponent), ECDSA on P-256/P-384/P-521, or Ed25519. Anything else is undefined.
+ * The PCR key type of a public key: RSA with a modulus of exactly 3072 or 4096 bits, ECDSA on
+ * P-256/P-384/P-521, or Ed25519. Anything else is undefined. This is the type only: a key of a
+ * supported type may still be unusable (RSA exponent 1, a small-order Ed25519 point, ...);
+ * readRequestKey refuses those separately (weakKeyProblem), on every path.
  */
 export function classifyPublicKey(publicKey: KeyObject): KeyType | undefined {
   const d = publicKey.asymmetricKeyDetails ?? {};
   switch (publicKey.asymmetricKeyType) {
     case "rsa": {
-      const e = d.publicExponent;
-      // Go's crypto/rsa refuses exponents below 2 or above 2^31-1; even ones are never valid.
-      if (e === undefined || e < 3n || e > 0x7fffffffn || e % 2n === 0n) return undefined;
       if (d.modulusLength === 3072) return "RSA3072";
       if (d.modulusLength === 4096) return "RSA4096";
       return undefined;
@@ -123,7 +129,7 @@ interface ParsedSpki {
 
 /**
  * Parses a DER SubjectPublicKeyInfo strictly (exactly one element, the shape Go accepts,
- * uncompressed EC points, canonical re-encoding) and classifies it.
+ * uncompressed EC points, canonical re-encoding), classifies it and refuses weak keys.
  * Throws UnsupportedKeyType for anything unusable.
  */
 function parseSpki(spkiDer: Buffer, allowed: readonly KeyType[]): ParsedSpki {
@@ -144,8 +150,16 @@ function parseSpki(spkiDer: Buffer, allowed: readonly KeyType[]): ParsedSpki {
       const keyBits = value(spkiDer, bitStr);
       if (keyBits.length < 2 || keyBits[0] !== 0) throw new DerError("subjectPublicKey has unused bits");
       // Go (elliptic.Unmarshal) accepts only uncompressed points; the leaf must stay parseable by Go.
+      // This must come before any import: createPublicKey accepts 00 as the point at infinity
+      // (for which an ECDSA signature can be made without a private key), and node aborts the
+      // whole process when asked for that key's asymmetricKeyDetails.
       if (algOid === OID.ecPublicKey && keyBits[1] !== 0x04) {
-        deny("UnsupportedKeyType", "the EC public key uses a compressed point; only uncompressed points are supported");
+        deny(
+          "UnsupportedKeyType",
+          keyBits[1] === 0x00
+            ? "the EC public key is the point at infinity"
+            : "the EC public key uses a compressed point; only uncompressed points are supported",
+        );
       }
       canonical = canonicalRsaKey(whole(spkiDer, algSeq), keyBits);
     } catch (e) {
@@ -156,6 +170,8 @@ function parseSpki(spkiDer: Buffer, allowed: readonly KeyType[]): ParsedSpki {
   let publicKey: KeyObject | undefined = canonical?.jwk && importJwk(canonical.jwk);
   if (publicKey === undefined) {
     try {
+      // For EC keys this is where points off the curve and coordinates not below the field prime
+      // are refused (OpenSSL's decoder; pinned in test/unit/x509/request-key.test.ts).
       publicKey = createPublicKey({ key: spkiDer, format: "der", type: "spki" });
     } catch {
       return deny(
@@ -164,20 +180,30 @@ function parseSpki(spkiDer: Buffer, allowed: readonly KeyType[]): ParsedSpki {
       );
     }
   }
+  let keyType: KeyType;
+  let material: KeyMaterial;
   if (canonical !== undefined) {
     // Fast path: the bytes are already the canonical encoding of a supported key type, so the
     // classification and the re-encoding check below could only agree (see canonicalFixedKey).
     if (!allowed.includes(canonical.keyType)) unsupported(canonical.keyType, allowed);
-    return { publicKey, keyType: canonical.keyType };
+    keyType = canonical.keyType;
+    material = canonical.material;
+  } else {
+    const classified = classifyPublicKey(publicKey);
+    if (classified === undefined || !KEY_TYPES.includes(classified) || !allowed.includes(classified)) {
+      unsupported(classified ?? describeKey(publicKey), allowed);
+    }
+    // Only canonical encodings: the leaf repeats these bytes and kube-apiserver compares them.
+    if (!publicKey.export({ type: "spki", format: "der" }).equals(spkiDer)) {
+      deny("UnsupportedKeyType", `the ${classified} public key is not in canonical DER SubjectPublicKeyInfo form`);
+    }
+    keyType = classified;
+    material = keyMaterialOf(keyType, publicKey);
   }
-  const keyType = classifyPublicKey(publicKey);
-  if (keyType === undefined || !KEY_TYPES.includes(keyType) || !allowed.includes(keyType)) {
-    unsupported(keyType ?? describeKey(publicKey), allowed);
-  }
-  // Only canonical encodings: the leaf repeats these bytes and kube-apiserver compares them.
-  if (!publicKey.export({ type: "spki", format: "der" }).equals(spkiDer)) {
-    deny("UnsupportedKeyType", `the ${keyType} public key is not in canonical DER SubjectPublicKeyInfo form`);
-  }
+  // Both paths end here, and every caller (validate, sign's `verify: false`, the attestation key
+  // binding) reads keys through this function: no key skips these rules.
+  const problem = weakKeyProblem(keyType, material);
+  if (problem !== undefined) deny("UnsupportedKeyType", problem);
   return { publicKey, keyType };
 }
 
@@ -194,8 +220,8 @@ function errText(e: unknown): string {
 // x509.MarshalPKIXPublicKey) produces, the answer is visible in the bytes: an SPKI that
 // createPublicKey accepts and that is byte for byte the canonical form of a supported key type
 // classifies as that type and re-encodes to itself. canonicalFixedKey and canonicalRsaKey
-// recognise exactly those; anything else (other curves, RSA sizes or exponents, absent NULL
-// parameters, redundant integer octets, ...) takes the general path, which decides as before.
+// recognise exactly those; anything else (other curves, RSA sizes, absent NULL parameters,
+// redundant integer octets, ...) takes the general path, which decides as before.
 //
 // RSA and Ed25519 keys recognised so are imported from their components (JWK), which skips
 // OpenSSL 3's generic DER decoder chain; the key is the same (n and e, or the 32 raw bytes;
@@ -208,6 +234,7 @@ interface CanonicalKey {
   algOid: string;
   /** Set for RSA and Ed25519. */
   jwk?: JsonWebKey;
+  material: KeyMaterial;
 }
 
 /** Everything but the point: SEQUENCE { SEQUENCE { id-ecPublicKey, curve }, BIT STRING { 00 04 ... } }. */
@@ -233,12 +260,13 @@ const RSA_ALGORITHM = sequence(oid(OID.rsaEncryption), nullValue());
 function canonicalFixedKey(spkiDer: Buffer): CanonicalKey | undefined {
   for (const c of CANONICAL_EC) {
     if (spkiDer.length === c.length && spkiDer.subarray(0, c.prefix.length).equals(c.prefix)) {
-      return { keyType: c.keyType, algOid: OID.ecPublicKey };
+      return { keyType: c.keyType, algOid: OID.ecPublicKey, material: { family: "ecdsa" } };
     }
   }
   if (spkiDer.length === ED25519_FULL.length && spkiDer.subarray(0, ED25519_PREFIX.length).equals(ED25519_PREFIX)) {
-    const x = spkiDer.subarray(ED25519_PREFIX.length).toString("base64url");
-    return { keyType: "ED25519", algOid: OID.ed25519, jwk: { kty: "OKP", crv: "Ed25519", x } };
+    const point = spkiDer.subarray(ED25519_PREFIX.length);
+    const jwk: JsonWebKey = { kty: "OKP", crv: "Ed25519", x: point.toString("base64url") };
+    return { keyType: "ED25519", algOid: OID.ed25519, jwk, material: { family: "ed25519", point } };
   }
   return undefined;
 }
@@ -255,9 +283,9 @@ function positiveMinimalInteger(buf: Uint8Array, t: Tlv | undefined): Buffer | u
 /**
  * The key type and the key as a JWK when a SubjectPublicKeyInfo that passed the strict read
  * (`algDer` its whole AlgorithmIdentifier, `keyBits` its BIT STRING's content, first octet 0) is
- * exactly the canonical DER of an RSA 3072 or 4096 key with an odd exponent in 3..2^31-1:
- * rsaEncryption with NULL parameters, and an RSAPublicKey of two minimal positive INTEGERs.
- * Otherwise undefined. Never throws.
+ * exactly the canonical DER of an RSA 3072 or 4096 key: rsaEncryption with NULL parameters, and
+ * an RSAPublicKey of two minimal positive INTEGERs. Otherwise undefined. The exponent and the
+ * modulus' parity are judged later, by weakKeyProblem, as on the general path. Never throws.
  */
 function canonicalRsaKey(algDer: Buffer, keyBits: Buffer): CanonicalKey | undefined {
   if (!algDer.equals(RSA_ALGORITHM)) return undefined;
@@ -272,15 +300,121 @@ function canonicalRsaKey(algDer: Buffer, keyBits: Buffer): CanonicalKey | undefi
   const n = positiveMinimalInteger(inner, fields[0]);
   const e = positiveMinimalInteger(inner, fields[1]);
   if (n === undefined || e === undefined) return undefined;
-  // The same rules as classifyPublicKey: modulus of exactly 3072 or 4096 bits, odd e in 3..2^31-1.
+  // The same rule as classifyPublicKey: a modulus of exactly 3072 or 4096 bits.
   const magnitude = n[0] === 0 ? n.subarray(1) : n;
   const modulusBits = magnitude.length * 8 - (Math.clz32(magnitude[0]!) - 24);
-  if (e.length > 4) return undefined;
-  const ev = e.readUIntBE(0, e.length);
-  if (ev < 3 || ev > 0x7fffffff || ev % 2 === 0) return undefined;
   const keyType: KeyType | undefined = modulusBits === 3072 ? "RSA3072" : modulusBits === 4096 ? "RSA4096" : undefined;
   if (keyType === undefined) return undefined;
-  return { keyType, algOid: OID.rsaEncryption, jwk: { kty: "RSA", n: magnitude.toString("base64url"), e: e.toString("base64url") } };
+  const exponent = e[0] === 0 ? e.subarray(1) : e;
+  return {
+    keyType,
+    algOid: OID.rsaEncryption,
+    jwk: { kty: "RSA", n: magnitude.toString("base64url"), e: exponent.toString("base64url") },
+    material: { family: "rsa", modulus: magnitude, exponent },
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Keys of a supported type that must still be refused
+// ---------------------------------------------------------------------------------------------
+//
+// The reason is UnsupportedKeyType, not InvalidProofOfPossession: the fault is in the key alone,
+// whatever proof comes with it. For a key anyone can sign with, a proof that verifies proves
+// nothing (OpenSSL accepts forged ones), so no proof could make the request acceptable; the
+// decision is made before the proof is looked at (the README's denial order) and so also holds
+// where no proof is checked (sign, and the attestation key binding, read with `verify: false`).
+// kubelet generates its keys with Go's crypto, which never produces any of these.
+
+/** What the rules look at: the raw Ed25519 point, or RSA's modulus and exponent (big-endian, no leading zeros). */
+type KeyMaterial =
+  | { family: "ed25519"; point: Buffer }
+  | { family: "rsa"; modulus: Buffer; exponent: Buffer }
+  // Nothing left to check: OpenSSL's import refuses EC points off the curve and coordinates not
+  // below the field prime, the strict read refuses the point at infinity (any first octet but 04)
+  // before it, and P-256/384/521 have no other points of small order (cofactor 1). The unit tests
+  // pin each of these refusals.
+  | { family: "ecdsa" };
+
+/** The material of a key that took the general path (rare: kubelet's encodings take the fast one). */
+function keyMaterialOf(keyType: KeyType, publicKey: KeyObject): KeyMaterial {
+  const family = keyFamily(keyType);
+  if (family === "ecdsa") return { family };
+  const jwk = publicKey.export({ format: "jwk" });
+  if (family === "ed25519") return { family, point: Buffer.from(jwk.x ?? "", "base64url") };
+  return { family, modulus: Buffer.from(jwk.n ?? "", "base64url"), exponent: Buffer.from(jwk.e ?? "", "base64url") };
+}
+
+/**
+ * The encodings (hex) of the 8 Ed25519 points whose order divides 8 (the identity; (0, -1) of
+ * order 2; two of order 4 with y = 0; four of order 8), plus the identity and (0, -1) written with
+ * the sign bit set (x = 0 has no sign; RFC 8032 refuses these, OpenSSL decodes them). With such a
+ * public key A, [k]A is one of those 8 points whatever the message, so a forger picks R = [S]B
+ * plus one of them and retries a few times until R = [S]B - [k]A holds (with the identity key,
+ * R = identity and S = 0 always do); OpenSSL and Go's crypto/ed25519 accept such signatures.
+ * Together with the y < p check below, this is every encoding of a small-order point: a blocklist
+ * costs ~0.3 µs where decompressing and multiplying by the cofactor with BigInt costs ~500 µs,
+ * more than the proof's verification (~180 µs).
+ */
+const ED25519_SMALL_ORDER = new Set([
+  "0100000000000000000000000000000000000000000000000000000000000000", // identity, order 1
+  "0100000000000000000000000000000000000000000000000000000000000080", // identity, sign bit set
+  "ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f", // (0, -1), order 2
+  "ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff", // (0, -1), sign bit set
+  "0000000000000000000000000000000000000000000000000000000000000000", // y = 0, order 4
+  "0000000000000000000000000000000000000000000000000000000000000080", // y = 0, order 4
+  "26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc05", // order 8
+  "26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc85", // order 8
+  "c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a", // order 8
+  "c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac03fa", // order 8
+]);
+
+/**
+ * Whether y (the low 255 bits, little-endian) is at least p = 2^255 - 19: ed ff … ff 7f and
+ * above. Such an encoding names the same point as y - p: non-canonical, so two different byte
+ * strings (and SPKI hashes) would be one key; OpenSSL and Go accept them.
+ */
+function ed25519YNotBelowP(point: Buffer): boolean {
+  if ((point[31]! & 0x7f) !== 0x7f || point[0]! < 0xed) return false;
+  for (let i = 1; i < 31; i++) if (point[i] !== 0xff) return false;
+  return true;
+}
+
+/** Go's crypto/rsa (checkPublicKey) refuses public exponents above 2^31 - 1. */
+const RSA_MAX_EXPONENT = 0x7fffffffn;
+
+/** Why a key of a supported type must still be refused, or undefined when it is usable. */
+function weakKeyProblem(keyType: KeyType, m: KeyMaterial): string | undefined {
+  switch (m.family) {
+    case "ecdsa":
+      return undefined;
+    case "ed25519": {
+      if (m.point.length !== 32) return `the ${keyType} public key is ${m.point.length} bytes, not 32`;
+      if (ed25519YNotBelowP(m.point)) {
+        return `the ${keyType} public key is not canonically encoded: its y coordinate is not below 2^255-19`;
+      }
+      const hex = m.point.toString("hex");
+      if (ED25519_SMALL_ORDER.has(hex)) {
+        return `the ${keyType} public key ${hex} is a point of small order: anyone can make signatures that verify with it, without a private key`;
+      }
+      return undefined;
+    }
+    case "rsa": {
+      // Go's crypto/rsa checkPublicKey, which every Go peer runs before it verifies with the key:
+      // odd modulus, 2 <= e <= 2^31-1, e odd (e must be invertible modulo p-1 and q-1).
+      const e = m.exponent.length === 0 ? 0n : BigInt(`0x${m.exponent.toString("hex")}`);
+      const shown = m.exponent.length <= 8 ? String(e) : `of ${m.exponent.length} bytes`;
+      if (e === 1n) {
+        return `the ${keyType} public exponent is 1: a signature is then the padded message itself, so anyone can sign without a private key`;
+      }
+      if (e < 2n) return `the ${keyType} public exponent is ${shown}; Go's crypto/rsa refuses exponents below 2`;
+      if (e % 2n === 0n) return `the ${keyType} public exponent ${shown} is even, which no RSA key can have (Go's crypto/rsa refuses it)`;
+      if (e > RSA_MAX_EXPONENT) return `the ${keyType} public exponent ${shown} is above 2^31-1, which Go's crypto/rsa refuses`;
+      if (m.modulus.length === 0 || (m.modulus[m.modulus.length - 1]! & 1) === 0) {
+        return `the ${keyType} modulus is even, which no RSA key can have (Go's crypto/rsa refuses it)`;
+      }
+      return undefined;
+    }
+  }
 }
 
 /** The key from its JWK, or undefined (then the DER import decides, with its error). */
@@ -324,6 +458,7 @@ interface ParsedCsr {
   sigAlgOid: string;
   sigAlgParams: Tlv | undefined;
   signature: Buffer;
+  ignored: string[];
 }
 
 /** Structure of a PKCS#10 CertificationRequest, read strictly. Throws DerError. */
@@ -341,10 +476,10 @@ function parseCsr(der: Buffer): ParsedCsr {
   const v = value(der, version);
   if (v.length !== 1 || v[0] !== 0) throw new DerError("version must be 0 (v1)");
   const subject = expectTag(criParts[1], TAG.SEQUENCE, "subject");
-  readChildren(der, subject); // well-formed; contents are ignored (the leaf subject is empty)
+  const rdns = readChildren(der, subject); // well-formed; contents are ignored (the leaf subject is empty)
   const spki = expectTag(criParts[2], TAG.SEQUENCE, "subjectPKInfo");
   const attrs = expectTag(criParts[3], 0xa0, "attributes");
-  readChildren(der, attrs);
+  const attributes = readChildren(der, attrs); // likewise: nothing the CSR requests is issued
 
   const algParts = readChildren(der, alg);
   if (algParts.length < 1 || algParts.length > 2) throw new DerError("malformed signatureAlgorithm");
@@ -358,7 +493,95 @@ function parseCsr(der: Buffer): ParsedCsr {
     sigAlgOid: algOid,
     sigAlgParams: algParts[1],
     signature: Buffer.from(sigBits.subarray(1)),
+    ignored: describeIgnoredCsrContent(der, rdns, attributes),
   };
+}
+
+// ---------------------------------------------------------------------------------------------
+// What a stub CSR asks for besides its key (described for the log, never issued)
+// ---------------------------------------------------------------------------------------------
+
+const NAME_ATTRIBUTE_TYPES: Readonly<Record<string, string>> = {
+  "2.5.4.3": "CN",
+  "2.5.4.5": "serialNumber",
+  "2.5.4.6": "C",
+  "2.5.4.7": "L",
+  "2.5.4.8": "ST",
+  "2.5.4.10": "O",
+  "2.5.4.11": "OU",
+  "1.2.840.113549.1.9.1": "emailAddress",
+};
+const OID_EXTENSION_REQUEST = "1.2.840.113549.1.9.14";
+const CSR_ATTRIBUTE_TYPES: Readonly<Record<string, string>> = { "1.2.840.113549.1.9.7": "challengePassword" };
+const EXTENSION_NAMES: Readonly<Record<string, string>> = {
+  [OID.subjectKeyIdentifier]: "subjectKeyIdentifier",
+  [OID.keyUsage]: "keyUsage",
+  [OID.subjectAltName]: "subjectAltName",
+  [OID.basicConstraints]: "basicConstraints",
+  [OID.authorityKeyIdentifier]: "authorityKeyIdentifier",
+  [OID.extKeyUsage]: "extKeyUsage",
+};
+/** Entries listed at most; the CSR itself is bounded by REQUEST_KEY_LIMITS. */
+const MAX_IGNORED_LISTED = 16;
+
+/**
+ * The subject and attributes of a CSR, described briefly (attribute and extension names, never
+ * their attacker-chosen values). Only describes: a part it cannot read is listed as unreadable,
+ * never denied (the strict read above already checked the structure podcert relies on).
+ */
+function describeIgnoredCsrContent(der: Buffer, rdns: readonly Tlv[], attributes: readonly Tlv[]): string[] {
+  const out: string[] = [];
+  if (rdns.length > 0) {
+    const types = rdns.flatMap((rdn) => orElse(() => readChildren(der, rdn).map((atv) => nameOf(NAME_ATTRIBUTE_TYPES, firstOid(der, atv))), ["unreadable"]));
+    out.push(`subject (${types.join(", ")})`);
+  }
+  for (const attr of attributes) {
+    out.push(
+      ...orElse(() => {
+        const [type, values] = readChildren(der, attr);
+        const typeOid = decodeOid(value(der, expectTag(type, TAG.OID, "attribute type")));
+        if (typeOid !== OID_EXTENSION_REQUEST) return [`attribute ${nameOf(CSR_ATTRIBUTE_TYPES, typeOid)}`];
+        return readChildren(der, expectTag(values, TAG.SET, "attribute values")).flatMap((exts) =>
+          readChildren(der, expectTag(exts, TAG.SEQUENCE, "extensions")).map((ext) => describeExtension(der, ext)),
+        );
+      }, ["an unreadable attribute"]),
+    );
+  }
+  return out.length > MAX_IGNORED_LISTED ? [...out.slice(0, MAX_IGNORED_LISTED), `${out.length - MAX_IGNORED_LISTED} more`] : out;
+}
+
+function describeExtension(der: Buffer, ext: Tlv): string {
+  return orElse(() => {
+    const parts = readChildren(der, ext);
+    const extOid = firstOid(der, ext);
+    const name = `extension ${nameOf(EXTENSION_NAMES, extOid)}`;
+    const inner = value(der, expectTag(parts[parts.length - 1], TAG.OCTET_STRING, "extnValue"));
+    // The two whose content matters to a reader: how many names were asked for, and whether a CA.
+    if (extOid === OID.subjectAltName) return `${name} (${readChildren(inner, readSingle(inner, TAG.SEQUENCE)).length} names)`;
+    if (extOid === OID.basicConstraints) {
+      const cA = readChildren(inner, readSingle(inner, TAG.SEQUENCE))[0];
+      const isCa = cA?.tag === TAG.BOOLEAN && value(inner, cA)[0] !== 0;
+      return `${name} (CA:${isCa})`;
+    }
+    return name;
+  }, "an unreadable extension");
+}
+
+function firstOid(der: Buffer, seq: Tlv): string {
+  return decodeOid(value(der, expectTag(readChildren(der, seq)[0], TAG.OID, "type")));
+}
+
+function nameOf(names: Readonly<Record<string, string>>, dotted: string): string {
+  return names[dotted] ?? dotted;
+}
+
+/** What `describe` returns, or `fallback` when the part it reads is malformed. */
+function orElse<T>(describe: () => T, fallback: T): T {
+  try {
+    return describe();
+  } catch {
+    return fallback;
+  }
 }
 
 function keyFamily(keyType: KeyType): "ecdsa" | "rsa" | "ed25519" {
@@ -402,7 +625,7 @@ export function readRequestKey(
   }
   const spkiDer = decodeField("pkixPublicKey", spec.pkixPublicKey, "UnsupportedKeyType", "; no supported key type is that large");
   const { publicKey, keyType } = parseSpki(spkiDer, allowedKeyTypes);
-  if (!check) return { spkiDer, keyType, publicKey, spkiSha256: spkiSha256(spkiDer) };
+  if (!check) return { spkiDer, keyType, publicKey, spkiSha256: spkiSha256(spkiDer), ignoredCsrContent: [] };
 
   const proof = spec.proofOfPossession;
   if (!present(proof)) deny("InvalidProofOfPossession", "proofOfPossession is missing");
@@ -416,7 +639,7 @@ export function readRequestKey(
       `proofOfPossession is not a valid ${keyType} signature over the pod UID ${spec.podUID}`,
     );
   }
-  return { spkiDer, keyType, publicKey, spkiSha256: spkiSha256(spkiDer) };
+  return { spkiDer, keyType, publicKey, spkiSha256: spkiSha256(spkiDer), ignoredCsrContent: [] };
 }
 
 function readFromCsr(b64: string, allowed: readonly KeyType[], check: boolean): RequestKey {
@@ -428,7 +651,8 @@ function readFromCsr(b64: string, allowed: readonly KeyType[], check: boolean): 
     return deny("InvalidProofOfPossession", `stubPKCS10Request is not a valid DER PKCS#10 request (${errText(e)})`);
   }
   const { publicKey, keyType } = parseSpki(csr.spkiDer, allowed);
-  if (!check) return { spkiDer: csr.spkiDer, keyType, publicKey, spkiSha256: spkiSha256(csr.spkiDer) };
+  const read = { spkiDer: csr.spkiDer, keyType, publicKey, spkiSha256: spkiSha256(csr.spkiDer), ignoredCsrContent: csr.ignored };
+  if (!check) return read;
   const family = keyFamily(keyType);
   const alg = CSR_SIGNATURE_ALGORITHMS[family][csr.sigAlgOid];
   if (!alg) {
@@ -454,5 +678,5 @@ function readFromCsr(b64: string, allowed: readonly KeyType[], check: boolean): 
     ok = false;
   }
   if (!ok) deny("InvalidProofOfPossession", `the stubPKCS10Request signature does not verify with its ${keyType} key`);
-  return { spkiDer: csr.spkiDer, keyType, publicKey, spkiSha256: spkiSha256(csr.spkiDer) };
+  return read;
 }

@@ -23,6 +23,7 @@ import {
   REQUEST_KEY_LIMITS,
   spkiSha256,
 } from "../../../shared/x509/request-key.js";
+import { pssEncoded } from "../../helpers/forgeries.js";
 
 const POD_UID = "6f1c2a3e-9d8b-4c7a-b5e4-0123456789ab";
 const b64 = (b: Uint8Array) => Buffer.from(b).toString("base64");
@@ -170,6 +171,7 @@ describe("readRequestKey: stubPKCS10Request", () => {
     expect(r.keyType).toBe(t);
     expect(r.spkiDer.equals(k.spkiDer)).toBe(true);
     expect(r.spkiSha256).toBe(spkiSha256(k.spkiDer));
+    expect(r.ignoredCsrContent).toEqual([]); // kubelet's CSRs are empty: nothing to report
   });
 
   it.each(KEY_TYPES)("rejects a %s CSR with a tampered signature", (t) => {
@@ -234,6 +236,72 @@ describe("readRequestKey: stubPKCS10Request", () => {
     denied(() => readRequestKey(csrSpec(sha1), KEY_TYPES), "InvalidProofOfPossession", /1\.2\.840\.113549\.1\.1\.5/);
     const ecdsaWithNull = customCsr({ spkiDer: ec.spkiDer, signWith: ec.privateKey, algOid: "1.2.840.10045.4.3.2", params: "null", hash: "sha256", ecdsa: true });
     denied(() => readRequestKey(csrSpec(ecdsaWithNull), KEY_TYPES), "InvalidProofOfPossession", /parameters/);
+  });
+
+  describe("what a CSR asks for besides its key is returned as ignoredCsrContent (and not issued)", () => {
+    const ext = (extOid: string, valueDer: Buffer, critical = false) =>
+      sequence(oid(extOid), ...(critical ? [tlv(0x01, Buffer.from([0xff]))] : []), tlv(0x04, valueDer));
+    const attribute = (typeOid: string, ...values: Buffer[]) => sequence(oid(typeOid), set(...values));
+    const extensionRequest = (...exts: Buffer[]) => attribute("1.2.840.113549.1.9.14", sequence(...exts));
+    const subject = (...atvs: [string, string][]) => sequence(...atvs.map(([o, v]) => set(sequence(oid(o), utf8String(v)))));
+    /** A CSR signed by the ED25519 test key, with this subject and these attributes. */
+    const csrWithContent = (subjectDer: Buffer, attributes: Buffer[]) => {
+      const k = keys.ED25519;
+      const cri = sequence(integer(0), subjectDer, k.spkiDer, tlv(0xa0, Buffer.concat(attributes)));
+      return sequence(cri, sequence(oid("1.3.101.112")), bitString(sign(null, cri, k.privateKey)));
+    };
+    const SAN = sequence(tlv(0x82, Buffer.from("admin.example.com")), tlv(0x86, Buffer.from("spiffe://evil/admin")));
+
+    it.each([
+      { case: "an empty CSR", subject: sequence(), attributes: [], ignored: [] },
+      {
+        case: "a subject",
+        subject: subject(["2.5.4.3", "admin"], ["2.5.4.10", "system:masters"], ["2.5.4.99", "x"]),
+        attributes: [],
+        ignored: ["subject (CN, O, 2.5.4.99)"],
+      },
+      {
+        case: "requested SANs, CA:true and other extensions",
+        subject: sequence(),
+        attributes: [
+          extensionRequest(
+            ext("2.5.29.17", SAN),
+            ext("2.5.29.19", sequence(tlv(0x01, Buffer.from([0xff]))), true),
+            ext("2.5.29.15", bitString(Buffer.from([0x06]), 1), true),
+            ext("1.2.3.4", sequence()),
+          ),
+        ],
+        ignored: ["extension subjectAltName (2 names)", "extension basicConstraints (CA:true)", "extension keyUsage", "extension 1.2.3.4"],
+      },
+      {
+        case: "basicConstraints without cA, a challengePassword and an unknown attribute",
+        subject: sequence(),
+        attributes: [extensionRequest(ext("2.5.29.19", sequence())), attribute("1.2.840.113549.1.9.7", utf8String("hunter2")), attribute("1.2.3.5", sequence())],
+        ignored: ["extension basicConstraints (CA:false)", "attribute challengePassword", "attribute 1.2.3.5"],
+      },
+      {
+        case: "an extension whose value is not DER, and an attribute that is not an Attribute",
+        subject: sequence(),
+        attributes: [extensionRequest(ext("2.5.29.17", Buffer.from("not der"))), sequence(utf8String("x"))],
+        ignored: ["an unreadable extension", "an unreadable attribute"],
+      },
+    ])("$case", ({ subject: subjectDer, attributes, ignored }) => {
+      const r = readRequestKey(csrSpec(csrWithContent(subjectDer, attributes)), KEY_TYPES);
+      expect(r.keyType).toBe("ED25519"); // described, never denied
+      expect(r.ignoredCsrContent).toEqual(ignored);
+      expect(readRequestKey(csrSpec(csrWithContent(subjectDer, attributes)), KEY_TYPES, { verify: false }).ignoredCsrContent).toEqual(ignored);
+    });
+
+    it("lists at most 16 entries, then how many more", () => {
+      const exts = Array.from({ length: 20 }, (_, i) => ext(`1.2.3.${i}`, sequence()));
+      const r = readRequestKey(csrSpec(csrWithContent(sequence(), [extensionRequest(...exts)])), KEY_TYPES);
+      expect(r.ignoredCsrContent).toHaveLength(17);
+      expect(r.ignoredCsrContent.at(-1)).toBe("4 more");
+    });
+
+    it("is empty for a pkixPublicKey request", () => {
+      expect(readRequestKey(pkixSpec(keys.ED25519), KEY_TYPES).ignoredCsrContent).toEqual([]);
+    });
   });
 
   it("refuses a CSR combined with pkixPublicKey/proofOfPossession", () => {
@@ -408,3 +476,245 @@ describe("readRequestKey with verify: false (for steps holding validate's attest
     expect(() => read(spec, ["ED25519"], { verify: false })).toThrow(/not supported/);
   });
 });
+
+// ---------------------------------------------------------------------------------------------
+// Keys anyone can sign with, and keys Go would refuse: each denied as UnsupportedKeyType on every
+// path (proof checked or not, pkixPublicKey or stub CSR), before any proof is looked at.
+// ---------------------------------------------------------------------------------------------
+
+const hex = (h: string) => Buffer.from(h, "hex");
+const ED25519_SPKI_PREFIX = "302a300506032b6570032100";
+const ed25519Spki = (point: string) => hex(ED25519_SPKI_PREFIX + point);
+/** SEQUENCE { SEQUENCE { rsaEncryption, NULL }, BIT STRING { SEQUENCE { INTEGER n, INTEGER e } } }, n and e as their INTEGER contents. */
+const rsaSpki = (nContent: string, eContent: string) =>
+  sequence(sequence(oid("1.2.840.113549.1.1.1"), nullValue()), bitString(sequence(tlv(0x02, hex(nContent)), tlv(0x02, hex(eContent)))));
+/** A 3072-bit odd modulus (2^3072 - 3) and an even one (2^3072 - 2): the exponent or the parity is what each case is about. */
+const N3072_ODD = "00" + "ff".repeat(383) + "fd";
+const N3072_EVEN = "00" + "ff".repeat(383) + "fe";
+const N4096_ODD = "00" + "ff".repeat(511) + "fd";
+
+/** A stub CSR for `spki` whose signature field holds `sig` (signed or not, as the case needs). */
+function csrWith(spki: Buffer, algOid: string, sig: Buffer, o: { nullParams?: boolean } = {}): Buffer {
+  const cri = sequence(integer(0), sequence(), spki, tlv(0xa0, Buffer.alloc(0)));
+  return sequence(cri, o.nullParams ? sequence(oid(algOid), nullValue()) : sequence(oid(algOid)), bitString(sig));
+}
+
+/** Denied as UnsupportedKeyType whether the proof is checked or not, and the same key in a stub CSR too. */
+function deniedOnEveryPath(spki: Buffer, proof: Buffer, csrAlg: { oid: string; nullParams?: boolean }, message: RegExp): void {
+  const pkix = { podUID: POD_UID, pkixPublicKey: b64(spki), proofOfPossession: b64(proof) };
+  const csr = csrSpec(csrWith(spki, csrAlg.oid, proof, csrAlg));
+  for (const spec of [pkix, csr]) {
+    denied(() => readRequestKey(spec, KEY_TYPES), "UnsupportedKeyType", message);
+    denied(() => readRequestKey(spec, KEY_TYPES, { verify: false }), "UnsupportedKeyType", message);
+  }
+}
+
+const ED25519_CSR = { oid: "1.3.101.112" };
+const RSA_CSR = { oid: "1.2.840.113549.1.1.11", nullParams: true };
+const P256_CSR = { oid: "1.2.840.10045.4.3.2" };
+
+describe("readRequestKey: Ed25519 keys of small order (anyone can sign) and non-canonical encodings", () => {
+  // Every encoding of the 8 points of order dividing 8, with a proof over POD_UID made without any
+  // private key (R a small-order point, possibly plus [S]B; found by trying a few), which OpenSSL
+  // accepts.
+  const SMALL_ORDER = [
+    { case: "the identity (order 1)", key: "0100000000000000000000000000000000000000000000000000000000000000", proof: "01" + "00".repeat(63) },
+    { case: "the identity with the sign bit set", key: "0100000000000000000000000000000000000000000000000000000000000080", proof: "01" + "00".repeat(63) },
+    { case: "(0, -1), order 2", key: "ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f", proof: "01" + "00".repeat(63) },
+    { case: "(0, -1) with the sign bit set", key: "ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff", proof: "01" + "00".repeat(63) },
+    { case: "y = 0, x positive (order 4)", key: "0000000000000000000000000000000000000000000000000000000000000000", proof: "95999999999999999999999999999999999999999999999999999999999999990100000000000000000000000000000000000000000000000000000000000000" },
+    { case: "y = 0, x negative (order 4)", key: "0000000000000000000000000000000000000000000000000000000000000080", proof: "00".repeat(64) },
+    { case: "order 8 (26e8…05)", key: "26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc05", proof: "00".repeat(64) },
+    { case: "order 8 (26e8…85)", key: "26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc85", proof: "00".repeat(31) + "80" + "00".repeat(32) },
+    { case: "order 8 (c717…7a)", key: "c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a", proof: "01" + "00".repeat(63) },
+    { case: "order 8 (c717…fa)", key: "c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac03fa", proof: "26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc85" + "00".repeat(32) },
+  ];
+
+  it.each(SMALL_ORDER)("denies $case, whose forged proof OpenSSL accepts", ({ key, proof }) => {
+    const spki = ed25519Spki(key);
+    // The danger is real: node:crypto (OpenSSL) verifies a proof made without a private key.
+    expect(verify(null, Buffer.from(POD_UID), createPublicKey({ key: spki, format: "der", type: "spki" }), hex(proof))).toBe(true);
+    deniedOnEveryPath(spki, hex(proof), ED25519_CSR, /is a point of small order: anyone can make signatures that verify with it/);
+  });
+
+  it("denies a stub CSR for the identity key signed without a private key (R = identity, S = 0 verifies for any content)", () => {
+    const spki = ed25519Spki("01" + "00".repeat(31));
+    const forged = hex("01" + "00".repeat(63));
+    const csr = csrWith(spki, ED25519_CSR.oid, forged);
+    const cri = sequence(integer(0), sequence(), spki, tlv(0xa0, Buffer.alloc(0)));
+    expect(verify(null, cri, createPublicKey({ key: spki, format: "der", type: "spki" }), forged)).toBe(true);
+    denied(() => readRequestKey(csrSpec(csr), KEY_TYPES), "UnsupportedKeyType", /small order/);
+  });
+
+  it("the table above is every encoding of the 8 points of order dividing 8", () => {
+    const points = SMALL_ORDER.map((c) => ed25519Decode(hex(c.key)));
+    for (const [i, pt] of points.entries()) {
+      expect(pt, SMALL_ORDER[i]!.case).toBeDefined();
+      expect(ed25519IsIdentity(ed25519Times8(pt!)), SMALL_ORDER[i]!.case).toBe(true);
+    }
+    // 8 distinct points: the whole torsion subgroup (it has exactly 8), each in its canonical
+    // encoding, plus the two x = 0 points again with the sign bit set.
+    const distinct = new Set(points.map((pt) => `${pt![0]},${pt![1]}`));
+    expect(distinct.size).toBe(8);
+    expect(SMALL_ORDER.filter((c) => ed25519Decode(hex(c.key))![0] === 0n && (hex(c.key)[31]! & 0x80) !== 0)).toHaveLength(2);
+  });
+
+  it.each([
+    { case: "y = p + 1, the identity again", key: "eeffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f", proof: "01" + "00".repeat(63), forged: true },
+    { case: "y = p with the sign bit set (an order-4 point)", key: "edffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff", proof: "00".repeat(31) + "80" + "00".repeat(32), forged: true },
+    { case: "y = 2^255 - 1, the largest encoding", key: "ffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f", proof: "00".repeat(64), forged: false },
+  ])("denies a non-canonical encoding (y ≥ p = 2^255 - 19): $case", ({ key, proof, forged }) => {
+    const spki = ed25519Spki(key);
+    // OpenSSL imports these (reducing y mod p); where the point is small-order a forgery verifies.
+    const imported = createPublicKey({ key: spki, format: "der", type: "spki" });
+    expect(verify(null, Buffer.from(POD_UID), imported, hex(proof))).toBe(forged);
+    deniedOnEveryPath(spki, hex(proof), ED25519_CSR, /not canonically encoded: its y coordinate is not below 2\^255-19/);
+  });
+
+  it("reads y = p - 3, an ordinary point just below p (the y < p check is exact)", () => {
+    // No private key is known for it, so only the key is read.
+    const ordinary = ed25519Spki("eaffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f");
+    expect(ed25519Decode(ordinary.subarray(12))).toBeDefined();
+    expect(ed25519IsIdentity(ed25519Times8(ed25519Decode(ordinary.subarray(12))!))).toBe(false);
+    const r = readRequestKey({ podUID: POD_UID, pkixPublicKey: b64(ordinary), proofOfPossession: b64(Buffer.alloc(64)) }, KEY_TYPES, { verify: false });
+    expect(r.keyType).toBe("ED25519");
+  });
+});
+
+describe("readRequestKey: RSA keys anyone can sign with or Go's crypto/rsa refuses", () => {
+  it("denies public exponent 1, for which the padded message itself is a signature OpenSSL accepts (3072 and 4096)", () => {
+    for (const [n, bits] of [[N3072_ODD, 3072], [N4096_ODD, 4096]] as const) {
+      const spki = rsaSpki(n, "01");
+      const forged = pssEncoded(Buffer.from(POD_UID), bits);
+      const key = createPublicKey({ key: spki, format: "der", type: "spki" });
+      const pss = { key, padding: constants.RSA_PKCS1_PSS_PADDING, saltLength: constants.RSA_PSS_SALTLEN_AUTO };
+      expect(verify("sha256", Buffer.from(POD_UID), pss, forged)).toBe(true);
+      deniedOnEveryPath(spki, forged, RSA_CSR, new RegExp(`RSA${bits} public exponent is 1: a signature is then the padded message itself`));
+    }
+  });
+
+  it.each([
+    { case: "e = 2", e: "02", message: /public exponent 2 is even/ },
+    { case: "e = 65536", e: "010000", message: /public exponent 65536 is even/ },
+    { case: "e = 2^31 + 1", e: "0080000001", message: /public exponent 2147483649 is above 2\^31-1/ },
+    { case: "e = 2^32 + 1", e: "0100000001", message: /public exponent 4294967297 is above 2\^31-1/ },
+    { case: "e = 2^72 + 1", e: "01000000000000000001", message: /public exponent of 10 bytes is above 2\^31-1/ },
+  ])("denies an exponent Go's crypto/rsa refuses: $case", ({ e, message }) => {
+    // node:crypto imports each of these keys; only our check refuses them.
+    expect(createPublicKey({ key: rsaSpki(N3072_ODD, e), format: "der", type: "spki" }).asymmetricKeyType).toBe("rsa");
+    deniedOnEveryPath(rsaSpki(N3072_ODD, e), Buffer.alloc(384, 1), RSA_CSR, message);
+  });
+
+  it("denies an even modulus (Go's crypto/rsa refuses it; OpenSSL only fails later, when verifying)", () => {
+    const spki = rsaSpki(N3072_EVEN, "010001");
+    expect(createPublicKey({ key: spki, format: "der", type: "spki" }).asymmetricKeyDetails?.modulusLength).toBe(3072);
+    deniedOnEveryPath(spki, Buffer.alloc(384, 1), RSA_CSR, /RSA3072 modulus is even/);
+  });
+
+  it.each([
+    { case: "e = 3", e: "03" },
+    { case: "e = 65537", e: "010001" },
+    { case: "e = 2^31 - 1", e: "7fffffff" },
+  ])("reads an odd modulus with an exponent Go accepts: $case", ({ e }) => {
+    const spki = rsaSpki(N3072_ODD, e);
+    const r = readRequestKey({ podUID: POD_UID, pkixPublicKey: b64(spki), proofOfPossession: b64(Buffer.alloc(384, 1)) }, KEY_TYPES, { verify: false });
+    expect(r.keyType).toBe("RSA3072");
+    expect(r.spkiDer.equals(spki)).toBe(true);
+  });
+});
+
+describe("readRequestKey: ECDSA points off the curve, out of range or at infinity (what OpenSSL refuses is pinned)", () => {
+  const P256 = "3059301306072a8648ce3d020106082a8648ce3d03010703420004";
+  const P384 = "3076301006072a8648ce3d020106052b8104002203620004";
+  const P521 = "30819b301006072a8648ce3d020106052b810400230381860004";
+  // x = 0 is on all three curves; y = sqrt(b).
+  const P256_Y = "66485c780e2f83d72433bd5d84a06bb6541c2af31dae871728bf856a174f93f4";
+  const P384_Y = "c306610fb0ae5a159cf45c06069f22a6c5eb3641c602d42dea2c4b4f75550793406d80d2b91ad54f9048bd487af1ade1";
+  const P521_Y = "012df13601594a883ef2d935e44bb90bf4d6619b74e52af7552f97769011c0719eb439cfab2a88d40fe59a2bed1f43557169a2d0a2ccd280c607b92bbf51ffe0b078";
+
+  it.each([
+    { case: "P-256 (0, sqrt(b))", spki: P256 + "00".repeat(32) + P256_Y, keyType: "ECDSAP256" },
+    { case: "P-384 (0, sqrt(b))", spki: P384 + "00".repeat(48) + P384_Y, keyType: "ECDSAP384" },
+    { case: "P-521 (0, sqrt(b))", spki: P521 + "00".repeat(66) + P521_Y, keyType: "ECDSAP521" },
+  ])("reads a point on the curve (the control for the cases below): $case", ({ spki, keyType }) => {
+    const r = readRequestKey({ podUID: POD_UID, pkixPublicKey: b64(hex(spki)), proofOfPossession: "AAAA" }, KEY_TYPES, { verify: false });
+    expect(r.keyType).toBe(keyType);
+  });
+
+  it.each([
+    { case: "P-256 off the curve (y + 1)", spki: P256 + "00".repeat(32) + P256_Y.slice(0, -2) + "f5", message: /could not be parsed/ },
+    { case: "P-256 (0, 0)", spki: P256 + "00".repeat(64), message: /could not be parsed/ },
+    { case: "P-256 x = p (≡ 0, on the curve mod p)", spki: P256 + "ffffffff00000001000000000000000000000000ffffffffffffffffffffffff" + P256_Y, message: /could not be parsed/ },
+    { case: "P-384 x = p (≡ 0)", spki: P384 + "fffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffeffffffff0000000000000000ffffffff" + P384_Y, message: /could not be parsed/ },
+    { case: "P-521 off the curve (y + 1)", spki: P521 + "00".repeat(66) + P521_Y.slice(0, -2) + "79", message: /could not be parsed/ },
+    { case: "P-521 y + p (≡ y, on the curve mod p)", spki: P521 + "00".repeat(66) + "032df13601594a883ef2d935e44bb90bf4d6619b74e52af7552f97769011c0719eb439cfab2a88d40fe59a2bed1f43557169a2d0a2ccd280c607b92bbf51ffe0b077", message: /could not be parsed/ },
+  ])("denies $case, which OpenSSL refuses to import", ({ spki, message }) => {
+    expect(() => createPublicKey({ key: hex(spki), format: "der", type: "spki" })).toThrow();
+    deniedOnEveryPath(hex(spki), Buffer.alloc(72, 1), P256_CSR, message);
+  });
+
+  it("denies the point at infinity (a single 00 octet), which OpenSSL imports and verifies forgeries with", () => {
+    const spki = hex("3019301306072a8648ce3d020106082a8648ce3d03010703020000");
+    // createPublicKey accepts it (and node aborts the process when asked for its
+    // asymmetricKeyDetails), so the strict read must refuse it before any import.
+    const key = createPublicKey({ key: spki, format: "der", type: "spki" });
+    expect(key.asymmetricKeyType).toBe("ec");
+    // With Q at infinity, verification computes u1·G only: for any k, (r, s) = (x(kG), z/k) verifies.
+    const n = BigInt("0xffffffff00000000ffffffffffffffffbce6faada7179e84f3b9cac2fc632551");
+    const kG = generateKeyPairSync("ec", { namedCurve: "prime256v1" }).privateKey.export({ format: "jwk" });
+    const k = BigInt(`0x${Buffer.from(kG.d!, "base64url").toString("hex")}`);
+    const r = BigInt(`0x${Buffer.from(kG.x!, "base64url").toString("hex")}`) % n;
+    const z = BigInt(`0x${createHash("sha256").update(POD_UID).digest("hex")}`);
+    let kInverse = 1n;
+    for (let b = k, e = n - 2n; e > 0n; e >>= 1n, b = (b * b) % n) if (e & 1n) kInverse = (kInverse * b) % n;
+    const forged = sequence(integer(r), integer((z * kInverse) % n));
+    expect(verify("sha256", Buffer.from(POD_UID), { key, dsaEncoding: "der" }, forged)).toBe(true);
+    deniedOnEveryPath(spki, forged, P256_CSR, /the EC public key is the point at infinity/);
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+// Test-only helper: Edwards25519 with BigInt (slow, exact), to check the table of small-order points.
+// ---------------------------------------------------------------------------------------------
+
+const ED_P = 2n ** 255n - 19n;
+const edMod = (a: bigint) => ((a % ED_P) + ED_P) % ED_P;
+function edPow(b: bigint, e: bigint): bigint {
+  let r = 1n;
+  b = edMod(b);
+  for (; e > 0n; e >>= 1n, b = (b * b) % ED_P) if (e & 1n) r = (r * b) % ED_P;
+  return r;
+}
+const ED_D = edMod(-121665n * edPow(121666n, ED_P - 2n));
+
+/** RFC 8032 5.1.3 decoding, except that y ≥ p is reduced and x = 0 with the sign bit is kept (as OpenSSL does). */
+function ed25519Decode(enc: Uint8Array): [bigint, bigint] | undefined {
+  let y = 0n;
+  for (let i = 31; i >= 0; i--) y = (y << 8n) | BigInt(i === 31 ? enc[i]! & 0x7f : enc[i]!);
+  y = edMod(y);
+  const u = edMod(y * y - 1n);
+  const v = edMod(ED_D * y * y + 1n);
+  const xx = (u * edPow(v, ED_P - 2n)) % ED_P;
+  let x = edPow(xx, (ED_P + 3n) / 8n);
+  if (edMod(x * x - xx) !== 0n) x = (x * edPow(2n, (ED_P - 1n) / 4n)) % ED_P;
+  if (edMod(x * x - xx) !== 0n) return undefined;
+  if ((x & 1n) !== BigInt(enc[31]! >> 7)) x = edMod(-x);
+  return [x, y];
+}
+
+/** [8]P, by three doublings in projective coordinates (X : Y : Z). */
+function ed25519Times8([x, y]: [bigint, bigint]): [bigint, bigint, bigint] {
+  let [X, Y, Z] = [x, y, 1n];
+  for (let i = 0; i < 3; i++) {
+    const B = edMod((X + Y) ** 2n);
+    const C = edMod(X * X);
+    const D = edMod(Y * Y);
+    const E = edMod(-C);
+    const F = edMod(E + D);
+    const J = edMod(F - 2n * Z * Z);
+    [X, Y, Z] = [edMod((B - C - D) * J), edMod(F * (E - D)), edMod(F * J)];
+  }
+  return [X, Y, Z];
+}
+
+const ed25519IsIdentity = ([X, Y, Z]: [bigint, bigint, bigint]) => X === 0n && Y === Z;
