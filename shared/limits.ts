@@ -37,6 +37,16 @@ export const MAX_EVENT_NOTE_BYTES = 1024;
 export const MAX_USER_ANNOTATIONS = 32;
 /** One unverifiedUserAnnotations value, e.g. a list of Service names. */
 export const MAX_USER_ANNOTATION_VALUE_BYTES = 4096;
+/**
+ * The base64 text of each request-key field, checked before anything is decoded: larger than any
+ * key or proof of the six key types kubelet makes (an RSA 4096 SubjectPublicKeyInfo is 736
+ * characters, its stub CSR under 2 KiB).
+ */
+export const REQUEST_KEY_LIMITS = {
+  pkixPublicKey: 4 * 1024,
+  proofOfPossession: 2 * 1024,
+  stubPKCS10Request: 16 * 1024,
+} as const;
 /** The largest `dnsNames.maxNames` a signer profile may set. */
 export const MAX_DNS_NAMES = 1000;
 /** One DNS name in a certificate. */

@@ -9,6 +9,7 @@
  */
 import { constants, createHash, createPublicKey, verify, type JsonWebKey, type KeyObject } from "node:crypto";
 import { RequestDeniedError } from "../errors.js";
+import { REQUEST_KEY_LIMITS } from "../limits.js";
 import { KEY_TYPES, type KeyType, type PcrSpec } from "../pcr/model.js";
 import { CSR_SIGNATURE_ALGORITHMS, describeKey, OID } from "./algorithms.js";
 import {
@@ -43,12 +44,7 @@ export interface RequestKey {
   ignoredCsrContent: readonly string[];
 }
 
-/** Maximum lengths of the base64 text of each field, checked before anything is decoded. */
-export const REQUEST_KEY_LIMITS = {
-  pkixPublicKey: 4 * 1024,
-  proofOfPossession: 2 * 1024,
-  stubPKCS10Request: 16 * 1024,
-} as const;
+export { REQUEST_KEY_LIMITS };
 
 const EC_KEY_TYPES: Record<string, KeyType> = {
   prime256v1: "ECDSAP256",

@@ -6,13 +6,16 @@ import { boundDenialMessage, RequestDeniedError } from "../../shared/errors.js";
 import { attest, verifyAttestation, type AttestationExpectation, type Decision } from "../../shared/events/attestation.js";
 import { eventFromHttp, eventToBinaryHttp } from "../../shared/events/codec.js";
 import { ephemeralStepKeys } from "../../shared/events/step-keys.js";
+import { apiServerAddEvent } from "../../shared/events/pcr-event.js";
 import { EVENT_TYPES, readStepEventData, type PodcertEvent, type StepEventData } from "../../shared/events/types.js";
+import { pcrFor, pod } from "../helpers/objects.js";
 import {
   MAX_ATTESTATION_BYTES,
   MAX_CONDITION_MESSAGE_BYTES,
   MAX_DNS_NAMES,
   MAX_DNS_NAMES_BYTES,
   MAX_EVENT_BYTES,
+  MAX_KUBE_ANNOTATIONS_BYTES,
   MAX_LABEL_LENGTH,
   MAX_NAME_LENGTH,
   MAX_SERVICE_NAMES,
@@ -101,5 +104,23 @@ describe("limits", () => {
     const { headers, body } = eventToBinaryHttp(event);
     expect(Buffer.byteLength(body)).toBeLessThanOrEqual(MAX_EVENT_BYTES);
     expect(readStepEventData(eventFromHttp(headers, body))).toEqual(data);
+  });
+
+  it("an ApiServerSource event for a PCR with as many user annotations as Kubernetes allows fits MAX_EVENT_BYTES", () => {
+    // validate must read such a request to deny it: refusing the event would leave it pending.
+    const pcr = pcrFor(pod(), { signerName: "atesystem.podcert.ate.dev/identity", keyType: "RSA4096", form: "csr" });
+    const annotations: Record<string, string> = {};
+    for (let i = 0, used = 0; used < MAX_KUBE_ANNOTATIONS_BYTES - 1100; i++) {
+      const key = `k${String(i).padStart(3, "0")}.example.com/${"k".repeat(40)}`;
+      annotations[key] = "v".repeat(1024);
+      used += key.length + 1024;
+    }
+    pcr.spec.unverifiedUserAnnotations = annotations;
+    // managedFields names every annotation key once more, as kube-apiserver stores it.
+    Object.assign(pcr.metadata, { managedFields: [{ manager: "kubelet", operation: "Update", fieldsV1: { "f:spec": Object.fromEntries(Object.keys(annotations).map((k) => [`f:${k}`, {}])) } }] });
+    const { headers, body } = eventToBinaryHttp(apiServerAddEvent(pcr));
+    expect(Buffer.byteLength(body)).toBeGreaterThan(MAX_KUBE_ANNOTATIONS_BYTES);
+    expect(Buffer.byteLength(body)).toBeLessThanOrEqual(MAX_EVENT_BYTES);
+    expect(eventFromHttp(headers, body).data).toEqual(JSON.parse(JSON.stringify(pcr)));
   });
 });
