@@ -2,6 +2,7 @@
 import { attest, type Decision } from "../events/attestation.js";
 import { EVENT_TYPES, type PodcertEvent, type StepEventData } from "../events/types.js";
 import { ConflictError, TransientError } from "../errors.js";
+import { MAX_EVENT_NOTE_BYTES, truncateUtf8 } from "../limits.js";
 import { describePcr, pcrRef, terminalCondition, type PcrRef, type PcrStatus, type PodCertificateRequest } from "../pcr/model.js";
 import { replyEvent, type FunctionContext } from "./function.js";
 
@@ -86,7 +87,7 @@ export function recordPcrEvent(ctx: FunctionContext, pcr: PodCertificateRequest,
     regarding: { kind: pcr.kind, apiVersion: pcr.apiVersion, namespace: pcr.metadata.namespace, name: pcr.metadata.name, uid: pcr.metadata.uid ?? "" },
     type,
     reason,
-    message: message.slice(0, 1024),
+    message: truncateUtf8(message, MAX_EVENT_NOTE_BYTES),
     reportingComponent: `podcert-${ctx.keys.step}`,
   });
 }
