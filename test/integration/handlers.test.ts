@@ -1,6 +1,7 @@
 // The step handlers in-process against the embedded API server, through client-node: the paths
 // the fixture runs do not reach (idempotency, races, expiry, CA end of life, configuration data).
 import { readFileSync } from "node:fs";
+import { decodeJwt } from "jose";
 import { afterEach, describe, expect, it } from "vitest";
 import { parseClusterFile } from "../../shared/apiserver/cluster-file.js";
 import { startApiServer, type EmbeddedApiServer } from "../../shared/apiserver/server.js";
@@ -12,11 +13,11 @@ import { requestPodCertificates } from "../../shared/cli/kubelet-emulator.js";
 import { handOn } from "../../shared/runtime/steps.js";
 import { ephemeralStepKeys } from "../../shared/events/step-keys.js";
 import { EVENT_TYPES, type PodcertEvent, type StepName } from "../../shared/events/types.js";
-import type { StepKeys } from "../../shared/events/attestation.js";
+import type { Decision, StepKeys } from "../../shared/events/attestation.js";
 import { loadKubeConfig } from "../../shared/kube/client-node.js";
-import { pcrRef, terminalCondition, type PodCertificateRequest } from "../../shared/pcr/model.js";
+import { pcrRef, terminalCondition, type PcrSpec, type PodCertificateRequest } from "../../shared/pcr/model.js";
 import { parseSignerConfig, type SignerConfig } from "../../shared/profiles/config.js";
-import { defaultSignerConfig } from "../../shared/profiles/defaults.js";
+import { ATESYSTEM_SIGNER, defaultSignerConfig, WORKERPOOL_SIGNER } from "../../shared/profiles/defaults.js";
 import type { FunctionContext } from "../../shared/runtime/function.js";
 import { dispatch } from "../../shared/runtime/http.js";
 import { silentLogger } from "../../shared/runtime/log.js";
@@ -53,7 +54,20 @@ async function setup(o: { clusterYaml?: string; config?: SignerConfig; caPool?: 
     return d.reply!;
   };
   const read = async (pcr: PodCertificateRequest) => (await cluster.readPcr(pcr.metadata.namespace, pcr.metadata.name))!;
-  return { server, cluster, contexts, keys, config, run, derivedFor, pcrFor, read };
+  /**
+   * Deletes a PCR and creates it again with the same uid (the embedded store keeps a given uid;
+   * PCR spec is immutable, so this is the only way to change it): the attestations still name
+   * this PCR, but the request as stored is another. Returns it as the handlers will read it.
+   */
+  const recreateSameUid = async (pcr: PodCertificateRequest, spec: Partial<PcrSpec>) => {
+    const stored = server.store.get("podcertificaterequests", pcr.metadata.namespace, pcr.metadata.name)!;
+    server.store.delete("podcertificaterequests", pcr.metadata.namespace, pcr.metadata.name);
+    server.store.create({ ...stored, spec: { ...(stored.spec as PcrSpec), ...spec } });
+    const again = await read(pcr);
+    expect(again.metadata.uid).toBe(pcr.metadata.uid);
+    return again;
+  };
+  return { server, cluster, contexts, keys, config, run, derivedFor, pcrFor, read, recreateSameUid };
 }
 
 describe("sign", () => {
@@ -92,16 +106,63 @@ describe("sign", () => {
     expect(terminalCondition(await t.read(t.pcrFor("atenet-router")))).toBeUndefined();
   });
 
-  it("refuses a PCR whose key is not the attested one (403)", async () => {
+  it("refuses attestations for one PCR on an event about another (403), writing neither", async () => {
     const t = await setup();
     const router = t.pcrFor("atenet-router");
     const derived = await t.derivedFor(router);
-    // Another deployment's validate cannot be faked; but a sans.derived for a PCR whose key the
-    // attestations do not bind must fail: point the event at the api server pod's PCR.
+    // Point the event at the api server pod's PCR: the attestations still name the router's.
     const api = t.pcrFor("ate-apiserver");
     const moved = structuredClone(derived) as PodcertEvent & { data: { pcr: { name: string; uid: string } } };
     moved.data.pcr = pcrRef(api);
-    expect((await t.run("sign", moved)).status).toBe(403);
+    const before = await t.read(api);
+    const r = await t.run("sign", moved);
+    expect(r.status).toBe(403);
+    expect(String(r.error)).toMatch(new RegExp(`attestation from (validate|derive-sans) does not match the event: it is for PCR ate-system/${router.metadata.name} \\(uid ${router.metadata.uid}\\)`));
+    expect(await t.read(api)).toEqual(before);
+    expect(terminalCondition(await t.read(router))).toBeUndefined();
+  });
+
+  it("refuses when validate and derive-sans attested different keys (403), and writes nothing", async () => {
+    const t = await setup();
+    const pcr = t.pcrFor("atenet-router");
+    const derived = await t.derivedFor(pcr);
+    // derive-sans' own key signs its decision again, bound to the api server pod's key: both
+    // tokens verify and name this PCR, only the keys they bind differ.
+    const attestations = (derived.data as { attestations: Record<string, string> }).attestations;
+    const decision = decodeJwt(attestations["derive-sans"]!).decision as Decision;
+    const otherKey = requestKeyBinding(t.pcrFor("ate-apiserver").spec);
+    expect(otherKey).not.toBe(requestKeyBinding(pcr.spec));
+    const mixed = await handOn(t.contexts["derive-sans"], derived, {
+      type: EVENT_TYPES.sansDerived,
+      pcr: pcrRef(pcr),
+      signerName: pcr.spec.signerName,
+      spkiSha256: otherKey,
+      decision,
+      previous: { validate: attestations.validate! },
+    });
+    const before = await t.read(pcr);
+    const r = await t.run("sign", mixed);
+    expect(r.status).toBe(403);
+    expect(String(r.error)).toMatch(/the validate and derive-sans attestations are bound to different keys/);
+    expect(await t.read(pcr)).toEqual(before);
+    expect(terminalCondition(await t.read(pcr))).toBeUndefined();
+  });
+
+  it.each([
+    { case: "another key", change: (other: PodCertificateRequest): Partial<PcrSpec> => ({ pkixPublicKey: other.spec.pkixPublicKey, proofOfPossession: other.spec.proofOfPossession }) },
+    { case: "another signer", change: (): Partial<PcrSpec> => ({ signerName: WORKERPOOL_SIGNER }) },
+  ])("refuses attestations that do not match the PCR as stored ($case): 403, nothing written", async ({ change }) => {
+    const t = await setup();
+    const pcr = t.pcrFor("atenet-router");
+    expect(pcr.spec.signerName).toBe(ATESYSTEM_SIGNER);
+    const derived = await t.derivedFor(pcr);
+    // Same namespace, name and uid, so the attestations name it; but not the request they attested.
+    const stored = await t.recreateSameUid(pcr, change(t.pcrFor("ate-apiserver")));
+    const r = await t.run("sign", derived);
+    expect(r.status).toBe(403);
+    expect(String(r.error)).toMatch(new RegExp(`attestations do not match PCR ate-system/${pcr.metadata.name} as stored`));
+    expect(await t.read(pcr)).toEqual(stored);
+    expect(stored.status?.conditions ?? []).toEqual([]);
   });
 
   it("waits (503) rather than issue when the active CA cannot cover an hour", async () => {
@@ -174,6 +235,31 @@ describe("deny", () => {
     });
     expect((await t.run("deny", forged)).status).toBe(403);
     expect(terminalCondition(await t.read(pcr))).toBeUndefined();
+  });
+
+  it.each([
+    { case: "another key", binding: (other: PodCertificateRequest) => ({ spkiSha256: requestKeyBinding(other.spec) }) },
+    { case: "another signer", binding: () => ({ signerName: WORKERPOOL_SIGNER }) },
+  ])("refuses a denial that does not match the PCR as stored ($case): 403, nothing written", async ({ binding }) => {
+    const t = await setup();
+    const pcr = t.pcrFor("atenet-router");
+    expect(pcr.spec.signerName).toBe(ATESYSTEM_SIGNER);
+    // Signed by validate's own key and naming this PCR (namespace, name, uid), so it verifies;
+    // only the key or signer it binds is not the stored request's.
+    const denial = await handOn(t.contexts.validate, apiServerAddEvent(pcr), {
+      type: EVENT_TYPES.denied,
+      pcr: pcrRef(pcr),
+      signerName: pcr.spec.signerName,
+      spkiSha256: requestKeyBinding(pcr.spec),
+      decision: { kind: "denied", reason: "PodMismatch", message: "bound to something else", permanent: false },
+      ...binding(t.pcrFor("ate-apiserver")),
+    });
+    const before = await t.read(pcr);
+    const r = await t.run("deny", denial);
+    expect(r.status).toBe(403);
+    expect(String(r.error)).toMatch(new RegExp(`attestation does not match PCR ate-system/${pcr.metadata.name} as stored`));
+    expect(await t.read(pcr)).toEqual(before);
+    expect(terminalCondition(before)).toBeUndefined();
   });
 });
 
