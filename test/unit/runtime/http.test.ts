@@ -240,7 +240,26 @@ describe("serveFunction: POST /", () => {
     expect(handled.map((h) => h.status)).toEqual([204, 503]);
     expect(handled[0]!.event?.type).toBe("test.none");
     expect(handled[1]!.error).toBeInstanceOf(TransientError);
-    for (const h of handled) expect(h.seconds).toBeGreaterThanOrEqual(0);
+  });
+
+  it("reports the time the handler took, in seconds", async () => {
+    // The handler is held open for a span the test measures itself, inside the server's window;
+    // the whole request, as the client sees it, contains that window. Both bounds are exact
+    // (no timing guesses): they fail if the time is not measured, or not in seconds.
+    slow = gate();
+    const t0 = performance.now();
+    const answer = post("test.slow");
+    await slow.reached;
+    const heldFrom = performance.now();
+    await new Promise((r) => setTimeout(r, 100));
+    const heldFor = performance.now() - heldFrom;
+    slow.open();
+    expect((await answer).status).toBe(200);
+    const outside = performance.now() - t0;
+    await until(() => handled.length === 1);
+    const seconds = handled[0]!.seconds;
+    expect(seconds * 1000).toBeGreaterThanOrEqual(heldFor);
+    expect(seconds * 1000).toBeLessThanOrEqual(outside);
   });
 });
 
