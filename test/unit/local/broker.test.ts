@@ -1,7 +1,7 @@
 // The local broker routes by the project's own Trigger manifests, with Knative's delivery rules.
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import { readFileSync } from "node:fs";
-import { afterEach, describe, expect, it } from "vitest";
+import { afterEach, describe, expect, it, vi } from "vitest";
 import { FUNCTIONS } from "../../../shared/cli/functions.js";
 import { serviceName } from "../../../shared/cli/demo.js";
 import { eventFromHttp, eventToBinaryHttp } from "../../../shared/events/codec.js";
@@ -45,6 +45,14 @@ async function subscriber(handler: Handler): Promise<{ url: string; received: Po
   await new Promise<void>((r) => server.listen(0, "127.0.0.1", () => r()));
   const a = server.address();
   return { url: `http://127.0.0.1:${typeof a === "object" && a ? a.port : 0}`, received };
+}
+
+async function until(cond: () => boolean, ms = 10_000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error("timed out waiting");
+    await new Promise((r) => setTimeout(r, 2));
+  }
 }
 
 const ack: Handler = (_e, _req, res) => res.writeHead(204).end();
@@ -108,8 +116,23 @@ describe("routing from knative/triggers.yaml", () => {
   });
 });
 
+/**
+ * Records the delays the broker sleeps: the setTimeout calls made from shared/local/broker.ts
+ * itself (its retry backoff), not those of undici or of the test. The timers still run for real.
+ */
+function brokerSleeps(): { delays: number[]; restore: () => void } {
+  const real = globalThis.setTimeout;
+  const delays: number[] = [];
+  const spy = vi.spyOn(globalThis, "setTimeout").mockImplementation(((...args: Parameters<typeof setTimeout>) => {
+    const caller = new Error().stack?.split("\n").slice(1).find((line) => !line.includes("@vitest/spy") && !line.includes("broker.test."));
+    if (caller?.includes("/shared/local/broker.")) delays.push(args[1] ?? 0);
+    return real(...args);
+  }) as typeof setTimeout);
+  return { delays, restore: () => spy.mockRestore() };
+}
+
 describe("delivery", () => {
-  async function brokerWith(handlers: Partial<Record<string, Handler>>, delivery = fast, concurrency?: ReadonlyMap<string, number>) {
+  async function brokerWith(handlers: Partial<Record<string, Handler>>, delivery = fast, concurrency?: ReadonlyMap<string, number>, maxBackoffMs?: number) {
     const subs = new Map<string, string>();
     const received = new Map<string, PodcertEvent[]>();
     for (const fn of Object.keys(FUNCTIONS)) {
@@ -118,28 +141,42 @@ describe("delivery", () => {
       received.set(fn, s.received);
     }
     const dead: DeadLetter[] = [];
-    const broker = new LocalBroker({ routes, delivery, brokerName: "podcert", subscribers: subs, onDeadLetter: (d) => dead.push(d), ...(concurrency ? { concurrency } : {}) });
+    const broker = new LocalBroker({ routes, delivery, brokerName: "podcert", subscribers: subs, onDeadLetter: (d) => dead.push(d), ...(concurrency ? { concurrency } : {}), ...(maxBackoffMs === undefined ? {} : { maxBackoffMs }) });
     return { broker, received, dead };
   }
 
   it("keeps at most containerConcurrency requests in flight per Service, holding the rest back", async () => {
-    let inFlight = 0;
+    // Each request is held until the test answers it, so "in flight" does not depend on timing.
+    const held: ServerResponse[] = [];
     let most = 0;
-    const slow: Handler = (_e, _req, res) => {
-      inFlight++;
-      most = Math.max(most, inFlight);
-      setTimeout(() => {
-        inFlight--;
-        res.writeHead(204).end();
-      }, 5);
+    let done = false;
+    const hold: Handler = (_e, _req, res) => {
+      if (done) return void res.writeHead(204).end();
+      held.push(res);
+      most = Math.max(most, held.length);
     };
     const limits = parseContainerConcurrency(readFileSync("knative/services.yaml", "utf8"));
     expect(limits.get("podcert-sign")).toBe(50);
-    const { broker, received, dead } = await brokerWith({ sign: slow }, fast, new Map([["podcert-sign", 3]]));
+    const limit = 3;
+    const { broker, received, dead } = await brokerWith({ sign: hold }, fast, new Map([["podcert-sign", limit]]));
     const sent = Array.from({ length: 20 }, () => event(EVENT_TYPES.sansDerived));
-    for (const e of sent) broker.publish(e);
-    await broker.idle();
-    expect(most).toBe(3);
+    try {
+      for (const e of sent) broker.publish(e);
+      for (let answered = 0; answered < sent.length; answered++) {
+        // The broker fills every slot (or as many as are left to send) and, given time, no more.
+        const full = Math.min(limit, sent.length - answered);
+        await until(() => held.length >= full);
+        await new Promise((r) => setTimeout(r, 10));
+        expect(held.length).toBe(full);
+        held.shift()!.writeHead(204).end();
+      }
+      await broker.idle();
+    } finally {
+      // On failure, answer everything so the servers can close.
+      done = true;
+      for (const res of held.splice(0)) res.writeHead(204).end();
+    }
+    expect(most).toBe(limit);
     expect(received.get("sign")!.map((e) => e.id).sort()).toEqual(sent.map((e) => e.id).sort());
     expect(dead).toEqual([]);
   });
@@ -199,16 +236,28 @@ describe("delivery", () => {
     expect(dead[0]?.lastError).toMatch(/not a CloudEvent/);
   });
 
-  it("backs off exponentially between attempts", async () => {
+  it.each([
+    { policy: "exponential", retry: 4, cap: "5 s by default", maxBackoffMs: undefined, want: [40, 80, 160, 320] },
+    { policy: "exponential", retry: 5, cap: "maxBackoffMs 200", maxBackoffMs: 200, want: [40, 80, 160, 200, 200] },
+    { policy: "linear", retry: 4, cap: "5 s by default", maxBackoffMs: undefined, want: [40, 80, 120, 160] },
+  ] as const)("backs off $policy between attempts, capped at $cap: $want ms", async ({ policy, retry, maxBackoffMs, want }) => {
     const times: number[] = [];
-    const { broker } = await brokerWith({ sign: (_e, _r, res) => (times.push(performance.now()), res.writeHead(500).end()) }, { retry: 3, backoffPolicy: "exponential", backoffDelayMs: 40 });
-    broker.publish(event(EVENT_TYPES.sansDerived));
-    await broker.idle();
+    const failing: Handler = (_e, _r, res) => (times.push(performance.now()), res.writeHead(500).end());
+    const { broker, received } = await brokerWith({ sign: failing }, { retry, backoffPolicy: policy, backoffDelayMs: 40 }, undefined, maxBackoffMs);
+    const sleeps = brokerSleeps();
+    try {
+      broker.publish(event(EVENT_TYPES.sansDerived));
+      await broker.idle();
+    } finally {
+      sleeps.restore();
+    }
+    expect(received.get("sign")).toHaveLength(retry + 1);
+    // The delays the broker asked for, exactly, one between each two attempts...
+    expect(sleeps.delays).toEqual(want);
+    // ...and waited: each gap between attempts at least that delay (less 1 ms of timer rounding).
     const gaps = times.slice(1).map((t, i) => t - times[i]!);
-    // 40, 80, 160 ms: each gap at least the policy's delay (never less), and growing.
-    expect(gaps[0]).toBeGreaterThanOrEqual(39);
-    expect(gaps[1]).toBeGreaterThanOrEqual(79);
-    expect(gaps[2]).toBeGreaterThanOrEqual(159);
+    expect(gaps).toHaveLength(want.length);
+    gaps.forEach((gap, i) => expect(gap, `gap ${i}`).toBeGreaterThanOrEqual(want[i]! - 1));
   });
 
   it("ends an attempt at the spec's timeout and retries it", async () => {
