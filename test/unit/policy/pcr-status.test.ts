@@ -6,7 +6,8 @@ import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { pcrStatusUpdateErrors } from "../../../shared/pcr/status-rules.js";
 import { MAX_CONDITION_MESSAGE_BYTES } from "../../../shared/limits.js";
-import { CONDITION_REASON, deniedStatus, issuedStatus, rfc3339Seconds } from "../../../shared/pcr/status.js";
+import { deniedStatus, issuedStatus, rfc3339Seconds } from "../../../shared/pcr/status.js";
+import type { DenialReason } from "../../../shared/errors.js";
 import { pcrFor, pod } from "../../helpers/objects.js";
 
 const NOW = new Date("2026-05-01T10:00:00.987Z");
@@ -104,11 +105,33 @@ describe("issuedStatus", () => {
   });
 });
 
-describe("CONDITION_REASON", () => {
-  it.each(["Issued", "PodMismatch", "TooManyDNSNames", "InvalidUnverifiedUserAnnotations", "A", "a_b:c,d1"])("accepts %s", (r) => {
-    expect(r).toMatch(CONDITION_REASON);
+describe("condition reasons, as kube-apiserver's status rules (shared/pcr/status-rules.ts) check them", () => {
+  const pcr = pcrFor(pod(), { signerName: "atesystem.podcert.ate.dev/identity" });
+  const errorsFor = (reason: string, permanent = false) => pcrStatusUpdateErrors(pcr, deniedStatus({ reason, message: "m", permanent, now: NOW }), NOW);
+  // Every reason podcert denies with; typed, so a new DenialReason must be listed here.
+  const DENIAL_REASONS: Record<DenialReason, true> = {
+    NamespaceNotAllowed: true,
+    InvalidUnverifiedUserAnnotations: true,
+    UnsupportedKeyType: true,
+    InvalidProofOfPossession: true,
+    PodMismatch: true,
+    TooManyDNSNames: true,
+  };
+
+  it.each(Object.keys(DENIAL_REASONS))("accepts the denial reason %s, as Denied and as Failed", (reason) => {
+    expect(errorsFor(reason, false)).toEqual([]);
+    expect(errorsFor(reason, true)).toEqual([]);
   });
-  it.each(["", "1abc", "Bad Reason", "Trailing,", "Trailing:", "dash-ed"])("refuses %j", (r) => {
-    expect(r).not.toMatch(CONDITION_REASON);
+
+  it.each(["A", "a_b:c,d1", "Ends_"])("accepts %s", (reason) => {
+    expect(errorsFor(reason)).toEqual([]);
+  });
+
+  it.each(["1abc", "Bad Reason", "Trailing,", "Trailing:", "dash-ed"])("refuses %j", (reason) => {
+    expect(errorsFor(reason)).toEqual([expect.stringMatching(/^status\.conditions\[0\]\.reason: a condition reason must start with alphabetic character/)]);
+  });
+
+  it("refuses an empty reason", () => {
+    expect(errorsFor("")).toEqual([expect.stringMatching(/^status\.conditions\[0\]\.reason: Required value/)]);
   });
 });
