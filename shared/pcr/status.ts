@@ -7,9 +7,6 @@ export function rfc3339Seconds(d: Date): string {
   return new Date(Math.floor(d.getTime() / 1000) * 1000).toISOString().replace(".000Z", "Z");
 }
 
-/** kube-apiserver's condition reason pattern; also bounded to 1024 characters. */
-export const CONDITION_REASON = /^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$/;
-
 function condition(type: Condition["type"], reason: string, message: string, now: Date): Condition {
   // Messages can quote untrusted input; keep them inside the API server's limit.
   return { type, status: "True", reason, message: truncateUtf8(message, MAX_CONDITION_MESSAGE_BYTES), lastTransitionTime: rfc3339Seconds(now) };
