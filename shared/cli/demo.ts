@@ -123,8 +123,11 @@ export async function runDemo(args: string[]): Promise<number> {
     if (deadLetters.length > 0) say(`      ${deadLetters.length} deliveries dead-lettered (see ${join(outDir, "logs", "dead-letter.jsonl")})`);
     say(`      credential bundles in ${outDir}/<namespace>/<pod>/<signer>.pem, trust bundles in ${outDir}/trust/`);
 
+    // A function that exited on its own hit a bug, even if the broker's retries hid it from the
+    // outcomes: the run says so and fails.
+    for (const e of flow.exits) say(`      FUNCTION EXITED: ${e.name} (${e.signal ?? `code ${e.code}`}), restarted ${e.restarted?.ok ? "and served again" : "without success"}; see ${join(outDir, "logs", `${e.name}.log`)}`);
+
     const checks = await seedMtls(outDir, say);
-    const ok = unmet.length === 0 && checks.every((c) => c.ok);
     if (values["keep-running"]) {
       say(`\nkeep running: broker ingress ${flow.brokerUrl}; functions ${processes.map((p) => `${p.name}=${p.url}`).join(" ")}; kubeconfig ${flow.kubeconfigPath}. Ctrl-C to stop.`);
       await new Promise<void>((resolve) => {
@@ -132,7 +135,13 @@ export async function runDemo(args: string[]): Promise<number> {
         process.once("SIGTERM", resolve);
       });
     }
-    say(ok ? "\nall outcomes and handshakes as expected" : "\nsome outcomes or handshakes were not as expected");
+    // After --keep-running too: an exit while it ran counts.
+    const ok = unmet.length === 0 && checks.every((c) => c.ok) && flow.exits.length === 0;
+    const problems = [
+      ...(unmet.length > 0 || !checks.every((c) => c.ok) ? ["some outcomes or handshakes were not as expected"] : []),
+      ...(flow.exits.length > 0 ? [`${flow.exits.length} function process exit${flow.exits.length === 1 ? "" : "s"} (a bug; see above)`] : []),
+    ];
+    say(ok ? "\nall outcomes and handshakes as expected" : `\n${problems.join("; ")}`);
     return ok ? EXIT.ok : EXIT.software;
   } finally {
     await flow.stop();
