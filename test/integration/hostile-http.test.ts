@@ -146,10 +146,10 @@ function maxSizeEvent(shape: "long string" | "many values"): string {
 }
 
 describe("memory", () => {
-  // The share of the manifest's memory limit a pod may reach at full concurrency: V8 in a
+  // The share of the manifest's memory limit a pod may reach at full concurrency. V8 in a
   // container sizes its heap from the container's limit, so it collects no sooner for being close
-  // to it, and identical runs here differ by about 10% of the limit.
-  const MAX_SHARE = 0.75;
+  // to it; identical runs here differ by up to 45 MiB (GC timing, load from other processes).
+  const MAX_SHARE = 0.8;
 
   it.each(["long string", "many values"] as const)(
     "containerConcurrency maximum-size events at once (%s) stay below the manifest's memory limit with headroom",
