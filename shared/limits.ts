@@ -83,6 +83,20 @@ export const MAX_ATTESTATION_BYTES = 96 * 1024;
  */
 export const MAX_EVENT_BYTES = 512 * 1024;
 
+/**
+ * JSON values (containers, members, elements, as counted below) one event may have. A PCR as
+ * Kubernetes stores it has about a hundred, plus about five per label, annotation or user
+ * annotation (its entry, and its managedFields entry); podcert denies more than 32 user
+ * annotations. 10,000 costs at most about 0.6 MiB of heap per parse (5,000 empty objects,
+ * measured). The price: a PCR whose pod gave it thousands of user annotations (Kubernetes allows
+ * 256 KiB of them) cannot be read from its event, so it stays pending instead of being Denied.
+ * Without the budget, 50 such events of 512 KiB at once (26,000 annotations each) took a
+ * function to 385-413 MiB.
+ */
+export const MAX_JSON_VALUES = 10_000;
+/** Nesting depth. A PCR's deepest path (managedFields' fieldsV1) is about 8 levels. */
+export const MAX_JSON_DEPTH = 64;
+
 /** A string field of a CloudEvent's envelope (id, source, type, subject, an extension's value). */
 export const MAX_EVENT_ATTRIBUTE_LENGTH = 2048;
 

@@ -124,6 +124,10 @@ export async function runDemo(args: string[]): Promise<number> {
     if (deadLetters.length > 0) say(`      ${deadLetters.length} deliveries dead-lettered (see ${join(outDir, "logs", "dead-letter.jsonl")})`);
     say(`      credential bundles in ${outDir}/<namespace>/<pod>/<signer>.pem, trust bundles in ${outDir}/trust/`);
 
+    // A function that exited on its own hit a bug, even if the broker's retries hid it from the
+    // outcomes: the run says so and fails.
+    for (const e of flow.exits) say(`      FUNCTION EXITED: ${e.name} (${e.signal ?? `code ${e.code}`}), restarted ${e.restarted?.ok ? "and served again" : "without success"}; see ${join(outDir, "logs", `${e.name}.log`)}`);
+
     const checks = await seedMtls(outDir, say);
     if (values["keep-running"]) {
       say(`\nkeep running: broker ingress ${flow.brokerUrl}; functions ${processes.map((p) => `${p.name}=${p.url}`).join(" ")}; kubeconfig ${flow.kubeconfigPath} (cluster admin). Ctrl-C to stop.`);
@@ -133,11 +137,18 @@ export async function runDemo(args: string[]): Promise<number> {
       });
     }
     // Stopping drains each function, which sends the Kubernetes Events it queued in the
-    // background: only then has every call of the run reached the API server.
+    // background: only then has every call of the run reached the API server. An exit while it
+    // ran (--keep-running too) counts.
     await flow.stop();
     const refused = permissionProblems(api.refusedRequests(), say);
-    const ok = unmet.length === 0 && checks.every((c) => c.ok) && refused === 0;
-    say(ok ? "\nall outcomes and handshakes as expected, and every API call allowed by knative/'s RBAC" : "\nsome outcomes, handshakes or API permissions were not as expected");
+    const outcomesOk = unmet.length === 0 && checks.every((c) => c.ok);
+    const ok = outcomesOk && refused === 0 && flow.exits.length === 0;
+    const problems = [
+      ...(outcomesOk ? [] : ["some outcomes or handshakes were not as expected"]),
+      ...(refused > 0 ? ["some API permissions were not as expected"] : []),
+      ...(flow.exits.length > 0 ? [`${flow.exits.length} function process exit${flow.exits.length === 1 ? "" : "s"} (a bug; see above)`] : []),
+    ];
+    say(ok ? "\nall outcomes and handshakes as expected, and every API call allowed by knative/'s RBAC" : `\n${problems.join("; ")}`);
     return ok ? EXIT.ok : EXIT.software;
   } finally {
     await flow.stop();

@@ -6,12 +6,14 @@
  * attempts that outlast the spec's timeout are retried with its backoff; anything else, or
  * exhausted retries, goes to the dead-letter sink (here: a callback and a log).
  */
-import { createServer, type Server } from "node:http";
+import { createServer, type Server, type ServerResponse } from "node:http";
 import { request } from "undici";
 import { parseAllDocuments } from "yaml";
-import { ConfigError, isPodcertError } from "../errors.js";
-import { eventFromHttp, eventToBinaryHttp } from "../events/codec.js";
+import { ConfigError, isPodcertError, RejectedEventError } from "../errors.js";
+import { eventFromHttp, eventToBinaryHttp, MAX_EVENT_BYTES } from "../events/codec.js";
+import { jsonShapeProblem } from "../events/json-shape.js";
 import type { PodcertEvent } from "../events/types.js";
+import { BODY_TIMEOUT_MS, CONNECTIONS_CHECK_INTERVAL_MS, HEADERS_TIMEOUT_MS, readBody } from "../runtime/body.js";
 
 export interface TriggerRoute {
   name: string;
@@ -264,20 +266,34 @@ export class LocalBroker {
     this.o.onDeadLetter?.({ event, trigger: route.name, subscriber: route.subscriber, attempts, lastStatus, lastError });
   }
 
-  /** An HTTP ingress (POST / with a CloudEvent), as a Broker's address, for events from outside. */
+  /**
+   * An HTTP ingress (POST / with a CloudEvent), as a Broker's address, for events from outside.
+   * It reads bodies as the functions do (runtime/body.ts): at most MAX_EVENT_BYTES, answered 413
+   * without holding the rest, within the same read timeout (408).
+   */
   async listen(port = 0): Promise<string> {
-    this.server = createServer((req, res) => {
-      const chunks: Buffer[] = [];
-      req.on("data", (c: Buffer) => chunks.push(c));
-      req.on("end", () => {
-        try {
-          this.publish(eventFromHttp(req.headers, Buffer.concat(chunks).toString("utf8")));
-          res.writeHead(202).end();
-        } catch (e) {
-          res.writeHead(400, { "content-type": "text/plain" }).end(`${isPodcertError(e) ? e.message : "bad event"}\n`);
-        }
-      });
+    this.server = createServer({ connectionsCheckingInterval: CONNECTIONS_CHECK_INTERVAL_MS }, (req, res) => {
+      void readBody(req, res, { limit: MAX_EVENT_BYTES, timeoutMs: BODY_TIMEOUT_MS })
+        .then((read) => {
+          try {
+            if (read.kind === "aborted") return;
+            if (read.kind === "too-large") return plain(res, 413, `event larger than ${MAX_EVENT_BYTES} bytes`);
+            if (read.kind === "timed-out") return plain(res, 408, `the event did not arrive within ${BODY_TIMEOUT_MS} ms`);
+            const problem = jsonShapeProblem(read.body);
+            if (problem !== undefined) return plain(res, 413, `event too complex to parse: ${problem}`);
+            this.publish(eventFromHttp(req.headers, read.body.toString("utf8")));
+            res.writeHead(202).end();
+          } catch (e) {
+            if (res.headersSent) res.destroy();
+            else if (isPodcertError(e)) plain(res, e instanceof RejectedEventError ? e.status : 500, e.message);
+            else plain(res, 500, "internal error");
+          }
+        })
+        // Whatever still fails costs this request its connection, never the local run.
+        .catch(() => res.destroy());
     });
+    this.server.headersTimeout = HEADERS_TIMEOUT_MS;
+    this.server.requestTimeout = HEADERS_TIMEOUT_MS + BODY_TIMEOUT_MS + CONNECTIONS_CHECK_INTERVAL_MS;
     await new Promise<void>((resolve) => this.server!.listen(port, "127.0.0.1", () => resolve()));
     const a = this.server.address();
     return `http://127.0.0.1:${typeof a === "object" && a ? a.port : port}`;
@@ -288,3 +304,6 @@ export class LocalBroker {
   }
 }
 
+function plain(res: ServerResponse, status: number, text: string): void {
+  res.writeHead(status, { "content-type": "text/plain; charset=utf-8" }).end(`${text}\n`);
+}

@@ -24,7 +24,7 @@ import { readText } from "../runtime/load.js";
 import { sourceAccessProblem, startApiServerSource, type EmulatedSource } from "./apiserver-source.js";
 import { loadKnativeIdentities, userOfService } from "./identities.js";
 import { LocalBroker, parseBrokerDelivery, parseContainerConcurrency, parseTriggers, type DeadLetter, type DeliverySpec, type TriggerRoute } from "./broker.js";
-import { bundlePath, startFunctionProcess, stopFunctionProcess, type FunctionProcess } from "./processes.js";
+import { bundlePath, startFunctionProcess, stopFunctionProcess, type FunctionExit, type FunctionProcess } from "./processes.js";
 
 /** Knative Service name of a function, as the Trigger manifests name it. */
 export const serviceName = (fn: string) => `podcert-${fn}`;
@@ -58,6 +58,8 @@ export interface LocalFlow {
   deadLetters: DeadLetter[];
   /** PCR uid → when (performance.now()) the source saw its terminal status. */
   finishedAt: Map<string, number>;
+  /** Function processes that exited on their own (each a bug) and were restarted. */
+  exits: FunctionExit[];
   stop(): Promise<void>;
 }
 
@@ -95,6 +97,19 @@ export async function startLocalFlow(o: LocalFlowOptions): Promise<LocalFlow> {
 
     say(`[2/6] starting the function bundles${o.logDir ? ` (logs in ${o.logDir}/)` : ""}`);
     const processes: FunctionProcess[] = [];
+    const exits: FunctionExit[] = [];
+    // On stderr as it happens (say), and kept for the run's verdict.
+    const onExit = (e: FunctionExit) => {
+      const how = e.signal !== null ? `signal ${e.signal}` : `code ${e.code}`;
+      if (e.restarted === undefined) {
+        exits.push(e);
+        say(`      ${e.name} exited unexpectedly (${how}); restarting it on the same port, as Knative would (restart ${e.restarts})`);
+      } else if (e.restarted.ok) {
+        say(`      ${e.name} restarted, ready in ${Math.round(e.restarted.startMs)} ms`);
+      } else {
+        say(`      ${e.name} could not be restarted: ${e.restarted.error}`);
+      }
+    };
     stops.push(async () => {
       for (const p of processes) await stopFunctionProcess(p);
     });
@@ -118,6 +133,7 @@ export async function startLocalFlow(o: LocalFlowOptions): Promise<LocalFlow> {
         bundle: bundlePath(o.distDir ?? "dist", fn),
         port: portBase === 0 ? 0 : portBase + i,
         env,
+        onExit,
         ...(log ? { onLog: (_fn: string, line: string) => appendFileSync(log, `${line}\n`) } : {}),
       });
       processes.push(p);
@@ -157,7 +173,7 @@ export async function startLocalFlow(o: LocalFlowOptions): Promise<LocalFlow> {
       { onError: (e) => say(`      ApiServerSource: watch interrupted (${(e as Error).message}); reconnecting`) },
     );
     stops.push(() => source.stop());
-    return { api, kubeconfig, kubeconfigPath, caPool: parseCaPool(caText), processes, broker, brokerUrl, routes, delivery, deadLetters, finishedAt, stop };
+    return { api, kubeconfig, kubeconfigPath, caPool: parseCaPool(caText), processes, broker, brokerUrl, routes, delivery, deadLetters, finishedAt, exits, stop };
   } catch (e) {
     await stop();
     throw e;

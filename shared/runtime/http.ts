@@ -3,28 +3,76 @@
  * structured), answers 200 with the reply (binary mode) or 204 when there is none. Status codes
  * tell the broker what to do: 4xx (not retried) for events that are invalid or not authenticated,
  * 503/429 for transient failures and 500 for bugs (both retried). SIGTERM drains, then exits.
+ *
+ * The server faces clients it cannot trust to be quick or well-behaved, so: a body is read within
+ * BODY_TIMEOUT_MS and never held past MAX_EVENT_BYTES; connections are capped; a drain gives up
+ * on what is stuck; and no error while answering a request can escape to the process (a bug is
+ * answered 500 and logged, or the connection is cut when the answer had already begun).
  */
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import { createServer, type IncomingHttpHeaders, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import { isPodcertError, RejectedEventError, TransientError } from "../errors.js";
 import { eventFromHttp, eventToBinaryHttp, MAX_EVENT_BYTES } from "../events/codec.js";
+import { jsonShapeProblem } from "../events/json-shape.js";
 import type { PodcertEvent } from "../events/types.js";
+import { BODY_TIMEOUT_MS, CONNECTIONS_CHECK_INTERVAL_MS, HEADERS_TIMEOUT_MS, readBody, type BodyResult } from "./body.js";
 import type { FunctionContext, FunctionDefinition } from "./function.js";
 
 export interface HandledEvent {
   event?: PodcertEvent;
+  /**
+   * The status answered; 408 when the body did not arrive in time, and 499 (nginx's "client
+   * closed request"; nothing was answered) when the client went away before it had sent the body.
+   */
   status: number;
   reply?: PodcertEvent;
   error?: unknown;
   seconds: number;
 }
 
+/**
+ * Open connections a function accepts by default. Knative's queue-proxy lets at most the
+ * Service's containerConcurrency requests (50, knative/services.yaml) into a pod and keeps at most
+ * as many idle connections, reusing one before it dials another, so it holds about 50; the rest is
+ * room for the readiness probe, a Prometheus scrape and connections that are closing. Each
+ * connection may hold an upload of up to MAX_EVENT_BYTES, so the cap also bounds memory.
+ * PODCERT_MAX_CONNECTIONS overrides it: raise it with containerConcurrency.
+ */
+export const DEFAULT_MAX_CONNECTIONS = 64;
+
+/**
+ * How long a drain waits for requests being handled. Knative gives a pod its revision's
+ * timeoutSeconds (60 in knative/services.yaml) as termination grace period, and queue-proxy drains
+ * first, inside that same period, for at least 30 s; what is left is about 30 s, of which the
+ * function's Kubernetes Events get 5 (main.ts). Handlers take milliseconds unless the API server
+ * is slow (20 s per call at most).
+ */
+export const DRAIN_TIMEOUT_MS = 20_000;
+
 export interface ServeOptions {
   port: number;
+  /** Default 0.0.0.0 (every interface, as a container needs); the local run uses 127.0.0.1. */
   host?: string;
+  /** Default DEFAULT_MAX_CONNECTIONS; connections beyond it are closed as they arrive. */
+  maxConnections?: number;
+  /** Default BODY_TIMEOUT_MS. */
+  bodyTimeoutMs?: number;
+  /** Default DRAIN_TIMEOUT_MS. */
+  drainTimeoutMs?: number;
   /** Called once per POST, for metrics. */
   onHandled?: (h: HandledEvent) => void;
   /** Extra GET routes (e.g. /metrics). */
   routes?: Record<string, () => Promise<{ contentType: string; body: string }>>;
+}
+
+/** A request whose body never fully arrived: the client's doing, not an event podcert rejected. */
+export class UploadError extends Error {
+  override readonly name = "UploadError";
+  constructor(
+    readonly code: "ERR_UPLOAD_TIMEOUT" | "ERR_UPLOAD_ABORTED",
+    message: string,
+  ) {
+    super(message);
+  }
 }
 
 /** What an error means to the broker. */
@@ -50,22 +98,14 @@ export async function dispatch(def: FunctionDefinition, ctx: FunctionContext, ev
   }
 }
 
-function readBody(req: IncomingMessage, limit: number): Promise<string | undefined> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    req.on("data", (c: Buffer) => {
-      size += c.length;
-      if (size > limit) {
-        resolve(undefined);
-        req.resume();
-        return;
-      }
-      chunks.push(c);
-    });
-    req.on("end", () => resolve(size > limit ? undefined : Buffer.concat(chunks).toString("utf8")));
-    req.on("error", reject);
-  });
+export interface RunningServer {
+  server: Server;
+  port: number;
+  /**
+   * Stops taking events (503), waits for requests in flight — uploads end within the body
+   * timeout, handlers get the drain timeout — then closes every connection and resolves.
+   */
+  drain(): Promise<void>;
 }
 
 function send(res: ServerResponse, status: number, body?: string, headers: Record<string, string> = {}) {
@@ -73,75 +113,131 @@ function send(res: ServerResponse, status: number, body?: string, headers: Recor
   res.end(body);
 }
 
-export interface RunningServer {
-  server: Server;
-  port: number;
-  /** Stops accepting, waits for in-flight requests, then resolves. */
-  drain(): Promise<void>;
+/**
+ * The last resort for a request whose answer failed: 500 if nothing was written yet (without the
+ * headers the failed answer had set), or the connection cut if the answer had begun.
+ */
+function abandon(res: ServerResponse): void {
+  if (res.headersSent) {
+    res.destroy();
+    return;
+  }
+  try {
+    for (const name of res.getHeaderNames()) res.removeHeader(name);
+    send(res, 500, "internal error\n", { connection: "close" });
+  } catch {
+    res.destroy();
+  }
 }
 
 export async function serveFunction(def: FunctionDefinition, ctx: FunctionContext, o: ServeOptions): Promise<RunningServer> {
+  const bodyTimeoutMs = o.bodyTimeoutMs ?? BODY_TIMEOUT_MS;
   let inFlight = 0;
   let draining = false;
-  let idle: (() => void) | undefined;
+  const idle: (() => void)[] = [];
 
-  const server = createServer((req, res) => {
-    void (async () => {
-      const path = (req.url ?? "/").split("?")[0];
-      if (req.method === "GET" && (path === "/healthz" || path === "/readyz")) {
-        return send(res, draining ? 503 : 200, draining ? "draining\n" : "ok\n");
-      }
-      const route = req.method === "GET" && path !== undefined ? o.routes?.[path] : undefined;
-      if (route) {
-        const r = await route();
-        return send(res, 200, r.body, { "content-type": r.contentType });
-      }
-      if (path !== "/") return send(res, 404, "not found\n");
-      if (req.method !== "POST") return send(res, 405, "POST a CloudEvent\n", { allow: "POST" });
-      if (draining) return send(res, 503, "shutting down\n", { "retry-after": "1" });
+  type Outcome = Omit<HandledEvent, "seconds">;
 
-      inFlight++;
-      const start = performance.now();
-      let handled: HandledEvent = { status: 500, seconds: 0 };
-      try {
-        const body = await readBody(req, MAX_EVENT_BYTES);
-        if (body === undefined) {
-          handled = { status: 413, error: new RejectedEventError(`event larger than ${MAX_EVENT_BYTES} bytes`, 413), seconds: 0 };
-        } else {
-          let event: PodcertEvent | undefined;
-          try {
-            event = eventFromHttp(req.headers, body, (attribute, reason) => ctx.log.warn("event attribute dropped", { step: def.step, attribute, reason }));
-          } catch (e) {
-            handled = { status: statusForError(e), error: e, seconds: 0 };
-          }
-          if (event !== undefined) handled = { event, ...(await dispatch(def, ctx, event)), seconds: 0 };
-        }
-      } catch (e) {
-        handled = { status: 500, error: e, seconds: 0 };
-      }
-      handled.seconds = (performance.now() - start) / 1000;
-      try {
-        if (handled.reply) {
-          const { headers, body } = eventToBinaryHttp(handled.reply);
-          send(res, 200, body, headers);
-        } else if (handled.status === 204) {
-          send(res, 204);
-        } else {
-          const e = handled.error;
-          const message = isPodcertError(e) ? e.message : "internal error";
-          if (handled.status >= 500 && !(e instanceof TransientError)) ctx.log.error("handler failed", { step: def.step, eventId: handled.event?.id, error: e });
-          else if (handled.status >= 400) ctx.log.warn(handled.status < 500 ? "event rejected" : "transient failure", { step: def.step, eventId: handled.event?.id, status: handled.status, error: e });
-          send(res, handled.status, `${message}\n`, handled.status === 503 || handled.status === 429 ? { "retry-after": "1" } : {});
-        }
-      } finally {
-        o.onHandled?.(handled);
-        inFlight--;
-        if (inFlight === 0) idle?.();
-      }
-    })();
+  /** The event a request carried, or why there is none. The body (up to a MiB) is not kept. */
+  const parseRequest = (read: BodyResult, headers: IncomingHttpHeaders): { event: PodcertEvent } | { refused: Outcome } => {
+    switch (read.kind) {
+      case "too-large":
+        return { refused: { status: 413, error: new RejectedEventError(`event larger than ${MAX_EVENT_BYTES} bytes`, 413) } };
+      case "timed-out":
+        return { refused: { status: 408, error: new UploadError("ERR_UPLOAD_TIMEOUT", `the event did not arrive within ${bodyTimeoutMs} ms (${read.bytes} bytes of it did)`) } };
+      case "aborted":
+        return { refused: { status: 499, error: new UploadError("ERR_UPLOAD_ABORTED", `the client went away after ${read.bytes} bytes of the event`) } };
+      case "complete":
+        break;
+    }
+    // Before any parsing: what parsing costs is bounded by the body's structure, not its size.
+    const problem = jsonShapeProblem(read.body);
+    if (problem !== undefined) return { refused: { status: 413, error: new RejectedEventError(`event too complex to parse: ${problem}`, 413) } };
+    try {
+      return { event: eventFromHttp(headers, read.body.toString("utf8"), (attribute, reason) => ctx.log.warn("event attribute dropped", { step: def.step, attribute, reason })) };
+    } catch (e) {
+      return { refused: { status: statusForError(e), error: e } };
+    }
+  };
+
+  const logOutcome = (h: HandledEvent) => {
+    const fields = { step: def.step, eventId: h.event?.id, status: h.status, error: h.error };
+    if (h.error instanceof UploadError) ctx.log.warn(h.status === 408 ? "upload timed out" : "upload aborted by the client", fields);
+    else if (h.status >= 500 && !(h.error instanceof TransientError)) ctx.log.error("handler failed", fields);
+    else if (h.status >= 400) ctx.log.warn(h.status < 500 ? "event rejected" : "transient failure", fields);
+  };
+
+  const answer = (res: ServerResponse, h: HandledEvent) => {
+    if (h.status === 499) {
+      res.destroy(); // nobody is listening
+    } else if (h.reply) {
+      const { headers, body } = eventToBinaryHttp(h.reply);
+      send(res, 200, body, headers);
+    } else if (h.status === 204) {
+      send(res, 204);
+    } else {
+      const e = h.error;
+      const message = isPodcertError(e) || e instanceof UploadError ? e.message : "internal error";
+      send(res, h.status, `${message}\n`, h.status === 503 || h.status === 429 ? { "retry-after": "1" } : {});
+    }
+  };
+
+  const handleEvent = async (req: IncomingMessage, res: ServerResponse) => {
+    const start = performance.now();
+    const parsed = parseRequest(await readBody(req, res, { limit: MAX_EVENT_BYTES, timeoutMs: bodyTimeoutMs }), req.headers);
+    const outcome: Outcome = "refused" in parsed ? parsed.refused : { event: parsed.event, ...(await dispatch(def, ctx, parsed.event)) };
+    let handled: HandledEvent = { ...outcome, seconds: (performance.now() - start) / 1000 };
+    logOutcome(handled);
+    try {
+      answer(res, handled);
+    } catch (e) {
+      // E.g. a reply whose attribute cannot be an HTTP header (ERR_INVALID_CHAR): a bug, retried.
+      handled = { ...handled, status: 500, error: e };
+      delete handled.reply;
+      ctx.log.error("answer could not be written", { step: def.step, eventId: handled.event?.id, error: e });
+      abandon(res);
+    }
+    try {
+      o.onHandled?.(handled);
+    } catch (e) {
+      ctx.log.error("onHandled failed", { step: def.step, error: e });
+    }
+  };
+
+  const handleRequest = async (req: IncomingMessage, res: ServerResponse) => {
+    const path = (req.url ?? "/").split("?")[0];
+    if (req.method === "GET" && (path === "/healthz" || path === "/readyz")) {
+      return send(res, draining ? 503 : 200, draining ? "draining\n" : "ok\n");
+    }
+    const route = req.method === "GET" && path !== undefined ? o.routes?.[path] : undefined;
+    if (route) {
+      const r = await route();
+      return send(res, 200, r.body, { "content-type": r.contentType });
+    }
+    if (path !== "/") return send(res, 404, "not found\n");
+    if (req.method !== "POST") return send(res, 405, "POST a CloudEvent\n", { allow: "POST" });
+    if (draining) return send(res, 503, "shutting down\n", { "retry-after": "1", connection: "close" });
+    inFlight++;
+    try {
+      await handleEvent(req, res);
+    } finally {
+      inFlight--;
+      if (inFlight === 0) for (const resolve of idle.splice(0)) resolve();
+    }
+  };
+
+  const server = createServer({ connectionsCheckingInterval: CONNECTIONS_CHECK_INTERVAL_MS }, (req, res) => {
+    handleRequest(req, res).catch((e: unknown) => {
+      // Nothing on the request path may end the process: whatever was not caught above is a bug.
+      ctx.log.error("request failed", { step: def.step, method: req.method, error: e });
+      abandon(res);
+    });
   });
-  server.headersTimeout = 10_000;
-  server.requestTimeout = 60_000;
+  server.headersTimeout = HEADERS_TIMEOUT_MS;
+  // A backstop: readBody's own deadline (which tells a timeout from an abort) comes first.
+  server.requestTimeout = HEADERS_TIMEOUT_MS + bodyTimeoutMs + CONNECTIONS_CHECK_INTERVAL_MS;
+  server.maxConnections = o.maxConnections ?? DEFAULT_MAX_CONNECTIONS;
+  server.on("drop", logDrops(ctx, def.step, server.maxConnections));
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);
     server.listen(o.port, o.host ?? "0.0.0.0", () => resolve());
@@ -154,12 +250,39 @@ export async function serveFunction(def: FunctionDefinition, ctx: FunctionContex
     port,
     async drain() {
       draining = true;
-      await new Promise<void>((resolve) => {
-        if (inFlight === 0) resolve();
-        else idle = resolve;
+      // Keep-alive connections with nothing in flight would otherwise wait for their next request.
+      server.closeIdleConnections();
+      const drainTimeoutMs = o.drainTimeoutMs ?? DRAIN_TIMEOUT_MS;
+      const finished = await new Promise<boolean>((resolve) => {
+        if (inFlight === 0) return resolve(true);
+        const timer = setTimeout(() => resolve(false), drainTimeoutMs);
+        idle.push(() => {
+          clearTimeout(timer);
+          resolve(true);
+        });
       });
-      await new Promise<void>((resolve) => server.close(() => resolve()));
-      server.closeAllConnections();
+      if (!finished) ctx.log.warn("drain gave up; cutting requests still in flight", { step: def.step, requests: inFlight, waitedMs: drainTimeoutMs });
+      await new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      });
     },
+  };
+}
+
+/** Logs connections refused at the cap: the first at once, then a count at most every 10 s. */
+function logDrops(ctx: FunctionContext, step: string, max: number): () => void {
+  let dropped = 0;
+  let timer: NodeJS.Timeout | undefined;
+  const flush = () => {
+    timer = undefined;
+    if (dropped === 0) return;
+    ctx.log.warn("connections refused at the cap", { step, dropped, maxConnections: max });
+    dropped = 0;
+    timer = setTimeout(flush, 10_000).unref();
+  };
+  return () => {
+    dropped++;
+    if (timer === undefined) flush();
   };
 }

@@ -2,6 +2,17 @@
  * The process entry of one function bundle: read the environment once, connect to Kubernetes,
  * serve on $PORT, drain on SIGTERM. Everything a misconfiguration breaks fails here, at start,
  * with the variable or file named.
+ *
+ * Errors nobody handled: the server (http.ts) answers every request-path error itself, so what
+ * reaches the process is a bug elsewhere, and the two kinds are treated differently.
+ * - An unhandled promise rejection is logged and the function keeps serving. A rejection leaves
+ *   no half-run code behind (whatever awaited it just never continues), requests each await
+ *   their own work, and exiting would turn a bug in background work (Events, metrics) into an
+ *   outage of every request in flight.
+ * - An uncaught exception stops the function with exit code 70: it interrupted synchronous
+ *   code that may have left shared state (counters, caches) half-updated, which Node documents
+ *   as unsafe to resume. It drains first, as on SIGTERM (requests in flight finish, bounded by
+ *   the drain timeout); Knative then restarts the container.
  */
 import { isPodcertError } from "../errors.js";
 import { KubeClusterApi, loadKubeConfig } from "../kube/client-node.js";
@@ -9,15 +20,50 @@ import { createEventRecorder } from "../kube/event-recorder.js";
 import { DEFAULT_LOOKUP_CACHE_SECONDS, withLookupCache } from "../kube/lookup-cache.js";
 import { envBool, envInt, envOptional, envString } from "./env.js";
 import type { FunctionContext, FunctionDefinition } from "./function.js";
-import { serveFunction } from "./http.js";
+import { DEFAULT_MAX_CONNECTIONS, DRAIN_TIMEOUT_MS, serveFunction, type RunningServer } from "./http.js";
 import { loadCaPoolFile, loadSignerConfig, loadStepKeysDir } from "./load.js";
 import { createLogger, type Logger, type LogLevel } from "./log.js";
 import type { Metrics } from "./metrics.js";
 
 export async function runFunction(def: FunctionDefinition): Promise<void> {
   const log = createLogger({ level: (envOptional("LOG_LEVEL") ?? "info") as LogLevel, fields: { function: def.step } });
+  let running: RunningServer | undefined;
+  let flushEvents: ((timeoutMs: number) => Promise<boolean>) | undefined;
+  let stopping = false;
+  const stop = (reason: string, code: number) => {
+    if (stopping) return;
+    stopping = true;
+    log.info("draining", { reason });
+    // Whatever the drain waits on, the process exits by then (kept referenced, so that a drain
+    // stuck on a promise nothing will settle cannot let the process end early with code 0).
+    setTimeout(() => process.exit(code), DRAIN_TIMEOUT_MS + EVENT_FLUSH_TIMEOUT_MS + 1_000);
+    // Answers first, then the Events they queued, for a bounded time: an unreachable API server
+    // must not hold the pod past its termination grace period (Events are best effort).
+    void (running?.drain() ?? Promise.resolve())
+      .then(async () => {
+        if (flushEvents !== undefined && !(await flushEvents(EVENT_FLUSH_TIMEOUT_MS))) {
+          log.warn("stopping with Kubernetes Events not yet sent", { waitedMs: EVENT_FLUSH_TIMEOUT_MS });
+        }
+      })
+      .catch((e: unknown) => log.error("drain failed", { error: e }))
+      .finally(() => process.exit(code));
+  };
+  process.on("unhandledRejection", (reason) => {
+    log.error("unhandled promise rejection (a bug); still serving", { error: describeError(reason) });
+  });
+  process.on("uncaughtException", (e) => {
+    log.error("uncaught exception (a bug); stopping", { error: describeError(e) });
+    // A second one while draining: stop at once.
+    if (stopping) process.exit(EXIT_SOFTWARE);
+    stop("uncaughtException", EXIT_SOFTWARE);
+  });
+  process.on("SIGTERM", () => stop("SIGTERM", 0));
+  process.on("SIGINT", () => stop("SIGINT", 0));
   try {
     const port = envInt("PORT", 8080, { min: 0, max: 65535 });
+    // 0.0.0.0 in a container (the pod's address); the local run binds loopback.
+    const host = envString("HOST", "0.0.0.0");
+    const maxConnections = envInt("PODCERT_MAX_CONNECTIONS", DEFAULT_MAX_CONNECTIONS, { min: 1, max: 10_000 });
     const config = loadSignerConfig(envOptional("PODCERT_CONFIG"));
     const keys = loadStepKeysDir(def.step, envString("PODCERT_KEYS_DIR", "/var/run/podcert/keys"));
     const metrics = lazyMetrics(def.step, log);
@@ -26,12 +72,15 @@ export async function runFunction(def: FunctionDefinition): Promise<void> {
     void api.preconnect();
     const cluster = withLookupCache(api, { ttlMs: lookupCacheSeconds * 1000 });
     const events = envBool("PODCERT_RECORD_EVENTS", true) ? createEventRecorder(cluster, log) : undefined;
+    if (events !== undefined) flushEvents = (ms) => events.flush(ms);
     const ctx: FunctionContext = { config, cluster, metrics, keys, now: () => new Date(), log, ...(events ? { events } : {}) };
     // Only sign is ever given a CA pool; the other functions never open one.
     if (def.step === "sign") ctx.caPool = loadCaPoolFile(envString("PODCERT_CA_POOL", "/var/run/podcert/ca/ca-pool.yaml"));
 
-    const running = await serveFunction(def, ctx, {
+    running = await serveFunction(def, ctx, {
       port,
+      host,
+      maxConnections,
       routes: { "/metrics": () => metrics.render() },
       // Event types come from the network: only known ones become label values.
       onHandled: (h) => {
@@ -40,31 +89,22 @@ export async function runFunction(def: FunctionDefinition): Promise<void> {
         setImmediate(() => void metrics.load());
       },
     });
-    log.info("listening", { port: running.port, signers: [...config.signers.keys()] });
+    log.info("listening", { host, port: running.port, maxConnections, signers: [...config.signers.keys()] });
     // prom-client is loaded once the process has answered (or idled), off the cold path.
     setTimeout(() => void metrics.load(), METRICS_LOAD_DELAY_MS).unref();
-    let stopping = false;
-    const stop = (signal: string) => {
-      if (stopping) return;
-      stopping = true;
-      log.info("draining", { signal });
-      // Answers first, then the Events they queued, for a bounded time: an unreachable API server
-      // must not hold the pod past its termination grace period (Events are best effort).
-      void running
-        .drain()
-        .then(async () => {
-          if (events !== undefined && !(await events.flush(EVENT_FLUSH_TIMEOUT_MS))) {
-            log.warn("stopping with Kubernetes Events not yet sent", { waitedMs: EVENT_FLUSH_TIMEOUT_MS });
-          }
-        })
-        .then(() => process.exit(0));
-    };
-    process.on("SIGTERM", () => stop("SIGTERM"));
-    process.on("SIGINT", () => stop("SIGINT"));
   } catch (e) {
     log.error("cannot start", { error: isPodcertError(e) ? e.message : String(e) });
     process.exit(78);
   }
+}
+
+/** sysexits' EX_SOFTWARE: the function stopped because of a bug. */
+const EXIT_SOFTWARE = 70;
+
+/** An error for the log: its name, message and code (as the logger writes errors), and where. */
+function describeError(e: unknown): unknown {
+  if (!(e instanceof Error)) return String(e).slice(0, 1000);
+  return { name: e.name, message: e.message, ...("code" in e ? { code: (e as { code: unknown }).code } : {}), stack: e.stack?.slice(0, 2000) };
 }
 
 /** How long a stopping function waits for its queued Kubernetes Events. */

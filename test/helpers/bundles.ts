@@ -39,8 +39,11 @@ export interface BundleEnv {
   kubeconfigPath: string;
   keysDir: string;
   caPoolPath: string;
-  /** Starts `dist/<fn>.mjs` on a free port (sign gets the CA pool) and waits until it listens. */
-  serve(fn: StepName, env?: Record<string, string>): Promise<ServedBundle>;
+  /**
+   * Starts `dist/<fn>.mjs` (or `bundle`, run as function `fn`) on a free port (sign gets the CA
+   * pool) and waits until it listens.
+   */
+  serve(fn: StepName, env?: Record<string, string>, bundle?: string): Promise<ServedBundle>;
   /** Kills every process started here, stops the API server and removes the folder. */
   stop(): Promise<void>;
 }
@@ -69,8 +72,8 @@ export async function startBundleEnv(o: { clusterFile?: string; objects?: readon
   }
   const children: ChildProcess[] = [];
 
-  const serve = async (fn: StepName, env: Record<string, string> = {}): Promise<ServedBundle> => {
-    const child = spawn(process.execPath, [`dist/${fn}.mjs`], {
+  const serve = async (fn: StepName, env: Record<string, string> = {}, bundle = `dist/${fn}.mjs`): Promise<ServedBundle> => {
+    const child = spawn(process.execPath, [bundle], {
       env: {
         ...process.env,
         PORT: "0",

@@ -5,6 +5,7 @@ import { describe, expect, it } from "vitest";
 import { boundDenialMessage, RequestDeniedError } from "../../shared/errors.js";
 import { attest, verifyAttestation, type AttestationExpectation, type Decision } from "../../shared/events/attestation.js";
 import { eventFromHttp, eventToBinaryHttp } from "../../shared/events/codec.js";
+import { jsonShapeProblem } from "../../shared/events/json-shape.js";
 import { ephemeralStepKeys } from "../../shared/events/step-keys.js";
 import { apiServerAddEvent } from "../../shared/events/pcr-event.js";
 import { EVENT_TYPES, readStepEventData, type PodcertEvent, type StepEventData } from "../../shared/events/types.js";
@@ -103,6 +104,7 @@ describe("limits", () => {
     };
     const { headers, body } = eventToBinaryHttp(event);
     expect(Buffer.byteLength(body)).toBeLessThanOrEqual(MAX_EVENT_BYTES);
+    expect(jsonShapeProblem(Buffer.from(body))).toBeUndefined();
     expect(readStepEventData(eventFromHttp(headers, body))).toEqual(data);
   });
 
@@ -121,6 +123,7 @@ describe("limits", () => {
     const { headers, body } = eventToBinaryHttp(apiServerAddEvent(pcr));
     expect(Buffer.byteLength(body)).toBeGreaterThan(MAX_KUBE_ANNOTATIONS_BYTES);
     expect(Buffer.byteLength(body)).toBeLessThanOrEqual(MAX_EVENT_BYTES);
+    expect(jsonShapeProblem(Buffer.from(body))).toBeUndefined();
     expect(eventFromHttp(headers, body).data).toEqual(JSON.parse(JSON.stringify(pcr)));
   });
 });
