@@ -78,7 +78,8 @@ export const MAX_ATTESTATION_BYTES = 96 * 1024;
  * One CloudEvent, as received over HTTP. Sized from the largest event podcert must accept, which is
  * not one of its own: an ApiServerSource event carries the whole PCR, whose user annotations alone
  * may hold 256 KiB (they must be read to be Denied, else the request would never end); with the
- * key fields and metadata that is under 400 KiB. podcert's own largest event, sign's reply with
+ * key fields and metadata that is under 400 KiB. (Thousands of tiny annotations are refused by the
+ * JSON budget, MAX_JSON_VALUES, instead: see there.) podcert's own largest event, sign's reply with
  * three attestations, stays under 3 × MAX_ATTESTATION_BYTES (288 KiB).
  */
 export const MAX_EVENT_BYTES = 512 * 1024;
