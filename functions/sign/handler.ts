@@ -12,14 +12,14 @@ import { describePcr, pcrRef } from "../../shared/pcr/model.js";
 import { issuedStatus } from "../../shared/pcr/status.js";
 import { pcrStatusUpdateErrors } from "../../shared/pcr/status-rules.js";
 import { certificateTimes, MIN_LIFETIME_SECONDS } from "../../shared/policy/lifetime.js";
-import { livePodMismatches } from "../../shared/policy/validate.js";
+import { keyProblemDenial, livePodMismatches } from "../../shared/policy/validate.js";
 import type { FunctionDefinition } from "../../shared/runtime/function.js";
 import { profileFor } from "../../shared/runtime/profile.js";
 import { handOn, logDecision, readPendingPcr, recordPcrEvent, writeStatus } from "../../shared/runtime/steps.js";
 import { podIdentityExtensionValue } from "../../shared/x509/der.js";
 import type { ExtraExtension } from "../../shared/x509/leaf.js";
 import { issueLeaf } from "../../shared/x509/leaf.js";
-import { readRequestKey } from "../../shared/x509/request-key.js";
+import { isRequestKeyProblem, readRequestKey } from "../../shared/x509/request-key.js";
 
 export const sign: FunctionDefinition = {
   step: "sign",
@@ -54,6 +54,8 @@ export const sign: FunctionDefinition = {
     // The key comes from the PCR as stored, never from the event; it must be the attested one.
     // validate verified its proof and attested this key's hash, so the proof is not checked again.
     const key = readRequestKey(pcr.spec, profile.allowedKeyTypes, { verify: false });
+    // validate accepted this key by the same rules; a profile that now refuses it fails loudly as before.
+    if (isRequestKeyProblem(key)) throw keyProblemDenial(key);
     if (key.spkiSha256 !== validated.spkiSha256 || pcr.spec.signerName !== profile.name) {
       throw new RejectedEventError(`attestations do not match PCR ${describePcr(data.pcr)} as stored`, 403);
     }
