@@ -11,7 +11,7 @@ import { EVENT_TYPES, readStepEventData } from "../../shared/events/types.js";
 import { describePcr, pcrRef } from "../../shared/pcr/model.js";
 import { issuedStatus } from "../../shared/pcr/status.js";
 import { pcrStatusUpdateErrors } from "../../shared/pcr/status-rules.js";
-import { certificateTimes, MIN_LIFETIME_SECONDS } from "../../shared/policy/lifetime.js";
+import { certificateTimes } from "../../shared/policy/lifetime.js";
 import { keyProblemDenial, livePodMismatches } from "../../shared/policy/validate.js";
 import type { FunctionDefinition } from "../../shared/runtime/function.js";
 import { profileFor } from "../../shared/runtime/profile.js";
@@ -73,8 +73,8 @@ export const sign: FunctionDefinition = {
       });
     }
 
-    const ca = activeCa(pool, profile.name, now, MIN_LIFETIME_SECONDS);
-    const times = certificateTimes({ now, lifetimeSeconds, caNotAfter: ca.notAfter, refreshFraction: profile.refreshFraction });
+    const ca = activeCa(pool, profile.name, now);
+    const times = certificateTimes({ now, lifetimeSeconds, ca, refreshFraction: profile.refreshFraction });
     const extensions: ExtraExtension[] = [];
     if (profile.podIdentityExtension) {
       const s = pcr.spec;
