@@ -213,6 +213,7 @@ export function attestedStep<E extends Expects, H, B>(
   },
 ): FunctionDefinition {
   const expected = Object.entries(def.expects) as [DecisionKind, NonNullable<Expects[DecisionKind]>][];
+  if (expected.length === 0) throw new Error(`step ${def.step} must expect at least one attestation`);
   return {
     step: def.step,
     consumes: def.consumes,
@@ -226,7 +227,8 @@ export function attestedStep<E extends Expects, H, B>(
       const input: AttestedInput<E, H> = { ctx, profile, ref: data.pcr, now, attested: attested as Attested<E>, spkiSha256, holds };
       const at: Where = { ref: data.pcr, profile, received: data.attestations };
       if (def.readsPcr !== true) return carryOut(ctx, event, at, await def.run(input));
-      const [read, beside] = def.beside === undefined ? [await readPendingPcr(ctx, data.pcr), undefined] : await Promise.all([readPendingPcr(ctx, data.pcr), def.beside(input)]);
+      const [read, beside] =
+        def.beside === undefined ? [await readPendingPcr(ctx, data.pcr), undefined] : await Promise.all([readPendingPcr(ctx, data.pcr), def.beside(input)]);
       if ("skip" in read) return carryOut(ctx, event, at, skip(read.skip));
       return carryOut(ctx, event, at, await def.run({ ...input, pcr: read.pcr, beside }));
     },
