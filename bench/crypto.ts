@@ -28,7 +28,7 @@ import { KEY_TYPES, type KeyType } from "../shared/pcr/model.js";
 import { issueLeaf, prepareCaSigner, type CaSigner, type LeafTemplate } from "../shared/x509/leaf.js";
 import { pemDecodeAll } from "../shared/x509/pem.js";
 import { generateRequestKeyPair, proofOfPossession, stubCsr, type RequestKeyPair } from "../shared/x509/request-generator.js";
-import { readRequestKey } from "../shared/x509/request-key.js";
+import { isRequestKeyProblem, readRequestKey } from "../shared/x509/request-key.js";
 import { opsPerSecond, target, type BenchPart, type TargetCheck } from "./report.js";
 
 /** Rates measured in part 1, handed to part 2a for its ratios. */
@@ -400,8 +400,8 @@ export async function runLeafAndProof(limits?: CryptoLimits, o: CryptoBenchOptio
     };
     const csrSpec = { podUID: POD_UID, stubPKCS10Request: stubCsr(req.privateKey, req.spkiDer).toString("base64") };
     const allowed = [kt];
-    if (readRequestKey(spec, allowed).keyType !== kt || readRequestKey(csrSpec, allowed).keyType !== kt) {
-      throw new Error(`readRequestKey misread a ${kt} key`);
+    for (const read of [readRequestKey(spec, allowed), readRequestKey(csrSpec, allowed)]) {
+      if (isRequestKeyProblem(read) || read.keyType !== kt) throw new Error(`readRequestKey misread a ${kt} key`);
     }
     const rawProof = rawProofVerify(kt, message);
     const rawCsr = rawSignVerify(kt as CaKeyAlgorithm, req.privateKey, req.publicKey, message).verify;

@@ -2,7 +2,8 @@
  * Errors are typed by what the caller must do with them, not by where they came from:
  *
  * - {@link RequestDeniedError}: the PCR itself is unacceptable; write condition `Denied` (or
- *   `Failed` when `permanent`), never retry.
+ *   `Failed` when `permanent`), never retry. Made only by shared/policy/, where every rule is, and
+ *   passed on as a value (a step hands it to deny; see runtime/run-step.ts).
  * - {@link TransientError}: something outside the request (the API server, a Service that does not
  *   exist yet, an expiring CA) may change; write nothing and let the broker retry (HTTP 5xx/429).
  * - {@link RejectedEventError}: the event is malformed or not authenticated; answer 4xx, which the

@@ -284,10 +284,11 @@ function casOf(pool: CaPool, signerName: string): LoadedCa[] {
 
 /**
  * The CA to issue with: among the signer's CAs valid at `now`, the one with the latest notAfter.
- * TransientError (retry later; never a denial) when none is valid now or the best one expires
- * within `minRemainingSeconds`; ConfigError when the pool has no CA for the signer at all.
+ * TransientError (retry later; never a denial) when none is valid now; ConfigError when the pool
+ * has no CA for the signer at all. Whether it still covers a certificate is policy/lifetime.ts's
+ * certificateTimes, the one place that judges the CA's end.
  */
-export function activeCa(pool: CaPool, signerName: string, now: Date, minRemainingSeconds: number): LoadedCa {
+export function activeCa(pool: CaPool, signerName: string, now: Date): LoadedCa {
   const cas = casOf(pool, signerName);
   const t = now.getTime();
   let best: LoadedCa | undefined;
@@ -300,13 +301,6 @@ export function activeCa(pool: CaPool, signerName: string, now: Date, minRemaini
     const ranges = cas.map((c) => `${c.notBefore.toISOString()}..${c.notAfter.toISOString()}`).join(", ");
     throw new TransientError(
       `no CA for signer ${signerName} is valid at ${now.toISOString()} (CA validity: ${ranges})`,
-    );
-  }
-  const remaining = (best.notAfter.getTime() - t) / 1000;
-  if (remaining < minRemainingSeconds) {
-    throw new TransientError(
-      `the newest CA for signer ${signerName} expires at ${best.notAfter.toISOString()}, ` +
-        `${Math.floor(remaining)}s from now, less than the ${minRemainingSeconds}s a certificate needs; add a new CA to the pool`,
     );
   }
   return best;

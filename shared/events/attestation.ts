@@ -60,14 +60,17 @@ const decisionSchema = z.discriminatedUnion("kind", [
   }),
 ]);
 export type Decision = z.infer<typeof decisionSchema>;
+export type DecisionKind = Decision["kind"];
+/** The decision of one kind, e.g. `DecisionOf<"validated">`. */
+export type DecisionOf<K extends DecisionKind> = Extract<Decision, { kind: K }>;
 
-export interface AttestationClaims {
+export interface AttestationClaims<K extends DecisionKind = DecisionKind> {
   step: StepName;
   pcr: PcrRef;
   signerName: string;
   /** base64url SHA-256 of the request's SubjectPublicKeyInfo. */
   spkiSha256: string;
-  decision: Decision;
+  decision: DecisionOf<K>;
 }
 
 const payloadSchema = z.object({
@@ -97,9 +100,9 @@ export async function attest(keys: StepKeys, claims: Omit<AttestationClaims, "st
     .sign(keys.signingKey);
 }
 
-export interface AttestationExpectation {
+export interface AttestationExpectation<K extends DecisionKind = DecisionKind> {
   from: StepName;
-  kind: Decision["kind"];
+  kind: K;
   pcr: PcrRef;
   signerName: string;
   /** When known, the token must bind this key hash. */
@@ -118,14 +121,15 @@ const CLOCK_TOLERANCE_SECONDS = 30;
 /**
  * Verifies a token from `expect.from` bound to `expect.pcr`. Every failure is a RejectedEventError
  * (401 unsigned/malformed, 403 wrong signer, expired, or bound to something else), so the broker
- * does not retry it and the PCR is never touched because of it.
+ * does not retry it and the PCR is never touched because of it. The claims come back typed by the
+ * decision kind expected: a caller reads `decision.podName` of a "validated" token directly.
  */
-export async function verifyAttestation(
+export async function verifyAttestation<K extends DecisionKind>(
   keys: StepKeys,
   token: string | undefined,
-  expect: AttestationExpectation,
+  expect: AttestationExpectation<K>,
   now: Date,
-): Promise<AttestationClaims> {
+): Promise<AttestationClaims<K>> {
   if (token === undefined) throw new RejectedEventError(`missing attestation from step ${expect.from}`, 401);
   const key = keys.accepted.get(expect.from);
   if (key === undefined) {
@@ -163,11 +167,17 @@ export async function verifyAttestation(
   }
   if (p.signer !== expect.signerName) mismatch.push(`it is for signer ${p.signer}`);
   if (expect.spkiSha256 !== undefined && p.spki !== expect.spkiSha256) mismatch.push("it is bound to another public key");
-  if (p.decision.kind !== expect.kind) mismatch.push(`it attests a ${p.decision.kind} decision, not ${expect.kind}`);
-  if (mismatch.length > 0) {
+  const { decision } = p;
+  const ofKind = isKind(decision, expect.kind);
+  if (!ofKind) mismatch.push(`it attests a ${decision.kind} decision, not ${expect.kind}`);
+  if (!ofKind || mismatch.length > 0) {
     throw new RejectedEventError(`attestation from ${expect.from} does not match the event: ${mismatch.join("; ")}`, 403);
   }
-  return { step: p.iss, pcr: p.pcr, signerName: p.signer, spkiSha256: p.spki, decision: p.decision };
+  return { step: p.iss, pcr: p.pcr, signerName: p.signer, spkiSha256: p.spki, decision };
+}
+
+function isKind<K extends DecisionKind>(d: Decision, kind: K): d is DecisionOf<K> {
+  return d.kind === kind;
 }
 
 function describeJoseError(e: unknown): string {

@@ -5,14 +5,12 @@
  */
 import { createHash } from "node:crypto";
 import { KEY_TYPES, type PcrSpec } from "../pcr/model.js";
-import { readRequestKey } from "../x509/request-key.js";
+import { isRequestKeyProblem, readRequestKey } from "../x509/request-key.js";
 
 export function requestKeyBinding(spec: PcrSpec): string {
-  try {
-    // Only the key is bound here, whatever its proof says (a denial may be about the proof).
-    return readRequestKey(spec, KEY_TYPES, { verify: false }).spkiSha256;
-  } catch {
-    const raw = spec.stubPKCS10Request || spec.pkixPublicKey || "";
-    return `raw:${createHash("sha256").update(raw).digest("base64url")}`;
-  }
+  // Only the key is bound here, whatever its proof says (a denial may be about the proof).
+  const key = readRequestKey(spec, KEY_TYPES, { verify: false });
+  if (!isRequestKeyProblem(key)) return key.spkiSha256;
+  const raw = spec.stubPKCS10Request || spec.pkixPublicKey || "";
+  return `raw:${createHash("sha256").update(raw).digest("base64url")}`;
 }

@@ -23,24 +23,27 @@ export interface CertificateTimes {
 
 /**
  * notBefore = now (to the second) - 2 min; notAfter = notBefore + lifetime, never past the CA's
- * notAfter. A CA too close to its end to cover an hour is an operator problem that rotation fixes:
- * transient, never a terminal condition.
+ * notAfter. The CA must have at least MIN_LIFETIME_SECONDS left from now (this is the one check of
+ * the CA's end; ca/pool.ts's activeCa only picks the CA): one closer to its end is an operator
+ * problem that rotation fixes, transient, never a terminal condition. (Judged from now, not from
+ * the backdated notBefore, so every certificate also has at least an hour from notBefore.)
  */
 export function certificateTimes(o: {
   now: Date;
   lifetimeSeconds: number;
-  caNotAfter: Date;
+  ca: { signerName: string; notAfter: Date };
   refreshFraction: number;
 }): CertificateTimes {
-  const nb = Math.floor(o.now.getTime() / 1000) - BACKDATE_SECONDS;
-  const caEnd = Math.floor(o.caNotAfter.getTime() / 1000);
-  const na = Math.min(nb + o.lifetimeSeconds, caEnd);
-  const lifetime = na - nb;
-  if (lifetime < MIN_LIFETIME_SECONDS) {
+  const remaining = (o.ca.notAfter.getTime() - o.now.getTime()) / 1000;
+  if (remaining < MIN_LIFETIME_SECONDS) {
     throw new TransientError(
-      `the active CA expires at ${new Date(caEnd * 1000).toISOString()}, too soon to cover a ${MIN_LIFETIME_SECONDS}s certificate; add a newer CA to the pool`,
+      `the newest CA for signer ${o.ca.signerName} expires at ${o.ca.notAfter.toISOString()}, ` +
+        `${Math.floor(remaining)}s from now, less than the ${MIN_LIFETIME_SECONDS}s a certificate needs; add a new CA to the pool`,
     );
   }
+  const nb = Math.floor(o.now.getTime() / 1000) - BACKDATE_SECONDS;
+  const na = Math.min(nb + o.lifetimeSeconds, Math.floor(o.ca.notAfter.getTime() / 1000));
+  const lifetime = na - nb;
   const refresh = Math.min(Math.max(nb + Math.floor(lifetime * o.refreshFraction), nb + REFRESH_MARGIN_SECONDS), na - REFRESH_MARGIN_SECONDS);
   return { notBefore: new Date(nb * 1000), notAfter: new Date(na * 1000), beginRefreshAt: new Date(refresh * 1000) };
 }

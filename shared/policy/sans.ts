@@ -1,14 +1,18 @@
 /**
- * The `derive-sans` step's decision: which DNS names the Services selecting a pod justify.
- * A name goes on a certificate only when a Service that exists now, is eligible and selects the pod
- * justifies it; when the pod opted in but the Services are not there yet, the answer is "wait",
- * never a certificate without the names and never a denial.
+ * The `derive-sans` step's decision (decideSans): the SPIFFE ID, the lifetime, and which DNS names
+ * the Services selecting a pod justify. A name goes on a certificate only when a Service that
+ * exists now, is eligible and selects the pod justifies it; when the pod opted in but the Services
+ * are not there yet, the answer is "wait", never a certificate without the names and never a
+ * denial.
  */
 import { RequestDeniedError } from "../errors.js";
 import { isNamespaceName } from "../kube/names.js";
 import { MAX_DNS_NAMES_BYTES } from "../limits.js";
 import type { Pod, Service } from "../pcr/model.js";
+import type { SignerProfile } from "../profiles/config.js";
 import type { ServiceSelection } from "./annotations.js";
+import { spiffeId } from "./identity.js";
+import { grantedLifetimeSeconds } from "./lifetime.js";
 
 const ELIGIBLE_TYPES = new Set(["ClusterIP", "NodePort", "LoadBalancer"]);
 
@@ -97,4 +101,73 @@ export function deriveDnsNames(facts: SanFacts): SanDecision {
     };
   }
   return { outcome: "derived", dnsNames };
+}
+
+/** What validate attested about the request (its `validated` decision), as decideSans reads it. */
+export interface ValidatedRequest {
+  podName: string;
+  podUID: string;
+  serviceAccountName: string;
+  maxExpirationSeconds?: number | undefined;
+  services: ServiceSelection;
+}
+
+/** The pod and the Services (those named, or every one in the namespace) as the API server has them now. */
+export interface LivePodServices {
+  pod: Pod | undefined;
+  services: readonly Service[];
+}
+
+export interface SansFacts {
+  profile: Pick<SignerProfile, "trustDomain" | "maxLifetimeSeconds" | "dnsNames">;
+  clusterDomain: string;
+  namespace: string;
+  validated: ValidatedRequest;
+  /**
+   * Read only when the pod asked for Service names (`validated.services` is not "none"), and
+   * then required: without names to derive there is nothing to read (validate looked at the pod,
+   * and sign looks again before it writes).
+   */
+  live: LivePodServices | undefined;
+}
+
+export type SansDecision =
+  | { outcome: "derived"; uris: string[]; dnsNames: string[]; lifetimeSeconds: number }
+  | { outcome: "denied"; error: RequestDeniedError }
+  | { outcome: "waiting"; message: string };
+
+/**
+ * What derive-sans hands sign: exactly one URI SAN (the SPIFFE ID), the DNS names (when the pod
+ * asked for them: PodMismatch if the pod went away or was replaced since validate, else
+ * deriveDnsNames' answer) and the lifetime granted.
+ */
+export function decideSans(f: SansFacts): SansDecision {
+  const v = f.validated;
+  let dnsNames: string[] = [];
+  if (v.services.kind !== "none") {
+    const { live } = f;
+    if (live === undefined) throw new TypeError("decideSans: the pod asked for Service names, so the live pod and Services must be read");
+    if (live.pod === undefined || live.pod.metadata.uid !== v.podUID) {
+      const what = live.pod === undefined ? "was deleted" : "was replaced";
+      return { outcome: "denied", error: new RequestDeniedError("PodMismatch", `pod ${v.podName} ${what} after the request was validated`) };
+    }
+    const names = deriveDnsNames({
+      namespace: f.namespace,
+      clusterDomain: f.clusterDomain,
+      // Without a dnsNames configuration the profile gives no names at all (validate refuses the
+      // opt-in annotation then; profiles/config.ts defaults maxNames where it is configured).
+      maxNames: f.profile.dnsNames?.maxNames ?? 0,
+      pod: live.pod,
+      services: live.services,
+      selection: v.services,
+    });
+    if (names.outcome !== "derived") return names;
+    dnsNames = names.dnsNames;
+  }
+  return {
+    outcome: "derived",
+    uris: [spiffeId(f.profile.trustDomain, f.namespace, v.serviceAccountName)],
+    dnsNames,
+    lifetimeSeconds: grantedLifetimeSeconds(f.profile.maxLifetimeSeconds, v.maxExpirationSeconds),
+  };
 }

@@ -1,12 +1,14 @@
 /**
  * The `validate` step's decision: given a PCR and what the cluster says about its pod, either
  * accept it (with the request's key and what the pod asked for) or deny it with one reason.
- * Rules run in a fixed order so the same request always gets the same reason.
+ * Rules run in a fixed order so the same request always gets the same reason; this file is where
+ * each reason is given (x509/request-key.ts only says what is wrong with a key, keyProblemDenial
+ * below turns that into a reason).
  */
 import { RequestDeniedError } from "../errors.js";
 import type { Namespace, Node, PcrSpec, Pod, PodCertificateRequest, ServiceAccount } from "../pcr/model.js";
 import type { NamespaceScope, SignerProfile } from "../profiles/config.js";
-import { readRequestKey, type RequestKey } from "../x509/request-key.js";
+import { isRequestKeyProblem, readRequestKey, type RequestKey, type RequestKeyProblem } from "../x509/request-key.js";
 import { checkUserAnnotations, type ServiceSelection } from "./annotations.js";
 
 export interface ValidationFacts {
@@ -84,6 +86,29 @@ export function podMismatches(facts: Pick<ValidationFacts, "pcr" | "pod" | "serv
   return problems;
 }
 
+/**
+ * The denial for what is wrong with a request's key. The key's own faults are UnsupportedKeyType:
+ * its type, its encoding (a pkixPublicKey that does not decode included), its weakness, whatever
+ * proof comes with it. The proof's are InvalidProofOfPossession: missing, malformed or not
+ * verifying, the stub CSR included (its self-signature is the proof), and a request carrying
+ * both key forms or neither.
+ */
+export function keyProblemDenial(p: RequestKeyProblem): RequestDeniedError {
+  return new RequestDeniedError(keyProblemReason(p), p.message);
+}
+
+function keyProblemReason(p: RequestKeyProblem): "UnsupportedKeyType" | "InvalidProofOfPossession" {
+  switch (p.problem) {
+    case "unsupportedType":
+    case "unusableKey":
+      return "UnsupportedKeyType";
+    case "malformed":
+      return p.field === "pkixPublicKey" ? "UnsupportedKeyType" : "InvalidProofOfPossession";
+    case "badProof":
+      return "InvalidProofOfPossession";
+  }
+}
+
 function deny(reason: RequestDeniedError["reason"], message: string): ValidationDecision {
   return { outcome: "denied", error: new RequestDeniedError(reason, message) };
 }
@@ -100,13 +125,9 @@ export function decideValidation(facts: ValidationFacts): ValidationDecision {
   // A well-formed list of too many Services is decided last, after the request's own checks.
   if (!annotations.ok && annotations.reason === "InvalidUnverifiedUserAnnotations") return deny(annotations.reason, annotations.message);
 
-  let key: RequestKey;
-  try {
-    key = readRequestKey(pcr.spec, profile.allowedKeyTypes);
-  } catch (e) {
-    if (e instanceof RequestDeniedError) return { outcome: "denied", error: e };
-    throw e;
-  }
+  // UnsupportedKeyType, then InvalidProofOfPossession: the key is judged before its proof.
+  const key = readRequestKey(pcr.spec, profile.allowedKeyTypes);
+  if (isRequestKeyProblem(key)) return { outcome: "denied", error: keyProblemDenial(key) };
 
   const mismatches = podMismatches(facts);
   if (mismatches.length > 0) return deny("PodMismatch", `request does not match the live pod: ${mismatches.join("; ")}`);

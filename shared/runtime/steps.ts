@@ -1,4 +1,7 @@
-/** Pieces every step's handler uses: reading the PCR back, handing on attested decisions, logging. */
+/**
+ * The pieces the step runner (run-step.ts) is built from: reading the PCR back, handing on attested
+ * decisions, logging them, writing a status, recording a Kubernetes Event.
+ */
 import { attest, type Decision } from "../events/attestation.js";
 import { EVENT_TYPES, type PodcertEvent, type StepEventData } from "../events/types.js";
 import { ConflictError, TransientError } from "../errors.js";
@@ -7,7 +10,7 @@ import { describePcr, pcrRef, terminalCondition, type PcrRef, type PcrStatus, ty
 import { replyEvent, type FunctionContext } from "./function.js";
 
 /**
- * Reads the PCR an event is about. Returns undefined (nothing to do) when it is gone, was
+ * Reads the PCR an event is about. Returns why there is nothing to do when it is gone, was
  * re-created under the same name (another uid), or already has a terminal condition: events are
  * delivered at least once and our own status writes come back as updates.
  */

@@ -1,14 +1,15 @@
 /**
  * Reading the public key a PodCertificateRequest names, and checking that the requester holds
  * the private key. Everything here is untrusted input: sizes are checked before decoding, DER is
- * read strictly, and failures become {@link RequestDeniedError}s with messages that say what was
- * wrong (they end up in the PCR's Denied condition).
+ * read strictly, and what is wrong is returned as data, a {@link RequestKeyProblem} whose message
+ * says what was wrong. Which denial reason each problem is, is policy: shared/policy/validate.ts
+ * decides it (with every other rule, in their order), and the message ends up in the PCR's Denied
+ * condition.
  *
  * This is on the hot path of every request, so it uses node:crypto only (createPublicKey +
  * verify) and the small DER reader; no @peculiar.
  */
 import { constants, createHash, createPublicKey, verify, type JsonWebKey, type KeyObject } from "node:crypto";
-import { RequestDeniedError } from "../errors.js";
 import { REQUEST_KEY_LIMITS } from "../limits.js";
 import { KEY_TYPES, type KeyType, type PcrSpec } from "../pcr/model.js";
 import { CSR_SIGNATURE_ALGORITHMS, describeKey, OID } from "./algorithms.js";
@@ -42,6 +43,30 @@ export interface RequestKey {
    * CSRs kubelet writes. For the caller to log; never a reason to deny.
    */
   ignoredCsrContent: readonly string[];
+}
+
+/**
+ * What is wrong with a request's key fields. `message` says it in words (it becomes the denial
+ * message; the caller bounds it). The kinds say what the fault is in, not which denial reason it
+ * is: that is policy/validate.ts's keyProblemDenial.
+ */
+export type RequestKeyProblem =
+  /** A key podcert can read, of a type the caller does not accept (or none of kubelet's six). */
+  | { problem: "unsupportedType"; keyType: string; message: string }
+  /**
+   * A public key that cannot be used: not a strict DER SubjectPublicKeyInfo, not importable, a
+   * compressed point or the point at infinity, not canonically encoded, or weak (weakKeyProblem).
+   */
+  | { problem: "unusableKey"; message: string }
+  /** A field that is too long, is not strict base64, or (the CSR) not DER; or both key forms at once. */
+  | { problem: "malformed"; field: RequestKeyField; message: string }
+  /** No proof, or one that does not show possession of the private key (proof or CSR signature). */
+  | { problem: "badProof"; message: string };
+
+export type RequestKeyField = keyof typeof REQUEST_KEY_LIMITS;
+
+export function isRequestKeyProblem(r: RequestKey | RequestKeyProblem): r is RequestKeyProblem {
+  return "problem" in r;
 }
 
 export { REQUEST_KEY_LIMITS };
@@ -92,30 +117,33 @@ function decodeBase64(s: string): Buffer | undefined {
   return b;
 }
 
-/** A base64 field of the spec, bounded before it is decoded; too long or not base64 is `reason`. */
-function decodeField(
-  field: keyof typeof REQUEST_KEY_LIMITS,
-  value: string,
-  reason: "UnsupportedKeyType" | "InvalidProofOfPossession",
-  tooLongNote = "",
-): Buffer {
+/** A base64 field of the spec, bounded before it is decoded; too long or not base64 is malformed. */
+function decodeField(field: RequestKeyField, value: string, tooLongNote = ""): Buffer | RequestKeyProblem {
   const limit = REQUEST_KEY_LIMITS[field];
-  if (value.length > limit) deny(reason, `${field} is ${value.length} base64 characters, more than the ${limit} allowed${tooLongNote}`);
+  if (value.length > limit) return malformed(field, `${field} is ${value.length} base64 characters, more than the ${limit} allowed${tooLongNote}`);
   const bytes = decodeBase64(value);
-  if (!bytes || bytes.length === 0) deny(reason, `${field} is not valid base64`);
+  if (!bytes || bytes.length === 0) return malformed(field, `${field} is not valid base64`);
   return bytes;
 }
 
-function deny(reason: "UnsupportedKeyType" | "InvalidProofOfPossession", message: string): never {
-  throw new RequestDeniedError(reason, message);
+function malformed(field: RequestKeyField, message: string): RequestKeyProblem {
+  return { problem: "malformed", field, message };
+}
+
+function unusable(message: string): RequestKeyProblem {
+  return { problem: "unusableKey", message };
+}
+
+function badProof(message: string): RequestKeyProblem {
+  return { problem: "badProof", message };
 }
 
 function listAllowed(allowed: readonly KeyType[]): string {
   return allowed.length > 0 ? allowed.join(", ") : "(none configured)";
 }
 
-function unsupported(found: string, allowed: readonly KeyType[]): never {
-  deny("UnsupportedKeyType", `key type ${found} is not supported by this signer; use one of ${listAllowed(allowed)}`);
+function unsupported(found: string, allowed: readonly KeyType[]): RequestKeyProblem {
+  return { problem: "unsupportedType", keyType: found, message: `key type ${found} is not supported by this signer; use one of ${listAllowed(allowed)}` };
 }
 
 interface ParsedSpki {
@@ -125,10 +153,10 @@ interface ParsedSpki {
 
 /**
  * Parses a DER SubjectPublicKeyInfo strictly (exactly one element, the shape Go accepts,
- * uncompressed EC points, canonical re-encoding), classifies it and refuses weak keys.
- * Throws UnsupportedKeyType for anything unusable.
+ * uncompressed EC points, canonical re-encoding), classifies it and refuses weak keys: an
+ * unsupportedType or unusableKey problem for anything it cannot accept.
  */
-function parseSpki(spkiDer: Buffer, allowed: readonly KeyType[]): ParsedSpki {
+function parseSpki(spkiDer: Buffer, allowed: readonly KeyType[]): ParsedSpki | RequestKeyProblem {
   // The fixed-size canonical forms (ECDSA, Ed25519) are recognised by their bytes alone: they are
   // a well-formed SubjectPublicKeyInfo with an uncompressed point, so the strict read below could
   // only succeed on them.
@@ -150,8 +178,7 @@ function parseSpki(spkiDer: Buffer, allowed: readonly KeyType[]): ParsedSpki {
       // (for which an ECDSA signature can be made without a private key), and node aborts the
       // whole process when asked for that key's asymmetricKeyDetails.
       if (algOid === OID.ecPublicKey && keyBits[1] !== 0x04) {
-        deny(
-          "UnsupportedKeyType",
+        return unusable(
           keyBits[1] === 0x00
             ? "the EC public key is the point at infinity"
             : "the EC public key uses a compressed point; only uncompressed points are supported",
@@ -159,8 +186,7 @@ function parseSpki(spkiDer: Buffer, allowed: readonly KeyType[]): ParsedSpki {
       }
       canonical = canonicalRsaKey(whole(spkiDer, algSeq), keyBits);
     } catch (e) {
-      if (e instanceof RequestDeniedError) throw e;
-      return deny("UnsupportedKeyType", `the public key is not a valid DER SubjectPublicKeyInfo (${errText(e)})`);
+      return unusable(`the public key is not a valid DER SubjectPublicKeyInfo (${errText(e)})`);
     }
   }
   let publicKey: KeyObject | undefined = canonical?.jwk && importJwk(canonical.jwk);
@@ -170,10 +196,7 @@ function parseSpki(spkiDer: Buffer, allowed: readonly KeyType[]): ParsedSpki {
       // are refused (OpenSSL's decoder; pinned in test/unit/x509/request-key.test.ts).
       publicKey = createPublicKey({ key: spkiDer, format: "der", type: "spki" });
     } catch {
-      return deny(
-        "UnsupportedKeyType",
-        `the public key (algorithm ${algOid}) could not be parsed; use one of ${listAllowed(allowed)}`,
-      );
+      return unusable(`the public key (algorithm ${algOid}) could not be parsed; use one of ${listAllowed(allowed)}`);
     }
   }
   let keyType: KeyType;
@@ -181,17 +204,17 @@ function parseSpki(spkiDer: Buffer, allowed: readonly KeyType[]): ParsedSpki {
   if (canonical !== undefined) {
     // Fast path: the bytes are already the canonical encoding of a supported key type, so the
     // classification and the re-encoding check below could only agree (see canonicalFixedKey).
-    if (!allowed.includes(canonical.keyType)) unsupported(canonical.keyType, allowed);
+    if (!allowed.includes(canonical.keyType)) return unsupported(canonical.keyType, allowed);
     keyType = canonical.keyType;
     material = canonical.material;
   } else {
     const classified = classifyPublicKey(publicKey);
     if (classified === undefined || !KEY_TYPES.includes(classified) || !allowed.includes(classified)) {
-      unsupported(classified ?? describeKey(publicKey), allowed);
+      return unsupported(classified ?? describeKey(publicKey), allowed);
     }
     // Only canonical encodings: the leaf repeats these bytes and kube-apiserver compares them.
     if (!publicKey.export({ type: "spki", format: "der" }).equals(spkiDer)) {
-      deny("UnsupportedKeyType", `the ${classified} public key is not in canonical DER SubjectPublicKeyInfo form`);
+      return unusable(`the ${classified} public key is not in canonical DER SubjectPublicKeyInfo form`);
     }
     keyType = classified;
     material = keyMaterialOf(keyType, publicKey);
@@ -199,7 +222,7 @@ function parseSpki(spkiDer: Buffer, allowed: readonly KeyType[]): ParsedSpki {
   // Both paths end here, and every caller (validate, sign's `verify: false`, the attestation key
   // binding) reads keys through this function: no key skips these rules.
   const problem = weakKeyProblem(keyType, material);
-  if (problem !== undefined) deny("UnsupportedKeyType", problem);
+  if (problem !== undefined) return unusable(problem);
   return { publicKey, keyType };
 }
 
@@ -314,9 +337,10 @@ function canonicalRsaKey(algDer: Buffer, keyBits: Buffer): CanonicalKey | undefi
 // Keys of a supported type that must still be refused
 // ---------------------------------------------------------------------------------------------
 //
-// The reason is UnsupportedKeyType, not InvalidProofOfPossession: the fault is in the key alone,
-// whatever proof comes with it. For a key anyone can sign with, a proof that verifies proves
-// nothing (OpenSSL accepts forged ones), so no proof could make the request acceptable; the
+// The problem is the key's (unusableKey, which policy/validate.ts denies as UnsupportedKeyType),
+// not the proof's: the fault is in the key alone, whatever proof comes with it. For a key anyone
+// can sign with, a proof that verifies proves nothing (OpenSSL accepts forged ones), so no proof
+// could make the request acceptable; the
 // decision is made before the proof is looked at (the README's denial order) and so also holds
 // where no proof is checked (sign, and the attestation key binding, read with `verify: false`).
 // kubelet generates its keys with Go's crypto, which never produces any of these.
@@ -589,10 +613,11 @@ function present(s: string | undefined): s is string {
 }
 
 /**
- * The request's public key, verified. With `stubPKCS10Request` the key comes from the CSR and
- * its self-signature is the proof; otherwise `pkixPublicKey` with `proofOfPossession` over the
- * pod UID. Denials, in order: UnsupportedKeyType (key unparsable, not one of the six types or not
- * in `allowedKeyTypes`), then InvalidProofOfPossession (missing/bad proof, bad CSR).
+ * The request's public key, verified, or what is wrong with it. With `stubPKCS10Request` the key
+ * comes from the CSR and its self-signature is the proof; otherwise `pkixPublicKey` with
+ * `proofOfPossession` over the pod UID. The key is judged before the proof (a malformed or
+ * unacceptable key is reported whatever the proof says); the first problem found is returned.
+ * Never throws on untrusted input.
  */
 export function readRequestKey(
   spec: Pick<PcrSpec, "podUID" | "pkixPublicKey" | "proofOfPossession" | "stubPKCS10Request">,
@@ -602,67 +627,62 @@ export function readRequestKey(
    * verified for this exact key (the attestation binds the key's SHA-256, which the caller compares).
    */
   o: { verify?: boolean } = {},
-): RequestKey {
+): RequestKey | RequestKeyProblem {
   const check = o.verify ?? true;
   if (present(spec.stubPKCS10Request)) {
     if (present(spec.pkixPublicKey) || present(spec.proofOfPossession)) {
-      deny(
-        "InvalidProofOfPossession",
-        "stubPKCS10Request must not be combined with pkixPublicKey or proofOfPossession",
-      );
+      return malformed("stubPKCS10Request", "stubPKCS10Request must not be combined with pkixPublicKey or proofOfPossession");
     }
     return readFromCsr(spec.stubPKCS10Request, allowedKeyTypes, check);
   }
   if (!present(spec.pkixPublicKey)) {
-    deny(
-      "InvalidProofOfPossession",
-      "the request carries neither stubPKCS10Request nor pkixPublicKey with proofOfPossession",
-    );
+    return badProof("the request carries neither stubPKCS10Request nor pkixPublicKey with proofOfPossession");
   }
-  const spkiDer = decodeField("pkixPublicKey", spec.pkixPublicKey, "UnsupportedKeyType", "; no supported key type is that large");
-  const { publicKey, keyType } = parseSpki(spkiDer, allowedKeyTypes);
+  const spkiDer = decodeField("pkixPublicKey", spec.pkixPublicKey, "; no supported key type is that large");
+  if (!Buffer.isBuffer(spkiDer)) return spkiDer;
+  const parsed = parseSpki(spkiDer, allowedKeyTypes);
+  if ("problem" in parsed) return parsed;
+  const { publicKey, keyType } = parsed;
   if (!check) return { spkiDer, keyType, publicKey, spkiSha256: spkiSha256(spkiDer), ignoredCsrContent: [] };
 
   const proof = spec.proofOfPossession;
-  if (!present(proof)) deny("InvalidProofOfPossession", "proofOfPossession is missing");
-  const sig = decodeField("proofOfPossession", proof, "InvalidProofOfPossession");
+  if (!present(proof)) return badProof("proofOfPossession is missing");
+  const sig = decodeField("proofOfPossession", proof);
+  if (!Buffer.isBuffer(sig)) return sig;
   if (typeof spec.podUID !== "string" || spec.podUID.length === 0) {
-    deny("InvalidProofOfPossession", "podUID is empty, so there is nothing the proof could sign");
+    return badProof("podUID is empty, so there is nothing the proof could sign");
   }
   if (!verifyProof(publicKey, keyType, Buffer.from(spec.podUID, "utf8"), sig)) {
-    deny(
-      "InvalidProofOfPossession",
-      `proofOfPossession is not a valid ${keyType} signature over the pod UID ${spec.podUID}`,
-    );
+    return badProof(`proofOfPossession is not a valid ${keyType} signature over the pod UID ${spec.podUID}`);
   }
   return { spkiDer, keyType, publicKey, spkiSha256: spkiSha256(spkiDer), ignoredCsrContent: [] };
 }
 
-function readFromCsr(b64: string, allowed: readonly KeyType[], check: boolean): RequestKey {
-  const der = decodeField("stubPKCS10Request", b64, "InvalidProofOfPossession");
+function readFromCsr(b64: string, allowed: readonly KeyType[], check: boolean): RequestKey | RequestKeyProblem {
+  const der = decodeField("stubPKCS10Request", b64);
+  if (!Buffer.isBuffer(der)) return der;
   let csr: ParsedCsr;
   try {
     csr = parseCsr(der);
   } catch (e) {
-    return deny("InvalidProofOfPossession", `stubPKCS10Request is not a valid DER PKCS#10 request (${errText(e)})`);
+    return malformed("stubPKCS10Request", `stubPKCS10Request is not a valid DER PKCS#10 request (${errText(e)})`);
   }
-  const { publicKey, keyType } = parseSpki(csr.spkiDer, allowed);
+  const parsed = parseSpki(csr.spkiDer, allowed);
+  if ("problem" in parsed) return parsed;
+  const { publicKey, keyType } = parsed;
   const read = { spkiDer: csr.spkiDer, keyType, publicKey, spkiSha256: spkiSha256(csr.spkiDer), ignoredCsrContent: csr.ignored };
   if (!check) return read;
   const family = keyFamily(keyType);
   const alg = CSR_SIGNATURE_ALGORITHMS[family][csr.sigAlgOid];
   if (!alg) {
-    deny(
-      "InvalidProofOfPossession",
-      `stubPKCS10Request is signed with algorithm ${csr.sigAlgOid}, which is not valid for a ${keyType} key`,
-    );
+    return badProof(`stubPKCS10Request is signed with algorithm ${csr.sigAlgOid}, which is not valid for a ${keyType} key`);
   }
   const p = csr.sigAlgParams;
   const paramsOk =
     p === undefined ||
     (alg.params === "null-or-absent" && p.tag === TAG.NULL && p.end === p.valueStart);
   if (!paramsOk) {
-    deny("InvalidProofOfPossession", `stubPKCS10Request signature algorithm ${csr.sigAlgOid} has unexpected parameters`);
+    return badProof(`stubPKCS10Request signature algorithm ${csr.sigAlgOid} has unexpected parameters`);
   }
   let ok = false;
   try {
@@ -673,6 +693,6 @@ function readFromCsr(b64: string, allowed: readonly KeyType[], check: boolean): 
   } catch {
     ok = false;
   }
-  if (!ok) deny("InvalidProofOfPossession", `the stubPKCS10Request signature does not verify with its ${keyType} key`);
+  if (!ok) return badProof(`the stubPKCS10Request signature does not verify with its ${keyType} key`);
   return read;
 }

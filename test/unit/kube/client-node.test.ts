@@ -170,7 +170,7 @@ describe("failures", () => {
   it("talks TLS to an API server whose CA the kubeconfig names, reusing one connection, and refuses another CA", async () => {
     const now = new Date();
     const pool = parseCaPool(serializeCaPool(await createCaPool(["test.example/signer"], { keyAlgorithm: "ECDSAP256", validityDays: 1, now })));
-    const ca = activeCa(pool, "test.example/signer", now, 3600);
+    const ca = activeCa(pool, "test.example/signer", now);
     const { publicKey, privateKey } = generateKeyPairSync("ec", { namedCurve: "P-256" });
     const leaf = issueLeaf(ca.signer, {
       spkiDer: publicKey.export({ type: "spki", format: "der" }),

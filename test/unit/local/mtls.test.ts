@@ -13,7 +13,7 @@ let pool: CaPool;
 function credential(signer: string, uri: string, dnsNames: string[] = []): Credential {
   const key = generateRequestKeyPair("ECDSAP256");
   const now = Date.now();
-  const leaf = issueLeaf(activeCa(pool, signer, new Date(), 3600).signer, {
+  const leaf = issueLeaf(activeCa(pool, signer, new Date()).signer, {
     spkiDer: key.spkiDer,
     keyType: "ECDSAP256",
     uris: [uri],

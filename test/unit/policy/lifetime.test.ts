@@ -15,6 +15,9 @@ const s = (d: Date) => d.getTime() / 1000;
 const NOW = new Date("2026-03-10T12:34:56.789Z");
 const NB = Date.parse("2026-03-10T12:32:56Z") / 1000; // NOW truncated, minus 2 minutes
 const FAR = new Date("2036-01-01T00:00:00Z");
+const SIGNER = "example.com/identity";
+/** The active CA, as far as the times are concerned: its signer (for the message) and its end. */
+const ca = (notAfter: Date) => ({ signerName: SIGNER, notAfter });
 
 describe("grantedLifetimeSeconds", () => {
   it.each([
@@ -44,7 +47,7 @@ describe("grantedLifetimeSeconds", () => {
 
 describe("certificateTimes", () => {
   it("backdates notBefore by 2 minutes from now truncated to the second, and adds the lifetime", () => {
-    const t = certificateTimes({ now: NOW, lifetimeSeconds: DAY, caNotAfter: FAR, refreshFraction: 0.5 });
+    const t = certificateTimes({ now: NOW, lifetimeSeconds: DAY, ca: ca(FAR), refreshFraction: 0.5 });
     expect(t.notBefore.toISOString()).toBe("2026-03-10T12:32:56.000Z");
     expect(t.notAfter.toISOString()).toBe("2026-03-11T12:32:56.000Z");
     expect(t.beginRefreshAt.toISOString()).toBe("2026-03-11T00:32:56.000Z");
@@ -52,39 +55,44 @@ describe("certificateTimes", () => {
   });
 
   it("gives whole seconds even when now and the CA end carry milliseconds", () => {
-    const t = certificateTimes({ now: NOW, lifetimeSeconds: DAY, caNotAfter: new Date(NB * 1000 + 5 * HOUR * 1000 + 999), refreshFraction: 0.37 });
+    const t = certificateTimes({ now: NOW, lifetimeSeconds: DAY, ca: ca(new Date(NB * 1000 + 5 * HOUR * 1000 + 999)), refreshFraction: 0.37 });
     for (const d of [t.notBefore, t.notAfter, t.beginRefreshAt]) expect(d.getTime() % 1000).toBe(0);
     expect(s(t.notAfter)).toBe(NB + 5 * HOUR); // the CA's end, truncated, never after it
   });
 
   it("caps notAfter at the CA's notAfter", () => {
     const caEnd = new Date((NB + 10 * HOUR) * 1000);
-    const t = certificateTimes({ now: NOW, lifetimeSeconds: DAY, caNotAfter: caEnd, refreshFraction: 0.5 });
+    const t = certificateTimes({ now: NOW, lifetimeSeconds: DAY, ca: ca(caEnd), refreshFraction: 0.5 });
     expect(t.notAfter).toEqual(caEnd);
     expect(s(t.notBefore)).toBe(NB);
     expect(s(t.beginRefreshAt)).toBe(NB + 5 * HOUR); // half of the lifetime actually granted
   });
 
-  it("issues when the CA covers exactly one hour", () => {
-    const t = certificateTimes({ now: NOW, lifetimeSeconds: DAY, caNotAfter: new Date((NB + HOUR) * 1000), refreshFraction: 0.5 });
-    expect(s(t.notAfter) - s(t.notBefore)).toBe(HOUR);
+  it("issues when the CA has exactly an hour left from now (the certificate, backdated, gets a little more)", () => {
+    const t = certificateTimes({ now: NOW, lifetimeSeconds: DAY, ca: ca(new Date(NOW.getTime() + HOUR * 1000)), refreshFraction: 0.5 });
+    expect(s(t.notAfter)).toBe(Math.floor(NOW.getTime() / 1000) + HOUR);
+    expect(s(t.notAfter) - s(t.notBefore)).toBe(HOUR + BACKDATE_SECONDS);
   });
 
   it.each([
-    { case: "one second short of an hour", caEnd: NB + HOUR - 1 },
-    { case: "ending now", caEnd: Math.floor(NOW.getTime() / 1000) },
-    { case: "already expired", caEnd: NB - DAY },
-  ])("refuses transiently, saying why, when the CA cannot cover an hour ($case)", ({ caEnd }) => {
+    { case: "one millisecond short of an hour from now", caEndMs: NOW.getTime() + HOUR * 1000 - 1 },
+    { case: "an hour from notBefore (not from now)", caEndMs: (NB + HOUR) * 1000 },
+    { case: "one second short of an hour from notBefore", caEndMs: (NB + HOUR - 1) * 1000 },
+    { case: "ending now", caEndMs: Math.floor(NOW.getTime() / 1000) * 1000 },
+    { case: "already expired", caEndMs: (NB - DAY) * 1000 },
+  ])("refuses transiently, saying why, when the CA has less than an hour left ($case)", ({ caEndMs }) => {
     let err: unknown;
     try {
-      certificateTimes({ now: NOW, lifetimeSeconds: DAY, caNotAfter: new Date(caEnd * 1000), refreshFraction: 0.5 });
+      certificateTimes({ now: NOW, lifetimeSeconds: DAY, ca: ca(new Date(caEndMs)), refreshFraction: 0.5 });
     } catch (e) {
       err = e;
     }
     expect(err).toBeInstanceOf(TransientError);
     expect((err as TransientError).overloaded).toBe(false);
-    expect((err as Error).message).toContain(new Date(caEnd * 1000).toISOString());
-    expect((err as Error).message).toMatch(/CA/);
+    const left = Math.floor((caEndMs - NOW.getTime()) / 1000);
+    expect((err as Error).message).toBe(
+      `the newest CA for signer ${SIGNER} expires at ${new Date(caEndMs).toISOString()}, ${left}s from now, less than the ${MIN_LIFETIME_SECONDS}s a certificate needs; add a new CA to the pool`,
+    );
   });
 
   it.each([
@@ -95,7 +103,7 @@ describe("certificateTimes", () => {
     { case: "too late: lowered to notAfter - 10 min", lifetime: HOUR, fraction: 0.99, want: NB + HOUR - REFRESH_MARGIN_SECONDS },
     { case: "90% of a day fits", lifetime: DAY, fraction: 0.9, want: NB + 77760 },
   ])("beginRefreshAt: $case", ({ lifetime, fraction, want }) => {
-    const t = certificateTimes({ now: NOW, lifetimeSeconds: lifetime, caNotAfter: FAR, refreshFraction: fraction });
+    const t = certificateTimes({ now: NOW, lifetimeSeconds: lifetime, ca: ca(FAR), refreshFraction: fraction });
     expect(s(t.beginRefreshAt)).toBe(want);
   });
 
@@ -105,7 +113,7 @@ describe("certificateTimes", () => {
    * maxExpirationSeconds, beginRefreshAt within [notBefore + 10 min, notAfter − 10 min]. Plus
    * podcert's own: never past the CA, and notBefore exactly now − 2 min.
    */
-  it("property: the three times satisfy kube-apiserver's rules, or a TransientError says the CA is too short", () => {
+  it("property: the three times satisfy kube-apiserver's rules, or a TransientError says the CA ends within the hour", () => {
     const MIN_NOW = Date.parse("2000-01-01T00:00:00Z");
     const MAX_NOW = Date.parse("2090-01-01T00:00:00Z");
     let issued = 0;
@@ -123,14 +131,15 @@ describe("certificateTimes", () => {
           const nb = Math.floor(nowMs / 1000) - 120;
           let t;
           try {
-            t = certificateTimes({ now, lifetimeSeconds: lifetime, caNotAfter, refreshFraction: fraction });
+            t = certificateTimes({ now, lifetimeSeconds: lifetime, ca: ca(caNotAfter), refreshFraction: fraction });
           } catch (e) {
             expect(e).toBeInstanceOf(TransientError);
-            // refused only when the CA really cannot cover an hour from notBefore
-            expect(Math.floor(caNotAfter.getTime() / 1000) - nb).toBeLessThan(HOUR);
+            // refused exactly when the CA has less than an hour left from now
+            expect(caNotAfter.getTime() - nowMs).toBeLessThan(HOUR * 1000);
             refused++;
             return;
           }
+          expect(caNotAfter.getTime() - nowMs).toBeGreaterThanOrEqual(HOUR * 1000);
           issued++;
           const [b, a, r] = [t.notBefore.getTime(), t.notAfter.getTime(), t.beginRefreshAt.getTime()];
           for (const x of [b, a, r]) expect(x % 1000).toBe(0);

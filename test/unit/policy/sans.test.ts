@@ -3,8 +3,9 @@ import { describe, expect, it } from "vitest";
 import { RequestDeniedError } from "../../../shared/errors.js";
 import type { Pod, Service } from "../../../shared/pcr/model.js";
 import type { ServiceSelection } from "../../../shared/policy/annotations.js";
-import { deriveDnsNames, serviceDnsNames, serviceIneligibility, type SanFacts } from "../../../shared/policy/sans.js";
-import { NS, pod, service } from "../../helpers/objects.js";
+import { decideSans, deriveDnsNames, serviceDnsNames, serviceIneligibility, type SanFacts, type SansDecision, type SansFacts } from "../../../shared/policy/sans.js";
+import { ATESYSTEM_SIGNER, defaultSignerConfig, WORKERPOOL_SIGNER } from "../../../shared/profiles/defaults.js";
+import { NS, POD_NAME, POD_UID, pod, SA_NAME, service } from "../../helpers/objects.js";
 
 const CD = "cluster.local";
 
@@ -319,5 +320,95 @@ describe("deriveDnsNames", () => {
       // The generators must reach the interesting branch often enough to mean something.
       expect(derivedRuns).toBeGreaterThan(25);
     });
+  });
+});
+
+describe("decideSans: what derive-sans hands sign", () => {
+  const ate = defaultSignerConfig().signers.get(ATESYSTEM_SIGNER)!;
+  const workerpool = defaultSignerConfig().signers.get(WORKERPOOL_SIGNER)!;
+  const SPIFFE = `spiffe://cluster.local/ns/${NS}/sa/${SA_NAME}`;
+  const validated = (services: ServiceSelection, maxExpirationSeconds?: number): SansFacts["validated"] => ({
+    podName: POD_NAME,
+    podUID: POD_UID,
+    serviceAccountName: SA_NAME,
+    services,
+    ...(maxExpirationSeconds === undefined ? {} : { maxExpirationSeconds }),
+  });
+  const input = (o: Partial<SansFacts> & Pick<SansFacts, "validated">): SansFacts => ({
+    profile: ate,
+    clusterDomain: CD,
+    namespace: NS,
+    live: undefined,
+    ...o,
+  });
+  /** The decision without the error object: outcome, and reason and message for a denial. */
+  const summary = (d: SansDecision) => (d.outcome === "denied" ? { outcome: d.outcome, reason: d.error.reason, message: d.error.message } : d);
+
+  it.each<{ case: string; facts: SansFacts; want: object }>([
+    {
+      case: "no Service names asked: the SPIFFE ID only, nothing read (the pod is not looked at)",
+      facts: input({ validated: validated({ kind: "none" }) }),
+      want: { outcome: "derived", uris: [SPIFFE], dnsNames: [], lifetimeSeconds: 86400 },
+    },
+    {
+      case: "the request's maxExpirationSeconds caps the lifetime",
+      facts: input({ validated: validated({ kind: "none" }, 7200) }),
+      want: { outcome: "derived", uris: [SPIFFE], dnsNames: [], lifetimeSeconds: 7200 },
+    },
+    {
+      case: "the profile's trust domain and maximum lifetime",
+      facts: input({ profile: { ...workerpool, trustDomain: "example.org", maxLifetimeSeconds: 3600 }, validated: validated({ kind: "none" }) }),
+      want: { outcome: "derived", uris: [`spiffe://example.org/ns/${NS}/sa/${SA_NAME}`], dnsNames: [], lifetimeSeconds: 3600 },
+    },
+    {
+      case: "named Services that select the pod: their names",
+      facts: input({ validated: validated({ kind: "named", names: ["api"] }), live: { pod: pod(), services: [service("api")] } }),
+      want: { outcome: "derived", uris: [SPIFFE], dnsNames: svcNames("api"), lifetimeSeconds: 86400 },
+    },
+    {
+      case: '"true": every eligible Service selecting the pod',
+      facts: input({ validated: validated({ kind: "all" }), live: { pod: pod(), services: [service("b"), service("a"), service("other", { selector: { app: "x" } })] } }),
+      want: { outcome: "derived", uris: [SPIFFE], dnsNames: [...svcNames("a"), ...svcNames("b")], lifetimeSeconds: 86400 },
+    },
+    {
+      case: "the pod was deleted since validate: PodMismatch",
+      facts: input({ validated: validated({ kind: "all" }), live: { pod: undefined, services: [service("api")] } }),
+      want: { outcome: "denied", reason: "PodMismatch", message: `pod ${POD_NAME} was deleted after the request was validated` },
+    },
+    {
+      case: "the pod was replaced (another UID) since validate: PodMismatch",
+      facts: input({ validated: validated({ kind: "named", names: ["api"] }), live: { pod: pod({ uid: "another" }), services: [service("api")] } }),
+      want: { outcome: "denied", reason: "PodMismatch", message: `pod ${POD_NAME} was replaced after the request was validated` },
+    },
+    {
+      case: "a named Service that does not exist yet: wait",
+      facts: input({ validated: validated({ kind: "named", names: ["api"] }), live: { pod: pod(), services: [] } }),
+      want: { outcome: "waiting", message: `Service ${NS}/api does not exist` },
+    },
+    {
+      case: "more names than the profile's maxNames: TooManyDNSNames",
+      facts: input({ profile: { ...ate, dnsNames: { ...ate.dnsNames!, maxNames: 3 } }, validated: validated({ kind: "all" }), live: { pod: pod(), services: [service("a"), service("b")] } }),
+      want: { outcome: "denied", reason: "TooManyDNSNames", message: expect.stringMatching(/give 4 DNS names; this signer puts at most 3/) },
+    },
+    {
+      case: "a profile without a dnsNames configuration gives no names at all",
+      facts: input({ profile: workerpool, validated: validated({ kind: "named", names: ["api"] }), live: { pod: pod(), services: [service("api")] } }),
+      want: { outcome: "denied", reason: "TooManyDNSNames", message: expect.stringMatching(/at most 0/) },
+    },
+  ])("$case", ({ facts, want }) => {
+    expect(summary(decideSans(facts))).toEqual(want);
+  });
+
+  it("a denial is a RequestDeniedError (bounded message), never permanent", () => {
+    const d = decideSans(input({ validated: validated({ kind: "all" }), live: { pod: undefined, services: [] } }));
+    expect(d.outcome).toBe("denied");
+    if (d.outcome === "denied") {
+      expect(d.error).toBeInstanceOf(RequestDeniedError);
+      expect(d.error.permanent).toBe(false);
+    }
+  });
+
+  it("refuses to decide names without the live pod and Services (a caller's mistake, never a certificate without them)", () => {
+    expect(() => decideSans(input({ validated: validated({ kind: "named", names: ["api"] }) }))).toThrow(TypeError);
   });
 });

@@ -2,7 +2,7 @@ import { createHash, sign, type KeyObject } from "node:crypto";
 import { beforeAll, describe, expect, it } from "vitest";
 import { RequestDeniedError, type DenialReason } from "../../../shared/errors.js";
 import { KEY_TYPES, type KeyType, type Namespace, type PodCertificateRequest } from "../../../shared/pcr/model.js";
-import { decideValidation, describeScope, namespaceInScope, podMismatches, type ValidationDecision, type ValidationFacts } from "../../../shared/policy/validate.js";
+import { decideValidation, describeScope, keyProblemDenial, namespaceInScope, podMismatches, type ValidationDecision, type ValidationFacts } from "../../../shared/policy/validate.js";
 import type { NamespaceScope, SignerProfile } from "../../../shared/profiles/config.js";
 import {
   ATESYSTEM_SIGNER,
@@ -13,6 +13,7 @@ import {
 } from "../../../shared/profiles/defaults.js";
 import { bitString, integer, nullValue, oid, sequence, tlv } from "../../../shared/x509/der.js";
 import { stubCsr } from "../../../shared/x509/request-generator.js";
+import type { RequestKeyProblem } from "../../../shared/x509/request-key.js";
 import { kubeletRequest, namespace, node, NS, pcrFor, pod, serviceAccount, type PodOptions } from "../../helpers/objects.js";
 
 const ate = defaultSignerConfig().signers.get(ATESYSTEM_SIGNER)!;
@@ -308,5 +309,26 @@ describe("decideValidation: key problems", () => {
   it("denies a key type outside the profile's list for a stub CSR too", () => {
     const e = deniedWith(decideValidation(factsFor(requests["RSA4096/csr"], { profile: { ...ate, allowedKeyTypes: ["ECDSAP256"] } })), "UnsupportedKeyType");
     expect(e.message).toContain("ECDSAP256");
+  });
+});
+
+describe("keyProblemDenial: what is wrong with a key, as a denial reason", () => {
+  it.each<{ case: string; problem: RequestKeyProblem; reason: DenialReason }>([
+    { case: "a type the signer does not take", problem: { problem: "unsupportedType", keyType: "RSA2048", message: "m" }, reason: "UnsupportedKeyType" },
+    { case: "an unusable key (weak, not canonical, not DER)", problem: { problem: "unusableKey", message: "m" }, reason: "UnsupportedKeyType" },
+    { case: "a pkixPublicKey too long or not base64", problem: { problem: "malformed", field: "pkixPublicKey", message: "m" }, reason: "UnsupportedKeyType" },
+    { case: "a proofOfPossession too long or not base64", problem: { problem: "malformed", field: "proofOfPossession", message: "m" }, reason: "InvalidProofOfPossession" },
+    { case: "a stub CSR too long, not base64 or not DER (the CSR is the proof)", problem: { problem: "malformed", field: "stubPKCS10Request", message: "m" }, reason: "InvalidProofOfPossession" },
+    { case: "a missing or failing proof", problem: { problem: "badProof", message: "m" }, reason: "InvalidProofOfPossession" },
+  ])("$case: $reason", ({ problem, reason }) => {
+    const e = keyProblemDenial(problem);
+    expect(e).toBeInstanceOf(RequestDeniedError);
+    expect({ reason: e.reason, message: e.message, permanent: e.permanent }).toEqual({ reason, message: "m", permanent: false });
+  });
+
+  it("bounds the message as every denial is bounded (control characters replaced, 32 KiB)", () => {
+    const e = keyProblemDenial({ problem: "badProof", message: `proof over pod UID a\u0000b${"x".repeat(40_000)}` });
+    expect(e.message).toContain("a\uFFFDb");
+    expect(Buffer.byteLength(e.message)).toBeLessThanOrEqual(32 * 1024);
   });
 });

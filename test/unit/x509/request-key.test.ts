@@ -10,6 +10,7 @@ import {
 import { beforeAll, describe, expect, it } from "vitest";
 import { RequestDeniedError, type DenialReason } from "../../../shared/errors.js";
 import { KEY_TYPES, type KeyType } from "../../../shared/pcr/model.js";
+import { keyProblemDenial } from "../../../shared/policy/validate.js";
 import { bitString, integer, nullValue, oid, sequence, set, tlv, utf8String } from "../../../shared/x509/der.js";
 import {
   generateRequestKeyPair,
@@ -19,9 +20,12 @@ import {
 } from "../../../shared/x509/request-generator.js";
 import {
   classifyPublicKey,
+  isRequestKeyProblem,
   readRequestKey,
   REQUEST_KEY_LIMITS,
   spkiSha256,
+  type RequestKey,
+  type RequestKeyProblem,
 } from "../../../shared/x509/request-key.js";
 import { pssEncoded } from "../../helpers/forgeries.js";
 
@@ -39,18 +43,27 @@ beforeAll(() => {
   }
 }, 120_000);
 
-function denied(fn: () => unknown, reason: DenialReason, message?: RegExp): RequestDeniedError {
-  let err: unknown;
-  try {
-    fn();
-  } catch (e) {
-    err = e;
-  }
-  expect(err, "expected a RequestDeniedError").toBeInstanceOf(RequestDeniedError);
-  const d = err as RequestDeniedError;
+/**
+ * readRequestKey returns what is wrong as data; the denial it becomes (reason and message) is
+ * policy/validate.ts's keyProblemDenial, which validate applies. Checked together here: this is
+ * the reason and message the PCR's Denied condition gets.
+ */
+function denied(fn: () => RequestKey | RequestKeyProblem, reason: DenialReason, message?: RegExp): RequestDeniedError {
+  const r = fn();
+  if (!isRequestKeyProblem(r)) throw new Error(`expected a key problem (${reason}), read a ${r.keyType} key`);
+  const d = keyProblemDenial(r);
+  expect(d).toBeInstanceOf(RequestDeniedError);
   expect(d.reason).toBe(reason);
+  expect(d.message).toBe(r.message);
   if (message) expect(d.message).toMatch(message);
   return d;
+}
+
+/** The key, read without a problem (a problem fails the test, saying what it was). */
+function readKey(...args: Parameters<typeof readRequestKey>): RequestKey {
+  const r = readRequestKey(...args);
+  if (isRequestKeyProblem(r)) throw new Error(`expected a key, got ${r.problem}: ${r.message}`);
+  return r;
 }
 
 function pkixSpec(k: RequestKeyPair, uid = POD_UID, proof?: Buffer) {
@@ -85,7 +98,7 @@ function customCsr(o: {
 describe("readRequestKey: pkixPublicKey + proofOfPossession", () => {
   it.each(KEY_TYPES)("accepts a kubelet-style %s request", (t) => {
     const k = keys[t];
-    const r = readRequestKey(pkixSpec(k), KEY_TYPES);
+    const r = readKey(pkixSpec(k), KEY_TYPES);
     expect(r.keyType).toBe(t);
     expect(r.spkiDer.equals(k.spkiDer)).toBe(true);
     expect(r.spkiSha256).toBe(createHash("sha256").update(k.spkiDer).digest("base64url"));
@@ -120,8 +133,8 @@ describe("readRequestKey: pkixPublicKey + proofOfPossession", () => {
         padding: constants.RSA_PKCS1_PSS_PADDING,
         saltLength: 32,
       });
-      expect(readRequestKey(pkixSpec(k, POD_UID, maxSalt), KEY_TYPES).keyType).toBe(t);
-      expect(readRequestKey(pkixSpec(k, POD_UID, salt32), KEY_TYPES).keyType).toBe(t);
+      expect(readKey(pkixSpec(k, POD_UID, maxSalt), KEY_TYPES).keyType).toBe(t);
+      expect(readKey(pkixSpec(k, POD_UID, salt32), KEY_TYPES).keyType).toBe(t);
     }
   });
 
@@ -140,7 +153,7 @@ describe("readRequestKey: pkixPublicKey + proofOfPossession", () => {
     denied(() => readRequestKey(pkixSpec(k, POD_UID, p1363), KEY_TYPES), "InvalidProofOfPossession");
     const p521 = keys.ECDSAP521;
     const ok = sign("sha256", data, { key: p521.privateKey, dsaEncoding: "der" });
-    expect(readRequestKey(pkixSpec(p521, POD_UID, ok), KEY_TYPES).keyType).toBe("ECDSAP521");
+    expect(readKey(pkixSpec(p521, POD_UID, ok), KEY_TYPES).keyType).toBe("ECDSAP521");
   });
 
   it("denies missing or undecodable proofs", () => {
@@ -167,7 +180,7 @@ describe("readRequestKey: pkixPublicKey + proofOfPossession", () => {
 describe("readRequestKey: stubPKCS10Request", () => {
   it.each(KEY_TYPES)("accepts a Go-style %s stub CSR and returns the same key as pkixPublicKey would", (t) => {
     const k = keys[t];
-    const r = readRequestKey(csrSpec(stubCsr(k.privateKey, k.spkiDer)), KEY_TYPES);
+    const r = readKey(csrSpec(stubCsr(k.privateKey, k.spkiDer)), KEY_TYPES);
     expect(r.keyType).toBe(t);
     expect(r.spkiDer.equals(k.spkiDer)).toBe(true);
     expect(r.spkiSha256).toBe(spkiSha256(k.spkiDer));
@@ -197,7 +210,7 @@ describe("readRequestKey: stubPKCS10Request", () => {
     const sig = a.ecdsa ? sign(a.hash, cri, { key: k.privateKey, dsaEncoding: "der" }) : sign(a.hash, cri, k.privateKey);
     const algId = a.params === "null" ? sequence(oid(a.algOid), nullValue()) : sequence(oid(a.algOid));
     const csr = sequence(cri, algId, bitString(sig));
-    expect(readRequestKey(csrSpec(csr), KEY_TYPES).keyType).toBe(t); // intact: accepted
+    expect(readKey(csrSpec(csr), KEY_TYPES).keyType).toBe(t); // intact: accepted
     const at = csr.indexOf("podcert-test");
     csr.write("podcert-TEST", at, "latin1");
     denied(() => readRequestKey(csrSpec(csr), KEY_TYPES), "InvalidProofOfPossession", /does not verify/);
@@ -220,12 +233,12 @@ describe("readRequestKey: stubPKCS10Request", () => {
       ["1.2.840.10045.4.3.4", "sha512"],
     ] as const) {
       const csr = customCsr({ spkiDer: ec.spkiDer, signWith: ec.privateKey, algOid, hash, ecdsa: true });
-      expect(readRequestKey(csrSpec(csr), KEY_TYPES).keyType).toBe("ECDSAP256");
+      expect(readKey(csrSpec(csr), KEY_TYPES).keyType).toBe("ECDSAP256");
     }
     const rsa512 = customCsr({ spkiDer: rsa.spkiDer, signWith: rsa.privateKey, algOid: "1.2.840.113549.1.1.13", params: "null", hash: "sha512" });
-    expect(readRequestKey(csrSpec(rsa512), KEY_TYPES).keyType).toBe("RSA3072");
+    expect(readKey(csrSpec(rsa512), KEY_TYPES).keyType).toBe("RSA3072");
     const rsaNoParams = customCsr({ spkiDer: rsa.spkiDer, signWith: rsa.privateKey, algOid: "1.2.840.113549.1.1.11", hash: "sha256" });
-    expect(readRequestKey(csrSpec(rsaNoParams), KEY_TYPES).keyType).toBe("RSA3072");
+    expect(readKey(csrSpec(rsaNoParams), KEY_TYPES).keyType).toBe("RSA3072");
 
     // refused: an RSA signature labelled ECDSA, an ECDSA key with an RSA OID, SHA-1, Ed25519 OID on EC
     const mislabeled = customCsr({ spkiDer: rsa.spkiDer, signWith: rsa.privateKey, algOid: "1.2.840.10045.4.3.2", hash: "sha256" });
@@ -286,21 +299,21 @@ describe("readRequestKey: stubPKCS10Request", () => {
         ignored: ["an unreadable extension", "an unreadable attribute"],
       },
     ])("$case", ({ subject: subjectDer, attributes, ignored }) => {
-      const r = readRequestKey(csrSpec(csrWithContent(subjectDer, attributes)), KEY_TYPES);
+      const r = readKey(csrSpec(csrWithContent(subjectDer, attributes)), KEY_TYPES);
       expect(r.keyType).toBe("ED25519"); // described, never denied
       expect(r.ignoredCsrContent).toEqual(ignored);
-      expect(readRequestKey(csrSpec(csrWithContent(subjectDer, attributes)), KEY_TYPES, { verify: false }).ignoredCsrContent).toEqual(ignored);
+      expect(readKey(csrSpec(csrWithContent(subjectDer, attributes)), KEY_TYPES, { verify: false }).ignoredCsrContent).toEqual(ignored);
     });
 
     it("lists at most 16 entries, then how many more", () => {
       const exts = Array.from({ length: 20 }, (_, i) => ext(`1.2.3.${i}`, sequence()));
-      const r = readRequestKey(csrSpec(csrWithContent(sequence(), [extensionRequest(...exts)])), KEY_TYPES);
+      const r = readKey(csrSpec(csrWithContent(sequence(), [extensionRequest(...exts)])), KEY_TYPES);
       expect(r.ignoredCsrContent).toHaveLength(17);
       expect(r.ignoredCsrContent.at(-1)).toBe("4 more");
     });
 
     it("is empty for a pkixPublicKey request", () => {
-      expect(readRequestKey(pkixSpec(keys.ED25519), KEY_TYPES).ignoredCsrContent).toEqual([]);
+      expect(readKey(pkixSpec(keys.ED25519), KEY_TYPES).ignoredCsrContent).toEqual([]);
     });
   });
 
@@ -448,6 +461,28 @@ describe("readRequestKey: size limits before decoding", () => {
   });
 });
 
+describe("readRequestKey: what is wrong is returned as data, never thrown", () => {
+  const ec = () => keys.ECDSAP256;
+  it.each<{ case: string; spec: () => Parameters<typeof readRequestKey>[0]; allowed?: KeyType[]; verify?: false; want: Partial<RequestKeyProblem> }>([
+    { case: "a type the caller does not accept", spec: () => pkixSpec(ec()), allowed: ["ED25519"], want: { problem: "unsupportedType", keyType: "ECDSAP256" } },
+    { case: "a type kubelet never uses", spec: () => ({ podUID: POD_UID, pkixPublicKey: b64(generateKeyPairSync("x25519").publicKey.export({ type: "spki", format: "der" })) }), want: { problem: "unsupportedType", keyType: "X25519" } },
+    { case: "an SPKI that is not DER", spec: () => ({ podUID: POD_UID, pkixPublicKey: b64(Buffer.from("garbage")) }), want: { problem: "unusableKey" } },
+    { case: "a small-order Ed25519 key, proof not checked", spec: () => ({ podUID: POD_UID, pkixPublicKey: b64(Buffer.from("302a300506032b6570032100" + "01" + "00".repeat(31), "hex")) }), verify: false, want: { problem: "unusableKey" } },
+    { case: "a pkixPublicKey that is not base64", spec: () => ({ podUID: POD_UID, pkixPublicKey: "%%%" }), want: { problem: "malformed", field: "pkixPublicKey" } },
+    { case: "a proofOfPossession that is not base64", spec: () => ({ ...pkixSpec(ec()), proofOfPossession: "%%%" }), want: { problem: "malformed", field: "proofOfPossession" } },
+    { case: "a stub CSR that is not DER", spec: () => csrSpec(Buffer.from("hello")), want: { problem: "malformed", field: "stubPKCS10Request" } },
+    { case: "both key forms", spec: () => ({ ...pkixSpec(ec()), stubPKCS10Request: b64(stubCsr(ec().privateKey, ec().spkiDer)) }), want: { problem: "malformed", field: "stubPKCS10Request" } },
+    { case: "neither key form", spec: () => ({ podUID: POD_UID }), want: { problem: "badProof" } },
+    { case: "no proofOfPossession", spec: () => ({ podUID: POD_UID, pkixPublicKey: b64(ec().spkiDer) }), want: { problem: "badProof" } },
+    { case: "a proof by another key", spec: () => pkixSpec(ec(), POD_UID, proofOfPossession(others.ECDSAP256.privateKey, POD_UID)), want: { problem: "badProof" } },
+  ])("$case: $want.problem", ({ spec, allowed, verify, want }) => {
+    let r: RequestKey | RequestKeyProblem | undefined;
+    expect(() => (r = readRequestKey(spec(), allowed ?? KEY_TYPES, verify === false ? { verify } : {}))).not.toThrow();
+    expect(r).toMatchObject(want);
+    expect((r as RequestKeyProblem).message).toEqual(expect.any(String));
+  });
+});
+
 describe("classifyPublicKey and spkiSha256", () => {
   it("classifies exactly the six kubelet key types", () => {
     for (const t of KEY_TYPES) expect(classifyPublicKey(keys[t].publicKey)).toBe(t);
@@ -470,10 +505,10 @@ describe("readRequestKey with verify: false (for steps holding validate's attest
     const k = gen("ECDSAP256");
     const other = gen("ECDSAP256");
     const spec = { podUID: "u1", pkixPublicKey: k.spkiDer.toString("base64"), proofOfPossession: prove(other.privateKey, "u1").toString("base64") };
-    expect(() => read(spec, ["ECDSAP256"])).toThrow(/proofOfPossession is not a valid/);
+    expect(read(spec, ["ECDSAP256"])).toMatchObject({ problem: "badProof", message: expect.stringMatching(/proofOfPossession is not a valid/) });
     const key = read(spec, ["ECDSAP256"], { verify: false });
-    expect(key.spkiDer.equals(k.spkiDer)).toBe(true);
-    expect(() => read(spec, ["ED25519"], { verify: false })).toThrow(/not supported/);
+    expect(isRequestKeyProblem(key) ? key.message : key.spkiDer.equals(k.spkiDer)).toBe(true);
+    expect(read(spec, ["ED25519"], { verify: false })).toMatchObject({ problem: "unsupportedType", keyType: "ECDSAP256", message: expect.stringMatching(/not supported/) });
   });
 });
 
@@ -576,7 +611,7 @@ describe("readRequestKey: Ed25519 keys of small order (anyone can sign) and non-
     const ordinary = ed25519Spki("eaffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f");
     expect(ed25519Decode(ordinary.subarray(12))).toBeDefined();
     expect(ed25519IsIdentity(ed25519Times8(ed25519Decode(ordinary.subarray(12))!))).toBe(false);
-    const r = readRequestKey({ podUID: POD_UID, pkixPublicKey: b64(ordinary), proofOfPossession: b64(Buffer.alloc(64)) }, KEY_TYPES, { verify: false });
+    const r = readKey({ podUID: POD_UID, pkixPublicKey: b64(ordinary), proofOfPossession: b64(Buffer.alloc(64)) }, KEY_TYPES, { verify: false });
     expect(r.keyType).toBe("ED25519");
   });
 });
@@ -617,7 +652,7 @@ describe("readRequestKey: RSA keys anyone can sign with or Go's crypto/rsa refus
     { case: "e = 2^31 - 1", e: "7fffffff" },
   ])("reads an odd modulus with an exponent Go accepts: $case", ({ e }) => {
     const spki = rsaSpki(N3072_ODD, e);
-    const r = readRequestKey({ podUID: POD_UID, pkixPublicKey: b64(spki), proofOfPossession: b64(Buffer.alloc(384, 1)) }, KEY_TYPES, { verify: false });
+    const r = readKey({ podUID: POD_UID, pkixPublicKey: b64(spki), proofOfPossession: b64(Buffer.alloc(384, 1)) }, KEY_TYPES, { verify: false });
     expect(r.keyType).toBe("RSA3072");
     expect(r.spkiDer.equals(spki)).toBe(true);
   });
@@ -637,7 +672,7 @@ describe("readRequestKey: ECDSA points off the curve, out of range or at infinit
     { case: "P-384 (0, sqrt(b))", spki: P384 + "00".repeat(48) + P384_Y, keyType: "ECDSAP384" },
     { case: "P-521 (0, sqrt(b))", spki: P521 + "00".repeat(66) + P521_Y, keyType: "ECDSAP521" },
   ])("reads a point on the curve (the control for the cases below): $case", ({ spki, keyType }) => {
-    const r = readRequestKey({ podUID: POD_UID, pkixPublicKey: b64(hex(spki)), proofOfPossession: "AAAA" }, KEY_TYPES, { verify: false });
+    const r = readKey({ podUID: POD_UID, pkixPublicKey: b64(hex(spki)), proofOfPossession: "AAAA" }, KEY_TYPES, { verify: false });
     expect(r.keyType).toBe(keyType);
   });
 

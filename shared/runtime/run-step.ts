@@ -1,0 +1,321 @@
+/**
+ * The step runner: what every step does around its algorithm, written once.
+ *
+ * A step's algorithm reads the facts it needs, calls the pure decisions of shared/policy/ and
+ * returns an {@link Outcome}. The runner does the rest, the same way for every step:
+ *
+ * 1. reads the event: an ApiServerSource (or resync) event names a PCR and proves nothing
+ *    ({@link sourceStep}); a step event carries attestations ({@link attestedStep}), each verified
+ *    against the decision kind the step expects from the step that made it, all bound to one key;
+ * 2. resolves the signer profile (an unknown signer is a bad event, or not ours for a source event);
+ * 3. reads the PCR back when the step needs it, and skips one that is gone, was re-created or is
+ *    already terminal (deliveries are at least once; our own status writes come back as updates);
+ * 4. runs the algorithm and carries out its outcome:
+ *    - `handOn`: the attested reply event (validate's and derive-sans' decisions, any denial);
+ *    - `writeStatus`: the status checked against kube-apiserver's rules and written with the
+ *      resourceVersion read (a conflict that another delivery won is a skip, any other a retry),
+ *      then the decision log, the Kubernetes Event and an optional reply;
+ *    - `wait`: nothing written, 503, so the broker redelivers (derive-sans waiting for Services);
+ *    - `skip`: nothing to do, 204.
+ *
+ * So retry versus final is decided here: a denial is handed on (deny writes it, final), waiting
+ * and conflicts are retried, and errors keep their meaning (shared/errors.ts): an event that does
+ * not authenticate (an attestation that does not verify, or does not match the PCR as stored) is
+ * a RejectedEventError (4xx, not retried), Kubernetes API failures are TransientErrors (retried),
+ * anything else is a bug (500). Every outcome that decides something is logged as one `decision`
+ * line and counted.
+ */
+import { RejectedEventError, TransientError, type RequestDeniedError } from "../errors.js";
+import { verifyAttestation, type AttestationClaims, type Decision, type DecisionKind, type DecisionOf } from "../events/attestation.js";
+import { readPcrTrigger } from "../events/pcr-event.js";
+import { EVENT_TYPES, readStepEventData, type PodcertEvent, type StepEventData, type StepName } from "../events/types.js";
+import type { PcrRef, PcrStatus, PodCertificateRequest } from "../pcr/model.js";
+import { pcrStatusUpdateErrors } from "../pcr/status-rules.js";
+import type { SignerProfile } from "../profiles/config.js";
+import type { FunctionContext, FunctionDefinition } from "./function.js";
+import { profileFor } from "./profile.js";
+import { handOn, logDecision, readPendingPcr, recordPcrEvent, writeStatus } from "./steps.js";
+
+// ---------------------------------------------------------------------------------------------
+// Outcomes
+// ---------------------------------------------------------------------------------------------
+
+/** The fields of the decision log line besides the PCR and the signer (outcome first). */
+export interface DecisionLog {
+  outcome: string;
+  reason?: string;
+  message?: string;
+  [field: string]: unknown;
+}
+
+/** A reply event carrying this step's attested decision. */
+export interface HandOn {
+  kind: "handOn";
+  type: (typeof EVENT_TYPES)[keyof typeof EVENT_TYPES];
+  /** The request key's hash the attestation binds. */
+  spkiSha256: string;
+  decision: Decision;
+  log: DecisionLog;
+  /** Pass on the attestations received as well, for a next step that requires them. */
+  withReceived?: boolean;
+}
+
+/** A terminal status for the PCR as read. */
+export interface WriteStatus {
+  kind: "writeStatus";
+  /** The PCR as read: its resourceVersion makes the write conditional. */
+  pcr: PodCertificateRequest;
+  status: PcrStatus;
+  /** Logged once the status is written (not when another delivery wrote first). */
+  log: DecisionLog;
+  /** The Kubernetes Event recorded on the PCR once written (`kubectl describe`). */
+  note: { type: "Normal" | "Warning"; reason: string; message: string };
+  /** For an Issued status: the time spent signing, recorded with the time to issue. */
+  signSeconds?: number;
+  /** A reply once the status is written. */
+  then?: Omit<HandOn, "kind" | "log">;
+}
+
+/** Not yet: something in the cluster the request needs is missing. Retried; nothing is written. */
+export interface Wait {
+  kind: "wait";
+  /** What is waited for ("Services"). */
+  for: string;
+  message: string;
+}
+
+/** Nothing to do for this event (the PCR is gone, re-created or finished). */
+export interface Skip {
+  kind: "skip";
+  why: string;
+}
+
+export type Outcome = HandOn | WriteStatus | Wait | Skip;
+
+export function reply(
+  type: HandOn["type"],
+  spkiSha256: string,
+  decision: Decision,
+  log: DecisionLog,
+  o: { withReceived?: boolean } = {},
+): HandOn {
+  return { kind: "handOn", type, spkiSha256, decision, log, ...o };
+}
+
+/** A denial decided by policy, handed on to deny (which writes it). */
+export function denied(error: RequestDeniedError, spkiSha256: string, o: { withReceived?: boolean } = {}): HandOn {
+  const { reason, message, permanent } = error;
+  return reply(EVENT_TYPES.denied, spkiSha256, { kind: "denied", reason, message, permanent }, { outcome: "denied", reason, message }, o);
+}
+
+export function wait(what: string, message: string): Wait {
+  return { kind: "wait", for: what, message };
+}
+
+export function skip(why: string): Skip {
+  return { kind: "skip", why };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Step definitions
+// ---------------------------------------------------------------------------------------------
+
+interface StepShape {
+  step: StepName;
+  consumes: readonly string[];
+  emits: readonly string[];
+}
+
+/** What every step's algorithm is given. */
+export interface StepInput {
+  ctx: FunctionContext;
+  profile: SignerProfile;
+  /** The PCR the event is about. */
+  ref: PcrRef;
+  /** When the event is handled (attestations were verified at this time). */
+  now: Date;
+}
+
+/**
+ * A step whose input is an ApiServerSource (or resync) event. Nothing in it is trusted: it only
+ * names a PCR, which is read back from the API server; that copy is the algorithm's input. Events
+ * for a signer this deployment does not serve, or whose copy is already terminal, and PCRs whose
+ * stored signer differs from the event's, are ignored without a decision.
+ */
+export function sourceStep(def: StepShape & { run(input: StepInput & { pcr: PodCertificateRequest }): Promise<Outcome> | Outcome }): FunctionDefinition {
+  return {
+    step: def.step,
+    consumes: def.consumes,
+    emits: def.emits,
+    async handle(event, ctx) {
+      const trigger = readPcrTrigger(event);
+      const profile = ctx.config.signers.get(trigger.signerName);
+      if (profile === undefined || trigger.terminal) return undefined;
+      const at: Where = { ref: trigger.ref, profile, received: undefined };
+      const read = await readPendingPcr(ctx, trigger.ref);
+      if ("skip" in read) return carryOut(ctx, event, at, skip(read.skip));
+      // The API server's copy decides; an event that named another signer changes nothing.
+      if (read.pcr.spec.signerName !== profile.name) return undefined;
+      return carryOut(ctx, event, at, await def.run({ ctx, profile, ref: trigger.ref, now: ctx.now(), pcr: read.pcr }));
+    },
+  };
+}
+
+/** The steps whose attestations a step event can carry. */
+type AttestingStep = keyof StepEventData["attestations"];
+
+/**
+ * For each decision kind a step requires, the step whose attestation must carry it; a function
+ * when that depends on the event (deny takes the denial of whichever step made it).
+ */
+export type Expects = { readonly [K in DecisionKind]?: AttestingStep | ((data: StepEventData) => AttestingStep) };
+
+/** The verified decisions, each typed by its kind: `attested.validated.podName`. */
+export type Attested<E extends Expects> = { readonly [K in keyof E & DecisionKind]: DecisionOf<K> };
+
+export interface AttestedInput<E extends Expects, H> extends StepInput {
+  attested: Attested<E>;
+  /** The request key's hash, bound by every attestation received (they must agree). */
+  spkiSha256: string;
+  /** What the step holds (sign: the CA pool), from its `holds`. */
+  holds: H;
+}
+
+interface AttestedShape<E extends Expects, H> extends StepShape {
+  expects: E;
+  /**
+   * What the step needs from its context to work at all, checked before the event's attestations
+   * (sign: the CA pool; without it, a TransientError).
+   */
+  holds?: (ctx: FunctionContext) => H;
+}
+
+/** A step that works from the attestations alone, without reading the PCR back (derive-sans). */
+export function attestedStep<E extends Expects, H = undefined>(
+  def: AttestedShape<E, H> & { readsPcr?: false; run(input: AttestedInput<E, H>): Promise<Outcome> | Outcome },
+): FunctionDefinition;
+/**
+ * A step that reads the PCR back before its algorithm (sign, deny), and `beside` it, in parallel
+ * so the step waits no longer, whatever else it needs (sign: the pod).
+ */
+export function attestedStep<E extends Expects, H = undefined, B = undefined>(
+  def: AttestedShape<E, H> & {
+    readsPcr: true;
+    beside?: (input: AttestedInput<E, H>) => Promise<B>;
+    run(input: AttestedInput<E, H> & { pcr: PodCertificateRequest; beside: B }): Promise<Outcome> | Outcome;
+  },
+): FunctionDefinition;
+export function attestedStep<E extends Expects, H, B>(
+  def: AttestedShape<E, H> & {
+    readsPcr?: boolean;
+    beside?: (input: AttestedInput<E, H>) => Promise<B>;
+    run(input: AttestedInput<E, H> & { pcr?: PodCertificateRequest; beside?: B }): Promise<Outcome> | Outcome;
+  },
+): FunctionDefinition {
+  const expected = Object.entries(def.expects) as [DecisionKind, NonNullable<Expects[DecisionKind]>][];
+  if (expected.length === 0) throw new Error(`step ${def.step} must expect at least one attestation`);
+  return {
+    step: def.step,
+    consumes: def.consumes,
+    emits: def.emits,
+    async handle(event, ctx) {
+      const data = readStepEventData(event);
+      const profile = profileFor(ctx, data.signerName);
+      const holds = def.holds === undefined ? (undefined as H) : def.holds(ctx);
+      const now = ctx.now();
+      const { attested, spkiSha256 } = await verifyExpected(ctx, data, profile, expected, now);
+      const input: AttestedInput<E, H> = { ctx, profile, ref: data.pcr, now, attested: attested as Attested<E>, spkiSha256, holds };
+      const at: Where = { ref: data.pcr, profile, received: data.attestations };
+      if (def.readsPcr !== true) return carryOut(ctx, event, at, await def.run(input));
+      const [read, beside] =
+        def.beside === undefined ? [await readPendingPcr(ctx, data.pcr), undefined] : await Promise.all([readPendingPcr(ctx, data.pcr), def.beside(input)]);
+      if ("skip" in read) return carryOut(ctx, event, at, skip(read.skip));
+      return carryOut(ctx, event, at, await def.run({ ...input, pcr: read.pcr, beside }));
+    },
+  };
+}
+
+/**
+ * Verifies every expected attestation (in parallel) against the event's PCR and signer, and that
+ * they bind the same key. Each verifyAttestation checked its decision's kind, so the record is
+ * keyed by kind with the matching type.
+ */
+async function verifyExpected(
+  ctx: FunctionContext,
+  data: StepEventData,
+  profile: SignerProfile,
+  expected: readonly [DecisionKind, NonNullable<Expects[DecisionKind]>][],
+  now: Date,
+): Promise<{ attested: Partial<Record<DecisionKind, Decision>>; spkiSha256: string }> {
+  const verify = ([kind, by]: (typeof expected)[number]): Promise<AttestationClaims> => {
+    const from = typeof by === "function" ? by(data) : by;
+    const expect = { from, kind, pcr: data.pcr, signerName: profile.name, maxLifetimeSeconds: ctx.config.attestationTTLSeconds };
+    return verifyAttestation(ctx.keys, data.attestations[from], expect, now);
+  };
+  const claims = expected.length === 1 ? [await verify(expected[0]!)] : await Promise.all(expected.map(verify));
+  const first = claims[0]!;
+  const attested: Partial<Record<DecisionKind, Decision>> = {};
+  for (const c of claims) {
+    if (c.spkiSha256 !== first.spkiSha256) {
+      throw new RejectedEventError(`the ${first.step} and ${c.step} attestations are bound to different keys`, 403);
+    }
+    attested[c.decision.kind] = c.decision;
+  }
+  return { attested, spkiSha256: first.spkiSha256 };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Carrying out an outcome
+// ---------------------------------------------------------------------------------------------
+
+interface Where {
+  ref: PcrRef;
+  profile: SignerProfile;
+  /** The attestations the event carried (none for a source event). */
+  received: StepEventData["attestations"] | undefined;
+}
+
+async function carryOut(ctx: FunctionContext, event: PodcertEvent, at: Where, o: Outcome): Promise<PodcertEvent | undefined> {
+  const log = (fields: DecisionLog) => logDecision(ctx, event, { pcr: at.ref, signerName: at.profile.name, ...fields });
+  const send = (h: Omit<HandOn, "kind" | "log">) =>
+    handOn(ctx, event, {
+      type: h.type,
+      pcr: at.ref,
+      signerName: at.profile.name,
+      spkiSha256: h.spkiSha256,
+      decision: h.decision,
+      ...(h.withReceived === true && at.received !== undefined ? { previous: at.received } : {}),
+    });
+  switch (o.kind) {
+    case "skip":
+      log({ outcome: "skipped", message: o.why });
+      return undefined;
+    case "wait":
+      log({ outcome: "waiting", message: o.message });
+      throw new TransientError(`waiting for ${o.for}: ${o.message}`);
+    case "handOn":
+      log(o.log);
+      return send(o);
+    case "writeStatus": {
+      // What kube-apiserver would refuse is a bug here, not a property of the request: fail loudly
+      // (500, retried, then dead-lettered) rather than write something else.
+      const problems = pcrStatusUpdateErrors(o.pcr, o.status, ctx.now());
+      if (problems.length > 0) throw new Error(`refusing to write a status kube-apiserver would reject: ${problems.join("; ")}`);
+      if (!(await writeStatus(ctx, o.pcr, o.status))) {
+        log({ outcome: "skipped", message: "another delivery finished this PCR first" });
+        return undefined;
+      }
+      log(o.log);
+      if (o.signSeconds !== undefined) {
+        const created = o.pcr.metadata.creationTimestamp ? Date.parse(o.pcr.metadata.creationTimestamp) : Number.NaN;
+        ctx.metrics?.issued({
+          signer: at.profile.name,
+          signSeconds: o.signSeconds,
+          ...(Number.isNaN(created) ? {} : { secondsSinceCreation: (Date.now() - created) / 1000 }),
+        });
+      }
+      recordPcrEvent(ctx, o.pcr, o.note.type, o.note.reason, o.note.message);
+      return o.then === undefined ? undefined : send(o.then);
+    }
+  }
+}
