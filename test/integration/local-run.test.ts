@@ -39,7 +39,10 @@ describe("the local run", () => {
     // The PCRs are created while sign is down or coming back: deliveries to it fail and are retried.
     const requests = await requestPodCertificates(flow.kubeconfig);
 
-    await expect.poll(async () => (await fetch(`${sign.url}/healthz`).catch(() => undefined))?.status, { timeout: 20_000, interval: 100 }).toBe(200);
+    // The flow records the restart once its own readiness check passes, which may be a moment
+    // after the new process first answers /healthz: wait for the record, then check both.
+    await expect.poll(() => flow.exits[0]?.restarted?.ok, { timeout: 20_000, interval: 100 }).toBe(true);
+    expect((await fetch(`${sign.url}/healthz`)).status).toBe(200);
     expect(sign.child).not.toBe(killed);
     expect(flow.exits).toMatchObject([{ name: "sign", signal: "SIGKILL", restarts: 1, restarted: { ok: true } }]);
     expect(said.some((m) => /sign exited unexpectedly \(signal SIGKILL\); restarting it on the same port/.test(m))).toBe(true);
