@@ -11,9 +11,9 @@ import { request } from "undici";
 import { parseAllDocuments } from "yaml";
 import { ConfigError, isPodcertError, RejectedEventError } from "../errors.js";
 import { eventFromHttp, eventToBinaryHttp, MAX_EVENT_BYTES } from "../events/codec.js";
-import { jsonShapeProblem } from "../events/json-shape.js";
 import type { PodcertEvent } from "../events/types.js";
 import { BODY_TIMEOUT_MS, CONNECTIONS_CHECK_INTERVAL_MS, HEADERS_TIMEOUT_MS, readBody } from "../runtime/body.js";
+import { eventFromBody, UploadError } from "../runtime/http.js";
 
 export interface TriggerRoute {
   name: string;
@@ -277,11 +277,12 @@ export class LocalBroker {
         .then((read) => {
           try {
             if (read.kind === "aborted") return;
-            if (read.kind === "too-large") return plain(res, 413, `event larger than ${MAX_EVENT_BYTES} bytes`);
-            if (read.kind === "timed-out") return plain(res, 408, `the event did not arrive within ${BODY_TIMEOUT_MS} ms`);
-            const problem = jsonShapeProblem(read.body);
-            if (problem !== undefined) return plain(res, 413, `event too complex to parse: ${problem}`);
-            this.publish(eventFromHttp(req.headers, read.body.toString("utf8")));
+            const parsed = eventFromBody(read, req.headers, { timeoutMs: BODY_TIMEOUT_MS });
+            if ("refused" in parsed) {
+              const e = parsed.refused.error;
+              return plain(res, parsed.refused.status, isPodcertError(e) || e instanceof UploadError ? e.message : "internal error");
+            }
+            this.publish(parsed.event);
             res.writeHead(202).end();
           } catch (e) {
             if (res.headersSent) res.destroy();

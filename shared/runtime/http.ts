@@ -11,7 +11,7 @@
  */
 import { createServer, type IncomingHttpHeaders, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import { isPodcertError, RejectedEventError, TransientError } from "../errors.js";
-import { eventFromHttp, eventToBinaryHttp, MAX_EVENT_BYTES } from "../events/codec.js";
+import { eventFromHttp, eventToBinaryHttp, MAX_EVENT_BYTES, type OnDroppedAttribute } from "../events/codec.js";
 import { jsonShapeProblem } from "../events/json-shape.js";
 import type { PodcertEvent } from "../events/types.js";
 import { BODY_TIMEOUT_MS, CONNECTIONS_CHECK_INTERVAL_MS, HEADERS_TIMEOUT_MS, readBody, type BodyResult } from "./body.js";
@@ -130,6 +130,36 @@ function abandon(res: ServerResponse): void {
   }
 }
 
+/**
+ * The event a request's body carried, or why there is none and the status to answer: 413 too large
+ * or too complex to parse (before anything parses it), 408 stalled, 499 abandoned, or what the
+ * codec refused. The functions and the local broker's ingress read events through this one path.
+ */
+export function eventFromBody(
+  read: BodyResult,
+  headers: IncomingHttpHeaders,
+  o: { timeoutMs: number; onDropped?: OnDroppedAttribute },
+): { event: PodcertEvent } | { refused: { status: number; error: unknown } } {
+  switch (read.kind) {
+    case "too-large":
+      return { refused: { status: 413, error: new RejectedEventError(`event larger than ${MAX_EVENT_BYTES} bytes`, 413) } };
+    case "timed-out":
+      return { refused: { status: 408, error: new UploadError("ERR_UPLOAD_TIMEOUT", `the event did not arrive within ${o.timeoutMs} ms (${read.bytes} bytes of it did)`) } };
+    case "aborted":
+      return { refused: { status: 499, error: new UploadError("ERR_UPLOAD_ABORTED", `the client went away after ${read.bytes} bytes of the event`) } };
+    case "complete":
+      break;
+  }
+  // Before any parsing: what parsing costs is bounded by the body's structure, not its size.
+  const problem = jsonShapeProblem(read.body);
+  if (problem !== undefined) return { refused: { status: 413, error: new RejectedEventError(`event too complex to parse: ${problem}`, 413) } };
+  try {
+    return { event: eventFromHttp(headers, read.body.toString("utf8"), o.onDropped) };
+  } catch (e) {
+    return { refused: { status: statusForError(e), error: e } };
+  }
+}
+
 export async function serveFunction(def: FunctionDefinition, ctx: FunctionContext, o: ServeOptions): Promise<RunningServer> {
   const bodyTimeoutMs = o.bodyTimeoutMs ?? BODY_TIMEOUT_MS;
   let inFlight = 0;
@@ -138,27 +168,6 @@ export async function serveFunction(def: FunctionDefinition, ctx: FunctionContex
 
   type Outcome = Omit<HandledEvent, "seconds">;
 
-  /** The event a request carried, or why there is none. The body (up to a MiB) is not kept. */
-  const parseRequest = (read: BodyResult, headers: IncomingHttpHeaders): { event: PodcertEvent } | { refused: Outcome } => {
-    switch (read.kind) {
-      case "too-large":
-        return { refused: { status: 413, error: new RejectedEventError(`event larger than ${MAX_EVENT_BYTES} bytes`, 413) } };
-      case "timed-out":
-        return { refused: { status: 408, error: new UploadError("ERR_UPLOAD_TIMEOUT", `the event did not arrive within ${bodyTimeoutMs} ms (${read.bytes} bytes of it did)`) } };
-      case "aborted":
-        return { refused: { status: 499, error: new UploadError("ERR_UPLOAD_ABORTED", `the client went away after ${read.bytes} bytes of the event`) } };
-      case "complete":
-        break;
-    }
-    // Before any parsing: what parsing costs is bounded by the body's structure, not its size.
-    const problem = jsonShapeProblem(read.body);
-    if (problem !== undefined) return { refused: { status: 413, error: new RejectedEventError(`event too complex to parse: ${problem}`, 413) } };
-    try {
-      return { event: eventFromHttp(headers, read.body.toString("utf8"), (attribute, reason) => ctx.log.warn("event attribute dropped", { step: def.step, attribute, reason })) };
-    } catch (e) {
-      return { refused: { status: statusForError(e), error: e } };
-    }
-  };
 
   const logOutcome = (h: HandledEvent) => {
     const fields = { step: def.step, eventId: h.event?.id, status: h.status, error: h.error };
@@ -184,7 +193,10 @@ export async function serveFunction(def: FunctionDefinition, ctx: FunctionContex
 
   const handleEvent = async (req: IncomingMessage, res: ServerResponse) => {
     const start = performance.now();
-    const parsed = parseRequest(await readBody(req, res, { limit: MAX_EVENT_BYTES, timeoutMs: bodyTimeoutMs }), req.headers);
+    const parsed = eventFromBody(await readBody(req, res, { limit: MAX_EVENT_BYTES, timeoutMs: bodyTimeoutMs }), req.headers, {
+      timeoutMs: bodyTimeoutMs,
+      onDropped: (attribute, reason) => ctx.log.warn("event attribute dropped", { step: def.step, attribute, reason }),
+    });
     const outcome: Outcome = "refused" in parsed ? parsed.refused : { event: parsed.event, ...(await dispatch(def, ctx, parsed.event)) };
     let handled: HandledEvent = { ...outcome, seconds: (performance.now() - start) / 1000 };
     logOutcome(handled);
