@@ -3,7 +3,7 @@
 // bundle a `require` for it. The options are exported for the benchmark (bench/build.mjs and its
 // cold-start comparison bundles), so every bundle measured is built the same way.
 import { build } from "esbuild";
-import { mkdirSync, statSync } from "node:fs";
+import { mkdirSync, statSync, writeFileSync } from "node:fs";
 import { basename, resolve as resolvePath } from "node:path";
 
 export const FUNCTIONS = {
@@ -13,16 +13,13 @@ export const FUNCTIONS = {
   deny: "deny",
 };
 
-// Packages declared free of side effects, so that esbuild keeps only the modules a bundle uses:
-// - @peculiar/x509 (with its ASN.1 schema, tsyringe and asn1js dependencies, about 330 KiB) is
-//   imported by shared/ca/pool.ts only for createCa, which no function calls; as a CommonJS
-//   package it would still be bundled and evaluated at every cold start (about 0.1 s here).
-// - @kubernetes/client-node re-exports every generated API class and model from its index; the
-//   functions use only KubeConfig and its HTTP transport (shared/kube/client-node.ts), and without
-//   this the bundle carries all of them (about 0.6 MiB more to compile at each cold start). Its one
-//   side-effect import, a `File` global polyfill for Node.js 18, is not needed on Node.js 22.
-// A bundle that does use more of them (the CLI) gets it as before.
-const SIDE_EFFECT_FREE = ["@peculiar/x509", "@kubernetes/client-node"];
+// Packages declared free of side effects, so that esbuild keeps only the modules a bundle uses.
+// @kubernetes/client-node re-exports every generated API class and model from its index; the
+// functions use only KubeConfig and its HTTP transport (shared/kube/client-node.ts), and without
+// this the bundle carries all of them (about 0.6 MiB more to compile at each cold start). Its one
+// side-effect import, a `File` global polyfill for Node.js 18, is not needed on Node.js 22.
+// A bundle that does use more of it (the CLI) gets it as before.
+const SIDE_EFFECT_FREE = ["@kubernetes/client-node"];
 const inSideEffectFree = (path) => SIDE_EFFECT_FREE.some((p) => path === p || path.includes(`/node_modules/${p}/`));
 const isFile = (path) => statSync(path, { throwIfNoEntry: false })?.isFile() === true;
 export const sideEffectFree = {
@@ -63,6 +60,12 @@ export const common = {
   banner: { js: "import { createRequire as __podcertCreateRequire } from 'node:module'; const require = __podcertCreateRequire(import.meta.url);" },
 };
 
+// What went into each function bundle, for test/unit/bundle-contents.test.ts (no emulator, CLI or
+// reflect-metadata code in a function) and for `npx esbuild --analyze`-style inspection.
+function writeMetafile(name, result) {
+  writeFileSync(`dist/${name}.meta.json`, JSON.stringify(result.metafile));
+}
+
 export async function buildAll() {
   mkdirSync("dist", { recursive: true });
   const options = { ...common, plugins: [sideEffectFree] };
@@ -76,9 +79,9 @@ export async function buildAll() {
         loader: "ts",
       },
       outfile: `dist/${name}.mjs`,
-    }),
+    }).then((r) => writeMetafile(name, r)),
   );
-  builds.push(build({ ...options, entryPoints: ["shared/cli/main.ts"], outfile: "dist/podcert.mjs" }));
+  builds.push(build({ ...options, entryPoints: ["cli/main.ts"], outfile: "dist/podcert.mjs" }));
   await Promise.all(builds);
 }
 

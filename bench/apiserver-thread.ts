@@ -5,7 +5,7 @@
  * here as in the tests; this file is both the thread's entry and the harness's handle on it.
  */
 import { isMainThread, parentPort, Worker, workerData } from "node:worker_threads";
-import { startApiServer } from "../shared/apiserver/server.js";
+import { startApiServer } from "../local-cluster/apiserver/server.js";
 
 interface ToThread {
   stop: true;

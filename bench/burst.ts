@@ -3,12 +3,13 @@
  * processes, the local broker, the emulated ApiServerSource, the embedded API server), as a
  * kubelet restart or a worker-pool scale-up would send them; and each function's peak memory.
  */
+import { throwawayCaPool } from "../cli/ca-create.js";
 import { readFileSync } from "node:fs";
 import { request } from "undici";
-import { startLocalFlow } from "../shared/local/flow.js";
+import { startLocalFlow } from "../local-cluster/flow.js";
 import { terminalCondition, type PodCertificateRequest } from "../shared/pcr/model.js";
 import { defaultSignerConfig } from "../shared/profiles/defaults.js";
-import { mapLimit } from "../shared/runtime/pipeline.js";
+import { mapLimit } from "../local-cluster/pipeline.js";
 import { syntheticCluster } from "./cluster.js";
 import { percentile, target, type BenchPart } from "./report.js";
 
@@ -32,7 +33,7 @@ export async function runBurst(o: { pcrs?: number; timeoutSeconds?: number; say?
   const objects = [...nonPcr(ate.objects), ...nonPcr(workers.objects).filter((x) => x.kind !== "Node")];
   const pcrs = [...ate.pcrs, ...workers.pcrs];
 
-  const flow = await startLocalFlow({ objects, config: defaultSignerConfig(), knativeDir: "knative", logLevel: "warn", ...(o.say ? { say: o.say } : {}) });
+  const flow = await startLocalFlow({ objects, config: defaultSignerConfig(), caPool: await throwawayCaPool(defaultSignerConfig().signers.keys()), knativeDir: "knative", logLevel: "warn", ...(o.say ? { say: o.say } : {}) });
   try {
     const createdAt = new Map<string, number>();
     const firstCreate = performance.now();

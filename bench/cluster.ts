@@ -1,5 +1,5 @@
 /** Synthetic clusters for the benchmarks: many pods with real PCRs (real keys and proofs). */
-import { buildPodCertificateRequest } from "../shared/pcr/kubelet.js";
+import { buildPodCertificateRequest } from "../local-cluster/kubelet/request.js";
 import type { KeyType, Pod, PodCertificateRequest } from "../shared/pcr/model.js";
 import { ATESYSTEM_SIGNER, EXPECTS_SERVICE_ANNOTATION, WORKERPOOL_NAMESPACE_LABEL, WORKERPOOL_SIGNER } from "../shared/profiles/defaults.js";
 

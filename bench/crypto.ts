@@ -20,14 +20,14 @@ import {
   type SignKeyObjectInput,
   type VerifyKeyObjectInput,
 } from "node:crypto";
-import { CA_KEY_ALGORITHMS, createCa, type CaKeyAlgorithm } from "../shared/ca/pool.js";
+import { CA_KEY_ALGORITHMS, createCa, type CaKeyAlgorithm } from "../cli/ca-create.js";
 import { attest, verifyAttestation, type StepKeys } from "../shared/events/attestation.js";
 import { ephemeralStepKeys } from "../shared/events/step-keys.js";
 import type { StepName } from "../shared/events/types.js";
 import { KEY_TYPES, type KeyType } from "../shared/pcr/model.js";
 import { issueLeaf, prepareCaSigner, type CaSigner, type LeafTemplate } from "../shared/x509/leaf.js";
 import { pemDecodeAll } from "../shared/x509/pem.js";
-import { generateRequestKeyPair, proofOfPossession, stubCsr, type RequestKeyPair } from "../shared/x509/request-generator.js";
+import { generateRequestKeyPair, proofOfPossession, stubCsr, type RequestKeyPair } from "../local-cluster/kubelet/keys.js";
 import { isRequestKeyProblem, readRequestKey } from "../shared/x509/request-key.js";
 import { opsPerSecond, target, type BenchPart, type TargetCheck } from "./report.js";
 

@@ -4,9 +4,10 @@
  * The server runs on its own thread (as kube-apiserver runs elsewhere in a cluster); the pipeline
  * runs on the harness's one thread.
  */
-import { createCaPool, parseCaPool, serializeCaPool } from "../shared/ca/pool.js";
-import { stepContexts } from "../shared/cli/cluster.js";
-import { issueAll } from "../shared/cli/issue.js";
+import { parseCaPool, serializeCaPool } from "../shared/ca/pool.js";
+import { createCaPool } from "../cli/ca-create.js";
+import { stepContexts } from "../cli/cluster.js";
+import { issueAll } from "../cli/issue.js";
 import { ephemeralStepKeys } from "../shared/events/step-keys.js";
 import { KubeClusterApi, loadKubeConfig } from "../shared/kube/client-node.js";
 import { KEY_TYPES, terminalCondition, type KeyType } from "../shared/pcr/model.js";

@@ -2,9 +2,9 @@
  * Part 5: SAN derivation as the number of Services in a namespace grows: time per request and
  * Kubernetes API calls per request (which must not grow with the number of Services).
  */
-import { startApiServer } from "../shared/apiserver/server.js";
-import { clusterApiFor, stepContexts } from "../shared/cli/cluster.js";
-import { FUNCTIONS } from "../shared/cli/functions.js";
+import { startApiServer } from "../local-cluster/apiserver/server.js";
+import { clusterApiFor, stepContexts } from "../cli/cluster.js";
+import { FUNCTIONS } from "../cli/functions.js";
 import { apiServerAddEvent } from "../shared/events/pcr-event.js";
 import { ephemeralStepKeys } from "../shared/events/step-keys.js";
 import { EVENT_TYPES, type PodcertEvent } from "../shared/events/types.js";

@@ -3,7 +3,7 @@
  * ServiceAccounts, Namespaces) and for real PodCertificateRequests made the way kubelet makes them
  * (real keys, real proofs). Every builder takes overrides so a test states only what it is about.
  */
-import { buildPodCertificateRequest, type KubeletRequest, type PodCertificateProjection } from "../../shared/pcr/kubelet.js";
+import { buildPodCertificateRequest, type KubeletRequest, type PodCertificateProjection } from "../../local-cluster/kubelet/request.js";
 import type { KeyType, Namespace, Node, Pod, PodCertificateRequest, Service, ServiceAccount } from "../../shared/pcr/model.js";
 
 export const NS = "ate-system";

@@ -5,7 +5,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
 import { parseAllDocuments, stringify } from "yaml";
-import { parseCredentialBundle } from "../../shared/local/mtls.js";
+import { parseCredentialBundle } from "../../local-cluster/mtls.js";
 import { podcert, type CliResult } from "./cli.js";
 import { verifiesAgainst } from "./certs.js";
 

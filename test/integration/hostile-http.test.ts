@@ -11,7 +11,7 @@ import { parseAllDocuments } from "yaml";
 import { common, sideEffectFree } from "../../esbuild.config.mjs";
 import { MAX_EVENT_BYTES } from "../../shared/events/codec.js";
 import { MAX_JSON_VALUES } from "../../shared/events/json-shape.js";
-import { parseContainerConcurrency } from "../../shared/local/broker.js";
+import { parseContainerConcurrency } from "../../local-cluster/broker.js";
 import { DEFAULT_MAX_CONNECTIONS } from "../../shared/runtime/http.js";
 import { startBundleEnv, type BundleEnv, type ServedBundle } from "../helpers/bundles.js";
 import { listeningAddress, openRaw, postHead } from "../helpers/raw-http.js";

@@ -5,7 +5,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseAllDocuments } from "yaml";
 import { beforeAll, describe, expect, it } from "vitest";
-import { EXPECTED_DENIALS } from "../../shared/cli/fixtures.js";
+import { EXPECTED_DENIALS } from "../../cli/fixtures.js";
 import { terminalCondition, type PodCertificateRequest } from "../../shared/pcr/model.js";
 import { ATESYSTEM_SIGNER, EXPECTS_SERVICE_ANNOTATION, WORKERPOOL_SIGNER } from "../../shared/profiles/defaults.js";
 import { podcert } from "./cli.js";

@@ -1,10 +1,11 @@
-// The local run (shared/local/flow.ts, what `npm start` drives): its function processes listen on
+// The local run (local-cluster/flow.ts, what `npm start` drives): its function processes listen on
 // loopback only, and one that dies is restarted on its port and reported, while the broker's
 // retries carry the deliveries it missed (issue 8, findings 1 and 8).
+import { throwawayCaPool } from "../../cli/ca-create.js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { loadClusterFile } from "../../shared/cli/cluster.js";
-import { requestPodCertificates } from "../../shared/cli/kubelet-emulator.js";
-import { startLocalFlow, type LocalFlow } from "../../shared/local/flow.js";
+import { loadClusterFile } from "../../cli/cluster.js";
+import { requestPodCertificates } from "../../local-cluster/kubelet/emulator.js";
+import { startLocalFlow, type LocalFlow } from "../../local-cluster/flow.js";
 import { terminalCondition, type PodCertificateRequest } from "../../shared/pcr/model.js";
 import { defaultSignerConfig } from "../../shared/profiles/defaults.js";
 import { listeningAddress } from "../helpers/raw-http.js";
@@ -13,7 +14,7 @@ let flow: LocalFlow;
 const said: string[] = [];
 
 beforeAll(async () => {
-  flow = await startLocalFlow({ objects: loadClusterFile("examples/cluster.yaml"), config: defaultSignerConfig(), knativeDir: "knative", logLevel: "warn", say: (m) => said.push(m) });
+  flow = await startLocalFlow({ objects: loadClusterFile("examples/cluster.yaml"), config: defaultSignerConfig(), caPool: await throwawayCaPool(defaultSignerConfig().signers.keys()), knativeDir: "knative", logLevel: "warn", say: (m) => said.push(m) });
 });
 
 afterAll(async () => {

@@ -7,20 +7,21 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseAllDocuments, stringify } from "yaml";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { parseClusterFile } from "../../shared/apiserver/cluster-file.js";
-import { bindingRules, parseRbacPolicy, subjectFor, type PolicyRule } from "../../shared/apiserver/rbac.js";
-import { RESOURCE_TYPES } from "../../shared/apiserver/resources.js";
-import { describeRefusal, startApiServer, type RefusedRequest } from "../../shared/apiserver/server.js";
-import { createCaPool, parseCaPool, serializeCaPool, type CaPool } from "../../shared/ca/pool.js";
-import { clusterApiFor, stepContexts } from "../../shared/cli/cluster.js";
-import { issueAll } from "../../shared/cli/issue.js";
-import { requestPodCertificates, type EmulatedRequest } from "../../shared/cli/kubelet-emulator.js";
+import { parseClusterFile } from "../../local-cluster/apiserver/cluster-file.js";
+import { bindingRules, parseRbacPolicy, subjectFor, type PolicyRule } from "../../local-cluster/apiserver/rbac.js";
+import { RESOURCE_TYPES } from "../../local-cluster/apiserver/resources.js";
+import { describeRefusal, startApiServer, type RefusedRequest } from "../../local-cluster/apiserver/server.js";
+import { parseCaPool, serializeCaPool, type CaPool } from "../../shared/ca/pool.js";
+import { createCaPool, throwawayCaPool } from "../../cli/ca-create.js";
+import { clusterApiFor, stepContexts } from "../../cli/cluster.js";
+import { issueAll } from "../../cli/issue.js";
+import { requestPodCertificates, type EmulatedRequest } from "../../local-cluster/kubelet/emulator.js";
 import { ephemeralStepKeys } from "../../shared/events/step-keys.js";
 import { EVENT_TYPES, STEPS, type StepName } from "../../shared/events/types.js";
 import { loadKubeConfig } from "../../shared/kube/client-node.js";
 import type { ClusterApi } from "../../shared/kube/cluster.js";
-import { serviceName, startLocalFlow } from "../../shared/local/flow.js";
-import { loadKnativeIdentities, userOfService } from "../../shared/local/identities.js";
+import { serviceName, startLocalFlow } from "../../local-cluster/flow.js";
+import { loadKnativeIdentities, userOfService } from "../../local-cluster/identities.js";
 import { terminalCondition } from "../../shared/pcr/model.js";
 import { defaultSignerConfig } from "../../shared/profiles/defaults.js";
 import { silentLogger } from "../../shared/runtime/log.js";
@@ -202,7 +203,7 @@ describe("the emulated ApiServerSource, like Knative's controller, checks its Se
       const role = docs.find((d) => d.kind === "ClusterRole" && d.metadata?.name === "podcert-apiserver-source")!;
       for (const r of role.rules!) r.verbs = r.verbs.filter((v) => v !== verb);
       writeFileSync(file, docs.map((d) => stringify(d)).join("---\n"));
-      await expect(startLocalFlow({ objects: parseClusterFile(readFileSync("examples/cluster.yaml", "utf8")), config: defaultSignerConfig(), knativeDir: knative }))
+      await expect(startLocalFlow({ objects: parseClusterFile(readFileSync("examples/cluster.yaml", "utf8")), config: defaultSignerConfig(), caPool: await throwawayCaPool(defaultSignerConfig().signers.keys()), knativeDir: knative }))
         .rejects.toThrow(`ApiServerSource: insufficient permissions: User ${ids.source.name} cannot ${verb} resource "podcertificaterequests" in API group "certificates.k8s.io" in Namespace "ate-system"`);
     } finally {
       rmSync(knative, { recursive: true, force: true });

@@ -6,7 +6,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { describe, expect, it } from "vitest";
-import { FUNCTIONS } from "../../shared/cli/functions.js";
+import { FUNCTIONS } from "../../cli/functions.js";
 import { find, loadDir, ROOT, serviceName } from "./manifests.js";
 
 interface Instruction {

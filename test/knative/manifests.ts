@@ -7,7 +7,7 @@ import { readdirSync, readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { join } from "node:path";
 import { parseAllDocuments } from "yaml";
-import { bindingRules, parseRbacPolicy } from "../../shared/apiserver/rbac.js";
+import { bindingRules, parseRbacPolicy } from "../../local-cluster/apiserver/rbac.js";
 import { Namespace } from "kubernetes-models/v1/Namespace";
 import { ServiceAccount } from "kubernetes-models/v1/ServiceAccount";
 import { ConfigMap } from "kubernetes-models/v1/ConfigMap";
@@ -21,7 +21,7 @@ import { Service as KnativeService } from "@kubernetes-models/knative/serving.kn
 import { Broker } from "@kubernetes-models/knative/eventing.knative.dev/v1/Broker";
 import { Trigger } from "@kubernetes-models/knative/eventing.knative.dev/v1/Trigger";
 import { ApiServerSource } from "@kubernetes-models/knative/sources.knative.dev/v1/ApiServerSource";
-import { parseIsoDurationMs } from "../../shared/local/broker.js";
+import { parseIsoDurationMs } from "../../local-cluster/broker.js";
 
 export const ROOT = fileURLToPath(new URL("../../", import.meta.url));
 export const KNATIVE_DIR = join(ROOT, "knative");
@@ -292,7 +292,7 @@ export type Grant = string;
  * The effective permissions of every ServiceAccount named in a binding, computed from the
  * Roles/ClusterRoles and bindings in the documents, each rule expanded to single grants. The
  * documents are read and the roles resolved by the embedded API server's own RBAC code
- * (shared/apiserver/rbac.ts), so this list and what the local run enforces cannot disagree.
+ * (local-cluster/apiserver/rbac.ts), so this list and what the local run enforces cannot disagree.
  * Anything that cannot be computed from the documents alone (a binding to a role defined
  * elsewhere, an aggregated ClusterRole, users or groups as subjects), anything kube-apiserver
  * would refuse, and any wildcard is a problem.

@@ -1,11 +1,11 @@
 // The Triggers route every event type a function emits to exactly the functions that consume it
-// (as the functions declare in shared/cli/functions.ts), and the Broker and ApiServerSource are
+// (as the functions declare in cli/functions.ts), and the Broker and ApiServerSource are
 // wired as the local broker and a cluster expect.
 import { describe, expect, it } from "vitest";
-import { FUNCTIONS } from "../../shared/cli/functions.js";
+import { FUNCTIONS } from "../../cli/functions.js";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { parseBrokerDelivery, parseIsoDurationMs, parseTriggers } from "../../shared/local/broker.js";
+import { parseBrokerDelivery, parseIsoDurationMs, parseTriggers } from "../../local-cluster/broker.js";
 import { parseSignerConfig } from "../../shared/profiles/config.js";
 import {
   API_SERVER_TYPES,

@@ -4,7 +4,7 @@
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { FUNCTIONS } from "../../shared/cli/functions.js";
+import { FUNCTIONS } from "../../cli/functions.js";
 import { ACCEPTED_KEYS_FILE, SIGNING_KEY_FILE } from "../../shared/events/step-keys.js";
 import {
   autoscalingAim,

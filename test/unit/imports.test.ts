@@ -9,7 +9,7 @@ function sources(dir: string): string[] {
     e.isDirectory() ? sources(join(dir, e.name)) : e.name.endsWith(".ts") ? [join(dir, e.name)] : [],
   );
 }
-const files = [...sources("shared"), ...sources("functions")];
+const files = [...sources("shared"), ...sources("functions"), ...sources("cli"), ...sources("local-cluster")];
 const importsOf = (file: string) => [...readFileSync(file, "utf8").matchAll(/from\s+"([^"]+)"/g)].map((m) => m[1]!);
 
 describe("imports", () => {

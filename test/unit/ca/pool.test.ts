@@ -5,22 +5,12 @@ import { inspect } from "node:util";
 import { beforeAll, describe, expect, it } from "vitest";
 import YAML from "yaml";
 import { ConfigError, RequestDeniedError, TransientError } from "../../../shared/errors.js";
-import {
-  activeCa,
-  CA_KEY_ALGORITHMS,
-  clusterTrustBundleManifest,
-  createCa,
-  createCaPool,
-  parseCaPool,
-  serializeCaPool,
-  trustBundlePem,
-  type CaKeyAlgorithm,
-  type CaPoolDocument,
-} from "../../../shared/ca/pool.js";
+import { activeCa, clusterTrustBundleManifest, parseCaPool, serializeCaPool, trustBundlePem, type CaPoolDocument } from "../../../shared/ca/pool.js";
+import { CA_KEY_ALGORITHMS, createCa, createCaPool, type CaKeyAlgorithm } from "../../../cli/ca-create.js";
 import { readChildren, readSingle } from "../../../shared/x509/der.js";
 import { issueLeaf } from "../../../shared/x509/leaf.js";
 import { pemDecodeAll, pemEncode } from "../../../shared/x509/pem.js";
-import { generateRequestKeyPair } from "../../../shared/x509/request-generator.js";
+import { generateRequestKeyPair } from "../../../local-cluster/kubelet/keys.js";
 
 const T = new Date("2026-06-01T12:00:00.750Z");
 const DAY = 86_400_000;

@@ -3,7 +3,7 @@
  * what it never keeps (absent objects, failures), counted by the API calls that reach the server.
  */
 import { afterEach, describe, expect, it } from "vitest";
-import { startApiServer, type EmbeddedApiServer } from "../../../shared/apiserver/server.js";
+import { startApiServer, type EmbeddedApiServer } from "../../../local-cluster/apiserver/server.js";
 import { TransientError } from "../../../shared/errors.js";
 import { KubeClusterApi, loadKubeConfig } from "../../../shared/kube/client-node.js";
 import type { ClusterApi } from "../../../shared/kube/cluster.js";

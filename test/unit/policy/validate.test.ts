@@ -12,7 +12,7 @@ import {
   WORKERPOOL_SIGNER,
 } from "../../../shared/profiles/defaults.js";
 import { bitString, integer, nullValue, oid, sequence, tlv } from "../../../shared/x509/der.js";
-import { stubCsr } from "../../../shared/x509/request-generator.js";
+import { stubCsr } from "../../../local-cluster/kubelet/keys.js";
 import type { RequestKeyProblem } from "../../../shared/x509/request-key.js";
 import { kubeletRequest, namespace, node, NS, pcrFor, pod, serviceAccount, type PodOptions } from "../../helpers/objects.js";
 

@@ -9,7 +9,7 @@ import { inspect } from "node:util";
 import fc from "fast-check";
 import { beforeAll, describe, expect, it } from "vitest";
 import { ConfigError } from "../../../shared/errors.js";
-import { CA_KEY_ALGORITHMS, createCa, type CaKeyAlgorithm } from "../../../shared/ca/pool.js";
+import { CA_KEY_ALGORITHMS, createCa, type CaKeyAlgorithm } from "../../../cli/ca-create.js";
 import { KEY_TYPES, type KeyType } from "../../../shared/pcr/model.js";
 import {
   podIdentityExtensionValue,
@@ -20,7 +20,7 @@ import {
 } from "../../../shared/x509/der.js";
 import { issueLeaf, prepareCaSigner, type CaSigner, type LeafTemplate } from "../../../shared/x509/leaf.js";
 import { pemDecodeAll } from "../../../shared/x509/pem.js";
-import { generateRequestKeyPair, type RequestKeyPair } from "../../../shared/x509/request-generator.js";
+import { generateRequestKeyPair, type RequestKeyPair } from "../../../local-cluster/kubelet/keys.js";
 
 const hasOpenssl = spawnSync("openssl", ["version"]).status === 0;
 const subtle = webcrypto.subtle;

@@ -17,7 +17,7 @@ import {
   proofOfPossession,
   stubCsr,
   type RequestKeyPair,
-} from "../../../shared/x509/request-generator.js";
+} from "../../../local-cluster/kubelet/keys.js";
 import {
   classifyPublicKey,
   isRequestKeyProblem,
@@ -500,7 +500,7 @@ describe("classifyPublicKey and spkiSha256", () => {
 
 describe("readRequestKey with verify: false (for steps holding validate's attestation)", () => {
   it("reads the key of a request whose proof does not verify, and still refuses unsupported keys", async () => {
-    const { generateRequestKeyPair: gen, proofOfPossession: prove } = await import("../../../shared/x509/request-generator.js");
+    const { generateRequestKeyPair: gen, proofOfPossession: prove } = await import("../../../local-cluster/kubelet/keys.js");
     const { readRequestKey: read } = await import("../../../shared/x509/request-key.js");
     const k = gen("ECDSAP256");
     const other = gen("ECDSAP256");

@@ -1,0 +1,38 @@
+/** `podcert ca init` and `podcert ca bundle`. */
+import { existsSync, writeFileSync } from "node:fs";
+import { clusterTrustBundleManifest, serializeCaPool, trustBundlePem } from "../shared/ca/pool.js";
+import { CA_KEY_ALGORITHMS, createCaPool, type CaKeyAlgorithm } from "./ca-create.js";
+import { ConfigError } from "../shared/errors.js";
+import { loadCaPoolFile, loadSignerConfig } from "../shared/runtime/load.js";
+import { stringify } from "yaml";
+import { EXIT, optional, parse, required, UsageError } from "./main.js";
+
+export async function runCaInit(args: string[]): Promise<number> {
+  const { values } = parse(args, { out: { type: "string" }, "key-algorithm": { type: "string" }, "validity-days": { type: "string" } });
+  const out = required(values, "out");
+  const config = loadSignerConfig(optional(values, "config"));
+  const keyAlgorithm = (optional(values, "key-algorithm") ?? "ECDSAP256") as CaKeyAlgorithm;
+  if (!CA_KEY_ALGORITHMS.includes(keyAlgorithm)) throw new UsageError(`--key-algorithm must be one of ${CA_KEY_ALGORITHMS.join(", ")}`);
+  const validityDays = Number(optional(values, "validity-days") ?? "365");
+  if (!Number.isInteger(validityDays) || validityDays < 1 || validityDays > 3650) throw new UsageError("--validity-days must be an integer from 1 to 3650");
+  if (existsSync(out)) throw new ConfigError(`${out} already exists; podcert ca init never overwrites a CA pool`);
+  const signers = [...config.signers.keys()];
+  process.stderr.write(`creating ${keyAlgorithm} CAs for ${signers.join(", ")}\n`);
+  const doc = await createCaPool(signers, { keyAlgorithm, validityDays, now: new Date() });
+  // "wx": fail rather than replace a file created since the check above; 0600: owner only.
+  writeFileSync(out, serializeCaPool(doc), { flag: "wx", mode: 0o600 });
+  process.stderr.write(`wrote ${out} (mode 0600)\n`);
+  return EXIT.ok;
+}
+
+export async function runCaBundle(args: string[]): Promise<number> {
+  const { values } = parse(args, { "ca-pool": { type: "string" }, signer: { type: "string" }, format: { type: "string" } });
+  const poolPath = required(values, "ca-pool");
+  const signer = required(values, "signer");
+  const format = optional(values, "format") ?? "pem";
+  if (format !== "pem" && format !== "clustertrustbundle") throw new UsageError("--format must be pem or clustertrustbundle");
+  const pool = loadCaPoolFile(poolPath);
+  if (!pool.signers.has(signer)) throw new ConfigError(`the CA pool has no CA for signer ${signer} (it has: ${[...pool.signers.keys()].join(", ")})`);
+  process.stdout.write(format === "pem" ? trustBundlePem(pool, signer) : stringify(clusterTrustBundleManifest(pool, signer)));
+  return EXIT.ok;
+}

@@ -1,0 +1,77 @@
+/** Starting the embedded API server from a cluster file and building function contexts on it. */
+import { parseClusterFile } from "../local-cluster/apiserver/cluster-file.js";
+import type { KubeObject } from "../local-cluster/apiserver/store.js";
+import { startApiServer, type EmbeddedApiServer } from "../local-cluster/apiserver/server.js";
+import type { CaPool } from "../shared/ca/pool.js";
+import type { StepKeys } from "../shared/events/attestation.js";
+import { STEPS, type StepName } from "../shared/events/types.js";
+import { KubeClusterApi, loadKubeConfig } from "../shared/kube/client-node.js";
+import type { ClusterApi } from "../shared/kube/cluster.js";
+import { createEventRecorder, type EventRecorder } from "../shared/kube/event-recorder.js";
+import { DEFAULT_LOOKUP_CACHE_SECONDS, withLookupCache } from "../shared/kube/lookup-cache.js";
+import type { SignerConfig } from "../shared/profiles/config.js";
+import type { FunctionContext } from "../shared/runtime/function.js";
+import { readText } from "../shared/runtime/load.js";
+import type { Logger } from "../shared/runtime/log.js";
+
+/** The objects of a cluster file (Kubernetes List or multi-document YAML). */
+export function loadClusterFile(path: string): KubeObject[] {
+  return parseClusterFile(readText(path, "cluster file"));
+}
+
+export async function startClusterFromFile(path: string): Promise<EmbeddedApiServer> {
+  return startApiServer({ objects: loadClusterFile(path) });
+}
+
+/** A client of `server` authenticated as `user` (default: the cluster admin, when it authenticates at all). */
+export function clusterApiFor(server: EmbeddedApiServer, user?: string): ClusterApi {
+  return new KubeClusterApi(loadKubeConfig({ kubeconfigText: server.kubeconfig(user) }));
+}
+
+export function stepContexts(o: {
+  config: SignerConfig;
+  /**
+   * The API every step uses, or each step's own, as on a cluster where each function calls the API
+   * server as its own ServiceAccount (then each also records its Kubernetes Events as itself).
+   */
+  cluster: ClusterApi | Readonly<Record<StepName, ClusterApi>>;
+  keys: Record<StepName, StepKeys>;
+  caPool?: CaPool;
+  log: Logger;
+  now?: () => Date;
+  /** Default: one recorder per API given (so shared by every step when there is one). Flush before the process ends. */
+  events?: EventRecorder | false;
+  /** Default: DEFAULT_LOOKUP_CACHE_SECONDS, as the functions; 0 reads every lookup live. */
+  lookupCacheSeconds?: number;
+}): Record<StepName, FunctionContext> {
+  const out = {} as Record<StepName, FunctionContext>;
+  const given = o.cluster;
+  const apiOf = (step: StepName): ClusterApi => (isClusterApi(given) ? given : given[step]);
+  // One lookup cache and one Event recorder per distinct API, as one per process in a cluster.
+  const perApi = new Map<ClusterApi, { cluster: ClusterApi; events: EventRecorder | undefined }>();
+  for (const step of STEPS) {
+    const api = apiOf(step);
+    if (!perApi.has(api)) {
+      perApi.set(api, {
+        cluster: withLookupCache(api, { ttlMs: (o.lookupCacheSeconds ?? DEFAULT_LOOKUP_CACHE_SECONDS) * 1000 }),
+        events: o.events === false ? undefined : (o.events ?? createEventRecorder(api, o.log)),
+      });
+    }
+    const { cluster, events } = perApi.get(api)!;
+    const ctx: FunctionContext = {
+      config: o.config,
+      cluster,
+      keys: o.keys[step],
+      now: o.now ?? (() => new Date()),
+      log: o.log.child({ function: step }),
+    };
+    if (events) ctx.events = events;
+    if (step === "sign" && o.caPool) ctx.caPool = o.caPool;
+    out[step] = ctx;
+  }
+  return out;
+}
+
+function isClusterApi(x: ClusterApi | Readonly<Record<StepName, ClusterApi>>): x is ClusterApi {
+  return typeof (x as Partial<ClusterApi>).readPcr === "function";
+}

@@ -1,0 +1,64 @@
+/** `podcert invoke`: one function, one event, against a cluster file; prints the reply event. */
+import { join } from "node:path";
+import { RejectedEventError, TransientError } from "../shared/errors.js";
+import { eventFromJson, eventToJson, MAX_EVENT_BYTES } from "../shared/events/codec.js";
+import { STEPS, type StepName } from "../shared/events/types.js";
+import { createEventRecorder } from "../shared/kube/event-recorder.js";
+import { dispatch } from "../shared/runtime/http.js";
+import { loadCaPoolFile, loadSignerConfig, loadStepKeysDir, readText } from "../shared/runtime/load.js";
+import { createLogger } from "../shared/runtime/log.js";
+import { clusterApiFor, startClusterFromFile } from "./cluster.js";
+import { FUNCTIONS } from "./functions.js";
+import { EXIT, optional, parse, required, UsageError } from "./main.js";
+
+export async function runInvoke(args: string[]): Promise<number> {
+  const { values, positionals } = parse(args, {
+    event: { type: "string" },
+    cluster: { type: "string" },
+    keys: { type: "string" },
+    "ca-pool": { type: "string" },
+  });
+  const step = positionals[0] as StepName | undefined;
+  if (step === undefined || !STEPS.includes(step)) throw new UsageError(`podcert invoke: name a function: ${STEPS.join(", ")}`);
+  const eventPath = required(values, "event");
+  const config = loadSignerConfig(optional(values, "config"));
+  const keys = loadStepKeysDir(step, join(required(values, "keys"), step));
+  const caPoolPath = optional(values, "ca-pool");
+  if (step === "sign" && caPoolPath === undefined) throw new UsageError("podcert invoke sign needs --ca-pool");
+
+  const eventText = readText(eventPath, "event file");
+  if (Buffer.byteLength(eventText) > MAX_EVENT_BYTES) throw new RejectedEventError(`event file larger than ${MAX_EVENT_BYTES} bytes`, 413);
+  let json: unknown;
+  try {
+    json = JSON.parse(eventText);
+  } catch {
+    throw new RejectedEventError(`${eventPath} is not JSON (a structured-mode CloudEvent)`);
+  }
+  const event = eventFromJson(json, (attribute, reason) => process.stderr.write(`podcert: ${eventPath}: attribute ${attribute} dropped: ${reason}\n`));
+
+  const server = await startClusterFromFile(required(values, "cluster"));
+  try {
+    const cluster = clusterApiFor(server);
+    const log = createLogger({ fields: { function: step } });
+    const ctx = {
+      config,
+      cluster,
+      events: createEventRecorder(cluster, log),
+      keys,
+      now: () => new Date(),
+      log,
+      ...(step === "sign" && caPoolPath !== undefined ? { caPool: loadCaPoolFile(caPoolPath) } : {}),
+    };
+    const result = await dispatch(FUNCTIONS[step], ctx, event);
+    await ctx.events.flush();
+    if (result.reply) process.stdout.write(`${JSON.stringify(eventToJson(result.reply), null, 2)}\n`);
+    if (result.status < 300) return EXIT.ok;
+    const message = result.error instanceof Error ? result.error.message : `HTTP ${result.status}`;
+    if (result.status === 429 || result.status >= 500) {
+      throw result.error instanceof TransientError ? result.error : new TransientError(message);
+    }
+    throw result.error instanceof RejectedEventError ? result.error : new RejectedEventError(message);
+  } finally {
+    await server.stop();
+  }
+}

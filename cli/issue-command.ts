@@ -1,0 +1,35 @@
+/** `podcert issue`: the whole pipeline in one process over a cluster file; prints a List of PCRs. */
+import { join } from "node:path";
+import type { StepKeys } from "../shared/events/attestation.js";
+import { ephemeralStepKeys } from "../shared/events/step-keys.js";
+import { STEPS, type StepName } from "../shared/events/types.js";
+import { loadCaPoolFile, loadSignerConfig, loadStepKeysDir } from "../shared/runtime/load.js";
+import { createLogger, type LogLevel } from "../shared/runtime/log.js";
+import { clusterApiFor, startClusterFromFile, stepContexts } from "./cluster.js";
+import { issueAll } from "./issue.js";
+import { EXIT, optional, parse, required } from "./main.js";
+
+export async function runIssue(args: string[]): Promise<number> {
+  const { values } = parse(args, { cluster: { type: "string" }, "ca-pool": { type: "string" }, keys: { type: "string" } });
+  const config = loadSignerConfig(optional(values, "config"));
+  const caPool = loadCaPoolFile(required(values, "ca-pool"));
+  const keysDir = optional(values, "keys");
+  const keys: Record<StepName, StepKeys> = keysDir === undefined
+    ? ephemeralStepKeys()
+    : (Object.fromEntries(STEPS.map((s) => [s, loadStepKeysDir(s, join(keysDir, s))])) as Record<StepName, StepKeys>);
+
+  const server = await startClusterFromFile(required(values, "cluster"));
+  try {
+    const cluster = clusterApiFor(server);
+    const log = createLogger({ level: (process.env.LOG_LEVEL ?? "warn") as LogLevel });
+    const result = await issueAll({
+      cluster,
+      contexts: stepContexts({ config, cluster, keys, caPool, log }),
+      onProgress: (done, total) => process.stderr.write(`\rprocessed ${done}/${total} PCRs${done === total ? "\n" : ""}`),
+    });
+    process.stdout.write(`${JSON.stringify({ apiVersion: "v1", kind: "List", metadata: {}, items: result.pcrs }, null, 2)}\n`);
+    return EXIT.ok;
+  } finally {
+    await server.stop();
+  }
+}

@@ -1,0 +1,95 @@
+/**
+ * The `podcert` command. Machine-readable output goes to stdout and nothing else does; progress
+ * and logs go to stderr. Exit codes follow sysexits: 64 usage, 65 rejected input, 75 transient,
+ * 78 configuration.
+ */
+import "reflect-metadata";
+import { parseArgs, type ParseArgsConfig } from "node:util";
+import { ConfigError, isPodcertError, RejectedEventError, TransientError } from "../shared/errors.js";
+import { runCaBundle, runCaInit } from "./ca.js";
+import { runDemo } from "./demo.js";
+import { runFixtures } from "./fixtures.js";
+import { runInvoke } from "./invoke.js";
+import { runIssue } from "./issue-command.js";
+import { runKeysInit } from "./keys.js";
+
+export const EXIT = { ok: 0, usage: 64, dataErr: 65, tempFail: 75, config: 78, software: 70 } as const;
+
+export class UsageError extends Error {
+  override readonly name = "UsageError";
+}
+
+const USAGE = `podcert: a PodCertificateRequest signer (validate → derive-sans → sign, as CloudEvent functions)
+
+Usage:
+  podcert ca init --out <file> [--key-algorithm ECDSAP256] [--validity-days 365]
+  podcert ca bundle --ca-pool <file> --signer <name> [--format pem|clustertrustbundle]
+  podcert keys init --out <dir>
+  podcert invoke <validate|derive-sans|sign|deny> --event <file> --cluster <file> --keys <dir> [--ca-pool <file>]
+  podcert issue --cluster <file> --ca-pool <file> [--keys <dir>]
+  podcert demo [--cluster <file>] [--out <dir>]
+  podcert fixtures --out <dir>
+
+Every command takes --config <file> (signer profiles; default: the built-in two signers).
+Exit codes: 0 ok, 64 usage, 65 rejected event, 75 transient (retry), 78 configuration.`;
+
+export type Options = Record<string, string | boolean | undefined>;
+
+export function parse(args: string[], options: ParseArgsConfig["options"]): { values: Options; positionals: string[] } {
+  try {
+    const { values, positionals } = parseArgs({ args, options: { config: { type: "string" }, help: { type: "boolean", short: "h" }, ...options }, allowPositionals: true, strict: true });
+    return { values: values as Options, positionals };
+  } catch (e) {
+    throw new UsageError((e as Error).message);
+  }
+}
+
+export function required(values: Options, name: string): string {
+  const v = values[name];
+  if (typeof v !== "string" || v === "") throw new UsageError(`--${name} is required`);
+  return v;
+}
+
+export function optional(values: Options, name: string): string | undefined {
+  const v = values[name];
+  return typeof v === "string" ? v : undefined;
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const [command, sub, ...rest] = argv;
+  if (command === undefined || command === "help" || command === "--help" || command === "-h") {
+    process.stdout.write(`${USAGE}\n`);
+    return command === undefined ? EXIT.usage : EXIT.ok;
+  }
+  try {
+    switch (command) {
+      case "ca":
+        if (sub === "init") return await runCaInit(rest);
+        if (sub === "bundle") return await runCaBundle(rest);
+        throw new UsageError("podcert ca: expected init or bundle");
+      case "keys":
+        if (sub === "init") return await runKeysInit(rest);
+        throw new UsageError("podcert keys: expected init");
+      case "invoke":
+        return await runInvoke(sub === undefined ? [] : [sub, ...rest]);
+      case "issue":
+        return await runIssue(sub === undefined ? [] : [sub, ...rest]);
+      case "demo":
+        return await runDemo(sub === undefined ? [] : [sub, ...rest]);
+      case "fixtures":
+        return await runFixtures(sub === undefined ? [] : [sub, ...rest]);
+      default:
+        throw new UsageError(`unknown command ${command}`);
+    }
+  } catch (e) {
+    if (e instanceof UsageError) {
+      process.stderr.write(`podcert: ${e.message}\n\n${USAGE}\n`);
+      return EXIT.usage;
+    }
+    process.stderr.write(`podcert: ${isPodcertError(e) || e instanceof Error ? e.message : String(e)}\n`);
+    if (e instanceof RejectedEventError) return EXIT.dataErr;
+    if (e instanceof TransientError) return EXIT.tempFail;
+    if (e instanceof ConfigError) return EXIT.config;
+    return EXIT.software;
+  }
+}

@@ -1,0 +1,65 @@
+/**
+ * Cluster files: the objects the embedded API server starts with. Either a Kubernetes `List`
+ * (`kubectl get ... -o yaml|json`), typed lists such as `PodList` (items without apiVersion/kind
+ * get them from the list), or multi-document YAML (JSON is YAML), which may mix both.
+ */
+
+import { parseAllDocuments } from "yaml";
+
+import { ConfigError } from "../../shared/errors.js";
+import * as z from "../../shared/zod.js";
+import type { KubeObject } from "./resources.js";
+
+export const MAX_CLUSTER_FILE_BYTES = 64 * 1024 * 1024;
+
+const objectSchema = z.looseObject({
+  apiVersion: z.string().check(z.minLength(1)),
+  kind: z.string().check(z.minLength(1)),
+  metadata: z.looseObject({ name: z.string().check(z.minLength(1)) }),
+});
+
+/** Document and item numbers in errors count from 0. */
+export function parseClusterFile(text: string): KubeObject[] {
+  const size = Buffer.byteLength(text);
+  if (size > MAX_CLUSTER_FILE_BYTES) {
+    throw new ConfigError(`cluster file is ${size} bytes; the limit is ${MAX_CLUSTER_FILE_BYTES}`);
+  }
+  const out: KubeObject[] = [];
+  parseAllDocuments(text, { prettyErrors: true }).forEach((doc, i) => {
+    if (!("errors" in doc) || doc.errors.length > 0) {
+      const first = "errors" in doc ? doc.errors[0]?.message : "not a YAML document";
+      throw new ConfigError(`cluster file document ${i}: invalid YAML: ${first}`);
+    }
+    let value: unknown;
+    try {
+      value = doc.toJS({ maxAliasCount: 100 });
+    } catch (e) {
+      throw new ConfigError(`cluster file document ${i}: ${(e as Error).message}`);
+    }
+    if (value === null || value === undefined) return; // empty document (e.g. a trailing "---")
+    const where = `cluster file document ${i}`;
+    const rec = value as { kind?: unknown; apiVersion?: unknown; items?: unknown };
+    if (typeof rec === "object" && typeof rec.kind === "string" && rec.kind.endsWith("List") && "items" in rec) {
+      if (!Array.isArray(rec.items)) throw new ConfigError(`${where}: items: must be a list`);
+      const itemKind = rec.kind === "List" ? undefined : rec.kind.slice(0, -"List".length);
+      rec.items.forEach((item: unknown, j) => {
+        if (itemKind && item !== null && typeof item === "object") {
+          const it = item as Record<string, unknown>;
+          it.kind ??= itemKind;
+          if (typeof rec.apiVersion === "string") it.apiVersion ??= rec.apiVersion;
+        }
+        out.push(check(item, `${where}, items[${j}]`));
+      });
+    } else {
+      out.push(check(value, where));
+    }
+  });
+  return out;
+}
+
+function check(value: unknown, where: string): KubeObject {
+  const r = objectSchema.safeParse(value);
+  if (r.success) return r.data as KubeObject;
+  const problems = r.error.issues.map((i) => `${i.path.length > 0 ? i.path.join(".") : "(object)"}: ${i.message}`);
+  throw new ConfigError(`${where}: ${problems.join("; ")}`);
+}

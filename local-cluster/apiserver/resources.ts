@@ -1,0 +1,188 @@
+/**
+ * The resource types the embedded API server serves, with what differs between them: scope,
+ * status subresource, supported field selectors, defaults and create-time validation.
+ */
+
+import { X509Certificate } from "node:crypto";
+
+import type { ObjectMeta } from "../../shared/pcr/model.js";
+import { decodePemBlocks, DEFAULT_MAX_EXPIRATION_SECONDS } from "../../shared/pcr/status-rules.js";
+import { fieldCause, type StatusCause } from "./status.js";
+
+/** Any Kubernetes object: apiVersion, kind and metadata are what the server relies on. */
+export interface KubeObject {
+  apiVersion: string;
+  kind: string;
+  metadata: ObjectMeta & Record<string, unknown>;
+  [field: string]: unknown;
+}
+
+export interface ResourceType {
+  group: string; // "" for core
+  version: string;
+  apiVersion: string; // "v1" or "group/version"
+  kind: string;
+  plural: string;
+  namespaced: boolean;
+  /** Has a /status subresource: the main PUT keeps the stored status, /status keeps the rest. */
+  hasStatus: boolean;
+  /** Field selector paths beyond metadata.name and metadata.namespace. */
+  fields: readonly string[];
+}
+
+function rt(apiVersion: string, kind: string, plural: string, namespaced: boolean, hasStatus: boolean,
+  fields: readonly string[] = []): ResourceType {
+  const [group, version] = apiVersion.includes("/") ? apiVersion.split("/") as [string, string] : ["", apiVersion];
+  return { group, version, apiVersion, kind, plural, namespaced, hasStatus, fields };
+}
+
+export const RESOURCE_TYPES: readonly ResourceType[] = [
+  rt("v1", "Namespace", "namespaces", false, true, ["status.phase"]),
+  rt("v1", "Node", "nodes", false, true, ["spec.unschedulable"]),
+  rt("v1", "Pod", "pods", true, true,
+    ["spec.nodeName", "spec.serviceAccountName", "spec.restartPolicy", "spec.schedulerName", "spec.hostNetwork",
+      "status.phase", "status.podIP", "status.nominatedNodeName"]),
+  rt("v1", "Service", "services", true, true, ["spec.clusterIP", "spec.type"]),
+  rt("v1", "ServiceAccount", "serviceaccounts", true, false),
+  rt("v1", "Event", "events", true, false,
+    ["involvedObject.kind", "involvedObject.namespace", "involvedObject.name", "involvedObject.uid",
+      "involvedObject.apiVersion", "involvedObject.resourceVersion", "involvedObject.fieldPath", "reason",
+      "reportingComponent", "source", "type"]),
+  rt("events.k8s.io/v1", "Event", "events", true, false,
+    ["regarding.kind", "regarding.namespace", "regarding.name", "regarding.uid", "reason", "type",
+      "reportingController"]),
+  rt("certificates.k8s.io/v1beta1", "PodCertificateRequest", "podcertificaterequests", true, true,
+    ["spec.signerName", "spec.podName", "spec.nodeName"]),
+  rt("certificates.k8s.io/v1beta1", "ClusterTrustBundle", "clustertrustbundles", false, false, ["spec.signerName"]),
+];
+
+/**
+ * Finds a type by Kind ("Pod"), plural ("pods") or either qualified by group
+ * ("events.events.k8s.io", "PodCertificateRequest.certificates.k8s.io"); case-insensitive.
+ * Unqualified "Event"/"events" is the core v1 Event.
+ */
+export function resolveResource(ref: string): ResourceType | undefined {
+  const r = ref.toLowerCase();
+  return RESOURCE_TYPES.find((t) => {
+    const names = [t.kind.toLowerCase(), t.plural];
+    return t.group ? names.some((n) => `${n}.${t.group}` === r) : names.includes(r);
+  }) ?? RESOURCE_TYPES.find((t) => t.kind.toLowerCase() === r || t.plural === r);
+}
+
+export function resourceFor(apiVersion: string, kind: string): ResourceType | undefined {
+  return RESOURCE_TYPES.find((t) => t.apiVersion === apiVersion && t.kind === kind);
+}
+
+export function resourceForPath(group: string, version: string, plural: string): ResourceType | undefined {
+  return RESOURCE_TYPES.find((t) => t.group === group && t.version === version && t.plural === plural);
+}
+
+/** The value of a field selector path on an object (scalars as strings, like the real server). */
+export function fieldValue(obj: KubeObject, path: string): string | undefined {
+  let cur: unknown = obj;
+  for (const part of path.split(".")) {
+    if (cur === null || typeof cur !== "object") return undefined;
+    cur = (cur as Record<string, unknown>)[part];
+  }
+  if (cur === undefined || cur === null) return path === "spec.hostNetwork" || path === "spec.unschedulable" ? "false" : undefined;
+  return typeof cur === "object" ? JSON.stringify(cur) : String(cur);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Defaults and validation
+
+const DNS_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
+const DNS_SUBDOMAIN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
+
+/** Fills the defaults a real API server would (objects are modified in place). */
+export function applyDefaults(t: ResourceType, obj: KubeObject): void {
+  const sub = (key: string) => {
+    const v = obj[key];
+    if (v === null || typeof v !== "object") obj[key] = {};
+    return obj[key] as Record<string, unknown>;
+  };
+  switch (t.kind) {
+    case "Service":
+      sub("spec").type ??= "ClusterIP";
+      break;
+    case "PodCertificateRequest":
+      sub("spec").maxExpirationSeconds ??= DEFAULT_MAX_EXPIRATION_SECONDS;
+      break;
+    case "Namespace":
+      obj.metadata.labels = { ...obj.metadata.labels, "kubernetes.io/metadata.name": obj.metadata.name };
+      sub("status").phase ??= "Active";
+      break;
+  }
+}
+
+export function validateName(t: ResourceType, name: string): StatusCause[] {
+  const c = (m: string) => [fieldCause("metadata.name", `Invalid value: ${JSON.stringify(name)}: ${m}`)];
+  if (t.kind === "Namespace") {
+    return name.length <= 63 && DNS_LABEL.test(name) ? [] : c("a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character");
+  }
+  if (t.kind === "ClusterTrustBundle") {
+    return name.length <= 253 && /^[a-z0-9]([-a-z0-9.:]*[a-z0-9])?$/.test(name) ? [] : c("must consist of lower case alphanumeric characters, '-', '.' or ':'");
+  }
+  return name.length <= 253 && DNS_SUBDOMAIN.test(name) ? [] : c("a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character");
+}
+
+/** Kind-specific create validation (after defaults). */
+export function validateCreate(t: ResourceType, obj: KubeObject): StatusCause[] {
+  const spec = (obj.spec ?? {}) as Record<string, unknown>;
+  const causes: StatusCause[] = [];
+  if (t.kind === "PodCertificateRequest") {
+    for (const f of ["signerName", "podName", "podUID", "serviceAccountName", "serviceAccountUID", "nodeName", "nodeUID"]) {
+      if (typeof spec[f] !== "string" || spec[f] === "") {
+        causes.push(fieldCause(`spec.${f}`, "Required value", "FieldValueRequired"));
+      }
+    }
+    const max = spec.maxExpirationSeconds;
+    const kubeSigner = typeof spec.signerName === "string" && spec.signerName.startsWith("kubernetes.io/");
+    const upper = kubeSigner ? 86400 : 7862400;
+    if (typeof max !== "number" || !Number.isInteger(max) || max < 3600 || max > upper) {
+      causes.push(fieldCause("spec.maxExpirationSeconds", `Invalid value: ${JSON.stringify(max)}: must be in the range [3600, ${upper}]`));
+    }
+    if (!spec.pkixPublicKey && !spec.stubPKCS10Request) {
+      causes.push(fieldCause("spec.pkixPublicKey", "Required value: one of pkixPublicKey or stubPKCS10Request must be set", "FieldValueRequired"));
+    }
+  }
+  if (t.kind === "ClusterTrustBundle") causes.push(...validateTrustBundle(obj));
+  return causes;
+}
+
+/** SPEC §3: signer-linked names, and a bundle of distinct, parseable CA certificates (<= 1 MiB). */
+function validateTrustBundle(obj: KubeObject): StatusCause[] {
+  const spec = (obj.spec ?? {}) as { signerName?: unknown; trustBundle?: unknown };
+  const causes: StatusCause[] = [];
+  if (typeof spec.signerName === "string" && spec.signerName !== "") {
+    const prefix = `${spec.signerName.replaceAll("/", ":")}:`;
+    if (!obj.metadata.name.startsWith(prefix)) {
+      causes.push(fieldCause("metadata.name", `Invalid value: ${JSON.stringify(obj.metadata.name)}: ClusterTrustBundle for signerName ${spec.signerName} must be named with prefix ${prefix}`));
+    }
+  }
+  const bundle = typeof spec.trustBundle === "string" ? spec.trustBundle : "";
+  if (Buffer.byteLength(bundle) > 1024 * 1024) {
+    return [...causes, fieldCause("spec.trustBundle", "Too long: may not be more than 1048576 bytes", "FieldValueTooLong")];
+  }
+  const blocks = decodePemBlocks(bundle);
+  const seen = new Set<string>();
+  blocks.forEach((b, i) => {
+    let problem: string | undefined;
+    if (b.type !== "CERTIFICATE") problem = `entry ${i} has bad block type: ${b.type}`;
+    else {
+      try {
+        if (!new X509Certificate(b.der).ca) problem = `entry ${i} does not have the CA bit set`;
+      } catch {
+        problem = `entry ${i} does not parse as X.509`;
+      }
+    }
+    const key = b.der.toString("base64");
+    if (!problem && seen.has(key)) problem = `duplicate trust anchor (entry ${i})`;
+    seen.add(key);
+    if (problem) causes.push(fieldCause("spec.trustBundle", `Invalid value: "<value omitted>": ${problem}`));
+  });
+  if (blocks.length === 0) {
+    causes.push(fieldCause("spec.trustBundle", 'Invalid value: "<value omitted>": at least one trust anchor must be provided'));
+  }
+  return causes;
+}

@@ -1,0 +1,629 @@
+/**
+ * An embedded Kubernetes API server for local runs and tests: node:http on 127.0.0.1, serving the
+ * REST paths podcert uses so that @kubernetes/client-node talks to it as to a real cluster.
+ *
+ * Served: core v1 namespaces, nodes, pods, services, serviceaccounts, events; events.k8s.io/v1
+ * events; certificates.k8s.io/v1beta1 podcertificaterequests and clustertrustbundles. Verbs: get,
+ * list (per namespace and across namespaces, label and field selectors), watch (`?watch=true`),
+ * create (POST, generateName), replace (PUT, and PUT .../status for types with a status
+ * subresource), delete. PATCH, deletecollection and dryRun are not supported (405 / 400). `limit`
+ * is ignored (lists are always complete, without `continue`). Also /version, /healthz, /livez,
+ * /readyz and the discovery documents (/api, /apis, /api/v1, /apis/<group>/<version>).
+ *
+ * Authentication and authorization are opt-in (`authorization`): off, every request is allowed,
+ * which keeps tests of the store itself simple. On (the local run, `podcert demo`, the HTTP tests),
+ * the server behaves as kube-apiserver with `--anonymous-auth=false --authorization-mode=RBAC`:
+ * a bearer token per user it was given (plus ADMIN_USER, in `system:masters`), 401 without a known
+ * one; then RBAC (rbac.ts) over the given documents and Kubernetes' bootstrap roles, for every
+ * request including /version and discovery, with request attributes derived as kube-apiserver
+ * does (request-info.ts) and 403 Status bodies worded as its; and the `sign` check on
+ * PodCertificateRequest status writes (422). Every refusal is kept (`refusedRequests`), so a run
+ * can prove that nothing it did was refused, including calls whose failure changes no outcome.
+ *
+ * Behaviour a reader should know (details in store.ts): creating a namespaced object needs its
+ * Namespace (404 otherwise; seeding creates missing ones); PUT .../podcertificaterequests/x/status
+ * applies kube-apiserver's status rules (shared/pcr/status-rules.ts) and answers 422 with one cause
+ * per broken rule; a stale metadata.resourceVersion is 409 Conflict; errors are `Status` objects.
+ * Watches: no resourceVersion (or "0") sends ADDED for existing objects first, a resourceVersion
+ * sends the changes after it (ERROR 410 Expired once older than the history kept); BOOKMARKs only
+ * with allowWatchBookmarks=true. client-node's Watch aborts after 30 s without data (TimeoutError);
+ * its ListWatch / informers then reconnect from the last resourceVersion, which this server honours.
+ */
+
+import { randomBytes } from "node:crypto";
+import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
+import type { AddressInfo } from "node:net";
+
+import { stringify } from "yaml";
+
+import { ConfigError } from "../../shared/errors.js";
+import {
+  authorize,
+  BOOTSTRAP_RBAC,
+  forbiddenMessage,
+  isAuthorizedForSignerName,
+  parseRbacPolicy,
+  type RbacPolicy,
+  type RequestAttributes,
+  type UserInfo,
+} from "./rbac.js";
+import { isWatch, requestAttributes } from "./request-info.js";
+import { RESOURCE_TYPES, resourceFor, resourceForPath, type KubeObject, type ResourceType } from "./resources.js";
+import {
+  ApiError,
+  badRequest,
+  forbidden,
+  internalError,
+  methodNotAllowed,
+  notFound,
+  pathNotFound,
+  success,
+  tooLarge,
+  unauthorized,
+  unsupportedMediaType,
+} from "./status.js";
+import { ObjectStore, type WatchEvent } from "./store.js";
+
+export interface EmbeddedApiServer {
+  /** http://127.0.0.1:<port> */
+  url: string;
+  /**
+   * A kubeconfig (YAML) for `url`: cluster, user and context "podcert-embedded",
+   * insecure-skip-tls-verify (client-node needs it to accept http://). With `authorization`, it
+   * holds the bearer token of `user` (a user name; default ADMIN_USER; an unknown one throws
+   * ConfigError); without, no credentials.
+   */
+  kubeconfig(user?: string): string;
+  /** The bearer token of `user` (default ADMIN_USER); undefined without `authorization`. */
+  token(user?: string): string | undefined;
+  /** Every request refused so far (401, 403, and 422 from the `sign` check), oldest first. */
+  refusedRequests(): RefusedRequest[];
+  /**
+   * A SubjectAccessReview: would `user` be allowed `attrs`? (Always true without `authorization`.)
+   * For controllers that check permissions before acting, as Knative's ApiServerSource does.
+   */
+  accessReview(user: UserInfo, attrs: RequestAttributes): boolean;
+  /** In-process access to the objects the server serves (no authorization applies). */
+  store: ObjectStore;
+  /** Closes the listener and every open watch. */
+  stop(): Promise<void>;
+}
+
+export interface StartApiServerOptions {
+  /**
+   * Objects to load first (e.g. from parseClusterFile). Namespaces are created first and missing
+   * ones implicitly; uids, creationTimestamps and statuses are kept. Kinds the server does not
+   * serve are skipped (reported through `log`). A bad object throws ConfigError naming its index.
+   */
+  objects?: readonly unknown[];
+  /** 0 (default): any free port. */
+  port?: number;
+  /** The server clock: creationTimestamps and the PCR status rules' "now". */
+  now?: () => Date;
+  /** One line per request and per skipped seed object; silent by default. */
+  log?: (line: string) => void;
+  /** Request body limit; larger bodies get 413. Default 3 MiB, like kube-apiserver. */
+  maxBodyBytes?: number;
+  /** Changes kept for watches that resume from a resourceVersion. Default 10000. */
+  historyLimit?: number;
+  /** BOOKMARK period for watches that ask for them (allowWatchBookmarks=true). Default 10 s. */
+  bookmarkIntervalMs?: number;
+  /** Authenticate and authorize every request as kube-apiserver would; absent: allow everything. */
+  authorization?: ApiServerAuthorization;
+}
+
+export interface ApiServerAuthorization {
+  /**
+   * Role, ClusterRole, RoleBinding and ClusterRoleBinding documents (any other kind is skipped),
+   * in force besides Kubernetes' bootstrap roles (BOOTSTRAP_RBAC). A document kube-apiserver
+   * would refuse is a ConfigError.
+   */
+  rbac: readonly unknown[];
+  /** Who can authenticate besides ADMIN_USER: the server issues a random bearer token to each. */
+  users: readonly UserInfo[];
+}
+
+/** The cluster administrator (kubeadm's name), whose group `system:masters` is bound to cluster-admin. */
+export const ADMIN_USER: UserInfo = { name: "kubernetes-admin", groups: ["system:masters", "system:authenticated"] };
+
+/** A request the server refused to authenticate (401) or authorize (403; 422 for the `sign` check). */
+export interface RefusedRequest {
+  /** Absent for a 401. */
+  user?: string;
+  method: string;
+  /** The request's path and query. */
+  url: string;
+  code: 401 | 403 | 422;
+  /** What was refused, as the authorizer saw it: verb, and resource (with `/subresource`) or path. */
+  verb?: string;
+  apiGroup?: string;
+  resource?: string;
+  namespace?: string;
+  name?: string;
+  path?: string;
+  message: string;
+}
+
+/** One line naming a refused call: who, what, where, and the HTTP request. */
+export function describeRefusal(r: RefusedRequest): string {
+  const who = r.user ?? "an unauthenticated client";
+  if (r.verb === undefined) return `${who}: ${r.method} ${r.url} → ${r.code}`;
+  const what = r.resource !== undefined
+    ? `${r.verb} ${r.resource}${r.apiGroup ? `.${r.apiGroup}` : ""}${r.name ? ` "${r.name}"` : ""}${r.namespace ? ` in namespace ${r.namespace}` : ""}`
+    : `${r.verb} path ${r.path}`;
+  return `${who}: ${what} (${r.method} ${r.url} → ${r.code})`;
+}
+
+export const CONTEXT_NAME = "podcert-embedded";
+const DEFAULT_MAX_BODY = 3 * 1024 * 1024;
+
+export async function startApiServer(o: StartApiServerOptions = {}): Promise<EmbeddedApiServer> {
+  const store = new ObjectStore({ ...(o.now ? { now: o.now } : {}), ...(o.historyLimit ? { historyLimit: o.historyLimit } : {}) });
+  seed(store, o.objects ?? [], o.log);
+
+  const watches = new Set<() => void>();
+  const refused: RefusedRequest[] = [];
+  const auth = o.authorization === undefined ? undefined : authState(o.authorization);
+  const ctx: Ctx = {
+    store,
+    watches,
+    maxBody: o.maxBodyBytes ?? DEFAULT_MAX_BODY,
+    bookmarkMs: o.bookmarkIntervalMs ?? 10_000,
+    log: o.log,
+    host: "",
+    auth,
+    refuse: (r) => {
+      refused.push(r);
+      o.log?.(`refused: ${describeRefusal(r)}`);
+    },
+  };
+  const server = createServer((req, res) => {
+    handle(ctx, req, res).catch((e: unknown) => {
+      const err = e instanceof ApiError ? e : internalError(e instanceof Error ? e.message : String(e));
+      if (!(e instanceof ApiError)) o.log?.(`internal error on ${req.method} ${req.url}: ${(e as Error)?.stack ?? String(e)}`);
+      if (res.headersSent) res.destroy();
+      else sendJson(res, err.code, err.status);
+    }).finally(() => o.log?.(`${req.method} ${req.url} ${res.statusCode}`));
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(o.port ?? 0, "127.0.0.1", () => {
+      server.off("error", reject);
+      resolve();
+    });
+  });
+  const { port } = server.address() as AddressInfo;
+  ctx.host = `127.0.0.1:${port}`;
+  const url = `http://${ctx.host}`;
+
+  const token = (user = ADMIN_USER.name): string | undefined => {
+    if (!auth) return undefined;
+    const t = auth.tokenOf.get(user);
+    if (t === undefined) throw new ConfigError(`the embedded API server has no user ${JSON.stringify(user)} (it knows ${[...auth.tokenOf.keys()].join(", ")})`);
+    return t;
+  };
+  return {
+    url,
+    store,
+    kubeconfig: (user?: string) => kubeconfigFor(url, token(user)),
+    token,
+    refusedRequests: () => [...refused],
+    accessReview: (user, attrs) => auth === undefined || authorize(auth.policy, user, attrs).allowed,
+    async stop() {
+      for (const end of [...watches]) end();
+      await new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      });
+    },
+  };
+}
+
+/**
+ * client-node refuses plain http:// servers unless the cluster sets insecure-skip-tls-verify
+ * ("HTTP protocol is not allowed when skipTLSVerify is not set or false"), so it is set here.
+ */
+export function kubeconfigFor(url: string, token?: string): string {
+  return stringify({
+    apiVersion: "v1",
+    kind: "Config",
+    clusters: [{ name: CONTEXT_NAME, cluster: { server: url, "insecure-skip-tls-verify": true } }],
+    users: [{ name: CONTEXT_NAME, user: token === undefined ? {} : { token } }],
+    contexts: [{ name: CONTEXT_NAME, context: { cluster: CONTEXT_NAME, user: CONTEXT_NAME } }],
+    "current-context": CONTEXT_NAME,
+    preferences: {},
+  });
+}
+
+interface AuthState {
+  policy: RbacPolicy;
+  userOf: Map<string, UserInfo>;
+  tokenOf: Map<string, string>;
+}
+
+function authState(a: ApiServerAuthorization): AuthState {
+  const { policy, problems } = parseRbacPolicy([...BOOTSTRAP_RBAC, ...a.rbac]);
+  if (problems.length > 0) throw new ConfigError(`RBAC documents kube-apiserver would refuse:\n  ${problems.join("\n  ")}`);
+  const userOf = new Map<string, UserInfo>();
+  const tokenOf = new Map<string, string>();
+  for (const user of [ADMIN_USER, ...a.users]) {
+    if (tokenOf.has(user.name)) continue;
+    // Random per server: a token only works against the server that issued it, like a real one.
+    const t = randomBytes(24).toString("base64url");
+    userOf.set(t, { name: user.name, groups: [...user.groups] });
+    tokenOf.set(user.name, t);
+  }
+  return { policy, userOf, tokenOf };
+}
+
+/** The bearer token authenticator: `Authorization: Bearer <token>` (scheme in any case). */
+function authenticate(auth: AuthState, req: IncomingMessage): UserInfo | undefined {
+  const m = /^bearer\s+(\S+)\s*$/i.exec(req.headers.authorization ?? "");
+  return m ? auth.userOf.get(m[1]!) : undefined;
+}
+
+/** Authentication, then RBAC: the user, or an ApiError (401, 403) after recording the refusal. */
+function admit(ctx: Ctx, auth: AuthState, req: IncomingMessage, method: string, url: URL): UserInfo {
+  const requestUrl = `${url.pathname}${url.search}`;
+  const user = authenticate(auth, req);
+  if (user === undefined) {
+    ctx.refuse({ method, url: requestUrl, code: 401, message: "Unauthorized" });
+    throw unauthorized();
+  }
+  const attrs: RequestAttributes = requestAttributes(method, url);
+  const decision = authorize(auth.policy, user, attrs);
+  if (decision.allowed) return user;
+  const err = attrs.resourceRequest
+    ? forbidden({ group: attrs.apiGroup, resource: attrs.resource, name: attrs.name, message: forbiddenMessage(user, attrs), reason: decision.reason })
+    : forbidden({ group: "", resource: "", name: "", message: forbiddenMessage(user, attrs), reason: decision.reason });
+  const refusal: RefusedRequest = { user: user.name, method, url: requestUrl, code: 403, verb: attrs.verb, message: err.message };
+  if (attrs.resourceRequest) {
+    refusal.apiGroup = attrs.apiGroup;
+    refusal.resource = attrs.subresource === "" ? attrs.resource : `${attrs.resource}/${attrs.subresource}`;
+    if (attrs.namespace !== "") refusal.namespace = attrs.namespace;
+    if (attrs.name !== "") refusal.name = attrs.name;
+  } else refusal.path = attrs.path;
+  ctx.refuse(refusal);
+  throw err;
+}
+
+function seed(store: ObjectStore, objects: readonly unknown[], log: ((line: string) => void) | undefined): void {
+  const indexed = objects.map((obj, index) => ({ obj, index }));
+  const isNamespace = (x: unknown) => (x as { kind?: unknown } | null)?.kind === "Namespace";
+  const ordered = [...indexed.filter((x) => isNamespace(x.obj)), ...indexed.filter((x) => !isNamespace(x.obj))];
+  for (const { obj, index } of ordered) {
+    const o = obj as Partial<KubeObject> | null;
+    const what = `object ${index} (${o?.kind ?? "?"} ${o?.metadata?.namespace ? `${o.metadata.namespace}/` : ""}${o?.metadata?.name ?? "?"})`;
+    if (o === null || typeof o !== "object" || typeof o.apiVersion !== "string" || typeof o.kind !== "string") {
+      throw new ConfigError(`${what}: not a Kubernetes object (apiVersion and kind are required)`);
+    }
+    if (!resourceFor(o.apiVersion, o.kind)) {
+      log?.(`skipping ${what}: ${o.apiVersion} ${o.kind} is not served by the embedded API server`);
+      continue;
+    }
+    try {
+      store.create(obj, { seed: true });
+    } catch (e) {
+      throw new ConfigError(`${what}: ${(e as Error).message}`, { cause: e });
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+
+interface Ctx {
+  store: ObjectStore;
+  watches: Set<() => void>;
+  maxBody: number;
+  bookmarkMs: number;
+  log: ((line: string) => void) | undefined;
+  host: string;
+  auth: AuthState | undefined;
+  refuse: (r: RefusedRequest) => void;
+}
+
+interface Route {
+  t: ResourceType;
+  namespace?: string;
+  name?: string;
+  sub?: string;
+}
+
+async function handle(ctx: Ctx, req: IncomingMessage, res: ServerResponse): Promise<void> {
+  const url = new URL(req.url ?? "/", "http://localhost");
+  const method = req.method ?? "GET";
+  const q = url.searchParams;
+  // kube-apiserver authenticates and authorizes before routing: a forbidden path is 403, not 404.
+  const user = ctx.auth === undefined ? undefined : admit(ctx, ctx.auth, req, method, url);
+  const segs = url.pathname.split("/").filter((s) => s !== "").map((s) => {
+    try {
+      return decodeURIComponent(s);
+    } catch {
+      throw badRequest(`malformed path segment ${JSON.stringify(s)}`);
+    }
+  });
+
+  const info = nonResource(ctx, segs);
+  if (info !== undefined) {
+    if (method !== "GET" && method !== "HEAD") throw methodNotAllowed(method);
+    if (typeof info === "string") {
+      res.writeHead(200, { "content-type": "text/plain; charset=utf-8" }).end(info);
+    } else sendJson(res, 200, info);
+    return;
+  }
+
+  const route = parseRoute(segs);
+  const { t, namespace, name, sub } = route;
+  if (q.has("dryRun")) throw badRequest("dryRun is not supported by the embedded API server");
+
+  if (name === undefined) {
+    if (method === "GET") {
+      if (isWatch(q)) return watch(ctx, req, res, route, q);
+      const list = ctx.store.list(t, selection(t, namespace, q));
+      sendJson(res, 200, {
+        kind: `${t.kind}List`,
+        apiVersion: t.apiVersion,
+        metadata: { resourceVersion: list.resourceVersion },
+        items: list.items,
+      });
+      return;
+    }
+    if (method === "POST" && (namespace !== undefined || !t.namespaced)) {
+      const body = await readObject(ctx, req, route);
+      sendJson(res, 201, ctx.store.create(body));
+      return;
+    }
+    throw methodNotAllowed(method);
+  }
+
+  if (method === "GET") {
+    const obj = ctx.store.get(t, namespace, name);
+    if (!obj) throw notFound(t, name);
+    sendJson(res, 200, obj);
+    return;
+  }
+  if (method === "PUT") {
+    const body = await readObject(ctx, req, route);
+    sendJson(res, 200, sub === "status" ? ctx.store.replaceStatus(body, signCheck(ctx, user, method, url)) : ctx.store.replace(body));
+    return;
+  }
+  if (method === "DELETE" && sub === undefined) {
+    const raw = await readBody(ctx, req);
+    let pre: { uid?: string; resourceVersion?: string } = {};
+    if (raw.length > 0) {
+      const opts = parseJson(raw) as { preconditions?: { uid?: string; resourceVersion?: string } } | null;
+      pre = opts?.preconditions ?? {};
+    }
+    const gone = ctx.store.delete(t, namespace, name, pre);
+    sendJson(res, 200, t.kind === "Pod" ? gone : success(t, name, gone.metadata.uid));
+    return;
+  }
+  throw methodNotAllowed(method);
+}
+
+/** The store's `sign` check for this request's user (none without authorization); refusals are recorded. */
+function signCheck(ctx: Ctx, user: UserInfo | undefined, method: string, url: URL) {
+  const auth = ctx.auth;
+  if (auth === undefined || user === undefined) return {};
+  return {
+    signer: {
+      user: user.name,
+      maySign: (signerName: string) => {
+        const ok = isAuthorizedForSignerName(auth.policy, user, "sign", signerName);
+        if (!ok) {
+          ctx.refuse({
+            user: user.name,
+            method,
+            url: `${url.pathname}${url.search}`,
+            code: 422,
+            verb: "sign",
+            apiGroup: "certificates.k8s.io",
+            resource: "signers",
+            name: signerName,
+            message: `User ${JSON.stringify(user.name)} is not permitted to "sign" for signer ${JSON.stringify(signerName)}`,
+          });
+        }
+        return ok;
+      },
+    },
+  };
+}
+
+/** /api/v1/namespaces/ns/pods/name/status and friends; throws 404 for anything else. */
+function parseRoute(segs: string[]): Route {
+  let group: string;
+  let version: string | undefined;
+  let rest: string[];
+  if (segs[0] === "api") {
+    group = "";
+    version = segs[1];
+    rest = segs.slice(2);
+  } else if (segs[0] === "apis") {
+    group = segs[1] ?? "";
+    version = segs[2];
+    rest = segs.slice(3);
+  } else throw pathNotFound();
+  if (version === undefined) throw pathNotFound();
+
+  let namespace: string | undefined;
+  if (rest[0] === "namespaces" && rest.length >= 3 && !(rest.length === 3 && (rest[2] === "status" || rest[2] === "finalize"))) {
+    namespace = rest[1];
+    rest = rest.slice(2);
+  }
+  const [plural, name, sub, ...extra] = rest;
+  const t = plural === undefined ? undefined : resourceForPath(group, version, plural);
+  if (!t || extra.length > 0) throw pathNotFound();
+  if (namespace !== undefined && !t.namespaced) throw pathNotFound();
+  if (namespace === undefined && t.namespaced && name !== undefined) throw pathNotFound();
+  if (sub !== undefined && (sub !== "status" || !t.hasStatus)) throw pathNotFound();
+  const route: Route = { t };
+  if (namespace !== undefined) route.namespace = namespace;
+  if (name !== undefined) route.name = name;
+  if (sub !== undefined) route.sub = sub;
+  return route;
+}
+
+function selection(t: ResourceType, namespace: string | undefined, q: URLSearchParams) {
+  return {
+    ...(t.namespaced && namespace !== undefined ? { namespace } : {}),
+    ...(q.get("labelSelector") ? { labelSelector: q.get("labelSelector")! } : {}),
+    ...(q.get("fieldSelector") ? { fieldSelector: q.get("fieldSelector")! } : {}),
+  };
+}
+
+function watch(ctx: Ctx, req: IncomingMessage, res: ServerResponse, route: Route, q: URLSearchParams): void {
+  const { t, namespace } = route;
+  const bookmarks = q.get("allowWatchBookmarks") === "true";
+  const initialEvents = q.get("sendInitialEvents") === "true";
+  const pending: string[] = [];
+  let streaming = false;
+  const write = (e: WatchEvent | { type: "BOOKMARK" | "ERROR"; object: unknown }) => {
+    const line = `${JSON.stringify(e)}\n`;
+    if (streaming) res.write(line);
+    else pending.push(line);
+  };
+
+  let stopWatch: () => void;
+  try {
+    stopWatch = ctx.store.watch(t, write, {
+      ...selection(t, namespace, q),
+      ...(q.get("resourceVersion") ? { resourceVersion: q.get("resourceVersion")! } : {}),
+      sendInitialEvents: initialEvents,
+    });
+  } catch (e) {
+    if (!(e instanceof ApiError) || e.code !== 410) throw e;
+    res.writeHead(200, { "content-type": "application/json" });
+    res.end(`${JSON.stringify({ type: "ERROR", object: e.status })}\n`);
+    return;
+  }
+
+  const bookmark = (annotations?: Record<string, string>) =>
+    write({
+      type: "BOOKMARK",
+      object: {
+        kind: t.kind,
+        apiVersion: t.apiVersion,
+        metadata: { resourceVersion: ctx.store.resourceVersion, ...(annotations ? { annotations } : {}) },
+      },
+    });
+  if (initialEvents && bookmarks) bookmark({ "k8s.io/initial-events-end": "true" });
+
+  res.writeHead(200, { "content-type": "application/json", "cache-control": "no-cache, private" });
+  res.flushHeaders();
+  streaming = true;
+  for (const line of pending.splice(0)) res.write(line);
+
+  const timers: NodeJS.Timeout[] = [];
+  const end = () => {
+    if (!ctx.watches.delete(end)) return;
+    stopWatch();
+    for (const timer of timers) clearTimeout(timer);
+    res.end();
+  };
+  ctx.watches.add(end);
+  if (bookmarks) timers.push(setInterval(() => bookmark(), ctx.bookmarkMs));
+  const timeout = Number(q.get("timeoutSeconds") ?? "");
+  if (timeout > 0) timers.push(setTimeout(end, timeout * 1000));
+  req.on("close", end);
+  res.on("close", end);
+}
+
+/** The request body as the object for `route`: apiVersion/kind/namespace/name filled or checked. */
+async function readObject(ctx: Ctx, req: IncomingMessage, route: Route): Promise<KubeObject> {
+  const type = req.headers["content-type"];
+  if (type !== undefined && !/^application\/json\s*(;|$)/i.test(type)) throw unsupportedMediaType(type);
+  const body = parseJson(await readBody(ctx, req));
+  if (body === null || typeof body !== "object" || Array.isArray(body)) throw badRequest("the request body must be a JSON object");
+  const obj = body as Partial<KubeObject>;
+  const { t } = route;
+  obj.apiVersion ??= t.apiVersion;
+  obj.kind ??= t.kind;
+  if (obj.apiVersion !== t.apiVersion) {
+    throw badRequest(`the API version in the data (${obj.apiVersion}) does not match the expected API version (${t.apiVersion})`);
+  }
+  if (obj.kind !== t.kind) throw badRequest(`the kind in the data (${obj.kind}) does not match the expected kind (${t.kind})`);
+  if (obj.metadata === null || typeof obj.metadata !== "object") obj.metadata = {} as KubeObject["metadata"];
+  const meta = obj.metadata;
+  if (t.namespaced) {
+    meta.namespace ??= route.namespace!;
+    if (meta.namespace !== route.namespace) {
+      throw badRequest("the namespace of the provided object does not match the namespace sent on the request");
+    }
+  }
+  if (route.name !== undefined) {
+    meta.name ??= route.name;
+    if (meta.name !== route.name) {
+      throw badRequest(`the name of the object (${meta.name}) does not match the name on the URL (${route.name})`);
+    }
+  }
+  return obj as KubeObject;
+}
+
+async function readBody(ctx: Ctx, req: IncomingMessage): Promise<Buffer> {
+  const declared = Number(req.headers["content-length"] ?? "0");
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of req as AsyncIterable<Buffer>) {
+    size += chunk.length;
+    // Keep reading (and discarding) a too-large body so the client gets to read the 413,
+    // up to a hard cap beyond which the connection is cut.
+    if (size > ctx.maxBody * 8) {
+      req.destroy();
+      break;
+    }
+    if (size <= ctx.maxBody && declared <= ctx.maxBody) chunks.push(chunk);
+  }
+  if (size > ctx.maxBody || declared > ctx.maxBody) throw tooLarge(ctx.maxBody);
+  return Buffer.concat(chunks);
+}
+
+function parseJson(raw: Buffer): unknown {
+  try {
+    return JSON.parse(raw.toString("utf8"));
+  } catch (e) {
+    throw badRequest(`couldn't decode the request body as JSON: ${(e as Error).message}`);
+  }
+}
+
+function sendJson(res: ServerResponse, code: number, body: unknown): void {
+  const text = JSON.stringify(body);
+  res.writeHead(code, { "content-type": "application/json", "content-length": Buffer.byteLength(text) });
+  res.end(text);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Version, health and discovery
+
+function nonResource(ctx: Ctx, segs: string[]): unknown {
+  const path = `/${segs.join("/")}`;
+  if (path === "/healthz" || path === "/livez" || path === "/readyz") return "ok";
+  if (path === "/version") {
+    return { major: "1", minor: "36", gitVersion: "v1.36.0-podcert-embedded", platform: `${process.platform}/${process.arch}` };
+  }
+  const groups = [...new Set(RESOURCE_TYPES.filter((t) => t.group !== "").map((t) => t.group))];
+  const versionsOf = (g: string) => [...new Set(RESOURCE_TYPES.filter((t) => t.group === g).map((t) => t.version))];
+  const apiGroup = (g: string) => {
+    const versions = versionsOf(g).map((v) => ({ groupVersion: `${g}/${v}`, version: v }));
+    return { kind: "APIGroup", apiVersion: "v1", name: g, versions, preferredVersion: versions[0] };
+  };
+  if (path === "/api") {
+    return { kind: "APIVersions", versions: ["v1"], serverAddressByClientCIDRs: [{ clientCIDR: "0.0.0.0/0", serverAddress: ctx.host }] };
+  }
+  if (path === "/apis") return { kind: "APIGroupList", apiVersion: "v1", groups: groups.map(apiGroup) };
+  if (segs[0] === "apis" && segs.length === 2 && groups.includes(segs[1]!)) return apiGroup(segs[1]!);
+  const [group, version] = segs[0] === "api" && segs.length === 2 ? ["", segs[1]!]
+    : segs[0] === "apis" && segs.length === 3 ? [segs[1]!, segs[2]!] : [undefined, undefined];
+  if (group === undefined) return undefined;
+  const types = RESOURCE_TYPES.filter((t) => t.group === group && t.version === version);
+  if (types.length === 0) throw pathNotFound();
+  const verbs = ["create", "delete", "get", "list", "update", "watch"];
+  return {
+    kind: "APIResourceList",
+    apiVersion: "v1",
+    groupVersion: group ? `${group}/${version}` : version,
+    resources: types.flatMap((t) => [
+      { name: t.plural, singularName: t.kind.toLowerCase(), namespaced: t.namespaced, kind: t.kind, verbs },
+      ...(t.hasStatus ? [{ name: `${t.plural}/status`, singularName: "", namespaced: t.namespaced, kind: t.kind, verbs: ["get", "update"] }] : []),
+    ]),
+  };
+}

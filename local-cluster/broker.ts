@@ -1,0 +1,310 @@
+/**
+ * A local stand-in for a Knative Broker, routing by the project's own Trigger manifests
+ * (knative/triggers.yaml) and delivery spec (knative/broker.yaml), so the local run exercises the
+ * production routing rather than a copy of it. Semantics follow Knative's: exact attribute
+ * filters; a 200 reply that is a CloudEvent re-enters the broker; 404, 408, 409, 429, 5xx and
+ * attempts that outlast the spec's timeout are retried with its backoff; anything else, or
+ * exhausted retries, goes to the dead-letter sink (here: a callback and a log).
+ */
+import { createServer, type Server, type ServerResponse } from "node:http";
+import { request } from "undici";
+import { parseAllDocuments } from "yaml";
+import { ConfigError, isPodcertError, RejectedEventError } from "../shared/errors.js";
+import { eventFromHttp, eventToBinaryHttp, MAX_EVENT_BYTES } from "../shared/events/codec.js";
+import type { PodcertEvent } from "../shared/events/types.js";
+import { BODY_TIMEOUT_MS, CONNECTIONS_CHECK_INTERVAL_MS, HEADERS_TIMEOUT_MS, readBody } from "../shared/runtime/body.js";
+import { eventFromBody, UploadError } from "../shared/runtime/http.js";
+
+export interface TriggerRoute {
+  name: string;
+  broker: string;
+  /** Exact-match attribute filters (type, source, extensions). */
+  filter: Readonly<Record<string, string>>;
+  /** The Knative Service the Trigger's subscriber names. */
+  subscriber: string;
+}
+
+export interface DeliverySpec {
+  retry: number;
+  backoffPolicy: "exponential" | "linear";
+  backoffDelayMs: number;
+  /** Per attempt (Knative's `timeout`); unset: the local broker's own 30 s. */
+  timeoutMs?: number;
+  deadLetterSink?: string;
+}
+
+interface TriggerDoc {
+  kind?: string;
+  metadata?: { name?: string };
+  spec?: { broker?: string; delivery?: unknown; filter?: { attributes?: Record<string, unknown> }; subscriber?: { ref?: { kind?: string; name?: string } } };
+}
+
+/** Routes from the Trigger documents of a manifest file (other kinds are ignored). */
+export function parseTriggers(yamlText: string, source = "triggers"): TriggerRoute[] {
+  const routes: TriggerRoute[] = [];
+  for (const [i, doc] of parseAllDocuments(yamlText).entries()) {
+    if (doc.errors.length > 0) throw new ConfigError(`${source}: document ${i}: ${doc.errors[0]?.message ?? "invalid YAML"}`);
+    const t = doc.toJSON() as TriggerDoc | null;
+    if (t?.kind !== "Trigger") continue;
+    const name = t.metadata?.name ?? `trigger-${i}`;
+    const subscriber = t.spec?.subscriber?.ref?.name;
+    if (subscriber === undefined || t.spec?.subscriber?.ref?.kind !== "Service") {
+      throw new ConfigError(`${source}: Trigger ${name} must name a Knative Service as its subscriber`);
+    }
+    // Knative's channel-based Broker would use such a spec instead of the Broker's, whole; the
+    // local broker applies the Broker's to every Trigger, so it refuses rather than differ.
+    if (t.spec?.delivery !== undefined) throw new ConfigError(`${source}: Trigger ${name} sets its own delivery spec; the local broker applies only the Broker's`);
+    const filter: Record<string, string> = {};
+    for (const [k, v] of Object.entries(t.spec?.filter?.attributes ?? {})) filter[k] = String(v);
+    routes.push({ name, broker: t.spec?.broker ?? "default", filter, subscriber });
+  }
+  return routes;
+}
+
+/** ISO 8601 durations as Knative writes them (PT0.5S, PT2S, PT1M). */
+export function parseIsoDurationMs(text: string): number {
+  const m = /^P(?:(\d+(?:\.\d+)?)D)?(?:T(?:(\d+(?:\.\d+)?)H)?(?:(\d+(?:\.\d+)?)M)?(?:(\d+(?:\.\d+)?)S)?)?$/.exec(text);
+  if (!m || text === "P" || text === "PT") throw new ConfigError(`${text} is not an ISO 8601 duration`);
+  const [, d, h, min, s] = m.map((x) => (x === undefined ? 0 : Number(x)));
+  return Math.round((((d ?? 0) * 24 + (h ?? 0)) * 3600 + (min ?? 0) * 60 + (s ?? 0)) * 1000);
+}
+
+/** The delivery spec of the Broker document in a manifest file. */
+export function parseBrokerDelivery(yamlText: string, brokerName: string): DeliverySpec {
+  for (const doc of parseAllDocuments(yamlText)) {
+    const b = doc.toJSON() as { kind?: string; metadata?: { name?: string }; spec?: { delivery?: Record<string, unknown> } } | null;
+    if (b?.kind !== "Broker" || b.metadata?.name !== brokerName) continue;
+    const d = b.spec?.delivery ?? {};
+    const sink = (d.deadLetterSink as { ref?: { name?: string }; uri?: string } | undefined);
+    const spec: DeliverySpec = {
+      retry: typeof d.retry === "number" ? d.retry : 0,
+      backoffPolicy: d.backoffPolicy === "linear" ? "linear" : "exponential",
+      backoffDelayMs: typeof d.backoffDelay === "string" ? parseIsoDurationMs(d.backoffDelay) : 0,
+    };
+    if (typeof d.timeout === "string") spec.timeoutMs = parseIsoDurationMs(d.timeout);
+    const sinkName = sink?.ref?.name ?? sink?.uri;
+    if (sinkName !== undefined) spec.deadLetterSink = sinkName;
+    return spec;
+  }
+  throw new ConfigError(`no Broker named ${brokerName} in the broker manifest`);
+}
+
+/**
+ * containerConcurrency of each Knative Service in a manifest file (Services without one are left
+ * out: Knative's 0, no limit). Knative's queue-proxy lets that many requests into one pod and the
+ * activator holds the rest; the local broker does the same per process.
+ */
+export function parseContainerConcurrency(yamlText: string, source = "services"): Map<string, number> {
+  const out = new Map<string, number>();
+  for (const [i, doc] of parseAllDocuments(yamlText).entries()) {
+    if (doc.errors.length > 0) throw new ConfigError(`${source}: document ${i}: ${doc.errors[0]?.message ?? "invalid YAML"}`);
+    const s = doc.toJSON() as { kind?: string; metadata?: { name?: string }; spec?: { template?: { spec?: { containerConcurrency?: unknown } } } } | null;
+    if (s?.kind !== "Service" || s.metadata?.name === undefined) continue;
+    const cc = s.spec?.template?.spec?.containerConcurrency;
+    if (cc === undefined || cc === 0) continue;
+    if (typeof cc !== "number" || !Number.isInteger(cc) || cc < 0) throw new ConfigError(`${source}: Service ${s.metadata.name}: containerConcurrency must be a whole number`);
+    out.set(s.metadata.name, cc);
+  }
+  return out;
+}
+
+export function matches(route: TriggerRoute, event: PodcertEvent): boolean {
+  return Object.entries(route.filter).every(([k, v]) => {
+    const actual = k === "type" ? event.type : k === "source" ? event.source : k === "subject" ? event.subject : event.extensions[k];
+    return actual === v;
+  });
+}
+
+export interface DeadLetter {
+  event: PodcertEvent;
+  trigger: string;
+  subscriber: string;
+  attempts: number;
+  lastStatus: number | "network-error";
+  lastError: string;
+}
+
+export interface Delivery {
+  trigger: string;
+  subscriber: string;
+  eventType: string;
+  status: number | "network-error";
+  attempts: number;
+}
+
+export interface LocalBrokerOptions {
+  routes: readonly TriggerRoute[];
+  delivery: DeliverySpec;
+  brokerName: string;
+  /** Knative Service name → URL of the local process serving it. */
+  subscribers: ReadonlyMap<string, string>;
+  onDeadLetter?: (d: DeadLetter) => void;
+  onDelivery?: (d: Delivery) => void;
+  /** Cap on the backoff delay, so a local run never sleeps for minutes. */
+  maxBackoffMs?: number;
+  /** Requests in flight per subscriber at most (its containerConcurrency); others wait in order. */
+  concurrency?: ReadonlyMap<string, number>;
+}
+
+const RETRYABLE = new Set([404, 408, 409, 429]);
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** A counting semaphore: at most `limit` holders, the others served first come, first served. */
+class Slots {
+  private used = 0;
+  private readonly waiting: (() => void)[] = [];
+  constructor(private readonly limit: number) {}
+  async acquire(): Promise<void> {
+    if (this.used < this.limit) {
+      this.used++;
+      return;
+    }
+    await new Promise<void>((resolve) => this.waiting.push(resolve));
+  }
+  release(): void {
+    const next = this.waiting.shift();
+    if (next) next();
+    else this.used--;
+  }
+}
+
+export class LocalBroker {
+  private inFlight = 0;
+  private readonly slots = new Map<string, Slots>();
+  private waiters: (() => void)[] = [];
+  private server: Server | undefined;
+
+  constructor(private readonly o: LocalBrokerOptions) {
+    for (const r of o.routes) {
+      if (r.broker === o.brokerName && !o.subscribers.has(r.subscriber)) {
+        throw new ConfigError(`Trigger ${r.name} names Service ${r.subscriber}, which is not running locally`);
+      }
+    }
+    for (const [subscriber, limit] of o.concurrency ?? []) if (limit > 0) this.slots.set(subscriber, new Slots(limit));
+  }
+
+  /** Accepts an event and delivers it, with its replies, in the background. */
+  publish(event: PodcertEvent): void {
+    const routes = this.o.routes.filter((r) => r.broker === this.o.brokerName && matches(r, event));
+    for (const route of routes) {
+      this.inFlight++;
+      void this.deliver(route, event).finally(() => {
+        this.inFlight--;
+        if (this.inFlight === 0) for (const w of this.waiters.splice(0)) w();
+      });
+    }
+  }
+
+  /** Resolves once nothing is being delivered or retried. */
+  idle(): Promise<void> {
+    return this.inFlight === 0 ? Promise.resolve() : new Promise((r) => this.waiters.push(r));
+  }
+
+  get pending(): number {
+    return this.inFlight;
+  }
+
+  private backoff(attempt: number): number {
+    const { backoffPolicy, backoffDelayMs } = this.o.delivery;
+    const ms = backoffPolicy === "exponential" ? backoffDelayMs * 2 ** attempt : backoffDelayMs * (attempt + 1);
+    return Math.min(ms, this.o.maxBackoffMs ?? 5_000);
+  }
+
+  private async deliver(route: TriggerRoute, event: PodcertEvent): Promise<void> {
+    const url = this.o.subscribers.get(route.subscriber)!;
+    const { headers, body } = eventToBinaryHttp(event);
+    let attempts = 0;
+    let lastStatus: number | "network-error" = "network-error";
+    let lastError = "";
+    for (;;) {
+      attempts++;
+      try {
+        // undici's request, not fetch: the broker shares the machine with what it measures, and
+        // WHATWG fetch costs several times the CPU per delivery.
+        const slots = this.slots.get(route.subscriber);
+        await slots?.acquire();
+        let status: number;
+        let text: string;
+        let replyHeaders: Record<string, string | string[] | undefined>;
+        try {
+          // The whole attempt (answer and body) within the timeout, as Knative's dispatcher bounds
+          // it; the wait for a slot above is not counted.
+          const timeoutMs = this.o.delivery.timeoutMs ?? 30_000;
+          const res = await request(url, { method: "POST", headers, body, signal: AbortSignal.timeout(timeoutMs), headersTimeout: timeoutMs, bodyTimeout: timeoutMs });
+          status = res.statusCode;
+          replyHeaders = res.headers;
+          text = await res.body.text();
+        } finally {
+          slots?.release();
+        }
+        lastStatus = status;
+        if (status >= 200 && status < 300) {
+          this.o.onDelivery?.({ trigger: route.name, subscriber: route.subscriber, eventType: event.type, status, attempts });
+          if (status === 200 && text.length > 0) {
+            // Knative treats a 200 body that is not a CloudEvent as a failed delivery.
+            let reply: PodcertEvent;
+            try {
+              reply = eventFromHttp(replyHeaders, text);
+            } catch (e) {
+              lastError = `reply is not a CloudEvent: ${isPodcertError(e) ? e.message : String(e)}`;
+              break;
+            }
+            this.publish(reply);
+          }
+          return;
+        }
+        lastError = text.trim().slice(0, 500);
+        if (!(RETRYABLE.has(status) || status >= 500)) break;
+      } catch (e) {
+        lastStatus = "network-error";
+        lastError = (e as Error).name === "TimeoutError" ? `no answer within ${this.o.delivery.timeoutMs ?? 30_000} ms` : (e as Error).message;
+      }
+      if (attempts > this.o.delivery.retry) break;
+      await sleep(this.backoff(attempts - 1));
+    }
+    this.o.onDelivery?.({ trigger: route.name, subscriber: route.subscriber, eventType: event.type, status: lastStatus, attempts });
+    this.o.onDeadLetter?.({ event, trigger: route.name, subscriber: route.subscriber, attempts, lastStatus, lastError });
+  }
+
+  /**
+   * An HTTP ingress (POST / with a CloudEvent), as a Broker's address, for events from outside.
+   * It reads bodies as the functions do (runtime/body.ts): at most MAX_EVENT_BYTES, answered 413
+   * without holding the rest, within the same read timeout (408).
+   */
+  async listen(port = 0): Promise<string> {
+    this.server = createServer({ connectionsCheckingInterval: CONNECTIONS_CHECK_INTERVAL_MS }, (req, res) => {
+      void readBody(req, res, { limit: MAX_EVENT_BYTES, timeoutMs: BODY_TIMEOUT_MS })
+        .then((read) => {
+          try {
+            if (read.kind === "aborted") return;
+            const parsed = eventFromBody(read, req.headers, { timeoutMs: BODY_TIMEOUT_MS });
+            if ("refused" in parsed) {
+              const e = parsed.refused.error;
+              return plain(res, parsed.refused.status, isPodcertError(e) || e instanceof UploadError ? e.message : "internal error");
+            }
+            this.publish(parsed.event);
+            res.writeHead(202).end();
+          } catch (e) {
+            if (res.headersSent) res.destroy();
+            else if (isPodcertError(e)) plain(res, e instanceof RejectedEventError ? e.status : 500, e.message);
+            else plain(res, 500, "internal error");
+          }
+        })
+        // Whatever still fails costs this request its connection, never the local run.
+        .catch(() => res.destroy());
+    });
+    this.server.headersTimeout = HEADERS_TIMEOUT_MS;
+    this.server.requestTimeout = HEADERS_TIMEOUT_MS + BODY_TIMEOUT_MS + CONNECTIONS_CHECK_INTERVAL_MS;
+    await new Promise<void>((resolve) => this.server!.listen(port, "127.0.0.1", () => resolve()));
+    const a = this.server.address();
+    return `http://127.0.0.1:${typeof a === "object" && a ? a.port : port}`;
+  }
+
+  async close(): Promise<void> {
+    if (this.server) await new Promise<void>((r) => this.server!.close(() => r()));
+  }
+}
+
+function plain(res: ServerResponse, status: number, text: string): void {
+  res.writeHead(status, { "content-type": "text/plain; charset=utf-8" }).end(`${text}\n`);
+}

@@ -1,0 +1,183 @@
+/**
+ * The local event flow as one object: embedded API server, function processes, a broker routing
+ * by the knative/ manifests, and an emulated ApiServerSource. Used by `podcert demo` and by the
+ * benchmark's HTTP burst, so both measure the same thing.
+ *
+ * The API server enforces the RBAC of the manifests (every Role, ClusterRole and binding the
+ * kustomization applies), and each function process and the source authenticate as the
+ * ServiceAccount the manifests give them, so a call a function makes without a rule for it fails
+ * here as on a cluster, and shows in `api.refusedRequests()`.
+ */
+import { appendFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import type { KubeConfig } from "@kubernetes/client-node";
+import { startApiServer, type EmbeddedApiServer } from "./apiserver/server.js";
+import { parseCaPool, serializeCaPool, type CaPool, type CaPoolDocument } from "../shared/ca/pool.js";
+import { ConfigError } from "../shared/errors.js";
+import { generateStepSecrets } from "../shared/events/step-keys.js";
+import { EVENT_TYPES, STEPS, type PodcertEvent } from "../shared/events/types.js";
+import { loadKubeConfig } from "../shared/kube/client-node.js";
+import { terminalCondition, type PodCertificateRequest } from "../shared/pcr/model.js";
+import type { SignerConfig } from "../shared/profiles/config.js";
+import { readText } from "../shared/runtime/load.js";
+import { sourceAccessProblem, startApiServerSource, type EmulatedSource } from "./apiserver-source.js";
+import { loadKnativeIdentities, userOfService } from "./identities.js";
+import { LocalBroker, parseBrokerDelivery, parseContainerConcurrency, parseTriggers, type DeadLetter, type DeliverySpec, type TriggerRoute } from "./broker.js";
+import { bundlePath, startFunctionProcess, stopFunctionProcess, type FunctionExit, type FunctionProcess } from "./processes.js";
+
+/** Knative Service name of a function, as the Trigger manifests name it. */
+export const serviceName = (fn: string) => `podcert-${fn}`;
+
+export interface LocalFlowOptions {
+  objects: readonly unknown[];
+  config: SignerConfig;
+  configPath?: string;
+  /** The CAs the local sign function uses (cli/ca-create.ts makes a throwaway pool). */
+  caPool: CaPoolDocument;
+  knativeDir: string;
+  distDir?: string;
+  /** Functions on portBase..+3, broker on +4; 0 = any free port. */
+  portBase?: number;
+  /** Where function logs and the dead-letter log go; no logs when absent. */
+  logDir?: string;
+  logLevel?: string;
+  say?: (m: string) => void;
+}
+
+export interface LocalFlow {
+  api: EmbeddedApiServer;
+  /** The cluster administrator's (for the emulated kubelet and experiments). */
+  kubeconfig: KubeConfig;
+  /** The administrator's kubeconfig file; each function has its own ServiceAccount's. */
+  kubeconfigPath: string;
+  caPool: CaPool;
+  processes: FunctionProcess[];
+  broker: LocalBroker;
+  brokerUrl: string;
+  routes: TriggerRoute[];
+  delivery: DeliverySpec;
+  deadLetters: DeadLetter[];
+  /** PCR uid → when (performance.now()) the source saw its terminal status. */
+  finishedAt: Map<string, number>;
+  /** Function processes that exited on their own (each a bug) and were restarted. */
+  exits: FunctionExit[];
+  stop(): Promise<void>;
+}
+
+export async function startLocalFlow(o: LocalFlowOptions): Promise<LocalFlow> {
+  const say = o.say ?? (() => {});
+  const portBase = o.portBase ?? 0;
+  const routes = parseTriggers(readText(join(o.knativeDir, "triggers.yaml"), "Trigger manifest"), join(o.knativeDir, "triggers.yaml"));
+  const delivery = parseBrokerDelivery(readText(join(o.knativeDir, "broker.yaml"), "Broker manifest"), "podcert");
+  const concurrency = parseContainerConcurrency(readText(join(o.knativeDir, "services.yaml"), "Service manifest"), join(o.knativeDir, "services.yaml"));
+  // Secrets for this run only: the CA pool and step keys live in a private temp folder.
+  const state = mkdtempSync(join(tmpdir(), "podcert-flow-"));
+  const stops: (() => Promise<unknown> | void)[] = [() => rmSync(state, { recursive: true, force: true })];
+  const stop = async () => {
+    for (const s of stops.splice(0).reverse()) await s();
+  };
+  try {
+    const ids = loadKnativeIdentities(o.knativeDir);
+    const api = await startApiServer({ objects: o.objects, authorization: { rbac: ids.documents, users: [...ids.services.values(), ids.source] } });
+    stops.push(() => api.stop());
+    const kubeconfigPath = join(state, "kubeconfig");
+    writeFileSync(kubeconfigPath, api.kubeconfig(), { mode: 0o600 });
+    say(`[1/6] embedded API server at ${api.url} (${o.objects.length} objects; RBAC of ${o.knativeDir}/ enforced)`);
+    // As Knative's controller would refuse to start the source (the namespaces it selects: all).
+    const namespaces = api.store.list("namespaces").items.map((n) => n.metadata.name);
+    const sourceProblem = sourceAccessProblem(api.accessReview, ids.source.name, namespaces);
+    if (sourceProblem !== undefined) throw new ConfigError(`ApiServerSource: ${sourceProblem}`);
+
+    const caText = serializeCaPool(o.caPool);
+    writeFileSync(join(state, "ca-pool.yaml"), caText, { mode: 0o600 });
+    const secrets = generateStepSecrets();
+    for (const step of STEPS) {
+      mkdirSync(join(state, "keys", step), { recursive: true, mode: 0o700 });
+      for (const [file, content] of Object.entries(secrets[step])) writeFileSync(join(state, "keys", step, file), content, { mode: 0o600 });
+    }
+
+    say(`[2/6] starting the function bundles${o.logDir ? ` (logs in ${o.logDir}/)` : ""}`);
+    const processes: FunctionProcess[] = [];
+    const exits: FunctionExit[] = [];
+    // On stderr as it happens (say), and kept for the run's verdict.
+    const onExit = (e: FunctionExit) => {
+      const how = e.signal !== null ? `signal ${e.signal}` : `code ${e.code}`;
+      if (e.restarted === undefined) {
+        exits.push(e);
+        say(`      ${e.name} exited unexpectedly (${how}); restarting it on the same port, as Knative would (restart ${e.restarts})`);
+      } else if (e.restarted.ok) {
+        say(`      ${e.name} restarted, ready in ${Math.round(e.restarted.startMs)} ms`);
+      } else {
+        say(`      ${e.name} could not be restarted: ${e.restarted.error}`);
+      }
+    };
+    stops.push(async () => {
+      for (const p of processes) await stopFunctionProcess(p);
+    });
+    if (o.logDir) mkdirSync(o.logDir, { recursive: true });
+    for (const [i, fn] of STEPS.entries()) {
+      const log = o.logDir ? join(o.logDir, `${fn}.log`) : undefined;
+      if (log) writeFileSync(log, "");
+      // As in its pod: the function authenticates as its Knative Service's ServiceAccount.
+      const user = userOfService(ids, serviceName(fn));
+      const fnKubeconfig = join(state, `kubeconfig-${fn}`);
+      writeFileSync(fnKubeconfig, api.kubeconfig(user.name), { mode: 0o600 });
+      const env: Record<string, string> = {
+        KUBECONFIG: fnKubeconfig,
+        PODCERT_KEYS_DIR: join(state, "keys", fn),
+        LOG_LEVEL: o.logLevel ?? "info",
+      };
+      if (o.configPath !== undefined) env.PODCERT_CONFIG = o.configPath;
+      if (fn === "sign") env.PODCERT_CA_POOL = join(state, "ca-pool.yaml");
+      const p = await startFunctionProcess({
+        name: fn,
+        bundle: bundlePath(o.distDir ?? "dist", fn),
+        port: portBase === 0 ? 0 : portBase + i,
+        env,
+        onExit,
+        ...(log ? { onLog: (_fn: string, line: string) => appendFileSync(log, `${line}\n`) } : {}),
+      });
+      processes.push(p);
+      say(`      ${fn.padEnd(11)} ${p.url}  ready in ${Math.round(p.startMs)} ms, as ${user.name}`);
+    }
+
+    const deadLetters: DeadLetter[] = [];
+    const deadLetterLog = o.logDir ? join(o.logDir, "dead-letter.jsonl") : undefined;
+    if (deadLetterLog) writeFileSync(deadLetterLog, "");
+    const broker = new LocalBroker({
+      routes,
+      delivery,
+      brokerName: "podcert",
+      subscribers: new Map(processes.map((p) => [serviceName(p.name), p.url])),
+      concurrency,
+      onDeadLetter: (d) => {
+        deadLetters.push(d);
+        if (deadLetterLog) appendFileSync(deadLetterLog, `${JSON.stringify({ ...d, event: { id: d.event.id, type: d.event.type, subject: d.event.subject } })}\n`);
+      },
+    });
+    const brokerUrl = await broker.listen(portBase === 0 ? 0 : portBase + 4);
+    stops.push(() => broker.close());
+    say(`[3/6] local broker at ${brokerUrl}: ${routes.length} Triggers from ${join(o.knativeDir, "triggers.yaml")}, retry ${delivery.retry} (${delivery.backoffPolicy}, ${delivery.backoffDelayMs} ms)`);
+
+    // Terminal status writes come back as update events; they tell when each PCR finished.
+    const finishedAt = new Map<string, number>();
+    const kubeconfig = loadKubeConfig({ kubeconfigText: api.kubeconfig() });
+    const source: EmulatedSource = await startApiServerSource(
+      loadKubeConfig({ kubeconfigText: api.kubeconfig(ids.source.name) }),
+      (event: PodcertEvent) => {
+        const pcr = event.data as PodCertificateRequest;
+        if (event.type === EVENT_TYPES.apiServerUpdate && terminalCondition(pcr) && !finishedAt.has(pcr.metadata.uid ?? "")) {
+          finishedAt.set(pcr.metadata.uid ?? "", performance.now());
+        }
+        broker.publish(event);
+      },
+      { onError: (e) => say(`      ApiServerSource: watch interrupted (${(e as Error).message}); reconnecting`) },
+    );
+    stops.push(() => source.stop());
+    return { api, kubeconfig, kubeconfigPath, caPool: parseCaPool(caText), processes, broker, brokerUrl, routes, delivery, deadLetters, finishedAt, exits, stop };
+  } catch (e) {
+    await stop();
+    throw e;
+  }
+}

@@ -1,0 +1,66 @@
+/**
+ * Plays kubelet against a (embedded) API server: for every pod with podCertificate projections,
+ * make a key, create the PCR through the API, and keep the private key for the credential bundle.
+ */
+import type { KeyObject } from "node:crypto";
+import { CertificatesV1beta1Api, CoreV1Api, type KubeConfig, type V1beta1PodCertificateRequest } from "@kubernetes/client-node";
+import { buildPodCertificateRequest, podCertificateProjections } from "./request.js";
+import type { Pod, PodCertificateRequest } from "../../shared/pcr/model.js";
+
+export interface EmulatedRequest {
+  pcr: PodCertificateRequest;
+  pod: { namespace: string; name: string };
+  credentialBundlePath: string;
+  privateKey: KeyObject;
+  /** What the example says this request must end as ("Issued", "Denied:<reason>"), if it says. */
+  expected?: string;
+  /** When the emulated kubelet created it (ms, performance.now()). */
+  createdAt: number;
+}
+
+/** The pod's `podcert.ate.dev/expect` annotation: a JSON map from signer name to outcome. */
+function expectations(pod: Pod): Record<string, string> {
+  const raw = pod.metadata.annotations?.["podcert.ate.dev/expect"];
+  if (raw === undefined) return {};
+  try {
+    return JSON.parse(raw) as Record<string, string>;
+  } catch {
+    throw new Error(`pod ${pod.metadata.namespace}/${pod.metadata.name}: podcert.ate.dev/expect is not a JSON object`);
+  }
+}
+
+export async function requestPodCertificates(kc: KubeConfig, onProgress?: (msg: string) => void): Promise<EmulatedRequest[]> {
+  const core = kc.makeApiClient(CoreV1Api);
+  const certs = kc.makeApiClient(CertificatesV1beta1Api);
+  const pods = JSON.parse(JSON.stringify((await core.listPodForAllNamespaces()).items)) as (Pod & { spec: { volumes?: unknown[] } })[];
+  const out: EmulatedRequest[] = [];
+  for (const pod of pods) {
+    const projections = podCertificateProjections(pod);
+    if (projections.length === 0) continue;
+    const namespace = pod.metadata.namespace ?? "default";
+    const [node, sa] = await Promise.all([
+      core.readNode({ name: pod.spec.nodeName ?? "" }),
+      core.readNamespacedServiceAccount({ namespace, name: pod.spec.serviceAccountName ?? "default" }),
+    ]);
+    const expect = expectations(pod);
+    for (const [i, projection] of projections.entries()) {
+      onProgress?.(`kubelet: ${namespace}/${pod.metadata.name} asks ${projection.signerName} for a ${projection.keyType} certificate (${projection.publicKeyForm === "csr" ? "stub CSR" : "PKIX key + proof"})`);
+      const { pcr, privateKey } = buildPodCertificateRequest(pod, projection, { nodeUID: node.metadata?.uid ?? "", serviceAccountUID: sa.metadata?.uid ?? "" });
+      const createdAt = performance.now();
+      const created = await certs.createNamespacedPodCertificateRequest({ namespace, body: pcr as unknown as V1beta1PodCertificateRequest });
+      const volumes = (pod.spec.volumes ?? []) as { projected?: { sources?: { podCertificate?: { credentialBundlePath?: string } }[] } }[];
+      const paths = volumes.flatMap((v) => v.projected?.sources ?? []).filter((s) => s.podCertificate).map((s) => s.podCertificate?.credentialBundlePath);
+      const request: EmulatedRequest = {
+        pcr: JSON.parse(JSON.stringify(created)) as PodCertificateRequest,
+        pod: { namespace, name: pod.metadata.name },
+        credentialBundlePath: paths[i] ?? `credential-${i}.pem`,
+        privateKey,
+        createdAt,
+      };
+      const expected = expect[projection.signerName];
+      if (expected !== undefined) request.expected = expected;
+      out.push(request);
+    }
+  }
+  return out;
+}
