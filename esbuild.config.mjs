@@ -1,17 +1,15 @@
 // Bundles each function into one self-contained ESM file, dist/<function>.mjs, and the CLI into
-// dist/podcert.mjs (`node esbuild.config.mjs`). cloudevents is CommonJS: the banner gives the
-// bundle a `require` for it. The options are exported for the benchmark (bench/build.mjs and its
+// dist/podcert.mjs (`node esbuild.config.mjs`). The functions are the steps of the registry,
+// shared/steps.ts, which Node.js 22.18+ loads as it is (it strips the types). cloudevents is
+// CommonJS: the banner gives the bundle a `require` for it. The options are exported for the benchmark (bench/build.mjs and its
 // cold-start comparison bundles), so every bundle measured is built the same way.
 import { build } from "esbuild";
 import { mkdirSync, statSync, writeFileSync } from "node:fs";
 import { basename, resolve as resolvePath } from "node:path";
+import { STEP_REGISTRY } from "./shared/steps.ts";
 
-export const FUNCTIONS = {
-  validate: "validate",
-  "derive-sans": "deriveSans",
-  sign: "sign",
-  deny: "deny",
-};
+/** One bundle per step of the registry (shared/steps.ts): step name → its handler's export. */
+export const FUNCTIONS = Object.fromEntries(STEP_REGISTRY.map((s) => [s.name, s.handlerExport]));
 
 // Packages declared free of side effects, so that esbuild keeps only the modules a bundle uses.
 // @kubernetes/client-node re-exports every generated API class and model from its index; the

@@ -23,10 +23,11 @@ import { startApiServer, type EmbeddedApiServer } from "../local-cluster/apiserv
 import { parseCaPool, serializeCaPool } from "../shared/ca/pool.js";
 import { createCaPool } from "../cli/ca-create.js";
 import { clusterApiFor, stepContexts } from "../cli/cluster.js";
-import { FUNCTIONS } from "../cli/functions.js";
+import { loadFunctions } from "../local-cluster/functions.js";
 import { eventFromJson, eventToBinaryHttp } from "../shared/events/codec.js";
 import { ACCEPTED_KEYS_FILE, generateStepSecrets, loadStepKeys, SIGNING_KEY_FILE } from "../shared/events/step-keys.js";
-import { STEPS, type PodcertEvent, type StepName } from "../shared/events/types.js";
+import { type PodcertEvent } from "../shared/events/types.js";
+import { stepEntry, STEPS, type StepName } from "../shared/steps.js";
 import { dispatch } from "../shared/runtime/http.js";
 import { loadSignerConfig } from "../shared/runtime/load.js";
 import { silentLogger } from "../shared/runtime/log.js";
@@ -44,7 +45,7 @@ export interface ColdStartOptions {
 }
 
 /** The four function bundles, in pipeline order. */
-const FUNCTION_BUNDLES: readonly StepName[] = ["validate", "derive-sans", "sign", "deny"];
+const FUNCTION_BUNDLES: readonly StepName[] = STEPS;
 
 /**
  * The comparison bundles are built with the functions' options (esbuild.config.mjs) but without
@@ -256,7 +257,7 @@ async function makeEvents(o: {
   const caPool = parseCaPool(o.caPoolText);
   const run = async (api: EmbeddedApiServer, step: StepName, event: PodcertEvent): Promise<PodcertEvent> => {
     const ctx = stepContexts({ config, cluster: clusterApiFor(api), keys, caPool, log: silentLogger, events: false })[step];
-    const r = await dispatch(FUNCTIONS[step], ctx, event);
+    const r = await dispatch((await loadFunctions())[step], ctx, event);
     if (!r.reply) throw new Error(`in-process ${step} gave no reply (HTTP ${r.status}): ${r.error instanceof Error ? r.error.message : String(r.error)}`);
     return r.reply;
   };
@@ -265,7 +266,7 @@ async function makeEvents(o: {
   const validated = await run(o.api, "validate", add);
   const derived = await run(o.api, "derive-sans", validated);
   const denied = await run(o.deniedApi, "validate", fixture("test/fixtures/events/denied/wrong-proof.json"));
-  if (denied.type !== FUNCTIONS.deny.consumes[0]) throw new Error(`wrong-proof.json was not denied by validate (got ${denied.type})`);
+  if (denied.type !== stepEntry("deny").consumes[0]) throw new Error(`wrong-proof.json was not denied by validate (got ${denied.type})`);
   return { validate: add, "derive-sans": validated, sign: derived, deny: denied };
 }
 
@@ -339,7 +340,7 @@ export async function runColdStart(o: ColdStartOptions = {}): Promise<BenchPart>
         env: {
           KUBECONFIG: fn === "deny" ? deniedKubeconfig : issuedKubeconfig,
           PODCERT_KEYS_DIR: join(dir, "keys", fn),
-          ...(fn === "sign" ? { PODCERT_CA_POOL: caPoolPath } : {}),
+          ...(stepEntry(fn).holdsCaPool ? { PODCERT_CA_POOL: caPoolPath } : {}),
           LOG_LEVEL: "info",
         },
         request:

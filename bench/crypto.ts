@@ -23,7 +23,7 @@ import {
 import { CA_KEY_ALGORITHMS, createCa, type CaKeyAlgorithm } from "../cli/ca-create.js";
 import { attest, verifyAttestation, type StepKeys } from "../shared/events/attestation.js";
 import { ephemeralStepKeys } from "../shared/events/step-keys.js";
-import type { StepName } from "../shared/events/types.js";
+import type { StepName } from "../shared/steps.js";
 import { KEY_TYPES, type KeyType } from "../shared/pcr/model.js";
 import { issueLeaf, prepareCaSigner, type CaSigner, type LeafTemplate } from "../shared/x509/leaf.js";
 import { pemDecodeAll } from "../shared/x509/pem.js";

@@ -4,10 +4,11 @@
  */
 import { startApiServer } from "../local-cluster/apiserver/server.js";
 import { clusterApiFor, stepContexts } from "../cli/cluster.js";
-import { FUNCTIONS } from "../cli/functions.js";
+import { loadFunctions } from "../local-cluster/functions.js";
 import { apiServerAddEvent } from "../shared/events/pcr-event.js";
 import { ephemeralStepKeys } from "../shared/events/step-keys.js";
-import { EVENT_TYPES, type PodcertEvent } from "../shared/events/types.js";
+import { type PodcertEvent } from "../shared/events/types.js";
+import { EVENT_TYPES } from "../shared/steps.js";
 import type { ClusterApi } from "../shared/kube/cluster.js";
 import { defaultSignerConfig } from "../shared/profiles/defaults.js";
 import { dispatch } from "../shared/runtime/http.js";
@@ -47,14 +48,14 @@ export async function runSans(o: { sizes?: number[]; requests?: number } = {}): 
         const contexts = stepContexts({ config, cluster: c.api, keys: ephemeralStepKeys(), log: silentLogger });
         const validated: PodcertEvent[] = [];
         for (const pcr of pcrs) {
-          const r = await dispatch(FUNCTIONS.validate, contexts.validate, apiServerAddEvent(pcr));
+          const r = await dispatch((await loadFunctions()).validate, contexts.validate, apiServerAddEvent(pcr));
           if (r.reply?.type !== EVENT_TYPES.validated) throw new Error(`validate did not accept ${pcr.metadata.name}: ${String(r.error)}`);
           validated.push(r.reply);
         }
         c.reset();
         const start = performance.now();
         for (const e of validated) {
-          const r = await dispatch(FUNCTIONS["derive-sans"], contexts["derive-sans"], e);
+          const r = await dispatch((await loadFunctions())["derive-sans"], contexts["derive-sans"], e);
           if (r.reply?.type !== EVENT_TYPES.sansDerived) throw new Error(`derive-sans failed: ${String(r.error)}`);
         }
         const ms = (performance.now() - start) / validated.length;

@@ -4,7 +4,7 @@ import type { KubeObject } from "../local-cluster/apiserver/store.js";
 import { startApiServer, type EmbeddedApiServer } from "../local-cluster/apiserver/server.js";
 import type { CaPool } from "../shared/ca/pool.js";
 import type { StepKeys } from "../shared/events/attestation.js";
-import { STEPS, type StepName } from "../shared/events/types.js";
+import { stepEntry, STEPS, type StepName } from "../shared/steps.js";
 import { KubeClusterApi, loadKubeConfig } from "../shared/kube/client-node.js";
 import type { ClusterApi } from "../shared/kube/cluster.js";
 import { createEventRecorder, type EventRecorder } from "../shared/kube/event-recorder.js";
@@ -66,7 +66,7 @@ export function stepContexts(o: {
       log: o.log.child({ function: step }),
     };
     if (events) ctx.events = events;
-    if (step === "sign" && o.caPool) ctx.caPool = o.caPool;
+    if (stepEntry(step).holdsCaPool && o.caPool) ctx.caPool = o.caPool;
     out[step] = ctx;
   }
   return out;

@@ -33,7 +33,6 @@ Options:
   --keep-running       keep the API server, broker and functions up until Ctrl-C
   --help               this text`;
 
-export { serviceName } from "../local-cluster/flow.js";
 
 export function signerFileName(signerName: string): string {
   return `${signerName.replaceAll("/", ":")}.pem`;

@@ -2,13 +2,14 @@
 import { join } from "node:path";
 import { RejectedEventError, TransientError } from "../shared/errors.js";
 import { eventFromJson, eventToJson, MAX_EVENT_BYTES } from "../shared/events/codec.js";
-import { STEPS, type StepName } from "../shared/events/types.js";
+import { isStepName, stepEntry, STEPS } from "../shared/steps.js";
 import { createEventRecorder } from "../shared/kube/event-recorder.js";
 import { dispatch } from "../shared/runtime/http.js";
 import { loadCaPoolFile, loadSignerConfig, loadStepKeysDir, readText } from "../shared/runtime/load.js";
 import { createLogger } from "../shared/runtime/log.js";
 import { clusterApiFor, startClusterFromFile } from "./cluster.js";
-import { FUNCTIONS } from "./functions.js";
+import { loadFunctions } from "../local-cluster/functions.js";
+import { retryable } from "../local-cluster/router.js";
 import { EXIT, optional, parse, required, UsageError } from "./main.js";
 
 export async function runInvoke(args: string[]): Promise<number> {
@@ -18,13 +19,14 @@ export async function runInvoke(args: string[]): Promise<number> {
     keys: { type: "string" },
     "ca-pool": { type: "string" },
   });
-  const step = positionals[0] as StepName | undefined;
-  if (step === undefined || !STEPS.includes(step)) throw new UsageError(`podcert invoke: name a function: ${STEPS.join(", ")}`);
+  const step = positionals[0];
+  if (step === undefined || !isStepName(step)) throw new UsageError(`podcert invoke: name a function: ${STEPS.join(", ")}`);
+  const { holdsCaPool } = stepEntry(step);
   const eventPath = required(values, "event");
   const config = loadSignerConfig(optional(values, "config"));
   const keys = loadStepKeysDir(step, join(required(values, "keys"), step));
   const caPoolPath = optional(values, "ca-pool");
-  if (step === "sign" && caPoolPath === undefined) throw new UsageError("podcert invoke sign needs --ca-pool");
+  if (holdsCaPool && caPoolPath === undefined) throw new UsageError(`podcert invoke ${step} needs --ca-pool`);
 
   const eventText = readText(eventPath, "event file");
   if (Buffer.byteLength(eventText) > MAX_EVENT_BYTES) throw new RejectedEventError(`event file larger than ${MAX_EVENT_BYTES} bytes`, 413);
@@ -47,14 +49,14 @@ export async function runInvoke(args: string[]): Promise<number> {
       keys,
       now: () => new Date(),
       log,
-      ...(step === "sign" && caPoolPath !== undefined ? { caPool: loadCaPoolFile(caPoolPath) } : {}),
+      ...(holdsCaPool && caPoolPath !== undefined ? { caPool: loadCaPoolFile(caPoolPath) } : {}),
     };
-    const result = await dispatch(FUNCTIONS[step], ctx, event);
+    const result = await dispatch((await loadFunctions())[step], ctx, event);
     await ctx.events.flush();
     if (result.reply) process.stdout.write(`${JSON.stringify(eventToJson(result.reply), null, 2)}\n`);
     if (result.status < 300) return EXIT.ok;
     const message = result.error instanceof Error ? result.error.message : `HTTP ${result.status}`;
-    if (result.status === 429 || result.status >= 500) {
+    if (retryable(result.status)) {
       throw result.error instanceof TransientError ? result.error : new TransientError(message);
     }
     throw result.error instanceof RejectedEventError ? result.error : new RejectedEventError(message);

@@ -2,7 +2,7 @@
 import { join } from "node:path";
 import type { StepKeys } from "../shared/events/attestation.js";
 import { ephemeralStepKeys } from "../shared/events/step-keys.js";
-import { STEPS, type StepName } from "../shared/events/types.js";
+import { STEPS, type StepName } from "../shared/steps.js";
 import { loadCaPoolFile, loadSignerConfig, loadStepKeysDir } from "../shared/runtime/load.js";
 import { createLogger, type LogLevel } from "../shared/runtime/log.js";
 import { clusterApiFor, startClusterFromFile, stepContexts } from "./cluster.js";

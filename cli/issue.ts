@@ -1,14 +1,15 @@
 /**
  * `podcert issue`: every PCR in a cluster through validate → derive-sans → sign/deny in one
- * process, as the broker would route them. Returns the PCRs afterwards, with their status.
+ * process, routed as the Broker routes them (the Triggers of knative/). Returns the PCRs afterwards, with their status.
  */
-import type { StepName } from "../shared/events/types.js";
+import type { StepName } from "../shared/steps.js";
 import type { ClusterApi } from "../shared/kube/cluster.js";
 import type { PodCertificateRequest } from "../shared/pcr/model.js";
 import type { FunctionContext } from "../shared/runtime/function.js";
 import { apiServerAddEvent } from "../shared/events/pcr-event.js";
-import { deliver, mapLimit } from "../local-cluster/pipeline.js";
-import { FUNCTIONS } from "./functions.js";
+import { loadFunctions } from "../local-cluster/functions.js";
+import { checkRoutes, deliver, mapLimit, type InProcessPipeline } from "../local-cluster/pipeline.js";
+import { BROKER_NAME, loadTriggers, type TriggerRoute } from "../local-cluster/router.js";
 
 export interface IssueResult {
   pcrs: PodCertificateRequest[];
@@ -24,15 +25,20 @@ export async function issueAll(o: {
   concurrency?: number;
   maxAttempts?: number;
   backoffMs?: number;
+  /** Default: the Triggers of this checkout's knative/. */
+  routes?: readonly TriggerRoute[];
   onProgress?: (done: number, total: number) => void;
 }): Promise<IssueResult> {
   const before = await o.cluster.listPcrs();
-  const pipeline = {
-    functions: Object.values(FUNCTIONS),
+  const pipeline: InProcessPipeline = {
+    routes: o.routes ?? loadTriggers(),
+    broker: BROKER_NAME,
+    functions: await loadFunctions(),
     contexts: o.contexts,
     maxAttempts: o.maxAttempts ?? 4,
     backoffMs: o.backoffMs ?? 50,
   };
+  checkRoutes(pipeline);
   const timings = new Map<string, { start: number; end: number }>();
   let done = 0;
   await mapLimit(before, o.concurrency ?? 8, async (pcr) => {

@@ -3,7 +3,7 @@ import { existsSync, mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { ConfigError } from "../shared/errors.js";
 import { generateStepSecrets } from "../shared/events/step-keys.js";
-import { STEPS } from "../shared/events/types.js";
+import { STEPS } from "../shared/steps.js";
 import { EXIT, parse, required } from "./main.js";
 
 export async function runKeysInit(args: string[]): Promise<number> {

@@ -14,15 +14,7 @@ import { eventFromHttp, eventToBinaryHttp, MAX_EVENT_BYTES } from "../shared/eve
 import type { PodcertEvent } from "../shared/events/types.js";
 import { BODY_TIMEOUT_MS, CONNECTIONS_CHECK_INTERVAL_MS, HEADERS_TIMEOUT_MS, readBody } from "../shared/runtime/body.js";
 import { eventFromBody, UploadError } from "../shared/runtime/http.js";
-
-export interface TriggerRoute {
-  name: string;
-  broker: string;
-  /** Exact-match attribute filters (type, source, extensions). */
-  filter: Readonly<Record<string, string>>;
-  /** The Knative Service the Trigger's subscriber names. */
-  subscriber: string;
-}
+import { retryable, routeEvent, type TriggerRoute } from "./router.js";
 
 export interface DeliverySpec {
   retry: number;
@@ -31,34 +23,6 @@ export interface DeliverySpec {
   /** Per attempt (Knative's `timeout`); unset: the local broker's own 30 s. */
   timeoutMs?: number;
   deadLetterSink?: string;
-}
-
-interface TriggerDoc {
-  kind?: string;
-  metadata?: { name?: string };
-  spec?: { broker?: string; delivery?: unknown; filter?: { attributes?: Record<string, unknown> }; subscriber?: { ref?: { kind?: string; name?: string } } };
-}
-
-/** Routes from the Trigger documents of a manifest file (other kinds are ignored). */
-export function parseTriggers(yamlText: string, source = "triggers"): TriggerRoute[] {
-  const routes: TriggerRoute[] = [];
-  for (const [i, doc] of parseAllDocuments(yamlText).entries()) {
-    if (doc.errors.length > 0) throw new ConfigError(`${source}: document ${i}: ${doc.errors[0]?.message ?? "invalid YAML"}`);
-    const t = doc.toJSON() as TriggerDoc | null;
-    if (t?.kind !== "Trigger") continue;
-    const name = t.metadata?.name ?? `trigger-${i}`;
-    const subscriber = t.spec?.subscriber?.ref?.name;
-    if (subscriber === undefined || t.spec?.subscriber?.ref?.kind !== "Service") {
-      throw new ConfigError(`${source}: Trigger ${name} must name a Knative Service as its subscriber`);
-    }
-    // Knative's channel-based Broker would use such a spec instead of the Broker's, whole; the
-    // local broker applies the Broker's to every Trigger, so it refuses rather than differ.
-    if (t.spec?.delivery !== undefined) throw new ConfigError(`${source}: Trigger ${name} sets its own delivery spec; the local broker applies only the Broker's`);
-    const filter: Record<string, string> = {};
-    for (const [k, v] of Object.entries(t.spec?.filter?.attributes ?? {})) filter[k] = String(v);
-    routes.push({ name, broker: t.spec?.broker ?? "default", filter, subscriber });
-  }
-  return routes;
 }
 
 /** ISO 8601 durations as Knative writes them (PT0.5S, PT2S, PT1M). */
@@ -108,13 +72,6 @@ export function parseContainerConcurrency(yamlText: string, source = "services")
   return out;
 }
 
-export function matches(route: TriggerRoute, event: PodcertEvent): boolean {
-  return Object.entries(route.filter).every(([k, v]) => {
-    const actual = k === "type" ? event.type : k === "source" ? event.source : k === "subject" ? event.subject : event.extensions[k];
-    return actual === v;
-  });
-}
-
 export interface DeadLetter {
   event: PodcertEvent;
   trigger: string;
@@ -146,7 +103,6 @@ export interface LocalBrokerOptions {
   concurrency?: ReadonlyMap<string, number>;
 }
 
-const RETRYABLE = new Set([404, 408, 409, 429]);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** A counting semaphore: at most `limit` holders, the others served first come, first served. */
@@ -185,7 +141,7 @@ export class LocalBroker {
 
   /** Accepts an event and delivers it, with its replies, in the background. */
   publish(event: PodcertEvent): void {
-    const routes = this.o.routes.filter((r) => r.broker === this.o.brokerName && matches(r, event));
+    const routes = routeEvent(this.o.routes, this.o.brokerName, event);
     for (const route of routes) {
       this.inFlight++;
       void this.deliver(route, event).finally(() => {
@@ -254,7 +210,7 @@ export class LocalBroker {
           return;
         }
         lastError = text.trim().slice(0, 500);
-        if (!(RETRYABLE.has(status) || status >= 500)) break;
+        if (!retryable(status)) break;
       } catch (e) {
         lastStatus = "network-error";
         lastError = (e as Error).name === "TimeoutError" ? `no answer within ${this.o.delivery.timeoutMs ?? 30_000} ms` : (e as Error).message;

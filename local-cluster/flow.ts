@@ -16,18 +16,17 @@ import { startApiServer, type EmbeddedApiServer } from "./apiserver/server.js";
 import { parseCaPool, serializeCaPool, type CaPool, type CaPoolDocument } from "../shared/ca/pool.js";
 import { ConfigError } from "../shared/errors.js";
 import { generateStepSecrets } from "../shared/events/step-keys.js";
-import { EVENT_TYPES, STEPS, type PodcertEvent } from "../shared/events/types.js";
+import type { PodcertEvent } from "../shared/events/types.js";
+import { EVENT_TYPES, serviceName, stepEntry, STEPS } from "../shared/steps.js";
 import { loadKubeConfig } from "../shared/kube/client-node.js";
 import { terminalCondition, type PodCertificateRequest } from "../shared/pcr/model.js";
 import type { SignerConfig } from "../shared/profiles/config.js";
 import { readText } from "../shared/runtime/load.js";
 import { sourceAccessProblem, startApiServerSource, type EmulatedSource } from "./apiserver-source.js";
 import { loadKnativeIdentities, userOfService } from "./identities.js";
-import { LocalBroker, parseBrokerDelivery, parseContainerConcurrency, parseTriggers, type DeadLetter, type DeliverySpec, type TriggerRoute } from "./broker.js";
+import { LocalBroker, parseBrokerDelivery, parseContainerConcurrency, type DeadLetter, type DeliverySpec } from "./broker.js";
+import { BROKER_NAME, loadTriggers, type TriggerRoute } from "./router.js";
 import { bundlePath, startFunctionProcess, stopFunctionProcess, type FunctionExit, type FunctionProcess } from "./processes.js";
-
-/** Knative Service name of a function, as the Trigger manifests name it. */
-export const serviceName = (fn: string) => `podcert-${fn}`;
 
 export interface LocalFlowOptions {
   objects: readonly unknown[];
@@ -68,8 +67,8 @@ export interface LocalFlow {
 export async function startLocalFlow(o: LocalFlowOptions): Promise<LocalFlow> {
   const say = o.say ?? (() => {});
   const portBase = o.portBase ?? 0;
-  const routes = parseTriggers(readText(join(o.knativeDir, "triggers.yaml"), "Trigger manifest"), join(o.knativeDir, "triggers.yaml"));
-  const delivery = parseBrokerDelivery(readText(join(o.knativeDir, "broker.yaml"), "Broker manifest"), "podcert");
+  const routes = loadTriggers(o.knativeDir);
+  const delivery = parseBrokerDelivery(readText(join(o.knativeDir, "broker.yaml"), "Broker manifest"), BROKER_NAME);
   const concurrency = parseContainerConcurrency(readText(join(o.knativeDir, "services.yaml"), "Service manifest"), join(o.knativeDir, "services.yaml"));
   // Secrets for this run only: the CA pool and step keys live in a private temp folder.
   const state = mkdtempSync(join(tmpdir(), "podcert-flow-"));
@@ -129,7 +128,7 @@ export async function startLocalFlow(o: LocalFlowOptions): Promise<LocalFlow> {
         LOG_LEVEL: o.logLevel ?? "info",
       };
       if (o.configPath !== undefined) env.PODCERT_CONFIG = o.configPath;
-      if (fn === "sign") env.PODCERT_CA_POOL = join(state, "ca-pool.yaml");
+      if (stepEntry(fn).holdsCaPool) env.PODCERT_CA_POOL = join(state, "ca-pool.yaml");
       const p = await startFunctionProcess({
         name: fn,
         bundle: bundlePath(o.distDir ?? "dist", fn),
@@ -148,7 +147,7 @@ export async function startLocalFlow(o: LocalFlowOptions): Promise<LocalFlow> {
     const broker = new LocalBroker({
       routes,
       delivery,
-      brokerName: "podcert",
+      brokerName: BROKER_NAME,
       subscribers: new Map(processes.map((p) => [serviceName(p.name), p.url])),
       concurrency,
       onDeadLetter: (d) => {

@@ -5,15 +5,14 @@
  */
 import { RejectedEventError } from "../../shared/errors.js";
 import { requestKeyBinding } from "../../shared/events/key-binding.js";
-import { EVENT_TYPES, type StepEventData } from "../../shared/events/types.js";
+import type { StepEventData } from "../../shared/events/types.js";
 import { describePcr } from "../../shared/pcr/model.js";
 import { deniedStatus } from "../../shared/pcr/status.js";
 import { attestedStep, type Outcome } from "../../shared/runtime/run-step.js";
+import { ATTESTING_STEPS, type AttestingStep } from "../../shared/steps.js";
 
 export const deny = attestedStep({
   step: "deny",
-  consumes: [EVENT_TYPES.denied],
-  emits: [],
   expects: { denied: deniedBy },
   readsPcr: true,
 
@@ -32,7 +31,7 @@ export const deny = attestedStep({
   },
 });
 
-/** A denial comes from exactly one step: the last one whose attestation the event carries. */
-function deniedBy(data: StepEventData): "validate" | "derive-sans" | "sign" {
-  return data.attestations.sign !== undefined ? "sign" : data.attestations["derive-sans"] !== undefined ? "derive-sans" : "validate";
+/** A denial comes from exactly one step: the last, in pipeline order, whose attestation the event carries. */
+function deniedBy(data: StepEventData): AttestingStep {
+  return ATTESTING_STEPS.findLast((step) => data.attestations[step] !== undefined) ?? ATTESTING_STEPS[0]!;
 }

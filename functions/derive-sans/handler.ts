@@ -4,7 +4,7 @@
  * Services that are expected but missing are transient (503, retried), never a certificate
  * without the names. The decision is policy/sans.ts's decideSans.
  */
-import { EVENT_TYPES } from "../../shared/events/types.js";
+import { EVENT_TYPES } from "../../shared/steps.js";
 import type { ServiceSelection } from "../../shared/policy/annotations.js";
 import { decideSans, type LivePodServices } from "../../shared/policy/sans.js";
 import type { FunctionContext } from "../../shared/runtime/function.js";
@@ -12,8 +12,6 @@ import { attestedStep, denied, reply, wait } from "../../shared/runtime/run-step
 
 export const deriveSans = attestedStep({
   step: "derive-sans",
-  consumes: [EVENT_TYPES.validated],
-  emits: [EVENT_TYPES.sansDerived, EVENT_TYPES.denied],
   expects: { validated: "validate" },
 
   async run({ ctx, ref, profile, attested: { validated }, spkiSha256 }) {

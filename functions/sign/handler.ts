@@ -8,7 +8,7 @@
 import type { CaPool } from "../../shared/ca/pool.js";
 import { activeCa } from "../../shared/ca/pool.js";
 import { RejectedEventError, TransientError } from "../../shared/errors.js";
-import { EVENT_TYPES } from "../../shared/events/types.js";
+import { EVENT_TYPES } from "../../shared/steps.js";
 import { describePcr } from "../../shared/pcr/model.js";
 import { issuedStatus } from "../../shared/pcr/status.js";
 import { planIssuance, podChangedSinceValidation } from "../../shared/policy/issuance.js";
@@ -20,8 +20,6 @@ import { isRequestKeyProblem, readRequestKey } from "../../shared/x509/request-k
 
 export const sign = attestedStep({
   step: "sign",
-  consumes: [EVENT_TYPES.sansDerived],
-  emits: [EVENT_TYPES.issued, EVENT_TYPES.denied],
   expects: { validated: "validate", "sans-derived": "derive-sans" },
   holds: caPool,
   readsPcr: true,

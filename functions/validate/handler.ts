@@ -4,7 +4,7 @@
  * authenticated, so the PCR is read back from the API server and only that copy is trusted (the
  * runner does that; see shared/runtime/run-step.ts).
  */
-import { EVENT_TYPES } from "../../shared/events/types.js";
+import { EVENT_TYPES } from "../../shared/steps.js";
 import { requestKeyBinding } from "../../shared/events/key-binding.js";
 import type { PodCertificateRequest } from "../../shared/pcr/model.js";
 import type { SignerProfile } from "../../shared/profiles/config.js";
@@ -14,8 +14,6 @@ import { denied, reply, sourceStep } from "../../shared/runtime/run-step.js";
 
 export const validate = sourceStep({
   step: "validate",
-  consumes: [EVENT_TYPES.apiServerAdd, EVENT_TYPES.apiServerUpdate, EVENT_TYPES.resync],
-  emits: [EVENT_TYPES.validated, EVENT_TYPES.denied],
 
   async run({ ctx, pcr, profile }) {
     const { spec } = pcr;

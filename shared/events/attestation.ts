@@ -21,7 +21,7 @@ import {
 } from "../limits.js";
 import type { PcrRef } from "../pcr/model.js";
 import * as z from "../zod.js";
-import { STEPS, type StepName } from "./types.js";
+import { STEPS, type StepName } from "../steps.js";
 
 const TOKEN_TYPE = "podcert-attestation+jwt";
 const AUDIENCE = "podcert";

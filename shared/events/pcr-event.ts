@@ -7,7 +7,8 @@ import { randomUUID } from "node:crypto";
 import { RejectedEventError } from "../errors.js";
 import { PCR_KIND, TERMINAL_CONDITION_TYPES, type PcrRef, type PodCertificateRequest } from "../pcr/model.js";
 import * as z from "../zod.js";
-import { EVENT_TYPES, pcrNameSchema, pcrNamespaceSchema, pcrUidSchema, signerNameSchema, type PodcertEvent } from "./types.js";
+import { EVENT_TYPES } from "../steps.js";
+import { pcrNameSchema, pcrNamespaceSchema, pcrUidSchema, signerNameSchema, type PodcertEvent } from "./types.js";
 
 const triggerSchema = z.object({
   kind: z.optional(z.literal(PCR_KIND)),

@@ -7,7 +7,7 @@ import { createPrivateKey, createPublicKey, generateKeyPairSync, type KeyObject 
 import { ConfigError } from "../errors.js";
 import * as z from "../zod.js";
 import type { StepKeys } from "./attestation.js";
-import { ACCEPTS_FROM, STEPS, type StepName } from "./types.js";
+import { acceptsFrom, STEPS, type StepName } from "../steps.js";
 
 export const SIGNING_KEY_FILE = "step-key.jwk";
 export const ACCEPTED_KEYS_FILE = "accepted-keys.jwks";
@@ -37,7 +37,7 @@ export function generateStepSecrets(): Record<StepName, StepSecretFiles> {
     const priv = { ...pairs.get(step)!.privateKey.export({ format: "jwk" }), kid: step, alg: "EdDSA", use: "sig" };
     out[step] = {
       [SIGNING_KEY_FILE]: `${JSON.stringify(priv)}\n`,
-      [ACCEPTED_KEYS_FILE]: `${JSON.stringify({ keys: ACCEPTS_FROM[step].map(publicJwk) }, null, 2)}\n`,
+      [ACCEPTED_KEYS_FILE]: `${JSON.stringify({ keys: acceptsFrom(step).map(publicJwk) }, null, 2)}\n`,
     };
   }
   return out;

@@ -1,32 +1,9 @@
-/** The CloudEvent types podcert consumes and produces, and the steps that produce them. */
+/** A CloudEvent as podcert handles it, and what one step hands the next (types and their schemas). */
 import { RejectedEventError } from "../errors.js";
 import { isNamespaceName, isObjectName } from "../kube/names.js";
 import { MAX_ATTESTATION_BYTES, MAX_SIGNER_NAME_LENGTH, MAX_UID_LENGTH } from "../limits.js";
+import { ATTESTING_STEPS, type AttestingStep } from "../steps.js";
 import * as z from "../zod.js";
-
-export const EVENT_TYPES = {
-  apiServerAdd: "dev.knative.apiserver.resource.add",
-  apiServerUpdate: "dev.knative.apiserver.resource.update",
-  resync: "dev.ate.podcert.request.resync",
-  validated: "dev.ate.podcert.request.validated",
-  sansDerived: "dev.ate.podcert.sans.derived",
-  denied: "dev.ate.podcert.request.denied",
-  issued: "dev.ate.podcert.request.issued",
-} as const;
-
-export const STEPS = ["validate", "derive-sans", "sign", "deny"] as const;
-export type StepName = (typeof STEPS)[number];
-
-/** Which steps' attestations each step accepts: the public keys its Secret holds. */
-export const ACCEPTS_FROM: Readonly<Record<StepName, readonly StepName[]>> = {
-  validate: [],
-  "derive-sans": ["validate"],
-  // sign checks validate's attestation too, so a compromised derive-sans alone cannot get a
-  // certificate for a request that validate never accepted.
-  sign: ["validate", "derive-sans"],
-  // sign hands on a denial when the pod went away after derive-sans (the last check before the write).
-  deny: ["validate", "derive-sans", "sign"],
-};
 
 /** A CloudEvent as podcert handles it: plain data, already checked against the spec's rules. */
 export interface PodcertEvent {
@@ -59,11 +36,9 @@ const jws = z.string().check(z.minLength(1), z.maxLength(MAX_ATTESTATION_BYTES))
 export const stepEventDataSchema = z.strictObject({
   pcr: pcrRefSchema,
   signerName: signerNameSchema,
-  attestations: z.strictObject({
-    validate: z.optional(jws),
-    "derive-sans": z.optional(jws),
-    sign: z.optional(jws),
-  }),
+  attestations: z.strictObject(
+    Object.fromEntries(ATTESTING_STEPS.map((step) => [step, z.optional(jws)])) as Record<AttestingStep, z.ZodMiniOptional<typeof jws>>,
+  ),
 });
 export type StepEventData = z.infer<typeof stepEventDataSchema>;
 

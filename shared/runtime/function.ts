@@ -6,7 +6,8 @@
 import { randomUUID } from "node:crypto";
 import type { CaPool } from "../ca/pool.js";
 import type { StepKeys } from "../events/attestation.js";
-import type { PodcertEvent, StepName } from "../events/types.js";
+import type { PodcertEvent } from "../events/types.js";
+import type { StepName } from "../steps.js";
 import type { ClusterApi } from "../kube/cluster.js";
 import type { EventRecorder } from "../kube/event-recorder.js";
 import type { SignerConfig } from "../profiles/config.js";

@@ -5,7 +5,7 @@ import { ConfigError } from "../errors.js";
 import { parseCaPool, type CaPool } from "../ca/pool.js";
 import type { StepKeys } from "../events/attestation.js";
 import { ACCEPTED_KEYS_FILE, loadStepKeys, SIGNING_KEY_FILE } from "../events/step-keys.js";
-import type { StepName } from "../events/types.js";
+import type { StepName } from "../steps.js";
 import { parseSignerConfig, type SignerConfig } from "../profiles/config.js";
 import { defaultSignerConfig } from "../profiles/defaults.js";
 

@@ -15,6 +15,7 @@
  *   the drain timeout); Knative then restarts the container.
  */
 import { isPodcertError } from "../errors.js";
+import { stepEntry } from "../steps.js";
 import { KubeClusterApi, loadKubeConfig } from "../kube/client-node.js";
 import { createEventRecorder } from "../kube/event-recorder.js";
 import { DEFAULT_LOOKUP_CACHE_SECONDS, withLookupCache } from "../kube/lookup-cache.js";
@@ -75,7 +76,7 @@ export async function runFunction(def: FunctionDefinition): Promise<void> {
     if (events !== undefined) flushEvents = (ms) => events.flush(ms);
     const ctx: FunctionContext = { config, cluster, metrics, keys, now: () => new Date(), log, ...(events ? { events } : {}) };
     // Only sign is ever given a CA pool; the other functions never open one.
-    if (def.step === "sign") ctx.caPool = loadCaPoolFile(envString("PODCERT_CA_POOL", "/var/run/podcert/ca/ca-pool.yaml"));
+    if (stepEntry(def.step).holdsCaPool) ctx.caPool = loadCaPoolFile(envString("PODCERT_CA_POOL", "/var/run/podcert/ca/ca-pool.yaml"));
 
     running = await serveFunction(def, ctx, {
       port,

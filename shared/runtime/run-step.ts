@@ -28,7 +28,8 @@
 import { RejectedEventError, TransientError, type RequestDeniedError } from "../errors.js";
 import { verifyAttestation, type AttestationClaims, type Decision, type DecisionKind, type DecisionOf } from "../events/attestation.js";
 import { readPcrTrigger } from "../events/pcr-event.js";
-import { EVENT_TYPES, readStepEventData, type PodcertEvent, type StepEventData, type StepName } from "../events/types.js";
+import { readStepEventData, type PodcertEvent, type StepEventData } from "../events/types.js";
+import { EVENT_TYPES, stepEntry, type StepName } from "../steps.js";
 import type { PcrRef, PcrStatus, PodCertificateRequest } from "../pcr/model.js";
 import { pcrStatusUpdateErrors } from "../pcr/status-rules.js";
 import type { SignerProfile } from "../profiles/config.js";
@@ -120,10 +121,14 @@ export function skip(why: string): Skip {
 // Step definitions
 // ---------------------------------------------------------------------------------------------
 
+/** A step names itself; what it consumes and emits is its entry in the registry (shared/steps.ts). */
 interface StepShape {
   step: StepName;
-  consumes: readonly string[];
-  emits: readonly string[];
+}
+
+function registered(step: StepName): Pick<FunctionDefinition, "step" | "consumes" | "emits"> {
+  const { consumes, emits } = stepEntry(step);
+  return { step, consumes, emits };
 }
 
 /** What every step's algorithm is given. */
@@ -144,9 +149,7 @@ export interface StepInput {
  */
 export function sourceStep(def: StepShape & { run(input: StepInput & { pcr: PodCertificateRequest }): Promise<Outcome> | Outcome }): FunctionDefinition {
   return {
-    step: def.step,
-    consumes: def.consumes,
-    emits: def.emits,
+    ...registered(def.step),
     async handle(event, ctx) {
       const trigger = readPcrTrigger(event);
       const profile = ctx.config.signers.get(trigger.signerName);
@@ -215,9 +218,7 @@ export function attestedStep<E extends Expects, H, B>(
   const expected = Object.entries(def.expects) as [DecisionKind, NonNullable<Expects[DecisionKind]>][];
   if (expected.length === 0) throw new Error(`step ${def.step} must expect at least one attestation`);
   return {
-    step: def.step,
-    consumes: def.consumes,
-    emits: def.emits,
+    ...registered(def.step),
     async handle(event, ctx) {
       const data = readStepEventData(event);
       const profile = profileFor(ctx, data.signerName);

@@ -3,7 +3,8 @@
  * decisions, logging them, writing a status, recording a Kubernetes Event.
  */
 import { attest, type Decision } from "../events/attestation.js";
-import { EVENT_TYPES, type PodcertEvent, type StepEventData } from "../events/types.js";
+import { type PodcertEvent, type StepEventData } from "../events/types.js";
+import { EVENT_TYPES } from "../steps.js";
 import { ConflictError, TransientError } from "../errors.js";
 import { MAX_EVENT_NOTE_BYTES, truncateUtf8 } from "../limits.js";
 import { describePcr, pcrRef, terminalCondition, type PcrRef, type PcrStatus, type PodCertificateRequest } from "../pcr/model.js";

@@ -15,9 +15,10 @@ import { parseClusterFile } from "../../local-cluster/apiserver/cluster-file.js"
 import { startApiServer, type EmbeddedApiServer } from "../../local-cluster/apiserver/server.js";
 import { eventFromHttp, eventToBinaryHttp } from "../../shared/events/codec.js";
 import { apiServerAddEvent } from "../../shared/events/pcr-event.js";
-import type { PodcertEvent, StepName } from "../../shared/events/types.js";
+import type { PodcertEvent } from "../../shared/events/types.js";
+import type { StepName } from "../../shared/steps.js";
 import { loadKnativeIdentities, userOfService } from "../../local-cluster/identities.js";
-import { serviceName } from "../../local-cluster/flow.js";
+import { serviceName } from "../../shared/steps.js";
 import { buildPodCertificateRequest, type PodCertificateProjection } from "../../local-cluster/kubelet/request.js";
 import type { KeyType, Node, Pod, PodCertificateRequest, ServiceAccount } from "../../shared/pcr/model.js";
 import { podcert } from "../integration/cli.js";

@@ -6,7 +6,7 @@ import { join } from "node:path";
 import { parse } from "yaml";
 import { beforeAll, describe, expect, it } from "vitest";
 import { ACCEPTED_KEYS_FILE, SIGNING_KEY_FILE } from "../../shared/events/step-keys.js";
-import { ACCEPTS_FROM, STEPS } from "../../shared/events/types.js";
+import { acceptsFrom, STEPS } from "../../shared/steps.js";
 import { podcert } from "./cli.js";
 
 let dir: string;
@@ -75,7 +75,7 @@ describe("podcert keys init", () => {
       expect(priv.d).toBeTruthy();
       expect(statSync(join(out, step, SIGNING_KEY_FILE)).mode & 0o077).toBe(0);
       const accepted = JSON.parse(readFileSync(join(out, step, ACCEPTED_KEYS_FILE), "utf8")) as { keys: { kid: string; d?: string }[] };
-      expect(accepted.keys.map((k) => k.kid).sort()).toEqual([...ACCEPTS_FROM[step]].sort());
+      expect(accepted.keys.map((k) => k.kid).sort()).toEqual([...acceptsFrom(step)].sort());
       expect(accepted.keys.every((k) => k.d === undefined)).toBe(true);
     }
     expect((await podcert(["keys", "init", "--out", out])).code).toBe(78);

@@ -8,12 +8,13 @@ import { startApiServer, type EmbeddedApiServer } from "../../local-cluster/apis
 import { parseCaPool, serializeCaPool, type CaPool } from "../../shared/ca/pool.js";
 import { createCa, createCaPool } from "../../cli/ca-create.js";
 import { clusterApiFor, stepContexts } from "../../cli/cluster.js";
-import { FUNCTIONS } from "../../cli/functions.js";
+import { loadFunctions } from "../../local-cluster/functions.js";
 import { issueAll } from "../../cli/issue.js";
 import { requestPodCertificates } from "../../local-cluster/kubelet/emulator.js";
 import { handOn } from "../../shared/runtime/steps.js";
 import { ephemeralStepKeys } from "../../shared/events/step-keys.js";
-import { EVENT_TYPES, type PodcertEvent, type StepName } from "../../shared/events/types.js";
+import { type PodcertEvent } from "../../shared/events/types.js";
+import { EVENT_TYPES, type StepName } from "../../shared/steps.js";
 import type { Decision, StepKeys } from "../../shared/events/attestation.js";
 import { loadKubeConfig } from "../../shared/kube/client-node.js";
 import { pcrRef, terminalCondition, type PcrSpec, type PodCertificateRequest } from "../../shared/pcr/model.js";
@@ -45,7 +46,7 @@ async function setup(o: { clusterYaml?: string; config?: SignerConfig; caPool?: 
     return r.pcr;
   };
   /** Runs one step; returns its outcome. */
-  const run = (step: StepName, event: PodcertEvent) => dispatch(FUNCTIONS[step], contexts[step], event);
+  const run = async (step: StepName, event: PodcertEvent) => dispatch((await loadFunctions())[step], contexts[step], event);
   /** validate then derive-sans: the sans.derived event for a PCR. */
   const derivedFor = async (pcr: PodCertificateRequest) => {
     const v = await run("validate", apiServerAddEvent(pcr));

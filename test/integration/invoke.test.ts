@@ -3,7 +3,7 @@ import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
-import { EVENT_TYPES } from "../../shared/events/types.js";
+import { EVENT_TYPES } from "../../shared/steps.js";
 import { podcert } from "./cli.js";
 
 const ISSUED = "test/fixtures/clusters/issued.yaml";

@@ -4,7 +4,7 @@ import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { EVENT_TYPES, type StepName } from "../../shared/events/types.js";
+import { EVENT_TYPES, type StepName } from "../../shared/steps.js";
 import { startBundleEnv, type BundleEnv } from "../helpers/bundles.js";
 
 let env: BundleEnv;

@@ -6,7 +6,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { describe, expect, it } from "vitest";
-import { FUNCTIONS } from "../../cli/functions.js";
+import { STEPS } from "../../shared/steps.js";
 import { find, loadDir, ROOT, serviceName } from "./manifests.js";
 
 interface Instruction {
@@ -65,7 +65,7 @@ describe("Dockerfile", () => {
   it("runs as the UID the Knative Services name", () => {
     const uid = Number(instructions(dockerfile).filter((i) => i.op === "USER").at(-1)!.args.split(":")[0]);
     const { docs } = loadDir();
-    for (const fn of Object.keys(FUNCTIONS)) {
+    for (const fn of STEPS) {
       expect(find(docs, "Service", serviceName(fn)).spec.template.spec.containers[0].securityContext.runAsUser, fn).toBe(uid);
     }
   });
@@ -89,7 +89,7 @@ describe("Dockerfile", () => {
 
   // The image holds the bundle alone: run each bundle from an empty folder (no node_modules
   // anywhere above it) and see it load every module and get as far as reading its step keys.
-  it.each(Object.keys(FUNCTIONS))("dist/%s.mjs runs with no node_modules", async (fn) => {
+  it.each(STEPS)("dist/%s.mjs runs with no node_modules", async (fn) => {
     const bundle = join(ROOT, "dist", `${fn}.mjs`);
     expect(existsSync(bundle), "npm run build writes it (the test setup runs it)").toBe(true);
     const dir = mkdtempSync(join(tmpdir(), "podcert-image-"));

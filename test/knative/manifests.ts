@@ -22,11 +22,14 @@ import { Broker } from "@kubernetes-models/knative/eventing.knative.dev/v1/Broke
 import { Trigger } from "@kubernetes-models/knative/eventing.knative.dev/v1/Trigger";
 import { ApiServerSource } from "@kubernetes-models/knative/sources.knative.dev/v1/ApiServerSource";
 import { parseIsoDurationMs } from "../../local-cluster/broker.js";
+import { BROKER_NAME, routeEvent, triggerFilter, type TriggerRoute } from "../../local-cluster/router.js";
+import type { PodcertEvent } from "../../shared/events/types.js";
+import { EVENT_TYPES, isStepName, serviceName, STEP_REGISTRY, stepEntry } from "../../shared/steps.js";
 
 export const ROOT = fileURLToPath(new URL("../../", import.meta.url));
 export const KNATIVE_DIR = join(ROOT, "knative");
 export const NAMESPACE = "podcert";
-export const BROKER = "podcert";
+export const BROKER = BROKER_NAME;
 
 /** A parsed Kubernetes object; fields are read defensively, the schema check comes separately. */
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
@@ -164,24 +167,33 @@ export interface FunctionIo {
 }
 
 /** The event types the ApiServerSource produces: their Triggers must also filter on `kind`. */
-export const API_SERVER_TYPES = ["dev.knative.apiserver.resource.add", "dev.knative.apiserver.resource.update"];
+export const API_SERVER_TYPES: readonly string[] = [EVENT_TYPES.apiServerAdd, EVENT_TYPES.apiServerUpdate];
 export const PCR_KIND = "PodCertificateRequest";
 export const TERMINAL_TYPES = ["dev.ate.podcert.request.issued"];
 
-export const serviceName = (fn: string) => `podcert-${fn}`;
+export { serviceName };
+
+/** What each registered step consumes and emits (shared/steps.ts), by name. */
+export const REGISTERED: Readonly<Record<string, FunctionIo>> = Object.fromEntries(STEP_REGISTRY.map((s) => [s.name, s]));
 
 /** A CloudEvent's attributes and extensions, as a Trigger filter sees them. */
 export type EventAttributes = Readonly<Record<string, string>>;
 
-/** The Knative Services an event reaches: every Trigger on the Broker whose exact filters all match. */
+/**
+ * The Knative Services an event reaches, routed by the code the local broker and the in-process
+ * pipeline route with (local-cluster/router.ts); only the reading of the documents is lenient here,
+ * so broken copies can be checked too.
+ */
 export function route(docs: readonly Doc[], event: EventAttributes): string[] {
-  const out: string[] = [];
-  for (const t of triggers(docs)) {
-    if (t.obj.spec?.broker !== BROKER) continue;
-    const filter: Obj = t.obj.spec?.filter?.attributes ?? {};
-    if (Object.entries(filter).every(([k, v]) => event[k] === v)) out.push(String(t.obj.spec?.subscriber?.ref?.name));
-  }
-  return out.sort();
+  const routes: TriggerRoute[] = triggers(docs).map((t) => ({
+    name: String(t.obj.metadata?.name),
+    broker: String(t.obj.spec?.broker),
+    filter: triggerFilter(t.obj.spec?.filter?.attributes),
+    subscriber: String(t.obj.spec?.subscriber?.ref?.name),
+  }));
+  const { type = "", source = "", id = "x", subject, ...extensions } = event;
+  const cloudEvent: PodcertEvent = { specversion: "1.0", id, type, source, data: undefined, extensions, ...(subject === undefined ? {} : { subject }) };
+  return routeEvent(routes, BROKER, cloudEvent).map((r) => r.subscriber).sort();
 }
 
 /** An event of a type, as its producer would send it (the ApiServerSource adds the kind extension). */
@@ -412,12 +424,13 @@ export function functionServiceProblems(docs: readonly Doc[], fn: string, stepKe
   const c = containers[0]!;
   if (!new RegExp(`(^|/)podcert-${fn}(:|@|$)`).test(String(c.image))) p(`image ${String(c.image)} is not podcert-${fn}`);
 
-  // Environment: exactly the contract's paths; the CA pool for sign only.
+  // Environment: exactly the contract's paths; the CA pool only for the steps the registry gives it.
+  const holdsCaPool = isStepName(fn) && stepEntry(fn).holdsCaPool;
   const env = new Map<string, Obj>((c.env ?? []).map((e: Obj) => [e.name, e]));
   const expectEnv: Record<string, string> = { PODCERT_KEYS_DIR: CONTRACT.keysDir, PODCERT_CONFIG: CONTRACT.config };
-  if (fn === "sign") expectEnv.PODCERT_CA_POOL = CONTRACT.caPool;
+  if (holdsCaPool) expectEnv.PODCERT_CA_POOL = CONTRACT.caPool;
   for (const [k, v] of Object.entries(expectEnv)) if (env.get(k)?.value !== v) p(`env ${k} must be ${v}, is ${String(env.get(k)?.value)}`);
-  if (fn !== "sign" && env.has("PODCERT_CA_POOL")) p("only sign is given PODCERT_CA_POOL");
+  if (!holdsCaPool && env.has("PODCERT_CA_POOL")) p("only a step that holds the CA pool (shared/steps.ts) is given PODCERT_CA_POOL");
   if (env.has("PORT")) p("PORT is Knative's to set");
   if (c.envFrom !== undefined) p("envFrom: name each variable");
 
@@ -430,13 +443,13 @@ export function functionServiceProblems(docs: readonly Doc[], fn: string, stepKe
   config.problems.forEach(p);
   if (config.volume && config.volume.configMap?.name !== CONTRACT.configMap) p(`${dirname(CONTRACT.config)} must be ConfigMap ${CONTRACT.configMap}`);
   if (config.volume && !projectsKey(config.volume.configMap, CONTRACT.configKey, basename(CONTRACT.config))) p(`${CONTRACT.config} is not key ${CONTRACT.configKey}`);
-  if (fn === "sign") {
+  if (holdsCaPool) {
     const ca = mountedFile(template, c, CONTRACT.caPool);
     ca.problems.forEach(p);
     if (ca.volume && ca.volume.secret?.secretName !== CONTRACT.caSecret) p(`${dirname(CONTRACT.caPool)} must be Secret ${CONTRACT.caSecret}`);
     if (ca.volume && !projectsKey(ca.volume.secret, CONTRACT.caKey, basename(CONTRACT.caPool))) p(`${CONTRACT.caPool} is not key ${CONTRACT.caKey}`);
   }
-  const expectedSecrets = [CONTRACT.stepSecret(fn), ...(fn === "sign" ? [CONTRACT.caSecret] : [])].sort();
+  const expectedSecrets = [CONTRACT.stepSecret(fn), ...(holdsCaPool ? [CONTRACT.caSecret] : [])].sort();
   const secrets = [...secretsOf(template)].sort();
   if (JSON.stringify(secrets) !== JSON.stringify(expectedSecrets)) p(`reads Secrets [${secrets.join(", ")}], expected exactly [${expectedSecrets.join(", ")}]`);
   for (const m of c.volumeMounts ?? []) if (m.readOnly !== true) p(`mount ${m.name} is not read-only`);

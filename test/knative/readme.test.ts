@@ -12,7 +12,7 @@ import { afterAll, describe, expect, it } from "vitest";
 import { parse } from "yaml";
 import { clusterTrustBundleManifest, parseCaPool, serializeCaPool } from "../../shared/ca/pool.js";
 import { createCaPool } from "../../cli/ca-create.js";
-import { FUNCTIONS } from "../../cli/functions.js";
+import { STEPS } from "../../shared/steps.js";
 import { ACCEPTED_KEYS_FILE, SIGNING_KEY_FILE } from "../../shared/events/step-keys.js";
 import { parseSignerConfig } from "../../shared/profiles/config.js";
 import { find, isKustomization, KNATIVE_DIR, loadDir, type Obj, parseYaml, ROOT, schemaProblems, selects, serviceName } from "./manifests.js";
@@ -24,7 +24,7 @@ const blocks = [...section.matchAll(/```(\w*)\n([\s\S]*?)```/g)].map((m) => ({ l
 const { docs } = loadDir();
 const config = parseSignerConfig(find(docs, "ConfigMap", "podcert-config").data["config.yaml"] as string);
 const SIGNERS = [...config.signers.keys()];
-const FNS = Object.keys(FUNCTIONS);
+const FNS = STEPS;
 
 const tmp = mkdtempSync(join(tmpdir(), "podcert-readme-"));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));

@@ -1,11 +1,11 @@
 // The Triggers route every event type a function emits to exactly the functions that consume it
-// (as the functions declare in cli/functions.ts), and the Broker and ApiServerSource are
+// (as the step registry, shared/steps.ts, declares), and the Broker and ApiServerSource are
 // wired as the local broker and a cluster expect.
 import { describe, expect, it } from "vitest";
-import { FUNCTIONS } from "../../cli/functions.js";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { parseBrokerDelivery, parseIsoDurationMs, parseTriggers } from "../../local-cluster/broker.js";
+import { parseBrokerDelivery, parseIsoDurationMs } from "../../local-cluster/broker.js";
+import { parseTriggers } from "../../local-cluster/router.js";
 import { parseSignerConfig } from "../../shared/profiles/config.js";
 import {
   API_SERVER_TYPES,
@@ -17,6 +17,7 @@ import {
   KNATIVE_DIR,
   knativeServices,
   loadDir,
+  REGISTERED,
   type Doc,
   type Obj,
   ofKind,
@@ -32,7 +33,7 @@ const { docs } = loadDir();
 
 describe("Triggers", () => {
   it("route each consumed type to its function once, each emitted type to exactly its consumers", () => {
-    expect(routingProblems(docs, FUNCTIONS)).toEqual([]);
+    expect(routingProblems(docs, REGISTERED)).toEqual([]);
   });
 
   it("form the pipeline: add/update/resync -> validate -> derive-sans -> sign, denials -> deny", () => {
@@ -48,14 +49,14 @@ describe("Triggers", () => {
   it("end at request.issued: nothing consumes it", () => {
     for (const type of TERMINAL_TYPES) {
       expect(route(docs, eventOf(type))).toEqual([]);
-      for (const io of Object.values(FUNCTIONS)) expect(io.consumes).not.toContain(type);
+      for (const io of Object.values(REGISTERED)) expect(io.consumes).not.toContain(type);
     }
     // sign's other output is a denial (the pod went away before the write), which deny ends.
-    expect(FUNCTIONS.sign.emits).toEqual([...TERMINAL_TYPES, "dev.ate.podcert.request.denied"]);
+    expect(REGISTERED.sign!.emits).toEqual([...TERMINAL_TYPES, "dev.ate.podcert.request.denied"]);
   });
 
   it("are one per (function, event type), on Broker podcert, naming an existing Knative Service", () => {
-    const expected = Object.values(FUNCTIONS).reduce((n, io) => n + io.consumes.length, 0);
+    const expected = Object.values(REGISTERED).reduce((n, io) => n + io.consumes.length, 0);
     expect(triggers(docs)).toHaveLength(expected);
     const services = knativeServices(docs).map((d) => d.obj.metadata.name);
     for (const t of triggers(docs)) {
@@ -76,7 +77,7 @@ describe("Triggers", () => {
   it("detects wrong routing", () => {
     const loop = clone(docs);
     find(loop, "Trigger", "podcert-sign-sans-derived").spec.filter.attributes.type = "dev.ate.podcert.request.issued";
-    expect(routingProblems(loop, FUNCTIONS)).toEqual(
+    expect(routingProblems(loop, REGISTERED)).toEqual(
       expect.arrayContaining([
         expect.stringContaining("routes dev.ate.podcert.request.issued back into sign"),
         expect.stringContaining("dev.ate.podcert.sans.derived reaches [], expected [podcert-sign]"),
@@ -85,31 +86,31 @@ describe("Triggers", () => {
     );
 
     const missing = clone(docs).filter((d) => d.obj.metadata?.name !== "podcert-derive-sans-validated");
-    expect(routingProblems(missing, FUNCTIONS)).toEqual(expect.arrayContaining([expect.stringContaining("dev.ate.podcert.request.validated reaches [], expected [podcert-derive-sans]")]));
+    expect(routingProblems(missing, REGISTERED)).toEqual(expect.arrayContaining([expect.stringContaining("dev.ate.podcert.request.validated reaches [], expected [podcert-derive-sans]")]));
 
     const extra = clone(docs);
     const copy = structuredClone(extra.find((d) => d.obj.metadata?.name === "podcert-deny-denied")!);
     copy.obj.metadata.name = "podcert-validate-denied";
     copy.obj.spec.subscriber.ref.name = "podcert-validate";
     extra.push(copy);
-    expect(routingProblems(extra, FUNCTIONS)).toEqual(
+    expect(routingProblems(extra, REGISTERED)).toEqual(
       expect.arrayContaining([expect.stringContaining("routes dev.ate.podcert.request.denied to validate, which does not consume it")]),
     );
 
     const noKind = clone(docs);
     delete find(noKind, "Trigger", "podcert-validate-pcr-add").spec.filter.attributes.kind;
-    expect(routingProblems(noKind, FUNCTIONS)).toEqual(expect.arrayContaining([expect.stringContaining("must filter on kind PodCertificateRequest")]));
+    expect(routingProblems(noKind, REGISTERED)).toEqual(expect.arrayContaining([expect.stringContaining("must filter on kind PodCertificateRequest")]));
 
     const ghost = clone(docs);
     find(ghost, "Trigger", "podcert-deny-denied").spec.subscriber.ref.name = "podcert-denier";
-    expect(routingProblems(ghost, FUNCTIONS)).toEqual(expect.arrayContaining([expect.stringContaining("podcert-denier is not a Knative Service")]));
+    expect(routingProblems(ghost, REGISTERED)).toEqual(expect.arrayContaining([expect.stringContaining("podcert-denier is not a Knative Service")]));
 
     const wrongBroker = clone(docs);
     find(wrongBroker, "Trigger", "podcert-sign-sans-derived").spec.broker = "default";
-    expect(routingProblems(wrongBroker, FUNCTIONS)).toEqual(expect.arrayContaining([expect.stringContaining("broker must be podcert")]));
+    expect(routingProblems(wrongBroker, REGISTERED)).toEqual(expect.arrayContaining([expect.stringContaining("broker must be podcert")]));
 
     // A function that would consume what it emits, through the Broker.
-    const loopy = { ...FUNCTIONS, deny: { ...FUNCTIONS.deny, emits: ["dev.ate.podcert.request.resync"] } };
+    const loopy = { ...REGISTERED, deny: { ...REGISTERED.deny!, emits: ["dev.ate.podcert.request.resync"] } };
     expect(routingProblems(docs, loopy)).toEqual(expect.arrayContaining([expect.stringMatching(/event loop: .*deny -> validate/)]));
   });
 });
@@ -125,7 +126,7 @@ describe("Broker", () => {
     expect(parseIsoDurationMs(d.backoffDelay)).toBeGreaterThan(0);
     expect(d.deadLetterSink.ref).toMatchObject({ apiVersion: "serving.knative.dev/v1", kind: "Service" });
     expect(knativeServices(docs).map((s) => s.obj.metadata.name)).toContain(d.deadLetterSink.ref.name);
-    expect(Object.keys(FUNCTIONS).map(serviceName)).not.toContain(d.deadLetterSink.ref.name);
+    expect(Object.keys(REGISTERED).map(serviceName)).not.toContain(d.deadLetterSink.ref.name);
   });
 
   /**
@@ -219,6 +220,6 @@ describe("ApiServerSource", () => {
     expect(spec.namespaceSelector).toEqual({});
     expect(spec.sink).toEqual({ ref: { apiVersion: "eventing.knative.dev/v1", kind: "Broker", name: "podcert" } });
     expect(ofKind(docs, "v1", "ServiceAccount").map((d) => d.obj.metadata.name)).toContain(spec.serviceAccountName);
-    expect(Object.keys(FUNCTIONS).map(serviceName)).not.toContain(spec.serviceAccountName);
+    expect(Object.keys(REGISTERED).map(serviceName)).not.toContain(spec.serviceAccountName);
   });
 });

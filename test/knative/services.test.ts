@@ -4,7 +4,7 @@
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { FUNCTIONS } from "../../cli/functions.js";
+import { STEPS } from "../../shared/steps.js";
 import { ACCEPTED_KEYS_FILE, SIGNING_KEY_FILE } from "../../shared/events/step-keys.js";
 import {
   autoscalingAim,
@@ -23,7 +23,7 @@ import {
 
 const { docs } = loadDir();
 const STEP_KEY_FILES = [SIGNING_KEY_FILE, ACCEPTED_KEYS_FILE];
-const FNS = Object.keys(FUNCTIONS);
+const FNS = STEPS;
 
 /** The autoscaling aim per pod a text states ("aims at N in-flight events per pod"), YAML comment marks ignored. */
 function statedAim(text: string): number | undefined {

@@ -8,7 +8,8 @@ import { eventFromHttp, eventToBinaryHttp } from "../../shared/events/codec.js";
 import { jsonShapeProblem } from "../../shared/events/json-shape.js";
 import { ephemeralStepKeys } from "../../shared/events/step-keys.js";
 import { apiServerAddEvent } from "../../shared/events/pcr-event.js";
-import { EVENT_TYPES, readStepEventData, type PodcertEvent, type StepEventData } from "../../shared/events/types.js";
+import { readStepEventData, type PodcertEvent, type StepEventData } from "../../shared/events/types.js";
+import { EVENT_TYPES } from "../../shared/steps.js";
 import { pcrFor, pod } from "../helpers/objects.js";
 import {
   MAX_ATTESTATION_BYTES,

@@ -4,7 +4,7 @@ import { beforeAll, describe, expect, it } from "vitest";
 import { ConfigError, RejectedEventError } from "../../../shared/errors.js";
 import { attest, verifyAttestation, type AttestationClaims, type AttestationExpectation, type Decision, type StepKeys } from "../../../shared/events/attestation.js";
 import { ACCEPTED_KEYS_FILE, ephemeralStepKeys, generateStepSecrets, loadStepKeys, SIGNING_KEY_FILE, type StepSecretFiles } from "../../../shared/events/step-keys.js";
-import { ACCEPTS_FROM, STEPS, type StepName } from "../../../shared/events/types.js";
+import { acceptsFrom, STEPS, type StepName } from "../../../shared/steps.js";
 import type { PcrRef } from "../../../shared/pcr/model.js";
 
 const NOW = new Date("2026-05-01T10:00:00.000Z");
@@ -90,7 +90,7 @@ describe("step keys", () => {
     }
     for (const step of STEPS) {
       const set = JSON.parse(secrets[step][ACCEPTED_KEYS_FILE]) as { keys: Record<string, unknown>[] };
-      expect(set.keys.map((k) => k.kid)).toEqual([...ACCEPTS_FROM[step]]);
+      expect(set.keys.map((k) => k.kid)).toEqual([...acceptsFrom(step)]);
       for (const k of set.keys) {
         expect(k.d, `${step} must hold no private key`).toBeUndefined();
         // the public key is the one belonging to that step's private key
@@ -114,7 +114,7 @@ describe("step keys", () => {
       expect(k.step).toBe(step);
       expect(k.signingKey.type).toBe("private");
       expect(k.signingKey.asymmetricKeyType).toBe("ed25519");
-      expect([...k.accepted.keys()]).toEqual([...ACCEPTS_FROM[step]]);
+      expect([...k.accepted.keys()]).toEqual([...acceptsFrom(step)]);
       for (const [from, pub] of k.accepted) {
         expect(pub.type).toBe("public");
         expect(pub.equals(createPublicKey(keys[from].signingKey))).toBe(true);

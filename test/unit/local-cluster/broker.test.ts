@@ -2,20 +2,18 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import { readFileSync } from "node:fs";
 import { afterEach, describe, expect, it, vi } from "vitest";
-import { FUNCTIONS } from "../../../cli/functions.js";
-import { serviceName } from "../../../cli/demo.js";
 import { eventFromHttp, eventToBinaryHttp } from "../../../shared/events/codec.js";
-import { EVENT_TYPES, type PodcertEvent } from "../../../shared/events/types.js";
+import type { PodcertEvent } from "../../../shared/events/types.js";
+import { EVENT_TYPES, serviceName, STEPS } from "../../../shared/steps.js";
 import {
   LocalBroker,
-  matches,
   parseBrokerDelivery,
   parseContainerConcurrency,
   parseIsoDurationMs,
-  parseTriggers,
   type DeadLetter,
   type DeliverySpec,
 } from "../../../local-cluster/broker.js";
+import { parseTriggers } from "../../../local-cluster/router.js";
 
 const TRIGGERS = readFileSync("knative/triggers.yaml", "utf8");
 const routes = parseTriggers(TRIGGERS);
@@ -58,32 +56,7 @@ async function until(cond: () => boolean, ms = 10_000): Promise<void> {
 const ack: Handler = (_e, _req, res) => res.writeHead(204).end();
 const fast: DeliverySpec = { retry: 2, backoffPolicy: "exponential", backoffDelayMs: 1 };
 
-describe("routing from knative/triggers.yaml", () => {
-  it.each([
-    { type: EVENT_TYPES.apiServerAdd, ext: { kind: "PodCertificateRequest" }, to: ["validate"] },
-    { type: EVENT_TYPES.apiServerUpdate, ext: { kind: "PodCertificateRequest" }, to: ["validate"] },
-    { type: EVENT_TYPES.apiServerAdd, ext: { kind: "Pod" }, to: [] },
-    { type: EVENT_TYPES.resync, ext: {}, to: ["validate"] },
-    { type: EVENT_TYPES.validated, ext: {}, to: ["derive-sans"] },
-    { type: EVENT_TYPES.sansDerived, ext: {}, to: ["sign"] },
-    { type: EVENT_TYPES.denied, ext: {}, to: ["deny"] },
-    { type: EVENT_TYPES.issued, ext: {}, to: [] },
-  ] as { type: string; ext: Record<string, string>; to: string[] }[])("$type ($ext.kind) goes to $to", ({ type, ext, to }) => {
-    const subscribers = routes.filter((r) => matches(r, event(type, ext))).map((r) => r.subscriber);
-    expect(subscribers.sort()).toEqual(to.map(serviceName).sort());
-  });
-
-  it("routes every type a function emits to the functions that consume it, and only those", () => {
-    for (const fn of Object.values(FUNCTIONS)) {
-      for (const type of fn.emits) {
-        const to = routes.filter((r) => matches(r, event(type))).map((r) => r.subscriber).sort();
-        const consumers = Object.values(FUNCTIONS).filter((f) => f.consumes.includes(type)).map((f) => serviceName(f.step)).sort();
-        expect(to, type).toEqual(consumers);
-        expect(to).not.toContain(serviceName(fn.step));
-      }
-    }
-  });
-
+describe("the Broker's delivery spec", () => {
   it("reads the Broker's delivery spec", () => {
     const d = parseBrokerDelivery(readFileSync("knative/broker.yaml", "utf8"), "podcert");
     expect(d.retry).toBeGreaterThan(0);
@@ -94,12 +67,6 @@ describe("routing from knative/triggers.yaml", () => {
     const untimed = "kind: Broker\nmetadata: {name: b}\nspec: {delivery: {retry: 1}}\n";
     expect(parseBrokerDelivery(untimed, "b").timeoutMs).toBeUndefined();
     expect(() => parseBrokerDelivery("kind: Broker\nmetadata: {name: b}\nspec: {delivery: {timeout: 10s}}\n", "b")).toThrow(/ISO 8601/);
-  });
-
-  it("refuses a Trigger with a delivery spec of its own (Knative would use it instead of the Broker's)", () => {
-    const own = TRIGGERS.replace("spec:\n  broker: podcert\n", "spec:\n  broker: podcert\n  delivery: {timeout: PT5S}\n");
-    expect(own).not.toBe(TRIGGERS);
-    expect(() => parseTriggers(own, "t.yaml")).toThrow(/t.yaml: Trigger podcert-validate-pcr-add sets its own delivery spec/);
   });
 
   it.each([
@@ -135,7 +102,7 @@ describe("delivery", () => {
   async function brokerWith(handlers: Partial<Record<string, Handler>>, delivery = fast, concurrency?: ReadonlyMap<string, number>, maxBackoffMs?: number) {
     const subs = new Map<string, string>();
     const received = new Map<string, PodcertEvent[]>();
-    for (const fn of Object.keys(FUNCTIONS)) {
+    for (const fn of STEPS) {
       const s = await subscriber(handlers[fn] ?? ack);
       subs.set(serviceName(fn), s.url);
       received.set(fn, s.received);

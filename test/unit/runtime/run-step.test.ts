@@ -8,7 +8,8 @@ import { ConflictError, RejectedEventError, RequestDeniedError, TransientError }
 import { attest, type Decision, type StepKeys } from "../../../shared/events/attestation.js";
 import { apiServerAddEvent } from "../../../shared/events/pcr-event.js";
 import { ephemeralStepKeys } from "../../../shared/events/step-keys.js";
-import { EVENT_TYPES, readStepEventData, type PodcertEvent, type StepName } from "../../../shared/events/types.js";
+import { readStepEventData, type PodcertEvent } from "../../../shared/events/types.js";
+import { EVENT_TYPES, type StepName } from "../../../shared/steps.js";
 import type { ClusterApi, KubernetesEvent } from "../../../shared/kube/cluster.js";
 import { pcrRef, type PcrStatus, type PodCertificateRequest } from "../../../shared/pcr/model.js";
 import { deniedStatus } from "../../../shared/pcr/status.js";
@@ -88,8 +89,6 @@ function validatedStep(outcome: (spki: string) => Outcome) {
   const seen: { podName?: string; spki?: string } = {};
   const def = attestedStep({
     step: "derive-sans",
-    consumes: [EVENT_TYPES.validated],
-    emits: [EVENT_TYPES.sansDerived, EVENT_TYPES.denied],
     expects: { validated: "validate" },
     run({ attested, spkiSha256 }) {
       seen.podName = attested.validated.podName; // typed: no narrowing needed
@@ -131,8 +130,6 @@ describe("attestedStep: the preamble", () => {
   it("rejects attestations bound to different keys (403)", async () => {
     const def = attestedStep({
       step: "sign",
-      consumes: [EVENT_TYPES.sansDerived],
-      emits: [EVENT_TYPES.issued],
       expects: { validated: "validate", "sans-derived": "derive-sans" },
       run: () => skip("unreachable"),
     });
@@ -145,8 +142,6 @@ describe("attestedStep: the preamble", () => {
   it("checks what the step holds before any attestation", async () => {
     const def = attestedStep({
       step: "derive-sans",
-      consumes: [EVENT_TYPES.validated],
-      emits: [],
       expects: { validated: "validate" },
       holds: () => {
         throw new TransientError("started without what it needs");
@@ -171,8 +166,6 @@ describe("attestedStep with readsPcr: the pending PCR", () => {
   const denyLike = (run: (pcr: PodCertificateRequest) => Outcome) =>
     attestedStep({
       step: "deny",
-      consumes: [EVENT_TYPES.denied],
-      emits: [],
       expects: { denied: () => "validate" },
       readsPcr: true,
       run: ({ pcr: read }) => run(read),
@@ -199,8 +192,6 @@ describe("attestedStep with readsPcr: the pending PCR", () => {
   it("reads `beside` in parallel and hands it over", async () => {
     const def = attestedStep({
       step: "deny",
-      consumes: [EVENT_TYPES.denied],
-      emits: [],
       expects: { denied: () => "validate" },
       readsPcr: true,
       beside: async ({ ref }) => `pod of ${ref.name}`,
@@ -287,8 +278,6 @@ describe("sourceStep: an unauthenticated ApiServerSource event", () => {
   const validateLike = (seen: PodCertificateRequest[]) =>
     sourceStep({
       step: "validate",
-      consumes: [EVENT_TYPES.apiServerAdd],
-      emits: [EVENT_TYPES.validated],
       run: ({ pcr: read }) => (seen.push(read), skip("ran")),
     });
 

@@ -1,0 +1,103 @@
+/**
+ * The step registry: every podcert function, the CloudEvent types it consumes and emits, whose
+ * attestations it accepts and whether it holds the CA pool. It is the only list of steps: the
+ * runtime, esbuild.config.mjs (one bundle each), bin/serve.mjs, the CLI and the local run (one
+ * process each, loaded from local-cluster/functions.ts) and the manifest tests all read it.
+ *
+ * Adding a step = its folder (functions/<name>/handler.ts, exporting the definition under
+ * `handlerExport`), its entry here, its manifests in knative/ (Service, ServiceAccount and RBAC,
+ * Triggers for what it consumes); test/knative/ says what is missing.
+ *
+ * Node.js loads this file as it is (esbuild.config.mjs, bin/serve.mjs: Node 22.18+ strips types),
+ * so it imports nothing and uses only TypeScript syntax that can be erased.
+ */
+
+/** The CloudEvent types podcert consumes and produces. */
+export const EVENT_TYPES = {
+  apiServerAdd: "dev.knative.apiserver.resource.add",
+  apiServerUpdate: "dev.knative.apiserver.resource.update",
+  resync: "dev.ate.podcert.request.resync",
+  validated: "dev.ate.podcert.request.validated",
+  sansDerived: "dev.ate.podcert.sans.derived",
+  denied: "dev.ate.podcert.request.denied",
+  issued: "dev.ate.podcert.request.issued",
+} as const;
+export type EventType = (typeof EVENT_TYPES)[keyof typeof EVENT_TYPES];
+
+export interface StepEntry {
+  /** Also its folder (functions/<name>/), its Knative Service and ServiceAccount (podcert-<name>) and its key folder. */
+  readonly name: string;
+  /** The export of functions/<name>/handler.ts that is its definition. */
+  readonly handlerExport: string;
+  readonly consumes: readonly EventType[];
+  /** Every type its replies can have: the Triggers route each to its consumers, or nowhere (terminal). */
+  readonly emits: readonly EventType[];
+  /** Whose attestations it verifies (the public keys its Secret holds), in pipeline order. */
+  readonly acceptsAttestationsFrom: readonly string[];
+  /** Whether it is given the CA pool (its private keys). */
+  readonly holdsCaPool: boolean;
+}
+
+/** In pipeline order (the local run gives them ports in this order). */
+export const STEP_REGISTRY = [
+  {
+    name: "validate",
+    handlerExport: "validate",
+    consumes: [EVENT_TYPES.apiServerAdd, EVENT_TYPES.apiServerUpdate, EVENT_TYPES.resync],
+    emits: [EVENT_TYPES.validated, EVENT_TYPES.denied],
+    acceptsAttestationsFrom: [],
+    holdsCaPool: false,
+  },
+  {
+    name: "derive-sans",
+    handlerExport: "deriveSans",
+    consumes: [EVENT_TYPES.validated],
+    emits: [EVENT_TYPES.sansDerived, EVENT_TYPES.denied],
+    acceptsAttestationsFrom: ["validate"],
+    holdsCaPool: false,
+  },
+  {
+    name: "sign",
+    handlerExport: "sign",
+    consumes: [EVENT_TYPES.sansDerived],
+    // A denial when the pod went away after derive-sans (the last check before the write).
+    emits: [EVENT_TYPES.issued, EVENT_TYPES.denied],
+    // validate's too, so a compromised derive-sans alone cannot get a certificate for a request
+    // validate never accepted.
+    acceptsAttestationsFrom: ["validate", "derive-sans"],
+    holdsCaPool: true,
+  },
+  {
+    name: "deny",
+    handlerExport: "deny",
+    consumes: [EVENT_TYPES.denied],
+    emits: [],
+    acceptsAttestationsFrom: ["validate", "derive-sans", "sign"],
+    holdsCaPool: false,
+  },
+] as const satisfies readonly StepEntry[];
+
+export type StepName = (typeof STEP_REGISTRY)[number]["name"];
+export const STEPS: readonly StepName[] = STEP_REGISTRY.map((s) => s.name);
+
+/** The steps that hand on events, hence attest: the keys of a step event's attestations. */
+export type AttestingStep = Extract<(typeof STEP_REGISTRY)[number], { emits: readonly [EventType, ...EventType[]] }>["name"];
+export const ATTESTING_STEPS = STEP_REGISTRY.filter((s) => s.emits.length > 0).map((s) => s.name) as readonly AttestingStep[];
+
+export function stepEntry(name: StepName): StepEntry {
+  const entry = STEP_REGISTRY.find((s) => s.name === name);
+  if (entry === undefined) throw new Error(`no step named ${String(name)} in the registry`);
+  return entry;
+}
+
+export function isStepName(name: string): name is StepName {
+  return STEP_REGISTRY.some((s) => s.name === name);
+}
+
+/** Its Knative Service, ServiceAccount and process name. */
+export const serviceName = (step: string): string => `podcert-${step}`;
+
+/** The steps whose attestations `step` verifies, in pipeline order. */
+export function acceptsFrom(step: StepName): readonly StepName[] {
+  return stepEntry(step).acceptsAttestationsFrom as readonly StepName[];
+}
