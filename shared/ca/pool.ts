@@ -1,12 +1,17 @@
 /**
  * The CA pool: for each signer name, one or more CAs (certificate, PKCS#8 private key, optional
- * intermediates). Locally a YAML file, in a cluster a Kubernetes Secret holding the same document.
- * Several CAs per signer allow rotation: the active one is the valid CA with the latest notAfter,
- * and the trust bundle carries all of them.
+ * intermediates), each in a rotation state. Locally a YAML file, in a cluster a Kubernetes Secret
+ * holding the same document.
+ *
+ * Rotation (README, "Rotating a CA"): a CA is `prepared` (published in the trust bundles, not
+ * signing yet), `active` (the one CA that signs), `superseded` (stopped signing, still published
+ * while certificates it signed can be valid) or `retired` (neither). `since` records when it
+ * entered each state. A signer whose CAs carry no state (pools from `ca init` before rotation
+ * existed) keeps the old rule: the valid CA with the latest notAfter signs, all are published.
  *
  * Key material never appears in error messages, logs or the JSON/inspect form of a loaded CA.
  */
-import { createPrivateKey, type KeyObject } from "node:crypto";
+import { createHash, createPrivateKey, X509Certificate, type KeyObject } from "node:crypto";
 import YAML from "yaml";
 import { ConfigError, TransientError } from "../errors.js";
 import { prepareCaSigner, type CaSigner } from "../x509/leaf.js";
@@ -31,9 +36,16 @@ export interface CaPoolDocument {
        * (then the trust anchor, kept out of issued chains).
        */
       intermediates?: string;
+      /** Absent on every CA of a signer: the pre-rotation rule (see above). */
+      state?: CaState;
+      /** When it entered each state it has been in (RFC 3339). */
+      since?: Partial<Record<CaState, string>>;
     }[];
   }[];
 }
+
+export const CA_STATES = ["prepared", "active", "superseded", "retired"] as const;
+export type CaState = (typeof CA_STATES)[number];
 
 export function serializeCaPool(doc: CaPoolDocument): string {
   return YAML.stringify(doc, { lineWidth: 0, blockQuote: "literal" });
@@ -45,7 +57,14 @@ export function serializeCaPool(doc: CaPoolDocument): string {
 
 export interface LoadedCa {
   signerName: string;
+  /** undefined: the signer's CAs carry no state (the pre-rotation rule). */
+  state: CaState | undefined;
+  since: Partial<Record<CaState, Date>>;
   signer: CaSigner;
+  /** Hex, as openssl prints it. */
+  serialHex: string;
+  /** SHA-256 of the CA certificate (DER), hex. */
+  fingerprintSha256: string;
   notBefore: Date;
   notAfter: Date;
   /** The CA certificate, PEM (re-encoded). */
@@ -58,10 +77,14 @@ export interface CaPool {
   signers: Map<string, LoadedCa[]>;
 }
 
+const rfc3339 = z.string().check(z.refine((t) => /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$/.test(t) && Number.isFinite(Date.parse(t)), "must be an RFC 3339 time"));
+
 const caSchema = z.strictObject({
   certificate: z.string().check(z.minLength(1)),
   privateKey: z.string().check(z.minLength(1)),
   intermediates: z.optional(z.string()),
+  state: z.optional(z.enum(CA_STATES)),
+  since: z.optional(z.partialRecord(z.enum(CA_STATES), rfc3339)),
 });
 
 const poolSchema = z.strictObject({
@@ -133,6 +156,19 @@ export function parseCaPool(text: string): CaPool {
     if (signers.has(s.signerName)) {
       throw new ConfigError(`signers[${si}]: signer ${s.signerName} appears more than once in the CA pool`);
     }
+    const at = (ci: number) => `signers[${si}].cas[${ci}] (signer ${s.signerName})`;
+    const stated = s.cas.filter((c) => c.state !== undefined).length;
+    if (stated !== 0 && stated !== s.cas.length) {
+      throw new ConfigError(`signers[${si}] (signer ${s.signerName}): either every CA has a state or none has (${stated} of ${s.cas.length} have)`);
+    }
+    const active = s.cas.filter((c) => c.state === "active").length;
+    if (active > 1) throw new ConfigError(`signers[${si}] (signer ${s.signerName}): ${active} CAs are active; exactly one signs`);
+    s.cas.forEach((c, ci) => {
+      if (c.state !== undefined && c.since?.[c.state] === undefined) {
+        throw new ConfigError(`${at(ci)}: state ${c.state} needs since.${c.state}, when it entered it`);
+      }
+      if (c.state === undefined && c.since !== undefined) throw new ConfigError(`${at(ci)}: since is set but state is not`);
+    });
     const list: LoadedCa[] = [];
     s.cas.forEach((c, ci) => {
       const where = `signers[${si}].cas[${ci}] (signer ${s.signerName})`;
@@ -149,7 +185,11 @@ export function parseCaPool(text: string): CaPool {
       }
       list.push({
         signerName: s.signerName,
+        state: c.state,
+        since: Object.fromEntries(Object.entries(c.since ?? {}).map(([k, v]) => [k, new Date(v)])),
         signer,
+        serialHex: new X509Certificate(signer.certDer).serialNumber,
+        fingerprintSha256: createHash("sha256").update(signer.certDer).digest("hex"),
         notBefore: signer.notBefore,
         notAfter: signer.notAfter,
         certificatePem: signer.certPem,
@@ -168,19 +208,31 @@ function casOf(pool: CaPool, signerName: string): LoadedCa[] {
 }
 
 /**
- * The CA to issue with: among the signer's CAs valid at `now`, the one with the latest notAfter.
- * TransientError (retry later; never a denial) when none is valid now; ConfigError when the pool
- * has no CA for the signer at all. Whether it still covers a certificate is policy/lifetime.ts's
- * certificateTimes, the one place that judges the CA's end.
+ * The CA to issue with: the signer's `active` CA, or, for a signer whose CAs carry no state, the
+ * one valid at `now` with the latest notAfter. TransientError (retry later; never a denial) when
+ * there is none or it is not valid now; ConfigError when the pool has no CA for the signer at all.
+ * Whether it still covers a certificate is policy/lifetime.ts's certificateTimes, the one place
+ * that judges the CA's end.
  */
 export function activeCa(pool: CaPool, signerName: string, now: Date): LoadedCa {
   const cas = casOf(pool, signerName);
   const t = now.getTime();
+  const validNow = (ca: LoadedCa) => ca.notBefore.getTime() <= t && t < ca.notAfter.getTime();
+  if (cas[0]!.state !== undefined) {
+    const active = cas.find((c) => c.state === "active");
+    if (active === undefined) {
+      throw new TransientError(`signer ${signerName} has no active CA; activate its prepared CA (podcert ca rotate --signer ${signerName} activate)`);
+    }
+    if (!validNow(active)) {
+      throw new TransientError(
+        `the active CA of signer ${signerName} (serial ${active.serialHex}) is not valid at ${now.toISOString()} (${active.notBefore.toISOString()}..${active.notAfter.toISOString()}); rotate to a new CA`,
+      );
+    }
+    return active;
+  }
   let best: LoadedCa | undefined;
   for (const ca of cas) {
-    if (ca.notBefore.getTime() <= t && t < ca.notAfter.getTime()) {
-      if (!best || ca.notAfter.getTime() > best.notAfter.getTime()) best = ca;
-    }
+    if (validNow(ca) && (!best || ca.notAfter.getTime() > best.notAfter.getTime())) best = ca;
   }
   if (!best) {
     const ranges = cas.map((c) => `${c.notBefore.toISOString()}..${c.notAfter.toISOString()}`).join(", ");
@@ -191,11 +243,16 @@ export function activeCa(pool: CaPool, signerName: string, now: Date): LoadedCa 
   return best;
 }
 
-/** The roots of all of the signer's CAs, deduplicated, as PEM without headers. */
+/** The CAs pods must trust for the signer: every CA that is not retired. */
+export function publishedCas(pool: CaPool, signerName: string): LoadedCa[] {
+  return casOf(pool, signerName).filter((c) => c.state !== "retired");
+}
+
+/** The roots of the signer's published CAs, deduplicated, as PEM without headers. */
 export function trustBundlePem(pool: CaPool, signerName: string): string {
   const seen = new Set<string>();
   let out = "";
-  for (const ca of casOf(pool, signerName)) {
+  for (const ca of publishedCas(pool, signerName)) {
     const key = ca.signer.rootDer.toString("base64");
     if (seen.has(key)) continue;
     seen.add(key);

@@ -5,7 +5,7 @@ import { inspect } from "node:util";
 import { beforeAll, describe, expect, it } from "vitest";
 import YAML from "yaml";
 import { ConfigError, RequestDeniedError, TransientError } from "../../../shared/errors.js";
-import { activeCa, clusterTrustBundleManifest, parseCaPool, serializeCaPool, trustBundlePem, type CaPoolDocument } from "../../../shared/ca/pool.js";
+import { activeCa, clusterTrustBundleManifest, parseCaPool, publishedCas, serializeCaPool, trustBundlePem, type CaPoolDocument, type CaState } from "../../../shared/ca/pool.js";
 import { CA_KEY_ALGORITHMS, createCa, createCaPool, type CaKeyAlgorithm } from "../../../cli/ca-create.js";
 import { readChildren, readSingle } from "../../../shared/x509/der.js";
 import { issueLeaf } from "../../../shared/x509/leaf.js";
@@ -292,6 +292,65 @@ describe("activeCa", () => {
   it("is a ConfigError when the pool has no CA for the signer", () => {
     configError(() => activeCa(pool, "example.com/other", T), /no CA for signer example\.com\/other in the CA pool/);
     configError(() => trustBundlePem(pool, "example.com/other"), /no CA for signer/);
+  });
+});
+
+describe("CA states (rotation)", () => {
+  let cas: Ca[];
+  beforeAll(async () => {
+    cas = [];
+    for (let i = 0; i < 3; i++) cas.push(await createCa({ signerName: SIGNER, keyAlgorithm: "ECDSAP256", validityDays: 30, now: new Date(T.getTime() - (3 - i) * DAY) }));
+  });
+  const at = (h: number) => new Date(T.getTime() - h * 3_600_000).toISOString();
+  const stated = (...states: (CaState | undefined)[]) =>
+    doc([{ signerName: SIGNER, cas: states.map((state, i) => ({ ...cas[i]!, ...(state ? { state, since: { [state]: at(10 - i) } } : {}) })) }]);
+  const serialOf = (c: Ca) => new X509Certificate(c.certificate).serialNumber;
+
+  it("signs with the active CA, whatever the others' validity", () => {
+    // cas[2] has the latest notAfter: the pre-rotation rule would pick it; the state decides.
+    const pool = parseCaPool(serializeCaPool(stated("superseded", "active", "prepared")));
+    expect(activeCa(pool, SIGNER, T).serialHex).toBe(serialOf(cas[1]!));
+    expect(activeCa(pool, SIGNER, T).state).toBe("active");
+    expect(activeCa(pool, SIGNER, T).since.active?.toISOString()).toBe(at(9));
+  });
+
+  it("keeps the pre-rotation rule for a signer whose CAs carry no state", () => {
+    const pool = parseCaPool(serializeCaPool(stated(undefined, undefined, undefined)));
+    expect(activeCa(pool, SIGNER, T).serialHex).toBe(serialOf(cas[2]!));
+    expect(activeCa(pool, SIGNER, T).state).toBeUndefined();
+    expect(publishedCas(pool, SIGNER)).toHaveLength(3);
+  });
+
+  it("publishes every CA that is not retired, and only those", () => {
+    const pool = parseCaPool(serializeCaPool(stated("retired", "superseded", "active")));
+    expect(publishedCas(pool, SIGNER).map((c) => c.serialHex)).toEqual([serialOf(cas[1]!), serialOf(cas[2]!)]);
+    const bundle = pemDecodeAll(trustBundlePem(pool, SIGNER)).map((b) => b.der.toString("base64"));
+    expect(bundle).toEqual([cas[1]!, cas[2]!].map((c) => keyBase64(c.certificate)));
+  });
+
+  it("waits (transient) while a signer has no active CA, saying what to do", () => {
+    const pool = parseCaPool(serializeCaPool(stated("prepared")));
+    expect(() => activeCa(pool, SIGNER, T)).toThrow(TransientError);
+    expect(() => activeCa(pool, SIGNER, T)).toThrow(/signer example.com\/my-signer has no active CA; activate its prepared CA \(podcert ca rotate --signer example.com\/my-signer activate\)/);
+    expect(publishedCas(pool, SIGNER)).toHaveLength(1);
+  });
+
+  it("waits (transient) when the active CA is not valid now, naming it", () => {
+    const pool = parseCaPool(serializeCaPool(stated("active")));
+    const later = new Date(T.getTime() + 40 * DAY);
+    expect(() => activeCa(pool, SIGNER, later)).toThrow(TransientError);
+    expect(() => activeCa(pool, SIGNER, later)).toThrow(new RegExp(`active CA of signer ${SIGNER} \\(serial ${serialOf(cas[0]!)}\\) is not valid`));
+  });
+
+  it.each([
+    { case: "two active CAs", d: () => stated("active", "active"), m: /2 CAs are active; exactly one signs/ },
+    { case: "states on some CAs only", d: () => stated("active", undefined), m: /either every CA has a state or none has \(1 of 2 have\)/ },
+    { case: "a state without its since", d: () => doc([{ signerName: SIGNER, cas: [{ ...cas[0]!, state: "active", since: { prepared: at(1) } }] }]), m: /state active needs since.active/ },
+    { case: "since without a state", d: () => doc([{ signerName: SIGNER, cas: [{ ...cas[0]!, since: { prepared: at(1) } }] }]), m: /since is set but state is not/ },
+    { case: "an unknown state", d: () => doc([{ signerName: SIGNER, cas: [{ ...cas[0]!, state: "resting" as CaState, since: {} }] }]), m: /state/ },
+    { case: "a since that is not a time", d: () => doc([{ signerName: SIGNER, cas: [{ ...cas[0]!, state: "active", since: { active: "yesterday" } }] }]), m: /since.active: must be an RFC 3339 time/ },
+  ])("refuses $case", ({ d, m }) => {
+    configError(() => parseCaPool(serializeCaPool(d())), m);
   });
 });
 
