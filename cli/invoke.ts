@@ -9,7 +9,7 @@ import { loadCaPoolFile, loadSignerConfig, loadStepKeysDir, readText } from "../
 import { createLogger } from "../shared/runtime/log.js";
 import { clusterApiFor, startClusterFromFile } from "./cluster.js";
 import { FUNCTIONS } from "./functions.js";
-import { EXIT, optional, parse, required, UsageError } from "./main.js";
+import { EXIT, optional, parse, required, UsageError } from "./args.js";
 
 export async function runInvoke(args: string[]): Promise<number> {
   const { values, positionals } = parse(args, {

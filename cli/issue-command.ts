@@ -7,7 +7,7 @@ import { loadCaPoolFile, loadSignerConfig, loadStepKeysDir } from "../shared/run
 import { createLogger, type LogLevel } from "../shared/runtime/log.js";
 import { clusterApiFor, startClusterFromFile, stepContexts } from "./cluster.js";
 import { issueAll } from "./issue.js";
-import { EXIT, optional, parse, required } from "./main.js";
+import { EXIT, optional, parse, required } from "./args.js";
 
 export async function runIssue(args: string[]): Promise<number> {
   const { values } = parse(args, { cluster: { type: "string" }, "ca-pool": { type: "string" }, keys: { type: "string" } });
