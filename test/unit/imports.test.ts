@@ -1,7 +1,7 @@
 // Import rules that keep the function bundles small (cold start): a rule broken here silently
 // brings back hundreds of KiB to every function (see esbuild.config.mjs and shared/zod.ts).
 import { readdirSync, readFileSync } from "node:fs";
-import { dirname, join, normalize } from "node:path";
+import { dirname, join, normalize, sep } from "node:path";
 import { describe, expect, it } from "vitest";
 
 function sources(dir: string): string[] {
@@ -82,5 +82,14 @@ describe("imports", () => {
   it("finds a cycle when there is one (the check above can fail)", () => {
     const graph = new Map([["a", ["b"]], ["b", ["c"]], ["c", ["a"]], ["d", ["a"]], ["e", ["e"]]]);
     expect(importCycles(graph)).toEqual([["a", "b", "c"], ["e"]]);
+  });
+
+  it("keeps shared/runtime at the top of shared/: nothing else in shared/ imports it (e.g. shared/kube)", () => {
+    const runtime = join("shared", "runtime");
+    const upward = files
+      .filter((f) => f.startsWith(`shared${sep}`) && !f.startsWith(`${runtime}${sep}`))
+      .flatMap((f) => localImportsOf(f).filter((i) => i.startsWith(`${runtime}${sep}`)).map((i) => `${f} → ${i}`));
+    expect(files.filter((f) => f.startsWith(join("shared", "kube")))).toContain(join("shared", "kube", "event-recorder.ts"));
+    expect(upward).toEqual([]);
   });
 });
