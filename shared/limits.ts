@@ -116,3 +116,12 @@ export function truncateUtf8(text: string, maxBytes: number): string {
   if (Buffer.byteLength(text) <= maxBytes) return text;
   return `${Buffer.from(text).subarray(0, maxBytes - 3).toString("utf8").replace(/\uFFFD+$/u, "")}…`;
 }
+
+/**
+ * A status condition's message cut to what kube-apiserver accepts (MAX_CONDITION_MESSAGE_BYTES):
+ * the one bound both the statuses podcert builds (pcr/status.ts) and the denials it hands on
+ * (errors.ts) apply, and the one pcr/status-rules.ts checks.
+ */
+export function boundConditionMessage(message: string): string {
+  return truncateUtf8(message, MAX_CONDITION_MESSAGE_BYTES);
+}
