@@ -9,7 +9,7 @@
 import { createPrivateKey, type KeyObject } from "node:crypto";
 import YAML from "yaml";
 import { ConfigError, TransientError } from "../errors.js";
-import { prepareCaSigner, type CaSigner } from "../x509/leaf.js";
+import { prepareCaSigner, type CaSigner } from "../x509/ca-signer.js";
 import { pemDecodeAll, pemEncode } from "../x509/pem.js";
 import * as z from "../zod.js";
 
