@@ -5,6 +5,8 @@
  */
 import "reflect-metadata";
 import { ConfigError, isPodcertError, RejectedEventError, TransientError } from "../shared/errors.js";
+import { envChoice } from "../shared/runtime/env.js";
+import { LOG_LEVELS } from "../shared/runtime/log.js";
 import { EXIT, UsageError } from "./args.js";
 import { runCaBundle, runCaInit } from "./ca.js";
 import { runDemo } from "./demo.js";
@@ -45,7 +47,8 @@ export async function main(argv: string[]): Promise<number> {
       case "invoke":
         return await runInvoke(sub === undefined ? [] : [sub, ...rest]);
       case "issue":
-        return await runIssue(sub === undefined ? [] : [sub, ...rest]);
+        // The environment is read here, at the command's edge; the subcommand is given what it needs.
+        return await runIssue(sub === undefined ? [] : [sub, ...rest], { logLevel: envChoice("LOG_LEVEL", LOG_LEVELS, "warn") });
       case "demo":
         return await runDemo(sub === undefined ? [] : [sub, ...rest]);
       case "fixtures":

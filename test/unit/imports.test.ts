@@ -92,4 +92,11 @@ describe("imports", () => {
     expect(files.filter((f) => f.startsWith(join("shared", "kube")))).toContain(join("shared", "kube", "event-recorder.ts"));
     expect(upward).toEqual([]);
   });
+
+  it("reads the environment in the CLI only at its edge, cli/main.ts (subcommands are given what they need)", () => {
+    const cli = files.filter((f) => f.startsWith(`cli${sep}`));
+    expect(cli).toContain(join("cli", "issue-command.ts"));
+    const readers = cli.filter((f) => f !== join("cli", "main.ts") && /process\.env\b|shared\/runtime\/env\.js/.test(readFileSync(f, "utf8")));
+    expect(readers).toEqual([]);
+  });
 });
