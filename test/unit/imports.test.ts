@@ -99,4 +99,9 @@ describe("imports", () => {
     const readers = cli.filter((f) => f !== join("cli", "main.ts") && /process\.env\b|shared\/runtime\/env\.js/.test(readFileSync(f, "utf8")));
     expect(readers).toEqual([]);
   });
+
+  it("reports schema errors only through describeIssues (every issue, bounded), never by reading .issues", () => {
+    const readers = files.filter((f) => f !== join("shared", "zod.ts") && /\.issues\b/.test(readFileSync(f, "utf8")));
+    expect(readers).toEqual([]);
+  });
 });
