@@ -25,7 +25,8 @@ import { attest, verifyAttestation, type StepKeys } from "../shared/events/attes
 import { ephemeralStepKeys } from "../shared/events/step-keys.js";
 import type { StepName } from "../shared/steps.js";
 import { KEY_TYPES, type KeyType } from "../shared/pcr/model.js";
-import { issueLeaf, prepareCaSigner, type CaSigner, type LeafTemplate } from "../shared/x509/leaf.js";
+import { prepareCaSigner, type CaSigner } from "../shared/x509/ca-signer.js";
+import { issueLeaf, type LeafTemplate } from "../shared/x509/leaf.js";
 import { pemDecodeAll } from "../shared/x509/pem.js";
 import { generateRequestKeyPair, proofOfPossession, stubCsr, type RequestKeyPair } from "../local-cluster/kubelet/keys.js";
 import { isRequestKeyProblem, readRequestKey } from "../shared/x509/request-key.js";

@@ -5,7 +5,7 @@ import { CA_KEY_ALGORITHMS, createCaPool, type CaKeyAlgorithm } from "./ca-creat
 import { ConfigError } from "../shared/errors.js";
 import { loadCaPoolFile, loadSignerConfig } from "../shared/runtime/load.js";
 import { stringify } from "yaml";
-import { EXIT, optional, parse, required, UsageError } from "./main.js";
+import { EXIT, optional, parse, required, UsageError } from "./args.js";
 
 export async function runCaInit(args: string[]): Promise<number> {
   const { values } = parse(args, { out: { type: "string" }, "key-algorithm": { type: "string" }, "validity-days": { type: "string" } });

@@ -19,7 +19,7 @@ import { loadSignerConfig } from "../shared/runtime/load.js";
 import { pemEncode } from "../shared/x509/pem.js";
 import { loadClusterFile } from "./cluster.js";
 import { requestPodCertificates, type EmulatedRequest } from "../local-cluster/kubelet/emulator.js";
-import { EXIT, optional, parse, UsageError } from "./main.js";
+import { EXIT, optional, parse, UsageError } from "./args.js";
 
 export const DEMO_HELP = `podcert demo (npm start): run the whole event flow locally and prove the seed's mTLS
 

@@ -15,7 +15,7 @@ import { KEY_TYPES, type KeyType, type Pod, type PodCertificateRequest } from ".
 import { ATESYSTEM_SIGNER, EXPECTS_SERVICE_ANNOTATION, WORKERPOOL_NAMESPACE_LABEL, WORKERPOOL_SIGNER } from "../shared/profiles/defaults.js";
 import { apiServerAddEvent } from "../shared/events/pcr-event.js";
 import { proofOfPossession } from "../local-cluster/kubelet/keys.js";
-import { EXIT, parse, required } from "./main.js";
+import { EXIT, parse, required } from "./args.js";
 
 type KubeObject = Record<string, unknown> & { kind: string; metadata: Record<string, unknown> };
 

@@ -10,7 +10,7 @@ import { createLogger } from "../shared/runtime/log.js";
 import { clusterApiFor, startClusterFromFile } from "./cluster.js";
 import { loadFunctions } from "../local-cluster/functions.js";
 import { retryable } from "../local-cluster/router.js";
-import { EXIT, optional, parse, required, UsageError } from "./main.js";
+import { EXIT, optional, parse, required, UsageError } from "./args.js";
 
 export async function runInvoke(args: string[]): Promise<number> {
   const { values, positionals } = parse(args, {

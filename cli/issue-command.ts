@@ -7,9 +7,10 @@ import { loadCaPoolFile, loadSignerConfig, loadStepKeysDir } from "../shared/run
 import { createLogger, type LogLevel } from "../shared/runtime/log.js";
 import { clusterApiFor, startClusterFromFile, stepContexts } from "./cluster.js";
 import { issueAll } from "./issue.js";
-import { EXIT, optional, parse, required } from "./main.js";
+import { EXIT, optional, parse, required } from "./args.js";
 
-export async function runIssue(args: string[]): Promise<number> {
+/** `logLevel`: for the steps' logs on stderr (main.ts reads it from LOG_LEVEL). */
+export async function runIssue(args: string[], o: { logLevel: LogLevel }): Promise<number> {
   const { values } = parse(args, { cluster: { type: "string" }, "ca-pool": { type: "string" }, keys: { type: "string" } });
   const config = loadSignerConfig(optional(values, "config"));
   const caPool = loadCaPoolFile(required(values, "ca-pool"));
@@ -21,7 +22,7 @@ export async function runIssue(args: string[]): Promise<number> {
   const server = await startClusterFromFile(required(values, "cluster"));
   try {
     const cluster = clusterApiFor(server);
-    const log = createLogger({ level: (process.env.LOG_LEVEL ?? "warn") as LogLevel });
+    const log = createLogger({ level: o.logLevel });
     const result = await issueAll({
       cluster,
       contexts: stepContexts({ config, cluster, keys, caPool, log }),

@@ -4,7 +4,7 @@ import { join } from "node:path";
 import { ConfigError } from "../shared/errors.js";
 import { generateStepSecrets } from "../shared/events/step-keys.js";
 import { STEPS } from "../shared/steps.js";
-import { EXIT, parse, required } from "./main.js";
+import { EXIT, parse, required } from "./args.js";
 
 export async function runKeysInit(args: string[]): Promise<number> {
   const { values } = parse(args, { out: { type: "string" } });

@@ -4,20 +4,16 @@
  * 78 configuration.
  */
 import "reflect-metadata";
-import { parseArgs, type ParseArgsConfig } from "node:util";
 import { ConfigError, isPodcertError, RejectedEventError, TransientError } from "../shared/errors.js";
+import { envChoice } from "../shared/runtime/env.js";
+import { LOG_LEVELS } from "../shared/runtime/log.js";
+import { EXIT, UsageError } from "./args.js";
 import { runCaBundle, runCaInit } from "./ca.js";
 import { runDemo } from "./demo.js";
 import { runFixtures } from "./fixtures.js";
 import { runInvoke } from "./invoke.js";
 import { runIssue } from "./issue-command.js";
 import { runKeysInit } from "./keys.js";
-
-export const EXIT = { ok: 0, usage: 64, dataErr: 65, tempFail: 75, config: 78, software: 70 } as const;
-
-export class UsageError extends Error {
-  override readonly name = "UsageError";
-}
 
 const USAGE = `podcert: a PodCertificateRequest signer (validate → derive-sans → sign, as CloudEvent functions)
 
@@ -32,28 +28,6 @@ Usage:
 
 Every command takes --config <file> (signer profiles; default: the built-in two signers).
 Exit codes: 0 ok, 64 usage, 65 rejected event, 75 transient (retry), 78 configuration.`;
-
-export type Options = Record<string, string | boolean | undefined>;
-
-export function parse(args: string[], options: ParseArgsConfig["options"]): { values: Options; positionals: string[] } {
-  try {
-    const { values, positionals } = parseArgs({ args, options: { config: { type: "string" }, help: { type: "boolean", short: "h" }, ...options }, allowPositionals: true, strict: true });
-    return { values: values as Options, positionals };
-  } catch (e) {
-    throw new UsageError((e as Error).message);
-  }
-}
-
-export function required(values: Options, name: string): string {
-  const v = values[name];
-  if (typeof v !== "string" || v === "") throw new UsageError(`--${name} is required`);
-  return v;
-}
-
-export function optional(values: Options, name: string): string | undefined {
-  const v = values[name];
-  return typeof v === "string" ? v : undefined;
-}
 
 export async function main(argv: string[]): Promise<number> {
   const [command, sub, ...rest] = argv;
@@ -73,7 +47,8 @@ export async function main(argv: string[]): Promise<number> {
       case "invoke":
         return await runInvoke(sub === undefined ? [] : [sub, ...rest]);
       case "issue":
-        return await runIssue(sub === undefined ? [] : [sub, ...rest]);
+        // The environment is read here, at the command's edge; the subcommand is given what it needs.
+        return await runIssue(sub === undefined ? [] : [sub, ...rest], { logLevel: envChoice("LOG_LEVEL", LOG_LEVELS, "warn") });
       case "demo":
         return await runDemo(sub === undefined ? [] : [sub, ...rest]);
       case "fixtures":

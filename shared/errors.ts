@@ -13,7 +13,7 @@
  * Each carries a stable `code`; `name` is set explicitly so minified bundles keep it.
  */
 
-import { MAX_CONDITION_MESSAGE_BYTES, truncateUtf8 } from "./limits.js";
+import { boundConditionMessage } from "./limits.js";
 
 export type DenialReason =
   | "NamespaceNotAllowed"
@@ -55,7 +55,7 @@ export class RequestDeniedError extends PodcertError {
 
 /** A denial message as a status condition can hold it (see RequestDeniedError). */
 export function boundDenialMessage(message: string): string {
-  return truncateUtf8(message.replace(/[\u0000-\u001f\u007f-\u009f]/gu, "\uFFFD"), MAX_CONDITION_MESSAGE_BYTES);
+  return boundConditionMessage(message.replace(/[\u0000-\u001f\u007f-\u009f]/gu, "\uFFFD"));
 }
 
 /** Retry later; never write Denied or Failed because of this. */

@@ -101,6 +101,13 @@ export const MAX_JSON_DEPTH = 64;
 /** A string field of a CloudEvent's envelope (id, source, type, subject, an extension's value). */
 export const MAX_EVENT_ATTRIBUTE_LENGTH = 2048;
 
+/**
+ * Schema issues spelled out in one error (shared/zod.ts describeIssues): the rest are counted.
+ * Each is cut to MAX_ISSUE_TEXT_LENGTH characters, as messages can quote the input (key names).
+ */
+export const MAX_REPORTED_ISSUES = 5;
+export const MAX_ISSUE_TEXT_LENGTH = 300;
+
 /** One log line; longer strings and lists inside it are cut first (runtime/log.ts). */
 export const MAX_LOG_LINE_BYTES = 16 * 1024;
 /** A string value inside a log line. */
@@ -115,4 +122,13 @@ export const MAX_LOG_LIST_ITEMS = 100;
 export function truncateUtf8(text: string, maxBytes: number): string {
   if (Buffer.byteLength(text) <= maxBytes) return text;
   return `${Buffer.from(text).subarray(0, maxBytes - 3).toString("utf8").replace(/\uFFFD+$/u, "")}…`;
+}
+
+/**
+ * A status condition's message cut to what kube-apiserver accepts (MAX_CONDITION_MESSAGE_BYTES):
+ * the one bound both the statuses podcert builds (pcr/status.ts) and the denials it hands on
+ * (errors.ts) apply, and the one pcr/status-rules.ts checks.
+ */
+export function boundConditionMessage(message: string): string {
+  return truncateUtf8(message, MAX_CONDITION_MESSAGE_BYTES);
 }

@@ -60,6 +60,5 @@ export function parseClusterFile(text: string): KubeObject[] {
 function check(value: unknown, where: string): KubeObject {
   const r = objectSchema.safeParse(value);
   if (r.success) return r.data as KubeObject;
-  const problems = r.error.issues.map((i) => `${i.path.length > 0 ? i.path.join(".") : "(object)"}: ${i.message}`);
-  throw new ConfigError(`${where}: ${problems.join("; ")}`);
+  throw new ConfigError(`${where}: ${z.describeIssues(r.error).join("; ")}`);
 }

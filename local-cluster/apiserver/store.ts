@@ -29,8 +29,6 @@ import {
   fieldValue,
   resolveResource,
   resourceFor,
-  validateCreate,
-  validateName,
   type KubeObject,
   type ResourceType,
 } from "./resources.js";
@@ -46,6 +44,7 @@ import {
   notFound,
   type StatusCause,
 } from "./status.js";
+import { validateCreate, validateName } from "./validation.js";
 
 export type { KubeObject, ResourceType } from "./resources.js";
 

@@ -14,7 +14,7 @@
 import { createHash, createPrivateKey, X509Certificate, type KeyObject } from "node:crypto";
 import YAML from "yaml";
 import { ConfigError, TransientError } from "../errors.js";
-import { prepareCaSigner, type CaSigner } from "../x509/leaf.js";
+import { prepareCaSigner, type CaSigner } from "../x509/ca-signer.js";
 import { pemDecodeAll, pemEncode } from "../x509/pem.js";
 import * as z from "../zod.js";
 
@@ -100,12 +100,6 @@ const poolSchema = z.strictObject({
     .check(z.minLength(1)),
 });
 
-function describePath(path: readonly PropertyKey[]): string {
-  let s = "";
-  for (const p of path) s += typeof p === "number" ? `[${p}]` : s ? `.${String(p)}` : String(p);
-  return s || "(document)";
-}
-
 function loadPrivateKey(pem: string, where: string): KeyObject {
   let blocks;
   try {
@@ -145,11 +139,7 @@ export function parseCaPool(text: string): CaPool {
   }
   const parsed = poolSchema.safeParse(raw);
   if (!parsed.success) {
-    const problems = parsed.error.issues
-      .slice(0, 5)
-      .map((i) => `${describePath(i.path)}: ${i.message}`)
-      .join("; ");
-    throw new ConfigError(`CA pool is invalid: ${problems}`);
+    throw new ConfigError(`CA pool is invalid: ${z.describeIssues(parsed.error).join("; ")}`);
   }
   const signers = new Map<string, LoadedCa[]>();
   parsed.data.signers.forEach((s, si) => {

@@ -159,7 +159,9 @@ export async function verifyAttestation<K extends DecisionKind>(
     throw new RejectedEventError(`attestation from ${expect.from} claims a lifetime of ${lifetime} s, more than the ${expect.maxLifetimeSeconds} s configured`, 403);
   }
   const parsed = payloadSchema.safeParse(payload);
-  if (!parsed.success) throw new RejectedEventError(`attestation from ${expect.from} has malformed claims`, 403);
+  if (!parsed.success) {
+    throw new RejectedEventError(`attestation from ${expect.from} has malformed claims (${z.describeIssues(parsed.error).join("; ")})`, 403);
+  }
   const p = parsed.data;
   const mismatch: string[] = [];
   if (p.pcr.namespace !== expect.pcr.namespace || p.pcr.name !== expect.pcr.name || p.pcr.uid !== expect.pcr.uid) {

@@ -41,10 +41,7 @@ export function readPcrTrigger(event: PodcertEvent): PcrTrigger {
   }
   const parsed = triggerSchema.safeParse(event.data);
   if (!parsed.success) {
-    const where = parsed.error.issues[0];
-    throw new RejectedEventError(
-      `event ${event.id}: data is not a PodCertificateRequest (${where ? `${where.path.join(".")}: ${where.message}` : "invalid"})`,
-    );
+    throw new RejectedEventError(`event ${event.id}: data is not a PodCertificateRequest (${z.describeIssues(parsed.error).join("; ")})`);
   }
   const { metadata, spec, status } = parsed.data;
   return {

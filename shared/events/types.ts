@@ -46,10 +46,7 @@ export type StepEventData = z.infer<typeof stepEventDataSchema>;
 export function readStepEventData(event: PodcertEvent): StepEventData {
   const parsed = stepEventDataSchema.safeParse(event.data);
   if (!parsed.success) {
-    const where = parsed.error.issues[0];
-    throw new RejectedEventError(
-      `event ${event.id} (${event.type}): malformed data (${where ? `${where.path.join(".")}: ${where.message}` : "invalid"})`,
-    );
+    throw new RejectedEventError(`event ${event.id} (${event.type}): malformed data (${z.describeIssues(parsed.error).join("; ")})`);
   }
   return parsed.data;
 }

@@ -4,8 +4,15 @@
  * as the status is written and its Event follows. Bounded (a slow or failing API server costs
  * dropped Events, never memory or answers), and flushed before a process exits.
  */
-import type { Logger } from "../runtime/log.js";
 import type { ClusterApi, KubernetesEvent } from "./cluster.js";
+
+/**
+ * Where the recorder reports Events it could not send or had to drop: the one method of
+ * shared/runtime's Logger it uses, declared here because shared/kube sits below the runtime.
+ */
+export interface WarningLog {
+  warn(msg: string, fields?: Record<string, unknown>): void;
+}
 
 export interface EventRecorder {
   /** Queues the Event; never throws, never waits. */
@@ -26,7 +33,7 @@ export interface EventRecorderOptions {
   concurrency?: number;
 }
 
-export function createEventRecorder(cluster: Pick<ClusterApi, "createEvent">, log: Logger, o: EventRecorderOptions = {}): EventRecorder {
+export function createEventRecorder(cluster: Pick<ClusterApi, "createEvent">, log: WarningLog, o: EventRecorderOptions = {}): EventRecorder {
   const maxPending = o.maxPending ?? 1000;
   const concurrency = o.concurrency ?? 4;
   const queue: KubernetesEvent[] = [];

@@ -1,5 +1,5 @@
 /** Building the status podcert writes: Issued, or Denied/Failed (SPEC.md §1 rules). */
-import { MAX_CONDITION_MESSAGE_BYTES, truncateUtf8 } from "../limits.js";
+import { boundConditionMessage } from "../limits.js";
 import type { Condition, PcrStatus } from "./model.js";
 
 /** RFC 3339 with whole seconds, the form kube-apiserver writes back. */
@@ -9,7 +9,7 @@ export function rfc3339Seconds(d: Date): string {
 
 function condition(type: Condition["type"], reason: string, message: string, now: Date): Condition {
   // Messages can quote untrusted input; keep them inside the API server's limit.
-  return { type, status: "True", reason, message: truncateUtf8(message, MAX_CONDITION_MESSAGE_BYTES), lastTransitionTime: rfc3339Seconds(now) };
+  return { type, status: "True", reason, message: boundConditionMessage(message), lastTransitionTime: rfc3339Seconds(now) };
 }
 
 export function issuedStatus(o: {

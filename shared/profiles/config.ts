@@ -165,8 +165,7 @@ export function parseSignerConfig(text: string, source = "configuration"): Signe
   }
   const result = configSchema.safeParse(doc);
   if (!result.success) {
-    const problems = result.error.issues.map((i) => `  - ${i.path.join(".") || "(top level)"}: ${i.message}`);
-    throw new ConfigError(`${source} is invalid:\n${problems.join("\n")}`);
+    throw new ConfigError(`${source} is invalid:\n${z.describeIssues(result.error).map((p) => `  - ${p}`).join("\n")}`);
   }
   const c = result.data;
   return {

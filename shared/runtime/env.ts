@@ -13,6 +13,14 @@ export function envOptional(name: string): string | undefined {
   return v === undefined || v === "" ? undefined : v;
 }
 
+/** One of `allowed` (e.g. LOG_LEVEL); anything else is refused with the allowed values named. */
+export function envChoice<T extends string>(name: string, allowed: readonly T[], fallback: T): T {
+  const v = process.env[name];
+  if (v === undefined || v === "") return fallback;
+  if ((allowed as readonly string[]).includes(v)) return v as T;
+  throw new ConfigError(`environment variable ${name} must be one of ${allowed.join(", ")}, got ${JSON.stringify(v.slice(0, 40))}`);
+}
+
 export function envInt(name: string, fallback: number, o: { min: number; max: number }): number {
   const v = process.env[name];
   if (v === undefined || v === "") return fallback;

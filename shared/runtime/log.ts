@@ -5,7 +5,9 @@
  */
 import { MAX_LOG_LINE_BYTES, MAX_LOG_LIST_ITEMS, MAX_LOG_STRING_LENGTH } from "../limits.js";
 
-export type LogLevel = "debug" | "info" | "warn" | "error";
+/** The levels, least severe first: what LOG_LEVEL may be. */
+export const LOG_LEVELS = ["debug", "info", "warn", "error"] as const;
+export type LogLevel = (typeof LOG_LEVELS)[number];
 const ORDER: Record<LogLevel, number> = { debug: 10, info: 20, warn: 30, error: 40 };
 
 export type LogFields = Record<string, unknown>;

@@ -19,15 +19,24 @@ import { stepEntry } from "../steps.js";
 import { KubeClusterApi, loadKubeConfig } from "../kube/client-node.js";
 import { createEventRecorder } from "../kube/event-recorder.js";
 import { DEFAULT_LOOKUP_CACHE_SECONDS, withLookupCache } from "../kube/lookup-cache.js";
-import { envBool, envInt, envOptional, envString } from "./env.js";
+import { envBool, envChoice, envInt, envOptional, envString } from "./env.js";
 import type { FunctionContext, FunctionDefinition } from "./function.js";
 import { DEFAULT_MAX_CONNECTIONS, DRAIN_TIMEOUT_MS, serveFunction, type RunningServer } from "./http.js";
 import { loadCaPoolFile, loadSignerConfig, loadStepKeysDir } from "./load.js";
-import { createLogger, type Logger, type LogLevel } from "./log.js";
+import { createLogger, LOG_LEVELS, type Logger, type LogLevel } from "./log.js";
 import type { Metrics } from "./metrics.js";
 
 export async function runFunction(def: FunctionDefinition): Promise<void> {
-  const log = createLogger({ level: (envOptional("LOG_LEVEL") ?? "info") as LogLevel, fields: { function: def.step } });
+  // The level is read first, for the logger that reports every start error; a wrong one is
+  // reported (at the default level) and stops the start as any other configuration error.
+  let level: LogLevel = "info";
+  let levelError: unknown;
+  try {
+    level = envChoice("LOG_LEVEL", LOG_LEVELS, "info");
+  } catch (e) {
+    levelError = e;
+  }
+  const log = createLogger({ level, fields: { function: def.step } });
   let running: RunningServer | undefined;
   let flushEvents: ((timeoutMs: number) => Promise<boolean>) | undefined;
   let stopping = false;
@@ -61,6 +70,7 @@ export async function runFunction(def: FunctionDefinition): Promise<void> {
   process.on("SIGTERM", () => stop("SIGTERM", 0));
   process.on("SIGINT", () => stop("SIGINT", 0));
   try {
+    if (levelError !== undefined) throw levelError;
     const port = envInt("PORT", 8080, { min: 0, max: 65535 });
     // 0.0.0.0 in a container (the pod's address); the local run binds loopback.
     const host = envString("HOST", "0.0.0.0");

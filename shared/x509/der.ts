@@ -31,24 +31,50 @@ export const TAG = {
   SET: 0x31,
 } as const;
 
+/** The largest content length written: four length octets, far beyond any certificate. */
+const MAX_LENGTH = 0xffff_ffff;
+
+/** How many length octets DER uses for `n` content octets (short form below 128, else minimal long). */
+function lengthOctets(n: number): number {
+  if (!(Number.isInteger(n) && n >= 0 && n <= MAX_LENGTH)) throw new RangeError(`invalid DER length ${n}`);
+  return n < 0x80 ? 1 : n < 0x100 ? 2 : n < 0x10000 ? 3 : n < 0x1000000 ? 4 : 5;
+}
+
+/** Octets of a single-octet tag and the DER length of `n` content octets. */
+export function headerLength(n: number): number {
+  return 1 + lengthOctets(n);
+}
+
+/**
+ * Writes a single-octet tag and the DER length of `n` content octets into `buf` at `pos`, and
+ * returns the position after them (where the content goes). With {@link headerLength} this lets a
+ * hot path (leaf issuance) write a whole structure into one buffer sized in advance, instead of a
+ * Buffer per element; {@link tlv} writes its headers the same way.
+ */
+export function writeHeader(buf: Uint8Array, pos: number, tag: number, n: number): number {
+  const octets = lengthOctets(n);
+  buf[pos++] = tag;
+  if (octets === 1) {
+    buf[pos++] = n;
+    return pos;
+  }
+  buf[pos++] = 0x80 | (octets - 1);
+  for (let i = octets - 2; i >= 0; i--) buf[pos++] = (n >>> (8 * i)) & 0xff;
+  return pos;
+}
+
 /** The DER length octets for a content of `n` bytes (short form below 128, else minimal long). */
 export function encodeLength(n: number): Buffer {
-  if (!Number.isSafeInteger(n) || n < 0) throw new RangeError(`invalid DER length ${n}`);
-  if (n < 0x80) return Buffer.from([n]);
-  const bytes: number[] = [];
-  for (let v = n; v > 0; v = Math.floor(v / 256)) bytes.unshift(v & 0xff);
-  return Buffer.from([0x80 | bytes.length, ...bytes]);
+  const header = Buffer.allocUnsafe(headerLength(n));
+  writeHeader(header, 0, 0, n);
+  return header.subarray(1);
 }
 
 /** One TLV with a single-byte identifier octet (tag numbers 0..30, any class). */
 export function tlv(tag: number, content: Uint8Array): Buffer {
-  const n = content.length;
-  let header: Buffer;
-  if (n < 0x80) header = Buffer.from([tag, n]);
-  else if (n < 0x100) header = Buffer.from([tag, 0x81, n]);
-  else if (n < 0x10000) header = Buffer.from([tag, 0x82, n >> 8, n & 0xff]);
-  else header = Buffer.concat([Buffer.from([tag]), encodeLength(n)]);
-  return Buffer.concat([header, content]);
+  const out = Buffer.allocUnsafe(headerLength(content.length) + content.length);
+  out.set(content, writeHeader(out, 0, tag, content.length));
+  return out;
 }
 
 export function sequence(...children: readonly Uint8Array[]): Buffer {
@@ -353,6 +379,18 @@ export function value(buf: Uint8Array, t: Tlv): Buffer {
 
 export function whole(buf: Uint8Array, t: Tlv): Buffer {
   return Buffer.from(buf.buffer, buf.byteOffset + t.start, t.end - t.start);
+}
+
+/**
+ * The subjectPublicKey bits of a SubjectPublicKeyInfo (`spki`, a TLV in `buf`), without the
+ * unused-bits octet: what a subjectKeyIdentifier is the SHA-1 of (RFC 5280 4.2.1.2, method 1).
+ */
+export function subjectPublicKeyBits(buf: Uint8Array, spki: Tlv): Buffer {
+  const [alg, bits] = readChildren(buf, spki);
+  expectTag(alg, TAG.SEQUENCE, "SubjectPublicKeyInfo algorithm");
+  const b = value(buf, expectTag(bits, TAG.BIT_STRING, "subjectPublicKey"));
+  if (b.length < 1 || b[0] !== 0) throw new DerError("subjectPublicKey has unused bits");
+  return b.subarray(1);
 }
 
 /** Decodes OBJECT IDENTIFIER content octets to dotted form (strict: minimal base-128). */

@@ -101,6 +101,6 @@ describe("usage", () => {
     writeFileSync(bad, "apiVersion: podcert.ate.dev/v1alpha1\nkind: SignerConfig\nsigners:\n  - name: nope\n    namespaces: {any: true}\n");
     const r = await podcert(["ca", "init", "--out", join(dir, "x.yaml"), "--config", bad]);
     expect(r.code).toBe(78);
-    expect(r.stderr).toMatch(/signers\.0\.name: must be '<domain>\/<name>'/);
+    expect(r.stderr).toMatch(/signers\[0\]\.name: must be '<domain>\/<name>'/);
   });
 });

@@ -41,6 +41,27 @@ beforeAll(async () => {
   }
 });
 
+describe("podcert issue's logs (LOG_LEVEL, read by the command and passed to the steps)", () => {
+  const run = (env: Record<string, string>) => podcert(["issue", "--cluster", DENIED, "--ca-pool", caPool], { env });
+  const decisions = (stderr: string) => stderr.split("\n").filter((l) => l.startsWith("{") && (JSON.parse(l) as { msg?: string }).msg === "decision");
+
+  it("logs warnings only by default, and the steps' decisions at LOG_LEVEL=info", async () => {
+    const quiet = await run({ LOG_LEVEL: "" });
+    expect(quiet.code, quiet.stderr).toBe(0);
+    expect(decisions(quiet.stderr)).toEqual([]);
+    const info = await run({ LOG_LEVEL: "info" });
+    expect(info.code, info.stderr).toBe(0);
+    expect(decisions(info.stderr).length).toBeGreaterThan(0);
+  });
+
+  it("refuses an unknown LOG_LEVEL as a configuration error, naming the levels", async () => {
+    const r = await run({ LOG_LEVEL: "verbose" });
+    expect(r.code).toBe(78);
+    expect(r.stdout).toBe("");
+    expect(r.stderr).toBe('podcert: environment variable LOG_LEVEL must be one of debug, info, warn, error, got "verbose"\n');
+  });
+});
+
 /** The SANs a fixture PCR must get, from the fixture cluster's own Services and pods. */
 function expectedSans(pcr: PodCertificateRequest, objects: Obj[]): { uris: string[]; dns: string[] } {
   const ns = pcr.metadata.namespace;

@@ -100,6 +100,10 @@ describe("a function served over HTTP", () => {
     }
   });
 
+  it("refuses to start with an unknown LOG_LEVEL, naming the levels it takes", async () => {
+    await expect(serve("validate", { LOG_LEVEL: "verbose" })).rejects.toThrow(/exited 78.*LOG_LEVEL must be one of debug, info, warn, error, got \\?"verbose/s);
+  });
+
   it("refuses to start without its step keys, naming what is missing", async () => {
     await expect(serve("deny", { PODCERT_KEYS_DIR: join(env.dir, "nowhere") })).rejects.toThrow(/exited 78.*step key of deny/s);
   });

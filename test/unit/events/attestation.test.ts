@@ -361,6 +361,13 @@ describe("attest / verifyAttestation", () => {
     await rejected(verifyAttestation(keys["derive-sans"], token, expectFrom("validate", "validated"), NOW), [403], /malformed claims/);
   });
 
+  it("names every malformed claim", async () => {
+    const token = await customToken(keys.validate.signingKey, { payload: { pcr: { ...PCR, uid: 7 }, signer: SIGNER, spki: 8, decision: VALIDATED } });
+    const err = await rejected(verifyAttestation(keys["derive-sans"], token, expectFrom("validate", "validated"), NOW), [403], /malformed claims/);
+    expect(err.message).toContain("pcr.uid: Invalid input: expected string, received number");
+    expect(err.message).toContain("spki: Invalid input: expected string, received number");
+  });
+
   it("never puts key material in the token", async () => {
     const token = await attest(keys.validate, claims(), { now: NOW, ttlSeconds: TTL });
     const d = (JSON.parse(secrets.validate[SIGNING_KEY_FILE]) as { d: string }).d;

@@ -101,6 +101,15 @@ describe("readPcrTrigger", () => {
     rejected(() => readPcrTrigger(sourceEvent(data)), /data is not a PodCertificateRequest/);
   });
 
+  it("names every problem of the data, not only the first", () => {
+    const data = structuredClone(pcr) as unknown as { metadata: Record<string, unknown>; spec: Record<string, unknown> };
+    data.metadata.namespace = "../kube-system";
+    data.metadata.uid = 42;
+    data.spec.signerName = "";
+    const message = rejected(() => readPcrTrigger(sourceEvent(data))).message;
+    for (const part of ["metadata.namespace: ", "metadata.uid: ", "spec.signerName: "]) expect(message).toContain(part);
+  });
+
   it.each([
     { case: "Issued", conditions: [cond("Issued")], terminal: true },
     { case: "Denied", conditions: [cond("Denied")], terminal: true },

@@ -167,25 +167,25 @@ describe("parseSignerConfig: bad files", () => {
 
   it.each<{ case: string; change: Break; path: string; says: RegExp }>([
     { case: "an unknown top-level field", change: (d) => (d.signer = []), path: "(top level)", says: /Unrecognized key.*"signer"/ },
-    { case: "an unknown signer field", change: (d) => (s0(d).maxLifetime = 3600), path: "signers.0", says: /Unrecognized key.*"maxLifetime"/ },
-    { case: "an unknown namespaces field", change: (d) => (s0(d).namespaces = { names: ["a"], labels: {} }), path: "signers.0.namespaces", says: /Unrecognized key.*"labels"/ },
-    { case: "a signer name without a domain", change: (d) => (s0(d).name = "identity"), path: "signers.0.name", says: /<domain>\/<name>/ },
-    { case: "a signer name with capitals in the domain", change: (d) => (s0(d).name = "Example.com/identity"), path: "signers.0.name", says: /<domain>\/<name>/ },
-    { case: "a signer name with spaces", change: (d) => (s0(d).name = "example.com/my identity"), path: "signers.0.name", says: /<domain>\/<name>/ },
-    { case: "a UUID-derived 2.25 OID", change: (d) => (s0(d).podIdentityExtension = { oid: "2.25.329800735698586629295641978511506172918" }), path: "signers.0.podIdentityExtension.oid", says: /2\^31/ },
-    { case: "an OID arc of exactly 2^31", change: (d) => (s0(d).podIdentityExtension = { oid: "1.3.6.1.4.1.2147483648" }), path: "signers.0.podIdentityExtension.oid", says: /2147483648 is 2\^31 or more/ },
-    { case: "an OID that is not dotted decimal", change: (d) => (s0(d).podIdentityExtension = { oid: "1.3.six" }), path: "signers.0.podIdentityExtension.oid", says: /dotted-decimal/ },
-    { case: "maxLifetimeSeconds below an hour", change: (d) => (s0(d).maxLifetimeSeconds = 3599), path: "signers.0.maxLifetimeSeconds", says: /3600/ },
-    { case: "maxLifetimeSeconds above the API maximum", change: (d) => (s0(d).maxLifetimeSeconds = 7862401), path: "signers.0.maxLifetimeSeconds", says: /7862400/ },
-    { case: "names and any at once", change: (d) => (s0(d).namespaces = { names: ["a"], any: true }), path: "signers.0.namespaces", says: /exactly one of names, matchLabels or any/ },
-    { case: "names and matchLabels at once", change: (d) => (s0(d).namespaces = { names: ["a"], matchLabels: { x: "y" } }), path: "signers.0.namespaces", says: /exactly one of/ },
-    { case: "no namespace rule", change: (d) => (s0(d).namespaces = { exclude: ["a"] }), path: "signers.0.namespaces", says: /exactly one of/ },
-    { case: "an unknown key type", change: (d) => (s0(d).allowedKeyTypes = ["RSA2048"]), path: "signers.0.allowedKeyTypes.0", says: /.+/ },
-    { case: "a refresh fraction of 1", change: (d) => (s0(d).refreshFraction = 1), path: "signers.0.refreshFraction", says: /.+/ },
+    { case: "an unknown signer field", change: (d) => (s0(d).maxLifetime = 3600), path: "signers[0]", says: /Unrecognized key.*"maxLifetime"/ },
+    { case: "an unknown namespaces field", change: (d) => (s0(d).namespaces = { names: ["a"], labels: {} }), path: "signers[0].namespaces", says: /Unrecognized key.*"labels"/ },
+    { case: "a signer name without a domain", change: (d) => (s0(d).name = "identity"), path: "signers[0].name", says: /<domain>\/<name>/ },
+    { case: "a signer name with capitals in the domain", change: (d) => (s0(d).name = "Example.com/identity"), path: "signers[0].name", says: /<domain>\/<name>/ },
+    { case: "a signer name with spaces", change: (d) => (s0(d).name = "example.com/my identity"), path: "signers[0].name", says: /<domain>\/<name>/ },
+    { case: "a UUID-derived 2.25 OID", change: (d) => (s0(d).podIdentityExtension = { oid: "2.25.329800735698586629295641978511506172918" }), path: "signers[0].podIdentityExtension.oid", says: /2\^31/ },
+    { case: "an OID arc of exactly 2^31", change: (d) => (s0(d).podIdentityExtension = { oid: "1.3.6.1.4.1.2147483648" }), path: "signers[0].podIdentityExtension.oid", says: /2147483648 is 2\^31 or more/ },
+    { case: "an OID that is not dotted decimal", change: (d) => (s0(d).podIdentityExtension = { oid: "1.3.six" }), path: "signers[0].podIdentityExtension.oid", says: /dotted-decimal/ },
+    { case: "maxLifetimeSeconds below an hour", change: (d) => (s0(d).maxLifetimeSeconds = 3599), path: "signers[0].maxLifetimeSeconds", says: /3600/ },
+    { case: "maxLifetimeSeconds above the API maximum", change: (d) => (s0(d).maxLifetimeSeconds = 7862401), path: "signers[0].maxLifetimeSeconds", says: /7862400/ },
+    { case: "names and any at once", change: (d) => (s0(d).namespaces = { names: ["a"], any: true }), path: "signers[0].namespaces", says: /exactly one of names, matchLabels or any/ },
+    { case: "names and matchLabels at once", change: (d) => (s0(d).namespaces = { names: ["a"], matchLabels: { x: "y" } }), path: "signers[0].namespaces", says: /exactly one of/ },
+    { case: "no namespace rule", change: (d) => (s0(d).namespaces = { exclude: ["a"] }), path: "signers[0].namespaces", says: /exactly one of/ },
+    { case: "an unknown key type", change: (d) => (s0(d).allowedKeyTypes = ["RSA2048"]), path: "signers[0].allowedKeyTypes[0]", says: /.+/ },
+    { case: "a refresh fraction of 1", change: (d) => (s0(d).refreshFraction = 1), path: "signers[0].refreshFraction", says: /.+/ },
     { case: "a bad cluster domain", change: (d) => (d.clusterDomain = "Cluster_Local"), path: "clusterDomain", says: /DNS name/ },
     // <hostname>.<service>.<namespace>.svc. takes up to 196 of a DNS name's 253 characters.
     { case: "a cluster domain too long for the names podcert derives", change: (d) => (d.clusterDomain = `${"c".repeat(52)}.local`), path: "clusterDomain", says: /at most 57 characters, so that <hostname>\.<service>\.<namespace>\.svc\.<clusterDomain> fits in 253/ },
-    { case: "maxNames above 1000", change: (d) => (s0(d).dnsNames = { optInAnnotation: "example.com/expects-service", maxNames: 1001 }), path: "signers.0.dnsNames.maxNames", says: /1000/ },
+    { case: "maxNames above 1000", change: (d) => (s0(d).dnsNames = { optInAnnotation: "example.com/expects-service", maxNames: 1001 }), path: "signers[0].dnsNames.maxNames", says: /1000/ },
     { case: "a wrong kind", change: (d) => (d.kind = "Config"), path: "kind", says: /.+/ },
     { case: "no signers", change: (d) => (d.signers = []), path: "signers", says: /.+/ },
   ])("$case", ({ change, path, says }) => {
@@ -200,7 +200,7 @@ describe("parseSignerConfig: bad files", () => {
   it("a duplicate signer names the second occurrence", () => {
     const doc = minimal();
     doc.signers.push({ name: "example.com/identity", namespaces: { any: true } });
-    expect(configError(doc)).toContain("  - signers.1.name: duplicate signer example.com/identity");
+    expect(configError(doc)).toContain("  - signers[1].name: duplicate signer example.com/identity");
   });
 
   it("lists every problem, each with its path, under the file's name", () => {
@@ -210,9 +210,16 @@ describe("parseSignerConfig: bad files", () => {
     doc.signers.push({ name: "bad name", namespaces: { names: ["a"], any: true }, podIdentityExtension: { oid: "2.25.329800735698586629295641978511506172918" } });
     const message = configError(doc, "my-config.yaml");
     expect(message.split("\n")[0]).toBe("my-config.yaml is invalid:");
-    for (const path of ["(top level)", "signers.0.maxLifetimeSeconds", "signers.1.name", "signers.1.namespaces", "signers.1.podIdentityExtension.oid"]) {
+    for (const path of ["(top level)", "signers[0].maxLifetimeSeconds", "signers[1].name", "signers[1].namespaces", "signers[1].podIdentityExtension.oid"]) {
       expect(message).toContain(`  - ${path}: `);
     }
+  });
+
+  it("lists at most five problems, then counts the rest", () => {
+    const doc = minimal();
+    for (let i = 1; i <= 7; i++) doc.signers.push({ name: `bad name ${i}`, namespaces: { any: true } });
+    const lines = configError(doc).split("\n").slice(1);
+    expect(lines).toEqual([1, 2, 3, 4, 5].map((i) => expect.stringMatching(new RegExp(`^  - signers\\[${i}\\]\\.name: `))).concat("  - and 2 more"));
   });
 
   it.each([

@@ -10,6 +10,7 @@ import {
   decodeOid,
   encodeLength,
   explicit,
+  headerLength,
   generalizedTime,
   ia5String,
   implicit,
@@ -30,6 +31,7 @@ import {
   utf8String,
   validateExtensionOid,
   value,
+  writeHeader,
 } from "../../../shared/x509/der.js";
 
 const hex = (b: Uint8Array) => Buffer.from(b).toString("hex");
@@ -64,6 +66,29 @@ describe("DER primitives (known encodings)", () => {
       const enc = octetString(Buffer.alloc(n, 1));
       expect(hex(enc.subarray(0, head.length / 2))).toBe(head);
       expect(enc.length).toBe(head.length / 2 + n);
+      // The hot path's in-place writer (leaf issuance) makes the same header.
+      expect(headerLength(n)).toBe(head.length / 2);
+      const buf = Buffer.alloc(2 + head.length / 2, 0xee);
+      expect(writeHeader(buf, 1, 0x04, n)).toBe(1 + head.length / 2);
+      expect(hex(buf)).toBe(`ee${head}ee`);
+    }
+  });
+
+  it("writes the longest lengths in four octets and refuses what is not a length", () => {
+    for (const [n, head] of [
+      [0xffffff, "0483ffffff"],
+      [0x1000000, "048401000000"],
+      [0xffffffff, "0484ffffffff"],
+    ] as const) {
+      expect(headerLength(n)).toBe(head.length / 2);
+      const buf = Buffer.alloc(head.length / 2);
+      writeHeader(buf, 0, 0x04, n);
+      expect(hex(buf)).toBe(head);
+      expect(hex(encodeLength(n))).toBe(head.slice(2));
+    }
+    for (const n of [-1, 1.5, NaN, 2 ** 32]) {
+      expect(() => headerLength(n)).toThrow(RangeError);
+      expect(() => writeHeader(Buffer.alloc(8), 0, 0x04, n)).toThrow(RangeError);
     }
   });
 

@@ -1,16 +1,12 @@
 import "reflect-metadata";
 import * as x509 from "@peculiar/x509";
 import { spawnSync } from "node:child_process";
-import { createHash, createPrivateKey, KeyObject, webcrypto, X509Certificate } from "node:crypto";
-import { mkdtempSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import { inspect } from "node:util";
+import { createHash, createPrivateKey, X509Certificate } from "node:crypto";
 import fc from "fast-check";
 import { beforeAll, describe, expect, it } from "vitest";
-import { ConfigError } from "../../../shared/errors.js";
 import { CA_KEY_ALGORITHMS, createCa, type CaKeyAlgorithm } from "../../../cli/ca-create.js";
 import { KEY_TYPES, type KeyType } from "../../../shared/pcr/model.js";
+import { prepareCaSigner, type CaSigner } from "../../../shared/x509/ca-signer.js";
 import {
   podIdentityExtensionValue,
   readChildren,
@@ -18,12 +14,9 @@ import {
   sequence,
   utf8String,
 } from "../../../shared/x509/der.js";
-import { issueLeaf, prepareCaSigner, type CaSigner, type LeafTemplate } from "../../../shared/x509/leaf.js";
-import { pemDecodeAll } from "../../../shared/x509/pem.js";
+import { issueLeaf, type LeafTemplate } from "../../../shared/x509/leaf.js";
 import { generateRequestKeyPair, type RequestKeyPair } from "../../../local-cluster/kubelet/keys.js";
-
-const hasOpenssl = spawnSync("openssl", ["version"]).status === 0;
-const subtle = webcrypto.subtle;
+import { hasOpenssl, opensslVerify, SIG_ALG_HEX, tbsParts, tmp } from "../../helpers/x509.js";
 
 interface TestCa {
   alg: CaKeyAlgorithm;
@@ -63,45 +56,11 @@ function template(t: KeyType, over: Partial<LeafTemplate> = {}): LeafTemplate {
 
 const trunc = (d: Date) => new Date(Math.floor(d.getTime() / 1000) * 1000);
 
-const SIG_ALG_HEX: Record<CaKeyAlgorithm, string> = {
-  ECDSAP256: "300a06082a8648ce3d040302",
-  ECDSAP384: "300a06082a8648ce3d040303",
-  ECDSAP521: "300a06082a8648ce3d040304",
-  RSA3072: "300d06092a864886f70d01010b0500",
-  RSA4096: "300d06092a864886f70d01010b0500",
-  ED25519: "300506032b6570",
-};
-
-function tmp(files: Record<string, string>): Record<string, string> {
-  const dir = mkdtempSync(join(tmpdir(), "podcert-leaf-"));
-  const out: Record<string, string> = {};
-  for (const [name, content] of Object.entries(files)) {
-    out[name] = join(dir, name);
-    writeFileSync(out[name]!, content);
-  }
-  return out;
-}
-
-function opensslVerify(rootPem: string, leafPem: string, untrustedPem?: string, extra: string[] = []) {
-  const f = tmp({ "root.pem": rootPem, "leaf.pem": leafPem, ...(untrustedPem ? { "untrusted.pem": untrustedPem } : {}) });
-  const args = ["verify", "-x509_strict", ...extra, "-CAfile", f["root.pem"]!];
-  if (untrustedPem) args.push("-untrusted", f["untrusted.pem"]!);
-  args.push(f["leaf.pem"]!);
-  const r = spawnSync("openssl", args, { encoding: "utf8" });
-  return { ok: r.status === 0, out: r.stdout + r.stderr };
-}
-
 /** The subjectPublicKey BIT STRING content (without the unused-bits octet). */
 function subjectPublicKeyBits(spki: Buffer): Buffer {
   const [, bits] = readChildren(spki, readSingle(spki, 0x30));
   expect(spki[bits!.valueStart]).toBe(0);
   return spki.subarray(bits!.valueStart + 1, bits!.end);
-}
-
-/** The TLVs of a certificate's tbsCertificate. */
-function tbsParts(der: Buffer) {
-  const [tbs] = readChildren(der, readSingle(der, 0x30));
-  return readChildren(der, tbs!).map((t) => der.subarray(t.start, t.end));
 }
 
 describe.each(CA_KEY_ALGORITHMS)("issueLeaf with a %s CA", (caAlg) => {
@@ -276,6 +235,23 @@ describe("issueLeaf details", () => {
     );
   });
 
+  it("takes only a CaSigner made by prepareCaSigner (whose issuer name, key id and algorithm are checked)", () => {
+    const s = cas.ECDSAP256.signer;
+    const lookalike: CaSigner = { ...s, privateKey: s.privateKey, sign: (tbs) => s.sign(tbs) };
+    expect(() => issueLeaf(lookalike, template("ECDSAP256"))).toThrow(/needs a CaSigner from prepareCaSigner/);
+  });
+
+  it("keeps each CA's issuer and authorityKeyIdentifier apart, whichever CA issued last", () => {
+    const [a, b] = [cas.ECDSAP256.signer, cas.ED25519.signer];
+    for (const s of [a, b, a, b]) {
+      const leaf = issueLeaf(s, template("ED25519"));
+      expect(tbsParts(leaf.der)[3]!.equals(s.issuerNameDer)).toBe(true);
+      const aki = new x509.X509Certificate(leaf.der).getExtension(x509.AuthorityKeyIdentifierExtension)!;
+      expect(aki.keyId).toBe(s.subjectKeyId.toString("hex"));
+      expect(new X509Certificate(leaf.der).verify(s.publicKey)).toBe(true);
+    }
+  });
+
   it("refuses templates that cannot make a valid leaf", () => {
     const s = cas.ECDSAP256.signer;
     expect(() => issueLeaf(s, template("ECDSAP256", { uris: [], dnsNames: [] }))).toThrow(/at least one/);
@@ -312,147 +288,5 @@ describe("issueLeaf details", () => {
       }),
       { numRuns: 150 },
     );
-  });
-});
-
-// ---------------------------------------------------------------------------------------------
-// Chains with intermediates
-// ---------------------------------------------------------------------------------------------
-
-interface PCa {
-  cert: x509.X509Certificate;
-  keys: webcrypto.CryptoKeyPair;
-  pem: string;
-  privateKey: KeyObject;
-}
-
-const EC = { name: "ECDSA", namedCurve: "P-256", hash: "SHA-256" };
-
-async function peculiarCa(name: string, issuer?: PCa, opts: { ca?: boolean } = {}): Promise<PCa> {
-  const keys = (await subtle.generateKey(EC, true, ["sign", "verify"])) as webcrypto.CryptoKeyPair;
-  const isCa = opts.ca ?? true;
-  const extensions: x509.Extension[] = [
-    new x509.BasicConstraintsExtension(isCa, undefined, true),
-    new x509.KeyUsagesExtension(
-      isCa ? x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign : x509.KeyUsageFlags.digitalSignature,
-      true,
-    ),
-    await x509.SubjectKeyIdentifierExtension.create(keys.publicKey),
-  ];
-  const notBefore = new Date(Date.now() - 3_600_000);
-  const notAfter = new Date(Date.now() + 30 * 86_400_000);
-  let cert: x509.X509Certificate;
-  if (issuer) {
-    extensions.push(await x509.AuthorityKeyIdentifierExtension.create(issuer.keys.publicKey));
-    cert = await x509.X509CertificateGenerator.create({
-      serialNumber: "01" + Buffer.from(name).toString("hex").slice(0, 20),
-      subject: `CN=${name}`,
-      issuer: issuer.cert.subject,
-      notBefore,
-      notAfter,
-      signingAlgorithm: EC,
-      publicKey: keys.publicKey,
-      signingKey: issuer.keys.privateKey,
-      extensions,
-    });
-  } else {
-    cert = await x509.X509CertificateGenerator.createSelfSigned({
-      serialNumber: "02" + Buffer.from(name).toString("hex").slice(0, 20),
-      name: `CN=${name}`,
-      notBefore,
-      notAfter,
-      signingAlgorithm: EC,
-      keys,
-      extensions,
-    });
-  }
-  return { cert, keys, pem: cert.toString("pem") + "\n", privateKey: KeyObject.from(keys.privateKey) };
-}
-
-const norm = (pem: string) => pemDecodeAll(pem).map((b) => b.der.toString("base64"));
-
-describe("CAs with intermediates", () => {
-  let root: PCa, int1: PCa, int2: PCa, stranger: PCa;
-  beforeAll(async () => {
-    root = await peculiarCa("Test Root");
-    int1 = await peculiarCa("Intermediate 1", root);
-    int2 = await peculiarCa("Issuing CA", int1);
-    stranger = await peculiarCa("Stranger Root");
-  });
-
-  it("sends the issuing CA and intermediates, never the root (root given last)", () => {
-    const signer = prepareCaSigner(int2.pem, int2.privateKey, int1.pem + root.pem);
-    expect(norm(signer.intermediatesPem)).toEqual(norm(int2.pem + int1.pem));
-    expect(norm(signer.rootPem)).toEqual(norm(root.pem));
-    const leaf = issueLeaf(signer, template("ECDSAP384", { notBefore: new Date(Date.now() - 1000) }));
-    expect(norm(leaf.chainPem)).toEqual(norm(leaf.pem + int2.pem + int1.pem));
-    if (hasOpenssl) {
-      const r = opensslVerify(root.pem, leaf.pem, int2.pem + int1.pem);
-      expect(r.ok, r.out).toBe(true);
-      // and the chain as issued is exactly what a client needs
-      const tail = leaf.chainPem.slice(leaf.pem.length);
-      expect(opensslVerify(root.pem, leaf.pem, tail).ok).toBe(true);
-      expect(opensslVerify(root.pem, leaf.pem).ok).toBe(false); // without the intermediates it cannot chain
-    }
-  });
-
-  it("handles a two-level chain and intermediates without the root", () => {
-    const two = prepareCaSigner(int1.pem, int1.privateKey, root.pem);
-    expect(norm(two.intermediatesPem)).toEqual(norm(int1.pem));
-    expect(norm(two.rootPem)).toEqual(norm(root.pem));
-    const noRoot = prepareCaSigner(int2.pem, int2.privateKey, int1.pem);
-    expect(norm(noRoot.intermediatesPem)).toEqual(norm(int2.pem + int1.pem));
-    expect(norm(noRoot.rootPem)).toEqual(norm(int1.pem));
-    const leaf = issueLeaf(noRoot, template("RSA3072", { notBefore: new Date(Date.now() - 1000) }));
-    if (hasOpenssl) {
-      const r = opensslVerify(int1.pem, leaf.pem, int2.pem, ["-partial_chain"]);
-      expect(r.ok, r.out).toBe(true);
-    }
-    const alone = prepareCaSigner(int2.pem, int2.privateKey);
-    expect(alone.intermediatesPem).toBe("");
-    expect(norm(alone.rootPem)).toEqual(norm(int2.pem));
-  });
-
-  it("refuses broken chains, non-CA certificates and mismatched keys with ConfigError", () => {
-    expect(() => prepareCaSigner(int2.pem, int2.privateKey, stranger.pem)).toThrow(ConfigError);
-    expect(() => prepareCaSigner(int2.pem, int2.privateKey, root.pem + int1.pem)).toThrow(/self-signed|not issued/);
-    expect(() => prepareCaSigner(root.pem, root.privateKey, int1.pem)).toThrow(/self-signed, so it cannot have intermediates/);
-    expect(() => prepareCaSigner(int2.pem, int1.privateKey)).toThrow(/does not match/);
-    const leafCa = issueLeaf(prepareCaSigner(root.pem, root.privateKey), template("ECDSAP256"));
-    expect(() => prepareCaSigner(leafCa.pem, createPrivateKey({ key: reqKeys.ECDSAP256.privateKey.export({ type: "pkcs8", format: "pem" }) }))).toThrow(
-      /not a CA certificate/,
-    );
-    expect(() => prepareCaSigner(root.pem + int1.pem, root.privateKey)).toThrow(/exactly one CERTIFICATE/);
-    expect(() => prepareCaSigner(root.pem, root.privateKey, "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n")).toThrow(
-      /only CERTIFICATE/,
-    );
-    expect(() => prepareCaSigner(root.pem, root.cert.publicKey as unknown as KeyObject)).toThrow(ConfigError);
-  });
-
-  it("accepts DER and PEM for the CA certificate", () => {
-    const a = prepareCaSigner(Buffer.from(root.cert.rawData), root.privateKey);
-    const b = prepareCaSigner(root.pem, root.privateKey);
-    expect(a.certDer.equals(b.certDer)).toBe(true);
-    expect(a.issuerNameDer.equals(b.issuerNameDer)).toBe(true);
-  });
-});
-
-describe("CaSigner secrecy", () => {
-  it("keeps the private key out of JSON, inspect and own properties", () => {
-    const ca = cas.ECDSAP256;
-    const signer = ca.signer;
-    const jwkD = (signer.privateKey.export({ format: "jwk" }) as { d: string }).d;
-    const raw = Buffer.from(jwkD, "base64url");
-    const secrets = [jwkD, raw.toString("base64").replace(/=+$/, ""), raw.toString("hex")];
-    const views = [
-      JSON.stringify(signer),
-      JSON.stringify({ ...signer }),
-      inspect(signer, { showHidden: true, depth: Infinity, getters: true }),
-      inspect({ ...signer }, { showHidden: true, depth: Infinity }),
-      String(signer),
-    ];
-    for (const v of views) for (const secret of secrets) expect(v).not.toContain(secret);
-    expect(Object.keys(signer)).not.toContain("privateKey");
-    expect(signer.privateKey.type).toBe("private");
   });
 });

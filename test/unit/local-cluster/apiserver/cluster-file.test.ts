@@ -73,6 +73,11 @@ describe("parseClusterFile", () => {
     expect(configError(() => parseClusterFile("kind: List\nitems: 3\n")).message).toMatch(/items: must be a list/);
   });
 
+  it("names every problem of an object, not only the first", () => {
+    const message = configError(() => parseClusterFile("kind: ''\nmetadata: {name: 7}\n")).message;
+    expect(message).toMatch(/^cluster file document 0: apiVersion: .+; kind: .+; metadata\.name: /);
+  });
+
   it("refuses files over the size limit", () => {
     const big = "#".repeat(MAX_CLUSTER_FILE_BYTES + 1);
     expect(configError(() => parseClusterFile(big)).message).toMatch(/limit is 67108864/);

@@ -1,11 +1,11 @@
 /**
- * shared/pcr/status.ts: the statuses the deny and sign steps write. (Kept with the policy tests:
- * it is the last step of turning a decision into what kube-apiserver stores.)
+ * shared/pcr/status.ts: the statuses the deny and sign steps write, checked against the rules
+ * kube-apiserver applies to them (shared/pcr/status-rules.ts).
  */
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { pcrStatusUpdateErrors } from "../../../shared/pcr/status-rules.js";
-import { MAX_CONDITION_MESSAGE_BYTES } from "../../../shared/limits.js";
+import { boundConditionMessage, MAX_CONDITION_MESSAGE_BYTES } from "../../../shared/limits.js";
 import { deniedStatus, issuedStatus, rfc3339Seconds } from "../../../shared/pcr/status.js";
 import type { DenialReason } from "../../../shared/errors.js";
 import { pcrFor, pod } from "../../helpers/objects.js";
@@ -74,6 +74,23 @@ describe("deniedStatus", () => {
   it("keeps a message of exactly 32 KiB unchanged", () => {
     const message = "z".repeat(MAX_CONDITION_MESSAGE_BYTES);
     expect(deniedStatus({ reason: "PodMismatch", message, permanent: false, now: NOW }).conditions![0]!.message).toBe(message);
+  });
+
+  it("cuts messages at the very bound the status rules check: one definition on both sides", () => {
+    const pcr = pcrFor(pod(), { signerName: "atesystem.podcert.ate.dev/identity" });
+    const withMessage = (message: string) => ({ conditions: [{ type: "Denied" as const, status: "True" as const, reason: "PodMismatch", message, lastTransitionTime: "2026-05-01T10:00:00Z" }] });
+    const atLimit = "a".repeat(MAX_CONDITION_MESSAGE_BYTES);
+    expect(pcrStatusUpdateErrors(pcr, withMessage(atLimit), NOW)).toEqual([]);
+    expect(pcrStatusUpdateErrors(pcr, withMessage(`${atLimit}a`), NOW)).toEqual([`status.conditions[0].message: may not be more than ${MAX_CONDITION_MESSAGE_BYTES} bytes`]);
+    expect(boundConditionMessage(atLimit)).toBe(atLimit);
+    fc.assert(
+      fc.property(fc.string({ unit: "binary", minLength: MAX_CONDITION_MESSAGE_BYTES / 4, maxLength: MAX_CONDITION_MESSAGE_BYTES }), (message) => {
+        const m = deniedStatus({ reason: "PodMismatch", message, permanent: false, now: NOW }).conditions![0]!.message;
+        expect(m).toBe(boundConditionMessage(message));
+        expect(pcrStatusUpdateErrors(pcr, withMessage(m), NOW)).toEqual([]);
+      }),
+      { numRuns: 50 },
+    );
   });
 
   it("is accepted by the kube-apiserver status rules, even with an oversized message", () => {
