@@ -14,7 +14,7 @@
 import { createHash, createPrivateKey, X509Certificate, type KeyObject } from "node:crypto";
 import YAML from "yaml";
 import { ConfigError, TransientError } from "../errors.js";
-import { prepareCaSigner, type CaSigner } from "../x509/ca-signer.js";
+import { prepareCaSigner, readCaChain, type CaChain, type CaSigner } from "../x509/ca-signer.js";
 import { pemDecodeAll, pemEncode } from "../x509/pem.js";
 import * as z from "../zod.js";
 
@@ -55,12 +55,12 @@ export function serializeCaPool(doc: CaPoolDocument): string {
 // Loading
 // ---------------------------------------------------------------------------------------------
 
-export interface LoadedCa {
+/** What anyone may know of a CA: its certificates, state and identity. */
+export interface TrustedCa {
   signerName: string;
   /** undefined: the signer's CAs carry no state (the pre-rotation rule). */
   state: CaState | undefined;
   since: Partial<Record<CaState, Date>>;
-  signer: CaSigner;
   /** Hex, as openssl prints it. */
   serialHex: string;
   /** SHA-256 of the CA certificate (DER), hex. */
@@ -69,36 +69,68 @@ export interface LoadedCa {
   notAfter: Date;
   /** The CA certificate, PEM (re-encoded). */
   certificatePem: string;
-  /** The self-signed top of this CA's chain: the certificate itself without intermediates, else the last intermediate. */
+  /** The top of this CA's chain, the trust anchor pods get: the certificate itself without intermediates, else the last one given. */
+  rootDer: Buffer;
   rootPem: string;
 }
 
-export interface CaPool {
-  signers: Map<string, LoadedCa[]>;
+/** A CA that can sign: sign's view. */
+export interface LoadedCa extends TrustedCa {
+  signer: CaSigner;
+}
+
+/** CAs by signer name, in document order. */
+export interface CaSet<T extends TrustedCa> {
+  signers: Map<string, T[]>;
+}
+export type CaPool = CaSet<LoadedCa>;
+/** The certificates of a pool without its keys: the trust publisher's view (`podcert ca trust`). */
+export type CaTrust = CaSet<TrustedCa>;
+
+export const CA_TRUST_KIND = "CATrust";
+
+/** A CA pool document without private keys. */
+export interface CaTrustDocument {
+  apiVersion: "podcert.ate.dev/v1alpha1";
+  kind: "CATrust";
+  signers: { signerName: string; cas: Omit<CaPoolDocument["signers"][number]["cas"][number], "privateKey">[] }[];
+}
+
+/** The trust document of a pool: everything but the private keys. */
+export function caTrustDocument(pool: CaPoolDocument): CaTrustDocument {
+  return {
+    apiVersion: CA_POOL_API_VERSION,
+    kind: CA_TRUST_KIND,
+    signers: pool.signers.map((s) => ({ signerName: s.signerName, cas: s.cas.map(({ privateKey: _key, ...rest }) => rest) })),
+  };
 }
 
 const rfc3339 = z.string().check(z.refine((t) => /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$/.test(t) && Number.isFinite(Date.parse(t)), "must be an RFC 3339 time"));
 
-const caSchema = z.strictObject({
+const trustedCaFields = {
   certificate: z.string().check(z.minLength(1)),
-  privateKey: z.string().check(z.minLength(1)),
   intermediates: z.optional(z.string()),
   state: z.optional(z.enum(CA_STATES)),
   since: z.optional(z.partialRecord(z.enum(CA_STATES), rfc3339)),
-});
+};
 
-const poolSchema = z.strictObject({
-  apiVersion: z.literal(CA_POOL_API_VERSION),
-  kind: z.literal(CA_POOL_KIND),
-  signers: z
-    .array(
-      z.strictObject({
-        signerName: z.string().check(z.minLength(1)),
-        cas: z.array(caSchema).check(z.minLength(1)),
-      }),
-    )
-    .check(z.minLength(1)),
-});
+function documentSchema<C extends z.ZodMiniType>(kind: string, ca: C) {
+  return z.strictObject({
+    apiVersion: z.literal(CA_POOL_API_VERSION),
+    kind: z.literal(kind),
+    signers: z
+      .array(
+        z.strictObject({
+          signerName: z.string().check(z.minLength(1)),
+          cas: z.array(ca).check(z.minLength(1)),
+        }),
+      )
+      .check(z.minLength(1)),
+  });
+}
+
+const poolSchema = documentSchema(CA_POOL_KIND, z.strictObject({ ...trustedCaFields, privateKey: z.string().check(z.minLength(1)) }));
+const trustSchema = documentSchema(CA_TRUST_KIND, z.strictObject(trustedCaFields));
 
 function loadPrivateKey(pem: string, where: string): KeyObject {
   let blocks;
@@ -122,29 +154,28 @@ function loadPrivateKey(pem: string, where: string): KeyObject {
   }
 }
 
-/**
- * Parses and checks a CA pool document (YAML or JSON). Throws ConfigError naming the place and
- * the problem; never quotes key material or PEM text.
- */
-export function parseCaPool(text: string): CaPool {
-  let raw: unknown;
+function parseYaml(text: string, what: string): unknown {
   try {
-    raw = YAML.parse(text, { prettyErrors: false });
+    return YAML.parse(text, { prettyErrors: false });
   } catch (e) {
     const err = e as { code?: string; linePos?: { line: number; col: number }[] };
     const pos = err.linePos?.[0];
-    throw new ConfigError(
-      `CA pool is not valid YAML or JSON (${err.code ?? "parse error"}${pos ? ` at line ${pos.line}, column ${pos.col}` : ""})`,
-    );
+    throw new ConfigError(`${what} is not valid YAML or JSON (${err.code ?? "parse error"}${pos ? ` at line ${pos.line}, column ${pos.col}` : ""})`);
   }
-  const parsed = poolSchema.safeParse(raw);
-  if (!parsed.success) {
-    throw new ConfigError(`CA pool is invalid: ${z.describeIssues(parsed.error).join("; ")}`);
-  }
-  const signers = new Map<string, LoadedCa[]>();
-  parsed.data.signers.forEach((s, si) => {
+}
+
+type CaEntry = { certificate: string; intermediates?: string | undefined; state?: CaState | undefined; since?: Partial<Record<CaState, string>> | undefined };
+
+/** The checks both documents share, and each CA built by `load`; `what` names the document in messages. */
+function loadSigners<E extends CaEntry, T extends TrustedCa>(
+  signersIn: readonly { signerName: string; cas: readonly E[] }[],
+  what: string,
+  load: (c: E, where: string) => { chain: Pick<CaChain, "certDer" | "rootDer" | "notBefore" | "notAfter">; extra: Omit<T, keyof TrustedCa> },
+): Map<string, T[]> {
+  const signers = new Map<string, T[]>();
+  signersIn.forEach((s, si) => {
     if (signers.has(s.signerName)) {
-      throw new ConfigError(`signers[${si}]: signer ${s.signerName} appears more than once in the CA pool`);
+      throw new ConfigError(`signers[${si}]: signer ${s.signerName} appears more than once in the ${what}`);
     }
     const at = (ci: number) => `signers[${si}].cas[${ci}] (signer ${s.signerName})`;
     const stated = s.cas.filter((c) => c.state !== undefined).length;
@@ -153,45 +184,78 @@ export function parseCaPool(text: string): CaPool {
     }
     const active = s.cas.filter((c) => c.state === "active").length;
     if (active > 1) throw new ConfigError(`signers[${si}] (signer ${s.signerName}): ${active} CAs are active; exactly one signs`);
+    const list: T[] = [];
     s.cas.forEach((c, ci) => {
       if (c.state !== undefined && c.since?.[c.state] === undefined) {
         throw new ConfigError(`${at(ci)}: state ${c.state} needs since.${c.state}, when it entered it`);
       }
       if (c.state === undefined && c.since !== undefined) throw new ConfigError(`${at(ci)}: since is set but state is not`);
-    });
-    const list: LoadedCa[] = [];
-    s.cas.forEach((c, ci) => {
-      const where = `signers[${si}].cas[${ci}] (signer ${s.signerName})`;
-      const key = loadPrivateKey(c.privateKey, where);
-      let signer: CaSigner;
-      try {
-        signer = prepareCaSigner(c.certificate, key, c.intermediates);
-      } catch (e) {
-        const msg = e instanceof ConfigError ? e.message : "the CA could not be prepared";
-        throw new ConfigError(`${where}: ${msg}`);
+      const { chain, extra } = load(c, at(ci));
+      if (list.some((l) => l.certificatePem === pemEncode("CERTIFICATE", chain.certDer))) {
+        throw new ConfigError(`${at(ci)}: the same CA certificate is listed twice`);
       }
-      if (list.some((l) => l.signer.certDer.equals(signer.certDer))) {
-        throw new ConfigError(`${where}: the same CA certificate is listed twice`);
-      }
-      list.push({
+      const trusted: TrustedCa = {
         signerName: s.signerName,
         state: c.state,
         since: Object.fromEntries(Object.entries(c.since ?? {}).map(([k, v]) => [k, new Date(v)])),
-        signer,
-        serialHex: new X509Certificate(signer.certDer).serialNumber,
-        fingerprintSha256: createHash("sha256").update(signer.certDer).digest("hex"),
-        notBefore: signer.notBefore,
-        notAfter: signer.notAfter,
-        certificatePem: signer.certPem,
-        rootPem: signer.rootPem,
-      });
+        serialHex: new X509Certificate(chain.certDer).serialNumber,
+        fingerprintSha256: createHash("sha256").update(chain.certDer).digest("hex"),
+        notBefore: chain.notBefore,
+        notAfter: chain.notAfter,
+        certificatePem: pemEncode("CERTIFICATE", chain.certDer),
+        rootDer: chain.rootDer,
+        rootPem: pemEncode("CERTIFICATE", chain.rootDer),
+      };
+      list.push({ ...trusted, ...extra } as T);
     });
     signers.set(s.signerName, list);
+  });
+  return signers;
+}
+
+/**
+ * Parses and checks a CA pool document (YAML or JSON). Throws ConfigError naming the place and
+ * the problem; never quotes key material or PEM text.
+ */
+export function parseCaPool(text: string): CaPool {
+  const parsed = poolSchema.safeParse(parseYaml(text, "CA pool"));
+  if (!parsed.success) throw new ConfigError(`CA pool is invalid: ${z.describeIssues(parsed.error).join("; ")}`);
+  const signers = loadSigners<(typeof parsed.data.signers)[number]["cas"][number], LoadedCa>(parsed.data.signers, "CA pool", (c, where) => {
+    const key = loadPrivateKey(c.privateKey, where);
+    let signer: CaSigner;
+    try {
+      signer = prepareCaSigner(c.certificate, key, c.intermediates);
+    } catch (e) {
+      const msg = e instanceof ConfigError ? e.message : "the CA could not be prepared";
+      throw new ConfigError(`${where}: ${msg}`);
+    }
+    return { chain: signer, extra: { signer } };
   });
   return { signers };
 }
 
-function casOf(pool: CaPool, signerName: string): LoadedCa[] {
+/**
+ * Parses and checks a CA trust document (`podcert ca trust`: the pool's certificates and states,
+ * no keys). A CA pool is refused: the publisher must never be given private keys.
+ */
+export function parseCaTrust(text: string): CaTrust {
+  const raw = parseYaml(text, "CA trust document");
+  if ((raw as { kind?: unknown } | null)?.kind === CA_POOL_KIND) {
+    throw new ConfigError("this is a CA pool, with private keys; give the trust publisher the output of `podcert ca trust` instead");
+  }
+  const parsed = trustSchema.safeParse(raw);
+  if (!parsed.success) throw new ConfigError(`CA trust document is invalid: ${z.describeIssues(parsed.error).join("; ")}`);
+  const signers = loadSigners<(typeof parsed.data.signers)[number]["cas"][number], TrustedCa>(parsed.data.signers, "CA trust document", (c, where) => {
+    try {
+      return { chain: readCaChain(c.certificate, c.intermediates), extra: {} };
+    } catch (e) {
+      throw new ConfigError(`${where}: ${e instanceof ConfigError ? e.message : "the CA certificate could not be read"}`);
+    }
+  });
+  return { signers };
+}
+
+function casOf<T extends TrustedCa>(pool: CaSet<T>, signerName: string): T[] {
   const cas = pool.signers.get(signerName);
   if (!cas || cas.length === 0) throw new ConfigError(`no CA for signer ${signerName} in the CA pool`);
   return cas;
@@ -234,19 +298,19 @@ export function activeCa(pool: CaPool, signerName: string, now: Date): LoadedCa 
 }
 
 /** The CAs pods must trust for the signer: every CA that is not retired. */
-export function publishedCas(pool: CaPool, signerName: string): LoadedCa[] {
+export function publishedCas<T extends TrustedCa>(pool: CaSet<T>, signerName: string): T[] {
   return casOf(pool, signerName).filter((c) => c.state !== "retired");
 }
 
 /** The roots of the signer's published CAs, deduplicated, as PEM without headers. */
-export function trustBundlePem(pool: CaPool, signerName: string): string {
+export function trustBundlePem(pool: CaSet<TrustedCa>, signerName: string): string {
   const seen = new Set<string>();
   let out = "";
   for (const ca of publishedCas(pool, signerName)) {
-    const key = ca.signer.rootDer.toString("base64");
+    const key = ca.rootDer.toString("base64");
     if (seen.has(key)) continue;
     seen.add(key);
-    out += pemEncode("CERTIFICATE", ca.signer.rootDer);
+    out += pemEncode("CERTIFICATE", ca.rootDer);
   }
   return out;
 }
@@ -257,7 +321,7 @@ export function clusterTrustBundleName(signerName: string): string {
 }
 
 /** A certificates.k8s.io/v1beta1 ClusterTrustBundle publishing the signer's roots. */
-export function clusterTrustBundleManifest(pool: CaPool, signerName: string): object {
+export function clusterTrustBundleManifest(pool: CaSet<TrustedCa>, signerName: string): object {
   return {
     apiVersion: "certificates.k8s.io/v1beta1",
     kind: "ClusterTrustBundle",

@@ -245,11 +245,29 @@ class PreparedCaSigner implements CaSigner {
  * is not a CA, does not match the key, or the chain does not link up. Messages never contain key
  * material or PEM text.
  */
-export function prepareCaSigner(
-  cert: Buffer | Uint8Array | string,
-  privateKey: KeyObject,
-  intermediatesPem?: string,
-): CaSigner {
+/** A CA certificate with the chain above it, checked, without its key. */
+export interface CaChain {
+  certDer: Buffer;
+  subject: string;
+  /** The CA certificate's subject Name, DER. */
+  subjectDer: Buffer;
+  /** Its subjectKeyIdentifier (SHA-1 of the key when the certificate has none). */
+  subjectKeyId: Buffer;
+  publicKey: KeyObject;
+  /** What follows a leaf in an issued chain: the CA certificate unless it is a root, then the intermediates, never a self-signed root. */
+  intermediatesPem: string;
+  /** The top of the chain: the trust anchor pods are given. */
+  rootDer: Buffer;
+  notBefore: Date;
+  notAfter: Date;
+}
+
+/**
+ * Reads and checks a CA certificate and the certificates above it (PEM, in order, maybe ending
+ * with the self-signed root): each a CA, each issued by the next. What the trust publisher reads
+ * (it never holds a key) and what {@link prepareCaSigner} builds on.
+ */
+export function readCaChain(cert: Buffer | Uint8Array | string, intermediatesPem?: string): CaChain {
   const certDer = toDer(cert);
   const x = parseX509(certDer, "CA certificate");
   let facts: CertFacts;
@@ -258,24 +276,11 @@ export function prepareCaSigner(
   } catch (e) {
     throw new ConfigError(`CA certificate could not be read: ${(e as Error).message}`);
   }
-  if (privateKey?.type !== "private") throw new ConfigError("CA private key is not a private key");
   if (!x.ca || facts.basicConstraintsCa !== true) {
     throw new ConfigError(`certificate ${subjectText(x)} is not a CA certificate (basicConstraints cA is not true)`);
   }
   if (facts.keyUsage && !facts.keyUsage.keyCertSign) {
     throw new ConfigError(`CA certificate ${subjectText(x)} lacks the keyCertSign key usage`);
-  }
-  let matches = false;
-  try {
-    matches = x.checkPrivateKey(privateKey);
-  } catch {
-    matches = false;
-  }
-  if (!matches) throw new ConfigError(`the private key does not match CA certificate ${subjectText(x)}`);
-  const alg = goSignatureAlgorithm(privateKey);
-  if (!alg) throw new ConfigError(`CA key type ${describeKey(privateKey)} is not supported for signing`);
-  if (privateKey.asymmetricKeyType === "rsa" && (privateKey.asymmetricKeyDetails?.modulusLength ?? 0) < 2048) {
-    throw new ConfigError(`CA key ${describeKey(privateKey)} is too small (RSA needs at least 2048 bits)`);
   }
 
   // The chain above the CA certificate.
@@ -322,23 +327,53 @@ export function prepareCaSigner(
   // self-signed root at the end.
   const tail =
     chain.length === 1 ? [] : isSelfSigned(top) ? chain.slice(0, -1) : chain;
-  const intermediates = tail.map((c) => pemEncode("CERTIFICATE", c.raw)).join("");
-
-  const ski = facts.ski ?? createHash("sha1").update(facts.spkiKeyBits).digest();
   const { notBefore, notAfter } = validity(x);
+  return {
+    certDer,
+    subject: x.subject ?? "",
+    subjectDer: facts.subjectDer,
+    subjectKeyId: facts.ski ?? createHash("sha1").update(facts.spkiKeyBits).digest(),
+    publicKey: x.publicKey,
+    intermediatesPem: tail.map((c) => pemEncode("CERTIFICATE", c.raw)).join(""),
+    rootDer: Buffer.from(top.raw),
+    notBefore,
+    notAfter,
+  };
+}
+
+export function prepareCaSigner(
+  cert: Buffer | Uint8Array | string,
+  privateKey: KeyObject,
+  intermediatesPem?: string,
+): CaSigner {
+  const chain = readCaChain(cert, intermediatesPem);
+  const x = new X509Certificate(chain.certDer);
+  if (privateKey?.type !== "private") throw new ConfigError("CA private key is not a private key");
+  let matches = false;
+  try {
+    matches = x.checkPrivateKey(privateKey);
+  } catch {
+    matches = false;
+  }
+  if (!matches) throw new ConfigError(`the private key does not match CA certificate ${subjectText(x)}`);
+  const alg = goSignatureAlgorithm(privateKey);
+  if (!alg) throw new ConfigError(`CA key type ${describeKey(privateKey)} is not supported for signing`);
+  if (privateKey.asymmetricKeyType === "rsa" && (privateKey.asymmetricKeyDetails?.modulusLength ?? 0) < 2048) {
+    throw new ConfigError(`CA key ${describeKey(privateKey)} is too small (RSA needs at least 2048 bits)`);
+  }
   return new PreparedCaSigner({
     privateKey,
     alg,
     keyAlgorithm: describeKey(privateKey),
-    issuerNameDer: facts.subjectDer,
-    subject: x.subject ?? "",
-    subjectKeyId: ski,
-    certDer,
-    intermediatesPem: intermediates,
-    rootDer: Buffer.from(top.raw),
-    notBefore,
-    notAfter,
-    publicKey: x.publicKey,
+    issuerNameDer: chain.subjectDer,
+    subject: chain.subject,
+    subjectKeyId: chain.subjectKeyId,
+    certDer: chain.certDer,
+    intermediatesPem: chain.intermediatesPem,
+    rootDer: chain.rootDer,
+    notBefore: chain.notBefore,
+    notAfter: chain.notAfter,
+    publicKey: chain.publicKey,
   });
 }
 

@@ -5,7 +5,7 @@ import { inspect } from "node:util";
 import { beforeAll, describe, expect, it } from "vitest";
 import YAML from "yaml";
 import { ConfigError, RequestDeniedError, TransientError } from "../../../shared/errors.js";
-import { activeCa, clusterTrustBundleManifest, parseCaPool, publishedCas, serializeCaPool, trustBundlePem, type CaPoolDocument, type CaState } from "../../../shared/ca/pool.js";
+import { activeCa, caTrustDocument, clusterTrustBundleManifest, parseCaPool, parseCaTrust, publishedCas, serializeCaPool, trustBundlePem, type CaPoolDocument, type CaState } from "../../../shared/ca/pool.js";
 import { CA_KEY_ALGORITHMS, createCa, createCaPool, type CaKeyAlgorithm } from "../../../cli/ca-create.js";
 import { readChildren, readSingle } from "../../../shared/x509/der.js";
 import { issueLeaf } from "../../../shared/x509/leaf.js";
@@ -351,6 +351,44 @@ describe("CA states (rotation)", () => {
     { case: "a since that is not a time", d: () => doc([{ signerName: SIGNER, cas: [{ ...cas[0]!, state: "active", since: { active: "yesterday" } }] }]), m: /since.active: must be an RFC 3339 time/ },
   ])("refuses $case", ({ d, m }) => {
     configError(() => parseCaPool(serializeCaPool(d())), m);
+  });
+});
+
+describe("CA trust documents (the publisher's view: certificates, no keys)", () => {
+  let pool: CaPoolDocument;
+  beforeAll(async () => {
+    const a = await createCa({ signerName: SIGNER, keyAlgorithm: "ECDSAP256", validityDays: 30, now: T });
+    const b = await createCa({ signerName: SIGNER, keyAlgorithm: "ED25519", validityDays: 30, now: T });
+    const c = await createCa({ signerName: SIGNER, keyAlgorithm: "ECDSAP256", validityDays: 30, now: T });
+    const since = (state: CaState) => ({ state, since: { [state]: T.toISOString() } });
+    pool = doc([{ signerName: SIGNER, cas: [{ ...a, ...since("retired") }, { ...b, ...since("active") }, { ...c, ...since("prepared") }] }]);
+  });
+
+  it("hold every certificate and state of the pool and no private key", () => {
+    const text = YAML.stringify(caTrustDocument(pool));
+    for (const ca of pool.signers[0]!.cas) {
+      expect(text).not.toContain(keyBase64(ca.privateKey).slice(0, 40));
+      for (const secret of privateParts(ca.privateKey)) expect(text).not.toContain(secret);
+    }
+    const trust = parseCaTrust(text);
+    const loaded = parseCaPool(serializeCaPool(pool));
+    const view = (cas: readonly { serialHex: string; state: unknown; rootPem: string; fingerprintSha256: string }[]) =>
+      cas.map((c) => [c.serialHex, c.state, c.rootPem, c.fingerprintSha256]);
+    expect(view(trust.signers.get(SIGNER)!)).toEqual(view(loaded.signers.get(SIGNER)!));
+    expect(trustBundlePem(trust, SIGNER)).toBe(trustBundlePem(loaded, SIGNER));
+    expect(publishedCas(trust, SIGNER).map((c) => c.state)).toEqual(["active", "prepared"]);
+  });
+
+  it("refuse a CA pool (the publisher must never be given keys), without quoting it", () => {
+    const text = serializeCaPool(pool);
+    configError(() => parseCaTrust(text), /this is a CA pool, with private keys; give the trust publisher the output of `podcert ca trust` instead/, privateParts(pool.signers[0]!.cas[0]!.privateKey));
+    const smuggled = YAML.stringify({ ...caTrustDocument(pool), signers: [{ signerName: SIGNER, cas: [pool.signers[0]!.cas[1]!] }] });
+    configError(() => parseCaTrust(smuggled), /CA trust document is invalid: .*privateKey/, privateParts(pool.signers[0]!.cas[1]!.privateKey));
+  });
+
+  it("refuse a certificate that is not a CA, naming the place", () => {
+    const leafLike = { apiVersion: "podcert.ate.dev/v1alpha1", kind: "CATrust", signers: [{ signerName: SIGNER, cas: [{ certificate: "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n" }] }] };
+    configError(() => parseCaTrust(YAML.stringify(leafLike)), /signers\[0\]\.cas\[0\] \(signer example.com\/my-signer\): /);
   });
 });
 
