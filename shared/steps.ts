@@ -21,6 +21,8 @@ export const EVENT_TYPES = {
   sansDerived: "dev.ate.podcert.sans.derived",
   denied: "dev.ate.podcert.request.denied",
   issued: "dev.ate.podcert.request.issued",
+  /** A Knative PingSource's tick (knative/publish-trust.yaml). */
+  ping: "dev.knative.sources.ping",
 } as const;
 export type EventType = (typeof EVENT_TYPES)[keyof typeof EVENT_TYPES];
 
@@ -36,6 +38,8 @@ export interface StepEntry {
   readonly acceptsAttestationsFrom: readonly string[];
   /** Whether it is given the CA pool (its private keys). */
   readonly holdsCaPool: boolean;
+  /** Whether it publishes the trust bundles: given the CA certificates (never the keys) and the trust API. */
+  readonly publishesTrust: boolean;
 }
 
 /** In pipeline order (the local run gives them ports in this order). */
@@ -47,6 +51,7 @@ export const STEP_REGISTRY = [
     emits: [EVENT_TYPES.validated, EVENT_TYPES.denied],
     acceptsAttestationsFrom: [],
     holdsCaPool: false,
+    publishesTrust: false,
   },
   {
     name: "derive-sans",
@@ -55,6 +60,7 @@ export const STEP_REGISTRY = [
     emits: [EVENT_TYPES.sansDerived, EVENT_TYPES.denied],
     acceptsAttestationsFrom: ["validate"],
     holdsCaPool: false,
+    publishesTrust: false,
   },
   {
     name: "sign",
@@ -66,6 +72,7 @@ export const STEP_REGISTRY = [
     // validate never accepted.
     acceptsAttestationsFrom: ["validate", "derive-sans"],
     holdsCaPool: true,
+    publishesTrust: false,
   },
   {
     name: "deny",
@@ -74,6 +81,17 @@ export const STEP_REGISTRY = [
     emits: [],
     acceptsAttestationsFrom: ["validate", "derive-sans", "sign"],
     holdsCaPool: false,
+    publishesTrust: false,
+  },
+  {
+    name: "publish-trust",
+    handlerExport: "publishTrust",
+    // Not part of a request's path: a PingSource ticks it, and it publishes once at start.
+    consumes: [EVENT_TYPES.ping],
+    emits: [],
+    acceptsAttestationsFrom: [],
+    holdsCaPool: false,
+    publishesTrust: true,
   },
 ] as const satisfies readonly StepEntry[];
 

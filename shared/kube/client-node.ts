@@ -19,7 +19,7 @@ import { HttpMethod, KubeConfig, RequestContext } from "@kubernetes/client-node"
 import { getGlobalDispatcher, request, type Dispatcher } from "undici";
 import { ConfigError, ConflictError, TransientError } from "../errors.js";
 import type { Namespace, Node, Pod, PodCertificateRequest, PcrStatus, Service, ServiceAccount } from "../pcr/model.js";
-import type { ClusterApi, KubernetesEvent } from "./cluster.js";
+import type { ClusterApi, ClusterTrustBundle, ConfigMap, KubernetesEvent, TrustApi } from "./cluster.js";
 
 /** Observes every API call (for metrics); never sees bodies. */
 export type ApiCallObserver = (call: { operation: string; seconds: number; outcome: "ok" | "absent" | "conflict" | "error" }) => void;
@@ -65,6 +65,7 @@ function reuseConnections(kc: KubeConfig): void {
 }
 
 const PCRS = "/apis/certificates.k8s.io/v1beta1";
+const CTBS = `${PCRS}/clustertrustbundles`;
 /** Longest wait for an API server's answer (headers, then between body chunks), by default. */
 const API_TIMEOUT_MS = 20_000;
 /**
@@ -82,7 +83,7 @@ interface Response {
   text: string;
 }
 
-export class KubeClusterApi implements ClusterApi {
+export class KubeClusterApi implements ClusterApi, TrustApi {
   private readonly server: string;
   private readonly timeoutMs: number;
 
@@ -235,6 +236,33 @@ export class KubeClusterApi implements ClusterApi {
   async listServices(namespace: string) {
     const list = await this.call<{ items?: Service[] }>("list services", HttpMethod.GET, `/api/v1/namespaces/${seg(namespace)}/services`);
     return list.items ?? [];
+  }
+
+  async listTrustBundles(labelSelector: string) {
+    const list = await this.call<{ items?: ClusterTrustBundle[] }>("list clustertrustbundles", HttpMethod.GET, `${CTBS}?labelSelector=${seg(labelSelector)}`);
+    return (list.items ?? []).map((b) => ({ ...b, apiVersion: b.apiVersion ?? "certificates.k8s.io/v1beta1", kind: "ClusterTrustBundle" as const }));
+  }
+
+  async createTrustBundle(bundle: ClusterTrustBundle) {
+    await this.call("create clustertrustbundles", HttpMethod.POST, CTBS, { body: bundle });
+  }
+
+  async replaceTrustBundle(bundle: ClusterTrustBundle) {
+    await this.call("update clustertrustbundles", HttpMethod.PUT, `${CTBS}/${seg(bundle.metadata.name)}`, { body: bundle });
+  }
+
+  async deleteTrustBundle(name: string) {
+    await this.call("delete clustertrustbundles", HttpMethod.DELETE, `${CTBS}/${seg(name)}`, { absentOk: true });
+  }
+
+  readConfigMap(namespace: string, name: string) {
+    return this.call<ConfigMap>("get configmap", HttpMethod.GET, `/api/v1/namespaces/${seg(namespace)}/configmaps/${seg(name)}`, { absentOk: true });
+  }
+
+  async writeConfigMap(cm: ConfigMap) {
+    const base = `/api/v1/namespaces/${seg(cm.metadata.namespace)}/configmaps`;
+    if (cm.metadata.resourceVersion === undefined) await this.call("create configmap", HttpMethod.POST, base, { body: cm });
+    else await this.call("update configmap", HttpMethod.PUT, `${base}/${seg(cm.metadata.name)}`, { body: cm });
   }
 
   async createEvent(event: KubernetesEvent) {

@@ -35,3 +35,32 @@ export interface ClusterApi {
   readService(namespace: string, name: string): Promise<Service | undefined>;
   createEvent(event: KubernetesEvent): Promise<void>;
 }
+
+/** A certificates.k8s.io ClusterTrustBundle, as far as podcert reads and writes it. */
+export interface ClusterTrustBundle {
+  apiVersion: string;
+  kind: "ClusterTrustBundle";
+  metadata: { name: string; labels?: Record<string, string>; resourceVersion?: string };
+  spec: { signerName?: string; trustBundle: string };
+}
+
+export interface ConfigMap {
+  apiVersion: "v1";
+  kind: "ConfigMap";
+  metadata: { name: string; namespace: string; labels?: Record<string, string>; resourceVersion?: string };
+  data?: Record<string, string>;
+}
+
+/** The writes of the trust publisher (functions/publish-trust), with the same error mapping. */
+export interface TrustApi {
+  /** ClusterTrustBundles matching a label selector ("key=value"). */
+  listTrustBundles(labelSelector: string): Promise<ClusterTrustBundle[]>;
+  createTrustBundle(bundle: ClusterTrustBundle): Promise<void>;
+  /** PUT with the bundle's resourceVersion; ConflictError when it is stale. */
+  replaceTrustBundle(bundle: ClusterTrustBundle): Promise<void>;
+  /** Absent already counts as deleted. */
+  deleteTrustBundle(name: string): Promise<void>;
+  readConfigMap(namespace: string, name: string): Promise<ConfigMap | undefined>;
+  /** Creates it without a resourceVersion, else replaces it (ConflictError when stale). */
+  writeConfigMap(configMap: ConfigMap): Promise<void>;
+}

@@ -4,11 +4,11 @@
  * same definitions.
  */
 import { randomUUID } from "node:crypto";
-import type { CaPool } from "../ca/pool.js";
+import type { CaPool, CaTrust } from "../ca/pool.js";
 import type { StepKeys } from "../events/attestation.js";
 import type { PodcertEvent } from "../events/types.js";
 import type { StepName } from "../steps.js";
-import type { ClusterApi } from "../kube/cluster.js";
+import type { ClusterApi, TrustApi } from "../kube/cluster.js";
 import type { EventRecorder } from "../kube/event-recorder.js";
 import type { SignerConfig } from "../profiles/config.js";
 import type { Logger } from "./log.js";
@@ -26,6 +26,26 @@ export interface FunctionContext {
   events?: EventRecorder;
   /** Absent in one-shot CLI runs. */
   metrics?: Metrics;
+  /** Only the trust publisher is given one (its registry entry says publishesTrust). */
+  trust?: TrustContext;
+}
+
+/** What the trust publisher works with: the CA certificates (never a key) and where it writes. */
+export interface TrustContext {
+  /** The CA trust document as it is now (read at each run: Kubernetes updates the mounted file in place). */
+  read(): CaTrust;
+  api: TrustApi;
+  /** Where the SPIFFE bundles ConfigMap lives (the function's own namespace). */
+  namespace: string;
+  configMapName: string;
+  refreshHintSeconds: number;
+}
+
+/** A GET answer for routes a function serves besides its events. */
+export interface GetAnswer {
+  status: number;
+  contentType: string;
+  body: string;
 }
 
 export interface FunctionDefinition {
@@ -34,6 +54,11 @@ export interface FunctionDefinition {
   /** Every event type its replies can have (the Triggers must route each to a consumer, or end it). */
   emits: readonly string[];
   handle(event: PodcertEvent, ctx: FunctionContext): Promise<PodcertEvent | undefined>;
+  /** Work done once the function listens (the trust publisher publishes at start). Errors are logged. */
+  onStart?(ctx: FunctionContext): Promise<void>;
+  /** GET paths it serves under `getPrefix` (e.g. /bundles/); undefined answers 404. */
+  getPrefix?: string;
+  get?(path: string, ctx: FunctionContext): Promise<GetAnswer | undefined>;
 }
 
 /** A reply to `input`: carries its traceparent so one trace spans the pipeline. */

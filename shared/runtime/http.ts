@@ -226,6 +226,10 @@ export async function serveFunction(def: FunctionDefinition, ctx: FunctionContex
       const r = await route();
       return send(res, 200, r.body, { "content-type": r.contentType });
     }
+    if (req.method === "GET" && path !== undefined && def.getPrefix !== undefined && def.get !== undefined && path.startsWith(def.getPrefix)) {
+      const r = await def.get(path, ctx);
+      return r === undefined ? send(res, 404, "not found\n") : send(res, r.status, r.body, { "content-type": r.contentType });
+    }
     if (path !== "/") return send(res, 404, "not found\n");
     if (req.method !== "POST") return send(res, 405, "POST a CloudEvent\n", { allow: "POST" });
     if (draining) return send(res, 503, "shutting down\n", { "retry-after": "1", connection: "close" });

@@ -2,7 +2,7 @@
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { ConfigError } from "../errors.js";
-import { parseCaPool, type CaPool } from "../ca/pool.js";
+import { parseCaPool, parseCaTrust, type CaPool, type CaTrust } from "../ca/pool.js";
 import type { StepKeys } from "../events/attestation.js";
 import { ACCEPTED_KEYS_FILE, loadStepKeys, SIGNING_KEY_FILE } from "../events/step-keys.js";
 import type { StepName } from "../steps.js";
@@ -33,4 +33,8 @@ export function loadStepKeysDir(step: StepName, dir: string): StepKeys {
 
 export function loadCaPoolFile(path: string): CaPool {
   return parseCaPool(readText(path, "CA pool"));
+}
+
+export function loadCaTrustFile(path: string): CaTrust {
+  return parseCaTrust(readText(path, "CA trust document"));
 }

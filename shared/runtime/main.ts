@@ -22,7 +22,7 @@ import { DEFAULT_LOOKUP_CACHE_SECONDS, withLookupCache } from "../kube/lookup-ca
 import { envBool, envChoice, envInt, envOptional, envString } from "./env.js";
 import type { FunctionContext, FunctionDefinition } from "./function.js";
 import { DEFAULT_MAX_CONNECTIONS, DRAIN_TIMEOUT_MS, serveFunction, type RunningServer } from "./http.js";
-import { loadCaPoolFile, loadSignerConfig, loadStepKeysDir } from "./load.js";
+import { loadCaPoolFile, loadCaTrustFile, loadSignerConfig, loadStepKeysDir } from "./load.js";
 import { createLogger, LOG_LEVELS, type Logger, type LogLevel } from "./log.js";
 import type { Metrics } from "./metrics.js";
 
@@ -87,6 +87,19 @@ export async function runFunction(def: FunctionDefinition): Promise<void> {
     const ctx: FunctionContext = { config, cluster, metrics, keys, now: () => new Date(), log, ...(events ? { events } : {}) };
     // Only sign is ever given a CA pool; the other functions never open one.
     if (stepEntry(def.step).holdsCaPool) ctx.caPool = loadCaPoolFile(envString("PODCERT_CA_POOL", "/var/run/podcert/ca/ca-pool.yaml"));
+    // The trust publisher reads the CA certificates (never the keys), at start to fail early on a
+    // broken file, then again at each run (the mounted Secret changes in place).
+    if (stepEntry(def.step).publishesTrust) {
+      const path = envString("PODCERT_CA_TRUST", "/var/run/podcert/trust/ca-trust.yaml");
+      loadCaTrustFile(path);
+      ctx.trust = {
+        read: () => loadCaTrustFile(path),
+        api,
+        namespace: envString("POD_NAMESPACE", "podcert"),
+        configMapName: envString("PODCERT_SPIFFE_BUNDLES_CONFIGMAP", "podcert-spiffe-bundles"),
+        refreshHintSeconds: envInt("PODCERT_SPIFFE_REFRESH_HINT_SECONDS", 300, { min: 10, max: 86_400 }),
+      };
+    }
 
     running = await serveFunction(def, ctx, {
       port,
@@ -101,6 +114,10 @@ export async function runFunction(def: FunctionDefinition): Promise<void> {
       },
     });
     log.info("listening", { host, port: running.port, maxConnections, signers: [...config.signers.keys()] });
+    if (def.onStart !== undefined) {
+      const onStart = def.onStart.bind(def);
+      void onStart(ctx).catch((e: unknown) => log.warn("start-up work failed; the next event retries it", { error: isPodcertError(e) ? e.message : String(e) }));
+    }
     // prom-client is loaded once the process has answered (or idled), off the cold path.
     setTimeout(() => void metrics.load(), METRICS_LOAD_DELAY_MS).unref();
   } catch (e) {
@@ -161,6 +178,7 @@ function lazyMetrics(step: string, log: Logger): Metrics & { load(): Promise<Met
     decision: (o) => observe((m) => m.decision(o)),
     issued: (o) => observe((m) => m.issued(o)),
     apiCall: (c) => observe((m) => m.apiCall(c)),
+    trustPublished: (o) => observe((m) => m.trustPublished(o)),
     render: async () => {
       const m = await load();
       return m ? m.render() : { contentType: "text/plain; version=0.0.4; charset=utf-8", body: "# metrics unavailable (see the log)\n" };

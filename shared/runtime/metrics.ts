@@ -2,7 +2,7 @@
  * Prometheus metrics (prom-client) for one function. Labels are bounded: function, event type,
  * HTTP status, signer, reason, API operation; never a pod, namespace or PCR name.
  */
-import { Counter, Histogram, Registry } from "prom-client";
+import { Counter, Gauge, Histogram, Registry } from "prom-client";
 import type { ApiCallObserver } from "../kube/client-node.js";
 
 export interface Metrics {
@@ -10,6 +10,8 @@ export interface Metrics {
   decision(o: { fn: string; signer: string; outcome: string; reason?: string }): void;
   issued(o: { signer: string; signSeconds: number; secondsSinceCreation?: number }): void;
   apiCall: ApiCallObserver;
+  /** The trust publisher confirmed a signer's bundles equal to its published CAs at `at`. */
+  trustPublished(o: { signer: string; at: Date }): void;
   render(): Promise<{ contentType: string; body: string }>;
 }
 
@@ -23,7 +25,9 @@ export function createMetrics(fn: string): Metrics {
   const signing = new Histogram({ name: "podcert_signing_seconds", help: "Time to build and sign one certificate", labelNames: ["signer"], buckets: [0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05], registers: [registry] });
   const api = new Histogram({ name: "podcert_kubernetes_api_seconds", help: "Kubernetes API call latency by operation and outcome", labelNames: ["operation", "outcome"], buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5], registers: [registry] });
   const apiErrors = new Counter({ name: "podcert_kubernetes_api_errors_total", help: "Kubernetes API calls that failed (not 404/409)", labelNames: ["operation"], registers: [registry] });
+  const trustPublishedAt = new Gauge({ name: "podcert_trust_published_timestamp_seconds", help: "When the signer's ClusterTrustBundle and SPIFFE bundle were last confirmed equal to its published CAs (alert on time() minus this)", labelNames: ["signer"], registers: [registry] });
   return {
+    trustPublished: ({ signer, at }) => trustPublishedAt.set({ signer }, at.getTime() / 1000),
     eventHandled: ({ type, status, seconds }) => {
       events.inc({ type, status: String(status) });
       eventSeconds.observe({ type }, seconds);
