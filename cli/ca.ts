@@ -1,10 +1,10 @@
 /** `podcert ca init` and `podcert ca bundle`. */
 import { existsSync, writeFileSync } from "node:fs";
-import { clusterTrustBundleManifest, serializeCaPool, trustBundlePem } from "../shared/ca/pool.js";
+import { caTrustDocument, clusterTrustBundleManifest, parseCaPool, parseCaTrust, serializeCaPool, trustBundlePem, type CaPoolDocument } from "../shared/ca/pool.js";
 import { CA_KEY_ALGORITHMS, createCaPool, type CaKeyAlgorithm } from "./ca-create.js";
 import { ConfigError } from "../shared/errors.js";
-import { loadCaPoolFile, loadSignerConfig } from "../shared/runtime/load.js";
-import { stringify } from "yaml";
+import { loadCaPoolFile, loadSignerConfig, readText } from "../shared/runtime/load.js";
+import { parse as parseYaml, stringify } from "yaml";
 import { EXIT, optional, parse, required, UsageError } from "./args.js";
 
 export async function runCaInit(args: string[]): Promise<number> {
@@ -34,5 +34,23 @@ export async function runCaBundle(args: string[]): Promise<number> {
   const pool = loadCaPoolFile(poolPath);
   if (!pool.signers.has(signer)) throw new ConfigError(`the CA pool has no CA for signer ${signer} (it has: ${[...pool.signers.keys()].join(", ")})`);
   process.stdout.write(format === "pem" ? trustBundlePem(pool, signer) : stringify(clusterTrustBundleManifest(pool, signer)));
+  return EXIT.ok;
+}
+
+/**
+ * `podcert ca trust`: the pool's certificates and rotation states without its private keys, for
+ * the trust publisher's Secret (podcert-ca-trust). Regenerate it after every `ca rotate`.
+ */
+export async function runCaTrust(args: string[]): Promise<number> {
+  const { values } = parse(args, { "ca-pool": { type: "string" }, out: { type: "string" } });
+  const poolPath = required(values, "ca-pool");
+  const out = required(values, "out");
+  const text = readText(poolPath, "CA pool");
+  // Loaded in full first: a pool that sign would refuse must not be published either.
+  parseCaPool(text);
+  const trust = stringify(caTrustDocument(parseYaml(text) as CaPoolDocument), { lineWidth: 0, blockQuote: "literal" });
+  parseCaTrust(trust);
+  writeFileSync(out, trust, { mode: 0o644 });
+  process.stderr.write(`wrote ${out}: the CA certificates and states of ${poolPath}, no private keys\n`);
   return EXIT.ok;
 }

@@ -7,8 +7,9 @@ import "reflect-metadata";
 import { ConfigError, isPodcertError, RejectedEventError, TransientError } from "../shared/errors.js";
 import { envChoice } from "../shared/runtime/env.js";
 import { LOG_LEVELS } from "../shared/runtime/log.js";
+import { STEPS } from "../shared/steps.js";
 import { EXIT, UsageError } from "./args.js";
-import { runCaBundle, runCaInit } from "./ca.js";
+import { runCaBundle, runCaInit, runCaTrust } from "./ca.js";
 import { runDemo } from "./demo.js";
 import { runFixtures } from "./fixtures.js";
 import { runInvoke } from "./invoke.js";
@@ -20,8 +21,9 @@ const USAGE = `podcert: a PodCertificateRequest signer (validate → derive-sans
 Usage:
   podcert ca init --out <file> [--key-algorithm ECDSAP256] [--validity-days 365]
   podcert ca bundle --ca-pool <file> --signer <name> [--format pem|clustertrustbundle]
+  podcert ca trust --ca-pool <file> --out <file>
   podcert keys init --out <dir>
-  podcert invoke <validate|derive-sans|sign|deny> --event <file> --cluster <file> --keys <dir> [--ca-pool <file>]
+  podcert invoke <${STEPS.join("|")}> --event <file> --cluster <file> --keys <dir> [--ca-pool <file>]
   podcert issue --cluster <file> --ca-pool <file> [--keys <dir>]
   podcert demo [--cluster <file>] [--out <dir>]
   podcert fixtures --out <dir>
@@ -40,7 +42,8 @@ export async function main(argv: string[]): Promise<number> {
       case "ca":
         if (sub === "init") return await runCaInit(rest);
         if (sub === "bundle") return await runCaBundle(rest);
-        throw new UsageError("podcert ca: expected init or bundle");
+        if (sub === "trust") return await runCaTrust(rest);
+        throw new UsageError("podcert ca: expected init, bundle or trust");
       case "keys":
         if (sub === "init") return await runKeysInit(rest);
         throw new UsageError("podcert keys: expected init");

@@ -1,7 +1,7 @@
 /**
  * deny: writes the Denied condition (Failed when the decision says no retry can ever help) for a
- * request validate, derive-sans or sign refused. It holds no CA key; it accepts only their
- * attestations, bound to the PCR as it is now.
+ * request refused by a step it accepts attestations from (shared/steps.ts). It holds no CA key;
+ * it accepts only their attestations, bound to the PCR as it is now.
  */
 import { RejectedEventError } from "../../shared/errors.js";
 import { requestKeyBinding } from "../../shared/events/key-binding.js";

@@ -7,6 +7,7 @@ import { parse } from "yaml";
 import { beforeAll, describe, expect, it } from "vitest";
 import { ACCEPTED_KEYS_FILE, SIGNING_KEY_FILE } from "../../shared/events/step-keys.js";
 import { acceptsFrom, STEPS } from "../../shared/steps.js";
+import { parseCaTrust, trustBundlePem } from "../../shared/ca/pool.js";
 import { podcert } from "./cli.js";
 
 let dir: string;
@@ -56,6 +57,25 @@ describe("podcert ca", () => {
     expect(manifest.metadata.name.startsWith("workerpool.podcert.ate.dev:identity:")).toBe(true);
     expect(manifest.spec.signerName).toBe("workerpool.podcert.ate.dev/identity");
     expect(manifest.spec.trustBundle).toBe(pem.stdout);
+  });
+
+  it("trust writes the pool's certificates without a key, which the trust publisher loads", async () => {
+    const pool = join(dir, "ca.yaml");
+    const out = join(dir, "ca-trust.yaml");
+    const r = await podcert(["ca", "trust", "--ca-pool", pool, "--out", out]);
+    expect(r.code, r.stderr).toBe(0);
+    const text = readFileSync(out, "utf8");
+    expect(text).not.toMatch(/PRIVATE KEY|privateKey/);
+    const trust = parseCaTrust(text);
+    const signer = "workerpool.podcert.ate.dev/identity";
+    expect(trustBundlePem(trust, signer)).toBe((await podcert(["ca", "bundle", "--ca-pool", pool, "--signer", signer])).stdout);
+    // Given to the publisher by mistake, the pool itself is refused.
+    expect(() => parseCaTrust(readFileSync(pool, "utf8"))).toThrow(/this is a CA pool, with private keys/);
+    const broken = join(dir, "broken.yaml");
+    writeFileSync(broken, "apiVersion: podcert.ate.dev/v1alpha1\nkind: CAPool\nsigners: []\n");
+    const refused = await podcert(["ca", "trust", "--ca-pool", broken, "--out", join(dir, "never.yaml")]);
+    expect(refused.code).toBe(78);
+    expect(() => statSync(join(dir, "never.yaml"))).toThrow();
   });
 
   it("bundle says which signers the pool has when asked for another", async () => {

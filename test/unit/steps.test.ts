@@ -61,8 +61,15 @@ describe("no other list of steps", () => {
     expect(files).toContain("esbuild.config.mjs");
   });
 
+  // Or three or more step names in a row, joined as prose or usage text joins them.
+  const run = new RegExp(`\\b(${STEPS.join("|")})((\\||, | or | and |/)(${STEPS.join("|")})){2,}\\b`);
+  const runsSteps = (file: string) => run.test(readFileSync(file, "utf8"));
+
   it("has no source naming every step but the registry", () => {
     expect(files.filter(namesEveryStep)).toEqual([]);
+    expect(files.filter(runsSteps)).toEqual([]);
+    expect(runsSteps(join("shared", "steps.ts"))).toBe(false); // the registry lists them as entries
+    expect(run.test("podcert invoke <validate|derive-sans|sign|deny> --event")).toBe(true);
     // The check does see a list: the registry itself is one.
     expect(namesEveryStep(join("shared", "steps.ts"))).toBe(true);
   });
