@@ -13,7 +13,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { KubeConfig } from "@kubernetes/client-node";
 import { startApiServer, type EmbeddedApiServer } from "./apiserver/server.js";
-import { parseCaPool, serializeCaPool, type CaPool, type CaPoolDocument } from "../shared/ca/pool.js";
+import { caTrustDocument, parseCaPool, serializeCaPool, type CaPool, type CaPoolDocument } from "../shared/ca/pool.js";
+import { stringify } from "yaml";
 import { ConfigError } from "../shared/errors.js";
 import { generateStepSecrets } from "../shared/events/step-keys.js";
 import type { PodcertEvent } from "../shared/events/types.js";
@@ -26,6 +27,7 @@ import { sourceAccessProblem, startApiServerSource, type EmulatedSource } from "
 import { loadKnativeIdentities, userOfService } from "./identities.js";
 import { LocalBroker, parseBrokerDelivery, parseContainerConcurrency, type DeadLetter, type DeliverySpec } from "./broker.js";
 import { BROKER_NAME, loadTriggers, type TriggerRoute } from "./router.js";
+import { pingSources, startPingSource } from "./ping-source.js";
 import { bundlePath, startFunctionProcess, stopFunctionProcess, type FunctionExit, type FunctionProcess } from "./processes.js";
 
 export interface LocalFlowOptions {
@@ -36,12 +38,14 @@ export interface LocalFlowOptions {
   caPool: CaPoolDocument;
   knativeDir: string;
   distDir?: string;
-  /** Functions on portBase..+3, broker on +4; 0 = any free port. */
+  /** Functions on portBase, portBase+1, ... in registry order, then the broker; 0 = any free port. */
   portBase?: number;
   /** Where function logs and the dead-letter log go; no logs when absent. */
   logDir?: string;
   logLevel?: string;
   say?: (m: string) => void;
+  /** How often the PingSources of knative/ tick locally (default 60 s; on a cluster, their schedule). */
+  pingIntervalMs?: number;
 }
 
 export interface LocalFlow {
@@ -90,6 +94,8 @@ export async function startLocalFlow(o: LocalFlowOptions): Promise<LocalFlow> {
 
     const caText = serializeCaPool(o.caPool);
     writeFileSync(join(state, "ca-pool.yaml"), caText, { mode: 0o600 });
+    // What the trust publisher mounts: the certificates and states, no keys.
+    writeFileSync(join(state, "ca-trust.yaml"), stringify(caTrustDocument(o.caPool)), { mode: 0o600 });
     const secrets = generateStepSecrets();
     for (const step of STEPS) {
       mkdirSync(join(state, "keys", step), { recursive: true, mode: 0o700 });
@@ -129,6 +135,11 @@ export async function startLocalFlow(o: LocalFlowOptions): Promise<LocalFlow> {
       };
       if (o.configPath !== undefined) env.PODCERT_CONFIG = o.configPath;
       if (stepEntry(fn).holdsCaPool) env.PODCERT_CA_POOL = join(state, "ca-pool.yaml");
+      if (stepEntry(fn).publishesTrust) {
+        env.PODCERT_CA_TRUST = join(state, "ca-trust.yaml");
+        // The downward API gives the pod its namespace: the ServiceAccount's ("system:serviceaccount:<ns>:<name>").
+        env.POD_NAMESPACE = user.name.split(":")[2] ?? "podcert";
+      }
       const p = await startFunctionProcess({
         name: fn,
         bundle: bundlePath(o.distDir ?? "dist", fn),
@@ -155,7 +166,7 @@ export async function startLocalFlow(o: LocalFlowOptions): Promise<LocalFlow> {
         if (deadLetterLog) appendFileSync(deadLetterLog, `${JSON.stringify({ ...d, event: { id: d.event.id, type: d.event.type, subject: d.event.subject } })}\n`);
       },
     });
-    const brokerUrl = await broker.listen(portBase === 0 ? 0 : portBase + 4);
+    const brokerUrl = await broker.listen(portBase === 0 ? 0 : portBase + STEPS.length);
     stops.push(() => broker.close());
     say(`[3/6] local broker at ${brokerUrl}: ${routes.length} Triggers from ${join(o.knativeDir, "triggers.yaml")}, retry ${delivery.retry} (${delivery.backoffPolicy}, ${delivery.backoffDelayMs} ms)`);
 
@@ -174,6 +185,9 @@ export async function startLocalFlow(o: LocalFlowOptions): Promise<LocalFlow> {
       { onError: (e) => say(`      ApiServerSource: watch interrupted (${(e as Error).message}); reconnecting`) },
     );
     stops.push(() => source.stop());
+
+    const pings = pingSources(ids.documents).filter((p) => p.broker === BROKER_NAME);
+    for (const p of pings) stops.push(startPingSource(p, { intervalMs: o.pingIntervalMs ?? 60_000, publish: (e) => broker.publish(e) }));
     return { api, kubeconfig, kubeconfigPath, caPool: parseCaPool(caText), processes, broker, brokerUrl, routes, delivery, deadLetters, finishedAt, exits, stop };
   } catch (e) {
     await stop();
