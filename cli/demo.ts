@@ -27,7 +27,7 @@ Options:
   --cluster <file>     example cluster (Kubernetes List or multi-document YAML)   [examples/cluster.yaml]
   --config <file>      signer profiles                                           [built-in two signers]
   --out <dir>          where credential bundles, trust bundles and logs go       [out]
-  --port-base <n>      functions on n..n+3, broker ingress on n+4 (0: any free)  [0]
+  --port-base <n>      functions on n, n+1, ... (one each), then the broker ingress (0: any free)  [0]
   --knative <dir>      Trigger and Broker manifests to route by                  [knative]
   --timeout <seconds>  give up waiting for outcomes after this long              [60]
   --keep-running       keep the API server, broker and functions up until Ctrl-C
