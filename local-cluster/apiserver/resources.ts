@@ -1,13 +1,13 @@
 /**
  * The resource types the embedded API server serves, with what differs between them: scope,
- * status subresource, supported field selectors, defaults and create-time validation.
+ * status subresource, supported field selectors, defaults, decoding and validation.
  */
 
-import { X509Certificate } from "node:crypto";
-
 import type { ObjectMeta } from "../../shared/pcr/model.js";
-import { decodePemBlocks, DEFAULT_MAX_EXPIRATION_SECONDS } from "../../shared/pcr/status-rules.js";
+import { DEFAULT_MAX_EXPIRATION_SECONDS } from "../../shared/pcr/status-rules.js";
+import { configMapDecodeError, validateConfigMap, validateConfigMapUpdate } from "./config-maps.js";
 import { fieldCause, type StatusCause } from "./status.js";
+import { clusterTrustBundleDecodeError, validateClusterTrustBundle, validateClusterTrustBundleUpdate } from "./trust-bundles.js";
 
 /** Any Kubernetes object: apiVersion, kind and metadata are what the server relies on. */
 export interface KubeObject {
@@ -44,6 +44,7 @@ export const RESOURCE_TYPES: readonly ResourceType[] = [
       "status.phase", "status.podIP", "status.nominatedNodeName"]),
   rt("v1", "Service", "services", true, true, ["spec.clusterIP", "spec.type"]),
   rt("v1", "ServiceAccount", "serviceaccounts", true, false),
+  rt("v1", "ConfigMap", "configmaps", true, false),
   rt("v1", "Event", "events", true, false,
     ["involvedObject.kind", "involvedObject.namespace", "involvedObject.name", "involvedObject.uid",
       "involvedObject.apiVersion", "involvedObject.resourceVersion", "involvedObject.fieldPath", "reason",
@@ -120,9 +121,8 @@ export function validateName(t: ResourceType, name: string): StatusCause[] {
   if (t.kind === "Namespace") {
     return name.length <= 63 && DNS_LABEL.test(name) ? [] : c("a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character");
   }
-  if (t.kind === "ClusterTrustBundle") {
-    return name.length <= 253 && /^[a-z0-9]([-a-z0-9.:]*[a-z0-9])?$/.test(name) ? [] : c("must consist of lower case alphanumeric characters, '-', '.' or ':'");
-  }
+  // Its name rule depends on spec.signerName: validateCreate checks it, with the rest of the object.
+  if (t.kind === "ClusterTrustBundle") return [];
   return name.length <= 253 && DNS_SUBDOMAIN.test(name) ? [] : c("a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character");
 }
 
@@ -146,43 +146,27 @@ export function validateCreate(t: ResourceType, obj: KubeObject): StatusCause[] 
       causes.push(fieldCause("spec.pkixPublicKey", "Required value: one of pkixPublicKey or stubPKCS10Request must be set", "FieldValueRequired"));
     }
   }
-  if (t.kind === "ClusterTrustBundle") causes.push(...validateTrustBundle(obj));
+  if (t.kind === "ClusterTrustBundle") causes.push(...validateClusterTrustBundle(obj));
+  if (t.kind === "ConfigMap") causes.push(...validateConfigMap(obj));
   return causes;
 }
 
-/** SPEC §3: signer-linked names, and a bundle of distinct, parseable CA certificates (<= 1 MiB). */
-function validateTrustBundle(obj: KubeObject): StatusCause[] {
-  const spec = (obj.spec ?? {}) as { signerName?: unknown; trustBundle?: unknown };
-  const causes: StatusCause[] = [];
-  if (typeof spec.signerName === "string" && spec.signerName !== "") {
-    const prefix = `${spec.signerName.replaceAll("/", ":")}:`;
-    if (!obj.metadata.name.startsWith(prefix)) {
-      causes.push(fieldCause("metadata.name", `Invalid value: ${JSON.stringify(obj.metadata.name)}: ClusterTrustBundle for signerName ${spec.signerName} must be named with prefix ${prefix}`));
-    }
-  }
-  const bundle = typeof spec.trustBundle === "string" ? spec.trustBundle : "";
-  if (Buffer.byteLength(bundle) > 1024 * 1024) {
-    return [...causes, fieldCause("spec.trustBundle", "Too long: may not be more than 1048576 bytes", "FieldValueTooLong")];
-  }
-  const blocks = decodePemBlocks(bundle);
-  const seen = new Set<string>();
-  blocks.forEach((b, i) => {
-    let problem: string | undefined;
-    if (b.type !== "CERTIFICATE") problem = `entry ${i} has bad block type: ${b.type}`;
-    else {
-      try {
-        if (!new X509Certificate(b.der).ca) problem = `entry ${i} does not have the CA bit set`;
-      } catch {
-        problem = `entry ${i} does not parse as X.509`;
-      }
-    }
-    const key = b.der.toString("base64");
-    if (!problem && seen.has(key)) problem = `duplicate trust anchor (entry ${i})`;
-    seen.add(key);
-    if (problem) causes.push(fieldCause("spec.trustBundle", `Invalid value: "<value omitted>": ${problem}`));
-  });
-  if (blocks.length === 0) {
-    causes.push(fieldCause("spec.trustBundle", 'Invalid value: "<value omitted>": at least one trust anchor must be provided'));
-  }
-  return causes;
+/**
+ * Kind-specific update validation (after defaults), besides the immutable fields the store
+ * checks. `equal` is reflect.DeepEqual as the store has it (JSON equality).
+ */
+export function validateUpdate(t: ResourceType, next: KubeObject, old: KubeObject, equal: (a: unknown, b: unknown) => boolean): StatusCause[] {
+  if (t.kind === "ClusterTrustBundle") return validateClusterTrustBundleUpdate(next, old);
+  if (t.kind === "ConfigMap") return validateConfigMapUpdate(next, old, equal);
+  return [];
+}
+
+/**
+ * What decoding a request body into the kind's Go type would refuse (kube-apiserver answers 400
+ * before validating), for the kinds whose fields the server reads; undefined when it decodes.
+ */
+export function decodeError(t: ResourceType, obj: KubeObject): string | undefined {
+  const why = t.kind === "ClusterTrustBundle" ? clusterTrustBundleDecodeError(obj)
+    : t.kind === "ConfigMap" ? configMapDecodeError(obj) : undefined;
+  return why === undefined ? undefined : `${t.kind} in version ${JSON.stringify(t.version)} cannot be handled as a ${t.kind}: ${why}`;
 }

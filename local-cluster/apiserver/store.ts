@@ -26,11 +26,13 @@ import type { PcrStatus, PodCertificateRequest } from "../../shared/pcr/model.js
 import { normalizeTime, pcrStatusUpdateFieldErrors } from "../../shared/pcr/status-rules.js";
 import {
   applyDefaults,
+  decodeError,
   fieldValue,
   resolveResource,
   resourceFor,
   validateCreate,
   validateName,
+  validateUpdate,
   type KubeObject,
   type ResourceType,
 } from "./resources.js";
@@ -42,10 +44,12 @@ import {
   conflict,
   expired,
   fieldCause,
+  forbidden,
   invalid,
   notFound,
   type StatusCause,
 } from "./status.js";
+import { attestForbiddenReason, signerToAttest } from "./trust-bundles.js";
 
 export type { KubeObject, ResourceType } from "./resources.js";
 
@@ -79,7 +83,20 @@ export interface StoreEvent extends WatchEvent {
   previous?: KubeObject;
 }
 
-export interface CreateOptions {
+/**
+ * Admission checks that depend on who writes (the server passes them when it enforces RBAC;
+ * absent, nothing is checked, as with kube-apiserver's AlwaysAllow).
+ */
+export interface AdmissionOptions {
+  /**
+   * The ClusterTrustBundleAttest plugin: creating or updating a ClusterTrustBundle that names a
+   * signer needs `attest` on it (trust-bundles.ts says when an update is exempt); refused: 403
+   * after validation, as admission runs after the strategy's validation.
+   */
+  attester?: { user: string; mayAttest(signerName: string): boolean };
+}
+
+export interface CreateOptions extends AdmissionOptions {
   /**
    * Loading a cluster file rather than serving a client: create missing namespaces, and keep a
    * given creationTimestamp, deletionTimestamp and PodCertificateRequest status.
@@ -136,6 +153,7 @@ export class ObjectStore {
   create(input: unknown, o: CreateOptions = {}): KubeObject {
     const obj = toObject(input);
     const t = this.typeOf(obj);
+    this.checkDecodes(t, obj);
     const meta = obj.metadata;
     const ns = this.checkNamespaceField(t, obj);
     if (!meta.name && meta.generateName) {
@@ -162,6 +180,7 @@ export class ObjectStore {
     applyDefaults(t, obj);
     const causes = validateCreate(t, obj);
     if (causes.length > 0) throw invalid(t, meta.name, causes);
+    admit(t, obj, undefined, o);
     if (t.kind === "Service") this.allocateClusterIP(obj);
 
     meta.uid ||= randomUUID();
@@ -186,29 +205,36 @@ export class ObjectStore {
    * Replaces an object (identified by its apiVersion, kind, namespace and name). Its
    * metadata.uid / metadata.resourceVersion, when set, are preconditions (409 when stale). For
    * types with a status subresource the stored status is kept; PodCertificateRequest spec is
-   * immutable (422).
+   * immutable (422). A ClusterTrustBundle update must carry a resourceVersion (422 otherwise):
+   * its strategy does not allow unconditional updates (AllowUnconditionalUpdate, in
+   * pkg/registry/certificates/clustertrustbundle/strategy.go).
    */
-  replace(input: unknown): KubeObject {
+  replace(input: unknown, o: AdmissionOptions = {}): KubeObject {
     const obj = toObject(input);
     const t = this.typeOf(obj);
+    this.checkDecodes(t, obj);
     const old = this.existing(t, obj);
+    if (t.kind === "ClusterTrustBundle" && !obj.metadata.resourceVersion) {
+      // The registry's own error (store.go): its "kind" is the plural, hence the fake type.
+      throw invalid({ ...t, kind: t.plural }, old.metadata.name, [
+        fieldCause("metadata.resourceVersion", "Invalid value: 0: must be specified for an update"),
+      ]);
+    }
     const next: KubeObject = { ...obj, metadata: { ...obj.metadata, ...systemMeta(old) } };
     if (t.hasStatus) {
       if (old.status === undefined) delete next.status;
       else next.status = clone(old.status);
     }
     applyDefaults(t, next);
-    const causes: StatusCause[] = [];
+    const causes: StatusCause[] = validateUpdate(t, next, old, (a, b) => deepEqual(a, b));
     if (t.kind === "PodCertificateRequest") causes.push(...immutable(old.spec, next.spec, "spec"));
-    else if (t.kind === "ClusterTrustBundle") {
-      causes.push(...immutable(spec(old).signerName, spec(next).signerName, "spec.signerName"));
-      causes.push(...validateCreate(t, next));
-    }
+    else if (t.kind === "ClusterTrustBundle") causes.push(...immutable(spec(old).signerName, spec(next).signerName, "spec.signerName"));
     if (t.kind === "Service" && spec(next).clusterIP === undefined && spec(old).clusterIP !== undefined) {
       spec(next).clusterIP = spec(old).clusterIP;
       spec(next).clusterIPs = spec(old).clusterIPs;
     }
     if (causes.length > 0) throw invalid(t, old.metadata.name, causes);
+    admit(t, next, old, o);
     return clone(this.update(t, old, next));
   }
 
@@ -381,6 +407,12 @@ export class ObjectStore {
     return t;
   }
 
+  /** A body the kind's Go type could not hold is a 400, before anything else is checked. */
+  private checkDecodes(t: ResourceType, obj: KubeObject): void {
+    const why = decodeError(t, obj);
+    if (why !== undefined) throw badRequest(why);
+  }
+
   private checkNamespaceField(t: ResourceType, obj: KubeObject): string | undefined {
     if (!t.namespaced) {
       delete obj.metadata.namespace;
@@ -471,6 +503,14 @@ function resolve(ref: ResourceRef): ResourceType {
   const t = resolveResource(ref);
   if (!t) throw badRequest(`the server doesn't have a resource type ${JSON.stringify(ref)}`);
   return t;
+}
+
+/** The validating admission checks of {@link AdmissionOptions}, on a write that passed validation. */
+function admit(t: ResourceType, next: KubeObject, old: KubeObject | undefined, o: AdmissionOptions): void {
+  if (t.kind !== "ClusterTrustBundle" || o.attester === undefined) return;
+  const signerName = signerToAttest(next, old, (a, b) => deepEqual(a, b, true));
+  if (signerName === undefined || o.attester.mayAttest(signerName)) return;
+  throw forbidden({ group: t.group, resource: t.plural, name: next.metadata.name, message: attestForbiddenReason(signerName), reason: "" });
 }
 
 function key(t: ResourceType, namespace: string | undefined, name: string): string {
