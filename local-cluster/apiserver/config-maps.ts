@@ -5,9 +5,8 @@
  * (core.MaxSecretSize, counted over both maps), and an `immutable` ConfigMap's data frozen.
  */
 
-import type { KubeObject } from "./resources.js";
 import { fieldCause, type StatusCause } from "./status.js";
-import { maxLenError, regexError, tooLong } from "./validation-messages.js";
+import { maxLenError, regexError, tooLong, type ObjectLike } from "./validation-messages.js";
 
 /** core.MaxSecretSize, which ConfigMaps share. */
 export const MAX_CONFIG_MAP_SIZE = 1024 * 1024;
@@ -21,7 +20,7 @@ const STD_BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}
  * What decoding the body into the Go type would refuse (a 400 before any validation): `data`
  * maps to strings, `binaryData` to base64 (Go's []byte), `immutable` a boolean.
  */
-export function configMapDecodeError(obj: KubeObject): string | undefined {
+export function configMapDecodeError(obj: ObjectLike): string | undefined {
   for (const field of ["data", "binaryData"] as const) {
     const m = obj[field];
     if (m === undefined || m === null) continue;
@@ -39,7 +38,7 @@ export function configMapDecodeError(obj: KubeObject): string | undefined {
 }
 
 /** ValidateConfigMap (the name is checked by the store, like every kind's). */
-export function validateConfigMap(obj: KubeObject): StatusCause[] {
+export function validateConfigMap(obj: ObjectLike): StatusCause[] {
   const data = stringMap(obj.data);
   const binaryData = stringMap(obj.binaryData);
   const causes: StatusCause[] = [];
@@ -61,7 +60,7 @@ export function validateConfigMap(obj: KubeObject): StatusCause[] {
 }
 
 /** ValidateConfigMapUpdate: an immutable ConfigMap stays immutable and keeps its data. */
-export function validateConfigMapUpdate(next: KubeObject, old: KubeObject, equal: (a: unknown, b: unknown) => boolean): StatusCause[] {
+export function validateConfigMapUpdate(next: ObjectLike, old: ObjectLike, equal: (a: unknown, b: unknown) => boolean): StatusCause[] {
   const causes: StatusCause[] = [];
   if (old.immutable === true) {
     const frozen = (path: string) => causes.push(fieldCause(path, "Forbidden: field is immutable when `immutable` is set", "FieldValueForbidden"));

@@ -1,13 +1,13 @@
 /**
  * The resource types the embedded API server serves, with what differs between them: scope,
- * status subresource, supported field selectors, defaults, decoding and validation.
+ * status subresource, supported field selectors, defaults and create-time validation.
  */
 
 import type { ObjectMeta } from "../../shared/pcr/model.js";
 import { DEFAULT_MAX_EXPIRATION_SECONDS } from "../../shared/pcr/status-rules.js";
-import { configMapDecodeError, validateConfigMap, validateConfigMapUpdate } from "./config-maps.js";
+import { validateConfigMap } from "./config-maps.js";
 import { fieldCause, type StatusCause } from "./status.js";
-import { clusterTrustBundleDecodeError, validateClusterTrustBundle, validateClusterTrustBundleUpdate } from "./trust-bundles.js";
+import { validateClusterTrustBundle } from "./trust-bundles.js";
 
 /** Any Kubernetes object: apiVersion, kind and metadata are what the server relies on. */
 export interface KubeObject {
@@ -149,24 +149,4 @@ export function validateCreate(t: ResourceType, obj: KubeObject): StatusCause[] 
   if (t.kind === "ClusterTrustBundle") causes.push(...validateClusterTrustBundle(obj));
   if (t.kind === "ConfigMap") causes.push(...validateConfigMap(obj));
   return causes;
-}
-
-/**
- * Kind-specific update validation (after defaults), besides the immutable fields the store
- * checks. `equal` is reflect.DeepEqual as the store has it (JSON equality).
- */
-export function validateUpdate(t: ResourceType, next: KubeObject, old: KubeObject, equal: (a: unknown, b: unknown) => boolean): StatusCause[] {
-  if (t.kind === "ClusterTrustBundle") return validateClusterTrustBundleUpdate(next, old);
-  if (t.kind === "ConfigMap") return validateConfigMapUpdate(next, old, equal);
-  return [];
-}
-
-/**
- * What decoding a request body into the kind's Go type would refuse (kube-apiserver answers 400
- * before validating), for the kinds whose fields the server reads; undefined when it decodes.
- */
-export function decodeError(t: ResourceType, obj: KubeObject): string | undefined {
-  const why = t.kind === "ClusterTrustBundle" ? clusterTrustBundleDecodeError(obj)
-    : t.kind === "ConfigMap" ? configMapDecodeError(obj) : undefined;
-  return why === undefined ? undefined : `${t.kind} in version ${JSON.stringify(t.version)} cannot be handled as a ${t.kind}: ${why}`;
 }

@@ -24,15 +24,14 @@ import { randomUUID } from "node:crypto";
 
 import type { PcrStatus, PodCertificateRequest } from "../../shared/pcr/model.js";
 import { normalizeTime, pcrStatusUpdateFieldErrors } from "../../shared/pcr/status-rules.js";
+import { configMapDecodeError, validateConfigMapUpdate } from "./config-maps.js";
 import {
   applyDefaults,
-  decodeError,
   fieldValue,
   resolveResource,
   resourceFor,
   validateCreate,
   validateName,
-  validateUpdate,
   type KubeObject,
   type ResourceType,
 } from "./resources.js";
@@ -49,7 +48,12 @@ import {
   notFound,
   type StatusCause,
 } from "./status.js";
-import { attestForbiddenReason, signerToAttest } from "./trust-bundles.js";
+import {
+  attestForbiddenReason,
+  clusterTrustBundleDecodeError,
+  signerToAttest,
+  validateClusterTrustBundleUpdate,
+} from "./trust-bundles.js";
 
 export type { KubeObject, ResourceType } from "./resources.js";
 
@@ -226,7 +230,7 @@ export class ObjectStore {
       else next.status = clone(old.status);
     }
     applyDefaults(t, next);
-    const causes: StatusCause[] = validateUpdate(t, next, old, (a, b) => deepEqual(a, b));
+    const causes: StatusCause[] = validateUpdate(t, next, old);
     if (t.kind === "PodCertificateRequest") causes.push(...immutable(old.spec, next.spec, "spec"));
     else if (t.kind === "ClusterTrustBundle") causes.push(...immutable(spec(old).signerName, spec(next).signerName, "spec.signerName"));
     if (t.kind === "Service" && spec(next).clusterIP === undefined && spec(old).clusterIP !== undefined) {
@@ -503,6 +507,26 @@ function resolve(ref: ResourceRef): ResourceType {
   const t = resolveResource(ref);
   if (!t) throw badRequest(`the server doesn't have a resource type ${JSON.stringify(ref)}`);
   return t;
+}
+
+/**
+ * Kind-specific update validation (after defaults), besides the immutable fields checked in
+ * replace(). ConfigMaps compare data as reflect.DeepEqual does (JSON equality).
+ */
+function validateUpdate(t: ResourceType, next: KubeObject, old: KubeObject): StatusCause[] {
+  if (t.kind === "ClusterTrustBundle") return validateClusterTrustBundleUpdate(next, old);
+  if (t.kind === "ConfigMap") return validateConfigMapUpdate(next, old, (a, b) => deepEqual(a, b));
+  return [];
+}
+
+/**
+ * What decoding a request body into the kind's Go type would refuse (kube-apiserver answers 400
+ * before validating), for the kinds whose fields the server reads; undefined when it decodes.
+ */
+function decodeError(t: ResourceType, obj: KubeObject): string | undefined {
+  const why = t.kind === "ClusterTrustBundle" ? clusterTrustBundleDecodeError(obj)
+    : t.kind === "ConfigMap" ? configMapDecodeError(obj) : undefined;
+  return why === undefined ? undefined : `${t.kind} in version ${JSON.stringify(t.version)} cannot be handled as a ${t.kind}: ${why}`;
 }
 
 /** The validating admission checks of {@link AdmissionOptions}, on a write that passed validation. */

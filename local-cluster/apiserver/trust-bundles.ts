@@ -16,9 +16,8 @@
 import { X509Certificate } from "node:crypto";
 
 import { decodeGoPemBlocks, type GoPemBlock } from "./go-pem.js";
-import type { KubeObject } from "./resources.js";
 import { fieldCause, type StatusCause } from "./status.js";
-import { dns1123LabelErrors, dns1123SubdomainErrors, tooLong } from "./validation-messages.js";
+import { dns1123LabelErrors, dns1123SubdomainErrors, tooLong, type ObjectLike } from "./validation-messages.js";
 
 /** certificates.MaxTrustBundleSize (pkg/apis/certificates/types.go), in bytes. */
 export const MAX_TRUST_BUNDLE_SIZE = 1024 * 1024;
@@ -32,7 +31,7 @@ interface CtbSpec {
   trustBundle: string;
 }
 
-function ctbSpec(obj: KubeObject): CtbSpec {
+function ctbSpec(obj: ObjectLike): CtbSpec {
   const spec = (obj.spec ?? {}) as { signerName?: unknown; trustBundle?: unknown };
   return {
     signerName: typeof spec.signerName === "string" ? spec.signerName : "",
@@ -44,7 +43,7 @@ function ctbSpec(obj: KubeObject): CtbSpec {
  * What decoding the body into the Go type would refuse (a 400 before any validation): spec must
  * be an object and its fields strings.
  */
-export function clusterTrustBundleDecodeError(obj: KubeObject): string | undefined {
+export function clusterTrustBundleDecodeError(obj: ObjectLike): string | undefined {
   const spec = obj.spec;
   if (spec === undefined || spec === null) return undefined;
   if (typeof spec !== "object" || Array.isArray(spec)) return "spec: expected an object";
@@ -56,7 +55,7 @@ export function clusterTrustBundleDecodeError(obj: KubeObject): string | undefin
 }
 
 /** ValidateClusterTrustBundle: metadata.name, spec.signerName, then spec.trustBundle. */
-export function validateClusterTrustBundle(obj: KubeObject, o: { suppressBundleParsing?: boolean } = {}): StatusCause[] {
+export function validateClusterTrustBundle(obj: ObjectLike, o: { suppressBundleParsing?: boolean } = {}): StatusCause[] {
   const { signerName, trustBundle } = ctbSpec(obj);
   const name = obj.metadata.name ?? "";
   const causes = clusterTrustBundleNameErrors(signerName, name)
@@ -71,7 +70,7 @@ export function validateClusterTrustBundle(obj: KubeObject, o: { suppressBundleP
  * label edit keeps working on a bundle an older server accepted). The signerName immutability
  * check comes after these (store.ts, as for every immutable field).
  */
-export function validateClusterTrustBundleUpdate(next: KubeObject, old: KubeObject): StatusCause[] {
+export function validateClusterTrustBundleUpdate(next: ObjectLike, old: ObjectLike): StatusCause[] {
   return validateClusterTrustBundle(next, { suppressBundleParsing: ctbSpec(next).trustBundle === ctbSpec(old).trustBundle });
 }
 
@@ -170,7 +169,7 @@ function blockProblem(b: GoPemBlock): string | undefined {
  * change, labels included, needs `attest`). The plugin checks the new object: validation has
  * already refused a changed signerName by then.
  */
-export function signerToAttest(next: KubeObject, old: KubeObject | undefined, equal: (a: unknown, b: unknown) => boolean): string | undefined {
+export function signerToAttest(next: ObjectLike, old: ObjectLike | undefined, equal: (a: unknown, b: unknown) => boolean): string | undefined {
   const { signerName } = ctbSpec(next);
   if (signerName === "") return undefined;
   if (old !== undefined) {

@@ -6,6 +6,16 @@
 import { DNS1123_LABEL, DNS1123_SUBDOMAIN } from "../../shared/kube/names.js";
 import { fieldCause, type StatusCause } from "./status.js";
 
+/**
+ * The parts of an object the kinds' rules read (resources.ts's KubeObject fits): declared here so
+ * that the rule modules need not import resources.ts, and so make no import cycle with whichever
+ * module dispatches to them.
+ */
+export interface ObjectLike {
+  metadata: { name?: string } & Record<string, unknown>;
+  [field: string]: unknown;
+}
+
 const DNS1123_LABEL_MAX = 63;
 const DNS1123_SUBDOMAIN_MAX = 253;
 const DNS1123_LABEL_FMT = "[a-z0-9]([-a-z0-9]*[a-z0-9])?";
