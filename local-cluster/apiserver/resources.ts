@@ -42,6 +42,7 @@ export const RESOURCE_TYPES: readonly ResourceType[] = [
       "status.phase", "status.podIP", "status.nominatedNodeName"]),
   rt("v1", "Service", "services", true, true, ["spec.clusterIP", "spec.type"]),
   rt("v1", "ServiceAccount", "serviceaccounts", true, false),
+  rt("v1", "ConfigMap", "configmaps", true, false),
   rt("v1", "Event", "events", true, false,
     ["involvedObject.kind", "involvedObject.namespace", "involvedObject.name", "involvedObject.uid",
       "involvedObject.apiVersion", "involvedObject.resourceVersion", "involvedObject.fieldPath", "reason",

@@ -2,7 +2,7 @@
  * An embedded Kubernetes API server for local runs and tests: node:http on 127.0.0.1, serving the
  * REST paths podcert uses so that @kubernetes/client-node talks to it as to a real cluster.
  *
- * Served: core v1 namespaces, nodes, pods, services, serviceaccounts, events; events.k8s.io/v1
+ * Served: core v1 namespaces, nodes, pods, services, serviceaccounts, configmaps, events; events.k8s.io/v1
  * events; certificates.k8s.io/v1beta1 podcertificaterequests and clustertrustbundles. Verbs: get,
  * list (per namespace and across namespaces, label and field selectors), watch (`?watch=true`),
  * create (POST, generateName), replace (PUT, and PUT .../status for types with a status
@@ -16,14 +16,17 @@
  * a bearer token per user it was given (plus ADMIN_USER, in `system:masters`), 401 without a known
  * one; then RBAC (rbac.ts) over the given documents and Kubernetes' bootstrap roles, for every
  * request including /version and discovery, with request attributes derived as kube-apiserver
- * does (request-info.ts) and 403 Status bodies worded as its; and the `sign` check on
- * PodCertificateRequest status writes (422). Every refusal is kept (`refusedRequests`), so a run
+ * does (request-info.ts) and 403 Status bodies worded as its; the `sign` check on
+ * PodCertificateRequest status writes (422); and the `attest` check on ClusterTrustBundles that
+ * name a signer (403, trust-bundles.ts). Every refusal is kept (`refusedRequests`), so a run
  * can prove that nothing it did was refused, including calls whose failure changes no outcome.
  *
  * Behaviour a reader should know (details in store.ts): creating a namespaced object needs its
  * Namespace (404 otherwise; seeding creates missing ones); PUT .../podcertificaterequests/x/status
  * applies kube-apiserver's status rules (shared/pcr/status-rules.ts) and answers 422 with one cause
- * per broken rule; a stale metadata.resourceVersion is 409 Conflict; errors are `Status` objects.
+ * per broken rule; ClusterTrustBundles and ConfigMaps are validated as kube-apiserver validates
+ * them (trust-bundles.ts, config-maps.ts); a stale metadata.resourceVersion is 409 Conflict (a
+ * ClusterTrustBundle update without one is 422); errors are `Status` objects.
  * Watches: no resourceVersion (or "0") sends ADDED for existing objects first, a resourceVersion
  * sends the changes after it (ERROR 410 Expired once older than the history kept); BOOKMARKs only
  * with allowWatchBookmarks=true. client-node's Watch aborts after 30 s without data (TimeoutError);
@@ -62,7 +65,8 @@ import {
   unauthorized,
   unsupportedMediaType,
 } from "./status.js";
-import { ObjectStore, type WatchEvent } from "./store.js";
+import { ObjectStore, type AdmissionOptions, type WatchEvent } from "./store.js";
+import { attestForbiddenReason } from "./trust-bundles.js";
 
 export interface EmbeddedApiServer {
   /** http://127.0.0.1:<port> */
@@ -76,7 +80,7 @@ export interface EmbeddedApiServer {
   kubeconfig(user?: string): string;
   /** The bearer token of `user` (default ADMIN_USER); undefined without `authorization`. */
   token(user?: string): string | undefined;
-  /** Every request refused so far (401, 403, and 422 from the `sign` check), oldest first. */
+  /** Every request refused so far (401, 403 including the `attest` check, and 422 from the `sign` check), oldest first. */
   refusedRequests(): RefusedRequest[];
   /**
    * A SubjectAccessReview: would `user` be allowed `attrs`? (Always true without `authorization`.)
@@ -126,7 +130,7 @@ export interface ApiServerAuthorization {
 /** The cluster administrator (kubeadm's name), whose group `system:masters` is bound to cluster-admin. */
 export const ADMIN_USER: UserInfo = { name: "kubernetes-admin", groups: ["system:masters", "system:authenticated"] };
 
-/** A request the server refused to authenticate (401) or authorize (403; 422 for the `sign` check). */
+/** A request the server refused to authenticate (401) or authorize (403, also for `attest`; 422 for the `sign` check). */
 export interface RefusedRequest {
   /** Absent for a 401. */
   user?: string;
@@ -370,7 +374,7 @@ async function handle(ctx: Ctx, req: IncomingMessage, res: ServerResponse): Prom
     }
     if (method === "POST" && (namespace !== undefined || !t.namespaced)) {
       const body = await readObject(ctx, req, route);
-      sendJson(res, 201, ctx.store.create(body));
+      sendJson(res, 201, ctx.store.create(body, attestCheck(ctx, user, method, url)));
       return;
     }
     throw methodNotAllowed(method);
@@ -384,7 +388,7 @@ async function handle(ctx: Ctx, req: IncomingMessage, res: ServerResponse): Prom
   }
   if (method === "PUT") {
     const body = await readObject(ctx, req, route);
-    sendJson(res, 200, sub === "status" ? ctx.store.replaceStatus(body, signCheck(ctx, user, method, url)) : ctx.store.replace(body));
+    sendJson(res, 200, sub === "status" ? ctx.store.replaceStatus(body, signCheck(ctx, user, method, url)) : ctx.store.replace(body, attestCheck(ctx, user, method, url)));
     return;
   }
   if (method === "DELETE" && sub === undefined) {
@@ -421,6 +425,37 @@ function signCheck(ctx: Ctx, user: UserInfo | undefined, method: string, url: UR
             resource: "signers",
             name: signerName,
             message: `User ${JSON.stringify(user.name)} is not permitted to "sign" for signer ${JSON.stringify(signerName)}`,
+          });
+        }
+        return ok;
+      },
+    },
+  };
+}
+
+/**
+ * The store's `attest` check (ClusterTrustBundleAttest) for this request's user; none without
+ * authorization, as kube-apiserver's AlwaysAllow authorizer would allow it. Refusals are recorded.
+ */
+function attestCheck(ctx: Ctx, user: UserInfo | undefined, method: string, url: URL): AdmissionOptions {
+  const auth = ctx.auth;
+  if (auth === undefined || user === undefined) return {};
+  return {
+    attester: {
+      user: user.name,
+      mayAttest: (signerName: string) => {
+        const ok = isAuthorizedForSignerName(auth.policy, user, "attest", signerName);
+        if (!ok) {
+          ctx.refuse({
+            user: user.name,
+            method,
+            url: `${url.pathname}${url.search}`,
+            code: 403,
+            verb: "attest",
+            apiGroup: "certificates.k8s.io",
+            resource: "signers",
+            name: signerName,
+            message: attestForbiddenReason(signerName),
           });
         }
         return ok;

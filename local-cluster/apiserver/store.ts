@@ -24,6 +24,7 @@ import { randomUUID } from "node:crypto";
 
 import type { PcrStatus, PodCertificateRequest } from "../../shared/pcr/model.js";
 import { normalizeTime, pcrStatusUpdateFieldErrors } from "../../shared/pcr/status-rules.js";
+import { configMapDecodeError, validateConfigMapUpdate } from "./config-maps.js";
 import {
   applyDefaults,
   fieldValue,
@@ -40,11 +41,18 @@ import {
   conflict,
   expired,
   fieldCause,
+  forbidden,
   invalid,
   notFound,
   type StatusCause,
 } from "./status.js";
 import { validateCreate, validateName } from "./validation.js";
+import {
+  attestForbiddenReason,
+  clusterTrustBundleDecodeError,
+  signerToAttest,
+  validateClusterTrustBundleUpdate,
+} from "./trust-bundles.js";
 
 export type { KubeObject, ResourceType } from "./resources.js";
 
@@ -78,7 +86,20 @@ export interface StoreEvent extends WatchEvent {
   previous?: KubeObject;
 }
 
-export interface CreateOptions {
+/**
+ * Admission checks that depend on who writes (the server passes them when it enforces RBAC;
+ * absent, nothing is checked, as with kube-apiserver's AlwaysAllow).
+ */
+export interface AdmissionOptions {
+  /**
+   * The ClusterTrustBundleAttest plugin: creating or updating a ClusterTrustBundle that names a
+   * signer needs `attest` on it (trust-bundles.ts says when an update is exempt); refused: 403
+   * after validation, as admission runs after the strategy's validation.
+   */
+  attester?: { user: string; mayAttest(signerName: string): boolean };
+}
+
+export interface CreateOptions extends AdmissionOptions {
   /**
    * Loading a cluster file rather than serving a client: create missing namespaces, and keep a
    * given creationTimestamp, deletionTimestamp and PodCertificateRequest status.
@@ -135,6 +156,7 @@ export class ObjectStore {
   create(input: unknown, o: CreateOptions = {}): KubeObject {
     const obj = toObject(input);
     const t = this.typeOf(obj);
+    this.checkDecodes(t, obj);
     const meta = obj.metadata;
     const ns = this.checkNamespaceField(t, obj);
     if (!meta.name && meta.generateName) {
@@ -161,6 +183,7 @@ export class ObjectStore {
     applyDefaults(t, obj);
     const causes = validateCreate(t, obj);
     if (causes.length > 0) throw invalid(t, meta.name, causes);
+    admit(t, obj, undefined, o);
     if (t.kind === "Service") this.allocateClusterIP(obj);
 
     meta.uid ||= randomUUID();
@@ -185,29 +208,36 @@ export class ObjectStore {
    * Replaces an object (identified by its apiVersion, kind, namespace and name). Its
    * metadata.uid / metadata.resourceVersion, when set, are preconditions (409 when stale). For
    * types with a status subresource the stored status is kept; PodCertificateRequest spec is
-   * immutable (422).
+   * immutable (422). A ClusterTrustBundle update must carry a resourceVersion (422 otherwise):
+   * its strategy does not allow unconditional updates (AllowUnconditionalUpdate, in
+   * pkg/registry/certificates/clustertrustbundle/strategy.go).
    */
-  replace(input: unknown): KubeObject {
+  replace(input: unknown, o: AdmissionOptions = {}): KubeObject {
     const obj = toObject(input);
     const t = this.typeOf(obj);
+    this.checkDecodes(t, obj);
     const old = this.existing(t, obj);
+    if (t.kind === "ClusterTrustBundle" && !obj.metadata.resourceVersion) {
+      // The registry's own error (store.go): its "kind" is the plural, hence the fake type.
+      throw invalid({ ...t, kind: t.plural }, old.metadata.name, [
+        fieldCause("metadata.resourceVersion", "Invalid value: 0: must be specified for an update"),
+      ]);
+    }
     const next: KubeObject = { ...obj, metadata: { ...obj.metadata, ...systemMeta(old) } };
     if (t.hasStatus) {
       if (old.status === undefined) delete next.status;
       else next.status = clone(old.status);
     }
     applyDefaults(t, next);
-    const causes: StatusCause[] = [];
+    const causes: StatusCause[] = validateUpdate(t, next, old);
     if (t.kind === "PodCertificateRequest") causes.push(...immutable(old.spec, next.spec, "spec"));
-    else if (t.kind === "ClusterTrustBundle") {
-      causes.push(...immutable(spec(old).signerName, spec(next).signerName, "spec.signerName"));
-      causes.push(...validateCreate(t, next));
-    }
+    else if (t.kind === "ClusterTrustBundle") causes.push(...immutable(spec(old).signerName, spec(next).signerName, "spec.signerName"));
     if (t.kind === "Service" && spec(next).clusterIP === undefined && spec(old).clusterIP !== undefined) {
       spec(next).clusterIP = spec(old).clusterIP;
       spec(next).clusterIPs = spec(old).clusterIPs;
     }
     if (causes.length > 0) throw invalid(t, old.metadata.name, causes);
+    admit(t, next, old, o);
     return clone(this.update(t, old, next));
   }
 
@@ -380,6 +410,12 @@ export class ObjectStore {
     return t;
   }
 
+  /** A body the kind's Go type could not hold is a 400, before anything else is checked. */
+  private checkDecodes(t: ResourceType, obj: KubeObject): void {
+    const why = decodeError(t, obj);
+    if (why !== undefined) throw badRequest(why);
+  }
+
   private checkNamespaceField(t: ResourceType, obj: KubeObject): string | undefined {
     if (!t.namespaced) {
       delete obj.metadata.namespace;
@@ -470,6 +506,34 @@ function resolve(ref: ResourceRef): ResourceType {
   const t = resolveResource(ref);
   if (!t) throw badRequest(`the server doesn't have a resource type ${JSON.stringify(ref)}`);
   return t;
+}
+
+/**
+ * Kind-specific update validation (after defaults), besides the immutable fields checked in
+ * replace(). ConfigMaps compare data as reflect.DeepEqual does (JSON equality).
+ */
+function validateUpdate(t: ResourceType, next: KubeObject, old: KubeObject): StatusCause[] {
+  if (t.kind === "ClusterTrustBundle") return validateClusterTrustBundleUpdate(next, old);
+  if (t.kind === "ConfigMap") return validateConfigMapUpdate(next, old, (a, b) => deepEqual(a, b));
+  return [];
+}
+
+/**
+ * What decoding a request body into the kind's Go type would refuse (kube-apiserver answers 400
+ * before validating), for the kinds whose fields the server reads; undefined when it decodes.
+ */
+function decodeError(t: ResourceType, obj: KubeObject): string | undefined {
+  const why = t.kind === "ClusterTrustBundle" ? clusterTrustBundleDecodeError(obj)
+    : t.kind === "ConfigMap" ? configMapDecodeError(obj) : undefined;
+  return why === undefined ? undefined : `${t.kind} in version ${JSON.stringify(t.version)} cannot be handled as a ${t.kind}: ${why}`;
+}
+
+/** The validating admission checks of {@link AdmissionOptions}, on a write that passed validation. */
+function admit(t: ResourceType, next: KubeObject, old: KubeObject | undefined, o: AdmissionOptions): void {
+  if (t.kind !== "ClusterTrustBundle" || o.attester === undefined) return;
+  const signerName = signerToAttest(next, old, (a, b) => deepEqual(a, b, true));
+  if (signerName === undefined || o.attester.mayAttest(signerName)) return;
+  throw forbidden({ group: t.group, resource: t.plural, name: next.metadata.name, message: attestForbiddenReason(signerName), reason: "" });
 }
 
 function key(t: ResourceType, namespace: string | undefined, name: string): string {
