@@ -3,6 +3,7 @@ import { parseClusterFile } from "../local-cluster/apiserver/cluster-file.js";
 import type { KubeObject } from "../local-cluster/apiserver/store.js";
 import { startApiServer, type EmbeddedApiServer } from "../local-cluster/apiserver/server.js";
 import type { CaPool } from "../shared/ca/pool.js";
+import { fixedCaPool } from "../shared/ca/pool-source.js";
 import type { StepKeys } from "../shared/events/attestation.js";
 import { stepEntry, STEPS, type StepName } from "../shared/steps.js";
 import { KubeClusterApi, loadKubeConfig } from "../shared/kube/client-node.js";
@@ -66,7 +67,8 @@ export function stepContexts(o: {
       log: o.log.child({ function: step }),
     };
     if (events) ctx.events = events;
-    if (stepEntry(step).holdsCaPool && o.caPool) ctx.caPool = o.caPool;
+    // In-process runs read the pool once: fixed for the run.
+    if (stepEntry(step).holdsCaPool && o.caPool) ctx.caPool = fixedCaPool(o.caPool);
     out[step] = ctx;
   }
   return out;

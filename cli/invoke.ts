@@ -1,5 +1,6 @@
 /** `podcert invoke`: one function, one event, against a cluster file; prints the reply event. */
 import { join } from "node:path";
+import { fixedCaPool } from "../shared/ca/pool-source.js";
 import { RejectedEventError, TransientError } from "../shared/errors.js";
 import { eventFromJson, eventToJson, MAX_EVENT_BYTES } from "../shared/events/codec.js";
 import { isStepName, stepEntry, STEPS } from "../shared/steps.js";
@@ -49,7 +50,7 @@ export async function runInvoke(args: string[]): Promise<number> {
       keys,
       now: () => new Date(),
       log,
-      ...(holdsCaPool && caPoolPath !== undefined ? { caPool: loadCaPoolFile(caPoolPath) } : {}),
+      ...(holdsCaPool && caPoolPath !== undefined ? { caPool: fixedCaPool(loadCaPoolFile(caPoolPath)) } : {}),
     };
     const result = await dispatch((await loadFunctions())[step], ctx, event);
     await ctx.events.flush();

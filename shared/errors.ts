@@ -6,6 +6,8 @@
  *   passed on as a value (a step hands it to deny; see runtime/run-step.ts).
  * - {@link TransientError}: something outside the request (the API server, a Service that does not
  *   exist yet, an expiring CA) may change; write nothing and let the broker retry (HTTP 5xx/429).
+ *   A {@link WaitingError} is one an operator must fix (no usable CA): the step runner turns it
+ *   into a `wait` outcome, logged and recorded as a Warning Event on the PCR with its reason.
  * - {@link RejectedEventError}: the event is malformed or not authenticated; answer 4xx, which the
  *   broker does not retry. The PCR is not touched.
  * - {@link ConfigError}: the operator's configuration or key material is unusable; fail at start.
@@ -61,7 +63,7 @@ export function boundDenialMessage(message: string): string {
 /** Retry later; never write Denied or Failed because of this. */
 export class TransientError extends PodcertError {
   readonly code = "ERR_TRANSIENT" as const;
-  override readonly name = "TransientError";
+  override readonly name: string = "TransientError";
   constructor(
     message: string,
     options?: { cause?: unknown; /** answer 429 instead of 503 */ overloaded?: boolean },
@@ -70,6 +72,26 @@ export class TransientError extends PodcertError {
     this.overloaded = options?.overloaded ?? false;
   }
   readonly overloaded: boolean;
+}
+
+/**
+ * Transient, and only an operator can end it (the signer has no CA that can cover a certificate):
+ * the request stays pending and is retried like any TransientError, and the step runner
+ * (runtime/run-step.ts) also records `reason` and the message, which says what to do, as a
+ * Warning Event on the PCR. Made by shared/policy/ (issuance.ts's signingCa, lifetime.ts).
+ */
+export class WaitingError extends TransientError {
+  override readonly name = "WaitingError";
+  constructor(
+    /** What the request waits for, for the log ("a usable CA"). */
+    readonly waitingFor: string,
+    /** The Kubernetes Event's reason: CamelCase, from a fixed set (it is also a metric label). */
+    readonly reason: "NoUsableCA" | "CAExpiring",
+    message: string,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+  }
 }
 
 /** The event is malformed (400) or its attestation does not verify (401/403). Not retried. */

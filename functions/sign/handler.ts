@@ -6,12 +6,11 @@
  * deliveries issue at most one status.
  */
 import type { CaPool } from "../../shared/ca/pool.js";
-import { activeCa } from "../../shared/ca/pool.js";
 import { RejectedEventError, TransientError } from "../../shared/errors.js";
 import { EVENT_TYPES } from "../../shared/steps.js";
 import { describePcr } from "../../shared/pcr/model.js";
 import { issuedStatus } from "../../shared/pcr/status.js";
-import { planIssuance, podChangedSinceValidation } from "../../shared/policy/issuance.js";
+import { planIssuance, podChangedSinceValidation, signingCa } from "../../shared/policy/issuance.js";
 import { keyProblemDenial } from "../../shared/policy/validate.js";
 import type { FunctionContext } from "../../shared/runtime/function.js";
 import { attestedStep, denied, type Outcome } from "../../shared/runtime/run-step.js";
@@ -40,7 +39,9 @@ export const sign = attestedStep({
     if (changed) return denied(changed, spkiSha256, { withReceived: true });
 
     const sans = attested["sans-derived"];
-    const ca = activeCa(pool, profile.name, now);
+    // No CA that can sign, or one too close to its end: a WaitingError, so the request stays
+    // pending and the PCR gets a Warning Event naming the CA and what to do (run-step.ts).
+    const ca = signingCa(pool, profile.name, now);
     const plan = planIssuance({ now, profile, ca, spec: pcr.spec, key, sans });
     const signStart = performance.now();
     const leaf = issueLeaf(ca.signer, plan.template);
@@ -72,8 +73,11 @@ export const sign = attestedStep({
   },
 });
 
-/** What sign holds: the CA pool it was started with (checked before any attestation). */
+/**
+ * What sign holds: the CA pool in use for this request (checked before any attestation; the
+ * source follows the pool file, so a request after a Secret update signs with the new pool).
+ */
 function caPool(ctx: FunctionContext): CaPool {
   if (ctx.caPool === undefined) throw new TransientError("sign was started without a CA pool");
-  return ctx.caPool;
+  return ctx.caPool.current();
 }

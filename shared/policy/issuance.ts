@@ -1,9 +1,10 @@
 /**
- * The `sign` step's decisions: its last look at the pod before the certificate is written, and
- * the certificate it issues (times, extensions, the leaf template). Pure: the caller reads the pod
- * and picks the CA, and signs the template.
+ * The `sign` step's decisions: its last look at the pod before the certificate is written, the CA
+ * it signs with, and the certificate it issues (times, extensions, the leaf template). Pure: the
+ * caller reads the pod and the current CA pool, and signs the template.
  */
-import { RequestDeniedError } from "../errors.js";
+import { activeCa, type CaPool, type LoadedCa } from "../ca/pool.js";
+import { RequestDeniedError, TransientError, WaitingError } from "../errors.js";
 import type { PcrSpec, Pod } from "../pcr/model.js";
 import type { SignerProfile } from "../profiles/config.js";
 import { podIdentityExtensionValue } from "../x509/der.js";
@@ -22,6 +23,26 @@ export function podChangedSinceValidation(spec: Pick<PcrSpec, "podName" | "podUI
   return new RequestDeniedError("PodMismatch", `request no longer matches the live pod: ${mismatches.join("; ")}`);
 }
 
+/**
+ * The CA to sign with: ca/pool.ts's activeCa. Its TransientErrors (the signer has no active CA, or
+ * none valid now) are an operator's to fix, so they become a WaitingError: the request stays
+ * pending and the PCR gets a Warning Event (NoUsableCA) saying so. Whether the CA still covers a
+ * certificate is certificateTimes' (CAExpiring).
+ */
+export function signingCa(pool: CaPool, signerName: string, now: Date): LoadedCa {
+  try {
+    return activeCa(pool, signerName, now);
+  } catch (e) {
+    if (!(e instanceof TransientError)) throw e;
+    throw new WaitingError(
+      "a usable CA",
+      "NoUsableCA",
+      `${e.message}; requests for signer ${signerName} stay pending until it has an active CA valid now (podcert ca status --ca-pool <file> shows the next step)`,
+      { cause: e },
+    );
+  }
+}
+
 export interface IssuancePlan {
   /** What issueLeaf signs: the request's exact key, the attested SANs, the times, the extensions. */
   template: LeafTemplate;
@@ -31,14 +52,14 @@ export interface IssuancePlan {
 
 /**
  * The certificate for a request: the SANs and lifetime derive-sans attested, times from
- * certificateTimes (TransientError when the CA ends within the hour), and the pod-identity
+ * certificateTimes (a WaitingError when the CA ends within the hour), and the pod-identity
  * extension (pod name and UID, node name and UID, service-account UID, from the PCR as stored)
  * when the profile configures it.
  */
 export function planIssuance(o: {
   now: Date;
   profile: Pick<SignerProfile, "refreshFraction" | "podIdentityExtension">;
-  ca: { signerName: string; notAfter: Date };
+  ca: { signerName: string; notAfter: Date; serialHex?: string };
   spec: Pick<PcrSpec, "podName" | "podUID" | "nodeName" | "nodeUID" | "serviceAccountUID">;
   key: Pick<RequestKey, "spkiDer" | "keyType">;
   sans: { uris: readonly string[]; dnsNames: readonly string[]; lifetimeSeconds: number };

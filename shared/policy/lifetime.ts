@@ -2,7 +2,7 @@
  * Certificate lifetime and times. All values are whole seconds: certificates carry whole seconds
  * and kube-apiserver requires the status times to equal the certificate's.
  */
-import { TransientError } from "../errors.js";
+import { WaitingError } from "../errors.js";
 
 export const MIN_LIFETIME_SECONDS = 3600;
 /** kubelet's refresh must start at least this long after notBefore and before notAfter. */
@@ -25,20 +25,26 @@ export interface CertificateTimes {
  * notBefore = now (to the second) - 2 min; notAfter = notBefore + lifetime, never past the CA's
  * notAfter. The CA must have at least MIN_LIFETIME_SECONDS left from now (this is the one check of
  * the CA's end; ca/pool.ts's activeCa only picks the CA): one closer to its end is an operator
- * problem that rotation fixes, transient, never a terminal condition. (Judged from now, not from
- * the backdated notBefore, so every certificate also has at least an hour from notBefore.)
+ * problem that rotation fixes, a WaitingError (transient, never a terminal condition; the PCR gets
+ * a Warning Event saying which CA and what to do). (Judged from now, not from the backdated
+ * notBefore, so every certificate also has at least an hour from notBefore.)
  */
 export function certificateTimes(o: {
   now: Date;
   lifetimeSeconds: number;
-  ca: { signerName: string; notAfter: Date };
+  /** The CA that would sign: serialHex names it in the error. */
+  ca: { signerName: string; notAfter: Date; serialHex?: string };
   refreshFraction: number;
 }): CertificateTimes {
   const remaining = (o.ca.notAfter.getTime() - o.now.getTime()) / 1000;
   if (remaining < MIN_LIFETIME_SECONDS) {
-    throw new TransientError(
-      `the newest CA for signer ${o.ca.signerName} expires at ${o.ca.notAfter.toISOString()}, ` +
-        `${Math.floor(remaining)}s from now, less than the ${MIN_LIFETIME_SECONDS}s a certificate needs; add a new CA to the pool`,
+    const signer = o.ca.signerName;
+    throw new WaitingError(
+      "a CA that covers a certificate",
+      "CAExpiring",
+      `the CA signer ${signer} signs with${o.ca.serialHex === undefined ? "" : ` (serial ${o.ca.serialHex})`} expires at ${o.ca.notAfter.toISOString()}, ` +
+        `${Math.floor(remaining)}s from now, less than the ${MIN_LIFETIME_SECONDS}s a certificate needs; requests stay pending until a new CA signs. ` +
+        `Prepare and activate a new CA: podcert ca rotate --ca-pool <file> --signer ${signer} prepare, then activate (podcert ca status says when)`,
     );
   }
   const nb = Math.floor(o.now.getTime() / 1000) - BACKDATE_SECONDS;

@@ -4,7 +4,8 @@
  * same definitions.
  */
 import { randomUUID } from "node:crypto";
-import type { CaPool, CaTrust } from "../ca/pool.js";
+import type { CaTrust } from "../ca/pool.js";
+import type { CaPoolSource } from "../ca/pool-source.js";
 import type { StepKeys } from "../events/attestation.js";
 import type { PodcertEvent } from "../events/types.js";
 import type { StepName } from "../steps.js";
@@ -18,8 +19,11 @@ export interface FunctionContext {
   config: SignerConfig;
   cluster: ClusterApi;
   keys: StepKeys;
-  /** Only `sign` is given one. */
-  caPool?: CaPool;
+  /**
+   * Only `sign` is given one. Read per request (`current()`): the function's follows the pool file
+   * as kubelet updates it (ca/pool-source.ts); the CLI's is fixed.
+   */
+  caPool?: CaPoolSource;
   now: () => Date;
   log: Logger;
   /** Records Kubernetes Events on PCRs (kubectl describe) in the background; absent: none. */

@@ -14,6 +14,7 @@
  *   as unsafe to resume. It drains first, as on SIGTERM (requests in flight finish, bounded by
  *   the drain timeout); Knative then restarts the container.
  */
+import { openCaPoolFile } from "../ca/pool-source.js";
 import { isPodcertError } from "../errors.js";
 import { stepEntry } from "../steps.js";
 import { KubeClusterApi, loadKubeConfig } from "../kube/client-node.js";
@@ -22,7 +23,7 @@ import { DEFAULT_LOOKUP_CACHE_SECONDS, withLookupCache } from "../kube/lookup-ca
 import { envBool, envChoice, envInt, envOptional, envString } from "./env.js";
 import type { FunctionContext, FunctionDefinition } from "./function.js";
 import { DEFAULT_MAX_CONNECTIONS, DRAIN_TIMEOUT_MS, serveFunction, type RunningServer } from "./http.js";
-import { loadCaPoolFile, loadCaTrustFile, loadSignerConfig, loadStepKeysDir } from "./load.js";
+import { loadCaTrustFile, loadSignerConfig, loadStepKeysDir } from "./load.js";
 import { createLogger, LOG_LEVELS, type Logger, type LogLevel } from "./log.js";
 import type { Metrics } from "./metrics.js";
 
@@ -85,8 +86,13 @@ export async function runFunction(def: FunctionDefinition): Promise<void> {
     const events = envBool("PODCERT_RECORD_EVENTS", true) ? createEventRecorder(cluster, log) : undefined;
     if (events !== undefined) flushEvents = (ms) => events.flush(ms);
     const ctx: FunctionContext = { config, cluster, metrics, keys, now: () => new Date(), log, ...(events ? { events } : {}) };
-    // Only sign is ever given a CA pool; the other functions never open one.
-    if (stepEntry(def.step).holdsCaPool) ctx.caPool = loadCaPoolFile(envString("PODCERT_CA_POOL", "/var/run/podcert/ca/ca-pool.yaml"));
+    // Only sign is ever given a CA pool; the other functions never open one. It follows the file
+    // (a Secret kubelet updates in place) without a restart: ca/pool-source.ts.
+    if (stepEntry(def.step).holdsCaPool) {
+      const caPool = openCaPoolFile(envString("PODCERT_CA_POOL", "/var/run/podcert/ca/ca-pool.yaml"), { log, signers: config.signers.keys() });
+      ctx.caPool = caPool;
+      metrics.watchCaPool(caPool);
+    }
     // The trust publisher reads the CA certificates (never the keys), at start to fail early on a
     // broken file, then again at each run (the mounted Secret changes in place).
     if (stepEntry(def.step).publishesTrust) {
@@ -179,6 +185,7 @@ function lazyMetrics(step: string, log: Logger): Metrics & { load(): Promise<Met
     issued: (o) => observe((m) => m.issued(o)),
     apiCall: (c) => observe((m) => m.apiCall(c)),
     trustPublished: (o) => observe((m) => m.trustPublished(o)),
+    watchCaPool: (f) => observe((m) => m.watchCaPool(f)),
     render: async () => {
       const m = await load();
       return m ? m.render() : { contentType: "text/plain; version=0.0.4; charset=utf-8", body: "# metrics unavailable (see the log)\n" };

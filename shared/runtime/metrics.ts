@@ -1,9 +1,15 @@
 /**
  * Prometheus metrics (prom-client) for one function. Labels are bounded: function, event type,
- * HTTP status, signer, reason, API operation; never a pod, namespace or PCR name.
+ * HTTP status, signer, reason, API operation, and for sign's CAs their serial and state (a pool
+ * holds a few CAs per signer); never a pod, namespace or PCR name.
  */
 import { Counter, Gauge, Histogram, Registry } from "prom-client";
+import { CA_STATES } from "../ca/pool.js";
+import type { CaPoolFileState } from "../ca/pool-source.js";
 import type { ApiCallObserver } from "../kube/client-node.js";
+
+/** The values of podcert_ca_state's `state` label: the pool's states, and `unset` for the CAs of a signer whose CAs carry none. */
+export const CA_STATE_LABELS = [...CA_STATES, "unset"] as const;
 
 export interface Metrics {
   eventHandled(o: { fn: string; type: string; status: number; seconds: number }): void;
@@ -12,6 +18,8 @@ export interface Metrics {
   apiCall: ApiCallObserver;
   /** The trust publisher confirmed a signer's bundles equal to its published CAs at `at`. */
   trustPublished(o: { signer: string; at: Date }): void;
+  /** sign: the CA gauges read this pool file's state at each scrape (so they follow reloads). */
+  watchCaPool(file: { state(): CaPoolFileState }): void;
   render(): Promise<{ contentType: string; body: string }>;
 }
 
@@ -26,6 +34,69 @@ export function createMetrics(fn: string): Metrics {
   const api = new Histogram({ name: "podcert_kubernetes_api_seconds", help: "Kubernetes API call latency by operation and outcome", labelNames: ["operation", "outcome"], buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5], registers: [registry] });
   const apiErrors = new Counter({ name: "podcert_kubernetes_api_errors_total", help: "Kubernetes API calls that failed (not 404/409)", labelNames: ["operation"], registers: [registry] });
   const trustPublishedAt = new Gauge({ name: "podcert_trust_published_timestamp_seconds", help: "When the signer's ClusterTrustBundle and SPIFFE bundle were last confirmed equal to its published CAs (alert on time() minus this)", labelNames: ["signer"], registers: [registry] });
+  // The CA gauges are computed when scraped, from the pool in use then (state() checks the file
+  // first), so they are right after a reload and seconds-until-expiry is current. A StateSet for
+  // the state (every state a series, 1 for the CA's own, as kube-state-metrics' phases): a state
+  // change flips values instead of making and dropping series.
+  let caFile: { state(): CaPoolFileState } | undefined;
+  new Gauge({
+    name: "podcert_ca_seconds_until_expiry",
+    help: "Seconds from now until the CA certificate's notAfter (negative once expired), per signer and CA serial",
+    labelNames: ["signer", "serial"],
+    registers: [registry],
+    collect() {
+      this.reset();
+      if (caFile === undefined) return;
+      const now = Date.now();
+      for (const [signer, cas] of caFile.state().pool.signers) {
+        for (const ca of cas) this.set({ signer, serial: ca.serialHex }, (ca.notAfter.getTime() - now) / 1000);
+      }
+    },
+  });
+  new Gauge({
+    name: "podcert_ca_state",
+    help: `The CA's rotation state: 1 for its state, 0 for the others (${CA_STATE_LABELS.join(", ")}; unset: a pool without states)`,
+    labelNames: ["signer", "serial", "state"],
+    registers: [registry],
+    collect() {
+      this.reset();
+      if (caFile === undefined) return;
+      for (const [signer, cas] of caFile.state().pool.signers) {
+        for (const ca of cas) {
+          const own = ca.state ?? "unset";
+          for (const state of CA_STATE_LABELS) this.set({ signer, serial: ca.serialHex, state }, state === own ? 1 : 0);
+        }
+      }
+    },
+  });
+  new Gauge({
+    name: "podcert_ca_pool_last_reload_timestamp_seconds",
+    help: "When the CA pool in use was loaded (at start or by the last reload that succeeded), Unix seconds",
+    registers: [registry],
+    collect() {
+      this.reset();
+      if (caFile !== undefined) this.set(caFile.state().loadedAt.getTime() / 1000);
+    },
+  });
+  new Gauge({
+    name: "podcert_ca_pool_last_reload_successful",
+    help: "1 when the CA pool file on disk is the pool in use, 0 while it holds a file that was refused",
+    registers: [registry],
+    collect() {
+      this.reset();
+      if (caFile !== undefined) this.set(caFile.state().upToDate ? 1 : 0);
+    },
+  });
+  new Counter({
+    name: "podcert_ca_pool_reload_failures_total",
+    help: "CA pool files refused (broken, partial, a key that does not match), each distinct content once; the last good pool kept signing",
+    registers: [registry],
+    collect() {
+      // The source counts; the counter shows its count (monotonic: it only grows).
+      this.reset();
+      if (caFile !== undefined) this.inc(caFile.state().refusals);
+    },
+  });
   return {
     trustPublished: ({ signer, at }) => trustPublishedAt.set({ signer }, at.getTime() / 1000),
     eventHandled: ({ type, status, seconds }) => {
@@ -40,6 +111,9 @@ export function createMetrics(fn: string): Metrics {
     apiCall: ({ operation, seconds, outcome }) => {
       api.observe({ operation, outcome }, seconds);
       if (outcome === "error") apiErrors.inc({ operation });
+    },
+    watchCaPool: (file) => {
+      caFile = file;
     },
     render: async () => ({ contentType: registry.contentType, body: await registry.metrics() }),
   };

@@ -16,6 +16,9 @@
  *      resourceVersion read (a conflict that another delivery won is a skip, any other a retry),
  *      then the decision log, the Kubernetes Event and an optional reply;
  *    - `wait`: nothing written, 503, so the broker redelivers (derive-sans waiting for Services);
+ *      a wait an operator must end (sign without a CA that can cover a certificate: a
+ *      WaitingError from shared/policy/, turned into a `wait` here) is also recorded as a
+ *      Warning Event on the PCR, once per delivery;
  *    - `skip`: nothing to do, 204.
  *
  * So retry versus final is decided here: a denial is handed on (deny writes it, final), waiting
@@ -25,7 +28,7 @@
  * anything else is a bug (500). Every outcome that decides something is logged as one `decision`
  * line and counted.
  */
-import { RejectedEventError, TransientError, type RequestDeniedError } from "../errors.js";
+import { RejectedEventError, TransientError, WaitingError, type RequestDeniedError } from "../errors.js";
 import { verifyAttestation, type AttestationClaims, type Decision, type DecisionKind, type DecisionOf } from "../events/attestation.js";
 import { readPcrTrigger } from "../events/pcr-event.js";
 import { readStepEventData, type PodcertEvent, type StepEventData } from "../events/types.js";
@@ -83,6 +86,11 @@ export interface Wait {
   /** What is waited for ("Services"). */
   for: string;
   message: string;
+  /**
+   * Set when an operator must act (WaitingError's reason): the message is also recorded as a
+   * Warning Event with this reason on the PCR, so `kubectl describe` says why it is pending.
+   */
+  reason?: WaitingError["reason"];
 }
 
 /** Nothing to do for this event (the PCR is gone, re-created or finished). */
@@ -109,8 +117,21 @@ export function denied(error: RequestDeniedError, spkiSha256: string, o: { withR
   return reply(EVENT_TYPES.denied, spkiSha256, { kind: "denied", reason, message, permanent }, { outcome: "denied", reason, message }, o);
 }
 
-export function wait(what: string, message: string): Wait {
-  return { kind: "wait", for: what, message };
+export function wait(what: string, message: string, o: { reason?: WaitingError["reason"] } = {}): Wait {
+  return { kind: "wait", for: what, message, ...(o.reason === undefined ? {} : { reason: o.reason }) };
+}
+
+/**
+ * Runs a step's algorithm. A WaitingError from the policy it calls is the `wait` outcome with its
+ * reason, carried out like any other (decision line, Event); every other error keeps its meaning.
+ */
+async function algorithm(run: () => Promise<Outcome> | Outcome): Promise<Outcome> {
+  try {
+    return await run();
+  } catch (e) {
+    if (e instanceof WaitingError) return wait(e.waitingFor, e.message, { reason: e.reason });
+    throw e;
+  }
 }
 
 export function skip(why: string): Skip {
@@ -159,7 +180,7 @@ export function sourceStep(def: StepShape & { run(input: StepInput & { pcr: PodC
       if ("skip" in read) return carryOut(ctx, event, at, skip(read.skip));
       // The API server's copy decides; an event that named another signer changes nothing.
       if (read.pcr.spec.signerName !== profile.name) return undefined;
-      return carryOut(ctx, event, at, await def.run({ ctx, profile, ref: trigger.ref, now: ctx.now(), pcr: read.pcr }));
+      return carryOut(ctx, event, at, await algorithm(() => def.run({ ctx, profile, ref: trigger.ref, now: ctx.now(), pcr: read.pcr })));
     },
   };
 }
@@ -227,11 +248,11 @@ export function attestedStep<E extends Expects, H, B>(
       const { attested, spkiSha256 } = await verifyExpected(ctx, data, profile, expected, now);
       const input: AttestedInput<E, H> = { ctx, profile, ref: data.pcr, now, attested: attested as Attested<E>, spkiSha256, holds };
       const at: Where = { ref: data.pcr, profile, received: data.attestations };
-      if (def.readsPcr !== true) return carryOut(ctx, event, at, await def.run(input));
+      if (def.readsPcr !== true) return carryOut(ctx, event, at, await algorithm(() => def.run(input)));
       const [read, beside] =
         def.beside === undefined ? [await readPendingPcr(ctx, data.pcr), undefined] : await Promise.all([readPendingPcr(ctx, data.pcr), def.beside(input)]);
       if ("skip" in read) return carryOut(ctx, event, at, skip(read.skip));
-      return carryOut(ctx, event, at, await def.run({ ...input, pcr: read.pcr, beside }));
+      return carryOut(ctx, event, at, await algorithm(() => def.run({ ...input, pcr: read.pcr, beside })));
     },
   };
 }
@@ -292,7 +313,11 @@ async function carryOut(ctx: FunctionContext, event: PodcertEvent, at: Where, o:
       log({ outcome: "skipped", message: o.why });
       return undefined;
     case "wait":
-      log({ outcome: "waiting", message: o.message });
+      log({ outcome: "waiting", ...(o.reason === undefined ? {} : { reason: o.reason }), message: o.message });
+      // One Event per delivery: the broker's retries are bounded (knative/broker.yaml), and each
+      // tells `kubectl describe` the wait goes on. A wait for the user's own objects (Services)
+      // records none: derive-sans holds no Event permission, and the pod's owner made the wait.
+      if (o.reason !== undefined) recordPcrEvent(ctx, at.ref, "Warning", o.reason, o.message);
       throw new TransientError(`waiting for ${o.for}: ${o.message}`);
     case "handOn":
       log(o.log);
@@ -315,7 +340,7 @@ async function carryOut(ctx: FunctionContext, event: PodcertEvent, at: Where, o:
           ...(Number.isNaN(created) ? {} : { secondsSinceCreation: (Date.now() - created) / 1000 }),
         });
       }
-      recordPcrEvent(ctx, o.pcr, o.note.type, o.note.reason, o.note.message);
+      recordPcrEvent(ctx, at.ref, o.note.type, o.note.reason, o.note.message);
       return o.then === undefined ? undefined : send(o.then);
     }
   }

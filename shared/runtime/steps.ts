@@ -7,7 +7,7 @@ import { type PodcertEvent, type StepEventData } from "../events/types.js";
 import { EVENT_TYPES } from "../steps.js";
 import { ConflictError, TransientError } from "../errors.js";
 import { MAX_EVENT_NOTE_BYTES, truncateUtf8 } from "../limits.js";
-import { describePcr, pcrRef, terminalCondition, type PcrRef, type PcrStatus, type PodCertificateRequest } from "../pcr/model.js";
+import { describePcr, PCR_API_VERSION, pcrRef, terminalCondition, type PcrRef, type PcrStatus, type PodCertificateRequest } from "../pcr/model.js";
 import { replyEvent, type FunctionContext } from "./function.js";
 
 /**
@@ -86,9 +86,9 @@ export async function writeStatus(ctx: FunctionContext, pcr: PodCertificateReque
  * A Kubernetes Event on the PCR, so `kubectl describe` shows the outcome. Best effort and in the
  * background (see kube/event-recorder.ts): the answer does not wait for it.
  */
-export function recordPcrEvent(ctx: FunctionContext, pcr: PodCertificateRequest, type: "Normal" | "Warning", reason: string, message: string): void {
+export function recordPcrEvent(ctx: FunctionContext, pcr: PcrRef, type: "Normal" | "Warning", reason: string, message: string): void {
   ctx.events?.record({
-    regarding: { kind: pcr.kind, apiVersion: pcr.apiVersion, namespace: pcr.metadata.namespace, name: pcr.metadata.name, uid: pcr.metadata.uid ?? "" },
+    regarding: { kind: "PodCertificateRequest", apiVersion: PCR_API_VERSION, namespace: pcr.namespace, name: pcr.name, uid: pcr.uid },
     type,
     reason,
     message: truncateUtf8(message, MAX_EVENT_NOTE_BYTES),

@@ -178,6 +178,23 @@ describe("sign", () => {
     expect(terminalCondition(await t.read(t.pcrFor("atenet-router")))).toBeUndefined();
   });
 
+  it("waits (503) with a Warning NoUsableCA Event on the PCR while the signer has no active CA", async () => {
+    const config = defaultSignerConfig();
+    const doc = await createCaPool([...config.signers.keys()], { keyAlgorithm: "ECDSAP256", validityDays: 30, now: new Date() });
+    // Prepared, not yet activated: published, signing nothing.
+    for (const s of doc.signers) for (const c of s.cas) Object.assign(c, { state: "prepared", since: { prepared: new Date().toISOString() } });
+    const t = await setup({ caPool: parseCaPool(serializeCaPool(doc)) });
+    const pcr = t.pcrFor("atenet-router");
+    const r = await t.run("sign", await t.derivedFor(pcr));
+    expect(r.status).toBe(503);
+    expect(terminalCondition(await t.read(pcr))).toBeUndefined();
+    await t.contexts.sign.events?.flush();
+    const events = t.server.store.list("events", { namespace: pcr.metadata.namespace }).items as unknown as { type: string; reason: string; message: string; involvedObject: { uid: string } }[];
+    expect(events.filter((e) => e.involvedObject.uid === pcr.metadata.uid)).toMatchObject([
+      { type: "Warning", reason: "NoUsableCA", message: expect.stringMatching(new RegExp(`^signer ${pcr.spec.signerName.replaceAll(".", "\\.")} has no active CA; activate its prepared CA .*stay pending`)) },
+    ]);
+  });
+
   it("never puts notAfter past the CA's own notAfter", async () => {
     const config = defaultSignerConfig();
     const now = new Date();

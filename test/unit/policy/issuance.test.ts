@@ -1,8 +1,10 @@
 /** shared/policy/issuance.ts: sign's last look at the pod, and the certificate it plans. */
-import { describe, expect, it } from "vitest";
-import { RequestDeniedError, TransientError } from "../../../shared/errors.js";
+import { beforeAll, describe, expect, it } from "vitest";
+import { createCa } from "../../../cli/ca-create.js";
+import { parseCaPool, serializeCaPool, type CaState } from "../../../shared/ca/pool.js";
+import { ConfigError, RequestDeniedError, TransientError, WaitingError } from "../../../shared/errors.js";
 import type { PcrSpec } from "../../../shared/pcr/model.js";
-import { planIssuance, podChangedSinceValidation } from "../../../shared/policy/issuance.js";
+import { planIssuance, podChangedSinceValidation, signingCa } from "../../../shared/policy/issuance.js";
 import { certificateTimes } from "../../../shared/policy/lifetime.js";
 import { podIdentityExtensionValue } from "../../../shared/x509/der.js";
 import { NODE_NAME, NODE_UID, POD_NAME, POD_UID, pod, SA_NAME, SA_UID } from "../../helpers/objects.js";
@@ -74,5 +76,48 @@ describe("planIssuance", () => {
   it("waits (TransientError) rather than plan a certificate past a CA that ends within the hour", () => {
     const ending = { ...CA, notAfter: new Date(NOW.getTime() + 3599_000) };
     expect(() => planIssuance({ now: NOW, profile: { refreshFraction: 0.5 }, ca: ending, spec: SPEC, key: KEY, sans: SANS })).toThrow(TransientError);
+  });
+});
+
+describe("signingCa", () => {
+  const SIGNER = "example.com/identity";
+  const T = new Date("2026-03-10T12:00:00Z");
+  let ca: { certificate: string; privateKey: string };
+  beforeAll(async () => {
+    ca = await createCa({ signerName: SIGNER, keyAlgorithm: "ECDSAP256", validityDays: 30, now: new Date(T.getTime() - 86_400_000) });
+  });
+  const poolWith = (state: CaState) =>
+    parseCaPool(serializeCaPool({ apiVersion: "podcert.ate.dev/v1alpha1", kind: "CAPool", signers: [{ signerName: SIGNER, cas: [{ ...ca, state, since: { [state]: T.toISOString() } }] }] }));
+
+  it("is the signer's active CA", () => {
+    expect(signingCa(poolWith("active"), SIGNER, T).state).toBe("active");
+  });
+
+  it("waits (a WaitingError, NoUsableCA) while the signer has no active CA, saying what to do", () => {
+    let err: unknown;
+    try {
+      signingCa(poolWith("prepared"), SIGNER, T);
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(WaitingError);
+    expect(err).toBeInstanceOf(TransientError);
+    expect(err).toMatchObject({ reason: "NoUsableCA", waitingFor: "a usable CA" });
+    expect((err as Error).message).toBe(
+      `signer ${SIGNER} has no active CA; activate its prepared CA (podcert ca rotate --signer ${SIGNER} activate); ` +
+        `requests for signer ${SIGNER} stay pending until it has an active CA valid now (podcert ca status --ca-pool <file> shows the next step)`,
+    );
+  });
+
+  it("keeps a pool without the signer a configuration error (not a wait)", () => {
+    expect(() => signingCa(poolWith("active"), "example.com/other", T)).toThrow(ConfigError);
+  });
+
+  it("names the CA's serial when it cannot cover a certificate (CAExpiring, through planIssuance)", () => {
+    const active = signingCa(poolWith("active"), SIGNER, T);
+    const late = new Date(active.notAfter.getTime() - 30 * 60_000);
+    expect(() => planIssuance({ now: late, profile: { refreshFraction: 0.5 }, ca: active, spec: SPEC, key: { spkiDer: Buffer.alloc(1), keyType: "ED25519" }, sans: { uris: [], dnsNames: [], lifetimeSeconds: 3600 } })).toThrow(
+      expect.objectContaining({ reason: "CAExpiring", message: expect.stringContaining(`(serial ${active.serialHex}) expires at ${active.notAfter.toISOString()}, 1800s from now`) }),
+    );
   });
 });

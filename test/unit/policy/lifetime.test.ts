@@ -91,8 +91,11 @@ describe("certificateTimes", () => {
     expect((err as TransientError).overloaded).toBe(false);
     const left = Math.floor((caEndMs - NOW.getTime()) / 1000);
     expect((err as Error).message).toBe(
-      `the newest CA for signer ${SIGNER} expires at ${new Date(caEndMs).toISOString()}, ${left}s from now, less than the ${MIN_LIFETIME_SECONDS}s a certificate needs; add a new CA to the pool`,
+      `the CA signer ${SIGNER} signs with expires at ${new Date(caEndMs).toISOString()}, ${left}s from now, less than the ${MIN_LIFETIME_SECONDS}s a certificate needs; ` +
+        `requests stay pending until a new CA signs. Prepare and activate a new CA: podcert ca rotate --ca-pool <file> --signer ${SIGNER} prepare, then activate (podcert ca status says when)`,
     );
+    // The step runner records it as a Warning Event on the PCR (run-step.ts).
+    expect(err).toMatchObject({ name: "WaitingError", reason: "CAExpiring" });
   });
 
   it.each([

@@ -4,7 +4,7 @@
  * small test steps against an in-memory ClusterApi with real step keys and attestations.
  */
 import { beforeEach, describe, expect, it } from "vitest";
-import { ConflictError, RejectedEventError, RequestDeniedError, TransientError } from "../../../shared/errors.js";
+import { ConflictError, RejectedEventError, RequestDeniedError, TransientError, WaitingError } from "../../../shared/errors.js";
 import { attest, type Decision, type StepKeys } from "../../../shared/events/attestation.js";
 import { apiServerAddEvent } from "../../../shared/events/pcr-event.js";
 import { ephemeralStepKeys } from "../../../shared/events/step-keys.js";
@@ -262,6 +262,51 @@ describe("the other outcomes", () => {
     expect(r.status).toBe(503);
     expect((r.error as Error).message).toBe("waiting for Services: Service ns/api does not exist");
     expect(decisions()).toMatchObject([{ outcome: "waiting", message: "Service ns/api does not exist" }]);
+  });
+
+  it("wait: records no Kubernetes Event when nothing asks an operator to act (Services the user creates)", async () => {
+    const { def } = validatedStep(() => wait("Services", "Service ns/api does not exist"));
+    const { ctx, events } = context("derive-sans", fakeCluster(pcr).api);
+    expect((await dispatch(def, ctx, await stepEvent(EVENT_TYPES.validated, { validate: VALIDATED }))).status).toBe(503);
+    expect(events).toEqual([]);
+  });
+
+  it.each([
+    { case: "a WaitingError from the policy the algorithm calls", run: (): Outcome => {
+      throw new WaitingError("a usable CA", "CAExpiring", "the CA expires; rotate");
+    } },
+    { case: "a wait outcome with a reason", run: (): Outcome => wait("a usable CA", "the CA expires; rotate", { reason: "CAExpiring" }) },
+  ])("$case: pending (503), the decision line gives the reason, and a Warning Event on the PCR says it", async ({ run }) => {
+    // A sign-like step that reads the PCR: the Event is on the PCR the event names.
+    const def = attestedStep({ step: "sign", expects: { validated: "validate" }, readsPcr: true, run });
+    const { api, state } = fakeCluster(pcr);
+    const { ctx, decisions, events } = context("sign", api);
+    const r = await dispatch(def, ctx, await stepEvent(EVENT_TYPES.sansDerived, { validate: VALIDATED }));
+    expect(r.status).toBe(503);
+    expect(r.error).toBeInstanceOf(TransientError);
+    expect((r.error as Error).message).toBe("waiting for a usable CA: the CA expires; rotate");
+    expect(decisions()).toMatchObject([{ outcome: "waiting", reason: "CAExpiring", message: "the CA expires; rotate" }]);
+    expect(events).toEqual([
+      {
+        regarding: { kind: "PodCertificateRequest", apiVersion: "certificates.k8s.io/v1beta1", namespace: pcr.metadata.namespace, name: pcr.metadata.name, uid: pcr.metadata.uid },
+        type: "Warning",
+        reason: "CAExpiring",
+        message: "the CA expires; rotate",
+        reportingComponent: "podcert-sign",
+      },
+    ]);
+    expect(state.writes).toEqual([]);
+  });
+
+  it("other errors of the algorithm keep their meaning (a TransientError: 503, no decision, no Event)", async () => {
+    const def = attestedStep({ step: "sign", expects: { validated: "validate" }, readsPcr: true, run: (): Outcome => {
+      throw new TransientError("the API server is away");
+    } });
+    const { ctx, decisions, events } = context("sign", fakeCluster(pcr).api);
+    const r = await dispatch(def, ctx, await stepEvent(EVENT_TYPES.sansDerived, { validate: VALIDATED }));
+    expect(r.status).toBe(503);
+    expect(decisions()).toEqual([]);
+    expect(events).toEqual([]);
   });
 
   it("denied: a request.denied reply with the denial attested, without the attestations received", async () => {
