@@ -123,10 +123,11 @@ function loadPrivateKey(pem: string, where: string): KeyObject {
 }
 
 /**
- * Parses and checks a CA pool document (YAML or JSON). Throws ConfigError naming the place and
- * the problem; never quotes key material or PEM text.
+ * A CA pool document (YAML or JSON) checked for its shape only, not its certificates, keys or
+ * states: what parseCaPool starts from, and what `podcert ca rotate` rewrites. ConfigError as
+ * parseCaPool's.
  */
-export function parseCaPool(text: string): CaPool {
+export function parseCaPoolDocument(text: string): CaPoolDocument {
   let raw: unknown;
   try {
     raw = YAML.parse(text, { prettyErrors: false });
@@ -141,8 +142,16 @@ export function parseCaPool(text: string): CaPool {
   if (!parsed.success) {
     throw new ConfigError(`CA pool is invalid: ${z.describeIssues(parsed.error).join("; ")}`);
   }
+  return parsed.data;
+}
+
+/**
+ * Parses and checks a CA pool document (YAML or JSON). Throws ConfigError naming the place and
+ * the problem; never quotes key material or PEM text.
+ */
+export function parseCaPool(text: string): CaPool {
   const signers = new Map<string, LoadedCa[]>();
-  parsed.data.signers.forEach((s, si) => {
+  parseCaPoolDocument(text).signers.forEach((s, si) => {
     if (signers.has(s.signerName)) {
       throw new ConfigError(`signers[${si}]: signer ${s.signerName} appears more than once in the CA pool`);
     }
@@ -178,8 +187,7 @@ export function parseCaPool(text: string): CaPool {
         state: c.state,
         since: Object.fromEntries(Object.entries(c.since ?? {}).map(([k, v]) => [k, new Date(v)])),
         signer,
-        serialHex: new X509Certificate(signer.certDer).serialNumber,
-        fingerprintSha256: createHash("sha256").update(signer.certDer).digest("hex"),
+        ...certificateIds(signer.certDer),
         notBefore: signer.notBefore,
         notAfter: signer.notAfter,
         certificatePem: signer.certPem,
@@ -189,6 +197,11 @@ export function parseCaPool(text: string): CaPool {
     signers.set(s.signerName, list);
   });
   return { signers };
+}
+
+/** A certificate's serial (hex, as openssl prints it) and SHA-256 fingerprint (hex), as LoadedCa has them. */
+export function certificateIds(der: Buffer): { serialHex: string; fingerprintSha256: string } {
+  return { serialHex: new X509Certificate(der).serialNumber, fingerprintSha256: createHash("sha256").update(der).digest("hex") };
 }
 
 function casOf(pool: CaPool, signerName: string): LoadedCa[] {
