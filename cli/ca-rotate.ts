@@ -14,6 +14,7 @@ import { newCaOptions, NEW_CA_OPTIONS } from "./ca.js";
 import { createCa } from "./ca-create.js";
 import {
   activateCa,
+  checkCanPrepare,
   DEFAULT_PROPAGATION_SECONDS,
   poolStatus,
   prepareCa,
@@ -36,7 +37,7 @@ const ACTION_OPTIONS: Record<Action, readonly string[]> = {
 };
 
 /** "10m", "90s", "1h", "1h30m" → seconds. */
-export function parseDuration(text: string, flag: string): number {
+function parseDuration(text: string, flag: string): number {
   const m = /^(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$/.exec(text);
   if (!m || text === "") throw new UsageError(`${flag} must be a duration like 10m, 90s or 1h (got ${JSON.stringify(text)})`);
   return Number(m[1] ?? 0) * 3600 + Number(m[2] ?? 0) * 60 + Number(m[3] ?? 0);
@@ -77,9 +78,9 @@ async function newCa(values: Options, signerName: string, now: Date): Promise<Ne
   const key = optional(values, "private-key");
   const chain = optional(values, "chain");
   if (certificate === undefined && key === undefined && chain === undefined) {
-    const ca = await createCa({ signerName, ...newCaOptions(values), now });
-    process.stderr.write(`created a new CA for ${signerName}\n`);
-    return ca;
+    const o = newCaOptions(values);
+    process.stderr.write(`creating a new CA (${o.keyAlgorithm}) for ${signerName}\n`);
+    return createCa({ signerName, ...o, now });
   }
   if (certificate === undefined || key === undefined) throw new UsageError("importing a CA takes both --certificate and --private-key (and --chain when it is not a root)");
   if (values["key-algorithm"] !== undefined || values["validity-days"] !== undefined) {
@@ -105,7 +106,7 @@ async function newCa(values: Options, signerName: string, now: Date): Promise<Ne
  * holds `expected` (another rotation got there first). The temporary file, which holds keys, is
  * removed on any failure.
  */
-export function rewriteFile(path: string, expected: string, text: string): void {
+function rewriteFile(path: string, expected: string, text: string): void {
   const target = realpathSync(path);
   const dir = dirname(target);
   const tmp = join(dir, `.${basename(target)}.${randomBytes(6).toString("hex")}.tmp`);
@@ -174,7 +175,10 @@ export async function runCaRotate(args: string[]): Promise<number> {
   const facts = { now, maxLifetimeSeconds, propagationSeconds, force: values.force === true };
 
   let outcome: RotationOutcome;
-  if (act === "prepare") outcome = prepareCa(doc, signerName, await newCa(values, signerName, now), facts);
+  if (act === "prepare") {
+    checkCanPrepare(doc, signerName); // before making a key for nothing
+    outcome = prepareCa(doc, signerName, await newCa(values, signerName, now), facts);
+  }
   else if (act === "activate") outcome = activateCa(doc, signerName, facts);
   else {
     const serialHex = optional(values, "serial");
@@ -202,7 +206,7 @@ function stateText(ca: SignerStatus["cas"][number]): string {
 }
 
 /** Columns padded to their widest cell; the last is not padded. */
-export function table(rows: string[][]): string {
+function table(rows: string[][]): string {
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
   return rows.map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]!))).join("  ")).join("\n") + "\n";
 }

@@ -111,7 +111,7 @@ const after = (d: Date, seconds: number) => new Date(d.getTime() + ms(seconds));
 const earliest = (a: Date, b: Date) => (a.getTime() <= b.getTime() ? a : b);
 const latest = (a: Date, b: Date) => (a.getTime() >= b.getTime() ? a : b);
 
-/** A time for people, to the second; rounded up by default, so a "from" time is never shown early. */
+/** A time for people, to the second: a "from" time rounded up, never shown early; others ("before", "since") down. */
 export function showTime(d: Date, round: "up" | "down" = "up"): string {
   const s = (round === "up" ? Math.ceil : Math.floor)(d.getTime() / 1000);
   return new Date(s * 1000).toISOString().replace(".000Z", "Z");
@@ -154,7 +154,7 @@ function legacySigner(s: SignerEntry, now: Date, signerName: string): CaEntry | 
 // ---------------------------------------------------------------------------------------------
 
 /** Certificates a superseded CA signed can be valid until then (never past the CA's own end). */
-export function retireSafeFrom(ca: CaEntry, signerName: string, maxLifetimeSeconds: number): Date {
+function retireSafeFrom(ca: CaEntry, signerName: string, maxLifetimeSeconds: number): Date {
   const until = caFacts(ca, signerName).validUntil;
   return earliest(until, after(sinceOf(ca, "superseded"), maxLifetimeSeconds + RETIRE_MARGIN_SECONDS));
 }
@@ -189,10 +189,10 @@ function nextStepOfCa(s: SignerEntry, ca: CaEntry, facts: RotationFacts): NextSt
   // The signing CA, with no rotation under way: when the next one must start.
   const cover = coversUntil(f, facts.maxLifetimeSeconds);
   const by = after(cover, -facts.propagationSeconds);
-  if (now.getTime() < by.getTime()) return { step: "prepare", by, text: `rotate before ${showTime(by)}` };
-  if (now.getTime() < cover.getTime()) return { step: "prepare", by, text: `rotate now: from ${showTime(cover)} it cannot cover a full certificate` };
+  if (now.getTime() < by.getTime()) return { step: "prepare", by, text: `rotate before ${showTime(by, "down")}` };
+  if (now.getTime() < cover.getTime()) return { step: "prepare", by, text: `rotate now: from ${showTime(cover, "down")} it cannot cover a full certificate` };
   const stops = after(f.validUntil, -MIN_LIFETIME_SECONDS);
-  if (now.getTime() < stops.getTime()) return { step: "prepare", by, text: `rotate now: certificates are shortened; signing stops at ${showTime(stops)}` };
+  if (now.getTime() < stops.getTime()) return { step: "prepare", by, text: `rotate now: certificates are shortened; signing stops at ${showTime(stops, "down")}` };
   return { step: "prepare", by, text: "rotate now: it can no longer sign" };
 }
 
@@ -248,12 +248,23 @@ function adoptStates(s: SignerEntry, now: Date): string {
   return `gave its CAs rotation states (${done.join(", ")})`;
 }
 
+/** What prepareCa refuses whatever the new CA: checked before creating one. */
+export function checkCanPrepare(doc: CaPoolDocument, signerName: string): void {
+  const prepared = doc.signers.find((x) => x.signerName === signerName)?.cas.find((c) => c.state === "prepared");
+  if (prepared) {
+    throw new RotationRefusedError(
+      `signer ${signerName} already has a prepared CA (${caFacts(prepared, signerName).serialHex}, prepared at ${showTime(sinceOf(prepared, "prepared"), "down")}): activate it, or retire it to abort that rotation, first`,
+    );
+  }
+}
+
 /**
  * Adds `newCa` to the signer as prepared (published from now, not signing). Adopts states for a
  * signer from before rotation; adds the signer when the pool has none. Refuses a second prepared
  * CA, a CA already in the pool, and one that expires before now + maxLifetime + an hour.
  */
 export function prepareCa(doc: CaPoolDocument, signerName: string, newCa: NewCa, facts: RotationFacts): RotationOutcome {
+  checkCanPrepare(doc, signerName);
   const out = structuredClone(doc);
   const { now } = facts;
   const f = caFacts(newCa, signerName);
@@ -263,12 +274,6 @@ export function prepareCa(doc: CaPoolDocument, signerName: string, newCa: NewCa,
     s = { signerName, cas: [] };
     out.signers.push(s);
     parts.push("added the signer to the pool");
-  }
-  const prepared = s.cas.find((c) => c.state === "prepared");
-  if (prepared) {
-    throw new RotationRefusedError(
-      `signer ${signerName} already has a prepared CA (${caFacts(prepared, signerName).serialHex}, prepared at ${showTime(sinceOf(prepared, "prepared"), "down")}): activate it, or retire it to abort that rotation, first`,
-    );
   }
   const same = s.cas.find((c) => caFacts(c, signerName).fingerprintSha256 === f.fingerprintSha256);
   if (same) throw new RotationRefusedError(`CA ${f.serialHex} is already in the pool for signer ${signerName} (state ${same.state ?? "none"})`);

@@ -69,7 +69,7 @@ describe("podcert ca rotate", () => {
     const prep = await rotate(path, "prepare");
     expect(prep.code, prep.stderr).toBe(0);
     expect(prep.stdout).toBe("");
-    expect(prep.stderr).toMatch(new RegExp(`^created a new CA for ${WORKERPOOL_SIGNER}\\nsigner ${WORKERPOOL_SIGNER}: gave its CAs rotation states \\(${initial!.serial} active\\); prepared CA (\\w+) \\(published, not signing, once this pool is applied; the propagation time counts from now\\)\\. Next: activate CA \\1 from \\S+Z\\n$`));
+    expect(prep.stderr).toMatch(new RegExp(`^creating a new CA \\(ECDSAP256\\) for ${WORKERPOOL_SIGNER}\\nsigner ${WORKERPOOL_SIGNER}: gave its CAs rotation states \\(${initial!.serial} active\\); prepared CA (\\w+) \\(published, not signing, once this pool is applied; the propagation time counts from now\\)\\. Next: activate CA \\1 from \\S+Z\\n$`));
     expect(statSync(path).mode & 0o777).toBe(0o600);
     const [, prepared] = statesOf(path);
     expect(statesOf(path)).toEqual([{ serial: initial!.serial, state: "active" }, { serial: prepared!.serial, state: "prepared" }]);

@@ -311,7 +311,7 @@ describe("status", () => {
     const end = endOf(cur).getTime();
     expect(texts(doc({ name: SIGNER, cas: [old, cur] }), T)).toEqual([
       [null, false, "—"],
-      [null, true, `rotate before ${showTime(new Date(end - DAY - 10 * MIN))}`],
+      [null, true, `rotate before ${showTime(new Date(end - DAY - 10 * MIN), "down")}`],
     ]);
   });
 
@@ -322,7 +322,7 @@ describe("status", () => {
       case: "after activation",
       d: () => activateCa(midRotation(), SIGNER, { ...facts(at(H)), force: false }).doc,
       now: at(H),
-      want: [["superseded", false, "retire from 2026-06-02T13:10:01Z"], ["active", true, () => `rotate before ${showTime(new Date(endOf(next).getTime() - DAY - 10 * MIN))}`]],
+      want: [["superseded", false, "retire from 2026-06-02T13:10:01Z"], ["active", true, () => `rotate before ${showTime(new Date(endOf(next).getTime() - DAY - 10 * MIN), "down")}`]],
     },
     {
       case: "a prepared CA that can no longer cover a certificate",
