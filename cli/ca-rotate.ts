@@ -36,10 +36,12 @@ const ACTION_OPTIONS: Record<Action, readonly string[]> = {
   retire: ["force", "serial"],
 };
 
-/** "10m", "90s", "1h", "1h30m" → seconds. */
-function parseDuration(text: string, flag: string): number {
+/** --propagation: "10m", "90s", "1h", "1h30m" → seconds; 10 minutes when not given. */
+function propagationSeconds(values: Options): number {
+  const text = optional(values, "propagation");
+  if (text === undefined) return DEFAULT_PROPAGATION_SECONDS;
   const m = /^(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$/.exec(text);
-  if (!m || text === "") throw new UsageError(`${flag} must be a duration like 10m, 90s or 1h (got ${JSON.stringify(text)})`);
+  if (!m || text === "") throw new UsageError(`--propagation must be a duration like 10m, 90s or 1h (got ${JSON.stringify(text)})`);
   return Number(m[1] ?? 0) * 3600 + Number(m[2] ?? 0) * 60 + Number(m[3] ?? 0);
 }
 
@@ -167,19 +169,18 @@ export async function runCaRotate(args: string[]): Promise<number> {
   }
   const poolPath = required(values, "ca-pool");
   const signerName = required(values, "signer");
-  const propagationSeconds = parseDuration(optional(values, "propagation") ?? `${DEFAULT_PROPAGATION_SECONDS}s`, "--propagation");
+  const propagation = propagationSeconds(values);
   const configPath = optional(values, "config");
   const maxLifetimeSeconds = maxLifetimeOf(loadSignerConfig(configPath), signerName, configPath);
   const { text: before, doc } = readPool(poolPath);
   const now = new Date();
-  const facts = { now, maxLifetimeSeconds, propagationSeconds, force: values.force === true };
+  const facts = { now, maxLifetimeSeconds, propagationSeconds: propagation, force: values.force === true };
 
   let outcome: RotationOutcome;
   if (act === "prepare") {
     checkCanPrepare(doc, signerName); // before making a key for nothing
     outcome = prepareCa(doc, signerName, await newCa(values, signerName, now), facts);
-  }
-  else if (act === "activate") outcome = activateCa(doc, signerName, facts);
+  } else if (act === "activate") outcome = activateCa(doc, signerName, facts);
   else {
     const serialHex = optional(values, "serial");
     outcome = retireCa(doc, signerName, serialHex === undefined ? facts : { ...facts, serialHex });
@@ -192,8 +193,8 @@ export async function runCaRotate(args: string[]): Promise<number> {
     // A rule made a pool that does not load: a bug, but the file stays as it was.
     throw new ConfigError(`the rewritten CA pool would not load (${(e as Error).message}); ${poolPath} is unchanged`);
   }
-  for (const risk of outcome.risks) process.stderr.write(`podcert: --force: ${risk}\n`);
   rewriteFile(poolPath, before, after);
+  for (const risk of outcome.risks) process.stderr.write(`podcert: --force: ${risk}\n`);
   process.stderr.write(`${outcome.changed}. Next: ${outcome.next.text}\n`);
   return EXIT.ok;
 }
@@ -216,14 +217,14 @@ export async function runCaStatus(args: string[]): Promise<number> {
   if (positionals.length > 0) throw new UsageError(`podcert ca status: unexpected ${positionals.join(" ")}`);
   const output = optional(values, "output") ?? "table";
   if (output !== "table" && output !== "json") throw new UsageError("--output must be table or json");
-  const propagationSeconds = parseDuration(optional(values, "propagation") ?? `${DEFAULT_PROPAGATION_SECONDS}s`, "--propagation");
+  const propagation = propagationSeconds(values);
   const config = loadSignerConfig(optional(values, "config"));
   const { doc } = readPool(required(values, "ca-pool"));
   const now = new Date();
-  const status = poolStatus(doc, { now, propagationSeconds, maxLifetimeSeconds: (n) => config.signers.get(n)?.maxLifetimeSeconds });
+  const status = poolStatus(doc, { now, propagationSeconds: propagation, maxLifetimeSeconds: (n) => config.signers.get(n)?.maxLifetimeSeconds });
   if (output === "json") {
     const signers = status.map((s) => ({ ...s, maxLifetimeSeconds: s.maxLifetimeSeconds ?? null }));
-    process.stdout.write(`${JSON.stringify({ now, propagationSeconds, signers }, null, 2)}\n`);
+    process.stdout.write(`${JSON.stringify({ now, propagationSeconds: propagation, signers }, null, 2)}\n`);
     return EXIT.ok;
   }
   const rows = [["SIGNER", "SERIAL", "SHA-256", "STATE", "SINCE", "NOT AFTER", "NEXT"]];
