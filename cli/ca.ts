@@ -1,20 +1,28 @@
-/** `podcert ca init` and `podcert ca bundle`. */
+/** `podcert ca init` and `podcert ca bundle` (rotation and status: ca-rotate.ts). */
 import { existsSync, writeFileSync } from "node:fs";
 import { caTrustDocument, clusterTrustBundleManifest, parseCaPool, parseCaTrust, serializeCaPool, trustBundlePem, type CaPoolDocument } from "../shared/ca/pool.js";
 import { CA_KEY_ALGORITHMS, createCaPool, type CaKeyAlgorithm } from "./ca-create.js";
 import { ConfigError } from "../shared/errors.js";
 import { loadCaPoolFile, loadSignerConfig, readText } from "../shared/runtime/load.js";
 import { parse as parseYaml, stringify } from "yaml";
-import { EXIT, optional, parse, required, UsageError } from "./args.js";
+import { EXIT, optional, parse, required, UsageError, type Options } from "./args.js";
 
-export async function runCaInit(args: string[]): Promise<number> {
-  const { values } = parse(args, { out: { type: "string" }, "key-algorithm": { type: "string" }, "validity-days": { type: "string" } });
-  const out = required(values, "out");
-  const config = loadSignerConfig(optional(values, "config"));
+/** The options of a CA podcert creates, shared by `ca init` and `ca rotate prepare`. */
+export const NEW_CA_OPTIONS = { "key-algorithm": { type: "string" }, "validity-days": { type: "string" } } as const;
+
+export function newCaOptions(values: Options): { keyAlgorithm: CaKeyAlgorithm; validityDays: number } {
   const keyAlgorithm = (optional(values, "key-algorithm") ?? "ECDSAP256") as CaKeyAlgorithm;
   if (!CA_KEY_ALGORITHMS.includes(keyAlgorithm)) throw new UsageError(`--key-algorithm must be one of ${CA_KEY_ALGORITHMS.join(", ")}`);
   const validityDays = Number(optional(values, "validity-days") ?? "365");
   if (!Number.isInteger(validityDays) || validityDays < 1 || validityDays > 3650) throw new UsageError("--validity-days must be an integer from 1 to 3650");
+  return { keyAlgorithm, validityDays };
+}
+
+export async function runCaInit(args: string[]): Promise<number> {
+  const { values } = parse(args, { out: { type: "string" }, ...NEW_CA_OPTIONS });
+  const out = required(values, "out");
+  const config = loadSignerConfig(optional(values, "config"));
+  const { keyAlgorithm, validityDays } = newCaOptions(values);
   if (existsSync(out)) throw new ConfigError(`${out} already exists; podcert ca init never overwrites a CA pool`);
   const signers = [...config.signers.keys()];
   process.stderr.write(`creating ${keyAlgorithm} CAs for ${signers.join(", ")}\n`);

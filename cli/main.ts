@@ -10,6 +10,8 @@ import { LOG_LEVELS } from "../shared/runtime/log.js";
 import { STEPS } from "../shared/steps.js";
 import { EXIT, UsageError } from "./args.js";
 import { runCaBundle, runCaInit, runCaTrust } from "./ca.js";
+import { runCaRotate, runCaStatus } from "./ca-rotate.js";
+import { RotationRefusedError } from "./ca-rotation.js";
 import { runDemo } from "./demo.js";
 import { runFixtures } from "./fixtures.js";
 import { runInvoke } from "./invoke.js";
@@ -21,6 +23,12 @@ const USAGE = `podcert: a PodCertificateRequest signer (validate → derive-sans
 Usage:
   podcert ca init --out <file> [--key-algorithm ECDSAP256] [--validity-days 365]
   podcert ca bundle --ca-pool <file> --signer <name> [--format pem|clustertrustbundle]
+  podcert ca rotate --ca-pool <file> --signer <name> [--propagation 10m] <step>, the step one of
+      prepare [--key-algorithm ECDSAP256] [--validity-days 365]
+      prepare --certificate <pem> --private-key <pem> [--chain <pem>]
+      activate [--force]
+      retire [--serial <hex>] [--force]
+  podcert ca status --ca-pool <file> [--propagation 10m] [--output table|json]
   podcert ca trust --ca-pool <file> --out <file>
   podcert keys init --out <dir>
   podcert invoke <${STEPS.join("|")}> --event <file> --cluster <file> --keys <dir> [--ca-pool <file>]
@@ -29,7 +37,8 @@ Usage:
   podcert fixtures --out <dir>
 
 Every command takes --config <file> (signer profiles; default: the built-in two signers).
-Exit codes: 0 ok, 64 usage, 65 rejected event, 75 transient (retry), 78 configuration.`;
+Exit codes: 0 ok, 64 usage, 65 rejected event or refused CA step, 75 transient (retry; a CA step
+that is not safe yet), 78 configuration.`;
 
 export async function main(argv: string[]): Promise<number> {
   const [command, sub, ...rest] = argv;
@@ -43,7 +52,9 @@ export async function main(argv: string[]): Promise<number> {
         if (sub === "init") return await runCaInit(rest);
         if (sub === "bundle") return await runCaBundle(rest);
         if (sub === "trust") return await runCaTrust(rest);
-        throw new UsageError("podcert ca: expected init, bundle or trust");
+        if (sub === "rotate") return await runCaRotate(rest);
+        if (sub === "status") return await runCaStatus(rest);
+        throw new UsageError("podcert ca: expected init, bundle, trust, rotate or status");
       case "keys":
         if (sub === "init") return await runKeysInit(rest);
         throw new UsageError("podcert keys: expected init");
@@ -66,6 +77,8 @@ export async function main(argv: string[]): Promise<number> {
     }
     process.stderr.write(`podcert: ${isPodcertError(e) || e instanceof Error ? e.message : String(e)}\n`);
     if (e instanceof RejectedEventError) return EXIT.dataErr;
+    // A CA step not safe yet is retried later (75); one that never will be is refused input (65).
+    if (e instanceof RotationRefusedError) return e.possibleFrom === undefined ? EXIT.dataErr : EXIT.tempFail;
     if (e instanceof TransientError) return EXIT.tempFail;
     if (e instanceof ConfigError) return EXIT.config;
     return EXIT.software;

@@ -198,8 +198,7 @@ function loadSigners<E extends CaEntry, T extends TrustedCa>(
         signerName: s.signerName,
         state: c.state,
         since: Object.fromEntries(Object.entries(c.since ?? {}).map(([k, v]) => [k, new Date(v)])),
-        serialHex: new X509Certificate(chain.certDer).serialNumber,
-        fingerprintSha256: createHash("sha256").update(chain.certDer).digest("hex"),
+        ...certificateIds(chain.certDer),
         notBefore: chain.notBefore,
         notAfter: chain.notAfter,
         certificatePem: pemEncode("CERTIFICATE", chain.certDer),
@@ -214,13 +213,27 @@ function loadSigners<E extends CaEntry, T extends TrustedCa>(
 }
 
 /**
+ * A CA pool document (YAML or JSON) checked for its shape only, not its certificates, keys or
+ * states: what parseCaPool starts from, and what `podcert ca rotate` rewrites. ConfigError as
+ * parseCaPool's.
+ */
+export function parseCaPoolDocument(text: string): CaPoolDocument {
+  const parsed = poolSchema.safeParse(parseYaml(text, "CA pool"));
+  if (!parsed.success) throw new ConfigError(`CA pool is invalid: ${z.describeIssues(parsed.error).join("; ")}`);
+  return parsed.data as CaPoolDocument;
+}
+
+/** A certificate's serial (hex, as openssl prints it) and SHA-256 fingerprint (hex), as LoadedCa has them. */
+export function certificateIds(der: Buffer): { serialHex: string; fingerprintSha256: string } {
+  return { serialHex: new X509Certificate(der).serialNumber, fingerprintSha256: createHash("sha256").update(der).digest("hex") };
+}
+
+/**
  * Parses and checks a CA pool document (YAML or JSON). Throws ConfigError naming the place and
  * the problem; never quotes key material or PEM text.
  */
 export function parseCaPool(text: string): CaPool {
-  const parsed = poolSchema.safeParse(parseYaml(text, "CA pool"));
-  if (!parsed.success) throw new ConfigError(`CA pool is invalid: ${z.describeIssues(parsed.error).join("; ")}`);
-  const signers = loadSigners<(typeof parsed.data.signers)[number]["cas"][number], LoadedCa>(parsed.data.signers, "CA pool", (c, where) => {
+  const signers = loadSigners<CaPoolDocument["signers"][number]["cas"][number], LoadedCa>(parseCaPoolDocument(text).signers, "CA pool", (c, where) => {
     const key = loadPrivateKey(c.privateKey, where);
     let signer: CaSigner;
     try {

@@ -18,7 +18,7 @@ import { apiServerAddEvent } from "../../shared/events/pcr-event.js";
 import type { PodcertEvent } from "../../shared/events/types.js";
 import type { StepName } from "../../shared/steps.js";
 import { loadKnativeIdentities, userOfService } from "../../local-cluster/identities.js";
-import { serviceName } from "../../shared/steps.js";
+import { serviceName, stepEntry } from "../../shared/steps.js";
 import { buildPodCertificateRequest, type PodCertificateProjection } from "../../local-cluster/kubelet/request.js";
 import type { KeyType, Node, Pod, PodCertificateRequest, ServiceAccount } from "../../shared/pcr/model.js";
 import { podcert } from "../integration/cli.js";
@@ -40,9 +40,11 @@ export interface BundleEnv {
   kubeconfigPath: string;
   keysDir: string;
   caPoolPath: string;
+  /** The CA pool's certificates without keys (`podcert ca trust`), what the trust publisher is given. */
+  caTrustPath: string;
   /**
    * Starts `dist/<fn>.mjs` (or `bundle`, run as function `fn`) on a free port (sign gets the CA
-   * pool) and waits until it listens.
+   * pool, the trust publisher its certificates) and waits until it listens.
    */
   serve(fn: StepName, env?: Record<string, string>, bundle?: string): Promise<ServedBundle>;
   /** Kills every process started here, stops the API server and removes the folder. */
@@ -67,7 +69,8 @@ export async function startBundleEnv(o: { clusterFile?: string; objects?: readon
   };
   const keysDir = join(dir, "keys");
   const caPoolPath = join(dir, "ca.yaml");
-  for (const args of [["keys", "init", "--out", keysDir], ["ca", "init", "--out", caPoolPath]]) {
+  const caTrustPath = join(dir, "ca-trust.yaml");
+  for (const args of [["keys", "init", "--out", keysDir], ["ca", "init", "--out", caPoolPath], ["ca", "trust", "--ca-pool", caPoolPath, "--out", caTrustPath]]) {
     const r = await podcert(args);
     if (r.code !== 0) throw new Error(`podcert ${args.join(" ")} failed: ${r.stderr}`);
   }
@@ -80,7 +83,8 @@ export async function startBundleEnv(o: { clusterFile?: string; objects?: readon
         PORT: "0",
         KUBECONFIG: kubeconfigOf(fn),
         PODCERT_KEYS_DIR: join(keysDir, fn),
-        ...(fn === "sign" ? { PODCERT_CA_POOL: caPoolPath } : {}),
+        ...(stepEntry(fn).holdsCaPool ? { PODCERT_CA_POOL: caPoolPath } : {}),
+        ...(stepEntry(fn).publishesTrust ? { PODCERT_CA_TRUST: caTrustPath, POD_NAMESPACE: "podcert" } : {}),
         ...env,
       },
       stdio: ["ignore", "ignore", "pipe"],
@@ -105,6 +109,7 @@ export async function startBundleEnv(o: { clusterFile?: string; objects?: readon
     kubeconfigPath,
     keysDir,
     caPoolPath,
+    caTrustPath,
     serve,
     async stop() {
       for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill("SIGKILL");
