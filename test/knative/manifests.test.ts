@@ -32,8 +32,11 @@ describe("knative/ documents", () => {
         "networking.k8s.io/v1 NetworkPolicy",
         "rbac.authorization.k8s.io/v1 ClusterRole",
         "rbac.authorization.k8s.io/v1 ClusterRoleBinding",
+        "rbac.authorization.k8s.io/v1 Role",
+        "rbac.authorization.k8s.io/v1 RoleBinding",
         "serving.knative.dev/v1 Service",
         "sources.knative.dev/v1 ApiServerSource",
+        "sources.knative.dev/v1 PingSource",
         "v1 ConfigMap",
         "v1 Namespace",
         "v1 ServiceAccount",
@@ -58,11 +61,13 @@ describe("knative/ documents", () => {
     find(broken, "ClusterRole", "podcert-deny").rules[0].verbs = undefined;
     find(broken, "Trigger", "podcert-deny-denied").spec.filter.attributes.type = 7;
     find(broken, "NetworkPolicy", "podcert-functions-ingress").metadata.namespace = "default";
+    find(broken, "PingSource", "podcert-publish-trust").spec.schedule = 5;
     const p = documentProblems(broken);
     expect(p.some((m) => m.includes("podcert-sign") && m.includes("containerConcurrency"))).toBe(true);
     expect(p.some((m) => m.includes("podcert-deny") && m.includes("verbs"))).toBe(true);
     expect(p.some((m) => m.includes("podcert-deny-denied") && m.includes("type"))).toBe(true);
     expect(p.some((m) => m.includes("namespace must be podcert"))).toBe(true);
+    expect(p.some((m) => m.includes("PingSource podcert-publish-trust") && m.includes("schedule"))).toBe(true);
     expect(schemaProblems({ apiVersion: "v1", kind: "Secret", metadata: { name: "x" } }, "x")).toEqual(["x: no schema model for v1 Secret"]);
     expect(parseYaml("a: 0444\nb: yes\n", "t").problems).toHaveLength(1);
     expect(parseYaml("a: [\n", "t").problems.length).toBeGreaterThan(0);

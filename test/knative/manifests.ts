@@ -21,6 +21,7 @@ import { Service as KnativeService } from "@kubernetes-models/knative/serving.kn
 import { Broker } from "@kubernetes-models/knative/eventing.knative.dev/v1/Broker";
 import { Trigger } from "@kubernetes-models/knative/eventing.knative.dev/v1/Trigger";
 import { ApiServerSource } from "@kubernetes-models/knative/sources.knative.dev/v1/ApiServerSource";
+import { PingSource } from "@kubernetes-models/knative/sources.knative.dev/v1/PingSource";
 import { parseIsoDurationMs } from "../../local-cluster/broker.js";
 import { BROKER_NAME, routeEvent, triggerFilter, type TriggerRoute } from "../../local-cluster/router.js";
 import type { PodcertEvent } from "../../shared/events/types.js";
@@ -108,6 +109,7 @@ const MODELS: Readonly<Record<string, ModelClass>> = {
   "eventing.knative.dev/v1/Broker": Broker,
   "eventing.knative.dev/v1/Trigger": Trigger,
   "sources.knative.dev/v1/ApiServerSource": ApiServerSource,
+  "sources.knative.dev/v1/PingSource": PingSource,
 };
 
 /** Kustomize's own file has no published schema model; it is checked by hand in the tests. */
@@ -171,6 +173,26 @@ export const API_SERVER_TYPES: readonly string[] = [EVENT_TYPES.apiServerAdd, EV
 export const PCR_KIND = "PodCertificateRequest";
 export const TERMINAL_TYPES = ["dev.ate.podcert.request.issued"];
 
+/**
+ * The CloudEvent source Knative Eventing gives a PingSource's events (PingSourceSource in
+ * knative/eventing pkg/apis/sources/v1/ping_lifecycle.go).
+ */
+export const pingSourceSource = (namespace: string, name: string): string => `/apis/v1/namespaces/${namespace}/pingsources/${name}`;
+/** The PingSource that ticks the trust publisher (knative/publish-trust.yaml), and its events' source. */
+export const PING_SOURCE_NAME = "podcert-publish-trust";
+export const PING_SOURCE = pingSourceSource(NAMESPACE, PING_SOURCE_NAME);
+
+/**
+ * Event types whose Triggers must match more than the type, because other producers send the same
+ * type: Knative's generic ApiServerSource types (for every kind it watches) and ping type (from
+ * every PingSource). The Triggers for these filter on exactly these attributes besides `type`.
+ */
+export const EXTRA_FILTERS: Readonly<Record<string, EventAttributes>> = {
+  [EVENT_TYPES.apiServerAdd]: { kind: PCR_KIND },
+  [EVENT_TYPES.apiServerUpdate]: { kind: PCR_KIND },
+  [EVENT_TYPES.ping]: { source: PING_SOURCE },
+};
+
 export { serviceName };
 
 /** What each registered step consumes and emits (shared/steps.ts), by name. */
@@ -196,9 +218,15 @@ export function route(docs: readonly Doc[], event: EventAttributes): string[] {
   return routeEvent(routes, BROKER, cloudEvent).map((r) => r.subscriber).sort();
 }
 
-/** An event of a type, as its producer would send it (the ApiServerSource adds the kind extension). */
-export const eventOf = (type: string, kind = PCR_KIND): EventAttributes =>
-  API_SERVER_TYPES.includes(type) ? { type, kind, source: "https://kubernetes.default", apiversion: "certificates.k8s.io/v1beta1" } : { type, source: "/podcert/test" };
+/**
+ * An event of a type, as its producer would send it: the ApiServerSource adds the kind extension,
+ * the PingSource names itself as the source.
+ */
+export const eventOf = (type: string, kind = PCR_KIND): EventAttributes => {
+  if (API_SERVER_TYPES.includes(type)) return { type, kind, source: "https://kubernetes.default", apiversion: "certificates.k8s.io/v1beta1" };
+  if (type === EVENT_TYPES.ping) return { type, source: PING_SOURCE };
+  return { type, source: "/podcert/test" };
+};
 
 export function routingProblems(docs: readonly Doc[], functions: Readonly<Record<string, FunctionIo>>): string[] {
   const problems: string[] = [];
@@ -225,11 +253,12 @@ export function routingProblems(docs: readonly Doc[], functions: Readonly<Record
       problems.push(`${name}: no exact type filter`);
       continue;
     }
-    const expectedKeys = API_SERVER_TYPES.includes(type) ? ["kind", "type"] : ["type"];
+    const extra = EXTRA_FILTERS[type] ?? {};
+    const expectedKeys = ["type", ...Object.keys(extra)].sort();
     if (JSON.stringify(Object.keys(filter).sort()) !== JSON.stringify(expectedKeys)) {
       problems.push(`${name}: filter attributes must be exactly ${expectedKeys.join(", ")}, are ${Object.keys(filter).join(", ")}`);
     }
-    if (API_SERVER_TYPES.includes(type) && filter.kind !== PCR_KIND) problems.push(`${name}: must filter on kind ${PCR_KIND}`);
+    for (const [k, v] of Object.entries(extra)) if (filter[k] !== v) problems.push(`${name}: must filter on ${k} ${v}`);
     const fn = fnOfService.get(ref.name);
     if (fn === undefined) {
       if (services.has(ref.name)) problems.push(`${name}: routes ${type} to ${String(ref.name)}, which is not one of the functions`);
@@ -266,10 +295,13 @@ export function routingProblems(docs: readonly Doc[], functions: Readonly<Record
       problems.push(`${type} is emitted but no function consumes it`);
     }
   }
-  // ApiServerSource events about other kinds reach nobody.
-  for (const type of API_SERVER_TYPES) {
-    const other = route(docs, eventOf(type, "Pod"));
-    if (other.length > 0) problems.push(`${type} for a Pod reaches ${other.join(", ")}`);
+  // ApiServerSource events about other kinds, and other PingSources' ticks, reach nobody.
+  for (const [type, extra] of Object.entries(EXTRA_FILTERS)) {
+    for (const k of Object.keys(extra)) {
+      const another = k === "kind" ? "Pod" : k === "source" ? pingSourceSource(NAMESPACE, "another") : `not-${extra[k]!}`;
+      const other = route(docs, { ...eventOf(type), [k]: another });
+      if (other.length > 0) problems.push(`${type} with another ${k} reaches ${other.join(", ")}`);
+    }
   }
   // The function graph (producer -> consumer through the Broker) has no cycle.
   const next = new Map<string, string[]>();
@@ -290,6 +322,58 @@ export function routingProblems(docs: readonly Doc[], functions: Readonly<Record
     done.add(fn);
   };
   for (const fn of Object.keys(functions)) visit(fn, []);
+  return problems;
+}
+
+/**
+ * The seconds between a cron schedule's ticks, for the one form the manifests use: every N
+ * minutes (`*\/N * * * *`, or `* * * * *`), N dividing 60 so that the ticks are evenly spaced
+ * across the hour. Anything else throws: this check would not know its period.
+ */
+export function tickSeconds(schedule: unknown): number {
+  const m = typeof schedule === "string" ? /^(\*|\*\/(\d+)) \* \* \* \*$/.exec(schedule.trim()) : null;
+  const every = m === null ? NaN : m[2] === undefined ? 1 : Number(m[2]);
+  if (!(every >= 1 && every <= 60 && 60 % every === 0)) throw new Error(`schedule ${JSON.stringify(schedule)} is not "*/N * * * *" with N dividing 60`);
+  return every * 60;
+}
+
+/**
+ * The PingSource that ticks the functions consuming the ping type: there is exactly the one the
+ * Triggers expect, its ticks go into the Broker (and so get its retries and dead-letter sink) and
+ * reach a function, its schedule is regular, and the SPIFFE refresh hint the trust publisher
+ * hands out equals the tick period (consumers re-fetch as often as the bundles can change).
+ */
+export function pingSourceProblems(docs: readonly Doc[], functions: Readonly<Record<string, FunctionIo>>): string[] {
+  const problems: string[] = [];
+  const pings = ofKind(docs, "sources.knative.dev/v1", "PingSource");
+  const consumers = Object.entries(functions)
+    .filter(([, io]) => io.consumes.includes(EVENT_TYPES.ping))
+    .map(([fn]) => fn);
+  const ours = pings.filter((d) => d.obj.metadata?.namespace === NAMESPACE && d.obj.metadata?.name === PING_SOURCE_NAME);
+  if (consumers.length > 0 && ours.length !== 1) problems.push(`functions consuming ${EVENT_TYPES.ping} (${consumers.join(", ")}): expected one PingSource ${NAMESPACE}/${PING_SOURCE_NAME}, found ${ours.length}`);
+  for (const d of pings) {
+    const p = (m: string) => problems.push(`${where(d)}: ${m}`);
+    const spec: Obj = d.obj.spec ?? {};
+    const sink = JSON.stringify(spec.sink);
+    const broker = JSON.stringify({ ref: { apiVersion: "eventing.knative.dev/v1", kind: "Broker", name: BROKER } });
+    if (sink !== broker) p(`sink must be ${broker} (the Broker, by ref), is ${String(sink)}`);
+    const source = pingSourceSource(String(d.obj.metadata?.namespace), String(d.obj.metadata?.name));
+    if (route(docs, { type: EVENT_TYPES.ping, source }).length === 0) p(`its ticks (source ${source}) reach no function`);
+    let period: number;
+    try {
+      period = tickSeconds(spec.schedule);
+    } catch (e) {
+      p((e as Error).message);
+      continue;
+    }
+    if (!ours.includes(d)) continue;
+    for (const fn of consumers) {
+      if (!(isStepName(fn) && stepEntry(fn).publishesTrust)) continue;
+      const svc = knativeServices(docs).find((s) => s.obj.metadata?.name === serviceName(fn));
+      const hint = (svc?.obj.spec?.template?.spec?.containers?.[0]?.env ?? []).find((e: Obj) => e.name === "PODCERT_SPIFFE_REFRESH_HINT_SECONDS")?.value;
+      if (svc !== undefined && hint !== String(period)) p(`ticks every ${period} s, but ${serviceName(fn)} hands out a SPIFFE refresh hint of ${String(hint)} s`);
+    }
+  }
   return problems;
 }
 
@@ -346,12 +430,16 @@ export function effectiveGrants(docs: readonly Doc[]): { grants: Map<string, Set
   return { grants, problems };
 }
 
-/** Cluster-wide grants, written compactly: [apiGroup, resource, verbs, resourceNames?]. */
+/**
+ * Grants written compactly: [apiGroup, resource, verbs, resourceNames?], cluster-wide or, given a
+ * namespace, in that namespace only (a RoleBinding's).
+ */
 type Rule = readonly [group: string, resource: string, verbs: readonly string[], resourceNames?: readonly string[]];
-export function grantsOf(rules: readonly Rule[]): Set<Grant> {
+export function grantsOf(rules: readonly Rule[], namespace?: string): Set<Grant> {
+  const scope = namespace === undefined ? "cluster" : `namespace:${namespace}`;
   const out = new Set<Grant>();
   for (const [group, resource, verbs, names] of rules) {
-    for (const v of verbs) for (const n of names ?? ["*"]) out.add(`cluster ${group === "" ? "core" : group} ${resource} ${v} ${n}`);
+    for (const v of verbs) for (const n of names ?? ["*"]) out.add(`${scope} ${group === "" ? "core" : group} ${resource} ${v} ${n}`);
   }
   return out;
 }
@@ -369,7 +457,38 @@ export const CONTRACT = {
   caSecret: "podcert-ca-pool",
   caKey: "ca-pool.yaml",
   stepSecret: (fn: string) => `podcert-step-${fn}`,
+  /** The trust publisher's: the CA certificates without keys, and where it writes the SPIFFE bundles. */
+  caTrust: "/var/run/podcert/trust/ca-trust.yaml",
+  caTrustSecret: "podcert-ca-trust",
+  caTrustKey: "ca-trust.yaml",
+  spiffeConfigMap: "podcert-spiffe-bundles",
+  /** The runtime's bounds on PODCERT_SPIFFE_REFRESH_HINT_SECONDS (shared/runtime/main.ts). */
+  refreshHintSeconds: { min: 10, max: 86_400 },
 } as const;
+
+/** The environment only the trust publisher is given. */
+const TRUST_ENV = ["PODCERT_CA_TRUST", "POD_NAMESPACE", "PODCERT_SPIFFE_BUNDLES_CONFIGMAP", "PODCERT_SPIFFE_REFRESH_HINT_SECONDS"];
+
+/**
+ * The steps on the way to an Issued status: the one that emits request.issued, and every step
+ * whose events reach one of those (through the consumers the registry names). A pod waits on each
+ * of them, so each keeps a warm pod (knative/services.yaml); the others (deny: its pod does not
+ * start anyway; publish-trust: woken by a PingSource) scale to zero.
+ */
+export function issuancePath(functions: Readonly<Record<string, FunctionIo>>): Set<string> {
+  const onPath = new Set(Object.keys(functions).filter((fn) => functions[fn]!.emits.includes(EVENT_TYPES.issued)));
+  for (let grew = true; grew; ) {
+    grew = false;
+    for (const [fn, io] of Object.entries(functions)) {
+      if (onPath.has(fn)) continue;
+      if (io.emits.some((t) => [...onPath].some((next) => functions[next]!.consumes.includes(t)))) {
+        onPath.add(fn);
+        grew = true;
+      }
+    }
+  }
+  return onPath;
+}
 
 const dirname = (p: string) => p.slice(0, p.lastIndexOf("/"));
 const basename = (p: string) => p.slice(p.lastIndexOf("/") + 1);
@@ -424,13 +543,35 @@ export function functionServiceProblems(docs: readonly Doc[], fn: string, stepKe
   const c = containers[0]!;
   if (!new RegExp(`(^|/)podcert-${fn}(:|@|$)`).test(String(c.image))) p(`image ${String(c.image)} is not podcert-${fn}`);
 
-  // Environment: exactly the contract's paths; the CA pool only for the steps the registry gives it.
+  // Environment: exactly the contract's paths; the CA pool and the CA trust only for the steps the
+  // registry gives them.
   const holdsCaPool = isStepName(fn) && stepEntry(fn).holdsCaPool;
+  const publishesTrust = isStepName(fn) && stepEntry(fn).publishesTrust;
+  if (holdsCaPool && publishesTrust) p("holds the CA pool and publishes trust: the publisher must never hold a CA key (shared/steps.ts)");
   const env = new Map<string, Obj>((c.env ?? []).map((e: Obj) => [e.name, e]));
   const expectEnv: Record<string, string> = { PODCERT_KEYS_DIR: CONTRACT.keysDir, PODCERT_CONFIG: CONTRACT.config };
   if (holdsCaPool) expectEnv.PODCERT_CA_POOL = CONTRACT.caPool;
+  if (publishesTrust) {
+    expectEnv.PODCERT_CA_TRUST = CONTRACT.caTrust;
+    // Its own namespace, where rbac.yaml's Role lets it write the ConfigMap.
+    expectEnv.POD_NAMESPACE = String(svc.metadata?.namespace);
+    expectEnv.PODCERT_SPIFFE_BUNDLES_CONFIGMAP = CONTRACT.spiffeConfigMap;
+  }
   for (const [k, v] of Object.entries(expectEnv)) if (env.get(k)?.value !== v) p(`env ${k} must be ${v}, is ${String(env.get(k)?.value)}`);
   if (!holdsCaPool && env.has("PODCERT_CA_POOL")) p("only a step that holds the CA pool (shared/steps.ts) is given PODCERT_CA_POOL");
+  if (publishesTrust) {
+    const hint = env.get("PODCERT_SPIFFE_REFRESH_HINT_SECONDS")?.value;
+    const { min, max } = CONTRACT.refreshHintSeconds;
+    if (!(typeof hint === "string" && /^\d+$/.test(hint) && Number(hint) >= min && Number(hint) <= max)) {
+      p(`env PODCERT_SPIFFE_REFRESH_HINT_SECONDS must be whole seconds from ${min} to ${max}, is ${String(hint)}`);
+    }
+  } else {
+    for (const k of TRUST_ENV) if (env.has(k)) p(`only the trust publisher (shared/steps.ts) is given ${k}`);
+  }
+  for (const e of c.env ?? []) {
+    // Knative's webhook refuses these unless the cluster enables kubernetes.podspec-fieldref.
+    if (e.valueFrom?.fieldRef !== undefined || e.valueFrom?.resourceFieldRef !== undefined) p(`env ${String(e.name)}: Knative refuses the downward API in env by default (kubernetes.podspec-fieldref); write the value`);
+  }
   if (env.has("PORT")) p("PORT is Knative's to set");
   if (c.envFrom !== undefined) p("envFrom: name each variable");
 
@@ -449,10 +590,19 @@ export function functionServiceProblems(docs: readonly Doc[], fn: string, stepKe
     if (ca.volume && ca.volume.secret?.secretName !== CONTRACT.caSecret) p(`${dirname(CONTRACT.caPool)} must be Secret ${CONTRACT.caSecret}`);
     if (ca.volume && !projectsKey(ca.volume.secret, CONTRACT.caKey, basename(CONTRACT.caPool))) p(`${CONTRACT.caPool} is not key ${CONTRACT.caKey}`);
   }
-  const expectedSecrets = [CONTRACT.stepSecret(fn), ...(holdsCaPool ? [CONTRACT.caSecret] : [])].sort();
+  if (publishesTrust) {
+    const trust = mountedFile(template, c, CONTRACT.caTrust);
+    trust.problems.forEach(p);
+    if (trust.volume && trust.volume.secret?.secretName !== CONTRACT.caTrustSecret) p(`${dirname(CONTRACT.caTrust)} must be Secret ${CONTRACT.caTrustSecret}`);
+    if (trust.volume && !projectsKey(trust.volume.secret, CONTRACT.caTrustKey, basename(CONTRACT.caTrust))) p(`${CONTRACT.caTrust} is not key ${CONTRACT.caTrustKey}`);
+  }
+  // Exactly these: in particular the trust publisher never reads the CA pool, only sign does.
+  const expectedSecrets = [CONTRACT.stepSecret(fn), ...(holdsCaPool ? [CONTRACT.caSecret] : []), ...(publishesTrust ? [CONTRACT.caTrustSecret] : [])].sort();
   const secrets = [...secretsOf(template)].sort();
   if (JSON.stringify(secrets) !== JSON.stringify(expectedSecrets)) p(`reads Secrets [${secrets.join(", ")}], expected exactly [${expectedSecrets.join(", ")}]`);
   for (const m of c.volumeMounts ?? []) if (m.readOnly !== true) p(`mount ${m.name} is not read-only`);
+  // kubelet never updates a subPath mount, and the functions re-read the CA Secrets when they change.
+  for (const m of c.volumeMounts ?? []) if (m.subPath !== undefined || m.subPathExpr !== undefined) p(`mount ${m.name} uses subPath, which kubelet never updates`);
   for (const v of spec.volumes ?? []) {
     const mode = v.secret?.defaultMode;
     if (mode !== undefined && (mode & 0o022) !== 0) p(`Secret volume ${v.name} is writable by group/others (mode ${mode.toString(8)})`);
@@ -470,7 +620,7 @@ export function functionServiceProblems(docs: readonly Doc[], fn: string, stepKe
   const min = int("autoscaling.knative.dev/min-scale");
   const max = int("autoscaling.knative.dev/max-scale");
   // The documented choice (knative/services.yaml, README): the issuance path stays warm.
-  const expectedMin = fn === "deny" ? 0 : 1;
+  const expectedMin = issuancePath(REGISTERED).has(fn) ? 1 : 0;
   if (min !== expectedMin) p(`min-scale must be ${expectedMin} (see the note in services.yaml), is ${String(min)}`);
   if (max === undefined || max < Math.max(1, min ?? 0)) p("max-scale must be set and at least max(1, min-scale)");
   return problems;
@@ -712,7 +862,11 @@ export const receiveAdapterPod = (source: Obj): Obj => ({
 
 const WORKLOADS = new Set(["Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job"]);
 
-/** Every pod the manifests lead to, as it will run: Knative Services with what Serving adds, sources' adapters, plain workloads. */
+/**
+ * Every pod the manifests lead to, as it will run: Knative Services with what Serving adds, the
+ * ApiServerSource's adapter, plain workloads. A PingSource leads to none here: Eventing's one
+ * pingsource-mt-adapter, in knative-eventing, sends the ticks of every PingSource in the cluster.
+ */
 export function podsOf(docs: readonly Doc[]): { name: string; spec: Obj }[] {
   const pods: { name: string; spec: Obj }[] = [];
   for (const d of docs) {

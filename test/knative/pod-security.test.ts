@@ -17,7 +17,10 @@ describe("Pod Security", () => {
 
   it("checks every pod: each Knative Service's with queue-proxy, and the receive adapter's", () => {
     const pods = podsOf(docs);
+    // The PingSource adds none: Eventing's shared adapter in knative-eventing sends its ticks.
+    expect(docs.some((d) => d.obj.kind === "PingSource")).toBe(true);
     expect(pods).toHaveLength(knativeServices(docs).length + 1);
+    expect(pods.map((p) => p.name)).toEqual(expect.arrayContaining([expect.stringContaining("Service podcert-publish-trust")]));
     expect(pods.filter((p) => p.spec.containers.some((c: Obj) => c.name === "queue-proxy"))).toHaveLength(knativeServices(docs).length);
     expect(pods.filter((p) => p.name.endsWith("ApiServerSource podcert-pcrs receive adapter"))).toHaveLength(1);
   });
@@ -45,11 +48,13 @@ describe("Pod Security", () => {
     sign.containers[0].securityContext.allowPrivilegeEscalation = true;
     find(loose, "Service", "podcert-deny").spec.template.spec.containers[0].securityContext.capabilities = { drop: ["ALL"], add: ["NET_ADMIN"] };
     find(loose, "Service", "podcert-validate").spec.template.spec.volumes.push({ name: "host", hostPath: { path: "/var/run" } });
+    find(loose, "Service", "podcert-publish-trust").spec.template.spec.containers[0].securityContext.runAsNonRoot = false;
     expect(podSecurityProblems(loose)).toEqual([
       expect.stringContaining("podcert-validate: volume host is of kind hostPath"),
       expect.stringContaining("podcert-sign: container sign: allowPrivilegeEscalation must be false"),
       expect.stringContaining("podcert-sign: container sign: seccompProfile must be RuntimeDefault or Localhost, is undefined"),
       expect.stringContaining("podcert-deny: container deny: adds capability NET_ADMIN"),
+      expect.stringContaining("podcert-publish-trust: container publish-trust: runAsNonRoot must be true"),
     ]);
 
     // A plain workload with Kubernetes' defaults would be refused.

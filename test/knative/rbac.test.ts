@@ -1,8 +1,9 @@
 // The permissions each ServiceAccount ends up with, computed from every Role, ClusterRole and
 // binding in knative/, equal exactly the least-privilege list: nothing missing, nothing extra.
 import { describe, expect, it } from "vitest";
+import { clusterTrustBundleName } from "../../shared/ca/pool.js";
 import { parseSignerConfig } from "../../shared/profiles/config.js";
-import { clone, effectiveGrants, find, grantsOf, loadDir, type Grant } from "./manifests.js";
+import { clone, CONTRACT, effectiveGrants, find, grantsOf, loadDir, NAMESPACE, type Grant } from "./manifests.js";
 
 const { docs } = loadDir();
 const config = parseSignerConfig(find(docs, "ConfigMap", "podcert-config").data["config.yaml"] as string);
@@ -33,6 +34,24 @@ const EXPECTED: Record<string, Set<Grant>> = {
   // sign also reads the pod once more, just before it writes the certificate.
   "podcert/podcert-sign": new Set([...STATUS_WRITER, ...grantsOf([["", "pods", ["get"]]])]),
   "podcert/podcert-deny": STATUS_WRITER,
+  // list: the bundles it manages, by label; create/delete by any name (new bundles; those of
+  // signers no longer configured); update only its signers' bundles; `attest` on exactly the
+  // signer names (creating or updating a signer-linked bundle needs it). Its ConfigMap: in its
+  // own namespace only, get/update by name, create (which names nothing yet) namespace-wide.
+  "podcert/podcert-publish-trust": new Set([
+    ...grantsOf([
+      [CERTS, "clustertrustbundles", ["list", "create", "delete"]],
+      [CERTS, "clustertrustbundles", ["update"], SIGNERS.map(clusterTrustBundleName)],
+      [CERTS, "signers", ["attest"], SIGNERS],
+    ]),
+    ...grantsOf(
+      [
+        ["", "configmaps", ["create"]],
+        ["", "configmaps", ["get", "update"], [CONTRACT.spiffeConfigMap]],
+      ],
+      NAMESPACE,
+    ),
+  ]),
   "podcert/podcert-apiserver-source": grantsOf([[CERTS, "podcertificaterequests", ["get", "list", "watch"]]]),
 };
 
@@ -49,11 +68,11 @@ function rbacProblems(d: typeof docs): string[] {
 }
 
 describe("RBAC", () => {
-  it("grants each ServiceAccount exactly its list, cluster-wide, with no wildcards", () => {
+  it("grants each ServiceAccount exactly its list, cluster-wide or in namespace podcert, with no wildcards", () => {
     expect(rbacProblems(docs)).toEqual([]);
   });
 
-  it("holds `sign` on exactly the configured signer names", () => {
+  it("holds `sign` and `attest` on exactly the configured signer names", () => {
     expect([...config.signers.keys()].sort()).toEqual(SIGNERS);
   });
 
@@ -93,5 +112,47 @@ describe("RBAC", () => {
     binding.obj.kind = "RoleBinding";
     binding.obj.metadata.namespace = "podcert";
     expect(rbacProblems(namespaced)).toEqual(expect.arrayContaining(["podcert/podcert-derive-sans lacks: cluster core pods get *"]));
+  });
+
+  it("detects a trust publisher without `attest`, with more of it, or reaching beyond its ConfigMap", () => {
+    const attestRule = (d: typeof docs) => (find(d, "ClusterRole", "podcert-publish-trust").rules as { resources: string[]; verbs: string[]; resourceNames?: string[] }[]).find((r) => r.resources.includes("signers"))!;
+
+    const noAttest = clone(docs);
+    const role = find(noAttest, "ClusterRole", "podcert-publish-trust");
+    role.rules = role.rules.filter((r: { resources: string[] }) => !r.resources.includes("signers"));
+    expect(rbacProblems(noAttest)).toEqual(SIGNERS.map((s) => `podcert/podcert-publish-trust lacks: cluster certificates.k8s.io signers attest ${s}`));
+
+    const anySigner = clone(docs);
+    delete attestRule(anySigner).resourceNames;
+    expect(rbacProblems(anySigner)).toEqual(expect.arrayContaining(["podcert/podcert-publish-trust has extra: cluster certificates.k8s.io signers attest *"]));
+
+    // `sign` instead of `attest`: it could then write PCR statuses' certificates for the signers.
+    const signs = clone(docs);
+    attestRule(signs).verbs = ["sign"];
+    expect(rbacProblems(signs)).toEqual(expect.arrayContaining([`podcert/podcert-publish-trust has extra: cluster certificates.k8s.io signers sign ${SIGNERS[0]}`]));
+
+    const anyBundle = clone(docs);
+    const update = (find(anyBundle, "ClusterRole", "podcert-publish-trust").rules as { verbs: string[]; resourceNames?: string[] }[]).find((r) => r.verbs.includes("update"))!;
+    delete update.resourceNames;
+    expect(rbacProblems(anyBundle)).toEqual(expect.arrayContaining(["podcert/podcert-publish-trust has extra: cluster certificates.k8s.io clustertrustbundles update *"]));
+
+    const anyConfigMap = clone(docs);
+    delete find(anyConfigMap, "Role", "podcert-publish-trust").rules[1].resourceNames;
+    expect(rbacProblems(anyConfigMap)).toEqual(
+      expect.arrayContaining(["podcert/podcert-publish-trust has extra: namespace:podcert core configmaps get *", "podcert/podcert-publish-trust has extra: namespace:podcert core configmaps update *"]),
+    );
+
+    // The Role made a ClusterRole, bound cluster-wide: every namespace's ConfigMaps.
+    const clusterWide = clone(docs);
+    const r = clusterWide.find((d) => d.obj.kind === "Role" && d.obj.metadata.name === "podcert-publish-trust")!.obj;
+    const rb = clusterWide.find((d) => d.obj.kind === "RoleBinding" && d.obj.metadata.name === "podcert-publish-trust")!.obj;
+    r.kind = "ClusterRole";
+    rb.kind = "ClusterRoleBinding";
+    r.metadata = { name: "podcert-publish-trust-configmaps" };
+    rb.metadata = { name: "podcert-publish-trust-configmaps" };
+    rb.roleRef = { apiGroup: "rbac.authorization.k8s.io", kind: "ClusterRole", name: "podcert-publish-trust-configmaps" };
+    expect(rbacProblems(clusterWide)).toEqual(
+      expect.arrayContaining(["podcert/podcert-publish-trust has extra: cluster core configmaps create *", "podcert/podcert-publish-trust lacks: namespace:podcert core configmaps create *"]),
+    );
   });
 });

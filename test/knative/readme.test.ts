@@ -1,21 +1,23 @@
 // The README's "Deploying on Knative" section matches the manifests and the CLI: its pod
 // manifests validate and ask the configured signers, its trust-bundle selectors match what
-// `podcert ca bundle --format clustertrustbundle` writes, and its install commands create the
-// Secrets the Services mount. Where kubectl is installed, kustomize renders knative/ and the
-// README's overlay offline.
+// publish-trust writes (and `podcert ca bundle --format clustertrustbundle` prints), and its
+// install commands create the Secrets the Services mount. Where kubectl is installed, kustomize
+// renders knative/ and the README's overlay offline, and the README's own `kubectl create secret`
+// lines build the Secrets (with --dry-run=client) from files made by the library.
 import { execFile, execFileSync } from "node:child_process";
 import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { afterAll, describe, expect, it } from "vitest";
-import { parse } from "yaml";
-import { clusterTrustBundleManifest, parseCaPool, serializeCaPool } from "../../shared/ca/pool.js";
+import { parse, stringify } from "yaml";
+import { caTrustDocument, clusterTrustBundleManifest, parseCaPool, parseCaTrust, serializeCaPool } from "../../shared/ca/pool.js";
+import { desiredTrustBundle } from "../../shared/ca/publication.js";
 import { createCaPool } from "../../cli/ca-create.js";
 import { STEPS } from "../../shared/steps.js";
 import { ACCEPTED_KEYS_FILE, SIGNING_KEY_FILE } from "../../shared/events/step-keys.js";
 import { parseSignerConfig } from "../../shared/profiles/config.js";
-import { find, isKustomization, KNATIVE_DIR, loadDir, type Obj, parseYaml, ROOT, schemaProblems, selects, serviceName } from "./manifests.js";
+import { CONTRACT, find, isKustomization, KNATIVE_DIR, loadDir, type Obj, parseYaml, ROOT, schemaProblems, selects, serviceName } from "./manifests.js";
 
 const readme = readFileSync(join(ROOT, "README.md"), "utf8");
 const start = readme.indexOf("\n## Deploying on Knative\n");
@@ -59,11 +61,14 @@ describe('README "Deploying on Knative"', () => {
     expect(podBlock!.text).toContain("atesystem.podcert.ate.dev/expects-service:");
   });
 
-  it("its trust-bundle selectors select the ClusterTrustBundles `podcert ca bundle` writes", async () => {
+  it("its trust-bundle selectors select the ClusterTrustBundles publish-trust writes (and `podcert ca bundle` prints)", async () => {
     // kubernetes-models has no ClusterTrustBundle model (certificates.k8s.io/v1beta1 is off by
     // default in the OpenAPI it is generated from): the fields are checked here by hand.
-    const pool = parseCaPool(serializeCaPool(await createCaPool(SIGNERS, { keyAlgorithm: "ECDSAP256", validityDays: 30, now: new Date() })));
-    const bundles = new Map(SIGNERS.map((s) => [s, clusterTrustBundleManifest(pool, s) as Obj]));
+    const doc = await createCaPool(SIGNERS, { keyAlgorithm: "ECDSAP256", validityDays: 30, now: new Date() });
+    const pool = parseCaPool(serializeCaPool(doc));
+    const trust = parseCaTrust(stringify(caTrustDocument(doc)));
+    const bundles = new Map(SIGNERS.map((s) => [s, desiredTrustBundle(trust, s) as unknown as Obj]));
+    for (const s of SIGNERS) expect(clusterTrustBundleManifest(pool, s), s).toEqual(bundles.get(s));
     for (const [signer, ctb] of bundles) {
       expect(ctb.apiVersion).toBe("certificates.k8s.io/v1beta1");
       expect(ctb.kind).toBe("ClusterTrustBundle");
@@ -92,16 +97,21 @@ describe('README "Deploying on Knative"', () => {
       .join("\n");
     expect(sh).toContain("npx podcert ca init --out ca-pool.yaml");
     expect(sh).toContain("npx podcert keys init --out keys");
-    expect(sh).toContain("kubectl -n podcert create secret generic podcert-ca-pool --from-file=ca-pool.yaml=ca-pool.yaml");
+    expect(sh).toContain(`kubectl -n podcert create secret generic ${CONTRACT.caSecret} --from-file=${CONTRACT.caKey}=ca-pool.yaml`);
     expect(sh).toContain(`for fn in ${FNS.join(" ")}; do\n  kubectl -n podcert create secret generic podcert-step-$fn --from-file=keys/$fn/`);
     expect(sh).toContain(`for fn in ${FNS.join(" ")}; do\n  docker build --build-arg FUNCTION=$fn -t <registry>/podcert-$fn .`);
-    expect(sh).toContain(`for signer in ${SIGNERS.join(" ")}; do\n  npx podcert ca bundle --ca-pool ca-pool.yaml --signer $signer --format clustertrustbundle | kubectl apply -f -`);
+    // `podcert ca trust` is not run here: the CLI command is another change's (the kubectl test
+    // below builds the Secret from a trust document made by the library instead).
+    expect(sh).toContain("npx podcert ca trust --ca-pool ca-pool.yaml --out ca-trust.yaml");
+    expect(sh).toContain(`kubectl -n podcert create secret generic ${CONTRACT.caTrustSecret} --from-file=${CONTRACT.caTrustKey}=ca-trust.yaml`);
+    // publish-trust publishes the bundles: no step publishes them by hand any more.
+    expect(sh).not.toMatch(/podcert ca bundle[^\n]*\| *kubectl apply/);
     expect(sh).toContain("npm run build");
     expect(section).toContain("kubectl apply -k knative/");
     // The Secret names those commands create are the ones the Services mount.
     for (const fn of FNS) {
       const volumes: Obj[] = find(docs, "Service", serviceName(fn)).spec.template.spec.volumes;
-      for (const v of volumes) if (v.secret) expect(["podcert-ca-pool", `podcert-step-${fn}`]).toContain(v.secret.secretName);
+      for (const v of volumes) if (v.secret) expect([CONTRACT.caSecret, CONTRACT.caTrustSecret, `podcert-step-${fn}`]).toContain(v.secret.secretName);
     }
   });
 
@@ -120,7 +130,7 @@ describe('README "Deploying on Knative"', () => {
     // The sentence before: the base offered as something to apply.
     const before = "Point them at your registry with an overlay,\nthen apply it (`kubectl apply -k knative/` applies the base as it is):";
     expect(overlayProblems(before, docs.map((d) => d.obj))).toEqual([
-      "images podcert-validate, podcert-derive-sans, podcert-sign, podcert-deny name no registry, and the README does not say the overlay is required",
+      "images podcert-validate, podcert-derive-sans, podcert-sign, podcert-deny, podcert-publish-trust name no registry, and the README does not say the overlay is required",
       "the README offers applying the base as it is",
     ]);
   });
@@ -182,6 +192,35 @@ describe.skipIf(!kubectl)("with kubectl (offline)", () => {
       expect(Object.keys(secret.data).sort()).toEqual([ACCEPTED_KEYS_FILE, SIGNING_KEY_FILE].sort());
       const projected = find(docs, "Service", serviceName(fn)).spec.template.spec.volumes.find((v: Obj) => v.secret?.secretName === `podcert-step-${fn}`).secret.items.map((i: Obj) => i.key);
       expect(projected.sort()).toEqual(Object.keys(secret.data).sort());
+    }
+  });
+
+  it("the README's `kubectl create secret` lines for the CA pool and the CA trust give the keys the Services project", async () => {
+    const dir = join(tmp, "ca-run");
+    mkdirSync(dir);
+    // The files those commands read, made by the library: ca-trust.yaml as `podcert ca trust`
+    // is to write it (that command is not run here).
+    const doc = await createCaPool(SIGNERS, { keyAlgorithm: "ECDSAP256", validityDays: 30, now: new Date() });
+    writeFileSync(join(dir, "ca-pool.yaml"), serializeCaPool(doc));
+    writeFileSync(join(dir, "ca-trust.yaml"), stringify(caTrustDocument(doc)));
+    const lines = [...section.matchAll(/^kubectl -n podcert create secret generic (podcert-ca-pool|podcert-ca-trust) (.*)$/gm)];
+    expect(lines.map((m) => m[1]).sort()).toEqual([CONTRACT.caSecret, CONTRACT.caTrustSecret]);
+    for (const m of lines) {
+      const args = m[0].replace(/#.*$/, "").trim().split(/\s+/).slice(1);
+      const { stdout } = await run("kubectl", [...args, "--dry-run=client", "-o", "json"], { cwd: dir, timeout: 30_000 });
+      const secret = parse(stdout) as Obj;
+      const users = FNS.map((fn) => find(docs, "Service", serviceName(fn)).spec.template.spec.volumes.find((v: Obj) => v.secret?.secretName === m[1]))
+        .filter((v): v is Obj => v !== undefined);
+      expect(users, m[1]).toHaveLength(1);
+      expect(users[0]!.secret.items.map((i: Obj) => i.key)).toEqual(Object.keys(secret.data));
+      const text = Buffer.from(secret.data[Object.keys(secret.data)[0]!] as string, "base64").toString("utf8");
+      if (m[1] === CONTRACT.caTrustSecret) {
+        // What publish-trust reads: the certificates, and no private key anywhere in it.
+        expect([...parseCaTrust(text).signers.keys()].sort()).toEqual([...SIGNERS].sort());
+        expect(text).not.toMatch(/PRIVATE KEY|privateKey/);
+      } else {
+        expect([...parseCaPool(text).signers.keys()].sort()).toEqual([...SIGNERS].sort());
+      }
     }
   });
 });

@@ -7,6 +7,7 @@ import { join } from "node:path";
 import { parseBrokerDelivery, parseIsoDurationMs } from "../../local-cluster/broker.js";
 import { parseTriggers } from "../../local-cluster/router.js";
 import { parseSignerConfig } from "../../shared/profiles/config.js";
+import { EVENT_TYPES } from "../../shared/steps.js";
 import {
   API_SERVER_TYPES,
   clone,
@@ -17,6 +18,9 @@ import {
   KNATIVE_DIR,
   knativeServices,
   loadDir,
+  PING_SOURCE,
+  pingSourceProblems,
+  pingSourceSource,
   REGISTERED,
   type Doc,
   type Obj,
@@ -26,6 +30,7 @@ import {
   serviceName,
   serviceTimeoutMs,
   TERMINAL_TYPES,
+  tickSeconds,
   triggers,
 } from "./manifests.js";
 
@@ -36,7 +41,7 @@ describe("Triggers", () => {
     expect(routingProblems(docs, REGISTERED)).toEqual([]);
   });
 
-  it("form the pipeline: add/update/resync -> validate -> derive-sans -> sign, denials -> deny", () => {
+  it("form the pipeline: add/update/resync -> validate -> derive-sans -> sign, denials -> deny; ticks -> publish-trust", () => {
     expect(route(docs, eventOf("dev.knative.apiserver.resource.add"))).toEqual(["podcert-validate"]);
     expect(route(docs, eventOf("dev.knative.apiserver.resource.update"))).toEqual(["podcert-validate"]);
     expect(route(docs, eventOf("dev.knative.apiserver.resource.delete"))).toEqual([]);
@@ -44,6 +49,7 @@ describe("Triggers", () => {
     expect(route(docs, eventOf("dev.ate.podcert.request.validated"))).toEqual(["podcert-derive-sans"]);
     expect(route(docs, eventOf("dev.ate.podcert.sans.derived"))).toEqual(["podcert-sign"]);
     expect(route(docs, eventOf("dev.ate.podcert.request.denied"))).toEqual(["podcert-deny"]);
+    expect(route(docs, eventOf("dev.knative.sources.ping"))).toEqual(["podcert-publish-trust"]);
   });
 
   it("end at request.issued: nothing consumes it", () => {
@@ -74,6 +80,12 @@ describe("Triggers", () => {
     }
   });
 
+  it("filter pings on the source of podcert's PingSource: another PingSource's ticks wake nobody", () => {
+    expect(eventOf(EVENT_TYPES.ping).source).toBe("/apis/v1/namespaces/podcert/pingsources/podcert-publish-trust");
+    expect(route(docs, { type: EVENT_TYPES.ping, source: pingSourceSource("podcert", "nightly-report") })).toEqual([]);
+    expect(route(docs, { type: EVENT_TYPES.ping, source: pingSourceSource("default", "podcert-publish-trust") })).toEqual([]);
+  });
+
   it("detects wrong routing", () => {
     const loop = clone(docs);
     find(loop, "Trigger", "podcert-sign-sans-derived").spec.filter.attributes.type = "dev.ate.podcert.request.issued";
@@ -100,6 +112,15 @@ describe("Triggers", () => {
     const noKind = clone(docs);
     delete find(noKind, "Trigger", "podcert-validate-pcr-add").spec.filter.attributes.kind;
     expect(routingProblems(noKind, REGISTERED)).toEqual(expect.arrayContaining([expect.stringContaining("must filter on kind PodCertificateRequest")]));
+
+    // Every ping in the Broker would wake the publisher.
+    const anyPing = clone(docs);
+    delete find(anyPing, "Trigger", "podcert-publish-trust-ping").spec.filter.attributes.source;
+    expect(routingProblems(anyPing, REGISTERED)).toEqual([
+      expect.stringContaining("podcert-publish-trust-ping: filter attributes must be exactly source, type, are type"),
+      expect.stringContaining(`podcert-publish-trust-ping: must filter on source ${PING_SOURCE}`),
+      `dev.knative.sources.ping with another source reaches podcert-publish-trust`,
+    ]);
 
     const ghost = clone(docs);
     find(ghost, "Trigger", "podcert-deny-denied").spec.subscriber.ref.name = "podcert-denier";
@@ -205,6 +226,55 @@ describe("the local broker (npm start)", () => {
       timeoutMs: parseIsoDurationMs(spec.timeout),
       deadLetterSink: spec.deadLetterSink.ref.name,
     });
+  });
+});
+
+describe("PingSource", () => {
+  const pings = ofKind(docs, "sources.knative.dev/v1", "PingSource");
+
+  it("ticks publish-trust every five minutes through the Broker, as often as its SPIFFE refresh hint says", () => {
+    expect(pingSourceProblems(docs, REGISTERED)).toEqual([]);
+    expect(pings.map((d) => `${d.file} ${d.obj.metadata.namespace}/${d.obj.metadata.name}`)).toEqual(["publish-trust.yaml podcert/podcert-publish-trust"]);
+    const spec = pings[0]!.obj.spec;
+    expect(spec.schedule).toBe("*/5 * * * *");
+    expect(spec.sink).toEqual({ ref: { apiVersion: "eventing.knative.dev/v1", kind: "Broker", name: "podcert" } });
+    expect(route(docs, { type: EVENT_TYPES.ping, source: pingSourceSource(pings[0]!.obj.metadata.namespace, pings[0]!.obj.metadata.name) })).toEqual(["podcert-publish-trust"]);
+  });
+
+  it("reads the period of every-N-minutes schedules, and refuses the others", () => {
+    expect(tickSeconds("*/5 * * * *")).toBe(300);
+    expect(tickSeconds("* * * * *")).toBe(60);
+    expect(tickSeconds("*/60 * * * *")).toBe(3600);
+    for (const s of ["*/7 * * * *", "0 * * * *", "@every 5m", "*/5 * * *", undefined]) expect(() => tickSeconds(s), String(s)).toThrow(/is not/);
+  });
+
+  it("detects a sink that is not the Broker, a missing or renamed PingSource, and a hint out of step", () => {
+    const direct = clone(docs);
+    find(direct, "PingSource", "podcert-publish-trust").spec.sink = { ref: { apiVersion: "serving.knative.dev/v1", kind: "Service", name: "podcert-publish-trust" } };
+    expect(pingSourceProblems(direct, REGISTERED)).toEqual([expect.stringContaining("PingSource podcert-publish-trust: sink must be")]);
+
+    const byUri = clone(docs);
+    find(byUri, "PingSource", "podcert-publish-trust").spec.sink = { uri: "http://broker-ingress.knative-eventing.svc.cluster.local/podcert/podcert" };
+    expect(pingSourceProblems(byUri, REGISTERED)).toEqual([expect.stringContaining("sink must be")]);
+
+    const gone = clone(docs).filter((d) => d.obj.kind !== "PingSource");
+    expect(pingSourceProblems(gone, REGISTERED)).toEqual(["functions consuming dev.knative.sources.ping (publish-trust): expected one PingSource podcert/podcert-publish-trust, found 0"]);
+
+    // Renamed: its ticks carry another source, which the Trigger does not let through.
+    const renamed = clone(docs);
+    find(renamed, "PingSource", "podcert-publish-trust").metadata.name = "podcert-tick";
+    expect(pingSourceProblems(renamed, REGISTERED)).toEqual([
+      "functions consuming dev.knative.sources.ping (publish-trust): expected one PingSource podcert/podcert-publish-trust, found 0",
+      expect.stringContaining("its ticks (source /apis/v1/namespaces/podcert/pingsources/podcert-tick) reach no function"),
+    ]);
+
+    const hourly = clone(docs);
+    find(hourly, "PingSource", "podcert-publish-trust").spec.schedule = "*/60 * * * *";
+    expect(pingSourceProblems(hourly, REGISTERED)).toEqual([expect.stringContaining("ticks every 3600 s, but podcert-publish-trust hands out a SPIFFE refresh hint of 300 s")]);
+
+    const irregular = clone(docs);
+    find(irregular, "PingSource", "podcert-publish-trust").spec.schedule = "*/7 * * * *";
+    expect(pingSourceProblems(irregular, REGISTERED)).toEqual([expect.stringContaining('schedule "*/7 * * * *" is not')]);
   });
 });
 

@@ -4,7 +4,7 @@
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { STEPS } from "../../shared/steps.js";
+import { STEP_REGISTRY, STEPS } from "../../shared/steps.js";
 import { ACCEPTED_KEYS_FILE, SIGNING_KEY_FILE } from "../../shared/events/step-keys.js";
 import {
   autoscalingAim,
@@ -12,10 +12,12 @@ import {
   clone,
   find,
   functionServiceProblems,
+  issuancePath,
   KNATIVE_DIR,
   knativeServices,
   loadDir,
   networkPolicyProblems,
+  REGISTERED,
   ROOT,
   securityProblems,
   serviceName,
@@ -38,16 +40,29 @@ describe("Knative Services", () => {
     expect(functionServiceProblems(docs, fn, STEP_KEY_FILES)).toEqual([]);
   });
 
-  it("are the four functions plus the dead-letter sink, nothing else", () => {
+  it("are the functions of the registry plus the dead-letter sink, nothing else", () => {
     expect(knativeServices(docs).map((d) => d.obj.metadata.name).sort()).toEqual([...FNS.map(serviceName), "podcert-dead-letter"].sort());
   });
 
-  it("only sign mounts the CA pool; each function only its own step key", () => {
+  it("only sign mounts the CA pool, only publish-trust the CA trust; each function only its own step key", () => {
+    // The registry says who holds what; the Services follow it.
+    expect(STEP_REGISTRY.filter((s) => s.holdsCaPool).map((s) => s.name)).toEqual(["sign"]);
+    expect(STEP_REGISTRY.filter((s) => s.publishesTrust).map((s) => s.name)).toEqual(["publish-trust"]);
+    const expected: Record<string, string[]> = { sign: ["podcert-ca-pool", "podcert-step-sign"], "publish-trust": ["podcert-ca-trust", "podcert-step-publish-trust"] };
     for (const fn of FNS) {
       const svc = find(docs, "Service", serviceName(fn));
       const secrets = (svc.spec.template.spec.volumes as { secret?: { secretName: string } }[]).flatMap((v) => (v.secret ? [v.secret.secretName] : []));
-      expect(secrets.sort(), fn).toEqual(fn === "sign" ? ["podcert-ca-pool", "podcert-step-sign"] : [`podcert-step-${fn}`]);
+      expect(secrets.sort(), fn).toEqual(expected[fn] ?? [`podcert-step-${fn}`]);
     }
+  });
+
+  it("keep a warm pod for the steps an Issued status waits on, and let deny and publish-trust scale to zero", () => {
+    expect([...issuancePath(REGISTERED)].sort()).toEqual(["derive-sans", "sign", "validate"]);
+    const minScale = (fn: string) => find(docs, "Service", serviceName(fn)).spec.template.metadata.annotations["autoscaling.knative.dev/min-scale"];
+    expect(Object.fromEntries(FNS.map((fn) => [fn, minScale(fn)]))).toEqual({ validate: "1", "derive-sans": "1", sign: "1", deny: "0", "publish-trust": "0" });
+    // A step whose denial led on to issuance would join the warm path.
+    const chained = { ...REGISTERED, deny: { ...REGISTERED.deny!, emits: ["dev.ate.podcert.request.resync"] } };
+    expect(issuancePath(chained).has("deny")).toBe(true);
   });
 
   it("every Service's container is non-root, read-only, unprivileged, without capabilities, seccomp RuntimeDefault", () => {
@@ -88,12 +103,81 @@ describe("Knative Services", () => {
     const gone = clone(docs).filter((d) => d.obj.metadata?.name !== "podcert-derive-sans" || d.obj.kind !== "Service");
     expect(functionServiceProblems(gone, "derive-sans", STEP_KEY_FILES)).toEqual(["derive-sans: 0 Knative Services named podcert-derive-sans, expected 1"]);
 
+    const warmPublisher = clone(docs);
+    find(warmPublisher, "Service", "podcert-publish-trust").spec.template.metadata.annotations["autoscaling.knative.dev/min-scale"] = "1";
+    expect(functionServiceProblems(warmPublisher, "publish-trust", STEP_KEY_FILES)).toEqual([expect.stringContaining("min-scale must be 0")]);
+
     const loose = clone(docs);
     const sc = find(loose, "Service", "podcert-dead-letter").spec.template.spec.containers[0].securityContext;
     sc.readOnlyRootFilesystem = false;
     delete sc.seccompProfile;
     sc.capabilities = { drop: ["NET_RAW"] };
     expect(securityProblems(loose)).toHaveLength(3);
+  });
+});
+
+describe("the trust publisher's Service", () => {
+  const publisher = (d: typeof docs) => find(d, "Service", "podcert-publish-trust").spec.template.spec;
+  const problems = (d: typeof docs) => functionServiceProblems(d, "publish-trust", STEP_KEY_FILES);
+
+  it("mounts the CA trust, never the CA pool", () => {
+    const withPool = clone(docs);
+    const spec = publisher(withPool);
+    spec.volumes.push({ name: "ca-pool", secret: { secretName: "podcert-ca-pool", defaultMode: 292, items: [{ key: "ca-pool.yaml", path: "ca-pool.yaml" }] } });
+    spec.containers[0].volumeMounts.push({ name: "ca-pool", mountPath: "/var/run/podcert/ca", readOnly: true });
+    expect(problems(withPool)).toEqual([
+      "podcert-publish-trust: reads Secrets [podcert-ca-pool, podcert-ca-trust, podcert-step-publish-trust], expected exactly [podcert-ca-trust, podcert-step-publish-trust]",
+    ]);
+
+    // The pool instead of the trust document, at the trust document's path.
+    const swapped = clone(docs);
+    publisher(swapped).volumes.find((v: { name: string }) => v.name === "ca-trust").secret = { secretName: "podcert-ca-pool", items: [{ key: "ca-pool.yaml", path: "ca-trust.yaml" }] };
+    expect(problems(swapped)).toEqual(
+      expect.arrayContaining([
+        "podcert-publish-trust: /var/run/podcert/trust must be Secret podcert-ca-trust",
+        "podcert-publish-trust: reads Secrets [podcert-ca-pool, podcert-step-publish-trust], expected exactly [podcert-ca-trust, podcert-step-publish-trust]",
+      ]),
+    );
+
+    const poolEnv = clone(docs);
+    publisher(poolEnv).containers[0].env.push({ name: "PODCERT_CA_POOL", value: "/var/run/podcert/ca/ca-pool.yaml" });
+    expect(problems(poolEnv)).toEqual(["podcert-publish-trust: only a step that holds the CA pool (shared/steps.ts) is given PODCERT_CA_POOL"]);
+
+    const untrusted = clone(docs);
+    const env = publisher(untrusted).containers[0].env as { name: string }[];
+    env.splice(env.findIndex((e) => e.name === "PODCERT_CA_TRUST"), 1);
+    expect(problems(untrusted)).toEqual(["podcert-publish-trust: env PODCERT_CA_TRUST must be /var/run/podcert/trust/ca-trust.yaml, is undefined"]);
+
+    const subPath = clone(docs);
+    const mount = publisher(subPath).containers[0].volumeMounts.find((m: { name: string }) => m.name === "ca-trust");
+    Object.assign(mount, { mountPath: "/var/run/podcert/trust/ca-trust.yaml", subPath: "ca-trust.yaml" });
+    expect(problems(subPath)).toEqual(["podcert-publish-trust: nothing is mounted at /var/run/podcert/trust", "podcert-publish-trust: mount ca-trust uses subPath, which kubelet never updates"]);
+  });
+
+  it("is given its namespace written out (Knative refuses fieldRef by default), and the ConfigMap its Role names", () => {
+    const downward = clone(docs);
+    const env = publisher(downward).containers[0].env as { name: string; value?: string; valueFrom?: unknown }[];
+    const ns = env.find((e) => e.name === "POD_NAMESPACE")!;
+    delete ns.value;
+    ns.valueFrom = { fieldRef: { fieldPath: "metadata.namespace" } };
+    expect(problems(downward)).toEqual([
+      "podcert-publish-trust: env POD_NAMESPACE must be podcert, is undefined",
+      "podcert-publish-trust: env POD_NAMESPACE: Knative refuses the downward API in env by default (kubernetes.podspec-fieldref); write the value",
+    ]);
+
+    const otherMap = clone(docs);
+    (publisher(otherMap).containers[0].env as { name: string; value: string }[]).find((e) => e.name === "PODCERT_SPIFFE_BUNDLES_CONFIGMAP")!.value = "spiffe";
+    expect(problems(otherMap)).toEqual(["podcert-publish-trust: env PODCERT_SPIFFE_BUNDLES_CONFIGMAP must be podcert-spiffe-bundles, is spiffe"]);
+
+    const hint = clone(docs);
+    (publisher(hint).containers[0].env as { name: string; value: string }[]).find((e) => e.name === "PODCERT_SPIFFE_REFRESH_HINT_SECONDS")!.value = "5m";
+    expect(problems(hint)).toEqual(["podcert-publish-trust: env PODCERT_SPIFFE_REFRESH_HINT_SECONDS must be whole seconds from 10 to 86400, is 5m"]);
+  });
+
+  it("is the only function given the trust publisher's environment", () => {
+    const leaked = clone(docs);
+    find(leaked, "Service", "podcert-validate").spec.template.spec.containers[0].env.push({ name: "PODCERT_CA_TRUST", value: "/var/run/podcert/trust/ca-trust.yaml" });
+    expect(functionServiceProblems(leaked, "validate", STEP_KEY_FILES)).toEqual(["podcert-validate: only the trust publisher (shared/steps.ts) is given PODCERT_CA_TRUST"]);
   });
 });
 
