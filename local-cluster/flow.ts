@@ -24,7 +24,7 @@ import { terminalCondition, type PodCertificateRequest } from "../shared/pcr/mod
 import type { SignerConfig } from "../shared/profiles/config.js";
 import { readText } from "../shared/runtime/load.js";
 import { sourceAccessProblem, startApiServerSource, type EmulatedSource } from "./apiserver-source.js";
-import { loadKnativeIdentities, userOfService } from "./identities.js";
+import { loadKnativeIdentities, manifestNamespaces, userOfService } from "./identities.js";
 import { LocalBroker, parseBrokerDelivery, parseContainerConcurrency, type DeadLetter, type DeliverySpec } from "./broker.js";
 import { BROKER_NAME, loadTriggers, type TriggerRoute } from "./router.js";
 import { pingSources, startPingSource } from "./ping-source.js";
@@ -82,7 +82,7 @@ export async function startLocalFlow(o: LocalFlowOptions): Promise<LocalFlow> {
   };
   try {
     const ids = loadKnativeIdentities(o.knativeDir);
-    const api = await startApiServer({ objects: o.objects, authorization: { rbac: ids.documents, users: [...ids.services.values(), ids.source] } });
+    const api = await startApiServer({ objects: [...o.objects, ...manifestNamespaces(ids, o.objects)], authorization: { rbac: ids.documents, users: [...ids.services.values(), ids.source] } });
     stops.push(() => api.stop());
     const kubeconfigPath = join(state, "kubeconfig");
     writeFileSync(kubeconfigPath, api.kubeconfig(), { mode: 0o600 });

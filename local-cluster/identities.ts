@@ -77,3 +77,13 @@ export function userOfService(ids: KnativeIdentities, service: string): UserInfo
   if (user === undefined) throw new ConfigError(`no Knative Service ${service} in the manifests: the local run cannot tell which ServiceAccount it runs as`);
   return user;
 }
+
+/**
+ * The Namespaces the manifests create (podcert's own), which a cluster file usually lacks: the
+ * local run and the tests add them, as `kubectl apply -k knative/` would, so what a function
+ * writes into its own namespace (the trust publisher's ConfigMap) has somewhere to go.
+ */
+export function manifestNamespaces(ids: KnativeIdentities, existing: readonly unknown[]): unknown[] {
+  const have = new Set(existing.map((o) => o as Manifest).filter((o) => o.kind === "Namespace").map((o) => o.metadata?.name));
+  return ids.documents.map((d) => d as Manifest).filter((d) => d.apiVersion === "v1" && d.kind === "Namespace" && !have.has(d.metadata?.name));
+}

@@ -17,7 +17,7 @@ import { eventFromHttp, eventToBinaryHttp } from "../../shared/events/codec.js";
 import { apiServerAddEvent } from "../../shared/events/pcr-event.js";
 import type { PodcertEvent } from "../../shared/events/types.js";
 import type { StepName } from "../../shared/steps.js";
-import { loadKnativeIdentities, userOfService } from "../../local-cluster/identities.js";
+import { loadKnativeIdentities, manifestNamespaces, userOfService } from "../../local-cluster/identities.js";
 import { serviceName, stepEntry } from "../../shared/steps.js";
 import { buildPodCertificateRequest, type PodCertificateProjection } from "../../local-cluster/kubelet/request.js";
 import type { KeyType, Node, Pod, PodCertificateRequest, ServiceAccount } from "../../shared/pcr/model.js";
@@ -56,7 +56,7 @@ export async function startBundleEnv(o: { clusterFile?: string; objects?: readon
   const objects = o.objects ?? parseClusterFile(readFileSync(o.clusterFile ?? "test/fixtures/clusters/issued.yaml", "utf8"));
   const ids = o.rbac === false ? undefined : loadKnativeIdentities(o.knativeDir ?? "knative");
   const api = await startApiServer({
-    objects,
+    objects: ids ? [...objects, ...manifestNamespaces(ids, objects)] : objects,
     ...(ids ? { authorization: { rbac: ids.documents, users: [...ids.services.values(), ids.source] } } : {}),
   });
   const kubeconfigPath = join(dir, "kubeconfig");
