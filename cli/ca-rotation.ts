@@ -23,6 +23,14 @@ export type NewCa = Pick<CaEntry, "certificate" | "privateKey" | "intermediates"
 /** kubelet refreshes projected trust bundles within about 5 minutes (SPEC §3); twice that by default. */
 export const DEFAULT_PROPAGATION_SECONDS = 600;
 /**
+ * How long after `prepare` the new CA is in the published bundles at the latest: kubelet brings
+ * the rewritten podcert-ca-trust Secret to the trust publisher within its sync period (about a
+ * minute), and the publisher's PingSource ticks every 5 minutes (knative/publish-trust.yaml). The
+ * pool file cannot tell when the publisher actually wrote the bundles, so the propagation time
+ * is counted from this bound.
+ */
+export const PUBLICATION_DELAY_SECONDS = 360;
+/**
  * Waited past a superseded CA's last possible certificate before retiring it. `since.superseded`
  * is when the pool file was rewritten; `sign` keeps signing with the old CA until it reads the new
  * pool (kubelet refreshes a mounted Secret within its sync period, about a minute, plus its cache
@@ -161,7 +169,7 @@ function retireSafeFrom(ca: CaEntry, signerName: string, maxLifetimeSeconds: num
 
 /** The prepared CA has been published long enough, and is valid. */
 function activateSafeFrom(ca: CaEntry, f: CaFacts, propagationSeconds: number): Date {
-  return latest(after(sinceOf(ca, "prepared"), propagationSeconds), f.validFrom);
+  return latest(after(sinceOf(ca, "prepared"), PUBLICATION_DELAY_SECONDS + propagationSeconds), f.validFrom);
 }
 
 /** After this a CA cannot cover a certificate of the signer's full maximum lifetime. */
@@ -188,7 +196,7 @@ function nextStepOfCa(s: SignerEntry, ca: CaEntry, facts: RotationFacts): NextSt
   if (!signs || s.cas.some((c) => c.state === "prepared")) return none;
   // The signing CA, with no rotation under way: when the next one must start.
   const cover = coversUntil(f, facts.maxLifetimeSeconds);
-  const by = after(cover, -facts.propagationSeconds);
+  const by = after(cover, -(PUBLICATION_DELAY_SECONDS + facts.propagationSeconds));
   if (now.getTime() < by.getTime()) return { step: "prepare", by, text: `rotate before ${showTime(by, "down")}` };
   if (now.getTime() < cover.getTime()) return { step: "prepare", by, text: `rotate now: from ${showTime(cover, "down")} it cannot cover a full certificate` };
   const stops = after(f.validUntil, -MIN_LIFETIME_SECONDS);
@@ -313,12 +321,13 @@ export function activateCa(doc: CaPoolDocument, signerName: string, facts: Rotat
   }
   const risks: string[] = [];
   const preparedAt = sinceOf(p, "prepared");
-  const from = after(preparedAt, facts.propagationSeconds);
+  const publishedBy = after(preparedAt, PUBLICATION_DELAY_SECONDS);
+  const from = after(publishedBy, facts.propagationSeconds);
   if (now.getTime() < from.getTime()) {
     unlessForced(
       facts.force,
       new RotationRefusedError(
-        `the prepared CA ${f.serialHex} has been published only since ${showTime(preparedAt, "down")}; pods may not trust it yet. Activate from ${showTime(from)} (published for at least the propagation time, ${showDuration(facts.propagationSeconds)})`,
+        `the prepared CA ${f.serialHex} was prepared at ${showTime(preparedAt, "down")} and is in the published bundles by ${showTime(publishedBy)} at the latest; pods may not trust it yet. Activate from ${showTime(from)} (published for at least the propagation time, ${showDuration(facts.propagationSeconds)})`,
         from,
         true,
       ),

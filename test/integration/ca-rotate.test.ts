@@ -11,6 +11,7 @@ import { ATESYSTEM_SIGNER, WORKERPOOL_SIGNER } from "../../shared/profiles/defau
 import { pemDecodeAll } from "../../shared/x509/pem.js";
 import { testCa } from "../helpers/ca.js";
 import { podcert, type CliResult } from "./cli.js";
+import { PUBLICATION_DELAY_SECONDS } from "../../cli/ca-rotation.js";
 
 const HOUR = 3_600_000;
 let dir: string;
@@ -101,7 +102,7 @@ describe("podcert ca rotate", () => {
 
     const early = await rotate(path, "activate");
     expect(early.code).toBe(75);
-    expect(early.stderr).toMatch(/^podcert: the prepared CA \w+ has been published only since \S+; pods may not trust it yet\. Activate from \S+Z \(published for at least the propagation time, 10m\)\n$/);
+    expect(early.stderr).toMatch(/^podcert: the prepared CA \w+ was prepared at \S+ and is in the published bundles by \S+ at the latest; pods may not trust it yet\. Activate from \S+Z \(published for at least the propagation time, 10m\)\n$/);
     unchanged(path, before);
 
     const second = await rotate(path, "prepare");
@@ -283,7 +284,8 @@ describe("podcert ca status", () => {
     const p = w.cas[1]!;
     expect(p.state).toBe("prepared");
     expect(p.fingerprintSha256).toMatch(/^[0-9a-f]{64}$/);
-    expect(Date.parse(p.next.from!) - Date.parse(p.since!)).toBe(90_000);
+    // --propagation 90s, counted from when the CA is published at the latest.
+    expect(Date.parse(p.next.from!) - Date.parse(p.since!)).toBe(90_000 + PUBLICATION_DELAY_SECONDS * 1000);
     expect(out.signers.find((s) => s.signerName === ATESYSTEM_SIGNER)!.cas[0]).toMatchObject({ state: null, signs: true, since: null });
   });
 

@@ -9,6 +9,7 @@ import { startLocalFlow, type LocalFlow } from "../../local-cluster/flow.js";
 import { terminalCondition, type PodCertificateRequest } from "../../shared/pcr/model.js";
 import { defaultSignerConfig } from "../../shared/profiles/defaults.js";
 import { listeningAddress } from "../helpers/raw-http.js";
+import { STEPS } from "../../shared/steps.js";
 
 let flow: LocalFlow;
 const said: string[] = [];
@@ -23,7 +24,7 @@ afterAll(async () => {
 
 describe("the local run", () => {
   it("binds every function process to loopback", async () => {
-    expect(flow.processes).toHaveLength(4);
+    expect(flow.processes.map((p) => p.name)).toEqual(STEPS);
     for (const p of flow.processes) {
       const where = await listeningAddress(Number(new URL(p.url).port));
       if (where === undefined) return; // no /proc/net/tcp on this system

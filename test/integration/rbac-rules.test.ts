@@ -10,19 +10,23 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parseClusterFile } from "../../local-cluster/apiserver/cluster-file.js";
 import { bindingRules, parseRbacPolicy, subjectFor, type PolicyRule } from "../../local-cluster/apiserver/rbac.js";
 import { RESOURCE_TYPES } from "../../local-cluster/apiserver/resources.js";
-import { describeRefusal, startApiServer, type RefusedRequest } from "../../local-cluster/apiserver/server.js";
-import { parseCaPool, serializeCaPool, type CaPool } from "../../shared/ca/pool.js";
-import { createCaPool, throwawayCaPool } from "../../cli/ca-create.js";
+import { describeRefusal, startApiServer, type EmbeddedApiServer, type RefusedRequest } from "../../local-cluster/apiserver/server.js";
+import { caTrustDocument, clusterTrustBundleName, parseCaPool, parseCaTrust, serializeCaPool, trustBundlePem, type CaPool, type CaTrust } from "../../shared/ca/pool.js";
+import { MANAGED_BY, MANAGED_BY_LABEL } from "../../shared/ca/publication.js";
+import { publish } from "../../functions/publish-trust/handler.js";
+import type { FunctionContext, TrustContext } from "../../shared/runtime/function.js";
+import { ATESYSTEM_SIGNER, WORKERPOOL_SIGNER } from "../../shared/profiles/defaults.js";
+import { createCa, createCaPool, throwawayCaPool } from "../../cli/ca-create.js";
 import { clusterApiFor, stepContexts } from "../../cli/cluster.js";
 import { issueAll } from "../../cli/issue.js";
 import { requestPodCertificates, type EmulatedRequest } from "../../local-cluster/kubelet/emulator.js";
 import { ephemeralStepKeys } from "../../shared/events/step-keys.js";
 import { EVENT_TYPES, STEPS, type StepName } from "../../shared/steps.js";
-import { loadKubeConfig } from "../../shared/kube/client-node.js";
+import { KubeClusterApi, loadKubeConfig } from "../../shared/kube/client-node.js";
 import type { ClusterApi } from "../../shared/kube/cluster.js";
 import { startLocalFlow } from "../../local-cluster/flow.js";
 import { serviceName } from "../../shared/steps.js";
-import { loadKnativeIdentities, userOfService } from "../../local-cluster/identities.js";
+import { loadKnativeIdentities, manifestNamespaces, userOfService } from "../../local-cluster/identities.js";
 import { terminalCondition } from "../../shared/pcr/model.js";
 import { defaultSignerConfig } from "../../shared/profiles/defaults.js";
 import { silentLogger } from "../../shared/runtime/log.js";
@@ -78,6 +82,8 @@ describe("over HTTP, each function bundle as its own ServiceAccount", () => {
 interface Grant {
   fn: StepName;
   role: string;
+  /** A Role's namespace; absent for a ClusterRole. */
+  namespace?: string;
   apiGroup: string;
   resource: string;
   verb: string;
@@ -86,18 +92,19 @@ interface Grant {
 
 const label = (g: Grant) => `${g.fn} without ${g.verb} ${g.resource}${g.apiGroup ? `.${g.apiGroup}` : ""}${g.resourceName ? ` "${g.resourceName}"` : ""}`;
 
-/** Every grant of the ClusterRoles bound to each function's ServiceAccount, rule by rule. */
+/** Every grant of the ClusterRoles and Roles bound to each function's ServiceAccount, rule by rule. */
 function functionGrants(documents: readonly unknown[]): Grant[] {
   const { policy, problems } = parseRbacPolicy(documents);
   expect(problems).toEqual([]);
   const out: Grant[] = [];
   for (const fn of STEPS) {
     const user = userOfService(ids, serviceName(fn));
-    for (const b of policy.clusterRoleBindings) {
-      if (subjectFor(user, b.subjects, "") === undefined) continue;
+    for (const b of [...policy.clusterRoleBindings, ...policy.roleBindings]) {
+      if (subjectFor(user, b.subjects, b.namespace ?? "") === undefined) continue;
       const resolved = bindingRules(policy, b);
       if ("error" in resolved) throw new Error(resolved.error);
-      for (const g of atomic(resolved.rules)) out.push({ fn, role: b.roleRef.name, ...g });
+      const namespace = b.roleRef.kind === "Role" ? { namespace: b.namespace ?? "" } : {};
+      for (const g of atomic(resolved.rules)) out.push({ fn, role: b.roleRef.name, ...namespace, ...g });
     }
   }
   return out;
@@ -113,19 +120,23 @@ function without(documents: readonly unknown[], g: Grant): unknown[] {
   const same = (x: Omit<Grant, "fn" | "role">) => x.apiGroup === g.apiGroup && x.resource === g.resource && x.verb === g.verb && x.resourceName === g.resourceName;
   return documents.map((d) => {
     const doc = d as { apiVersion?: string; kind?: string; metadata?: { name?: string }; rules?: unknown[] };
-    if (doc.apiVersion !== "rbac.authorization.k8s.io/v1" || doc.kind !== "ClusterRole" || doc.metadata?.name !== g.role) return d;
+    const kind = g.namespace === undefined ? "ClusterRole" : "Role";
+    const ns = (doc.metadata as { namespace?: string } | undefined)?.namespace;
+    if (doc.apiVersion !== "rbac.authorization.k8s.io/v1" || doc.kind !== kind || doc.metadata?.name !== g.role || (kind === "Role" && ns !== g.namespace)) return d;
     const { policy } = parseRbacPolicy([d]);
-    const rules = atomic(policy.clusterRoles.get(g.role) ?? []).filter((x) => !same(x)).map((x) => ({
+    const current = kind === "Role" ? policy.roles.get(`${g.namespace}/${g.role}`) : policy.clusterRoles.get(g.role);
+    const rules = atomic(current ?? []).filter((x) => !same(x)).map((x) => ({
       apiGroups: [x.apiGroup], resources: [x.resource], verbs: [x.verb], ...(x.resourceName === undefined ? {} : { resourceNames: [x.resourceName] }),
     }));
     return { ...doc, rules };
   });
 }
 
-describe("without any one grant of a function's ClusterRole, the flow fails", () => {
+describe("without any one grant of a function's roles, the flow fails", () => {
   let objects: unknown[];
   let requests: EmulatedRequest[];
   let caPool: CaPool;
+  let trust: CaTrust;
   const config = defaultSignerConfig();
   const keys = ephemeralStepKeys();
 
@@ -139,8 +150,54 @@ describe("without any one grant of a function's ClusterRole, the flow fails", ()
     } finally {
       await seed.stop();
     }
-    caPool = parseCaPool(serializeCaPool(await createCaPool([...config.signers.keys()], { keyAlgorithm: "ECDSAP256", validityDays: 30, now: new Date() })));
+    const poolDoc = await createCaPool([...config.signers.keys()], { keyAlgorithm: "ECDSAP256", validityDays: 30, now: new Date() });
+    caPool = parseCaPool(serializeCaPool(poolDoc));
+    trust = parseCaTrust(stringify(caTrustDocument(poolDoc)));
+    // For the trust publisher: podcert's namespace, atesystem's bundle drifted (an update), none yet
+    // for workerpool (a create), and a managed bundle of a signer no longer configured (a delete).
+    const stray = await createCa({ signerName: "example.com/retired", keyAlgorithm: "ECDSAP256", validityDays: 30, now: new Date() });
+    objects.push(
+      ...manifestNamespaces(ids, objects),
+      managedBundle(ATESYSTEM_SIGNER, stray.certificate),
+      managedBundle("example.com/retired", stray.certificate),
+    );
   });
+
+  const managedBundle = (signerName: string, pem: string) => ({
+    apiVersion: "certificates.k8s.io/v1beta1",
+    kind: "ClusterTrustBundle",
+    metadata: { name: clusterTrustBundleName(signerName), labels: { [MANAGED_BY_LABEL]: MANAGED_BY } },
+    spec: { signerName, trustBundle: pem },
+  });
+
+  /**
+   * The trust publisher's two runs, as its ServiceAccount: the first updates, creates and deletes
+   * bundles and creates its ConfigMap; then workerpool's bundle and the ConfigMap drift, and the
+   * second updates both. Returns what went wrong.
+   */
+  async function publishTwice(api: EmbeddedApiServer, ctx: FunctionContext): Promise<string[]> {
+    const trustCtx: TrustContext = {
+      read: () => trust,
+      api: new KubeClusterApi(loadKubeConfig({ kubeconfigText: api.kubeconfig(userOf("publish-trust")) })),
+      namespace: "podcert",
+      configMapName: "podcert-spiffe-bundles",
+      refreshHintSeconds: 300,
+    };
+    const run = { ...ctx, trust: trustCtx };
+    try {
+      await publish(run);
+      const w = api.store.get("clustertrustbundles", undefined, clusterTrustBundleName(WORKERPOOL_SIGNER))!;
+      api.store.replace({ ...w, spec: { ...(w.spec as object), trustBundle: trustBundlePem(trust, ATESYSTEM_SIGNER) } });
+      const cm = api.store.get("configmaps", "podcert", "podcert-spiffe-bundles")!;
+      api.store.replace({ ...cm, data: {} });
+      await publish(run);
+    } catch (e) {
+      return [`publish-trust: ${(e as Error).message}`];
+    }
+    const wrong = [ATESYSTEM_SIGNER, WORKERPOOL_SIGNER].filter((signer) => (api.store.get("clustertrustbundles", undefined, clusterTrustBundleName(signer))?.spec as { trustBundle?: string } | undefined)?.trustBundle !== trustBundlePem(trust, signer));
+    if (api.store.get("clustertrustbundles", undefined, clusterTrustBundleName("example.com/retired")) !== undefined) wrong.push("example.com/retired (not deleted)");
+    return wrong.map((w) => `publish-trust: bundle of ${w} not as published`);
+  }
 
   /** The in-process pipeline, each step calling the API server over HTTP as its ServiceAccount. */
   async function runFlow(rbac: readonly unknown[]): Promise<{ unexpected: string[]; refused: RefusedRequest[] }> {
@@ -154,13 +211,15 @@ describe("without any one grant of a function's ClusterRole, the flow fails", ()
         maxAttempts: 2,
         backoffMs: 5,
       });
+      const contexts = stepContexts({ config, cluster: clusters, keys, caPool, log: silentLogger });
+      const published = await publishTwice(api, contexts["publish-trust"]);
       const unexpected = requests.flatMap((r) => {
         const pcr = result.pcrs.find((p) => p.metadata.uid === r.pcr.metadata.uid);
         const c = pcr ? terminalCondition(pcr) : undefined;
         const outcome = c === undefined ? "Pending" : c.type === "Issued" ? "Issued" : `${c.type}:${c.reason}`;
         return outcome === r.expected ? [] : [`${r.pod.namespace}/${r.pod.name} ${r.pcr.spec.signerName}: ${outcome}, expected ${r.expected}`];
       });
-      return { unexpected, refused: api.refusedRequests() };
+      return { unexpected: [...unexpected, ...published], refused: api.refusedRequests() };
     } finally {
       await api.stop();
     }
@@ -175,7 +234,7 @@ describe("without any one grant of a function's ClusterRole, the flow fails", ()
 
   const grants = functionGrants(ids.documents);
 
-  it("covers every grant of the four functions' roles", () => {
+  it("covers every grant of every function's roles", () => {
     expect(new Set(grants.map((g) => g.fn))).toEqual(new Set(STEPS));
     // derive-sans without `get services` is knative/rbac.yaml before issue 8's finding 9.
     expect(grants.map(label)).toContain("derive-sans without get services");

@@ -6,6 +6,7 @@ import { activeCa, parseCaPool, publishedCas, serializeCaPool, type CaPoolDocume
 import { TransientError } from "../../../shared/errors.js";
 import { createCa } from "../../../cli/ca-create.js";
 import {
+  PUBLICATION_DELAY_SECONDS,
   activateCa,
   poolStatus,
   prepareCa,
@@ -23,6 +24,7 @@ const T = new Date("2026-06-01T12:00:00.750Z");
 const S = 1000;
 const MIN = 60 * S;
 const H = 60 * MIN;
+const PUB = PUBLICATION_DELAY_SECONDS * S;
 const DAY = 24 * H;
 const SIGNER = "example.com/my-signer";
 const LIFETIME = 86_400;
@@ -86,7 +88,7 @@ describe("prepare", () => {
     expect(activeCa(pool, SIGNER, T).serialHex).toBe(serialOf(cur));
     expect(publishedCas(pool, SIGNER).map((c) => c.serialHex)).toEqual([serialOf(cur), serialOf(next)]);
     expect(r.changed).toBe(`signer ${SIGNER}: prepared CA ${serialOf(next)} (published, not signing, once this pool is applied; the propagation time counts from now)`);
-    expect(r.next).toMatchObject({ step: "activate", serialHex: serialOf(next), from: at(10 * MIN), text: `activate CA ${serialOf(next)} from 2026-06-01T12:10:01Z` });
+    expect(r.next).toMatchObject({ step: "activate", serialHex: serialOf(next), from: at(16 * MIN), text: `activate CA ${serialOf(next)} from 2026-06-01T12:16:01Z` });
     expect(r.risks).toEqual([]);
   });
 
@@ -111,8 +113,8 @@ describe("prepare", () => {
     expect(casOf(r.doc, "example.com/other")).toEqual([cur]); // other signers untouched
     expect(r.changed).toMatch(/added the signer to the pool; prepared CA/);
     expect(() => activeCa(parseCaPool(serializeCaPool(r.doc)), SIGNER, T)).toThrow(TransientError);
-    const a = activateCa(r.doc, SIGNER, { ...facts(at(10 * MIN)), force: false });
-    expect(statesOf(a.doc)).toEqual([[serialOf(next), "active", { prepared: T.toISOString(), active: iso(10 * MIN) }]]);
+    const a = activateCa(r.doc, SIGNER, { ...facts(at(16 * MIN)), force: false });
+    expect(statesOf(a.doc)).toEqual([[serialOf(next), "active", { prepared: T.toISOString(), active: iso(16 * MIN) }]]);
   });
 
   it.each([
@@ -141,7 +143,7 @@ describe("prepare", () => {
 
 describe("activate", () => {
   it("makes the prepared CA active and the active one superseded, from now, keeping when each entered its earlier states", () => {
-    const now = at(10 * MIN);
+    const now = at(16 * MIN);
     const r = activateCa(midRotation(), SIGNER, { ...facts(now), force: false });
     expect(statesOf(r.doc)).toEqual([
       [serialOf(cur), "superseded", { active: iso(-30 * DAY), superseded: now.toISOString() }],
@@ -151,16 +153,17 @@ describe("activate", () => {
     expect(activeCa(pool, SIGNER, now).serialHex).toBe(serialOf(next));
     expect(publishedCas(pool, SIGNER)).toHaveLength(2);
     expect(r.changed).toBe(`signer ${SIGNER}: CA ${serialOf(next)} is active (signs from the next request once sign reads this pool); CA ${serialOf(cur)} superseded (still published)`);
-    // superseded at T+10m, + 24h lifetime + 10m margin
-    expect(r.next.text).toBe(`retire CA ${serialOf(cur)} from 2026-06-02T12:20:01Z`);
+    // superseded at T+16m, + 24h lifetime + 10m margin
+    expect(r.next.text).toBe(`retire CA ${serialOf(cur)} from 2026-06-02T12:26:01Z`);
     expect(r.risks).toEqual([]);
   });
 
   it.each([
-    { case: "1 ms before the default 10 minutes", now: 10 * MIN - 1, propagation: 600, ok: false },
-    { case: "at exactly 10 minutes", now: 10 * MIN, propagation: 600, ok: true },
-    { case: "after 90 s with --propagation 90s", now: 90 * S, propagation: 90, ok: true },
-    { case: "after 89 s with --propagation 90s", now: 89 * S, propagation: 90, ok: false },
+    // Counted from when the CA is in the published bundles at the latest (PUBLICATION_DELAY_SECONDS after prepare).
+    { case: "1 ms before the default 10 minutes", now: PUB + 10 * MIN - 1, propagation: 600, ok: false },
+    { case: "at exactly 10 minutes", now: PUB + 10 * MIN, propagation: 600, ok: true },
+    { case: "after 90 s with --propagation 90s", now: PUB + 90 * S, propagation: 90, ok: true },
+    { case: "after 89 s with --propagation 90s", now: PUB + 89 * S, propagation: 90, ok: false },
   ])("waits for the propagation time: $case", ({ now, propagation, ok }) => {
     const run = () => activateCa(midRotation(), SIGNER, { ...facts(at(now), { propagationSeconds: propagation }), force: false });
     if (ok) {
@@ -168,10 +171,10 @@ describe("activate", () => {
       return;
     }
     const e = refusal(run);
-    expect(e.possibleFrom).toEqual(at(propagation * S));
+    expect(e.possibleFrom).toEqual(at(PUB + propagation * S));
     expect(e.forcible).toBe(true);
     expect(e.code).toBe("ERR_ROTATION_NOT_YET");
-    expect(e.message).toContain(`published only since 2026-06-01T12:00:00Z; pods may not trust it yet. Activate from ${showTime(at(propagation * S))}`);
+    expect(e.message).toContain(`was prepared at 2026-06-01T12:00:00Z and is in the published bundles by ${showTime(at(PUB))} at the latest; pods may not trust it yet. Activate from ${showTime(at(PUB + propagation * S))}`);
     expect(e.message).toContain(`the propagation time, ${showDuration(propagation)}`);
   });
 
@@ -285,12 +288,12 @@ describe("a whole rotation", () => {
     };
     d = prepareCa(d, SIGNER, next, facts(T)).doc;
     check(T, cur, [cur, next]);
-    expect(() => activateCa(d, SIGNER, { ...facts(at(5 * MIN)), force: false })).toThrow(/Activate from 2026-06-01T12:10:01Z/);
-    d = activateCa(d, SIGNER, { ...facts(at(10 * MIN)), force: false }).doc;
-    check(at(10 * MIN), next, [cur, next]);
-    expect(() => retireCa(d, SIGNER, { ...facts(at(DAY)), force: false })).toThrow(/can be valid until 2026-06-02T12:20:01Z .*; retire from then/);
-    d = retireCa(d, SIGNER, { ...facts(at(DAY + 20 * MIN)), force: false }).doc;
-    check(at(DAY + 20 * MIN), next, [next]);
+    expect(() => activateCa(d, SIGNER, { ...facts(at(15 * MIN)), force: false })).toThrow(/Activate from 2026-06-01T12:16:01Z/);
+    d = activateCa(d, SIGNER, { ...facts(at(16 * MIN)), force: false }).doc;
+    check(at(16 * MIN), next, [cur, next]);
+    expect(() => retireCa(d, SIGNER, { ...facts(at(DAY)), force: false })).toThrow(/can be valid until 2026-06-02T12:26:01Z .*; retire from then/);
+    d = retireCa(d, SIGNER, { ...facts(at(DAY + 26 * MIN)), force: false }).doc;
+    check(at(DAY + 26 * MIN), next, [next]);
     expect(statesOf(d).map(([, state]) => state)).toEqual(["retired", "active"]);
   });
 });
@@ -311,18 +314,18 @@ describe("status", () => {
     const end = endOf(cur).getTime();
     expect(texts(doc({ name: SIGNER, cas: [old, cur] }), T)).toEqual([
       [null, false, "—"],
-      [null, true, `rotate before ${showTime(new Date(end - DAY - 10 * MIN), "down")}`],
+      [null, true, `rotate before ${showTime(new Date(end - DAY - 10 * MIN - PUB), "down")}`],
     ]);
   });
 
   it.each([
-    { case: "mid-rotation", d: () => midRotation(), now: T, want: [["active", true, "—"], ["prepared", false, "activate from 2026-06-01T12:10:01Z"]] },
+    { case: "mid-rotation", d: () => midRotation(), now: T, want: [["active", true, "—"], ["prepared", false, "activate from 2026-06-01T12:16:01Z"]] },
     { case: "mid-rotation, after the propagation time", d: () => midRotation(), now: at(H), want: [["active", true, "—"], ["prepared", false, "activate now"]] },
     {
       case: "after activation",
       d: () => activateCa(midRotation(), SIGNER, { ...facts(at(H)), force: false }).doc,
       now: at(H),
-      want: [["superseded", false, "retire from 2026-06-02T13:10:01Z"], ["active", true, () => `rotate before ${showTime(new Date(endOf(next).getTime() - DAY - 10 * MIN), "down")}`]],
+      want: [["superseded", false, "retire from 2026-06-02T13:10:01Z"], ["active", true, () => `rotate before ${showTime(new Date(endOf(next).getTime() - DAY - 10 * MIN - PUB), "down")}`]],
     },
     {
       case: "a prepared CA that can no longer cover a certificate",
@@ -357,7 +360,7 @@ describe("status", () => {
       name: SIGNER,
       cas: [stated(old, "superseded", { superseded: iso(-DAY) }), stated(cur, "active", { active: iso(0) }), stated(next, "prepared", { prepared: iso(0) })],
     });
-    expect(status(d, T)[0]!.next.text).toBe(`activate CA ${serialOf(next)} from 2026-06-01T12:10:01Z`);
+    expect(status(d, T)[0]!.next.text).toBe(`activate CA ${serialOf(next)} from 2026-06-01T12:16:01Z`);
     const noPrepared = { ...d, signers: [{ signerName: SIGNER, cas: casOf(d).slice(0, 2) }] };
     expect(status(noPrepared, T)[0]!.next.text).toBe(`retire CA ${serialOf(old)} from 2026-06-01T12:10:01Z`);
   });
