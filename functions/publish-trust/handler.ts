@@ -63,11 +63,25 @@ export const publishTrust: FunctionDefinition = {
       return undefined; // malformed percent-encoding: no such signer
     }
     if (!ctx.config.signers.has(signer)) return undefined;
-    const bundle = published.get(ctx)?.spiffe.get(signer);
+    // Scaled from zero, this process has not published yet: what the last run wrote is in the ConfigMap.
+    let bundle = published.get(ctx)?.spiffe.get(signer);
+    try {
+      bundle ??= await storedBundle(ctx, signer);
+    } catch (e) {
+      return { status: 503, contentType: "text/plain; charset=utf-8", body: `not available: ${e instanceof Error ? e.message : String(e)}\n` };
+    }
     if (bundle === undefined) return { status: 503, contentType: "text/plain; charset=utf-8", body: "not published yet\n" };
     return { status: 200, contentType: "application/json", body: `${JSON.stringify(bundle, null, 2)}\n` };
   },
 };
+
+/** The signer's SPIFFE bundle as the ConfigMap holds it, if any (a read; never a write). */
+async function storedBundle(ctx: FunctionContext, signer: string): Promise<SpiffeBundle | undefined> {
+  const t = ctx.trust;
+  if (t === undefined) return undefined;
+  const cm = await t.api.readConfigMap(t.namespace, t.configMapName);
+  return readSpiffeBundle(cm?.data?.[spiffeBundleKeys([...ctx.config.signers.keys()]).get(signer)!]);
+}
 
 /** One run: bundles and SPIFFE bundles made equal to the CA trust document. */
 export async function publish(ctx: FunctionContext): Promise<PublishReport> {

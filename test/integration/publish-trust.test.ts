@@ -13,6 +13,14 @@ import { pemDecodeAll } from "../../shared/x509/pem.js";
 import { EVENT_TYPES } from "../../shared/steps.js";
 import { postEvent, startBundleEnv, type BundleEnv, type ServedBundle } from "../helpers/bundles.js";
 import { podcert } from "./cli.js";
+import { publishTrust } from "../../functions/publish-trust/handler.js";
+import { clusterApiFor, stepContexts } from "../../cli/cluster.js";
+import { parseCaTrust } from "../../shared/ca/pool.js";
+import { ephemeralStepKeys } from "../../shared/events/step-keys.js";
+import { KubeClusterApi, loadKubeConfig } from "../../shared/kube/client-node.js";
+import { defaultSignerConfig } from "../../shared/profiles/defaults.js";
+import type { FunctionContext } from "../../shared/runtime/function.js";
+import { silentLogger } from "../../shared/runtime/log.js";
 
 const A = "atesystem.podcert.ate.dev/identity";
 const W = "workerpool.podcert.ate.dev/identity";
@@ -71,6 +79,18 @@ describe("publish-trust", () => {
     }
     // Two signers, two bundles: never one merged.
     expect(roots(ctb(A)!.spec.trustBundle)).not.toEqual(roots(ctb(W)!.spec.trustBundle));
+  });
+
+  it("serves what the ConfigMap holds when its process has not published yet (scaled from zero)", async () => {
+    const fresh: FunctionContext = {
+      ...stepContexts({ config: defaultSignerConfig(), cluster: clusterApiFor(env.api), keys: ephemeralStepKeys(), log: silentLogger, events: false })["publish-trust"],
+      trust: { read: () => parseCaTrust(readFileSync(env.caTrustPath, "utf8")), api: new KubeClusterApi(loadKubeConfig({ kubeconfigText: env.api.kubeconfig() })), namespace: "podcert", configMapName: "podcert-spiffe-bundles", refreshHintSeconds: 300 },
+    };
+    const r = await publishTrust.get!(`/bundles/${W}`, fresh);
+    expect(r?.status).toBe(200);
+    expect(JSON.parse(r!.body)).toEqual(spiffe(W));
+    const none = await publishTrust.get!(`/bundles/${W}`, { ...fresh, trust: { ...fresh.trust!, configMapName: "absent" } });
+    expect(none).toEqual({ status: 503, contentType: "text/plain; charset=utf-8", body: "not published yet\n" });
   });
 
   it("answers 404 for a signer it does not serve and for a malformed name", async () => {
