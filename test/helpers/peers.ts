@@ -10,10 +10,10 @@ import { connect, createServer, type TLSSocket } from "node:tls";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { spiffeIdOf, type Credential } from "../../local-cluster/mtls.js";
+import { splitPem } from "../integration/certs.js";
 
 export type { Credential };
-
-export const hasOpenssl = spawnSync("openssl", ["version"]).status === 0;
+export { hasOpenssl, splitPem } from "../integration/certs.js";
 
 /** Every temporary folder made here (each holds key files while it exists). */
 const tempDirs: string[] = [];
@@ -26,10 +26,6 @@ function tempDir(prefix: string): string {
 /** The temporary folders made here that still exist: none, once every call has returned. */
 export function leftoverTempDirs(): string[] {
   return tempDirs.filter((d) => existsSync(d));
-}
-
-export function splitPem(pem: string): string[] {
-  return pem.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----\n?/g) ?? [];
 }
 
 const validAt = (c: X509Certificate, at: Date) => c.validFromDate.getTime() <= at.getTime() && at.getTime() <= c.validToDate.getTime();
