@@ -5,7 +5,7 @@
  * without importing each other.
  */
 import { X509Certificate } from "node:crypto";
-import { mkdirSync, renameSync, writeFileSync } from "node:fs";
+import { mkdirSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { EmulatedRequest } from "../local-cluster/kubelet/emulator.js";
 import type { LocalFlow } from "../local-cluster/flow.js";
@@ -83,8 +83,8 @@ export function unmetExpectations(rows: readonly Row[]): Row[] {
 /**
  * Writes each issued credential bundle (PKCS#8 key, then the chain, as kubelet projects it) to
  * out/<namespace>/<pod>/<signer>.pem, mode 0600. With `keepPrevious`, a file already there (the
- * credential from before a CA rotation) is first renamed to <signer>.old-ca.pem. Returns the
- * credentials by credentialKey.
+ * credential from before a CA rotation) is first renamed to <signer>.old-ca.pem; without, a
+ * <signer>.old-ca.pem there is removed. Returns the credentials by credentialKey.
  */
 export function writeCredentials(outDir: string, rows: readonly Row[], o: { keepPrevious?: boolean } = {}): Map<string, IssuedCredential> {
   const out = new Map<string, IssuedCredential>();
@@ -100,6 +100,9 @@ export function writeCredentials(outDir: string, rows: readonly Row[], o: { keep
       } catch (e) {
         if ((e as NodeJS.ErrnoException).code !== "ENOENT") throw e;
       }
+    } else {
+      // One left by an earlier --rotate run into the same folder chains to a CA of that run only.
+      rmSync(join(dir, oldCaFileName(signer)), { force: true });
     }
     writeFileSync(path, r.credential.keyPem + r.credential.chainPem, { mode: 0o600 });
     const { namespace, name: pod } = r.request.pod;

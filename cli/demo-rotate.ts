@@ -32,6 +32,7 @@ import {
   PUBLICATION_DELAY_SECONDS,
   prepareCa,
   retireCa,
+  RETIRE_MARGIN_SECONDS,
   RotationRefusedError,
   showDuration,
   type RotationFacts,
@@ -135,9 +136,11 @@ async function rotate(
 
   // ---- prepare
   step(0, "CA rotation: prepare a new CA for each signer (published, not signing yet)");
-  const wait = showDuration(PUBLICATION_DELAY_SECONDS + DEFAULT_PROPAGATION_SECONDS);
-  say(`      the rotation rules of \`podcert ca rotate\` with the real clock; their WAITS ARE SKIPPED (forced): a local run cannot wait ${wait} before activating`);
-  say("      or a maximum certificate lifetime before retiring. Each skipped wait is printed as it would apply on a cluster; the run waits for what it can see instead");
+  const longest = Math.max(...signers.map((s) => o.config.signers.get(s)!.maxLifetimeSeconds));
+  say("      the rules of `podcert ca rotate`, with the real clock; their WAITS ARE SKIPPED (forced), since a local run cannot wait them. On a cluster:");
+  say(`      activate waits ${showDuration(PUBLICATION_DELAY_SECONDS + DEFAULT_PROPAGATION_SECONDS)} after prepare (the new CA published within ${showDuration(PUBLICATION_DELAY_SECONDS)}, then the propagation time, ${showDuration(DEFAULT_PROPAGATION_SECONDS)}),`);
+  say(`      retire waits ${showDuration(longest + RETIRE_MARGIN_SECONDS)} after activate (the maximum certificate lifetime, ${showDuration(longest)}, + ${showDuration(RETIRE_MARGIN_SECONDS)}). Each skipped wait is printed`);
+  say("      with its time; the run waits for what it can see instead: the bundles holding the CAs, and sign reporting the new CA active");
   let doc = readPoolDocument(flow);
   for (const signer of signers) {
     const now = new Date();
