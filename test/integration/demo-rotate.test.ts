@@ -2,10 +2,10 @@
 // run as a user would. What is left in out/ afterwards is checked against the CA trust document
 // the run ends with (certificates and states, no keys).
 import { X509Certificate } from "node:crypto";
-import { cpSync, mkdtempSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { cpSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parseAllDocuments, stringify } from "yaml";
 import { parseCredentialBundle } from "../../local-cluster/mtls.js";
 import { parseCaTrust, type TrustedCa } from "../../shared/ca/pool.js";
@@ -26,11 +26,22 @@ const file = (signer: string) => signer.replaceAll("/", ":");
 
 let out: string;
 let run: CliResult;
+/** Folders to remove afterwards: the credential bundles in them hold private keys. */
+const made: string[] = [];
+const tempDir = (prefix: string) => {
+  const d = mkdtempSync(join(tmpdir(), prefix));
+  made.push(d);
+  return d;
+};
 
 beforeAll(async () => {
-  out = mkdtempSync(join(tmpdir(), "podcert-demo-rotate-"));
+  out = tempDir("podcert-demo-rotate-");
   run = await podcert(["demo", "--rotate", "--out", out, "--timeout", "60"]);
 }, 180_000);
+
+afterAll(() => {
+  for (const d of made) rmSync(d, { recursive: true, force: true });
+});
 
 /** The signer's CAs in out/ca-trust.yaml by state. */
 function casOf(signer: string): { active: TrustedCa; retired: TrustedCa } {
@@ -136,7 +147,7 @@ describe("podcert demo --rotate", () => {
 
 describe("podcert demo --rotate when publish-trust cannot update the bundles", () => {
   it("fails, naming the rotation step that could not go on", async () => {
-    const knative = mkdtempSync(join(tmpdir(), "podcert-knative-"));
+    const knative = tempDir("podcert-knative-");
     cpSync("knative", knative, { recursive: true });
     const rbacPath = join(knative, "rbac.yaml");
     type Doc = { kind?: string; metadata?: { name?: string }; rules?: { resources?: string[]; verbs?: string[] }[] };
@@ -146,7 +157,7 @@ describe("podcert demo --rotate when publish-trust cannot update the bundles", (
     role.rules = role.rules!.filter((r) => !r.verbs?.includes("update"));
     writeFileSync(rbacPath, docs.map((d) => stringify(d)).join("---\n"));
 
-    const r = await podcert(["demo", "--rotate", "--out", mkdtempSync(join(tmpdir(), "podcert-demo-rotate-")), "--knative", knative, "--timeout", "8"]);
+    const r = await podcert(["demo", "--rotate", "--out", tempDir("podcert-demo-rotate-"), "--knative", knative, "--timeout", "8"]);
     expect(r.code, r.stderr).toBe(70);
     expect(r.stderr).toMatch(/\[7\/13\] CA rotation: prepare/);
     expect(r.stderr).toMatch(
