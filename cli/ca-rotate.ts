@@ -108,7 +108,7 @@ async function newCa(values: Options, signerName: string, now: Date): Promise<Ne
  * holds `expected` (another rotation got there first). The temporary file, which holds keys, is
  * removed on any failure.
  */
-function rewriteFile(path: string, expected: string, text: string): void {
+export function rewriteFile(path: string, expected: string, text: string): void {
   const target = realpathSync(path);
   const dir = dirname(target);
   const tmp = join(dir, `.${basename(target)}.${randomBytes(6).toString("hex")}.tmp`);

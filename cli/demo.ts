@@ -3,23 +3,27 @@
  * in the embedded API server; each function bundle as its own process; a local broker routing by
  * the Trigger manifests in knative/; an emulated ApiServerSource; an emulated kubelet creating PCRs
  * (fresh keys, real proofs) once the source is watching. Then a table of outcomes, the credential
- * bundles and trust bundles on disk, and the seed's mutual TLS proven with those files.
+ * bundles on disk, the trust bundles as a pod's clusterTrustBundle projection reads them from the
+ * ClusterTrustBundles publish-trust wrote, and the seed's mutual TLS proven with those files.
+ * With --rotate, a CA rotation of both signers follows in the running flow (demo-rotate.ts).
  */
 import { throwawayCaPool } from "./ca-create.js";
-import { X509Certificate } from "node:crypto";
-import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { copyFileSync, mkdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { describeRefusal, type RefusedRequest } from "../local-cluster/apiserver/server.js";
-import { trustBundlePem } from "../shared/ca/pool.js";
+import { clusterTrustBundleName, publishedCas } from "../shared/ca/pool.js";
 import { startLocalFlow } from "../local-cluster/flow.js";
 import { parseCredentialBundle, runSeedMtlsChecks, type HandshakeCheck } from "../local-cluster/mtls.js";
-import { terminalCondition, type PodCertificateRequest } from "../shared/pcr/model.js";
+import { waitForPublishedTrust, writePodTrustFiles } from "../local-cluster/published-trust.js";
 import { ATESYSTEM_SIGNER, WORKERPOOL_SIGNER } from "../shared/profiles/defaults.js";
 import { loadSignerConfig } from "../shared/runtime/load.js";
-import { pemEncode } from "../shared/x509/pem.js";
 import { loadClusterFile } from "./cluster.js";
-import { requestPodCertificates, type EmulatedRequest } from "../local-cluster/kubelet/emulator.js";
+import { requestPodCertificates } from "../local-cluster/kubelet/emulator.js";
 import { EXIT, optional, parse, UsageError } from "./args.js";
+import { collectOutcomes, outcomeTable, signerFileName, unmetExpectations, writeCredentials } from "./demo-requests.js";
+import { ROTATION_PING_INTERVAL_MS, ROTATION_STEPS, runRotationDemo, type RotationCheck } from "./demo-rotate.js";
+
+export { signerFileName };
 
 export const DEMO_HELP = `podcert demo (npm start): run the whole event flow locally and prove the seed's mTLS
 
@@ -29,21 +33,14 @@ Options:
   --out <dir>          where credential bundles, trust bundles and logs go       [out]
   --port-base <n>      functions on n, n+1, ... (one each), then the broker ingress (0: any free)  [0]
   --knative <dir>      Trigger and Broker manifests to route by                  [knative]
-  --timeout <seconds>  give up waiting for outcomes after this long              [60]
+  --timeout <seconds>  give up waiting for outcomes, or for published bundles, after this long  [60]
+  --rotate             then rotate both signers' CAs in the running flow (prepare, publish,
+                       activate, new certificates, retire), the rotation's waits skipped, and
+                       prove mTLS with old and new certificates across it (the example cluster)
   --keep-running       keep the API server, broker and functions up until Ctrl-C
   --help               this text`;
 
-
-export function signerFileName(signerName: string): string {
-  return `${signerName.replaceAll("/", ":")}.pem`;
-}
-
-interface Row {
-  request: EmulatedRequest;
-  pcr?: PodCertificateRequest;
-  outcome: string;
-  issuedMs?: number;
-}
+const BASE_STEPS = 6;
 
 export async function runDemo(args: string[]): Promise<number> {
   const { values } = parse(args, {
@@ -52,6 +49,7 @@ export async function runDemo(args: string[]): Promise<number> {
     "port-base": { type: "string" },
     knative: { type: "string" },
     timeout: { type: "string" },
+    rotate: { type: "boolean" },
     "keep-running": { type: "boolean" },
   });
   if (values.help) {
@@ -63,73 +61,74 @@ export async function runDemo(args: string[]): Promise<number> {
   const knativeDir = optional(values, "knative") ?? "knative";
   const portBase = Number(optional(values, "port-base") ?? "0");
   const timeoutSeconds = Number(optional(values, "timeout") ?? "60");
+  const rotate = values.rotate === true;
   if (!Number.isInteger(portBase) || portBase < 0 || portBase > 65530) throw new UsageError("--port-base must be a port number, or 0");
   if (!(timeoutSeconds > 0)) throw new UsageError("--timeout must be a positive number of seconds");
   const configPath = optional(values, "config");
   const config = loadSignerConfig(configPath);
   const say = (m: string) => process.stderr.write(`${m}\n`);
+  const totalSteps = BASE_STEPS + (rotate ? ROTATION_STEPS : 0);
+  const step = (k: number, text: string) => say(`[${k}/${totalSteps}] ${text}`);
+  const signers = [...config.signers.keys()];
 
   const objects = loadClusterFile(clusterPath);
 
   const flow = await startLocalFlow({
     objects,
     config,
-    caPool: await throwawayCaPool(config.signers.keys()),
+    caPool: await throwawayCaPool(signers),
     ...(configPath === undefined ? {} : { configPath }),
     knativeDir,
     portBase,
     logDir: join(outDir, "logs"),
     say,
+    totalSteps,
+    // The rotation pings publish-trust itself at each step; the short tick is the backstop.
+    ...(rotate ? { pingIntervalMs: ROTATION_PING_INTERVAL_MS } : {}),
   });
   try {
-    const { api, broker, processes, finishedAt, deadLetters, caPool } = flow;
-    mkdirSync(join(outDir, "trust"), { recursive: true });
-    for (const signer of config.signers.keys()) writeFileSync(join(outDir, "trust", signerFileName(signer)), trustBundlePem(caPool, signer));
-    say("[4/6] emulated ApiServerSource watching PodCertificateRequests; kubelet creates the requests now");
+    const { api, processes, deadLetters, caPool } = flow;
     const kc = flow.kubeconfig;
+    // out/trust/ is what a pod would mount, read from the ClusterTrustBundles publish-trust wrote
+    // (it publishes at start): once they hold the pool's CAs, each file is the signer's projection.
+    await waitForPublishedTrust(kc, new Map(signers.map((s) => [s, { present: publishedCas(caPool, s).map((c) => c.rootDer) }])), { timeoutMs: timeoutSeconds * 1000 });
+    await writePodTrustFiles(kc, signers, join(outDir, "trust"), signerFileName);
+    mkdirSync(outDir, { recursive: true });
+    copyFileSync(flow.caTrustPath, join(outDir, "ca-trust.yaml"));
+    say(`      publish-trust published ClusterTrustBundles ${signers.map(clusterTrustBundleName).join(", ")}; ${join(outDir, "trust")}/ holds what a pod's`);
+    say("      clusterTrustBundle projection (signerName, labelSelector app.kubernetes.io/managed-by: podcert) reads from them through the API");
+    step(4, "emulated ApiServerSource watching PodCertificateRequests; kubelet creates the requests now");
     const requests = await requestPodCertificates(kc, (m) => say(`      ${m}`));
-    const deadline = performance.now() + timeoutSeconds * 1000;
-    let quietSince = performance.now();
-    let reported = -1;
-    for (;;) {
-      const done = requests.filter((r) => finishedAt.has(r.pcr.metadata.uid ?? "")).length;
-      if (done !== reported) say(`      ${done}/${requests.length} requests finished`);
-      reported = done;
-      if (done === requests.length) break;
-      if (broker.pending > 0) quietSince = performance.now();
-      // Nothing in flight for a while: the rest stay pending (their retries went to the dead letter).
-      if (performance.now() - quietSince > 1000 || performance.now() > deadline) break;
-      await new Promise((r) => setTimeout(r, 50));
-    }
-
-    const rows: Row[] = [];
-    for (const request of requests) {
-      const p = api.store.get("podcertificaterequests", request.pcr.metadata.namespace, request.pcr.metadata.name) as unknown as PodCertificateRequest | undefined;
-      const c = p ? terminalCondition(p) : undefined;
-      const row: Row = { request, outcome: c === undefined ? "Pending" : c.type === "Issued" ? "Issued" : `${c.type}:${c.reason}` };
-      if (p) row.pcr = p;
-      const end = finishedAt.get(request.pcr.metadata.uid ?? "");
-      if (end !== undefined) row.issuedMs = end - request.createdAt;
-      rows.push(row);
-      if (c?.type === "Issued" && p?.status?.certificateChain) {
-        const dir = join(outDir, request.pod.namespace, request.pod.name);
-        mkdirSync(dir, { recursive: true });
-        const key = pemEncode("PRIVATE KEY", request.privateKey.export({ type: "pkcs8", format: "der" }));
-        writeFileSync(join(dir, signerFileName(p.spec.signerName)), key + p.status.certificateChain, { mode: 0o600 });
-      }
-    }
-    say("[5/6] outcomes");
+    const rows = await collectOutcomes(flow, requests, timeoutSeconds * 1000, say);
+    const issued = writeCredentials(outDir, rows);
+    step(5, "outcomes");
     process.stdout.write(`${outcomeTable(rows)}\n`);
-    const unmet = rows.filter((r) => r.request.expected !== undefined && r.request.expected !== r.outcome);
+    const unmet = unmetExpectations(rows);
     for (const r of unmet) say(`      UNEXPECTED: ${r.request.pod.namespace}/${r.request.pod.name} → ${r.request.pcr.spec.signerName}: ${r.outcome}, expected ${r.request.expected}`);
     if (deadLetters.length > 0) say(`      ${deadLetters.length} deliveries dead-lettered (see ${join(outDir, "logs", "dead-letter.jsonl")})`);
-    say(`      credential bundles in ${outDir}/<namespace>/<pod>/<signer>.pem, trust bundles in ${outDir}/trust/`);
+    say(`      credential bundles in ${outDir}/<namespace>/<pod>/<signer>.pem, trust bundles (from the ClusterTrustBundles) in ${outDir}/trust/`);
 
     // A function that exited on its own hit a bug, even if the broker's retries hid it from the
     // outcomes: the run says so and fails.
-    for (const e of flow.exits) say(`      FUNCTION EXITED: ${e.name} (${e.signal ?? `code ${e.code}`}), restarted ${e.restarted?.ok ? "and served again" : "without success"}; see ${join(outDir, "logs", `${e.name}.log`)}`);
+    const reportExits = (from: number) => {
+      for (const e of flow.exits.slice(from)) say(`      FUNCTION EXITED: ${e.name} (${e.signal ?? `code ${e.code}`}), restarted ${e.restarted?.ok ? "and served again" : "without success"}; see ${join(outDir, "logs", `${e.name}.log`)}`);
+    };
+    reportExits(0);
+    const exitsBefore = flow.exits.length;
 
-    const checks = await seedMtls(outDir, say);
+    const checks = await seedMtls(outDir, step, say);
+    const runOk = unmet.length === 0 && checks.every((c) => c.ok);
+    let rotation: RotationCheck[] | undefined;
+    if (rotate) {
+      if (!runOk || checks.length === 0 || flow.exits.length > 0) {
+        const why = checks.length === 0 ? "the run did not issue the seed's credentials its mTLS checks use" : "the run before it did not pass";
+        say(`\n--rotate: the CA rotation was not run: ${why}`);
+        rotation = [{ name: "the run before the CA rotation", ok: false, detail: why }];
+      } else {
+        rotation = await runRotationDemo({ flow, config, outDir, timeoutMs: timeoutSeconds * 1000, firstStep: BASE_STEPS + 1, step, say, before: issued });
+        reportExits(exitsBefore);
+      }
+    }
     if (values["keep-running"]) {
       say(`\nkeep running: broker ingress ${flow.brokerUrl}; functions ${processes.map((p) => `${p.name}=${p.url}`).join(" ")}; kubeconfig ${flow.kubeconfigPath} (cluster admin). Ctrl-C to stop.`);
       await new Promise<void>((resolve) => {
@@ -142,14 +141,19 @@ export async function runDemo(args: string[]): Promise<number> {
     // ran (--keep-running too) counts.
     await flow.stop();
     const refused = permissionProblems(api.refusedRequests(), say);
-    const outcomesOk = unmet.length === 0 && checks.every((c) => c.ok);
-    const ok = outcomesOk && refused === 0 && flow.exits.length === 0;
+    const failedRotation = rotation?.filter((c) => !c.ok) ?? [];
+    const ok = runOk && refused === 0 && flow.exits.length === 0 && failedRotation.length === 0;
     const problems = [
-      ...(outcomesOk ? [] : ["some outcomes or handshakes were not as expected"]),
+      ...(runOk ? [] : ["some outcomes or handshakes were not as expected"]),
       ...(refused > 0 ? ["some API permissions were not as expected"] : []),
       ...(flow.exits.length > 0 ? [`${flow.exits.length} function process exit${flow.exits.length === 1 ? "" : "s"} (a bug; see above)`] : []),
+      ...(failedRotation.length > 0 ? [`the CA rotation failed ${failedRotation.length} check${failedRotation.length === 1 ? "" : "s"}: ${failedRotation.map((c) => c.name).join("; ")}`] : []),
     ];
-    say(ok ? "\nall outcomes and handshakes as expected, and every API call allowed by knative/'s RBAC" : `\n${problems.join("; ")}`);
+    if (rotation !== undefined && failedRotation.length === 0) {
+      say(`\nCA rotation of ${signers.join(" and ")}: all ${rotation.length} checks passed. Certificates from the old and the new CAs were issued and`);
+      say("verified, mTLS held in both directions while the bundles had both CAs, and once the old CAs were retired only the new certificates were accepted");
+    }
+    say(ok ? `\nall outcomes and handshakes as expected, and every API call allowed by knative/'s RBAC${rotation ? "; the CA rotation passed every check" : ""}` : `\n${problems.join("; ")}`);
     return ok ? EXIT.ok : EXIT.software;
   } finally {
     await flow.stop();
@@ -176,30 +180,8 @@ function permissionProblems(refused: readonly RefusedRequest[], say: (m: string)
   return refused.length;
 }
 
-function sanList(pcr: PodCertificateRequest | undefined): string {
-  const chain = pcr?.status?.certificateChain;
-  if (!chain) return "";
-  return (new X509Certificate(chain).subjectAltName ?? "").replaceAll("URI:", "").replaceAll("DNS:", "");
-}
-
-function outcomeTable(rows: readonly Row[]): string {
-  const lines = [["PCR", "POD", "SIGNER", "OUTCOME", "TIME TO ISSUE", "SANS"]];
-  for (const r of rows) {
-    lines.push([
-      r.request.pcr.metadata.name,
-      `${r.request.pod.namespace}/${r.request.pod.name}`,
-      r.request.pcr.spec.signerName,
-      r.outcome,
-      r.issuedMs === undefined ? "-" : `${Math.round(r.issuedMs)} ms`,
-      sanList(r.pcr),
-    ]);
-  }
-  const widths = lines[0]!.map((_, i) => Math.max(...lines.map((l) => (l[i] ?? "").length)));
-  return lines.map((l) => l.map((cell, i) => (i === l.length - 1 ? cell : cell.padEnd(widths[i] ?? 0))).join("  ")).join("\n");
-}
-
 /** The seed's handshakes, when the run issued the credentials they need (the example cluster). */
-async function seedMtls(outDir: string, say: (m: string) => void): Promise<HandshakeCheck[]> {
+async function seedMtls(outDir: string, step: (k: number, text: string) => void, say: (m: string) => void): Promise<HandshakeCheck[]> {
   const file = (ns: string, pod: string, signer: string) => join(outDir, ns, pod, signerFileName(signer));
   let checks: HandshakeCheck[];
   try {
@@ -216,12 +198,12 @@ async function seedMtls(outDir: string, say: (m: string) => void): Promise<Hands
     });
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === "ENOENT") {
-      say("[6/6] mTLS checks skipped: this cluster did not issue the seed's credentials (ate-apiserver, atenet-router, valkey-0, worker-1)");
+      step(6, "mTLS checks skipped: this cluster did not issue the seed's credentials (ate-apiserver, atenet-router, valkey-0, worker-1)");
       return [];
     }
     throw e;
   }
-  say("[6/6] the seed's mutual TLS, with the issued files");
+  step(6, "the seed's mutual TLS, with the issued files");
   for (const c of checks) say(`      ${c.ok ? "ok  " : "FAIL"} ${c.name}: ${c.outcome} (expected ${c.expect}) — ${c.detail}`);
   return checks;
 }

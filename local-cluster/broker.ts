@@ -103,7 +103,21 @@ export interface LocalBrokerOptions {
   concurrency?: ReadonlyMap<string, number>;
 }
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+/** Resolves true after `ms`, or false as soon as `signal` aborts (the timer then no longer keeps the process alive). */
+function pause(ms: number, signal: AbortSignal): Promise<boolean> {
+  if (signal.aborted) return Promise.resolve(false);
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => {
+      signal.removeEventListener("abort", stop);
+      resolve(true);
+    }, ms);
+    const stop = () => {
+      clearTimeout(timer);
+      resolve(false);
+    };
+    signal.addEventListener("abort", stop, { once: true });
+  });
+}
 
 /** A counting semaphore: at most `limit` holders, the others served first come, first served. */
 class Slots {
@@ -129,6 +143,8 @@ export class LocalBroker {
   private readonly slots = new Map<string, Slots>();
   private waiters: (() => void)[] = [];
   private server: Server | undefined;
+  /** Aborted by close(): deliveries waiting to retry give up. */
+  private readonly closing = new AbortController();
 
   constructor(private readonly o: LocalBrokerOptions) {
     for (const r of o.routes) {
@@ -216,7 +232,9 @@ export class LocalBroker {
         lastError = (e as Error).name === "TimeoutError" ? `no answer within ${this.o.delivery.timeoutMs ?? 30_000} ms` : (e as Error).message;
       }
       if (attempts > this.o.delivery.retry) break;
-      await sleep(this.backoff(attempts - 1));
+      // Closed: the run is over and its subscribers are gone; a retry would only keep the process
+      // alive for up to the whole backoff (a minute), and a dead letter would be noise.
+      if (!(await pause(this.backoff(attempts - 1), this.closing.signal))) return;
     }
     this.o.onDelivery?.({ trigger: route.name, subscriber: route.subscriber, eventType: event.type, status: lastStatus, attempts });
     this.o.onDeadLetter?.({ event, trigger: route.name, subscriber: route.subscriber, attempts, lastStatus, lastError });
@@ -256,7 +274,9 @@ export class LocalBroker {
     return `http://127.0.0.1:${typeof a === "object" && a ? a.port : port}`;
   }
 
+  /** Stops accepting events and abandons the retries still waiting (nothing is dead-lettered). */
   async close(): Promise<void> {
+    this.closing.abort();
     if (this.server) await new Promise<void>((r) => this.server!.close(() => r()));
   }
 }

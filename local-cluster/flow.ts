@@ -27,7 +27,7 @@ import { sourceAccessProblem, startApiServerSource, type EmulatedSource } from "
 import { loadKnativeIdentities, manifestNamespaces, userOfService } from "./identities.js";
 import { LocalBroker, parseBrokerDelivery, parseContainerConcurrency, type DeadLetter, type DeliverySpec } from "./broker.js";
 import { BROKER_NAME, loadTriggers, type TriggerRoute } from "./router.js";
-import { pingSources, startPingSource } from "./ping-source.js";
+import { pingEvent, pingSources, startPingSource } from "./ping-source.js";
 import { bundlePath, startFunctionProcess, stopFunctionProcess, type FunctionExit, type FunctionProcess } from "./processes.js";
 
 export interface LocalFlowOptions {
@@ -46,6 +46,8 @@ export interface LocalFlowOptions {
   say?: (m: string) => void;
   /** How often the PingSources of knative/ tick locally (default 60 s; on a cluster, their schedule). */
   pingIntervalMs?: number;
+  /** The n of the run's "[k/n]" step lines (default 6, `podcert demo`'s; more with --rotate). */
+  totalSteps?: number;
 }
 
 export interface LocalFlow {
@@ -54,7 +56,18 @@ export interface LocalFlow {
   kubeconfig: KubeConfig;
   /** The administrator's kubeconfig file; each function has its own ServiceAccount's. */
   kubeconfigPath: string;
+  /** The CA pool as the run started with it (the file below may have changed since). */
   caPool: CaPool;
+  /**
+   * The CA pool file `sign` follows (PODCERT_CA_POOL; mode 0600, in the run's private state
+   * folder, removed at stop). Replace it atomically (write a temporary file beside it, rename it
+   * over) and sign's next request signs with it, as when kubelet swaps a mounted Secret.
+   */
+  caPoolPath: string;
+  /** The CA trust document publish-trust reads at each run (PODCERT_CA_TRUST; certificates, no keys). */
+  caTrustPath: string;
+  /** Posts one tick of each PingSource to the broker now, as its schedule would (publish-trust runs). */
+  ping(): void;
   processes: FunctionProcess[];
   broker: LocalBroker;
   brokerUrl: string;
@@ -86,23 +99,26 @@ export async function startLocalFlow(o: LocalFlowOptions): Promise<LocalFlow> {
     stops.push(() => api.stop());
     const kubeconfigPath = join(state, "kubeconfig");
     writeFileSync(kubeconfigPath, api.kubeconfig(), { mode: 0o600 });
-    say(`[1/6] embedded API server at ${api.url} (${o.objects.length} objects; RBAC of ${o.knativeDir}/ enforced)`);
+    const total = o.totalSteps ?? 6;
+    say(`[1/${total}] embedded API server at ${api.url} (${o.objects.length} objects; RBAC of ${o.knativeDir}/ enforced)`);
     // As Knative's controller would refuse to start the source (the namespaces it selects: all).
     const namespaces = api.store.list("namespaces").items.map((n) => n.metadata.name);
     const sourceProblem = sourceAccessProblem(api.accessReview, ids.source.name, namespaces);
     if (sourceProblem !== undefined) throw new ConfigError(`ApiServerSource: ${sourceProblem}`);
 
     const caText = serializeCaPool(o.caPool);
-    writeFileSync(join(state, "ca-pool.yaml"), caText, { mode: 0o600 });
+    const caPoolPath = join(state, "ca-pool.yaml");
+    const caTrustPath = join(state, "ca-trust.yaml");
+    writeFileSync(caPoolPath, caText, { mode: 0o600 });
     // What the trust publisher mounts: the certificates and states, no keys.
-    writeFileSync(join(state, "ca-trust.yaml"), stringify(caTrustDocument(o.caPool)), { mode: 0o600 });
+    writeFileSync(caTrustPath, stringify(caTrustDocument(o.caPool)), { mode: 0o600 });
     const secrets = generateStepSecrets();
     for (const step of STEPS) {
       mkdirSync(join(state, "keys", step), { recursive: true, mode: 0o700 });
       for (const [file, content] of Object.entries(secrets[step])) writeFileSync(join(state, "keys", step, file), content, { mode: 0o600 });
     }
 
-    say(`[2/6] starting the function bundles${o.logDir ? ` (logs in ${o.logDir}/)` : ""}`);
+    say(`[2/${total}] starting the function bundles${o.logDir ? ` (logs in ${o.logDir}/)` : ""}`);
     const processes: FunctionProcess[] = [];
     const exits: FunctionExit[] = [];
     // On stderr as it happens (say), and kept for the run's verdict.
@@ -134,9 +150,9 @@ export async function startLocalFlow(o: LocalFlowOptions): Promise<LocalFlow> {
         LOG_LEVEL: o.logLevel ?? "info",
       };
       if (o.configPath !== undefined) env.PODCERT_CONFIG = o.configPath;
-      if (stepEntry(fn).holdsCaPool) env.PODCERT_CA_POOL = join(state, "ca-pool.yaml");
+      if (stepEntry(fn).holdsCaPool) env.PODCERT_CA_POOL = caPoolPath;
       if (stepEntry(fn).publishesTrust) {
-        env.PODCERT_CA_TRUST = join(state, "ca-trust.yaml");
+        env.PODCERT_CA_TRUST = caTrustPath;
         // The downward API gives the pod its namespace: the ServiceAccount's ("system:serviceaccount:<ns>:<name>").
         env.POD_NAMESPACE = user.name.split(":")[2] ?? "podcert";
       }
@@ -168,7 +184,7 @@ export async function startLocalFlow(o: LocalFlowOptions): Promise<LocalFlow> {
     });
     const brokerUrl = await broker.listen(portBase === 0 ? 0 : portBase + STEPS.length);
     stops.push(() => broker.close());
-    say(`[3/6] local broker at ${brokerUrl}: ${routes.length} Triggers from ${join(o.knativeDir, "triggers.yaml")}, retry ${delivery.retry} (${delivery.backoffPolicy}, ${delivery.backoffDelayMs} ms)`);
+    say(`[3/${total}] local broker at ${brokerUrl}: ${routes.length} Triggers from ${join(o.knativeDir, "triggers.yaml")}, retry ${delivery.retry} (${delivery.backoffPolicy}, ${delivery.backoffDelayMs} ms)`);
 
     // Terminal status writes come back as update events; they tell when each PCR finished.
     const finishedAt = new Map<string, number>();
@@ -188,7 +204,10 @@ export async function startLocalFlow(o: LocalFlowOptions): Promise<LocalFlow> {
 
     const pings = pingSources(ids.documents).filter((p) => p.broker === BROKER_NAME);
     for (const p of pings) stops.push(startPingSource(p, { intervalMs: o.pingIntervalMs ?? 60_000, publish: (e) => broker.publish(e) }));
-    return { api, kubeconfig, kubeconfigPath, caPool: parseCaPool(caText), processes, broker, brokerUrl, routes, delivery, deadLetters, finishedAt, exits, stop };
+    const ping = () => {
+      for (const p of pings) broker.publish(pingEvent(p));
+    };
+    return { api, kubeconfig, kubeconfigPath, caPool: parseCaPool(caText), caPoolPath, caTrustPath, ping, processes, broker, brokerUrl, routes, delivery, deadLetters, finishedAt, exits, stop };
   } catch (e) {
     await stop();
     throw e;

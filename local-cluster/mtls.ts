@@ -108,13 +108,39 @@ export interface SeedCredentials {
   routerSpiffeId: string;
 }
 
+/** A client's result judged against what it should be: accepted only on the server's "200". */
+export function judgeHandshake(name: string, expect: "accepted" | "refused", r: ClientResult): HandshakeCheck {
+  const outcome = r.answer?.startsWith("200") ? "accepted" : "refused";
+  return { name, expect, outcome, detail: r.answer ?? r.error ?? "", ok: outcome === expect };
+}
+
+/**
+ * One handshake: a server presenting `server` and trusting clients from `serverTrustPem`,
+ * authorizing `authorized`; a client presenting `client` and verifying the server as `serverName`
+ * against `clientTrustPem`.
+ */
+export async function runHandshake(o: {
+  name: string;
+  expect: "accepted" | "refused";
+  server: Credential;
+  serverTrustPem: string;
+  authorized: readonly string[];
+  client: Credential;
+  clientTrustPem: string;
+  serverName: string;
+}): Promise<HandshakeCheck> {
+  const server = await startMtlsServer({ credential: o.server, clientTrustPem: o.serverTrustPem, authorized: o.authorized });
+  try {
+    return judgeHandshake(o.name, o.expect, await mtlsRequest({ port: server.port, serverName: o.serverName, serverTrustPem: o.clientTrustPem, credential: o.client }));
+  } finally {
+    await server.close();
+  }
+}
+
 /** Runs the seed's handshakes and reports each against what it should do. */
 export async function runSeedMtlsChecks(c: SeedCredentials): Promise<HandshakeCheck[]> {
   const checks: HandshakeCheck[] = [];
-  const record = (name: string, expect: "accepted" | "refused", r: ClientResult) => {
-    const outcome = r.answer?.startsWith("200") ? "accepted" : "refused";
-    checks.push({ name, expect, outcome, detail: r.answer ?? r.error ?? "", ok: outcome === expect });
-  };
+  const record = (name: string, expect: "accepted" | "refused", r: ClientResult) => checks.push(judgeHandshake(name, expect, r));
   const api = await startMtlsServer({ credential: c.apiserver, clientTrustPem: c.ateTrustPem, authorized: [c.routerSpiffeId] });
   const impostor = await startMtlsServer({ credential: c.router, clientTrustPem: c.ateTrustPem, authorized: [c.routerSpiffeId] });
   try {

@@ -29,7 +29,16 @@ function expectations(pod: Pod): Record<string, string> {
   }
 }
 
-export async function requestPodCertificates(kc: KubeConfig, onProgress?: (msg: string) => void): Promise<EmulatedRequest[]> {
+export interface RequestOptions {
+  /**
+   * The PCRs' generateName (default "req-"). A second round for the same pods (the local run's
+   * CA rotation, as kubelet refreshing a certificate) uses another, so the two rounds are told
+   * apart by name.
+   */
+  generateName?: string;
+}
+
+export async function requestPodCertificates(kc: KubeConfig, onProgress?: (msg: string) => void, o: RequestOptions = {}): Promise<EmulatedRequest[]> {
   const core = kc.makeApiClient(CoreV1Api);
   const certs = kc.makeApiClient(CertificatesV1beta1Api);
   const pods = JSON.parse(JSON.stringify((await core.listPodForAllNamespaces()).items)) as (Pod & { spec: { volumes?: unknown[] } })[];
@@ -45,7 +54,11 @@ export async function requestPodCertificates(kc: KubeConfig, onProgress?: (msg: 
     const expect = expectations(pod);
     for (const [i, projection] of projections.entries()) {
       onProgress?.(`kubelet: ${namespace}/${pod.metadata.name} asks ${projection.signerName} for a ${projection.keyType} certificate (${projection.publicKeyForm === "csr" ? "stub CSR" : "PKIX key + proof"})`);
-      const { pcr, privateKey } = buildPodCertificateRequest(pod, projection, { nodeUID: node.metadata?.uid ?? "", serviceAccountUID: sa.metadata?.uid ?? "" });
+      const { pcr, privateKey } = buildPodCertificateRequest(pod, projection, {
+        nodeUID: node.metadata?.uid ?? "",
+        serviceAccountUID: sa.metadata?.uid ?? "",
+        ...(o.generateName === undefined ? {} : { generateName: o.generateName }),
+      });
       const createdAt = performance.now();
       const created = await certs.createNamespacedPodCertificateRequest({ namespace, body: pcr as unknown as V1beta1PodCertificateRequest });
       const volumes = (pod.spec.volumes ?? []) as { projected?: { sources?: { podCertificate?: { credentialBundlePath?: string } }[] } }[];

@@ -57,7 +57,7 @@ export interface KubeletRequest {
 export function buildPodCertificateRequest(
   pod: Pod,
   projection: PodCertificateProjection,
-  o: { nodeUID: string; serviceAccountUID: string; name?: string },
+  o: { nodeUID: string; serviceAccountUID: string; name?: string; generateName?: string },
 ): KubeletRequest {
   const namespace = pod.metadata.namespace;
   if (namespace === undefined || pod.metadata.uid === undefined || pod.spec.nodeName === undefined) {
@@ -85,7 +85,7 @@ export function buildPodCertificateRequest(
     spec.unverifiedUserAnnotations = { ...projection.userAnnotations };
   }
   // An empty name with generateName asks the API server to name it, as kubelet does.
-  const metadata: PodCertificateRequest["metadata"] = { namespace, name: o.name ?? "", generateName: "req-" };
+  const metadata: PodCertificateRequest["metadata"] = { namespace, name: o.name ?? "", generateName: o.generateName ?? "req-" };
   return {
     pcr: {
       apiVersion: PCR_API_VERSION,

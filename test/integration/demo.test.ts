@@ -6,6 +6,8 @@ import { join } from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
 import { parseAllDocuments, stringify } from "yaml";
 import { parseCredentialBundle } from "../../local-cluster/mtls.js";
+import { parseCaTrust } from "../../shared/ca/pool.js";
+import { pemDecodeAll } from "../../shared/x509/pem.js";
 import { podcert, type CliResult } from "./cli.js";
 import { verifiesAgainst } from "./certs.js";
 
@@ -22,6 +24,18 @@ describe("podcert demo (npm start)", () => {
     expect(run.code, run.stderr).toBe(0);
     expect(run.stderr).toMatch(/all outcomes and handshakes as expected/);
     expect(run.stderr).not.toMatch(/UNEXPECTED|FAIL|REFUSED/);
+  });
+
+  it("prints its six steps, and says the trust bundles come from the published ClusterTrustBundles", () => {
+    expect([...run.stderr.matchAll(/^\[(\d)\/6\] /gm)].map((m) => Number(m[1]))).toEqual([1, 2, 3, 4, 5, 6]);
+    expect(run.stderr).toMatch(/publish-trust published ClusterTrustBundles atesystem\.podcert\.ate\.dev:identity:bundle, workerpool\.podcert\.ate\.dev:identity:bundle; \S+\/trust\/ holds what a pod's\n\s+clusterTrustBundle projection \(signerName, labelSelector app\.kubernetes\.io\/managed-by: podcert\) reads from them through the API/);
+    // Each file: the signer's one CA, the one in the trust document publish-trust was given.
+    const trust = parseCaTrust(readFileSync(join(out, "ca-trust.yaml"), "utf8"));
+    for (const [signer, cas] of trust.signers) {
+      const file = readFileSync(join(out, "trust", `${signer.replaceAll("/", ":")}.pem`), "utf8");
+      expect(pemDecodeAll(file).map((b) => b.der)).toEqual(cas.map((c) => c.rootDer));
+    }
+    expect(trust.signers.size).toBe(2);
   });
 
   it("runs each function as its own ServiceAccount against knative/'s RBAC, and no call was refused", () => {
@@ -96,7 +110,7 @@ describe("podcert demo --help", () => {
   it("lists the options", async () => {
     const r = await podcert(["demo", "--help"]);
     expect(r.code).toBe(0);
-    for (const option of ["--cluster", "--out", "--port-base", "--keep-running", "--timeout", "--config"]) expect(r.stdout).toContain(option);
+    for (const option of ["--cluster", "--out", "--port-base", "--keep-running", "--timeout", "--config", "--rotate"]) expect(r.stdout).toContain(option);
   });
 
   it("says what to do with a cluster file that is missing", async () => {

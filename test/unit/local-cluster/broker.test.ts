@@ -248,6 +248,20 @@ describe("delivery", () => {
     expect(dead).toEqual([expect.objectContaining({ attempts: fast.retry + 1, lastStatus: "network-error", lastError: "no answer within 50 ms" })]);
   });
 
+  it("abandons the retries still waiting when closed: nothing more is sent, nothing dead-lettered, nothing keeps running", async () => {
+    const failing: Handler = (_e, _r, res) => res.writeHead(503).end();
+    const { broker, received, dead } = await brokerWith({ sign: failing }, { retry: 9, backoffPolicy: "linear", backoffDelayMs: 60_000 });
+    broker.publish(event(EVENT_TYPES.sansDerived));
+    await until(() => received.get("sign")!.length === 1);
+    const closed = performance.now();
+    await broker.close();
+    await broker.idle();
+    expect(performance.now() - closed).toBeLessThan(1_000);
+    expect(received.get("sign")).toHaveLength(1);
+    expect(dead).toEqual([]);
+    expect(broker.pending).toBe(0);
+  });
+
   it("accepts events on its HTTP ingress", async () => {
     const { broker, received } = await brokerWith({});
     const url = await broker.listen(0);
