@@ -133,7 +133,7 @@ export function rewriteFile(path: string, expected: string, text: string): void 
       try {
         rmSync(tmp, { force: true });
       } catch {
-        process.stderr.write(`podcert: could not remove ${tmp}; delete it (it holds CA keys)\n`);
+        process.stderr.write(`podcert: could not remove ${tmp}; delete it (it may hold CA keys)\n`);
       }
     }
   }

@@ -2,9 +2,9 @@
  * What the X.509 unit tests share: openssl as an independent verifier (skipped where it is not
  * installed) and a view of a certificate's tbsCertificate.
  */
+import { tempDir } from "./temp.js";
 import { spawnSync } from "node:child_process";
-import { mkdtempSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { CaKeyAlgorithm } from "../../cli/ca-create.js";
 import { readChildren, readSingle } from "../../shared/x509/der.js";
@@ -23,7 +23,7 @@ export const hasOpenssl = spawnSync("openssl", ["version"]).status === 0;
 
 /** Writes `files` into a new temporary folder; returns each one's path. */
 export function tmp(files: Record<string, string>): Record<string, string> {
-  const dir = mkdtempSync(join(tmpdir(), "podcert-x509-"));
+  const dir = tempDir("podcert-x509-");
   const out: Record<string, string> = {};
   for (const [name, content] of Object.entries(files)) {
     out[name] = join(dir, name);

@@ -1,9 +1,9 @@
 // `podcert ca rotate` and `podcert ca status` as an operator runs them, on a pool from `ca init`.
 // The timing rules are tested with a fixed clock in test/unit/cli/ca-rotation.test.ts; here time
 // "passes" by moving the recorded since-times back, as if the commands had run that much earlier.
+import { tempDir } from "../helpers/temp.js";
 import { createPrivateKey, X509Certificate } from "node:crypto";
 import { mkdtempSync, readdirSync, readFileSync, realpathSync, lstatSync, statSync, symlinkSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
 import { parseCaPool, parseCaPoolDocument, serializeCaPool, type CaPoolDocument } from "../../shared/ca/pool.js";
@@ -19,7 +19,7 @@ let n = 0;
 let usagePool: Promise<string> | undefined;
 
 beforeAll(() => {
-  dir = mkdtempSync(join(tmpdir(), "podcert-rotate-"));
+  dir = tempDir("podcert-rotate-");
 });
 
 /** A fresh pool from `ca init`, in a folder of its own. */

@@ -1,8 +1,8 @@
 // Checks on issued certificates with node:crypto and, where installed, openssl.
+import { tempDir } from "../helpers/temp.js";
 import { execFileSync, spawnSync } from "node:child_process";
 import { X509Certificate, createPublicKey } from "node:crypto";
-import { mkdtempSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { PodCertificateRequest } from "../../shared/pcr/model.js";
 
@@ -16,7 +16,7 @@ export function splitPem(pem: string): string[] {
 export function requestSpki(pcr: PodCertificateRequest): Buffer {
   if (pcr.spec.pkixPublicKey) return Buffer.from(pcr.spec.pkixPublicKey, "base64");
   const csrPem = `-----BEGIN CERTIFICATE REQUEST-----\n${pcr.spec.stubPKCS10Request}\n-----END CERTIFICATE REQUEST-----\n`;
-  const dir = mkdtempSync(join(tmpdir(), "podcert-csr-"));
+  const dir = tempDir("podcert-csr-");
   writeFileSync(join(dir, "csr.pem"), csrPem);
   const pub = execFileSync("openssl", ["req", "-in", join(dir, "csr.pem"), "-noout", "-pubkey"], { encoding: "utf8" });
   return createPublicKey(pub).export({ type: "spki", format: "der" });
@@ -38,7 +38,7 @@ export function verifiesAgainst(chainPem: string, bundlePem: string): boolean {
 
 /** `openssl verify` with purpose checks; returns its exit status and output. */
 export function opensslVerify(chainPem: string, bundlePem: string, purpose: "sslserver" | "sslclient"): { ok: boolean; output: string } {
-  const dir = mkdtempSync(join(tmpdir(), "podcert-verify-"));
+  const dir = tempDir("podcert-verify-");
   const [leaf, ...rest] = splitPem(chainPem);
   writeFileSync(join(dir, "leaf.pem"), leaf ?? "");
   writeFileSync(join(dir, "untrusted.pem"), rest.join(""));

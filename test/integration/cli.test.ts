@@ -1,7 +1,7 @@
 // The podcert command's set-up subcommands, as an operator runs them.
+import { tempDir } from "../helpers/temp.js";
 import { X509Certificate } from "node:crypto";
-import { mkdtempSync, readFileSync, statSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { readFileSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { parse } from "yaml";
 import { beforeAll, describe, expect, it } from "vitest";
@@ -12,7 +12,7 @@ import { podcert } from "./cli.js";
 
 let dir: string;
 beforeAll(() => {
-  dir = mkdtempSync(join(tmpdir(), "podcert-cli-"));
+  dir = tempDir("podcert-cli-");
 });
 
 describe("podcert ca", () => {

@@ -1,7 +1,7 @@
 // `npm start`'s job end to end: processes, broker, emulated source and kubelet, files, mTLS.
 import { X509Certificate, createPrivateKey, createPublicKey } from "node:crypto";
-import { cpSync, mkdtempSync, readFileSync, statSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { cpSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { tempDir } from "../helpers/temp.js";
 import { join } from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
 import { parseAllDocuments, stringify } from "yaml";
@@ -15,7 +15,7 @@ let out: string;
 let run: CliResult;
 
 beforeAll(async () => {
-  out = mkdtempSync(join(tmpdir(), "podcert-demo-"));
+  out = tempDir("podcert-demo-");
   run = await podcert(["demo", "--out", out, "--timeout", "60"]);
 }, 120_000);
 
@@ -90,7 +90,7 @@ describe("podcert demo (npm start)", () => {
 
 describe("podcert demo with a function lacking a permission", () => {
   it("fails, naming the refused call, even when no outcome shows it (sign's Events are best effort)", async () => {
-    const knative = mkdtempSync(join(tmpdir(), "podcert-knative-"));
+    const knative = tempDir("podcert-knative-");
     cpSync("knative", knative, { recursive: true });
     const rbacPath = join(knative, "rbac.yaml");
     const docs = parseAllDocuments(readFileSync(rbacPath, "utf8")).map((d) => d.toJSON() as { kind?: string; metadata?: { name?: string }; rules?: { resources?: string[] }[] });
@@ -98,7 +98,7 @@ describe("podcert demo with a function lacking a permission", () => {
     sign.rules = sign.rules!.filter((r) => !r.resources?.includes("events"));
     writeFileSync(rbacPath, docs.map((d) => stringify(d)).join("---\n"));
 
-    const r = await podcert(["demo", "--out", mkdtempSync(join(tmpdir(), "podcert-demo-")), "--knative", knative, "--timeout", "60"]);
+    const r = await podcert(["demo", "--out", tempDir("podcert-demo-"), "--knative", knative, "--timeout", "60"]);
     expect(r.code, r.stderr).toBe(70);
     expect(r.stderr).not.toMatch(/UNEXPECTED/);
     expect(r.stderr).toMatch(/REFUSED: system:serviceaccount:podcert:podcert-sign: create events in namespace ate-system \(POST \/api\/v1\/namespaces\/ate-system\/events → 403\)/);

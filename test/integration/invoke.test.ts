@@ -1,6 +1,6 @@
 // `podcert invoke`: one function at a time, replies chaining into the next, attestations enforced.
-import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { tempDir } from "../helpers/temp.js";
+import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
 import { EVENT_TYPES } from "../../shared/steps.js";
@@ -21,7 +21,7 @@ function save(name: string, json: unknown): string {
 }
 
 beforeAll(async () => {
-  dir = mkdtempSync(join(tmpdir(), "podcert-invoke-"));
+  dir = tempDir("podcert-invoke-");
   keys = join(dir, "keys");
   otherKeys = join(dir, "other-keys");
   caPool = join(dir, "ca.yaml");

@@ -1,7 +1,7 @@
 // `podcert issue` on the fixture clusters, checking every certificate as a TLS peer would.
+import { tempDir } from "../helpers/temp.js";
 import { X509Certificate } from "node:crypto";
-import { mkdtempSync, readFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { parseAllDocuments } from "yaml";
 import { beforeAll, describe, expect, it } from "vitest";
@@ -30,7 +30,7 @@ async function issue(cluster: string): Promise<PodCertificateRequest[]> {
 }
 
 beforeAll(async () => {
-  dir = mkdtempSync(join(tmpdir(), "podcert-issue-"));
+  dir = tempDir("podcert-issue-");
   caPool = join(dir, "ca-pool.yaml");
   const init = await podcert(["ca", "init", "--out", caPool]);
   expect(init.code, init.stderr).toBe(0);
