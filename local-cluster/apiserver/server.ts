@@ -6,8 +6,8 @@
  * events; certificates.k8s.io/v1beta1 podcertificaterequests and clustertrustbundles. Verbs: get,
  * list (per namespace and across namespaces, label and field selectors), watch (`?watch=true`),
  * create (POST, generateName), replace (PUT, and PUT .../status for types with a status
- * subresource), delete. PATCH, deletecollection and dryRun are not supported (405 / 400). `limit`
- * is ignored (lists are always complete, without `continue`). Also /version, /healthz, /livez,
+ * subresource), delete. PATCH, deletecollection and dryRun are not supported (405 / 400). Lists
+ * honour `limit` and `continue` (store.ts: later pages are not a snapshot). Also /version, /healthz, /livez,
  * /readyz and the discovery documents (/api, /apis, /api/v1, /apis/<group>/<version>).
  *
  * Authentication and authorization are opt-in (`authorization`): off, every request is allowed,
@@ -367,7 +367,10 @@ async function handle(ctx: Ctx, req: IncomingMessage, res: ServerResponse): Prom
       sendJson(res, 200, {
         kind: `${t.kind}List`,
         apiVersion: t.apiVersion,
-        metadata: { resourceVersion: list.resourceVersion },
+        metadata: {
+          resourceVersion: list.resourceVersion,
+          ...(list.continue === undefined ? {} : { continue: list.continue, remainingItemCount: list.remainingItemCount }),
+        },
         items: list.items,
       });
       return;
@@ -503,7 +506,17 @@ function selection(t: ResourceType, namespace: string | undefined, q: URLSearchP
     ...(t.namespaced && namespace !== undefined ? { namespace } : {}),
     ...(q.get("labelSelector") ? { labelSelector: q.get("labelSelector")! } : {}),
     ...(q.get("fieldSelector") ? { fieldSelector: q.get("fieldSelector")! } : {}),
+    ...(q.get("continue") ? { continue: q.get("continue")! } : {}),
+    ...(limitOf(q) === undefined ? {} : { limit: limitOf(q)! }),
   };
+}
+
+/** `limit`: a positive integer, or none (kube-apiserver ignores 0 and negative values). */
+function limitOf(q: URLSearchParams): number | undefined {
+  const raw = q.get("limit");
+  if (raw === null || !/^\d+$/.test(raw)) return undefined;
+  const n = Number(raw);
+  return n > 0 ? n : undefined;
 }
 
 function watch(ctx: Ctx, req: IncomingMessage, res: ServerResponse, route: Route, q: URLSearchParams): void {
