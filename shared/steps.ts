@@ -40,6 +40,11 @@ export interface StepEntry {
   readonly holdsCaPool: boolean;
   /** Whether it publishes the trust bundles: given the CA certificates (never the keys) and the trust API. */
   readonly publishesTrust: boolean;
+  /**
+   * Whether it posts events to the Broker itself (not through its reply): it is given K_SINK, set
+   * on a cluster by a SinkBinding whose sink is the Broker, and in the local run by the local run.
+   */
+  readonly postsToBroker: boolean;
 }
 
 /** In pipeline order (the local run gives them ports in this order). */
@@ -52,6 +57,7 @@ export const STEP_REGISTRY = [
     acceptsAttestationsFrom: [],
     holdsCaPool: false,
     publishesTrust: false,
+    postsToBroker: false,
   },
   {
     name: "derive-sans",
@@ -61,6 +67,7 @@ export const STEP_REGISTRY = [
     acceptsAttestationsFrom: ["validate"],
     holdsCaPool: false,
     publishesTrust: false,
+    postsToBroker: false,
   },
   {
     name: "sign",
@@ -73,6 +80,7 @@ export const STEP_REGISTRY = [
     acceptsAttestationsFrom: ["validate", "derive-sans"],
     holdsCaPool: true,
     publishesTrust: false,
+    postsToBroker: false,
   },
   {
     name: "deny",
@@ -82,6 +90,7 @@ export const STEP_REGISTRY = [
     acceptsAttestationsFrom: ["validate", "derive-sans", "sign"],
     holdsCaPool: false,
     publishesTrust: false,
+    postsToBroker: false,
   },
   {
     name: "publish-trust",
@@ -92,6 +101,20 @@ export const STEP_REGISTRY = [
     acceptsAttestationsFrom: [],
     holdsCaPool: false,
     publishesTrust: true,
+    postsToBroker: false,
+  },
+  {
+    name: "resync",
+    handlerExport: "resync",
+    // Off the request path: its own PingSource ticks it. It re-announces pending PCRs whose live
+    // events were lost by POSTing request.resync events to the Broker (K_SINK), several per tick,
+    // so nothing goes through its reply.
+    consumes: [EVENT_TYPES.ping],
+    emits: [],
+    acceptsAttestationsFrom: [],
+    holdsCaPool: false,
+    publishesTrust: false,
+    postsToBroker: true,
   },
 ] as const satisfies readonly StepEntry[];
 
