@@ -17,7 +17,9 @@ import { deliver, type InProcessPipeline } from "../../local-cluster/pipeline.js
 import { BROKER_NAME, loadTriggers } from "../../local-cluster/router.js";
 import { parseCaPool } from "../../shared/ca/pool.js";
 import { eventFromHttp } from "../../shared/events/codec.js";
-import { readPcrTrigger } from "../../shared/events/pcr-event.js";
+import { apiServerSourceEvent, readPcrTrigger } from "../../shared/events/pcr-event.js";
+import { resyncCandidate } from "../../shared/policy/resync.js";
+import { resyncEvent } from "../../functions/resync/handler.js";
 import { ephemeralStepKeys } from "../../shared/events/step-keys.js";
 import type { PodcertEvent } from "../../shared/events/types.js";
 import type { ClusterApi } from "../../shared/kube/cluster.js";
@@ -84,6 +86,8 @@ function seedPcr(env: BundleEnv, o: { name: string; signerName: string; ageSecon
   const seeded = { ...pcr, metadata: { ...pcr.metadata, creationTimestamp: created }, ...(o.status === undefined ? {} : { status: o.status }) };
   return env.api.store.create(seeded, { seed: true }) as unknown as PodCertificateRequest;
 }
+
+const resyncEventFor = (pcr: PodCertificateRequest): PodcertEvent => resyncEvent(resyncCandidate(pcr)!, new Date());
 
 const condition = (type: string) => ({ type, status: "True", reason: type === "Denied" ? "UnsupportedKeyType" : type, message: "seeded", lastTransitionTime: new Date().toISOString().replace(/\.\d+Z$/, "Z") });
 
@@ -233,5 +237,26 @@ describe("rescue: a PCR whose live events were all lost", () => {
     expect((await postEvent(fn.url, ping())).status).toBe(204);
     expect(sink.events).toEqual([]);
     expect(env.api.refusedRequests().map(describeRefusal)).toEqual([]);
+  });
+
+  it("sign's own status write, coming back as an update event, costs validate at most one read and no write", async () => {
+    const issued = env.api.store.get("podcertificaterequests", "ate-system", "lost") as unknown as PodCertificateRequest;
+    expect(terminalCondition(issued)?.type).toBe("Issued");
+    const validate = await env.serve("validate");
+    // Counted at the API server, by validate's ServiceAccount (its /version at start aside).
+    const callsDuring = async (event: PodcertEvent) => {
+      const before = env.api.servedRequests().length;
+      const answer = await postEvent(validate.url, event);
+      expect(answer.status, validate.stderr()).toBe(204);
+      return env.api.servedRequests().slice(before).filter((r) => r.user === userOf("validate") && r.url !== "/version").map((r) => `${r.method} ${r.url}`);
+    };
+    // The echo as the ApiServerSource sends it: its copy is already terminal, so nothing is read.
+    expect(await callsDuring(apiServerSourceEvent("update", issued))).toEqual([]);
+    // A stale copy (an update from before the write, delivered late): one read of the PCR, no write.
+    const { status: _status, ...stale } = issued;
+    expect(await callsDuring(apiServerSourceEvent("update", stale))).toEqual(["GET /apis/certificates.k8s.io/v1beta1/namespaces/ate-system/podcertificaterequests/lost"]);
+    // And a resync event for it (a reference, never terminal on its face): the same single read.
+    expect(await callsDuring(resyncEventFor(issued))).toEqual(["GET /apis/certificates.k8s.io/v1beta1/namespaces/ate-system/podcertificaterequests/lost"]);
+    expect(env.api.store.get("podcertificaterequests", "ate-system", "lost")?.metadata.resourceVersion).toBe(issued.metadata.resourceVersion);
   });
 });
