@@ -6,7 +6,8 @@
  *
  * Adding a step = its folder (functions/<name>/handler.ts, exporting the definition under
  * `handlerExport`), its entry here, its manifests in knative/ (Service, ServiceAccount and RBAC,
- * Triggers for what it consumes); test/knative/ says what is missing.
+ * Triggers for what it consumes; for ticks, its own PingSource podcert-<name>; when it posts to
+ * the Broker itself, a SinkBinding); test/knative/ says what is missing.
  *
  * Node.js loads this file as it is (esbuild.config.mjs, bin/serve.mjs: Node 22.18+ strips types),
  * so it imports nothing and uses only TypeScript syntax that can be erased.
