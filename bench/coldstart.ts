@@ -27,7 +27,7 @@ import { loadFunctions } from "../local-cluster/functions.js";
 import { eventFromJson, eventToBinaryHttp } from "../shared/events/codec.js";
 import { ACCEPTED_KEYS_FILE, generateStepSecrets, loadStepKeys, SIGNING_KEY_FILE } from "../shared/events/step-keys.js";
 import { type PodcertEvent } from "../shared/events/types.js";
-import { stepEntry, STEPS, type StepName } from "../shared/steps.js";
+import { EVENT_TYPES, stepEntry, STEPS, type StepName } from "../shared/steps.js";
 import { dispatch } from "../shared/runtime/http.js";
 import { loadSignerConfig } from "../shared/runtime/load.js";
 import { silentLogger } from "../shared/runtime/log.js";
@@ -45,8 +45,9 @@ export interface ColdStartOptions {
 }
 
 /** The four function bundles, in pipeline order. */
-// The functions on a request's path (the trust publisher answers PingSource ticks, off that path).
-const FUNCTION_BUNDLES: readonly StepName[] = STEPS.filter((s) => !stepEntry(s).publishesTrust);
+// The functions on a request's path: those woken only by PingSource ticks (the trust publisher,
+// the resync sender) are off that path.
+const FUNCTION_BUNDLES: readonly StepName[] = STEPS.filter((s) => !stepEntry(s).consumes.every((t) => t === EVENT_TYPES.ping));
 
 /**
  * The comparison bundles are built with the functions' options (esbuild.config.mjs) but without

@@ -28,6 +28,7 @@ import { loadKnativeIdentities, manifestNamespaces, userOfService } from "./iden
 import { LocalBroker, parseBrokerDelivery, parseContainerConcurrency, type DeadLetter, type DeliverySpec } from "./broker.js";
 import { BROKER_NAME, loadTriggers, type TriggerRoute } from "./router.js";
 import { pingEvent, pingSources, startPingSource } from "./ping-source.js";
+import { sinkBindings, sinkFor } from "./sink-binding.js";
 import { bundlePath, startFunctionProcess, stopFunctionProcess, type FunctionExit, type FunctionProcess } from "./processes.js";
 
 export interface LocalFlowOptions {
@@ -118,7 +119,32 @@ export async function startLocalFlow(o: LocalFlowOptions): Promise<LocalFlow> {
       for (const [file, content] of Object.entries(secrets[step])) writeFileSync(join(state, "keys", step, file), content, { mode: 0o600 });
     }
 
-    say(`[2/${total}] starting the function bundles${o.logDir ? ` (logs in ${o.logDir}/)` : ""}`);
+    // The broker listens before the functions start: the resync sender is given its ingress URL
+    // (K_SINK, as its SinkBinding gives it on a cluster). Nothing is published to it before every
+    // function runs; until then each subscriber's URL is a placeholder that refuses connections.
+    const subscribers = new Map<string, string>(STEPS.map((fn) => [serviceName(fn), "http://127.0.0.1:0"]));
+    if (o.logDir) mkdirSync(o.logDir, { recursive: true });
+    const deadLetters: DeadLetter[] = [];
+    const deadLetterLog = o.logDir ? join(o.logDir, "dead-letter.jsonl") : undefined;
+    if (deadLetterLog) writeFileSync(deadLetterLog, "");
+    const broker = new LocalBroker({
+      routes,
+      delivery,
+      brokerName: BROKER_NAME,
+      subscribers,
+      concurrency,
+      onDeadLetter: (d) => {
+        deadLetters.push(d);
+        if (deadLetterLog) appendFileSync(deadLetterLog, `${JSON.stringify({ ...d, event: { id: d.event.id, type: d.event.type, subject: d.event.subject } })}\n`);
+      },
+    });
+    const brokerUrl = await broker.listen(portBase === 0 ? 0 : portBase + STEPS.length);
+    // Closed after the functions stop (stops run in reverse), so none posts to a closed broker.
+    stops.push(() => broker.close());
+    say(`[2/${total}] local broker at ${brokerUrl}: ${routes.length} Triggers from ${join(o.knativeDir, "triggers.yaml")}, retry ${delivery.retry} (${delivery.backoffPolicy}, ${delivery.backoffDelayMs} ms)`);
+    const bindings = sinkBindings(ids.documents);
+
+    say(`[3/${total}] starting the function bundles${o.logDir ? ` (logs in ${o.logDir}/)` : ""}`);
     const processes: FunctionProcess[] = [];
     const exits: FunctionExit[] = [];
     // On stderr as it happens (say), and kept for the run's verdict.
@@ -136,7 +162,6 @@ export async function startLocalFlow(o: LocalFlowOptions): Promise<LocalFlow> {
     stops.push(async () => {
       for (const p of processes) await stopFunctionProcess(p);
     });
-    if (o.logDir) mkdirSync(o.logDir, { recursive: true });
     for (const [i, fn] of STEPS.entries()) {
       const log = o.logDir ? join(o.logDir, `${fn}.log`) : undefined;
       if (log) writeFileSync(log, "");
@@ -156,6 +181,8 @@ export async function startLocalFlow(o: LocalFlowOptions): Promise<LocalFlow> {
         // The downward API gives the pod its namespace: the ServiceAccount's ("system:serviceaccount:<ns>:<name>").
         env.POD_NAMESPACE = user.name.split(":")[2] ?? "podcert";
       }
+      const sink = sinkFor(bindings, serviceName(fn), BROKER_NAME, brokerUrl);
+      if (sink !== undefined) env.K_SINK = sink;
       const p = await startFunctionProcess({
         name: fn,
         bundle: bundlePath(o.distDir ?? "dist", fn),
@@ -165,26 +192,10 @@ export async function startLocalFlow(o: LocalFlowOptions): Promise<LocalFlow> {
         ...(log ? { onLog: (_fn: string, line: string) => appendFileSync(log, `${line}\n`) } : {}),
       });
       processes.push(p);
+      subscribers.set(serviceName(fn), p.url);
       say(`      ${fn.padEnd(11)} ${p.url}  ready in ${Math.round(p.startMs)} ms, as ${user.name}`);
     }
 
-    const deadLetters: DeadLetter[] = [];
-    const deadLetterLog = o.logDir ? join(o.logDir, "dead-letter.jsonl") : undefined;
-    if (deadLetterLog) writeFileSync(deadLetterLog, "");
-    const broker = new LocalBroker({
-      routes,
-      delivery,
-      brokerName: BROKER_NAME,
-      subscribers: new Map(processes.map((p) => [serviceName(p.name), p.url])),
-      concurrency,
-      onDeadLetter: (d) => {
-        deadLetters.push(d);
-        if (deadLetterLog) appendFileSync(deadLetterLog, `${JSON.stringify({ ...d, event: { id: d.event.id, type: d.event.type, subject: d.event.subject } })}\n`);
-      },
-    });
-    const brokerUrl = await broker.listen(portBase === 0 ? 0 : portBase + STEPS.length);
-    stops.push(() => broker.close());
-    say(`[3/${total}] local broker at ${brokerUrl}: ${routes.length} Triggers from ${join(o.knativeDir, "triggers.yaml")}, retry ${delivery.retry} (${delivery.backoffPolicy}, ${delivery.backoffDelayMs} ms)`);
 
     // Terminal status writes come back as update events; they tell when each PCR finished.
     const finishedAt = new Map<string, number>();

@@ -1,5 +1,5 @@
 /**
- * A local stand-in for the Knative PingSource of knative/ (the trust publisher's tick): it posts
+ * A local stand-in for the Knative PingSources of knative/ (the trust publisher's and resync's ticks): it posts
  * the event Knative's ping adapter sends — type dev.knative.sources.ping, source
  * /apis/v1/namespaces/<ns>/pingsources/<name>, the spec's data — to the broker. The schedule is a
  * fixed interval here (a cron of every few minutes would outlast a local run), and it ticks once

@@ -6,7 +6,8 @@
  *
  * Adding a step = its folder (functions/<name>/handler.ts, exporting the definition under
  * `handlerExport`), its entry here, its manifests in knative/ (Service, ServiceAccount and RBAC,
- * Triggers for what it consumes); test/knative/ says what is missing.
+ * Triggers for what it consumes; for ticks, its own PingSource podcert-<name>; when it posts to
+ * the Broker itself, a SinkBinding); test/knative/ says what is missing.
  *
  * Node.js loads this file as it is (esbuild.config.mjs, bin/serve.mjs: Node 22.18+ strips types),
  * so it imports nothing and uses only TypeScript syntax that can be erased.
@@ -40,6 +41,11 @@ export interface StepEntry {
   readonly holdsCaPool: boolean;
   /** Whether it publishes the trust bundles: given the CA certificates (never the keys) and the trust API. */
   readonly publishesTrust: boolean;
+  /**
+   * Whether it posts events to the Broker itself (not through its reply): it is given K_SINK, set
+   * on a cluster by a SinkBinding whose sink is the Broker, and in the local run by the local run.
+   */
+  readonly postsToBroker: boolean;
 }
 
 /** In pipeline order (the local run gives them ports in this order). */
@@ -52,6 +58,7 @@ export const STEP_REGISTRY = [
     acceptsAttestationsFrom: [],
     holdsCaPool: false,
     publishesTrust: false,
+    postsToBroker: false,
   },
   {
     name: "derive-sans",
@@ -61,6 +68,7 @@ export const STEP_REGISTRY = [
     acceptsAttestationsFrom: ["validate"],
     holdsCaPool: false,
     publishesTrust: false,
+    postsToBroker: false,
   },
   {
     name: "sign",
@@ -73,6 +81,7 @@ export const STEP_REGISTRY = [
     acceptsAttestationsFrom: ["validate", "derive-sans"],
     holdsCaPool: true,
     publishesTrust: false,
+    postsToBroker: false,
   },
   {
     name: "deny",
@@ -82,6 +91,7 @@ export const STEP_REGISTRY = [
     acceptsAttestationsFrom: ["validate", "derive-sans", "sign"],
     holdsCaPool: false,
     publishesTrust: false,
+    postsToBroker: false,
   },
   {
     name: "publish-trust",
@@ -92,6 +102,20 @@ export const STEP_REGISTRY = [
     acceptsAttestationsFrom: [],
     holdsCaPool: false,
     publishesTrust: true,
+    postsToBroker: false,
+  },
+  {
+    name: "resync",
+    handlerExport: "resync",
+    // Off the request path: its own PingSource ticks it. It re-announces pending PCRs whose live
+    // events were lost by POSTing request.resync events to the Broker (K_SINK), several per tick,
+    // so nothing goes through its reply.
+    consumes: [EVENT_TYPES.ping],
+    emits: [],
+    acceptsAttestationsFrom: [],
+    holdsCaPool: false,
+    publishesTrust: false,
+    postsToBroker: true,
   },
 ] as const satisfies readonly StepEntry[];
 

@@ -6,8 +6,8 @@
  * events; certificates.k8s.io/v1beta1 podcertificaterequests and clustertrustbundles. Verbs: get,
  * list (per namespace and across namespaces, label and field selectors), watch (`?watch=true`),
  * create (POST, generateName), replace (PUT, and PUT .../status for types with a status
- * subresource), delete. PATCH, deletecollection and dryRun are not supported (405 / 400). `limit`
- * is ignored (lists are always complete, without `continue`). Also /version, /healthz, /livez,
+ * subresource), delete. PATCH, deletecollection and dryRun are not supported (405 / 400). Lists
+ * honour `limit` and `continue` (store.ts: later pages are not a snapshot). Also /version, /healthz, /livez,
  * /readyz and the discovery documents (/api, /apis, /api/v1, /apis/<group>/<version>).
  *
  * Authentication and authorization are opt-in (`authorization`): off, every request is allowed,
@@ -83,6 +83,11 @@ export interface EmbeddedApiServer {
   /** Every request refused so far (401, 403 including the `attest` check, and 422 from the `sign` check), oldest first. */
   refusedRequests(): RefusedRequest[];
   /**
+   * The requests answered so far, oldest first (at most the last MAX_SERVED_KEPT): for tests that
+   * count what a function costs the API server.
+   */
+  servedRequests(): ServedRequest[];
+  /**
    * A SubjectAccessReview: would `user` be allowed `attrs`? (Always true without `authorization`.)
    * For controllers that check permissions before acting, as Knative's ApiServerSource does.
    */
@@ -92,6 +97,17 @@ export interface EmbeddedApiServer {
   /** Closes the listener and every open watch. */
   stop(): Promise<void>;
 }
+
+/** One answered request: who (when authenticated), what, and the status answered. */
+export interface ServedRequest {
+  user?: string;
+  method: string;
+  /** Path and query. */
+  url: string;
+  status: number;
+}
+
+const MAX_SERVED_KEPT = 10_000;
 
 export interface StartApiServerOptions {
   /**
@@ -180,14 +196,21 @@ export async function startApiServer(o: StartApiServerOptions = {}): Promise<Emb
       refused.push(r);
       o.log?.(`refused: ${describeRefusal(r)}`);
     },
+    userOf: new WeakMap(),
   };
+  const served: ServedRequest[] = [];
   const server = createServer((req, res) => {
     handle(ctx, req, res).catch((e: unknown) => {
       const err = e instanceof ApiError ? e : internalError(e instanceof Error ? e.message : String(e));
       if (!(e instanceof ApiError)) o.log?.(`internal error on ${req.method} ${req.url}: ${(e as Error)?.stack ?? String(e)}`);
       if (res.headersSent) res.destroy();
       else sendJson(res, err.code, err.status);
-    }).finally(() => o.log?.(`${req.method} ${req.url} ${res.statusCode}`));
+    }).finally(() => {
+      o.log?.(`${req.method} ${req.url} ${res.statusCode}`);
+      const user = ctx.userOf.get(req);
+      served.push({ ...(user === undefined ? {} : { user }), method: req.method ?? "GET", url: req.url ?? "/", status: res.statusCode });
+      if (served.length > MAX_SERVED_KEPT) served.splice(0, served.length - MAX_SERVED_KEPT);
+    });
   });
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);
@@ -212,6 +235,7 @@ export async function startApiServer(o: StartApiServerOptions = {}): Promise<Emb
     kubeconfig: (user?: string) => kubeconfigFor(url, token(user)),
     token,
     refusedRequests: () => [...refused],
+    servedRequests: () => [...served],
     accessReview: (user, attrs) => auth === undefined || authorize(auth.policy, user, attrs).allowed,
     async stop() {
       for (const end of [...watches]) end();
@@ -324,6 +348,8 @@ interface Ctx {
   host: string;
   auth: AuthState | undefined;
   refuse: (r: RefusedRequest) => void;
+  /** The user each admitted request was authenticated as. */
+  userOf: WeakMap<IncomingMessage, string>;
 }
 
 interface Route {
@@ -339,6 +365,7 @@ async function handle(ctx: Ctx, req: IncomingMessage, res: ServerResponse): Prom
   const q = url.searchParams;
   // kube-apiserver authenticates and authorizes before routing: a forbidden path is 403, not 404.
   const user = ctx.auth === undefined ? undefined : admit(ctx, ctx.auth, req, method, url);
+  if (user !== undefined) ctx.userOf.set(req, user.name);
   const segs = url.pathname.split("/").filter((s) => s !== "").map((s) => {
     try {
       return decodeURIComponent(s);
@@ -367,7 +394,10 @@ async function handle(ctx: Ctx, req: IncomingMessage, res: ServerResponse): Prom
       sendJson(res, 200, {
         kind: `${t.kind}List`,
         apiVersion: t.apiVersion,
-        metadata: { resourceVersion: list.resourceVersion },
+        metadata: {
+          resourceVersion: list.resourceVersion,
+          ...(list.continue === undefined ? {} : { continue: list.continue, remainingItemCount: list.remainingItemCount }),
+        },
         items: list.items,
       });
       return;
@@ -503,7 +533,17 @@ function selection(t: ResourceType, namespace: string | undefined, q: URLSearchP
     ...(t.namespaced && namespace !== undefined ? { namespace } : {}),
     ...(q.get("labelSelector") ? { labelSelector: q.get("labelSelector")! } : {}),
     ...(q.get("fieldSelector") ? { fieldSelector: q.get("fieldSelector")! } : {}),
+    ...(q.get("continue") ? { continue: q.get("continue")! } : {}),
+    ...(limitOf(q) === undefined ? {} : { limit: limitOf(q)! }),
   };
+}
+
+/** `limit`: a positive integer, or none (kube-apiserver ignores 0 and negative values). */
+function limitOf(q: URLSearchParams): number | undefined {
+  const raw = q.get("limit");
+  if (raw === null || !/^\d+$/.test(raw)) return undefined;
+  const n = Number(raw);
+  return n > 0 ? n : undefined;
 }
 
 function watch(ctx: Ctx, req: IncomingMessage, res: ServerResponse, route: Route, q: URLSearchParams): void {

@@ -64,6 +64,10 @@ export interface ListOptions {
   namespace?: string;
   labelSelector?: string;
   fieldSelector?: string;
+  /** At most this many items (kube-apiserver's `limit`); a `continue` token is returned when more remain. */
+  limit?: number;
+  /** The token a previous limited list returned: the items after its last one. */
+  continue?: string;
 }
 
 export interface WatchOptions extends ListOptions {
@@ -199,9 +203,27 @@ export class ObjectStore {
   }
 
   /** Sorted by namespace and name, like etcd. */
-  list(resource: ResourceRef, o: ListOptions = {}): { items: KubeObject[]; resourceVersion: string } {
+  list(resource: ResourceRef, o: ListOptions = {}): { items: KubeObject[]; resourceVersion: string; continue?: string; remainingItemCount?: number } {
     const t = resolve(resource);
-    return { items: this.select(t, matcher(t, o)).map(clone), resourceVersion: this.resourceVersion };
+    let items = this.select(t, matcher(t, o));
+    // Paging resumes after the last key served, in the store's key order. Unlike kube-apiserver,
+    // later pages are not a snapshot of the first one's resourceVersion: objects created or
+    // deleted meanwhile show up or vanish (callers must tolerate either anyway).
+    if (o.continue !== undefined) {
+      const after = continueKey(o.continue);
+      items = items.filter((obj) => key(t, obj.metadata.namespace, obj.metadata.name) > after);
+    }
+    if (o.limit !== undefined && o.limit > 0 && items.length > o.limit) {
+      const page = items.slice(0, o.limit);
+      const last = page[page.length - 1]!;
+      return {
+        items: page.map(clone),
+        resourceVersion: this.resourceVersion,
+        continue: Buffer.from(JSON.stringify({ k: key(t, last.metadata.namespace, last.metadata.name) })).toString("base64url"),
+        remainingItemCount: items.length - o.limit,
+      };
+    }
+    return { items: items.map(clone), resourceVersion: this.resourceVersion };
   }
 
   /**
@@ -534,6 +556,17 @@ function admit(t: ResourceType, next: KubeObject, old: KubeObject | undefined, o
   const signerName = signerToAttest(next, old, (a, b) => deepEqual(a, b, true));
   if (signerName === undefined || o.attester.mayAttest(signerName)) return;
   throw forbidden({ group: t.group, resource: t.plural, name: next.metadata.name, message: attestForbiddenReason(signerName), reason: "" });
+}
+
+/** The key a continue token resumes after; a token this store did not make is a 400, as kube-apiserver's. */
+function continueKey(token: string): string {
+  try {
+    const parsed = JSON.parse(Buffer.from(token, "base64url").toString("utf8")) as { k?: unknown };
+    if (typeof parsed.k === "string") return parsed.k;
+  } catch {
+    // fall through
+  }
+  throw badRequest("continue key is not valid");
 }
 
 function key(t: ResourceType, namespace: string | undefined, name: string): string {

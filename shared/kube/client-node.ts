@@ -19,7 +19,7 @@ import { HttpMethod, KubeConfig, RequestContext } from "@kubernetes/client-node"
 import { getGlobalDispatcher, request, type Dispatcher } from "undici";
 import { ConfigError, ConflictError, TransientError } from "../errors.js";
 import type { Namespace, Node, Pod, PodCertificateRequest, PcrStatus, Service, ServiceAccount } from "../pcr/model.js";
-import type { ClusterApi, ClusterTrustBundle, ConfigMap, KubernetesEvent, TrustApi } from "./cluster.js";
+import type { ClusterApi, ClusterTrustBundle, ConfigMap, KubernetesEvent, PcrPage, ResyncApi, TrustApi } from "./cluster.js";
 
 /** Observes every API call (for metrics); never sees bodies. */
 export type ApiCallObserver = (call: { operation: string; seconds: number; outcome: "ok" | "absent" | "conflict" | "error" }) => void;
@@ -83,7 +83,7 @@ interface Response {
   text: string;
 }
 
-export class KubeClusterApi implements ClusterApi, TrustApi {
+export class KubeClusterApi implements ClusterApi, TrustApi, ResyncApi {
   private readonly server: string;
   private readonly timeoutMs: number;
 
@@ -211,6 +211,21 @@ export class KubeClusterApi implements ClusterApi, TrustApi {
     const list = await this.call<{ items?: PodCertificateRequest[] }>("list podcertificaterequests", HttpMethod.GET, `${path}${query}`);
     // List items carry no apiVersion/kind on the wire; the status write needs them.
     return (list.items ?? []).map((p) => ({ ...p, apiVersion: p.apiVersion ?? "certificates.k8s.io/v1beta1", kind: p.kind ?? "PodCertificateRequest" }));
+  }
+
+  async listPcrPage(o: { signerName: string; limit: number; continue?: string }): Promise<PcrPage> {
+    const query = new URLSearchParams({ fieldSelector: `spec.signerName=${o.signerName}`, limit: String(o.limit) });
+    if (o.continue !== undefined) query.set("continue", o.continue);
+    const list = await this.call<{ items?: PodCertificateRequest[]; metadata?: { continue?: string } }>(
+      "list podcertificaterequests",
+      HttpMethod.GET,
+      `${PCRS}/podcertificaterequests?${query.toString()}`,
+    );
+    const next = list.metadata?.continue;
+    return {
+      items: (list.items ?? []).map((p) => ({ ...p, apiVersion: p.apiVersion ?? "certificates.k8s.io/v1beta1", kind: p.kind ?? "PodCertificateRequest" })),
+      ...(typeof next === "string" && next !== "" ? { continue: next } : {}),
+    };
   }
 
   readPod(namespace: string, name: string) {

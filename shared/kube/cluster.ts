@@ -64,3 +64,20 @@ export interface TrustApi {
   /** Creates it without a resourceVersion, else replaces it (ConflictError when stale). */
   writeConfigMap(configMap: ConfigMap): Promise<void>;
 }
+
+/** One page of a LIST: the items and the token for the next page, if any. */
+export interface PcrPage {
+  items: PodCertificateRequest[];
+  /** metadata.continue; undefined on the last page. */
+  continue?: string;
+}
+
+/** The one call of the resync sender (functions/resync): a paged LIST of PCRs by signer. */
+export interface ResyncApi {
+  /**
+   * One page of the signer's PCRs in every namespace (fieldSelector spec.signerName, limit,
+   * continue). An expired continue token (410) is a TransientError like any other failure: the
+   * next tick lists again from the start.
+   */
+  listPcrPage(o: { signerName: string; limit: number; continue?: string }): Promise<PcrPage>;
+}

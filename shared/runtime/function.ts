@@ -9,7 +9,7 @@ import type { CaPoolSource } from "../ca/pool-source.js";
 import type { StepKeys } from "../events/attestation.js";
 import type { PodcertEvent } from "../events/types.js";
 import type { StepName } from "../steps.js";
-import type { ClusterApi, TrustApi } from "../kube/cluster.js";
+import type { ClusterApi, ResyncApi, TrustApi } from "../kube/cluster.js";
 import type { EventRecorder } from "../kube/event-recorder.js";
 import type { SignerConfig } from "../profiles/config.js";
 import type { Logger } from "./log.js";
@@ -32,6 +32,25 @@ export interface FunctionContext {
   metrics?: Metrics;
   /** Only the trust publisher is given one (its registry entry says publishesTrust). */
   trust?: TrustContext;
+  /** Only the resync sender is given one (its registry entry says postsToBroker). */
+  resync?: ResyncContext;
+}
+
+/** What the resync sender works with: the paged PCR list, where to post, and its bounds. */
+export interface ResyncContext {
+  api: ResyncApi;
+  /** Where its events go: K_SINK (the Broker's ingress, from a SinkBinding on a cluster). */
+  sink: string;
+  /** PCRs younger than this are left to their live events. */
+  graceSeconds: number;
+  /** At most this many events per run. */
+  maxEvents: number;
+  /** Items per LIST page. */
+  pageSize: number;
+  /** POSTs in flight at once. */
+  concurrency: number;
+  /** Longest wait for the sink's answer to one POST. */
+  postTimeoutMs: number;
 }
 
 /** What the trust publisher works with: the CA certificates (never a key) and where it writes. */

@@ -15,11 +15,12 @@
  *   the drain timeout); Knative then restarts the container.
  */
 import { openCaPoolFile } from "../ca/pool-source.js";
-import { isPodcertError } from "../errors.js";
+import { ConfigError, isPodcertError } from "../errors.js";
 import { stepEntry } from "../steps.js";
 import { KubeClusterApi, loadKubeConfig } from "../kube/client-node.js";
 import { createEventRecorder } from "../kube/event-recorder.js";
 import { DEFAULT_LOOKUP_CACHE_SECONDS, withLookupCache } from "../kube/lookup-cache.js";
+import { DEFAULT_RESYNC_GRACE_SECONDS, DEFAULT_RESYNC_MAX_EVENTS } from "../policy/resync.js";
 import { envBool, envChoice, envInt, envOptional, envString } from "./env.js";
 import type { FunctionContext, FunctionDefinition } from "./function.js";
 import { DEFAULT_MAX_CONNECTIONS, DRAIN_TIMEOUT_MS, serveFunction, type RunningServer } from "./http.js";
@@ -107,6 +108,20 @@ export async function runFunction(def: FunctionDefinition): Promise<void> {
       };
     }
 
+    // The resync sender posts its events itself, to the Broker that a SinkBinding names in K_SINK;
+    // without one it could only fail at every tick, so it does not start.
+    if (stepEntry(def.step).postsToBroker) {
+      ctx.resync = {
+        api,
+        sink: envUrl("K_SINK"),
+        graceSeconds: envInt("PODCERT_RESYNC_GRACE_SECONDS", DEFAULT_RESYNC_GRACE_SECONDS, { min: 0, max: 3600 }),
+        maxEvents: envInt("PODCERT_RESYNC_MAX_EVENTS", DEFAULT_RESYNC_MAX_EVENTS, { min: 1, max: 100_000 }),
+        pageSize: envInt("PODCERT_RESYNC_PAGE_SIZE", DEFAULT_RESYNC_PAGE_SIZE, { min: 1, max: 5000 }),
+        concurrency: envInt("PODCERT_RESYNC_CONCURRENCY", DEFAULT_RESYNC_CONCURRENCY, { min: 1, max: 100 }),
+        postTimeoutMs: DEFAULT_RESYNC_POST_TIMEOUT_MS,
+      };
+    }
+
     running = await serveFunction(def, ctx, {
       port,
       host,
@@ -130,6 +145,24 @@ export async function runFunction(def: FunctionDefinition): Promise<void> {
     log.error("cannot start", { error: isPodcertError(e) ? e.message : String(e) });
     process.exit(78);
   }
+}
+
+/** Resync bounds the environment does not usually set (README "Deploying on Knative"). */
+const DEFAULT_RESYNC_PAGE_SIZE = 500;
+const DEFAULT_RESYNC_CONCURRENCY = 8;
+const DEFAULT_RESYNC_POST_TIMEOUT_MS = 10_000;
+
+/** An http(s) URL from the environment, required. */
+function envUrl(name: string): string {
+  const value = envString(name);
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    throw new ConfigError(`${name} is not a URL: ${JSON.stringify(value.slice(0, 200))}`);
+  }
+  if (url.protocol !== "http:" && url.protocol !== "https:") throw new ConfigError(`${name} must be an http(s) URL, is ${url.protocol}`);
+  return url.toString();
 }
 
 /** sysexits' EX_SOFTWARE: the function stopped because of a bug. */

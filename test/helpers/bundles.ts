@@ -44,7 +44,8 @@ export interface BundleEnv {
   caTrustPath: string;
   /**
    * Starts `dist/<fn>.mjs` (or `bundle`, run as function `fn`) on a free port (sign gets the CA
-   * pool, the trust publisher its certificates) and waits until it listens.
+   * pool, the trust publisher its certificates, resync a K_SINK that refuses connections) and
+   * waits until it listens.
    */
   serve(fn: StepName, env?: Record<string, string>, bundle?: string): Promise<ServedBundle>;
   /** Kills every process started here, stops the API server and removes the folder. */
@@ -85,6 +86,8 @@ export async function startBundleEnv(o: { clusterFile?: string; objects?: readon
         PODCERT_KEYS_DIR: join(keysDir, fn),
         ...(stepEntry(fn).holdsCaPool ? { PODCERT_CA_POOL: caPoolPath } : {}),
         ...(stepEntry(fn).publishesTrust ? { PODCERT_CA_TRUST: caTrustPath, POD_NAMESPACE: "podcert" } : {}),
+        // Its SinkBinding's K_SINK: here an address nothing listens on, unless the test gives its own sink.
+        ...(stepEntry(fn).postsToBroker ? { K_SINK: "http://127.0.0.1:9/" } : {}),
         ...env,
       },
       stdio: ["ignore", "ignore", "pipe"],

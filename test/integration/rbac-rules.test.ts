@@ -14,6 +14,9 @@ import { describeRefusal, startApiServer, type EmbeddedApiServer, type RefusedRe
 import { caTrustDocument, clusterTrustBundleName, parseCaPool, parseCaTrust, serializeCaPool, trustBundlePem, type CaPool, type CaTrust } from "../../shared/ca/pool.js";
 import { MANAGED_BY, MANAGED_BY_LABEL } from "../../shared/ca/publication.js";
 import { publish } from "../../functions/publish-trust/handler.js";
+import { runResync } from "../../functions/resync/handler.js";
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
 import type { FunctionContext, TrustContext } from "../../shared/runtime/function.js";
 import { ATESYSTEM_SIGNER, WORKERPOOL_SIGNER } from "../../shared/profiles/defaults.js";
 import { createCa, createCaPool, throwawayCaPool } from "../../cli/ca-create.js";
@@ -199,11 +202,45 @@ describe("without any one grant of a function's roles, the flow fails", () => {
     return wrong.map((w) => `publish-trust: bundle of ${w} not as published`);
   }
 
+  /**
+   * The resync sender's run before anything is issued, as its ServiceAccount, posting to a sink
+   * started here: every PCR is pending, so it must re-announce each one (listing in pages of 2).
+   * Returns what went wrong.
+   */
+  async function resyncOnce(api: EmbeddedApiServer, ctx: FunctionContext): Promise<string[]> {
+    const posted: string[] = [];
+    const sink = createServer((req, res) => {
+      posted.push(String(req.headers["ce-subject"]));
+      req.resume().on("end", () => res.writeHead(202).end());
+    });
+    await new Promise<void>((r) => sink.listen(0, "127.0.0.1", () => r()));
+    try {
+      const report = await runResync({
+        ...ctx,
+        resync: {
+          api: new KubeClusterApi(loadKubeConfig({ kubeconfigText: api.kubeconfig(userOf("resync")) })),
+          sink: `http://127.0.0.1:${(sink.address() as AddressInfo).port}/`,
+          graceSeconds: 0,
+          maxEvents: 1000,
+          pageSize: 2,
+          concurrency: 4,
+          postTimeoutMs: 5000,
+        },
+      });
+      return report.posted === requests.length && report.failed === 0 ? [] : [`resync: posted ${report.posted} of ${requests.length} pending PCRs (${report.failed} failed)`];
+    } catch (e) {
+      return [`resync: ${(e as Error).message}`];
+    } finally {
+      await new Promise<void>((r) => sink.close(() => r()));
+    }
+  }
+
   /** The in-process pipeline, each step calling the API server over HTTP as its ServiceAccount. */
   async function runFlow(rbac: readonly unknown[]): Promise<{ unexpected: string[]; refused: RefusedRequest[] }> {
     const api = await startApiServer({ objects, authorization: { rbac, users: [...ids.services.values(), ids.source] } });
     try {
       const clusters = Object.fromEntries(STEPS.map((s) => [s, clusterApiFor(api, userOf(s))])) as Record<StepName, ClusterApi>;
+      const resynced = await resyncOnce(api, stepContexts({ config, cluster: clusters, keys, caPool, log: silentLogger })["resync"]);
       const result = await issueAll({
         // The ApiServerSource's stand-in lists the PCRs, as its ServiceAccount.
         cluster: clusterApiFor(api, ids.source.name),
@@ -219,7 +256,7 @@ describe("without any one grant of a function's roles, the flow fails", () => {
         const outcome = c === undefined ? "Pending" : c.type === "Issued" ? "Issued" : `${c.type}:${c.reason}`;
         return outcome === r.expected ? [] : [`${r.pod.namespace}/${r.pod.name} ${r.pcr.spec.signerName}: ${outcome}, expected ${r.expected}`];
       });
-      return { unexpected: [...unexpected, ...published], refused: api.refusedRequests() };
+      return { unexpected: [...unexpected, ...published, ...resynced], refused: api.refusedRequests() };
     } finally {
       await api.stop();
     }

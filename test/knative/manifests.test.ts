@@ -37,6 +37,7 @@ describe("knative/ documents", () => {
         "serving.knative.dev/v1 Service",
         "sources.knative.dev/v1 ApiServerSource",
         "sources.knative.dev/v1 PingSource",
+        "sources.knative.dev/v1 SinkBinding",
         "v1 ConfigMap",
         "v1 Namespace",
         "v1 ServiceAccount",

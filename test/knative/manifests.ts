@@ -22,6 +22,7 @@ import { Broker } from "@kubernetes-models/knative/eventing.knative.dev/v1/Broke
 import { Trigger } from "@kubernetes-models/knative/eventing.knative.dev/v1/Trigger";
 import { ApiServerSource } from "@kubernetes-models/knative/sources.knative.dev/v1/ApiServerSource";
 import { PingSource } from "@kubernetes-models/knative/sources.knative.dev/v1/PingSource";
+import { SinkBinding } from "@kubernetes-models/knative/sources.knative.dev/v1/SinkBinding";
 import { parseIsoDurationMs } from "../../local-cluster/broker.js";
 import { BROKER_NAME, routeEvent, triggerFilter, type TriggerRoute } from "../../local-cluster/router.js";
 import type { PodcertEvent } from "../../shared/events/types.js";
@@ -110,7 +111,10 @@ const MODELS: Readonly<Record<string, ModelClass>> = {
   "eventing.knative.dev/v1/Trigger": Trigger,
   "sources.knative.dev/v1/ApiServerSource": ApiServerSource,
   "sources.knative.dev/v1/PingSource": PingSource,
+  "sources.knative.dev/v1/SinkBinding": SinkBinding,
 };
+
+const STATUS_REQUIRED_BY_MODEL_ONLY = new Set(["sources.knative.dev/v1/SinkBinding"]);
 
 /** Kustomize's own file has no published schema model; it is checked by hand in the tests. */
 export const isKustomization = (o: Obj) => o.apiVersion === "kustomize.config.k8s.io/v1beta1" && o.kind === "Kustomization";
@@ -121,8 +125,11 @@ const CLUSTER_SCOPED = new Set(["Namespace", "ClusterRole", "ClusterRoleBinding"
 export function schemaProblems(obj: Obj, name: string): string[] {
   const model = MODELS[`${obj.apiVersion}/${obj.kind}`];
   if (model === undefined) return [`${name}: no schema model for ${obj.apiVersion} ${obj.kind}`];
+  // The generated SinkBinding schema requires `status` (its Go field lacks omitempty); the API
+  // server fills it in and never asks a client for it.
+  const input = STATUS_REQUIRED_BY_MODEL_ONLY.has(`${obj.apiVersion}/${obj.kind}`) && obj.status === undefined ? { ...obj, status: {} } : obj;
   try {
-    new model(obj).validate();
+    new model(input).validate();
     return [];
   } catch (e) {
     return [`${name}: ${(e as Error).message}`];
@@ -178,9 +185,16 @@ export const TERMINAL_TYPES = ["dev.ate.podcert.request.issued"];
  * knative/eventing pkg/apis/sources/v1/ping_lifecycle.go).
  */
 export const pingSourceSource = (namespace: string, name: string): string => `/apis/v1/namespaces/${namespace}/pingsources/${name}`;
+/**
+ * Each function consuming the ping type has its own PingSource, named as its Service
+ * (podcert-<fn>), and its Trigger filters on that PingSource's source: one function's ticks never
+ * wake another.
+ */
+export const pingSourceNameOf = (fn: string): string => serviceName(fn);
+export const pingSourceOf = (fn: string): string => pingSourceSource(NAMESPACE, pingSourceNameOf(fn));
 /** The PingSource that ticks the trust publisher (knative/publish-trust.yaml), and its events' source. */
-export const PING_SOURCE_NAME = "podcert-publish-trust";
-export const PING_SOURCE = pingSourceSource(NAMESPACE, PING_SOURCE_NAME);
+export const PING_SOURCE_NAME = pingSourceNameOf("publish-trust");
+export const PING_SOURCE = pingSourceOf("publish-trust");
 
 /**
  * Event types whose Triggers must match more than the type, because other producers send the same
@@ -192,6 +206,12 @@ export const EXTRA_FILTERS: Readonly<Record<string, EventAttributes>> = {
   [EVENT_TYPES.apiServerUpdate]: { kind: PCR_KIND },
   [EVENT_TYPES.ping]: { source: PING_SOURCE },
 };
+
+/** EXTRA_FILTERS for a Trigger to `fn`: a ping Trigger filters on fn's own PingSource. */
+export function extraFiltersFor(type: string, fn: string | undefined): EventAttributes {
+  if (type === EVENT_TYPES.ping && fn !== undefined) return { source: pingSourceOf(fn) };
+  return EXTRA_FILTERS[type] ?? {};
+}
 
 export { serviceName };
 
@@ -222,11 +242,13 @@ export function route(docs: readonly Doc[], event: EventAttributes): string[] {
  * An event of a type, as its producer would send it: the ApiServerSource adds the kind extension,
  * the PingSource names itself as the source.
  */
-export const eventOf = (type: string, kind = PCR_KIND): EventAttributes => {
+export const eventOf = (type: string, kind = PCR_KIND, pingFor = "publish-trust"): EventAttributes => {
   if (API_SERVER_TYPES.includes(type)) return { type, kind, source: "https://kubernetes.default", apiversion: "certificates.k8s.io/v1beta1" };
-  if (type === EVENT_TYPES.ping) return { type, source: PING_SOURCE };
+  if (type === EVENT_TYPES.ping) return { type, source: pingSourceOf(pingFor) };
   return { type, source: "/podcert/test" };
 };
+/** The event of a type that `fn` consumes, as its producer sends it (for pings: fn's own PingSource). */
+export const eventFor = (type: string, fn: string): EventAttributes => eventOf(type, PCR_KIND, fn);
 
 export function routingProblems(docs: readonly Doc[], functions: Readonly<Record<string, FunctionIo>>): string[] {
   const problems: string[] = [];
@@ -253,13 +275,13 @@ export function routingProblems(docs: readonly Doc[], functions: Readonly<Record
       problems.push(`${name}: no exact type filter`);
       continue;
     }
-    const extra = EXTRA_FILTERS[type] ?? {};
+    const fn = fnOfService.get(ref.name);
+    const extra = extraFiltersFor(type, fn);
     const expectedKeys = ["type", ...Object.keys(extra)].sort();
     if (JSON.stringify(Object.keys(filter).sort()) !== JSON.stringify(expectedKeys)) {
       problems.push(`${name}: filter attributes must be exactly ${expectedKeys.join(", ")}, are ${Object.keys(filter).join(", ")}`);
     }
     for (const [k, v] of Object.entries(extra)) if (filter[k] !== v) problems.push(`${name}: must filter on ${k} ${v}`);
-    const fn = fnOfService.get(ref.name);
     if (fn === undefined) {
       if (services.has(ref.name)) problems.push(`${name}: routes ${type} to ${String(ref.name)}, which is not one of the functions`);
       continue;
@@ -274,7 +296,7 @@ export function routingProblems(docs: readonly Doc[], functions: Readonly<Record
   // Every type a function consumes reaches it through exactly one Trigger.
   for (const [fn, io] of Object.entries(functions)) {
     for (const type of io.consumes) {
-      const n = route(docs, eventOf(type)).filter((s) => s === serviceName(fn)).length;
+      const n = route(docs, eventFor(type, fn)).filter((s) => s === serviceName(fn)).length;
       if (n !== 1) problems.push(`${type} reaches ${fn} ${n} times, expected once`);
     }
   }
@@ -294,6 +316,11 @@ export function routingProblems(docs: readonly Doc[], functions: Readonly<Record
     } else if (expected.length === 0) {
       problems.push(`${type} is emitted but no function consumes it`);
     }
+  }
+  // A function's own ticks wake it alone.
+  for (const fn of Object.keys(functions).filter((f) => functions[f]!.consumes.includes(EVENT_TYPES.ping))) {
+    const woken = route(docs, eventFor(EVENT_TYPES.ping, fn));
+    if (JSON.stringify(woken) !== JSON.stringify([serviceName(fn)])) problems.push(`${fn}'s ticks (source ${pingSourceOf(fn)}) reach [${woken.join(", ")}], expected [${serviceName(fn)}]`);
   }
   // ApiServerSource events about other kinds, and other PingSources' ticks, reach nobody.
   for (const [type, extra] of Object.entries(EXTRA_FILTERS)) {
@@ -349,8 +376,12 @@ export function pingSourceProblems(docs: readonly Doc[], functions: Readonly<Rec
   const consumers = Object.entries(functions)
     .filter(([, io]) => io.consumes.includes(EVENT_TYPES.ping))
     .map(([fn]) => fn);
-  const ours = pings.filter((d) => d.obj.metadata?.namespace === NAMESPACE && d.obj.metadata?.name === PING_SOURCE_NAME);
-  if (consumers.length > 0 && ours.length !== 1) problems.push(`functions consuming ${EVENT_TYPES.ping} (${consumers.join(", ")}): expected one PingSource ${NAMESPACE}/${PING_SOURCE_NAME}, found ${ours.length}`);
+  const ownerOf = new Map<Doc, string>();
+  for (const fn of consumers) {
+    const own = pings.filter((d) => d.obj.metadata?.namespace === NAMESPACE && d.obj.metadata?.name === pingSourceNameOf(fn));
+    if (own.length !== 1) problems.push(`${fn} consumes ${EVENT_TYPES.ping}: expected one PingSource ${NAMESPACE}/${pingSourceNameOf(fn)}, found ${own.length}`);
+    for (const d of own) ownerOf.set(d, fn);
+  }
   for (const d of pings) {
     const p = (m: string) => problems.push(`${where(d)}: ${m}`);
     const spec: Obj = d.obj.spec ?? {};
@@ -366,14 +397,44 @@ export function pingSourceProblems(docs: readonly Doc[], functions: Readonly<Rec
       p((e as Error).message);
       continue;
     }
-    if (!ours.includes(d)) continue;
-    for (const fn of consumers) {
-      if (!(isStepName(fn) && stepEntry(fn).publishesTrust)) continue;
+    const fn = ownerOf.get(d);
+    if (fn !== undefined && isStepName(fn) && stepEntry(fn).publishesTrust) {
       const svc = knativeServices(docs).find((s) => s.obj.metadata?.name === serviceName(fn));
       const hint = (svc?.obj.spec?.template?.spec?.containers?.[0]?.env ?? []).find((e: Obj) => e.name === "PODCERT_SPIFFE_REFRESH_HINT_SECONDS")?.value;
       if (svc !== undefined && hint !== String(period)) p(`ticks every ${period} s, but ${serviceName(fn)} hands out a SPIFFE refresh hint of ${String(hint)} s`);
     }
   }
+  return problems;
+}
+
+/**
+ * The SinkBindings: each step that posts to the Broker itself (registry: postsToBroker) is the
+ * subject of exactly one, by its Knative Service, whose sink is the Broker by ref (so Eventing
+ * injects K_SINK = the Broker's ingress URL); no other workload is given a sink.
+ */
+export function sinkBindingProblems(docs: readonly Doc[]): string[] {
+  const problems: string[] = [];
+  const bindings = ofKind(docs, "sources.knative.dev/v1", "SinkBinding");
+  const broker = JSON.stringify({ ref: { apiVersion: "eventing.knative.dev/v1", kind: "Broker", name: BROKER } });
+  const posters = STEP_REGISTRY.filter((s) => s.postsToBroker).map((s) => s.name as string);
+  const bound = new Map<string, number>();
+  for (const d of bindings) {
+    const p = (m: string) => problems.push(`${where(d)}: ${m}`);
+    const spec: Obj = d.obj.spec ?? {};
+    if (JSON.stringify(spec.sink) !== broker) p(`sink must be ${broker} (the Broker, by ref), is ${String(JSON.stringify(spec.sink))}`);
+    const subject: Obj = spec.subject ?? {};
+    if (subject.apiVersion !== "serving.knative.dev/v1" || subject.kind !== "Service" || typeof subject.name !== "string" || subject.selector !== undefined) {
+      p("subject must be one Knative Service by name (serving.knative.dev/v1 Service)");
+      continue;
+    }
+    const fn = posters.find((f) => serviceName(f) === subject.name);
+    if (fn === undefined) {
+      p(`binds ${String(subject.name)}, which does not post to the Broker (shared/steps.ts postsToBroker)`);
+      continue;
+    }
+    bound.set(fn, (bound.get(fn) ?? 0) + 1);
+  }
+  for (const fn of posters) if ((bound.get(fn) ?? 0) !== 1) problems.push(`${fn} posts to the Broker: expected one SinkBinding with subject ${serviceName(fn)}, found ${bound.get(fn) ?? 0}`);
   return problems;
 }
 
@@ -468,6 +529,8 @@ export const CONTRACT = {
 
 /** The environment only the trust publisher is given. */
 const TRUST_ENV = ["PODCERT_CA_TRUST", "POD_NAMESPACE", "PODCERT_SPIFFE_BUNDLES_CONFIGMAP", "PODCERT_SPIFFE_REFRESH_HINT_SECONDS"];
+/** The environment only a step posting to the Broker (the resync sender) is given (K_SINK comes from its SinkBinding). */
+const RESYNC_ENV = ["PODCERT_RESYNC_GRACE_SECONDS", "PODCERT_RESYNC_MAX_EVENTS", "PODCERT_RESYNC_PAGE_SIZE", "PODCERT_RESYNC_CONCURRENCY"];
 
 /**
  * The steps on the way to an Issued status: the one that emits request.issued, and every step
@@ -568,6 +631,10 @@ export function functionServiceProblems(docs: readonly Doc[], fn: string, stepKe
   } else {
     for (const k of TRUST_ENV) if (env.has(k)) p(`only the trust publisher (shared/steps.ts) is given ${k}`);
   }
+  const postsToBroker = isStepName(fn) && stepEntry(fn).postsToBroker;
+  // Written by hand, it would point at one Broker implementation's URL and hide a missing SinkBinding.
+  if (env.has("K_SINK")) p("K_SINK is the SinkBinding's to inject (sinkBindingProblems)");
+  if (!postsToBroker) for (const k of RESYNC_ENV) if (env.has(k)) p(`only a step that posts to the Broker (shared/steps.ts) is given ${k}`);
   for (const e of c.env ?? []) {
     // Knative's webhook refuses these unless the cluster enables kubernetes.podspec-fieldref.
     if (e.valueFrom?.fieldRef !== undefined || e.valueFrom?.resourceFieldRef !== undefined) p(`env ${String(e.name)}: Knative refuses the downward API in env by default (kubernetes.podspec-fieldref); write the value`);

@@ -52,6 +52,8 @@ const EXPECTED: Record<string, Set<Grant>> = {
       NAMESPACE,
     ),
   ]),
+  // list only: it posts references; validate reads each PCR back as itself.
+  "podcert/podcert-resync": grantsOf([[CERTS, "podcertificaterequests", ["list"]]]),
   "podcert/podcert-apiserver-source": grantsOf([[CERTS, "podcertificaterequests", ["get", "list", "watch"]]]),
 };
 
@@ -94,6 +96,14 @@ describe("RBAC", () => {
     const anySigner = clone(docs);
     delete find(anySigner, "ClusterRole", "podcert-deny").rules[2].resourceNames;
     expect(rbacProblems(anySigner)).toEqual(expect.arrayContaining(["podcert/podcert-deny has extra: cluster certificates.k8s.io signers sign *"]));
+
+    // The resync sender reading PCRs or watching them would be more than it needs.
+    const resyncReads = clone(docs);
+    find(resyncReads, "ClusterRole", "podcert-resync").rules[0].verbs.push("get", "watch");
+    expect(rbacProblems(resyncReads)).toEqual([
+      "podcert/podcert-resync has extra: cluster certificates.k8s.io podcertificaterequests get *",
+      "podcert/podcert-resync has extra: cluster certificates.k8s.io podcertificaterequests watch *",
+    ]);
 
     const missing = clone(docs);
     find(missing, "ClusterRole", "podcert-derive-sans").rules[1].verbs = ["list"];

@@ -130,7 +130,7 @@ describe('README "Deploying on Knative"', () => {
     // The sentence before: the base offered as something to apply.
     const before = "Point them at your registry with an overlay,\nthen apply it (`kubectl apply -k knative/` applies the base as it is):";
     expect(overlayProblems(before, docs.map((d) => d.obj))).toEqual([
-      "images podcert-validate, podcert-derive-sans, podcert-sign, podcert-deny, podcert-publish-trust name no registry, and the README does not say the overlay is required",
+      "images podcert-validate, podcert-derive-sans, podcert-sign, podcert-deny, podcert-publish-trust, podcert-resync name no registry, and the README does not say the overlay is required",
       "the README offers applying the base as it is",
     ]);
   });

@@ -7,19 +7,22 @@ import { join } from "node:path";
 import { parseBrokerDelivery, parseIsoDurationMs } from "../../local-cluster/broker.js";
 import { parseTriggers } from "../../local-cluster/router.js";
 import { parseSignerConfig } from "../../shared/profiles/config.js";
-import { EVENT_TYPES } from "../../shared/steps.js";
+import { EVENT_TYPES, stepEntry, type StepName } from "../../shared/steps.js";
 import {
   API_SERVER_TYPES,
   clone,
   deliveryTimeoutProblems,
   effectiveDelivery,
+  eventFor,
   eventOf,
   find,
   KNATIVE_DIR,
   knativeServices,
   loadDir,
   PING_SOURCE,
+  pingSourceOf,
   pingSourceProblems,
+  sinkBindingProblems,
   pingSourceSource,
   REGISTERED,
   type Doc,
@@ -41,7 +44,7 @@ describe("Triggers", () => {
     expect(routingProblems(docs, REGISTERED)).toEqual([]);
   });
 
-  it("form the pipeline: add/update/resync -> validate -> derive-sans -> sign, denials -> deny; ticks -> publish-trust", () => {
+  it("form the pipeline: add/update/resync -> validate -> derive-sans -> sign, denials -> deny; each PingSource's ticks -> its function", () => {
     expect(route(docs, eventOf("dev.knative.apiserver.resource.add"))).toEqual(["podcert-validate"]);
     expect(route(docs, eventOf("dev.knative.apiserver.resource.update"))).toEqual(["podcert-validate"]);
     expect(route(docs, eventOf("dev.knative.apiserver.resource.delete"))).toEqual([]);
@@ -50,6 +53,7 @@ describe("Triggers", () => {
     expect(route(docs, eventOf("dev.ate.podcert.sans.derived"))).toEqual(["podcert-sign"]);
     expect(route(docs, eventOf("dev.ate.podcert.request.denied"))).toEqual(["podcert-deny"]);
     expect(route(docs, eventOf("dev.knative.sources.ping"))).toEqual(["podcert-publish-trust"]);
+    expect(route(docs, eventFor("dev.knative.sources.ping", "resync"))).toEqual(["podcert-resync"]);
   });
 
   it("end at request.issued: nothing consumes it", () => {
@@ -80,8 +84,9 @@ describe("Triggers", () => {
     }
   });
 
-  it("filter pings on the source of podcert's PingSource: another PingSource's ticks wake nobody", () => {
+  it("filter pings on the source of each function's own PingSource: another PingSource's ticks wake nobody", () => {
     expect(eventOf(EVENT_TYPES.ping).source).toBe("/apis/v1/namespaces/podcert/pingsources/podcert-publish-trust");
+    expect(eventFor(EVENT_TYPES.ping, "resync").source).toBe("/apis/v1/namespaces/podcert/pingsources/podcert-resync");
     expect(route(docs, { type: EVENT_TYPES.ping, source: pingSourceSource("podcert", "nightly-report") })).toEqual([]);
     expect(route(docs, { type: EVENT_TYPES.ping, source: pingSourceSource("default", "podcert-publish-trust") })).toEqual([]);
   });
@@ -119,7 +124,18 @@ describe("Triggers", () => {
     expect(routingProblems(anyPing, REGISTERED)).toEqual([
       expect.stringContaining("podcert-publish-trust-ping: filter attributes must be exactly source, type, are type"),
       expect.stringContaining(`podcert-publish-trust-ping: must filter on source ${PING_SOURCE}`),
+      `resync's ticks (source ${pingSourceOf("resync")}) reach [podcert-publish-trust, podcert-resync], expected [podcert-resync]`,
       `dev.knative.sources.ping with another source reaches podcert-publish-trust`,
+    ]);
+
+    // resync's Trigger let through the publisher's ticks: each would wake the other's function.
+    const crossed = clone(docs);
+    find(crossed, "Trigger", "podcert-resync-ping").spec.filter.attributes.source = PING_SOURCE;
+    expect(routingProblems(crossed, REGISTERED)).toEqual([
+      expect.stringContaining(`podcert-resync-ping: must filter on source ${pingSourceOf("resync")}`),
+      `dev.knative.sources.ping reaches resync 0 times, expected once`,
+      `publish-trust's ticks (source ${PING_SOURCE}) reach [podcert-publish-trust, podcert-resync], expected [podcert-publish-trust]`,
+      `resync's ticks (source ${pingSourceOf("resync")}) reach [], expected [podcert-resync]`,
     ]);
 
     const ghost = clone(docs);
@@ -234,11 +250,21 @@ describe("PingSource", () => {
 
   it("ticks publish-trust every five minutes through the Broker, as often as its SPIFFE refresh hint says", () => {
     expect(pingSourceProblems(docs, REGISTERED)).toEqual([]);
-    expect(pings.map((d) => `${d.file} ${d.obj.metadata.namespace}/${d.obj.metadata.name}`)).toEqual(["publish-trust.yaml podcert/podcert-publish-trust"]);
+    expect(pings.map((d) => `${d.file} ${d.obj.metadata.namespace}/${d.obj.metadata.name}`)).toEqual([
+      "publish-trust.yaml podcert/podcert-publish-trust",
+      "resync.yaml podcert/podcert-resync",
+    ]);
     const spec = pings[0]!.obj.spec;
     expect(spec.schedule).toBe("*/5 * * * *");
     expect(spec.sink).toEqual({ ref: { apiVersion: "eventing.knative.dev/v1", kind: "Broker", name: "podcert" } });
     expect(route(docs, { type: EVENT_TYPES.ping, source: pingSourceSource(pings[0]!.obj.metadata.namespace, pings[0]!.obj.metadata.name) })).toEqual(["podcert-publish-trust"]);
+  });
+
+  it("ticks resync every minute through the Broker, from its own PingSource", () => {
+    const own = find(docs, "PingSource", "podcert-resync");
+    expect(tickSeconds(own.spec.schedule)).toBe(60);
+    expect(own.spec.sink).toEqual({ ref: { apiVersion: "eventing.knative.dev/v1", kind: "Broker", name: "podcert" } });
+    expect(route(docs, { type: EVENT_TYPES.ping, source: pingSourceSource("podcert", "podcert-resync") })).toEqual(["podcert-resync"]);
   });
 
   it("reads the period of every-N-minutes schedules, and refuses the others", () => {
@@ -258,13 +284,16 @@ describe("PingSource", () => {
     expect(pingSourceProblems(byUri, REGISTERED)).toEqual([expect.stringContaining("sink must be")]);
 
     const gone = clone(docs).filter((d) => d.obj.kind !== "PingSource");
-    expect(pingSourceProblems(gone, REGISTERED)).toEqual(["functions consuming dev.knative.sources.ping (publish-trust): expected one PingSource podcert/podcert-publish-trust, found 0"]);
+    expect(pingSourceProblems(gone, REGISTERED)).toEqual([
+      "publish-trust consumes dev.knative.sources.ping: expected one PingSource podcert/podcert-publish-trust, found 0",
+      "resync consumes dev.knative.sources.ping: expected one PingSource podcert/podcert-resync, found 0",
+    ]);
 
     // Renamed: its ticks carry another source, which the Trigger does not let through.
     const renamed = clone(docs);
     find(renamed, "PingSource", "podcert-publish-trust").metadata.name = "podcert-tick";
     expect(pingSourceProblems(renamed, REGISTERED)).toEqual([
-      "functions consuming dev.knative.sources.ping (publish-trust): expected one PingSource podcert/podcert-publish-trust, found 0",
+      "publish-trust consumes dev.knative.sources.ping: expected one PingSource podcert/podcert-publish-trust, found 0",
       expect.stringContaining("its ticks (source /apis/v1/namespaces/podcert/pingsources/podcert-tick) reach no function"),
     ]);
 
@@ -275,6 +304,31 @@ describe("PingSource", () => {
     const irregular = clone(docs);
     find(irregular, "PingSource", "podcert-publish-trust").spec.schedule = "*/7 * * * *";
     expect(pingSourceProblems(irregular, REGISTERED)).toEqual([expect.stringContaining('schedule "*/7 * * * *" is not')]);
+  });
+});
+
+describe("SinkBinding", () => {
+  it("gives the steps that post to the Broker themselves (resync) K_SINK = the Broker, and nobody else", () => {
+    expect(sinkBindingProblems(docs)).toEqual([]);
+    expect(Object.keys(REGISTERED).filter((fn) => stepEntry(fn as StepName).postsToBroker)).toEqual(["resync"]);
+    const b = find(docs, "SinkBinding", "podcert-resync");
+    expect(b.spec.subject).toEqual({ apiVersion: "serving.knative.dev/v1", kind: "Service", name: "podcert-resync" });
+  });
+
+  it("detects a missing binding, a sink that is not the Broker, and a binding for a function that does not post", () => {
+    expect(sinkBindingProblems(clone(docs).filter((d) => d.obj.kind !== "SinkBinding"))).toEqual(["resync posts to the Broker: expected one SinkBinding with subject podcert-resync, found 0"]);
+    const direct = clone(docs);
+    find(direct, "SinkBinding", "podcert-resync").spec.sink = { ref: { apiVersion: "serving.knative.dev/v1", kind: "Service", name: "podcert-validate" } };
+    expect(sinkBindingProblems(direct)).toEqual([expect.stringContaining("SinkBinding podcert-resync: sink must be")]);
+    const other = clone(docs);
+    find(other, "SinkBinding", "podcert-resync").spec.subject.name = "podcert-sign";
+    expect(sinkBindingProblems(other)).toEqual([
+      expect.stringContaining("binds podcert-sign, which does not post to the Broker"),
+      "resync posts to the Broker: expected one SinkBinding with subject podcert-resync, found 0",
+    ]);
+    const bySelector = clone(docs);
+    find(bySelector, "SinkBinding", "podcert-resync").spec.subject = { apiVersion: "serving.knative.dev/v1", kind: "Service", selector: { matchLabels: { "app.kubernetes.io/part-of": "podcert" } } };
+    expect(sinkBindingProblems(bySelector)).toEqual([expect.stringContaining("subject must be one Knative Service by name"), expect.stringContaining("found 0")]);
   });
 });
 

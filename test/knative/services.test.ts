@@ -56,10 +56,10 @@ describe("Knative Services", () => {
     }
   });
 
-  it("keep a warm pod for the steps an Issued status waits on, and let deny and publish-trust scale to zero", () => {
+  it("keep a warm pod for the steps an Issued status waits on, and let deny, publish-trust and resync scale to zero", () => {
     expect([...issuancePath(REGISTERED)].sort()).toEqual(["derive-sans", "sign", "validate"]);
     const minScale = (fn: string) => find(docs, "Service", serviceName(fn)).spec.template.metadata.annotations["autoscaling.knative.dev/min-scale"];
-    expect(Object.fromEntries(FNS.map((fn) => [fn, minScale(fn)]))).toEqual({ validate: "1", "derive-sans": "1", sign: "1", deny: "0", "publish-trust": "0" });
+    expect(Object.fromEntries(FNS.map((fn) => [fn, minScale(fn)]))).toEqual({ validate: "1", "derive-sans": "1", sign: "1", deny: "0", "publish-trust": "0", resync: "0" });
     // A step whose denial led on to issuance would join the warm path.
     const chained = { ...REGISTERED, deny: { ...REGISTERED.deny!, emits: ["dev.ate.podcert.request.resync"] } };
     expect(issuancePath(chained).has("deny")).toBe(true);
@@ -91,6 +91,14 @@ describe("Knative Services", () => {
     const wrongPath = clone(docs);
     find(wrongPath, "Service", "podcert-derive-sans").spec.template.spec.containers[0].volumeMounts[1].mountPath = "/etc/config";
     expect(functionServiceProblems(wrongPath, "derive-sans", STEP_KEY_FILES)).toEqual(["podcert-derive-sans: nothing is mounted at /etc/podcert"]);
+
+    // K_SINK is the SinkBinding's to inject; the resync settings are resync's alone.
+    const sinkByHand = clone(docs);
+    (find(sinkByHand, "Service", "podcert-resync").spec.template.spec.containers[0].env as { name: string; value: string }[]).push({ name: "K_SINK", value: "http://broker" });
+    expect(functionServiceProblems(sinkByHand, "resync", STEP_KEY_FILES)).toEqual(["podcert-resync: K_SINK is the SinkBinding's to inject (sinkBindingProblems)"]);
+    const resyncEnvElsewhere = clone(docs);
+    (find(resyncEnvElsewhere, "Service", "podcert-validate").spec.template.spec.containers[0].env as { name: string; value: string }[]).push({ name: "PODCERT_RESYNC_MAX_EVENTS", value: "5" });
+    expect(functionServiceProblems(resyncEnvElsewhere, "validate", STEP_KEY_FILES)).toEqual(["podcert-validate: only a step that posts to the Broker (shared/steps.ts) is given PODCERT_RESYNC_MAX_EVENTS"]);
 
     const cold = clone(docs);
     find(cold, "Service", "podcert-sign").spec.template.metadata.annotations["autoscaling.knative.dev/min-scale"] = "0";

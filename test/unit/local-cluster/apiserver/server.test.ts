@@ -477,3 +477,28 @@ describe("HTTP edges", () => {
     expect(misnamed.code).toBe(422);
   });
 });
+
+describe("paged lists", () => {
+  it("serves limit and continue as kube-apiserver does: pages in order, a token while more remain, 400 for a token it did not make", async () => {
+    const all = (await core.listNamespacedService({ namespace: NS })).items.map((s) => s.metadata?.name);
+    expect(all.length).toBeGreaterThanOrEqual(2);
+    const seen: (string | undefined)[] = [];
+    let token: string | undefined;
+    let pages = 0;
+    do {
+      const page = await core.listNamespacedService({ namespace: NS, limit: 1, ...(token === undefined ? {} : { _continue: token }) });
+      expect(page.items).toHaveLength(1);
+      seen.push(...page.items.map((s) => s.metadata?.name));
+      token = page.metadata?._continue;
+      if (token !== undefined) expect(page.metadata?.remainingItemCount).toBe(all.length - seen.length);
+      pages++;
+    } while (token !== undefined && pages < 10);
+    expect(seen).toEqual(all);
+    expect(pages).toBe(all.length);
+    // limit 0 or larger than the list: the whole list, no token.
+    expect((await core.listNamespacedService({ namespace: NS, limit: 0 })).metadata?._continue).toBeUndefined();
+    expect((await core.listNamespacedService({ namespace: NS, limit: 100 })).items).toHaveLength(all.length);
+    const bad = await apiError(core.listNamespacedService({ namespace: NS, limit: 1, _continue: "not-a-token" }));
+    expect(bad.code).toBe(400);
+  });
+});
