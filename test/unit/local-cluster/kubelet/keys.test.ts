@@ -1,9 +1,9 @@
 import "reflect-metadata";
+import { tempDir } from "../../../helpers/temp.js";
 import * as x509 from "@peculiar/x509";
 import { execFileSync, spawnSync } from "node:child_process";
 import { constants, createPublicKey, verify } from "node:crypto";
-import { mkdtempSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
 import { KEY_TYPES, type KeyType } from "../../../../shared/pcr/model.js";
@@ -96,7 +96,7 @@ describe("stubCsr", () => {
   });
 
   it.skipIf(!hasOpenssl).each(KEY_TYPES)("openssl verifies the %s CSR signature", (t) => {
-    const dir = mkdtempSync(join(tmpdir(), "podcert-csr-"));
+    const dir = tempDir("podcert-csr-");
     const file = join(dir, "req.der");
     writeFileSync(file, stubCsr(keys[t].privateKey, keys[t].spkiDer));
     const out = execFileSync("openssl", ["req", "-inform", "DER", "-in", file, "-noout", "-verify", "-text"], {
