@@ -10,7 +10,7 @@ import { RejectedEventError, TransientError } from "../../shared/errors.js";
 import { EVENT_TYPES } from "../../shared/steps.js";
 import { describePcr } from "../../shared/pcr/model.js";
 import { issuedStatus } from "../../shared/pcr/status.js";
-import { planIssuance, podChangedSinceValidation, signingCa } from "../../shared/policy/issuance.js";
+import { attestedIdentityProblem, planIssuance, podChangedSinceValidation, signingCa } from "../../shared/policy/issuance.js";
 import { keyProblemDenial } from "../../shared/policy/validate.js";
 import type { FunctionContext } from "../../shared/runtime/function.js";
 import { attestedStep, denied, type Outcome } from "../../shared/runtime/run-step.js";
@@ -39,6 +39,8 @@ export const sign = attestedStep({
     if (changed) return denied(changed, spkiSha256, { withReceived: true });
 
     const sans = attested["sans-derived"];
+    const identity = attestedIdentityProblem({ profile, namespace: ref.namespace, spec: pcr.spec, uris: sans.uris });
+    if (identity !== undefined) throw new RejectedEventError(`${identity} (PCR ${describePcr(ref)})`, 403);
     // No CA that can sign, or one too close to its end: a WaitingError, so the request stays
     // pending and the PCR gets a Warning Event naming the CA and what to do (run-step.ts).
     const ca = signingCa(pool, profile.name, now);

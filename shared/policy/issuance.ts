@@ -10,6 +10,7 @@ import type { SignerProfile } from "../profiles/config.js";
 import { podIdentityExtensionValue } from "../x509/der.js";
 import type { ExtraExtension, LeafTemplate } from "../x509/leaf.js";
 import type { RequestKey } from "../x509/request-key.js";
+import { spiffeId } from "./identity.js";
 import { certificateTimes, type CertificateTimes } from "./lifetime.js";
 import { livePodMismatches } from "./validate.js";
 
@@ -21,6 +22,19 @@ export function podChangedSinceValidation(spec: Pick<PcrSpec, "podName" | "podUI
   const mismatches = livePodMismatches(spec, pod);
   if (mismatches.length === 0) return undefined;
   return new RequestDeniedError("PodMismatch", `request no longer matches the live pod: ${mismatches.join("; ")}`);
+}
+
+/**
+ * Whether the SANs derive-sans attested name the identity the stored request carries: exactly one
+ * URI, the SPIFFE ID of the PCR's namespace and ServiceAccount under the signer's trust domain.
+ * sign recomputes it from the PCR it read back, so a compromised derive-sans cannot give a
+ * requester another workload's identity (DNS names still come from derive-sans: they need the
+ * Services it reads). A problem is a forged or corrupted hand-off, never the requester's doing.
+ */
+export function attestedIdentityProblem(o: { profile: Pick<SignerProfile, "trustDomain">; namespace: string; spec: Pick<PcrSpec, "serviceAccountName">; uris: readonly string[] }): string | undefined {
+  const want = spiffeId(o.profile.trustDomain, o.namespace, o.spec.serviceAccountName);
+  if (o.uris.length === 1 && o.uris[0] === want) return undefined;
+  return `attested URIs [${o.uris.map((u) => JSON.stringify(u.slice(0, 300))).join(", ")}] are not the request's identity ${want}`;
 }
 
 /**

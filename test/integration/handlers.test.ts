@@ -167,6 +167,31 @@ describe("sign", () => {
     expect(stored.status?.conditions ?? []).toEqual([]);
   });
 
+  it("refuses a derive-sans attestation naming another identity than the stored request's (403), writing nothing", async () => {
+    const t = await setup();
+    const pcr = t.pcrFor("atenet-router");
+    const derived = await t.derivedFor(pcr);
+    // A derive-sans gone bad: a genuine token (its own key, this PCR, this key) whose SAN list
+    // names the API server's ServiceAccount instead of the router's.
+    const attestations = (derived.data as { attestations: Record<string, string> }).attestations;
+    const decision = decodeJwt(attestations["derive-sans"]!).decision as Extract<Decision, { kind: "sans-derived" }>;
+    const other = decision.uris[0]!.replace(/\/sa\/[^/]+$/, "/sa/ate-apiserver");
+    expect(other).not.toBe(decision.uris[0]);
+    const forged = await handOn(t.contexts["derive-sans"], derived, {
+      type: EVENT_TYPES.sansDerived,
+      pcr: pcrRef(pcr),
+      signerName: pcr.spec.signerName,
+      spkiSha256: requestKeyBinding(pcr.spec),
+      decision: { ...decision, uris: [other] },
+      previous: { validate: attestations.validate! },
+    });
+    const before = await t.read(pcr);
+    const r = await t.run("sign", forged);
+    expect(r.status).toBe(403);
+    expect(String(r.error)).toMatch(/are not the request's identity spiffe:\/\/.*\/sa\/atenet-router/);
+    expect(await t.read(pcr)).toEqual(before);
+  });
+
   it("waits (503) rather than issue when the active CA cannot cover an hour", async () => {
     const config = defaultSignerConfig();
     const now = new Date();

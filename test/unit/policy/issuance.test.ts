@@ -4,7 +4,7 @@ import { createCa } from "../../../cli/ca-create.js";
 import { parseCaPool, serializeCaPool, type CaState } from "../../../shared/ca/pool.js";
 import { ConfigError, RequestDeniedError, TransientError, WaitingError } from "../../../shared/errors.js";
 import type { PcrSpec } from "../../../shared/pcr/model.js";
-import { planIssuance, podChangedSinceValidation, signingCa } from "../../../shared/policy/issuance.js";
+import { attestedIdentityProblem, planIssuance, podChangedSinceValidation, signingCa } from "../../../shared/policy/issuance.js";
 import { certificateTimes } from "../../../shared/policy/lifetime.js";
 import { podIdentityExtensionValue } from "../../../shared/x509/der.js";
 import { NODE_NAME, NODE_UID, POD_NAME, POD_UID, pod, SA_NAME, SA_UID } from "../../helpers/objects.js";
@@ -119,5 +119,21 @@ describe("signingCa", () => {
     expect(() => planIssuance({ now: late, profile: { refreshFraction: 0.5 }, ca: active, spec: SPEC, key: { spkiDer: Buffer.alloc(1), keyType: "ED25519" }, sans: { uris: [], dnsNames: [], lifetimeSeconds: 3600 } })).toThrow(
       expect.objectContaining({ reason: "CAExpiring", message: expect.stringContaining(`(serial ${active.serialHex}) expires at ${active.notAfter.toISOString()}, 1800s from now`) }),
     );
+  });
+});
+
+describe("attestedIdentityProblem", () => {
+  const own = `spiffe://cluster.local/ns/ate-system/sa/${SA_NAME}`;
+  it.each([
+    { case: "the request's own SPIFFE ID", uris: [own], ok: true },
+    { case: "another ServiceAccount", uris: ["spiffe://cluster.local/ns/ate-system/sa/admin"], ok: false },
+    { case: "another namespace", uris: [`spiffe://cluster.local/ns/other/sa/${SA_NAME}`], ok: false },
+    { case: "another trust domain", uris: [`spiffe://evil.example/ns/ate-system/sa/${SA_NAME}`], ok: false },
+    { case: "its own plus another", uris: [own, "spiffe://cluster.local/ns/ate-system/sa/admin"], ok: false },
+    { case: "none", uris: [], ok: false },
+  ])("$case", ({ uris, ok }) => {
+    const problem = attestedIdentityProblem({ profile: { trustDomain: "cluster.local" }, namespace: "ate-system", spec: { serviceAccountName: SA_NAME }, uris });
+    if (ok) expect(problem).toBeUndefined();
+    else expect(problem).toMatch(new RegExp(`are not the request's identity ${own.replaceAll(".", "\\.")}$`));
   });
 });
