@@ -132,6 +132,12 @@ export function stepEntry(name: StepName): StepEntry {
   return entry;
 }
 
+/** A step's name with what the registry says it consumes and emits: every definition starts from it. */
+export function registered<N extends StepName>(step: N): { step: N; consumes: readonly EventType[]; emits: readonly EventType[] } {
+  const { consumes, emits } = stepEntry(step);
+  return { step, consumes, emits };
+}
+
 export function isStepName(name: string): name is StepName {
   return STEP_REGISTRY.some((s) => s.name === name);
 }

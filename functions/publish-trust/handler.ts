@@ -20,7 +20,7 @@ import {
 } from "../../shared/ca/publication.js";
 import type { CaTrust } from "../../shared/ca/pool.js";
 import type { FunctionContext, FunctionDefinition, GetAnswer, TrustContext } from "../../shared/runtime/function.js";
-import { stepEntry } from "../../shared/steps.js";
+import { registered } from "../../shared/steps.js";
 
 /** What this process last published, for GET /bundles/<signer>. */
 interface Published {
@@ -41,9 +41,7 @@ export interface PublishReport {
 const BUNDLES_PREFIX = "/bundles/";
 
 export const publishTrust: FunctionDefinition = {
-  step: "publish-trust",
-  consumes: stepEntry("publish-trust").consumes,
-  emits: stepEntry("publish-trust").emits,
+  ...registered("publish-trust"),
 
   async handle(_event, ctx) {
     await publish(ctx);

@@ -20,7 +20,7 @@ import type { PodcertEvent } from "../../shared/events/types.js";
 import { describePcr, PCR_API_VERSION, PCR_KIND } from "../../shared/pcr/model.js";
 import { resyncCandidate, selectForResync, type ResyncCandidate } from "../../shared/policy/resync.js";
 import type { FunctionContext, FunctionDefinition, ResyncContext } from "../../shared/runtime/function.js";
-import { EVENT_TYPES, stepEntry } from "../../shared/steps.js";
+import { EVENT_TYPES, registered } from "../../shared/steps.js";
 
 /** A bound on pages per signer and run, so a LIST that never ends (a broken server) cannot hold a run forever. */
 const MAX_PAGES = 1000;
@@ -40,9 +40,7 @@ export interface ResyncReport {
 const inFlight = new WeakMap<FunctionContext, Promise<ResyncReport>>();
 
 export const resync: FunctionDefinition = {
-  step: "resync",
-  consumes: stepEntry("resync").consumes,
-  emits: stepEntry("resync").emits,
+  ...registered("resync"),
 
   async handle(_event, ctx) {
     // A tick redelivered (the Broker's 10 s attempt timeout) while a run is in progress joins it

@@ -191,7 +191,8 @@ function loadSigners<E extends CaEntry, T extends TrustedCa>(
       }
       if (c.state === undefined && c.since !== undefined) throw new ConfigError(`${at(ci)}: since is set but state is not`);
       const { chain, extra } = load(c, at(ci));
-      if (list.some((l) => l.certificatePem === pemEncode("CERTIFICATE", chain.certDer))) {
+      const certificatePem = pemEncode("CERTIFICATE", chain.certDer);
+      if (list.some((l) => l.certificatePem === certificatePem)) {
         throw new ConfigError(`${at(ci)}: the same CA certificate is listed twice`);
       }
       const trusted: TrustedCa = {
@@ -201,7 +202,7 @@ function loadSigners<E extends CaEntry, T extends TrustedCa>(
         ...certificateIds(chain.certDer),
         notBefore: chain.notBefore,
         notAfter: chain.notAfter,
-        certificatePem: pemEncode("CERTIFICATE", chain.certDer),
+        certificatePem,
         rootDer: chain.rootDer,
         rootPem: pemEncode("CERTIFICATE", chain.rootDer),
       };

@@ -32,7 +32,7 @@ import { RejectedEventError, TransientError, WaitingError, type RequestDeniedErr
 import { verifyAttestation, type AttestationClaims, type Decision, type DecisionKind, type DecisionOf } from "../events/attestation.js";
 import { readPcrTrigger } from "../events/pcr-event.js";
 import { readStepEventData, type PodcertEvent, type StepEventData } from "../events/types.js";
-import { EVENT_TYPES, stepEntry, type StepName } from "../steps.js";
+import { EVENT_TYPES, registered, type StepName } from "../steps.js";
 import type { PcrRef, PcrStatus, PodCertificateRequest } from "../pcr/model.js";
 import { pcrStatusUpdateErrors } from "../pcr/status-rules.js";
 import type { SignerProfile } from "../profiles/config.js";
@@ -147,10 +147,6 @@ interface StepShape {
   step: StepName;
 }
 
-function registered(step: StepName): Pick<FunctionDefinition, "step" | "consumes" | "emits"> {
-  const { consumes, emits } = stepEntry(step);
-  return { step, consumes, emits };
-}
 
 /** What every step's algorithm is given. */
 export interface StepInput {

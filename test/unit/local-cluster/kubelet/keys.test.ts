@@ -1,4 +1,6 @@
 import "reflect-metadata";
+// Go's x509.CreateCertificateRequest picks the same AlgorithmIdentifier per key as its CA signing does.
+import { SIG_ALG_HEX } from "../../../helpers/x509.js";
 import { tempDir } from "../../../helpers/temp.js";
 import * as x509 from "@peculiar/x509";
 import { execFileSync, spawnSync } from "node:child_process";
@@ -24,15 +26,6 @@ beforeAll(() => {
   for (const t of KEY_TYPES) keys[t] = generateRequestKeyPair(t);
 }, 120_000);
 
-/** Go's x509.CreateCertificateRequest choice, as DER AlgorithmIdentifier hex. */
-const GO_ALG_HEX: Record<KeyType, string> = {
-  ECDSAP256: "300a06082a8648ce3d040302",
-  ECDSAP384: "300a06082a8648ce3d040303",
-  ECDSAP521: "300a06082a8648ce3d040304",
-  RSA3072: "300d06092a864886f70d01010b0500",
-  RSA4096: "300d06092a864886f70d01010b0500",
-  ED25519: "300506032b6570",
-};
 
 describe("generateRequestKeyPair", () => {
   it.each(KEY_TYPES)("makes a %s key pair with a matching DER SPKI", (t) => {
@@ -76,7 +69,7 @@ describe("stubCsr", () => {
     expect(der.subarray(criParts[1]!.start, criParts[1]!.end).toString("hex")).toBe("3000");
     expect(der.subarray(criParts[2]!.start, criParts[2]!.end).equals(k.spkiDer)).toBe(true);
     expect(der.subarray(criParts[3]!.start, criParts[3]!.end).toString("hex")).toBe("a000");
-    expect(der.subarray(alg!.start, alg!.end).toString("hex")).toBe(GO_ALG_HEX[t]);
+    expect(der.subarray(alg!.start, alg!.end).toString("hex")).toBe(SIG_ALG_HEX[t]);
 
     const csr = new x509.Pkcs10CertificateRequest(der);
     expect(await csr.verify()).toBe(true);
