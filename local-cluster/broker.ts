@@ -5,12 +5,18 @@
  * filters; a 200 reply that is a CloudEvent re-enters the broker; 404, 408, 409, 429, 5xx and
  * attempts that outlast the spec's timeout are retried with its backoff; anything else, or
  * exhausted retries, goes to the dead-letter sink (here: a callback and a log).
+ *
+ * Delivery faults (faults.ts), off by default, make it misbehave as brokers do on a cluster: a
+ * delivery lost, sent twice (one after the other or at once), held back behind a later one,
+ * delayed, or its subscriber's process killed while the request is in flight.
  */
 import { createServer, type Server, type ServerResponse } from "node:http";
+import type { Readable } from "node:stream";
 import { request } from "undici";
 import { parseAllDocuments } from "yaml";
 import { ConfigError, isPodcertError, RejectedEventError } from "../shared/errors.js";
 import { eventFromHttp, eventToBinaryHttp, MAX_EVENT_BYTES } from "../shared/events/codec.js";
+import { DELIVERY_FAULTS, drawFault, FaultCounter, faultPlanProblems, seededRandom, type DeliveryFaultKind, type DeliveryFaultPlan } from "./faults.js";
 import type { PodcertEvent } from "../shared/events/types.js";
 import { BODY_TIMEOUT_MS, CONNECTIONS_CHECK_INTERVAL_MS, HEADERS_TIMEOUT_MS, readBody } from "../shared/runtime/body.js";
 import { eventFromBody, UploadError } from "../shared/runtime/http.js";
@@ -85,9 +91,35 @@ export interface Delivery {
   trigger: string;
   subscriber: string;
   eventType: string;
+  /** The event's id and subject (a PCR event's subject names it), so a harness can tell deliveries apart. */
+  id: string;
+  subject?: string;
   status: number | "network-error";
   attempts: number;
+  /** The fault injected into this delivery, if any. */
+  fault?: DeliveryFaultKind;
 }
+
+/** A delivery the broker dropped on purpose (a `drop` fault): lost, not dead-lettered. */
+export interface LostDelivery {
+  event: PodcertEvent;
+  trigger: string;
+  subscriber: string;
+  fault: "drop";
+}
+
+export interface BrokerFaults {
+  /** Absent: no faults until setFaults. */
+  plan?: DeliveryFaultPlan;
+  /** Drawn once per delivery (seededRandom, for a run that can be repeated). */
+  random: () => number;
+  counter: FaultCounter;
+}
+
+/** How long a `reorder` delivery waits at most for a later one (so it is never stuck). */
+export const REORDER_CAP_MS = 500;
+/** A `delay` fault's wait when the plan sets no delayMs. */
+export const DEFAULT_FAULT_DELAY_MS = 2_000;
 
 export interface LocalBrokerOptions {
   routes: readonly TriggerRoute[];
@@ -101,6 +133,30 @@ export interface LocalBrokerOptions {
   maxBackoffMs?: number;
   /** Requests in flight per subscriber at most (its containerConcurrency); others wait in order. */
   concurrency?: ReadonlyMap<string, number>;
+  /** Delivery faults (off when absent; setFaults switches them later). */
+  faults?: BrokerFaults;
+  /** A dropped delivery (a `drop` fault), for a harness to explain what it lost. */
+  onLost?: (d: LostDelivery) => void;
+  /**
+   * A `killMidRequest` fault: called with the subscriber (its Knative Service name) once a request
+   * to it has been sent and before its answer; the caller kills the process serving it.
+   */
+  onKill?: (subscriber: string) => void;
+}
+
+/** The problems of a delivery fault plan for this broker (empty: usable). */
+function deliveryPlanProblems(plan: DeliveryFaultPlan, canKill: boolean): string[] {
+  const problems = faultPlanProblems(plan as Readonly<Record<string, unknown>>, DELIVERY_FAULTS);
+  const { delayMs } = plan;
+  if (delayMs !== undefined && (typeof delayMs !== "number" || !Number.isFinite(delayMs) || delayMs < 0)) problems.push(`delayMs: a number of milliseconds from 0, not ${String(delayMs)}`);
+  if ((plan.killMidRequest ?? 0) > 0 && !canKill) problems.push("killMidRequest: this broker was given no onKill hook to kill a subscriber with");
+  return problems;
+}
+
+/** The request body, calling `sent` once undici has written all of it (and so the headers) to the socket. */
+async function* bodyThen(body: string, sent: () => void): AsyncGenerator<Buffer> {
+  yield Buffer.from(body);
+  sent();
 }
 
 /** Resolves true after `ms`, or false as soon as `signal` aborts (the timer then no longer keeps the process alive). */
@@ -145,6 +201,14 @@ export class LocalBroker {
   private server: Server | undefined;
   /** Aborted by close(): deliveries waiting to retry give up. */
   private readonly closing = new AbortController();
+  private plan: DeliveryFaultPlan | undefined;
+  private readonly random: () => number;
+  /** The faults injected so far, by kind (the options' counter, or the broker's own). */
+  readonly faultCounter: FaultCounter;
+  /** Deliveries numbered as published: a `reorder` waits for one numbered after it. */
+  private sequence = 0;
+  /** `reorder` deliveries waiting: each goes once a delivery published after it had its first attempt. */
+  private readonly held = new Set<{ seq: number; go: () => void }>();
 
   constructor(private readonly o: LocalBrokerOptions) {
     for (const r of o.routes) {
@@ -153,18 +217,94 @@ export class LocalBroker {
       }
     }
     for (const [subscriber, limit] of o.concurrency ?? []) if (limit > 0) this.slots.set(subscriber, new Slots(limit));
+    // Without faults in the options, a fixed seed: a plan set later still injects repeatably.
+    this.random = o.faults?.random ?? seededRandom(1);
+    this.faultCounter = o.faults?.counter ?? new FaultCounter();
+    this.setFaults(o.faults?.plan);
+  }
+
+  /** The delivery fault plan in force (undefined: none). */
+  get faultPlan(): DeliveryFaultPlan | undefined {
+    return this.plan === undefined ? undefined : { ...this.plan };
+  }
+
+  /** Switches delivery faults (undefined: none) for deliveries published from now on; a bad plan throws ConfigError. */
+  setFaults(plan: DeliveryFaultPlan | undefined): void {
+    if (plan !== undefined) {
+      const problems = deliveryPlanProblems(plan, this.o.onKill !== undefined);
+      if (problems.length > 0) throw new ConfigError(`delivery fault plan: ${problems.join("; ")}`);
+    }
+    this.plan = plan === undefined ? undefined : { ...plan };
   }
 
   /** Accepts an event and delivers it, with its replies, in the background. */
   publish(event: PodcertEvent): void {
     const routes = routeEvent(this.o.routes, this.o.brokerName, event);
     for (const route of routes) {
+      const seq = ++this.sequence;
+      // Drawn once per delivery (one event to one Trigger's subscriber), never per attempt.
+      const fault = this.plan === undefined ? undefined : drawFault(this.random, this.plan, DELIVERY_FAULTS);
+      if (fault !== undefined) this.faultCounter.hit(fault);
+      if (fault === "drop") {
+        this.o.onLost?.({ event, trigger: route.name, subscriber: route.subscriber, fault });
+        continue;
+      }
       this.inFlight++;
-      void this.deliver(route, event).finally(() => {
+      void this.deliverWith(fault, seq, route, event).finally(() => {
         this.inFlight--;
         if (this.inFlight === 0) for (const w of this.waiters.splice(0)) w();
       });
     }
+  }
+
+  /** One delivery with its fault; held and delayed ones count as in flight (idle() waits for them). */
+  private async deliverWith(fault: DeliveryFaultKind | undefined, seq: number, route: TriggerRoute, event: PodcertEvent): Promise<void> {
+    const signal = this.closing.signal;
+    switch (fault) {
+      case "duplicate":
+        await this.deliver(route, event, seq, fault);
+        if (!signal.aborted) await this.deliver(route, event, seq, fault);
+        return;
+      case "concurrentDuplicate":
+        await Promise.all([this.deliver(route, event, seq, fault), this.deliver(route, event, seq, fault)]);
+        return;
+      case "reorder":
+        if (await this.hold(seq)) await this.deliver(route, event, seq, fault);
+        return;
+      case "delay":
+        if (await pause(this.plan?.delayMs ?? DEFAULT_FAULT_DELAY_MS, signal)) await this.deliver(route, event, seq, fault);
+        return;
+      default:
+        await this.deliver(route, event, seq, fault);
+    }
+  }
+
+  /**
+   * Holds a `reorder` delivery until a delivery published after it has had its first attempt
+   * answered (so its subscriber saw the later event first, not a race between two connections),
+   * or REORDER_CAP_MS; false when the broker closed meanwhile (the delivery is abandoned).
+   */
+  private hold(seq: number): Promise<boolean> {
+    const signal = this.closing.signal;
+    if (signal.aborted) return Promise.resolve(false);
+    return new Promise((resolve) => {
+      const finish = (go: boolean) => {
+        clearTimeout(timer);
+        signal.removeEventListener("abort", abandon);
+        this.held.delete(entry);
+        resolve(go);
+      };
+      const entry = { seq, go: () => finish(true) };
+      const abandon = () => finish(false);
+      const timer = setTimeout(() => finish(true), REORDER_CAP_MS);
+      signal.addEventListener("abort", abandon, { once: true });
+      this.held.add(entry);
+    });
+  }
+
+  /** Releases the `reorder` deliveries published before delivery `seq`, whose first attempt just ended. */
+  private releaseHeldBefore(seq: number): void {
+    for (const h of [...this.held]) if (h.seq < seq) h.go();
   }
 
   /** Resolves once nothing is being delivered or retried. */
@@ -182,9 +322,22 @@ export class LocalBroker {
     return Math.min(ms, this.o.maxBackoffMs ?? 5_000);
   }
 
-  private async deliver(route: TriggerRoute, event: PodcertEvent): Promise<void> {
+  private async deliver(route: TriggerRoute, event: PodcertEvent, seq: number, fault: DeliveryFaultKind | undefined): Promise<void> {
     const url = this.o.subscribers.get(route.subscriber)!;
     const { headers, body } = eventToBinaryHttp(event);
+    const record = (status: number | "network-error", attempts: number): Delivery => ({
+      trigger: route.name,
+      subscriber: route.subscriber,
+      eventType: event.type,
+      id: event.id,
+      ...(event.subject === undefined ? {} : { subject: event.subject }),
+      status,
+      attempts,
+      ...(fault === undefined ? {} : { fault }),
+    });
+    // The kill goes with the first attempt whose request is actually sent (one refused before it
+    // was sent, as by a process still restarting, cannot be cut short).
+    let killPending = fault === "killMidRequest" && this.o.onKill !== undefined;
     let attempts = 0;
     let lastStatus: number | "network-error" = "network-error";
     let lastError = "";
@@ -202,7 +355,19 @@ export class LocalBroker {
           // The whole attempt (answer and body) within the timeout, as Knative's dispatcher bounds
           // it; the wait for a slot above is not counted.
           const timeoutMs = this.o.delivery.timeoutMs ?? 30_000;
-          const res = await request(url, { method: "POST", headers, body, signal: AbortSignal.timeout(timeoutMs), headersTimeout: timeoutMs, bodyTimeout: timeoutMs });
+          // Only a delivery to be killed pays for a streamed body: it tells when the request is out.
+          // undici writes an async iterable body chunk by chunk (client-h1's writeIterable) though
+          // its types list only Readable among streams.
+          const sending: string | Readable = killPending
+            ? (bodyThen(body, () => {
+                killPending = false;
+                this.o.onKill?.(route.subscriber);
+              }) as unknown as Readable)
+            : body;
+          const res = await request(url, { method: "POST", headers, body: sending, signal: AbortSignal.timeout(timeoutMs), headersTimeout: timeoutMs, bodyTimeout: timeoutMs }).finally(() => {
+            // This delivery's subscriber has seen it (or it failed): the reorders held before it go.
+            if (attempts === 1) this.releaseHeldBefore(seq);
+          });
           status = res.statusCode;
           replyHeaders = res.headers;
           text = await res.body.text();
@@ -211,7 +376,7 @@ export class LocalBroker {
         }
         lastStatus = status;
         if (status >= 200 && status < 300) {
-          this.o.onDelivery?.({ trigger: route.name, subscriber: route.subscriber, eventType: event.type, status, attempts });
+          this.o.onDelivery?.(record(status, attempts));
           if (status === 200 && text.length > 0) {
             // Knative treats a 200 body that is not a CloudEvent as a failed delivery.
             let reply: PodcertEvent;
@@ -236,7 +401,7 @@ export class LocalBroker {
       // alive for up to the whole backoff (a minute), and a dead letter would be noise.
       if (!(await pause(this.backoff(attempts - 1), this.closing.signal))) return;
     }
-    this.o.onDelivery?.({ trigger: route.name, subscriber: route.subscriber, eventType: event.type, status: lastStatus, attempts });
+    this.o.onDelivery?.(record(lastStatus, attempts));
     this.o.onDeadLetter?.({ event, trigger: route.name, subscriber: route.subscriber, attempts, lastStatus, lastError });
   }
 
@@ -274,7 +439,7 @@ export class LocalBroker {
     return `http://127.0.0.1:${typeof a === "object" && a ? a.port : port}`;
   }
 
-  /** Stops accepting events and abandons the retries still waiting (nothing is dead-lettered). */
+  /** Stops accepting events and abandons the retries, held and delayed deliveries still waiting (nothing is dead-lettered). */
   async close(): Promise<void> {
     this.closing.abort();
     if (this.server) await new Promise<void>((r) => this.server!.close(() => r()));

@@ -7,7 +7,12 @@
  * kustomization applies), and each function process and the source authenticate as the
  * ServiceAccount the manifests give them, so a call a function makes without a rule for it fails
  * here as on a cluster, and shows in `api.refusedRequests()`.
+ *
+ * Faults (faults.ts) are off unless asked for: the broker's delivery faults (a killMidRequest
+ * SIGKILLs the subscriber's process, which processes.ts restarts; such kills are kept apart from
+ * the exits that are bugs) and, where the API server offers them, its own.
  */
+import { randomInt } from "node:crypto";
 import { appendFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -25,7 +30,8 @@ import type { SignerConfig } from "../shared/profiles/config.js";
 import { readText } from "../shared/runtime/load.js";
 import { sourceAccessProblem, startApiServerSource, type EmulatedSource } from "./apiserver-source.js";
 import { loadKnativeIdentities, manifestNamespaces, userOfService } from "./identities.js";
-import { LocalBroker, parseBrokerDelivery, parseContainerConcurrency, type DeadLetter, type DeliverySpec } from "./broker.js";
+import { LocalBroker, parseBrokerDelivery, parseContainerConcurrency, type DeadLetter, type Delivery, type DeliverySpec, type LostDelivery } from "./broker.js";
+import { FaultCounter, seededRandom, type ApiFaultPlan, type DeliveryFaultPlan, type FaultKind } from "./faults.js";
 import { BROKER_NAME, loadTriggers, type TriggerRoute } from "./router.js";
 import { pingEvent, pingSources, startPingSource } from "./ping-source.js";
 import { sinkBindings, sinkFor } from "./sink-binding.js";
@@ -49,6 +55,19 @@ export interface LocalFlowOptions {
   pingIntervalMs?: number;
   /** The n of the run's "[k/n]" step lines (default 6, `podcert demo`'s; more with --rotate). */
   totalSteps?: number;
+  /**
+   * Added to every function process's environment, e.g. PODCERT_RESYNC_GRACE_SECONDS=2 with a
+   * short pingIntervalMs so resync rescues lost events within a test. The flow's own variables
+   * (credentials, keys, CA files, sink) win.
+   */
+  env?: Record<string, string>;
+  /**
+   * Fault injection (faults.ts), off when absent: the API server's plan, the broker's plan, and
+   * one seed for both (default: a random one, in LocalFlow.faultSeed, to repeat a run).
+   */
+  faults?: { api?: ApiFaultPlan; delivery?: DeliveryFaultPlan; seed?: number };
+  /** Each delivery the broker ends (answered, or failed for good). */
+  onDelivery?: (d: Delivery) => void;
 }
 
 export interface LocalFlow {
@@ -75,10 +94,25 @@ export interface LocalFlow {
   routes: TriggerRoute[];
   delivery: DeliverySpec;
   deadLetters: DeadLetter[];
+  /** Deliveries the broker dropped on purpose (a `drop` fault): lost, never dead-lettered. */
+  lostDeliveries: LostDelivery[];
+  /** The delivery faults injected in this run, by kind (the broker's counter; faultCounts() adds the API server's). */
+  faults: FaultCounter;
+  /** The seed of this run's fault draws. */
+  faultSeed: number;
+  /** Every fault injected so far, by kind: the broker's and, when it injects any, the API server's. */
+  faultCounts(): Partial<Record<FaultKind, number>>;
+  /**
+   * Switches fault plans during the run: a side given (`api`, `delivery`) is replaced, undefined
+   * turning it off; a side left out is kept. A bad plan throws ConfigError and changes nothing.
+   */
+  setFaults(plans: { api?: ApiFaultPlan; delivery?: DeliveryFaultPlan }): void;
   /** PCR uid → when (performance.now()) the source saw its terminal status. */
   finishedAt: Map<string, number>;
   /** Function processes that exited on their own (each a bug) and were restarted. */
   exits: FunctionExit[];
+  /** Function processes the run killed itself (killMidRequest faults), each restarted; not in `exits`. */
+  kills: FunctionExit[];
   stop(): Promise<void>;
 }
 
@@ -96,8 +130,15 @@ export async function startLocalFlow(o: LocalFlowOptions): Promise<LocalFlow> {
   };
   try {
     const ids = loadKnativeIdentities(o.knativeDir);
-    const api = await startApiServer({ objects: [...o.objects, ...manifestNamespaces(ids, o.objects)], authorization: { rbac: ids.documents, users: [...ids.services.values(), ids.source] } });
+    const faultSeed = o.faults?.seed ?? randomInt(2 ** 31);
+    const api = await startApiServer({
+      objects: [...o.objects, ...manifestNamespaces(ids, o.objects)],
+      authorization: { rbac: ids.documents, users: [...ids.services.values(), ids.source] },
+      ...apiFaultOptions(o.faults?.api, faultSeed),
+    });
     stops.push(() => api.stop());
+    const apiFaults = apiFaultControl(api);
+    if (o.faults?.api !== undefined && apiFaults === undefined) throw new ConfigError(NO_API_FAULTS);
     const kubeconfigPath = join(state, "kubeconfig");
     writeFileSync(kubeconfigPath, api.kubeconfig(), { mode: 0o600 });
     const total = o.totalSteps ?? 6;
@@ -125,6 +166,11 @@ export async function startLocalFlow(o: LocalFlowOptions): Promise<LocalFlow> {
     const subscribers = new Map<string, string>(STEPS.map((fn) => [serviceName(fn), "http://127.0.0.1:0"]));
     if (o.logDir) mkdirSync(o.logDir, { recursive: true });
     const deadLetters: DeadLetter[] = [];
+    const lostDeliveries: LostDelivery[] = [];
+    const faults = new FaultCounter();
+    // The processes killed on purpose (by pid), so their exits are not reported as bugs.
+    const killedPids = new Set<number>();
+    const processes: FunctionProcess[] = [];
     const deadLetterLog = o.logDir ? join(o.logDir, "dead-letter.jsonl") : undefined;
     if (deadLetterLog) writeFileSync(deadLetterLog, "");
     const broker = new LocalBroker({
@@ -133,6 +179,18 @@ export async function startLocalFlow(o: LocalFlowOptions): Promise<LocalFlow> {
       brokerName: BROKER_NAME,
       subscribers,
       concurrency,
+      // Its own generator, seeded apart from the API server's, so the two draw unrelated sequences.
+      faults: { ...(o.faults?.delivery ? { plan: o.faults.delivery } : {}), random: seededRandom(faultSeed ^ 0x5bd1e995), counter: faults },
+      onLost: (d) => lostDeliveries.push(d),
+      // As a node losing the pod mid-request: SIGKILL, no draining; processes.ts restarts it.
+      onKill: (subscriber) => {
+        const p = processes.find((x) => serviceName(x.name) === subscriber);
+        const child = p?.child;
+        if (!p || p.stopping || child?.pid === undefined || child.exitCode !== null || child.signalCode !== null) return;
+        killedPids.add(child.pid);
+        child.kill("SIGKILL");
+      },
+      ...(o.onDelivery ? { onDelivery: o.onDelivery } : {}),
       onDeadLetter: (d) => {
         deadLetters.push(d);
         if (deadLetterLog) appendFileSync(deadLetterLog, `${JSON.stringify({ ...d, event: { id: d.event.id, type: d.event.type, subject: d.event.subject } })}\n`);
@@ -145,12 +203,15 @@ export async function startLocalFlow(o: LocalFlowOptions): Promise<LocalFlow> {
     const bindings = sinkBindings(ids.documents);
 
     say(`[3/${total}] starting the function bundles${o.logDir ? ` (logs in ${o.logDir}/)` : ""}`);
-    const processes: FunctionProcess[] = [];
     const exits: FunctionExit[] = [];
+    const kills: FunctionExit[] = [];
     // On stderr as it happens (say), and kept for the run's verdict.
     const onExit = (e: FunctionExit) => {
       const how = e.signal !== null ? `signal ${e.signal}` : `code ${e.code}`;
-      if (e.restarted === undefined) {
+      if (e.restarted === undefined && e.pid !== undefined && killedPids.has(e.pid)) {
+        kills.push(e);
+        say(`      ${e.name} killed mid-request (fault injection); restarting it on the same port (restart ${e.restarts})`);
+      } else if (e.restarted === undefined) {
         exits.push(e);
         say(`      ${e.name} exited unexpectedly (${how}); restarting it on the same port, as Knative would (restart ${e.restarts})`);
       } else if (e.restarted.ok) {
@@ -170,6 +231,7 @@ export async function startLocalFlow(o: LocalFlowOptions): Promise<LocalFlow> {
       const fnKubeconfig = join(state, `kubeconfig-${fn}`);
       writeFileSync(fnKubeconfig, api.kubeconfig(user.name), { mode: 0o600 });
       const env: Record<string, string> = {
+        ...o.env,
         KUBECONFIG: fnKubeconfig,
         PODCERT_KEYS_DIR: join(state, "keys", fn),
         LOG_LEVEL: o.logLevel ?? "info",
@@ -218,9 +280,51 @@ export async function startLocalFlow(o: LocalFlowOptions): Promise<LocalFlow> {
     const ping = () => {
       for (const p of pings) broker.publish(pingEvent(p));
     };
-    return { api, kubeconfig, kubeconfigPath, caPool: parseCaPool(caText), caPoolPath, caTrustPath, ping, processes, broker, brokerUrl, routes, delivery, deadLetters, finishedAt, exits, stop };
+    const faultCounts = () => {
+      const merged: Partial<Record<FaultKind, number>> = { ...apiFaults?.faultCounts() };
+      for (const [kind, n] of Object.entries(faults.snapshot()) as [FaultKind, number][]) merged[kind] = (merged[kind] ?? 0) + n;
+      return merged;
+    };
+    const setFaults = (plans: { api?: ApiFaultPlan; delivery?: DeliveryFaultPlan }) => {
+      if ("api" in plans && plans.api !== undefined && apiFaults === undefined) throw new ConfigError(NO_API_FAULTS);
+      const before = broker.faultPlan;
+      if ("delivery" in plans) broker.setFaults(plans.delivery);
+      try {
+        if ("api" in plans) apiFaults?.setFaults(plans.api);
+      } catch (e) {
+        // A bad API plan changes nothing: the delivery plan goes back to what it was.
+        broker.setFaults(before);
+        throw e;
+      }
+    };
+    return {
+      api, kubeconfig, kubeconfigPath, caPool: parseCaPool(caText), caPoolPath, caTrustPath, ping, processes, broker, brokerUrl, routes, delivery,
+      deadLetters, lostDeliveries, faults, faultSeed, faultCounts, setFaults, finishedAt, exits, kills, stop,
+    };
   } catch (e) {
     await stop();
     throw e;
   }
+}
+
+// ---- The API server's faults. local-cluster/apiserver/server.ts gains them in a branch of its own
+// (startApiServer's `faults: { plan, seed }`, setFaults(plan | undefined), faultCounts()); until
+// both are merged they are reached through this structural check, and an API plan is refused
+// rather than silently ignored. At merge: pass `faults` to startApiServer directly and drop these.
+
+const NO_API_FAULTS = "this embedded API server injects no faults (local-cluster/apiserver/server.ts has no setFaults)";
+
+interface ApiFaultControl {
+  setFaults(plan: ApiFaultPlan | undefined): void;
+  faultCounts(): Partial<Record<FaultKind, number>>;
+}
+
+/** The option startApiServer takes for faults (spread in: its options type does not list it yet). */
+function apiFaultOptions(plan: ApiFaultPlan | undefined, seed: number): { faults?: { plan: ApiFaultPlan; seed: number } } {
+  return plan === undefined ? {} : { faults: { plan, seed } };
+}
+
+function apiFaultControl(api: EmbeddedApiServer): ApiFaultControl | undefined {
+  const c = api as EmbeddedApiServer & Partial<ApiFaultControl>;
+  return typeof c.setFaults === "function" && typeof c.faultCounts === "function" ? { setFaults: (p) => c.setFaults!(p), faultCounts: () => c.faultCounts!() } : undefined;
 }

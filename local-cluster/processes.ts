@@ -15,6 +15,8 @@ export interface FunctionExit {
   name: string;
   code: number | null;
   signal: NodeJS.Signals | null;
+  /** The process that exited (the local run tells the kills it injected from exits of their own). */
+  pid: number | undefined;
   /** Restarts of this function so far, this one included. */
   restarts: number;
   /** How the restart went: `undefined` while it is under way. */
@@ -84,7 +86,7 @@ export async function startFunctionProcess(o: {
   const supervise = (child: ChildProcess) => {
     child.once("exit", (code, signal) => {
       if (p.stopping) return;
-      const exit: FunctionExit = { name: o.name, code, signal, restarts: p.exits.length + 1 };
+      const exit: FunctionExit = { name: o.name, code, signal, pid: child.pid, restarts: p.exits.length + 1 };
       p.exits.push(exit);
       o.onExit?.(exit);
       void (async () => {
