@@ -7,6 +7,7 @@
 import { request } from "undici";
 import { throwawayCaPool } from "../cli/ca-create.js";
 import type { FaultKind } from "../local-cluster/faults.js";
+import type { Delivery } from "../local-cluster/broker.js";
 import { startLocalFlow, type LocalFlow } from "../local-cluster/flow.js";
 import { mapLimit } from "../local-cluster/pipeline.js";
 import { EVENT_TYPES } from "../shared/steps.js";
@@ -69,7 +70,7 @@ export async function runMix(o: {
     pingIntervalMs: timing.resyncIntervalMs,
     env: { PODCERT_RESYNC_GRACE_SECONDS: String(timing.resyncGraceSeconds) },
     faults: { seed: o.seed },
-    onDelivery: (d) => {
+    onDelivery: (d: Delivery) => {
       const key = pcrKeyOfSubject(d.subject);
       if (key === undefined) return;
       const ok = typeof d.status === "number" && d.status >= 200 && d.status < 300;
@@ -112,7 +113,7 @@ export async function runMix(o: {
       await new Promise((r) => setTimeout(r, 100));
       if (performance.now() - lastReport > 5_000) {
         lastReport = performance.now();
-        say(`   ${o.mix.name}: ${observed.size - pending()}/${observed.size} terminal after ${Math.round((lastReport - started) / 1000)} s, ${flow.faultCounts().total()} faults, ${flow.deadLetters.length} dead letters`);
+        say(`   ${o.mix.name}: ${observed.size - pending()}/${observed.size} terminal after ${Math.round((lastReport - started) / 1000)} s, ${Object.values(flow.faultCounts()).reduce((a, b) => a + (b ?? 0), 0)} faults, ${flow.deadLetters.length} dead letters`);
       }
     }
     const seconds = (performance.now() - started) / 1000;
@@ -138,7 +139,7 @@ export async function runMix(o: {
       lastError: d.lastError,
     }));
     for (const d of flow.deadLetters) brokenChain.add(pcrKeyOfSubject(d.event.subject) ?? "");
-    for (const d of flow.lostDeliveries) brokenChain.add(pcrKeyOfSubject(d.subject) ?? "");
+    for (const d of flow.lostDeliveries) brokenChain.add(pcrKeyOfSubject(d.event.subject) ?? "");
     let resyncResent = 0;
     let resyncRescued = 0;
     for (const r of observed.values()) {
@@ -153,12 +154,12 @@ export async function runMix(o: {
     return {
       mix: o.mix,
       requests,
-      faults: flow.faultCounts().snapshot(),
+      faults: flow.faultCounts(),
       deadLetters,
       lost: flow.lostDeliveries.length,
       resyncResent,
       resyncRescued,
-      restarts: flow.processes.reduce((n, p) => n + p.restarts, 0),
+      restarts: flow.kills.length + flow.exits.length,
       unexpectedExits: flow.exits.length,
       judgement,
       seconds,
