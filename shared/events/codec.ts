@@ -109,6 +109,8 @@ function toPodcertEvent(ce: CloudEvent<unknown>, onDropped: OnDroppedAttribute):
     extensions[k] = value;
   }
   let data: unknown = ce.data;
+  // No body and no content type: an event without data (a PingSource's tick without `data`).
+  if (data === "" && ce.datacontenttype === undefined) data = undefined;
   if (typeof data === "string" && (ce.datacontenttype ?? "application/json").startsWith("application/json")) {
     try {
       data = JSON.parse(data);

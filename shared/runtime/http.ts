@@ -131,14 +131,39 @@ function abandon(res: ServerResponse): void {
 }
 
 /**
- * The event a request's body carried, or why there is none and the status to answer: 413 too large
- * or too complex to parse (before anything parses it), 408 stalled, 499 abandoned, or what the
- * codec refused. The functions and the local broker's ingress read events through this one path.
+ * Why the request's content type is not one podcert reads, or undefined. Every producer of its
+ * events (ApiServerSource, the steps, resync, a PingSource with JSON data) sends JSON, in binary
+ * mode (application/json) or structured mode (application/cloudevents+json); a PingSource without
+ * data sends no body and no content type. Anything else would only be parsed as something it is not.
+ */
+function mediaTypeProblem(headers: IncomingHttpHeaders, bodyBytes: number): string | undefined {
+  const declared = headers["content-type"];
+  const mediaType = declared?.split(";")[0]?.trim().toLowerCase();
+  if (mediaType === undefined || mediaType === "") return bodyBytes === 0 ? undefined : "a body without a content type (podcert reads application/json)";
+  if (mediaType === "application/json" || mediaType === "application/cloudevents+json") return undefined;
+  // The codec names batches; other event formats and data types are refused here.
+  if (mediaType.startsWith("application/cloudevents-batch")) return undefined;
+  return `content type ${JSON.stringify(mediaType.slice(0, 100))} is not supported (podcert reads application/json or application/cloudevents+json)`;
+}
+
+const utf8 = new TextDecoder("utf-8", { fatal: true });
+
+/**
+ * The event a request's body carried, or why there is none and the status to answer: 415 a content
+ * type other than JSON (`jsonOnly`), 413 too large or too complex to parse (before anything parses it), 400 not
+ * UTF-8 (JSON must be; decoding would otherwise replace what is not, silently), 408 stalled, 499
+ * abandoned, or what the codec refused. The functions and the local broker's ingress read events
+ * through this one path.
  */
 export function eventFromBody(
   read: BodyResult,
   headers: IncomingHttpHeaders,
-  o: { timeoutMs: number; onDropped?: OnDroppedAttribute },
+  o: {
+    timeoutMs: number;
+    onDropped?: OnDroppedAttribute;
+    /** Refuse (415) what is not JSON, as the functions do; a broker (Knative's, the local one) routes any content type. */
+    jsonOnly?: boolean;
+  },
 ): { event: PodcertEvent } | { refused: { status: number; error: unknown } } {
   switch (read.kind) {
     case "too-large":
@@ -150,11 +175,19 @@ export function eventFromBody(
     case "complete":
       break;
   }
+  const unsupported = o.jsonOnly === true ? mediaTypeProblem(headers, read.body.length) : undefined;
+  if (unsupported !== undefined) return { refused: { status: 415, error: new RejectedEventError(unsupported, 415) } };
   // Before any parsing: what parsing costs is bounded by the body's structure, not its size.
   const problem = jsonShapeProblem(read.body);
   if (problem !== undefined) return { refused: { status: 413, error: new RejectedEventError(`event too complex to parse: ${problem}`, 413) } };
+  let text: string;
   try {
-    return { event: eventFromHttp(headers, read.body.toString("utf8"), o.onDropped) };
+    text = utf8.decode(read.body);
+  } catch {
+    return { refused: { status: 400, error: new RejectedEventError("event body is not UTF-8") } };
+  }
+  try {
+    return { event: eventFromHttp(headers, text, o.onDropped) };
   } catch (e) {
     return { refused: { status: statusForError(e), error: e } };
   }
@@ -195,6 +228,7 @@ export async function serveFunction(def: FunctionDefinition, ctx: FunctionContex
     const start = performance.now();
     const parsed = eventFromBody(await readBody(req, res, { limit: MAX_EVENT_BYTES, timeoutMs: bodyTimeoutMs }), req.headers, {
       timeoutMs: bodyTimeoutMs,
+      jsonOnly: true,
       onDropped: (attribute, reason) => ctx.log.warn("event attribute dropped", { step: def.step, attribute, reason }),
     });
     const outcome: Outcome = "refused" in parsed ? parsed.refused : { event: parsed.event, ...(await dispatch(def, ctx, parsed.event)) };

@@ -143,3 +143,23 @@ function ipFromProc(hex: string): string {
   if (hex.length === 8) return [3, 2, 1, 0].map((i) => parseInt(hex.slice(i * 2, i * 2 + 2), 16)).join(".");
   return hex === "00000000000000000000000000000000" ? "::" : hex;
 }
+
+/**
+ * One POST / with exactly these headers and body bytes (a content-length is added unless the
+ * headers set one or a transfer-encoding), on its own connection: for bodies and headers fetch
+ * would change (it adds a content type to a string body and refuses some headers).
+ */
+export async function rawPost(url: string, headers: Record<string, string>, body: Buffer | string = Buffer.alloc(0)): Promise<RawResponse> {
+  const bytes = Buffer.isBuffer(body) ? body : Buffer.from(body);
+  const lines = ["POST / HTTP/1.1", `host: ${new URL(url).host}`, ...Object.entries(headers).map(([k, v]) => `${k}: ${v}`)];
+  const names = Object.keys(headers).map((k) => k.toLowerCase());
+  if (!names.includes("content-length") && !names.includes("transfer-encoding")) lines.push(`content-length: ${bytes.length}`);
+  const c = await openRaw(url);
+  try {
+    // The server may answer (413) and close before it has read everything: what it answered counts.
+    await c.write(Buffer.concat([Buffer.from(`${lines.join("\r\n")}\r\n\r\n`, "latin1"), bytes])).catch(() => {});
+    return await c.response();
+  } finally {
+    c.close();
+  }
+}

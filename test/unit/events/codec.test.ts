@@ -89,6 +89,14 @@ describe("eventFromHttp: binary mode", () => {
     expect(e.data).toBe("hello");
   });
 
+  it("reads an event without a body or a content type as one without data (a PingSource without data)", () => {
+    const h = binaryHeaders();
+    delete h["content-type"];
+    expect(eventFromHttp(h, "").data).toBeUndefined();
+    // Declared JSON, an empty body is not.
+    rejected(() => eventFromHttp(binaryHeaders(), ""), 400, /data is not JSON/);
+  });
+
   it("rejects JSON data that does not parse with 400", () => {
     rejected(() => eventFromHttp(binaryHeaders(), "{not json"), 400);
   });

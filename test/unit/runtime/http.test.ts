@@ -7,7 +7,7 @@ import type { PodcertEvent } from "../../../shared/events/types.js";
 import type { ClusterApi } from "../../../shared/kube/cluster.js";
 import { defaultSignerConfig } from "../../../shared/profiles/defaults.js";
 import { replyEvent, type FunctionContext, type FunctionDefinition } from "../../../shared/runtime/function.js";
-import { serveFunction, type HandledEvent, type RunningServer } from "../../../shared/runtime/http.js";
+import { eventFromBody, serveFunction, type HandledEvent, type RunningServer } from "../../../shared/runtime/http.js";
 import { createLogger } from "../../../shared/runtime/log.js";
 
 const TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
@@ -363,5 +363,39 @@ describe("serveFunction: drain", () => {
     expect((await b).status).toBe(200);
     await draining;
     expect(drained).toBe(true);
+  });
+});
+
+describe("eventFromBody: what the functions read", () => {
+  const ce = { "ce-specversion": "1.0", "ce-id": "1", "ce-source": "/t", "ce-type": "t" };
+  const read = (headers: Record<string, string>, body: Buffer | string, jsonOnly = true) =>
+    eventFromBody({ kind: "complete", body: Buffer.from(body) }, headers, { timeoutMs: 1000, jsonOnly });
+  const status = (r: ReturnType<typeof read>) => ("refused" in r ? r.refused.status : 200);
+
+  it.each([
+    ["application/json", 200],
+    ["application/json; charset=utf-8", 200],
+    ["Application/JSON", 200],
+    ["text/plain", 415],
+    ["application/xml", 415],
+    ["application/cloudevents+xml", 415],
+  ])("binary mode as %s: %i", (contentType, expected) => {
+    expect(status(read({ ...ce, "content-type": contentType }, "{}"))).toBe(expected);
+  });
+
+  it("415 for a body without a content type; an empty one is an event without data", () => {
+    expect(status(read(ce, "{}"))).toBe(415);
+    const empty = read(ce, "");
+    expect("event" in empty && empty.event.data).toBeUndefined();
+  });
+
+  it("a broker reads any content type (jsonOnly off)", () => {
+    expect(status(read({ ...ce, "content-type": "text/plain" }, "hello", false))).toBe(200);
+  });
+
+  it("400 for bytes that are not UTF-8, even inside a JSON string", () => {
+    const r = read({ ...ce, "content-type": "application/json" }, Buffer.from([0x7b, 0x22, 0x61, 0x22, 0x3a, 0x22, 0xff, 0x22, 0x7d]));
+    expect(status(r)).toBe(400);
+    expect("refused" in r && (r.refused.error as Error).message).toMatch(/not UTF-8/);
   });
 });
