@@ -91,7 +91,7 @@ const rows = results.map((r) => {
     verdict: r.judgement.problems.length === 0 ? "pass" : `FAIL (${r.judgement.problems.length})`,
   };
 });
-process.stdout.write(`\n## chaos: ${pcrs} PCRs per mix (both signers, ${scenario.requests.filter((q) => q.expected.type === "Denied").length} to be denied, ${scenario.lateServices.length} Services created late)\n${formatTable(rows)}\n`);
+process.stdout.write(`\n## chaos: ${pcrs} PCRs per mix (both signers, ${scenario.requests.filter((q) => q.expected.type === "Denied").length} to be denied, ${scenario.lateServices.length} of its Services created during the burst)\n${formatTable(rows)}\n`);
 process.stdout.write("\nfaults injected, by kind:\n");
 for (const r of results) {
   const kinds = Object.entries(r.faults).filter(([, n]) => (n ?? 0) > 0).map(([k, n]) => `${k} ${n}`);
