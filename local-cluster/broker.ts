@@ -101,6 +101,8 @@ export interface LocalBrokerOptions {
   maxBackoffMs?: number;
   /** Requests in flight per subscriber at most (its containerConcurrency); others wait in order. */
   concurrency?: ReadonlyMap<string, number>;
+  /** Knative Eventing's OIDC: the Bearer token for a delivery to `subscriber` (a Knative Service name); none when unset. */
+  authorization?: (subscriber: string) => Promise<string> | string;
 }
 
 /** Resolves true after `ms`, or false as soon as `signal` aborts (the timer then no longer keeps the process alive). */
@@ -202,7 +204,8 @@ export class LocalBroker {
           // The whole attempt (answer and body) within the timeout, as Knative's dispatcher bounds
           // it; the wait for a slot above is not counted.
           const timeoutMs = this.o.delivery.timeoutMs ?? 30_000;
-          const res = await request(url, { method: "POST", headers, body, signal: AbortSignal.timeout(timeoutMs), headersTimeout: timeoutMs, bodyTimeout: timeoutMs });
+          const auth = this.o.authorization === undefined ? {} : { authorization: `Bearer ${await this.o.authorization(route.subscriber)}` };
+          const res = await request(url, { method: "POST", headers: { ...headers, ...auth }, body, signal: AbortSignal.timeout(timeoutMs), headersTimeout: timeoutMs, bodyTimeout: timeoutMs });
           status = res.statusCode;
           replyHeaders = res.headers;
           text = await res.body.text();

@@ -21,6 +21,7 @@ import { KubeClusterApi, loadKubeConfig } from "../kube/client-node.js";
 import { createEventRecorder } from "../kube/event-recorder.js";
 import { DEFAULT_LOOKUP_CACHE_SECONDS, withLookupCache } from "../kube/lookup-cache.js";
 import { DEFAULT_RESYNC_GRACE_SECONDS, DEFAULT_RESYNC_MAX_EVENTS } from "../policy/resync.js";
+import { createDeliveryAuth, deliveryAuthConfigFromEnv, describeDeliveryAuth } from "./delivery-auth.js";
 import { envBool, envChoice, envInt, envOptional, envString } from "./env.js";
 import type { FunctionContext, FunctionDefinition } from "./function.js";
 import { DEFAULT_MAX_CONNECTIONS, DRAIN_TIMEOUT_MS, serveFunction, type RunningServer } from "./http.js";
@@ -122,10 +123,16 @@ export async function runFunction(def: FunctionDefinition): Promise<void> {
       };
     }
 
+    // Knative Eventing's OIDC delivery tokens, when configured (README "Delivery authentication").
+    const deliveryAuthConfig = deliveryAuthConfigFromEnv();
+    const deliveryAuth = deliveryAuthConfig === undefined ? undefined : createDeliveryAuth(deliveryAuthConfig);
+    log.info("delivery authentication", describeDeliveryAuth(deliveryAuthConfig));
+
     running = await serveFunction(def, ctx, {
       port,
       host,
       maxConnections,
+      ...(deliveryAuth !== undefined ? { deliveryAuth } : {}),
       routes: { "/metrics": () => metrics.render() },
       // Event types come from the network: only known ones become label values.
       onHandled: (h) => {
