@@ -121,6 +121,8 @@ export async function runFunction(def: FunctionDefinition): Promise<void> {
         concurrency: envInt("PODCERT_RESYNC_CONCURRENCY", DEFAULT_RESYNC_CONCURRENCY, { min: 1, max: 100 }),
         postTimeoutMs: DEFAULT_RESYNC_POST_TIMEOUT_MS,
       };
+      const sinkTokenFile = envOptional("PODCERT_SINK_TOKEN_FILE");
+      if (sinkTokenFile !== undefined) ctx.resync.sinkTokenFile = sinkTokenFile;
     }
 
     // Knative Eventing's OIDC delivery tokens, when configured (README "Delivery authentication").

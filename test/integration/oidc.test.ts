@@ -181,6 +181,42 @@ describe("JWKS from a URL", () => {
   });
 });
 
+describe("resync (PingSource ticks through the Broker)", () => {
+  it("takes a tick only with its own audience's token, and posts to the Broker with the SinkBinding's token", async () => {
+    newPcrEvent(); // at least one pending PCR to re-announce
+    const seen: (string | undefined)[] = [];
+    const sink = createServer((req, res) => {
+      seen.push(req.headers.authorization);
+      req.resume().on("end", () => res.writeHead(req.headers.authorization === "Bearer sink-token" ? 202 : 401).end());
+    });
+    await new Promise<void>((r) => sink.listen(0, "127.0.0.1", r));
+    const tokenFile = join(dir, "sink-token");
+    writeFileSync(tokenFile, "sink-token\n");
+    const audience = audienceOf("podcert-resync");
+    const fn = await env.serve("resync", {
+      PODCERT_OIDC_AUDIENCE: audience,
+      PODCERT_OIDC_ISSUER: issuer.issuer,
+      PODCERT_OIDC_JWKS_FILE: join(dir, "jwks.json"),
+      K_SINK: `http://127.0.0.1:${(sink.address() as { port: number }).port}/`,
+      PODCERT_SINK_TOKEN_FILE: tokenFile,
+      PODCERT_RESYNC_GRACE_SECONDS: "0",
+    });
+    try {
+      const tick: PodcertEvent = { specversion: "1.0", id: `ping-${++counter}`, type: EVENT_TYPES.ping, source: "/apis/v1/namespaces/podcert/pingsources/podcert-resync", datacontenttype: "application/json", data: {}, extensions: {} };
+      expect((await post(fn.url, tick)).status).toBe(401);
+      expect((await post(fn.url, tick, `Bearer ${await issuer.mint({ aud: AUDIENCE, sub: triggerSubject("podcert-resync-ping") })}`)).status).toBe(401);
+      expect(seen).toEqual([]);
+      const a = await post(fn.url, tick, `Bearer ${await issuer.mint({ aud: audience, sub: triggerSubject("podcert-resync-ping") })}`);
+      expect(a.status, a.text).toBe(204);
+      expect(seen.length).toBeGreaterThan(0);
+      expect(new Set(seen)).toEqual(new Set(["Bearer sink-token"]));
+    } finally {
+      fn.child.kill("SIGKILL");
+      await new Promise((r) => sink.close(r));
+    }
+  });
+});
+
 describe("with OIDC off (the default)", () => {
   it("processes a delivery without a token, and says so at start", async () => {
     const a = await post(off.url, newPcrEvent());
