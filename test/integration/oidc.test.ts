@@ -3,10 +3,12 @@
 // for the function's own audience, from an allowed subject; every refusal happens before the body
 // is read and costs the API server nothing. Off by default.
 import { createServer, request, type Server } from "node:http";
-import { writeFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { generateKeyPair } from "jose";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { LocalBroker, type DeadLetter, type Delivery } from "../../local-cluster/broker.js";
+import { BROKER_NAME, parseTriggers } from "../../local-cluster/router.js";
 import { eventToBinaryHttp } from "../../shared/events/codec.js";
 import type { PodcertEvent } from "../../shared/events/types.js";
 import { EVENT_TYPES } from "../../shared/steps.js";
@@ -214,6 +216,43 @@ describe("resync (PingSource ticks through the Broker)", () => {
       fn.child.kill("SIGKILL");
       await new Promise((r) => sink.close(r));
     }
+  });
+});
+
+describe("the local Broker with a token per delivery", () => {
+  const validateRoutes = () => parseTriggers(readFileSync("knative/triggers.yaml", "utf8")).filter((r) => r.subscriber === "podcert-validate");
+  const deliverOnce = async (authorization: (subscriber: string) => Promise<string>) => {
+    const deliveries: Delivery[] = [];
+    const deadLetters: DeadLetter[] = [];
+    const broker = new LocalBroker({
+      routes: validateRoutes(),
+      delivery: { retry: 1, backoffPolicy: "linear", backoffDelayMs: 1 },
+      brokerName: BROKER_NAME,
+      subscribers: new Map([["podcert-validate", on.url]]),
+      onDelivery: (d) => deliveries.push(d),
+      onDeadLetter: (d) => deadLetters.push(d),
+      authorization,
+    });
+    broker.publish(newPcrEvent());
+    await broker.idle();
+    return { deliveries, deadLetters };
+  };
+
+  it("delivers with the token minted for the subscriber's audience", async () => {
+    const asked: string[] = [];
+    const r = await deliverOnce(async (subscriber) => {
+      asked.push(subscriber);
+      return issuer.mint({ aud: audienceOf(subscriber), sub: SUBJECT });
+    });
+    expect(asked).toEqual(["podcert-validate"]);
+    expect(r.deadLetters).toEqual([]);
+    expect(r.deliveries.map((d) => d.status)).toEqual([200]);
+  });
+
+  it("sends the token it is given: one for another audience is refused (401, not retried)", async () => {
+    const r = await deliverOnce(async () => issuer.mint({ aud: audienceOf("podcert-sign"), sub: SUBJECT }));
+    expect(r.deliveries.map((d) => [d.status, d.attempts])).toEqual([[401, 1]]);
+    expect(r.deadLetters.map((d) => d.lastStatus)).toEqual([401]);
   });
 });
 
