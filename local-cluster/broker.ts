@@ -142,6 +142,8 @@ export interface LocalBrokerOptions {
    * to it has been sent and before its answer; the caller kills the process serving it.
    */
   onKill?: (subscriber: string) => void;
+  /** Knative Eventing's OIDC: the Bearer token for a delivery to `subscriber` (a Knative Service name); none when unset. */
+  authorization?: (subscriber: string) => Promise<string> | string;
 }
 
 /** The problems of a delivery fault plan for this broker (empty: usable). */
@@ -358,13 +360,14 @@ export class LocalBroker {
           // Only a delivery to be killed pays for a streamed body: it tells when the request is out.
           // undici writes an async iterable body chunk by chunk (client-h1's writeIterable) though
           // its types list only Readable among streams.
+          const auth = this.o.authorization === undefined ? {} : { authorization: `Bearer ${await this.o.authorization(route.subscriber)}` };
           const sending: string | Readable = killPending
             ? (bodyThen(body, () => {
                 killPending = false;
                 this.o.onKill?.(route.subscriber);
               }) as unknown as Readable)
             : body;
-          const res = await request(url, { method: "POST", headers, body: sending, signal: AbortSignal.timeout(timeoutMs), headersTimeout: timeoutMs, bodyTimeout: timeoutMs }).finally(() => {
+          const res = await request(url, { method: "POST", headers: { ...headers, ...auth }, body: sending, signal: AbortSignal.timeout(timeoutMs), headersTimeout: timeoutMs, bodyTimeout: timeoutMs }).finally(() => {
             // This delivery's subscriber has seen it (or it failed): the reorders held before it go.
             if (attempts === 1) this.releaseHeldBefore(seq);
           });

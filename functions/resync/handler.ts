@@ -13,6 +13,7 @@
  * no CA, no status write.
  */
 import { randomUUID } from "node:crypto";
+import { readFileSync } from "node:fs";
 import { request } from "undici";
 import { TransientError } from "../../shared/errors.js";
 import { eventToBinaryHttp } from "../../shared/events/codec.js";
@@ -116,9 +117,19 @@ export function resyncEvent(c: ResyncCandidate, now: Date): PodcertEvent {
 /** One event to the sink in binary mode; anything but a 2xx is a failure. */
 async function post(r: ResyncContext, event: PodcertEvent): Promise<void> {
   const { headers, body } = eventToBinaryHttp(event);
+  if (r.sinkTokenFile !== undefined) headers.authorization = `Bearer ${sinkToken(r.sinkTokenFile)}`;
   const res = await request(r.sink, { method: "POST", headers, body, headersTimeout: r.postTimeoutMs, bodyTimeout: r.postTimeoutMs });
   await res.body.text();
   if (res.statusCode < 200 || res.statusCode >= 300) throw new TransientError(`the Broker answered HTTP ${res.statusCode}`);
+}
+
+/** The sink's token; a missing file (not yet mounted or refreshed) fails this run, which is retried. */
+function sinkToken(path: string): string {
+  try {
+    return readFileSync(path, "utf8").trim();
+  } catch (e) {
+    throw new TransientError(`the Broker's token (${path}) cannot be read`, { cause: e });
+  }
 }
 
 /** f over items with at most `limit` calls in flight, results in the items' order. */

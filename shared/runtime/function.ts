@@ -51,6 +51,12 @@ export interface ResyncContext {
   concurrency: number;
   /** Longest wait for the sink's answer to one POST. */
   postTimeoutMs: number;
+  /**
+   * A file holding the Bearer token for the sink, read at each POST (it is refreshed in place):
+   * with Eventing's OIDC on, the SinkBinding mounts one at /oidc/token and the Broker refuses
+   * events without it.
+   */
+  sinkTokenFile?: string;
 }
 
 /** What the trust publisher works with: the CA certificates (never a key) and where it writes. */

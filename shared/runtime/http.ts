@@ -15,6 +15,7 @@ import { eventFromHttp, eventToBinaryHttp, MAX_EVENT_BYTES, type OnDroppedAttrib
 import { jsonShapeProblem } from "../events/json-shape.js";
 import type { PodcertEvent } from "../events/types.js";
 import { BODY_TIMEOUT_MS, CONNECTIONS_CHECK_INTERVAL_MS, HEADERS_TIMEOUT_MS, readBody, type BodyResult } from "./body.js";
+import { OIDC_JWKS_TIMEOUT_MS, type DeliveryAuth } from "./delivery-auth.js";
 import type { FunctionContext, FunctionDefinition } from "./function.js";
 
 export interface HandledEvent {
@@ -60,6 +61,11 @@ export interface ServeOptions {
   drainTimeoutMs?: number;
   /** Called once per POST, for metrics. */
   onHandled?: (h: HandledEvent) => void;
+  /**
+   * When set, every POST must carry a token it accepts (delivery-auth.ts), checked before the body
+   * is read; a refusal is answered at once and the connection closed.
+   */
+  deliveryAuth?: DeliveryAuth;
   /** Extra GET routes (e.g. /metrics). */
   routes?: Record<string, () => Promise<{ contentType: string; body: string }>>;
 }
@@ -209,7 +215,7 @@ export async function serveFunction(def: FunctionDefinition, ctx: FunctionContex
     else if (h.status >= 400) ctx.log.warn(h.status < 500 ? "event rejected" : "transient failure", fields);
   };
 
-  const answer = (res: ServerResponse, h: HandledEvent) => {
+  const answer = (res: ServerResponse, h: HandledEvent, extra: Record<string, string> = {}) => {
     if (h.status === 499) {
       res.destroy(); // nobody is listening
     } else if (h.reply) {
@@ -220,22 +226,32 @@ export async function serveFunction(def: FunctionDefinition, ctx: FunctionContex
     } else {
       const e = h.error;
       const message = isPodcertError(e) || e instanceof UploadError ? e.message : "internal error";
-      send(res, h.status, `${message}\n`, h.status === 503 || h.status === 429 ? { "retry-after": "1" } : {});
+      send(res, h.status, `${message}\n`, { ...(h.status === 503 || h.status === 429 ? { "retry-after": "1" } : {}), ...extra });
     }
   };
 
   const handleEvent = async (req: IncomingMessage, res: ServerResponse) => {
     const start = performance.now();
-    const parsed = eventFromBody(await readBody(req, res, { limit: MAX_EVENT_BYTES, timeoutMs: bodyTimeoutMs }), req.headers, {
-      timeoutMs: bodyTimeoutMs,
-      jsonOnly: true,
-      onDropped: (attribute, reason) => ctx.log.warn("event attribute dropped", { step: def.step, attribute, reason }),
-    });
-    const outcome: Outcome = "refused" in parsed ? parsed.refused : { event: parsed.event, ...(await dispatch(def, ctx, parsed.event)) };
+    let outcome: Outcome;
+    let extraHeaders: Record<string, string> = {};
+    // The sender first: an unauthenticated request costs no body read and no parsing.
+    const auth = o.deliveryAuth === undefined ? undefined : await o.deliveryAuth.verify(req.headers.authorization);
+    if (auth !== undefined && !auth.ok) {
+      outcome = { status: auth.status, error: auth.error };
+      // The body is left unread, so the connection cannot carry another request.
+      extraHeaders = { connection: "close", ...(auth.challenge !== undefined ? { "www-authenticate": auth.challenge } : {}) };
+    } else {
+      const parsed = eventFromBody(await readBody(req, res, { limit: MAX_EVENT_BYTES, timeoutMs: bodyTimeoutMs }), req.headers, {
+        timeoutMs: bodyTimeoutMs,
+        jsonOnly: true,
+        onDropped: (attribute, reason) => ctx.log.warn("event attribute dropped", { step: def.step, attribute, reason }),
+      });
+      outcome = "refused" in parsed ? parsed.refused : { event: parsed.event, ...(await dispatch(def, ctx, parsed.event)) };
+    }
     let handled: HandledEvent = { ...outcome, seconds: (performance.now() - start) / 1000 };
     logOutcome(handled);
     try {
-      answer(res, handled);
+      answer(res, handled, extraHeaders);
     } catch (e) {
       // E.g. a reply whose attribute cannot be an HTTP header (ERR_INVALID_CHAR): a bug, retried.
       handled = { ...handled, status: 500, error: e };
@@ -285,7 +301,8 @@ export async function serveFunction(def: FunctionDefinition, ctx: FunctionContex
   });
   server.headersTimeout = HEADERS_TIMEOUT_MS;
   // A backstop: readBody's own deadline (which tells a timeout from an abort) comes first.
-  server.requestTimeout = HEADERS_TIMEOUT_MS + bodyTimeoutMs + CONNECTIONS_CHECK_INTERVAL_MS;
+  // A delivery's token is checked before its body is read, waiting at most for the JWKS.
+  server.requestTimeout = HEADERS_TIMEOUT_MS + (o.deliveryAuth === undefined ? 0 : OIDC_JWKS_TIMEOUT_MS) + bodyTimeoutMs + CONNECTIONS_CHECK_INTERVAL_MS;
   server.maxConnections = o.maxConnections ?? DEFAULT_MAX_CONNECTIONS;
   server.on("drop", logDrops(ctx, def.step, server.maxConnections));
   await new Promise<void>((resolve, reject) => {

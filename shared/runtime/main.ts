@@ -21,6 +21,7 @@ import { KubeClusterApi, loadKubeConfig } from "../kube/client-node.js";
 import { createEventRecorder } from "../kube/event-recorder.js";
 import { DEFAULT_LOOKUP_CACHE_SECONDS, withLookupCache } from "../kube/lookup-cache.js";
 import { DEFAULT_RESYNC_GRACE_SECONDS, DEFAULT_RESYNC_MAX_EVENTS } from "../policy/resync.js";
+import { createDeliveryAuth, deliveryAuthConfigFromEnv, describeDeliveryAuth } from "./delivery-auth.js";
 import { envBool, envChoice, envInt, envOptional, envString } from "./env.js";
 import type { FunctionContext, FunctionDefinition } from "./function.js";
 import { DEFAULT_MAX_CONNECTIONS, DRAIN_TIMEOUT_MS, serveFunction, type RunningServer } from "./http.js";
@@ -120,12 +121,20 @@ export async function runFunction(def: FunctionDefinition): Promise<void> {
         concurrency: envInt("PODCERT_RESYNC_CONCURRENCY", DEFAULT_RESYNC_CONCURRENCY, { min: 1, max: 100 }),
         postTimeoutMs: DEFAULT_RESYNC_POST_TIMEOUT_MS,
       };
+      const sinkTokenFile = envOptional("PODCERT_SINK_TOKEN_FILE");
+      if (sinkTokenFile !== undefined) ctx.resync.sinkTokenFile = sinkTokenFile;
     }
+
+    // Knative Eventing's OIDC delivery tokens, when configured (README "Delivery authentication").
+    const deliveryAuthConfig = deliveryAuthConfigFromEnv();
+    const deliveryAuth = deliveryAuthConfig === undefined ? undefined : createDeliveryAuth(deliveryAuthConfig);
+    log.info("delivery authentication", describeDeliveryAuth(deliveryAuthConfig));
 
     running = await serveFunction(def, ctx, {
       port,
       host,
       maxConnections,
+      ...(deliveryAuth !== undefined ? { deliveryAuth } : {}),
       routes: { "/metrics": () => metrics.render() },
       // Event types come from the network: only known ones become label values.
       onHandled: (h) => {
