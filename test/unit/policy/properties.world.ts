@@ -31,7 +31,7 @@ clusterDomain: ${LONG_CLUSTER_DOMAIN}
 signers:
   - name: ${ATESYSTEM_SIGNER}
     namespaces: { names: [ate-system] }
-    dnsNames: { optInAnnotation: ${EXPECTS_SERVICE_ANNOTATION}, maxNames: 6 }
+    dnsNames: { optInAnnotation: ${EXPECTS_SERVICE_ANNOTATION}, maxNames: 2 }
   - name: ${ANY_SIGNER}
     trustDomain: td.example
     namespaces: { any: true, exclude: [kube-system] }
@@ -82,7 +82,7 @@ export const CONFIGS: readonly ConfigCase[] = [
     config: WIDE_CONFIG,
     clusterDomain: LONG_CLUSTER_DOMAIN,
     signers: {
-      [ATESYSTEM_SIGNER]: ateOracle("example.org", 6),
+      [ATESYSTEM_SIGNER]: ateOracle("example.org", 2),
       [ANY_SIGNER]: { trustDomain: "td.example", optIn: ANY_OPT_IN, maxNames: 1000, maxLifetime: 7862400, inScope: (ns) => ns !== "kube-system" },
     },
   },
@@ -268,6 +268,8 @@ export interface WorldCase {
   request: RequestCase;
   /** How long the signing CA still has, from now. */
   caSecondsLeft: number;
+  /** What happens to the pod after validate read it, and before which step. */
+  podLater: { change: "none" | "deleted" | "replaced" | "terminating"; before: "derive-sans" | "sign" };
 }
 
 /** Where a signer's pods mostly are: namespaces it serves. */
@@ -293,6 +295,10 @@ export const arbWorld: fc.Arbitrary<WorldCase> = fc
     node: often(fc.constant<"ok">("ok"), fc.constant<"missing">("missing"), 20),
     request: arbRequest(cfg, signerName),
     caSecondsLeft: often(fc.constant(10 * 365 * 86400), fc.constantFrom(-1, 0, 3599, 3600, 7200)),
+    podLater: fc.record({
+      change: often(fc.constant<"none">("none"), fc.constantFrom<"deleted" | "replaced" | "terminating">("deleted", "replaced", "terminating"), 6),
+      before: fc.constantFrom<"derive-sans" | "sign">("derive-sans", "sign"),
+    }),
   }),
 );
 
@@ -401,13 +407,23 @@ export type Outcome =
   | { kind: "waiting"; step: "derive-sans" | "sign"; message: string }
   | { kind: "issued"; profile: SignerProfile; uris: string[]; dnsNames: string[]; lifetimeSeconds: number };
 
-export function runPipeline(cfg: ConfigCase, cluster: Cluster, pcr: PodCertificateRequest, caSecondsLeft = 10 * 365 * 86400): Outcome {
+export function runPipeline(cfg: ConfigCase, cluster: Cluster, pcr: PodCertificateRequest, caSecondsLeft: number, podLater: WorldCase["podLater"]): Outcome {
   // The runner: a signer this deployment does not serve is ignored.
   const profile = cfg.config.signers.get(pcr.spec.signerName);
   if (profile === undefined) return { kind: "ignored" };
   const ns = pcr.metadata.namespace;
   const { spec } = pcr;
-  const readPod = () => cluster.pods.find((p) => p.metadata.namespace === ns && p.metadata.name === spec.podName);
+  const podNow = () => cluster.pods.find((p) => p.metadata.namespace === ns && p.metadata.name === spec.podName);
+  let step: "validate" | "derive-sans" | "sign" = "validate";
+  const order = ["validate", "derive-sans", "sign"];
+  // The pod as the current step reads it: changed from podLater.before on.
+  const readPod = (): Pod | undefined => {
+    const p = podNow();
+    if (p === undefined || podLater.change === "none" || order.indexOf(step) < order.indexOf(podLater.before)) return p;
+    if (podLater.change === "deleted") return undefined;
+    if (podLater.change === "replaced") return { ...p, metadata: { ...p.metadata, uid: "replaced-uid" } };
+    return { ...p, metadata: { ...p.metadata, deletionTimestamp: "2026-06-01T12:00:00Z" } };
+  };
 
   // validate
   const v = decideValidation({
@@ -420,6 +436,7 @@ export function runPipeline(cfg: ConfigCase, cluster: Cluster, pcr: PodCertifica
   });
   if (v.outcome === "denied") return { kind: "denied", step: "validate", error: v.error };
 
+  step = "derive-sans";
   // derive-sans: Services are read in the PCR's namespace (one by one when named, else listed).
   const inNs = cluster.services.filter((s) => s.metadata.namespace === ns);
   let live: LivePodServices | undefined;
@@ -439,6 +456,7 @@ export function runPipeline(cfg: ConfigCase, cluster: Cluster, pcr: PodCertifica
   if (s.outcome === "waiting") return { kind: "waiting", step: "derive-sans", message: s.message };
 
   // sign
+  step = "sign";
   const changed = podChangedSinceValidation(spec, readPod());
   if (changed) return { kind: "denied", step: "sign", error: changed };
   const identity = attestedIdentityProblem({ profile, namespace: ns, spec, uris: s.uris });
@@ -463,7 +481,7 @@ export function runPipeline(cfg: ConfigCase, cluster: Cluster, pcr: PodCertifica
 }
 
 export function run(w: WorldCase): Outcome {
-  return runPipeline(w.cfg, buildCluster(w), buildPcr(w), w.caSecondsLeft);
+  return runPipeline(w.cfg, buildCluster(w), buildPcr(w), w.caSecondsLeft, w.podLater);
 }
 
 /** An outcome without its objects, for comparing two runs. */
