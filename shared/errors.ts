@@ -16,14 +16,10 @@
  */
 
 import { boundConditionMessage } from "./limits.js";
+import { DENIAL_REASONS } from "./policy/reasons.js";
 
-export type DenialReason =
-  | "NamespaceNotAllowed"
-  | "InvalidUnverifiedUserAnnotations"
-  | "UnsupportedKeyType"
-  | "InvalidProofOfPossession"
-  | "PodMismatch"
-  | "TooManyDNSNames";
+/** A reason from policy/reasons.ts's DENIAL_REASONS, the one list. */
+export type DenialReason = (typeof DENIAL_REASONS)[number];
 
 export type PodcertErrorCode =
   | "ERR_REQUEST_DENIED"

@@ -6,7 +6,7 @@
  * denial.
  */
 import { RequestDeniedError } from "../errors.js";
-import { isNamespaceName } from "../kube/names.js";
+import { isNamespaceName, isServiceName } from "../kube/names.js";
 import { MAX_DNS_NAMES_BYTES } from "../limits.js";
 import type { Pod, Service } from "../pcr/model.js";
 import type { SignerProfile } from "../profiles/config.js";
@@ -33,6 +33,8 @@ export interface SanFacts {
 
 /** Why a Service cannot justify names for this pod, or undefined when it can. */
 export function serviceIneligibility(service: Service, podLabels: Readonly<Record<string, string>>): string | undefined {
+  // kube-apiserver allows only DNS-1035 labels; anything else ("", "*", "Web") would make a bad or wildcard SAN.
+  if (!isServiceName(service.metadata.name)) return "has a name that is not a DNS-1035 label";
   const type = service.spec.type ?? "ClusterIP";
   if (!ELIGIBLE_TYPES.has(type)) return `is of type ${type}`;
   const selector = Object.entries(service.spec.selector ?? {});
@@ -58,15 +60,17 @@ export function deriveDnsNames(facts: SanFacts): SanDecision {
   const { selection, pod, namespace } = facts;
   if (selection.kind === "none") return { outcome: "derived", dnsNames: [] };
   const labels = pod.metadata.labels ?? {};
+  // Only the pod's namespace's Services name it, whatever a caller hands in.
+  const services = facts.services.filter((s) => (s.metadata.namespace ?? namespace) === namespace);
   let chosen: Service[];
 
   if (selection.kind === "all") {
-    chosen = facts.services.filter((s) => serviceIneligibility(s, labels) === undefined);
+    chosen = services.filter((s) => serviceIneligibility(s, labels) === undefined);
     if (chosen.length === 0) {
       return { outcome: "waiting", message: `pod ${pod.metadata.name} asked for the names of the Services that select it, and no eligible Service in ${namespace} selects it yet` };
     }
   } else {
-    const byName = new Map(facts.services.map((s) => [s.metadata.name, s]));
+    const byName = new Map(services.map((s) => [s.metadata.name, s]));
     const problems: string[] = [];
     chosen = [];
     for (const name of selection.names) {

@@ -7,7 +7,7 @@ import { describe, expect, it } from "vitest";
 import { pcrStatusUpdateErrors } from "../../../shared/pcr/status-rules.js";
 import { boundConditionMessage, MAX_CONDITION_MESSAGE_BYTES } from "../../../shared/limits.js";
 import { deniedStatus, issuedStatus, rfc3339Seconds } from "../../../shared/pcr/status.js";
-import type { DenialReason } from "../../../shared/errors.js";
+import { DENIAL_REASONS } from "../../../shared/policy/reasons.js";
 import { pcrFor, pod } from "../../helpers/objects.js";
 
 const NOW = new Date("2026-05-01T10:00:00.987Z");
@@ -125,17 +125,8 @@ describe("issuedStatus", () => {
 describe("condition reasons, as kube-apiserver's status rules (shared/pcr/status-rules.ts) check them", () => {
   const pcr = pcrFor(pod(), { signerName: "atesystem.podcert.ate.dev/identity" });
   const errorsFor = (reason: string, permanent = false) => pcrStatusUpdateErrors(pcr, deniedStatus({ reason, message: "m", permanent, now: NOW }), NOW);
-  // Every reason podcert denies with; typed, so a new DenialReason must be listed here.
-  const DENIAL_REASONS: Record<DenialReason, true> = {
-    NamespaceNotAllowed: true,
-    InvalidUnverifiedUserAnnotations: true,
-    UnsupportedKeyType: true,
-    InvalidProofOfPossession: true,
-    PodMismatch: true,
-    TooManyDNSNames: true,
-  };
-
-  it.each(Object.keys(DENIAL_REASONS))("accepts the denial reason %s, as Denied and as Failed", (reason) => {
+  // Every reason podcert denies with (policy/reasons.ts, the one list).
+  it.each([...DENIAL_REASONS])("accepts the denial reason %s, as Denied and as Failed", (reason) => {
     expect(errorsFor(reason, false)).toEqual([]);
     expect(errorsFor(reason, true)).toEqual([]);
   });

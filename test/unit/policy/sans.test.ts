@@ -58,6 +58,11 @@ describe("serviceIneligibility", () => {
     expect(why).not.toContain("app=web");
   });
 
+  // Found by properties.test.ts: a Service name kube-apiserver would refuse made a bad or wildcard SAN.
+  it.each(["", "*", "Web", "a.b", "s".repeat(64)])("not eligible: a name that is not a DNS-1035 label (%j)", (name) => {
+    expect(serviceIneligibility(service(name), labels)).toMatch(/not a DNS-1035 label/);
+  });
+
   it("is not fooled by inherited properties of the label map", () => {
     expect(serviceIneligibility(service("s", { selector: { constructor: "x" } }), {})).toMatch(/does not select/);
   });
@@ -131,6 +136,21 @@ describe("deriveDnsNames", () => {
         `web-0.web-hl.${NS}.svc`,
         `web-0.web-hl.${NS}.svc.${CD}`,
       ]);
+    });
+
+    // Found by properties.test.ts (seed 797229592): "" and "*" Services gave ".ate-system.svc" and "*.ate-system.svc".
+    it("never derives a name from a Service whose name is not a DNS-1035 label", () => {
+      const services = [service(""), service("*"), service("Web"), service("web")];
+      expect(derived(deriveDnsNames(facts({ selection: { kind: "all" }, services })))).toEqual(svcNames("web"));
+      waiting(deriveDnsNames(facts({ selection: { kind: "all" }, services: [service("*")] })));
+    });
+
+    // Found by properties.test.ts: Services of another namespace, handed in, named the pod in its own.
+    it("ignores Services of another namespace that a caller hands it", () => {
+      const services = [service("web", { namespace: "tenant" }), service("api")];
+      expect(derived(deriveDnsNames(facts({ selection: { kind: "all" }, services })))).toEqual(svcNames("api"));
+      waiting(deriveDnsNames(facts({ selection: { kind: "all" }, services: [service("web", { namespace: "tenant" })] })));
+      expect(waiting(deriveDnsNames(facts({ selection: { kind: "named", names: ["web"] }, services: [service("web", { namespace: "tenant" })] })))).toBe(`Service ${NS}/web does not exist`);
     });
 
     it("lists each name once when the same Service appears twice", () => {
