@@ -112,8 +112,9 @@ export interface EmbeddedApiServer {
   store: ObjectStore;
   /**
    * Turns fault injection on with `plan`, or off (undefined); a plan with problems
-   * (apiFaultPlanProblems) throws ConfigError and leaves the current one. `seed` restarts the
-   * server's one generator (default: the seed given at start, else DEFAULT_FAULT_SEED, once).
+   * (apiFaultPlanProblems) throws ConfigError and leaves the current one in force. The server's one
+   * generator (seeded at start with `faults.seed`, else DEFAULT_FAULT_SEED) keeps its sequence
+   * across plans; `seed` restarts it.
    */
   setFaults(plan: ApiFaultPlan | undefined, o?: { seed?: number }): void;
   /** The faults injected so far, by kind (live: it keeps counting). */
@@ -416,9 +417,8 @@ async function handle(ctx: Ctx, req: IncomingMessage, res: ServerResponse): Prom
   if (user !== undefined) ctx.userOf.set(req, user.name);
   // After authorization, as API Priority and Fairness and the handlers come after it.
   const fault = ctx.faults.drawRequest(user?.name ?? "");
-  let conflictDrawn = false;
-  if (fault === "conflict") conflictDrawn = true;
-  else if (fault !== undefined) return injectRequestFault(ctx, req, res, fault, user?.name ?? "");
+  if (fault !== undefined && fault !== "conflict") return injectRequestFault(ctx, req, res, fault, user?.name ?? "");
+  const conflictDrawn = fault === "conflict";
   const segs = url.pathname.split("/").filter((s) => s !== "").map((s) => {
     try {
       return decodeURIComponent(s);
@@ -544,7 +544,11 @@ function concurrentWrite(ctx: Ctx, req: IncomingMessage, route: Route, user: str
   if (current === undefined) return;
   const n = ctx.faults.counter.get("conflict") + 1;
   const annotations = { ...current.metadata.annotations, [CONCURRENT_WRITER_ANNOTATION]: String(n) };
-  ctx.store.replace({ ...current, metadata: { ...current.metadata, annotations } });
+  try {
+    ctx.store.replace({ ...current, metadata: { ...current.metadata, annotations } });
+  } catch {
+    return; // the store would not take its own object back (never seen): no fault, rather than a made-up error
+  }
   noteFault(ctx, req, "conflict", user);
 }
 
