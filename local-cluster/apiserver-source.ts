@@ -37,26 +37,76 @@ export function sourceAccessProblem(
   return missing.length === 0 ? undefined : `insufficient permissions: User ${user} cannot ${missing.join(", ")}`;
 }
 
+/** Attempts at the first list before startApiServerSource gives up (the API server may be injecting faults). */
+const LIST_ATTEMPTS = 20;
+const RETRY_MS = 200;
+
+/**
+ * Starts the source: lists once for a resourceVersion (retried, as the adapter's reflector retries
+ * ListAndWatch) and watches from it. Every watch that ends (the server closed it, a request fault,
+ * a reset, client-node's 30 s inactivity timeout) is reopened from the last resourceVersion seen,
+ * so nothing sent after it is lost; a watch that fails before it is established is retried from
+ * the same resourceVersion. A 410 Expired (the server no longer has the history) is a re-list and
+ * a watch from there: changes in between are lost, as with the real adapter (its store ignores
+ * re-lists), and the resync function re-announces pending PCRs.
+ */
 export async function startApiServerSource(
   kc: KubeConfig,
   sink: (event: PodcertEvent) => void,
-  o: { onError?: (e: unknown) => void } = {},
+  o: { onError?: (e: unknown) => void; retryMs?: number } = {},
 ): Promise<EmulatedSource> {
-  const list = await kc.makeApiClient(CertificatesV1beta1Api).listPodCertificateRequestForAllNamespaces();
-  let resourceVersion = list.metadata?.resourceVersion ?? "0";
+  const retryMs = o.retryMs ?? RETRY_MS;
+  const api = kc.makeApiClient(CertificatesV1beta1Api);
   let stopped = false;
   let controller: AbortController | undefined;
+  let retry: NodeJS.Timeout | undefined;
+  const pause = (ms: number) => new Promise<void>((r) => (retry = setTimeout(r, ms)));
+
+  const currentVersion = async (attempts: number): Promise<string> => {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        const list = await api.listPodCertificateRequestForAllNamespaces();
+        return list.metadata?.resourceVersion ?? "0";
+      } catch (e) {
+        if (stopped || attempt >= attempts) throw e;
+        o.onError?.(e);
+        await pause(Math.min(retryMs * attempt, 2_000));
+      }
+    }
+  };
+  let resourceVersion = await currentVersion(LIST_ATTEMPTS);
   const watch = new Watch(kc);
 
+  const reconnect = (ms: number, relist: boolean) => {
+    if (stopped) return;
+    retry = setTimeout(() => {
+      void (async () => {
+        if (relist) resourceVersion = await currentVersion(Number.POSITIVE_INFINITY);
+        await connect();
+      })().catch((e: unknown) => {
+        if (stopped) return;
+        o.onError?.(e);
+        reconnect(retryMs, relist);
+      });
+    }, ms);
+  };
+
   const connect = async (): Promise<void> => {
+    if (stopped) return;
     // The watch's first event confirms it is established; until then the caller must not create.
     let established!: () => void;
     const ready = new Promise<void>((r) => (established = r));
+    let expired = false;
     controller = await watch.watch(
       PATH,
       { resourceVersion, allowWatchBookmarks: true },
       (phase: string, obj: PodCertificateRequest & { metadata: { resourceVersion?: string } }) => {
         established();
+        if (phase === "ERROR") {
+          // A Status: 410 Expired means this resourceVersion can no longer be resumed from.
+          if ((obj as unknown as { code?: unknown })?.code === 410) expired = true;
+          return;
+        }
         if (obj?.metadata?.resourceVersion) resourceVersion = obj.metadata.resourceVersion;
         const plain = JSON.parse(JSON.stringify(obj)) as PodCertificateRequest;
         if (phase === "ADDED") sink(apiServerSourceEvent("add", plain));
@@ -67,17 +117,20 @@ export async function startApiServerSource(
         established();
         if (stopped) return;
         if (err) o.onError?.(err);
-        setTimeout(() => void connect().catch((e: unknown) => o.onError?.(e)), err ? 200 : 0);
+        reconnect(err || expired ? retryMs : 0, expired);
       },
     );
-    // client-node resolves once the response headers arrived: the server is watching from here.
+    // client-node resolves once the response headers arrived: the server is watching from here
+    // (or the watch failed, and is retried from the same resourceVersion: nothing is lost).
     established();
     await ready;
+    if (stopped) controller.abort();
   };
   await connect();
   return {
     stop() {
       stopped = true;
+      clearTimeout(retry);
       controller?.abort();
     },
   };

@@ -31,6 +31,17 @@
  * sends the changes after it (ERROR 410 Expired once older than the history kept); BOOKMARKs only
  * with allowWatchBookmarks=true. client-node's Watch aborts after 30 s without data (TimeoutError);
  * its ListWatch / informers then reconnect from the last resourceVersion, which this server honours.
+ *
+ * Fault injection (`faults`, `setFaults`; off by default; fault-injection.ts says who gets faults):
+ * after authentication and authorization (a forbidden request is still a 403), one draw per request
+ * from the users the plan applies to: 500 InternalError, 503 ServiceUnavailable, 429
+ * TooManyRequests with Retry-After (as API Priority and Fairness), `slow` (held for slowMs, then
+ * 504 Timeout), `reset` (the connection destroyed without an answer) — none of these does anything —
+ * or `conflict`: a PUT to an existing object is preceded by a concurrent write (an annotation), so
+ * the client's resourceVersion is stale and the store answers 409 as kube-apiserver would (a PUT
+ * without resourceVersion succeeds, as there); drawn for any other request, `conflict` is no fault.
+ * Watch requests can get the same request faults, and then one draw per event sent (not BOOKMARKs
+ * or ERRORs): `watchSkip` drops the event, `watchCloseEarly` sends it and ends the stream.
  */
 
 import { randomBytes } from "node:crypto";
@@ -40,6 +51,8 @@ import type { AddressInfo } from "node:net";
 import { stringify } from "yaml";
 
 import { ConfigError } from "../../shared/errors.js";
+import type { ApiFaultKind, ApiFaultPlan, FaultCounter } from "../faults.js";
+import { ApiFaultInjector, type RequestFault } from "./fault-injection.js";
 import {
   authorize,
   BOOTSTRAP_RBAC,
@@ -60,8 +73,11 @@ import {
   methodNotAllowed,
   notFound,
   pathNotFound,
+  serviceUnavailable,
   success,
+  timeout,
   tooLarge,
+  tooManyRequests,
   unauthorized,
   unsupportedMediaType,
 } from "./status.js";
@@ -94,7 +110,16 @@ export interface EmbeddedApiServer {
   accessReview(user: UserInfo, attrs: RequestAttributes): boolean;
   /** In-process access to the objects the server serves (no authorization applies). */
   store: ObjectStore;
-  /** Closes the listener and every open watch. */
+  /**
+   * Turns fault injection on with `plan`, or off (undefined); a plan with problems
+   * (apiFaultPlanProblems) throws ConfigError and leaves the current one in force. The server's one
+   * generator (seeded at start with `faults.seed`, else DEFAULT_FAULT_SEED) keeps its sequence
+   * across plans; `seed` restarts it.
+   */
+  setFaults(plan: ApiFaultPlan | undefined, o?: { seed?: number }): void;
+  /** The faults injected so far, by kind (live: it keeps counting). */
+  faultCounts(): FaultCounter;
+  /** Closes the listener and every open watch, and ends requests held by `slow` faults. */
   stop(): Promise<void>;
 }
 
@@ -104,7 +129,10 @@ export interface ServedRequest {
   method: string;
   /** Path and query. */
   url: string;
+  /** The status answered; 0 when the connection was reset without an answer (`fault: "reset"`). */
   status: number;
+  /** The request fault injected into this request, if any (watch events' faults are only counted). */
+  fault?: ApiFaultKind;
 }
 
 const MAX_SERVED_KEPT = 10_000;
@@ -130,6 +158,8 @@ export interface StartApiServerOptions {
   bookmarkIntervalMs?: number;
   /** Authenticate and authorize every request as kube-apiserver would; absent: allow everything. */
   authorization?: ApiServerAuthorization;
+  /** Fault injection from the start (see setFaults); a plan with problems throws ConfigError. */
+  faults?: { plan: ApiFaultPlan; seed?: number };
 }
 
 export interface ApiServerAuthorization {
@@ -197,6 +227,9 @@ export async function startApiServer(o: StartApiServerOptions = {}): Promise<Emb
       o.log?.(`refused: ${describeRefusal(r)}`);
     },
     userOf: new WeakMap(),
+    faults: new ApiFaultInjector(ADMIN_USER.name, o.faults ?? {}),
+    faultOf: new WeakMap(),
+    held: new Set(),
   };
   const served: ServedRequest[] = [];
   const server = createServer((req, res) => {
@@ -208,7 +241,14 @@ export async function startApiServer(o: StartApiServerOptions = {}): Promise<Emb
     }).finally(() => {
       o.log?.(`${req.method} ${req.url} ${res.statusCode}`);
       const user = ctx.userOf.get(req);
-      served.push({ ...(user === undefined ? {} : { user }), method: req.method ?? "GET", url: req.url ?? "/", status: res.statusCode });
+      const fault = ctx.faultOf.get(req);
+      served.push({
+        ...(user === undefined ? {} : { user }),
+        method: req.method ?? "GET",
+        url: req.url ?? "/",
+        status: fault === "reset" ? 0 : res.statusCode,
+        ...(fault === undefined ? {} : { fault }),
+      });
       if (served.length > MAX_SERVED_KEPT) served.splice(0, served.length - MAX_SERVED_KEPT);
     });
   });
@@ -237,8 +277,12 @@ export async function startApiServer(o: StartApiServerOptions = {}): Promise<Emb
     refusedRequests: () => [...refused],
     servedRequests: () => [...served],
     accessReview: (user, attrs) => auth === undefined || authorize(auth.policy, user, attrs).allowed,
+    setFaults: (plan, fo) => ctx.faults.set(plan, fo?.seed),
+    faultCounts: () => ctx.faults.counter,
     async stop() {
       for (const end of [...watches]) end();
+      // Held `slow` requests end now rather than when their timers would (closeAllConnections cuts them).
+      for (const release of [...ctx.held]) release();
       await new Promise<void>((resolve) => {
         server.close(() => resolve());
         server.closeAllConnections();
@@ -350,6 +394,11 @@ interface Ctx {
   refuse: (r: RefusedRequest) => void;
   /** The user each admitted request was authenticated as. */
   userOf: WeakMap<IncomingMessage, string>;
+  faults: ApiFaultInjector;
+  /** The request fault injected into each request, for servedRequests(). */
+  faultOf: WeakMap<IncomingMessage, ApiFaultKind>;
+  /** Releases the requests a `slow` fault holds (stop() calls them). */
+  held: Set<() => void>;
 }
 
 interface Route {
@@ -366,6 +415,10 @@ async function handle(ctx: Ctx, req: IncomingMessage, res: ServerResponse): Prom
   // kube-apiserver authenticates and authorizes before routing: a forbidden path is 403, not 404.
   const user = ctx.auth === undefined ? undefined : admit(ctx, ctx.auth, req, method, url);
   if (user !== undefined) ctx.userOf.set(req, user.name);
+  // After authorization, as API Priority and Fairness and the handlers come after it.
+  const fault = ctx.faults.drawRequest(user?.name ?? "");
+  if (fault !== undefined && fault !== "conflict") return injectRequestFault(ctx, req, res, fault, user?.name ?? "");
+  const conflictDrawn = fault === "conflict";
   const segs = url.pathname.split("/").filter((s) => s !== "").map((s) => {
     try {
       return decodeURIComponent(s);
@@ -417,6 +470,7 @@ async function handle(ctx: Ctx, req: IncomingMessage, res: ServerResponse): Prom
     return;
   }
   if (method === "PUT") {
+    if (conflictDrawn) concurrentWrite(ctx, req, route, user?.name ?? "");
     const body = await readObject(ctx, req, route);
     sendJson(res, 200, sub === "status" ? ctx.store.replaceStatus(body, signCheck(ctx, user, method, url)) : ctx.store.replace(body, attestCheck(ctx, user, method, url)));
     return;
@@ -434,6 +488,72 @@ async function handle(ctx: Ctx, req: IncomingMessage, res: ServerResponse): Prom
   }
   throw methodNotAllowed(method);
 }
+
+/** Records and logs an injected fault. */
+function noteFault(ctx: Ctx, req: IncomingMessage, kind: ApiFaultKind, user: string): void {
+  ctx.faults.hit(kind);
+  ctx.faultOf.set(req, kind);
+  ctx.log?.(`fault: ${kind} ${req.method ?? "GET"} ${req.url ?? "/"} as ${user === "" ? "(unauthenticated)" : user}`);
+}
+
+/** The request faults that answer (or do not) without doing anything. */
+async function injectRequestFault(ctx: Ctx, req: IncomingMessage, res: ServerResponse, kind: Exclude<RequestFault, "conflict">, user: string): Promise<void> {
+  noteFault(ctx, req, kind, user);
+  switch (kind) {
+    case "status500":
+      throw internalError("fault injected by the embedded API server");
+    case "status503":
+      throw serviceUnavailable("the server is currently unable to handle the request (fault injected)");
+    case "status429": {
+      const seconds = ctx.faults.retryAfterSeconds;
+      const err = tooManyRequests(seconds);
+      const text = JSON.stringify(err.status);
+      res.writeHead(429, { "content-type": "application/json", "content-length": Buffer.byteLength(text), "retry-after": String(seconds) });
+      res.end(text);
+      return;
+    }
+    case "slow":
+      await hold(ctx, ctx.faults.slowMs);
+      if (res.destroyed || res.headersSent) return;
+      throw timeout();
+    case "reset":
+      req.socket.destroy();
+      return;
+  }
+}
+
+/** Waits `ms`, or until stop() releases every held request. */
+function hold(ctx: Ctx, ms: number): Promise<void> {
+  return new Promise((resolve) => {
+    const release = () => {
+      clearTimeout(timer);
+      ctx.held.delete(release);
+      resolve();
+    };
+    const timer = setTimeout(release, ms);
+    ctx.held.add(release);
+  });
+}
+
+/**
+ * The `conflict` fault: another writer updates the object first (an annotation counting such
+ * writes), so the request's resourceVersion is stale. Nothing to conflict with (no object): no fault.
+ */
+function concurrentWrite(ctx: Ctx, req: IncomingMessage, route: Route, user: string): void {
+  const current = ctx.store.get(route.t, route.namespace, route.name!);
+  if (current === undefined) return;
+  const n = ctx.faults.counter.get("conflict") + 1;
+  const annotations = { ...current.metadata.annotations, [CONCURRENT_WRITER_ANNOTATION]: String(n) };
+  try {
+    ctx.store.replace({ ...current, metadata: { ...current.metadata, annotations } });
+  } catch {
+    return; // the store would not take its own object back (never seen): no fault, rather than a made-up error
+  }
+  noteFault(ctx, req, "conflict", user);
+}
+
+/** The annotation the `conflict` fault's concurrent writer sets (to the number of such writes so far). */
+export const CONCURRENT_WRITER_ANNOTATION = "podcert.test/concurrent-writer";
 
 /** The store's `sign` check for this request's user (none without authorization); refusals are recorded. */
 function signCheck(ctx: Ctx, user: UserInfo | undefined, method: string, url: URL) {
@@ -552,7 +672,24 @@ function watch(ctx: Ctx, req: IncomingMessage, res: ServerResponse, route: Route
   const initialEvents = q.get("sendInitialEvents") === "true";
   const pending: string[] = [];
   let streaming = false;
+  // Set by a watchCloseEarly fault: nothing more is sent, and the stream ends once flushed.
+  let closing = false;
+  const user = ctx.userOf.get(req) ?? "";
   const write = (e: WatchEvent | { type: "BOOKMARK" | "ERROR"; object: unknown }) => {
+    if (closing) return;
+    if (e.type !== "BOOKMARK" && e.type !== "ERROR") {
+      const fault = ctx.faults.drawWatch(user);
+      if (fault !== undefined) {
+        ctx.faults.hit(fault);
+        ctx.log?.(`fault: ${fault} ${req.method ?? "GET"} ${req.url ?? "/"} as ${user === "" ? "(unauthenticated)" : user} (${e.type} rv ${(e as WatchEvent).object.metadata.resourceVersion ?? "?"})`);
+      }
+      if (fault === "watchSkip") return;
+      if (fault === "watchCloseEarly") {
+        closing = true;
+        // Ended after this event is written; while the replay is still pending, once it is flushed.
+        if (streaming) queueMicrotask(() => end());
+      }
+    }
     const line = `${JSON.stringify(e)}\n`;
     if (streaming) res.write(line);
     else pending.push(line);
@@ -583,19 +720,23 @@ function watch(ctx: Ctx, req: IncomingMessage, res: ServerResponse, route: Route
     });
   if (initialEvents && bookmarks) bookmark({ "k8s.io/initial-events-end": "true" });
 
-  res.writeHead(200, { "content-type": "application/json", "cache-control": "no-cache, private" });
-  res.flushHeaders();
-  streaming = true;
-  for (const line of pending.splice(0)) res.write(line);
-
   const timers: NodeJS.Timeout[] = [];
-  const end = () => {
+  function end(): void {
     if (!ctx.watches.delete(end)) return;
     stopWatch();
     for (const timer of timers) clearTimeout(timer);
     res.end();
-  };
+  }
   ctx.watches.add(end);
+
+  res.writeHead(200, { "content-type": "application/json", "cache-control": "no-cache, private" });
+  res.flushHeaders();
+  streaming = true;
+  for (const line of pending.splice(0)) res.write(line);
+  if (closing) {
+    end();
+    return;
+  }
   if (bookmarks) timers.push(setInterval(() => bookmark(), ctx.bookmarkMs));
   const timeout = Number(q.get("timeoutSeconds") ?? "");
   if (timeout > 0) timers.push(setTimeout(end, timeout * 1000));

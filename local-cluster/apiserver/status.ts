@@ -17,6 +17,9 @@ export type StatusReason =
   | "Expired"
   | "Gone"
   | "InternalError"
+  | "ServiceUnavailable"
+  | "TooManyRequests"
+  | "Timeout"
   | "Unauthorized"
   | "Forbidden";
 
@@ -33,7 +36,7 @@ export interface KubeStatus {
   status: "Failure" | "Success";
   message?: string;
   reason?: StatusReason;
-  details?: { name?: string; group?: string; kind?: string; uid?: string; causes?: StatusCause[] };
+  details?: { name?: string; group?: string; kind?: string; uid?: string; causes?: StatusCause[]; retryAfterSeconds?: number };
   code: number;
 }
 
@@ -147,6 +150,24 @@ export function expired(message: string): ApiError {
 
 export function internalError(message: string): ApiError {
   return failure(500, "InternalError", `Internal error occurred: ${message}`);
+}
+
+/** 503, as apierrors.NewServiceUnavailable. */
+export function serviceUnavailable(message: string): ApiError {
+  return failure(503, "ServiceUnavailable", message);
+}
+
+/**
+ * 429 as API Priority and Fairness rejects a request (apierrors.NewTooManyRequests): the same
+ * seconds go into the `Retry-After` header, which the HTTP layer sets from details.
+ */
+export function tooManyRequests(retryAfterSeconds: number): ApiError {
+  return failure(429, "TooManyRequests", "Too many requests, please try again later.", { retryAfterSeconds });
+}
+
+/** 504, as kube-apiserver's timeout filter answers a request that ran past its deadline. */
+export function timeout(): ApiError {
+  return failure(504, "Timeout", "Timeout: request did not complete within the allotted timeout", {});
 }
 
 export function success(rt: ResourceType, name: string, uid?: string): Omit<KubeStatus, "code" | "status"> & { status: "Success" } {

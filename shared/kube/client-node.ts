@@ -66,8 +66,13 @@ function reuseConnections(kc: KubeConfig): void {
 
 const PCRS = "/apis/certificates.k8s.io/v1beta1";
 const CTBS = `${PCRS}/clustertrustbundles`;
-/** Longest wait for an API server's answer (headers, then between body chunks), by default. */
-const API_TIMEOUT_MS = 20_000;
+/**
+ * Longest wait for an API server's answer (headers, then between body chunks), by default. Below
+ * the Broker's 10 s per-attempt delivery `timeout` (knative/broker.yaml): a hung API server makes
+ * the function answer 503 (retried) within the attempt, rather than the broker giving up on an
+ * attempt whose handler still holds the request, and may still write, after it was redelivered.
+ */
+export const API_TIMEOUT_MS = 8_000;
 /**
  * One path segment. Names are checked against Kubernetes' rules where they are first read (an
  * event, a PCR field); a segment that would move the path (empty, "." or "..", which

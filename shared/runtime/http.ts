@@ -45,7 +45,7 @@ export const DEFAULT_MAX_CONNECTIONS = 64;
  * timeoutSeconds (60 in knative/services.yaml) as termination grace period, and queue-proxy drains
  * first, inside that same period, for at least 30 s; what is left is about 30 s, of which the
  * function's Kubernetes Events get 5 (main.ts). Handlers take milliseconds unless the API server
- * is slow (20 s per call at most).
+ * is slow (8 s per call at most, kube/client-node.ts).
  */
 export const DRAIN_TIMEOUT_MS = 20_000;
 

@@ -5,15 +5,18 @@
  * must do: absent, conflict (re-read), or transient (retry; never a denial).
  */
 import { generateKeyPairSync } from "node:crypto";
+import { readFileSync } from "node:fs";
 import { createServer, type IncomingHttpHeaders, type Server } from "node:http";
 import { createServer as createHttpsServer } from "node:https";
 import type { AddressInfo } from "node:net";
 import { afterEach, describe, expect, it } from "vitest";
+import { DEFAULT_SLOW_MS } from "../../../local-cluster/apiserver/fault-injection.js";
 import { kubeconfigFor, startApiServer, type EmbeddedApiServer } from "../../../local-cluster/apiserver/server.js";
+import { parseBrokerDelivery } from "../../../local-cluster/broker.js";
 import { activeCa, parseCaPool, serializeCaPool, trustBundlePem } from "../../../shared/ca/pool.js";
 import { createCaPool } from "../../../cli/ca-create.js";
 import { ConflictError, TransientError } from "../../../shared/errors.js";
-import { KubeClusterApi, loadKubeConfig, type ApiCallObserver } from "../../../shared/kube/client-node.js";
+import { API_TIMEOUT_MS, KubeClusterApi, loadKubeConfig, type ApiCallObserver } from "../../../shared/kube/client-node.js";
 import { deniedStatus } from "../../../shared/pcr/status.js";
 import { issueLeaf } from "../../../shared/x509/leaf.js";
 import { namespace, node, NS, pcrFor, pod, service, serviceAccount, v1 } from "../../helpers/objects.js";
@@ -251,6 +254,13 @@ describe("failures", () => {
     const err = await api.readNode("n").catch((e: unknown) => e);
     expect(err).toBeInstanceOf(TransientError);
     expect((err as Error).message).toMatch(/^Kubernetes API get node failed: .*[Tt]imeout/);
+  });
+
+  it("gives up within the Broker's per-attempt delivery timeout, and before the API fault plan's default slow answer", () => {
+    const delivery = parseBrokerDelivery(readFileSync("knative/broker.yaml", "utf8"), "podcert");
+    expect(delivery.timeoutMs).toBeDefined();
+    expect(API_TIMEOUT_MS).toBeLessThan(delivery.timeoutMs!);
+    expect(API_TIMEOUT_MS).toBeLessThan(DEFAULT_SLOW_MS);
   });
 
   it("treats an unreachable API server as transient", async () => {
