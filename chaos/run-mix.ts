@@ -37,7 +37,10 @@ export interface MixResult {
   deadLetters: ObservedDeadLetter[];
   /** Deliveries the broker dropped on purpose (the drop fault). */
   lost: number;
-  /** PCRs resync re-announced before they ended, and of those the ones whose live chain had broken. */
+  /**
+   * PCRs resync re-announced before they ended, and of those the ones whose live chain had broken
+   * (a dead letter, a dropped delivery, or no add event at all: the watch skipped it).
+   */
   resyncResent: number;
   resyncRescued: number;
   restarts: number;
@@ -60,6 +63,8 @@ export async function runMix(o: {
   const config = defaultSignerConfig();
   const resyncAt = new Map<string, number[]>();
   const brokenChain = new Set<string>();
+  // PCRs whose creation reached the broker (a watch that skipped it leaves only resync to find it).
+  const announced = new Set<string>();
   const flow: LocalFlow = await startLocalFlow({
     objects: o.scenario.objects,
     config,
@@ -75,6 +80,7 @@ export async function runMix(o: {
       if (key === undefined) return;
       const ok = typeof d.status === "number" && d.status >= 200 && d.status < 300;
       if (d.eventType === EVENT_TYPES.resync && ok) resyncAt.set(key, [...(resyncAt.get(key) ?? []), performance.now()]);
+      if (d.eventType === EVENT_TYPES.apiServerAdd) announced.add(key);
     },
   });
   try {
@@ -120,7 +126,7 @@ export async function runMix(o: {
     clearTimeout(late);
     // The run is judged on what happened under faults; the deliveries still in flight (duplicates,
     // retries) finish without new faults, and any second certificate they wrote is counted.
-    flow.setFaults({});
+    flow.setFaults({ api: undefined, delivery: undefined });
     await Promise.race([flow.broker.idle(), new Promise((r) => setTimeout(r, 30_000))]);
     unwatch();
 
@@ -140,6 +146,7 @@ export async function runMix(o: {
     }));
     for (const d of flow.deadLetters) brokenChain.add(pcrKeyOfSubject(d.event.subject) ?? "");
     for (const d of flow.lostDeliveries) brokenChain.add(pcrKeyOfSubject(d.event.subject) ?? "");
+    for (const key of observed.keys()) if (!announced.has(key)) brokenChain.add(key);
     let resyncResent = 0;
     let resyncRescued = 0;
     for (const r of observed.values()) {

@@ -134,11 +134,10 @@ export async function startLocalFlow(o: LocalFlowOptions): Promise<LocalFlow> {
     const api = await startApiServer({
       objects: [...o.objects, ...manifestNamespaces(ids, o.objects)],
       authorization: { rbac: ids.documents, users: [...ids.services.values(), ids.source] },
-      ...apiFaultOptions(o.faults?.api, faultSeed),
+      // An empty plan injects nothing; the seed is set now so setFaults later draws a repeatable sequence.
+      faults: { plan: o.faults?.api ?? {}, seed: faultSeed },
     });
     stops.push(() => api.stop());
-    const apiFaults = apiFaultControl(api);
-    if (o.faults?.api !== undefined && apiFaults === undefined) throw new ConfigError(NO_API_FAULTS);
     const kubeconfigPath = join(state, "kubeconfig");
     writeFileSync(kubeconfigPath, api.kubeconfig(), { mode: 0o600 });
     const total = o.totalSteps ?? 6;
@@ -281,16 +280,15 @@ export async function startLocalFlow(o: LocalFlowOptions): Promise<LocalFlow> {
       for (const p of pings) broker.publish(pingEvent(p));
     };
     const faultCounts = () => {
-      const merged: Partial<Record<FaultKind, number>> = { ...apiFaults?.faultCounts() };
+      const merged: Partial<Record<FaultKind, number>> = api.faultCounts().snapshot();
       for (const [kind, n] of Object.entries(faults.snapshot()) as [FaultKind, number][]) merged[kind] = (merged[kind] ?? 0) + n;
       return merged;
     };
     const setFaults = (plans: { api?: ApiFaultPlan; delivery?: DeliveryFaultPlan }) => {
-      if ("api" in plans && plans.api !== undefined && apiFaults === undefined) throw new ConfigError(NO_API_FAULTS);
       const before = broker.faultPlan;
       if ("delivery" in plans) broker.setFaults(plans.delivery);
       try {
-        if ("api" in plans) apiFaults?.setFaults(plans.api);
+        if ("api" in plans) api.setFaults(plans.api);
       } catch (e) {
         // A bad API plan changes nothing: the delivery plan goes back to what it was.
         broker.setFaults(before);
@@ -305,26 +303,4 @@ export async function startLocalFlow(o: LocalFlowOptions): Promise<LocalFlow> {
     await stop();
     throw e;
   }
-}
-
-// ---- The API server's faults. local-cluster/apiserver/server.ts gains them in a branch of its own
-// (startApiServer's `faults: { plan, seed }`, setFaults(plan | undefined), faultCounts()); until
-// both are merged they are reached through this structural check, and an API plan is refused
-// rather than silently ignored. At merge: pass `faults` to startApiServer directly and drop these.
-
-const NO_API_FAULTS = "this embedded API server injects no faults (local-cluster/apiserver/server.ts has no setFaults)";
-
-interface ApiFaultControl {
-  setFaults(plan: ApiFaultPlan | undefined): void;
-  faultCounts(): Partial<Record<FaultKind, number>>;
-}
-
-/** The option startApiServer takes for faults (spread in: its options type does not list it yet). */
-function apiFaultOptions(plan: ApiFaultPlan | undefined, seed: number): { faults?: { plan: ApiFaultPlan; seed: number } } {
-  return plan === undefined ? {} : { faults: { plan, seed } };
-}
-
-function apiFaultControl(api: EmbeddedApiServer): ApiFaultControl | undefined {
-  const c = api as EmbeddedApiServer & Partial<ApiFaultControl>;
-  return typeof c.setFaults === "function" && typeof c.faultCounts === "function" ? { setFaults: (p) => c.setFaults!(p), faultCounts: () => c.faultCounts!() } : undefined;
 }
