@@ -141,7 +141,7 @@ export interface LocalBrokerOptions {
    * A `killMidRequest` fault: called with the subscriber (its Knative Service name) once a request
    * to it has been sent and before its answer; the caller kills the process serving it.
    */
-  onKill?: (subscriber: string) => void;
+  onKill?: (subscriber: string) => boolean;
   /** Knative Eventing's OIDC: the Bearer token for a delivery to `subscriber` (a Knative Service name); none when unset. */
   authorization?: (subscriber: string) => Promise<string> | string;
 }
@@ -246,7 +246,8 @@ export class LocalBroker {
       const seq = ++this.sequence;
       // Drawn once per delivery (one event to one Trigger's subscriber), never per attempt.
       const fault = this.plan === undefined ? undefined : drawFault(this.random, this.plan, DELIVERY_FAULTS);
-      if (fault !== undefined) this.faultCounter.hit(fault);
+      // A kill counts once it happened (the run may spare a process that just started).
+      if (fault !== undefined && fault !== "killMidRequest") this.faultCounter.hit(fault);
       if (fault === "drop") {
         this.o.onLost?.({ event, trigger: route.name, subscriber: route.subscriber, fault });
         continue;
@@ -364,7 +365,7 @@ export class LocalBroker {
           const sending: string | Readable = killPending
             ? (bodyThen(body, () => {
                 killPending = false;
-                this.o.onKill?.(route.subscriber);
+                if (this.o.onKill?.(route.subscriber)) this.faultCounter.hit("killMidRequest");
               }) as unknown as Readable)
             : body;
           const res = await request(url, { method: "POST", headers: { ...headers, ...auth }, body: sending, signal: AbortSignal.timeout(timeoutMs), headersTimeout: timeoutMs, bodyTimeout: timeoutMs }).finally(() => {

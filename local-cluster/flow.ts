@@ -35,7 +35,14 @@ import { FaultCounter, seededRandom, type ApiFaultPlan, type DeliveryFaultPlan, 
 import { BROKER_NAME, loadTriggers, type TriggerRoute } from "./router.js";
 import { pingEvent, pingSources, startPingSource } from "./ping-source.js";
 import { sinkBindings, sinkFor } from "./sink-binding.js";
-import { bundlePath, startFunctionProcess, stopFunctionProcess, type FunctionExit, type FunctionProcess } from "./processes.js";
+import { bundlePath, killFunctionProcess, startFunctionProcess, stopFunctionProcess, type FunctionExit, type FunctionProcess } from "./processes.js";
+
+/**
+ * A `killMidRequest` fault spares a process that became ready less than this long ago: the
+ * deliveries waiting for it arrive together when it starts, and killing it again then would keep
+ * the function down for the whole run (a pod lost now and then is what the fault models).
+ */
+export const KILL_MIN_UPTIME_MS = 5_000;
 
 export interface LocalFlowOptions {
   objects: readonly unknown[];
@@ -184,10 +191,10 @@ export async function startLocalFlow(o: LocalFlowOptions): Promise<LocalFlow> {
       // As a node losing the pod mid-request: SIGKILL, no draining; processes.ts restarts it.
       onKill: (subscriber) => {
         const p = processes.find((x) => serviceName(x.name) === subscriber);
-        const child = p?.child;
-        if (!p || p.stopping || child?.pid === undefined || child.exitCode !== null || child.signalCode !== null) return;
-        killedPids.add(child.pid);
-        child.kill("SIGKILL");
+        const pid = p?.child.pid;
+        if (p === undefined || pid === undefined || !killFunctionProcess(p, KILL_MIN_UPTIME_MS)) return false;
+        killedPids.add(pid);
+        return true;
       },
       ...(o.onDelivery ? { onDelivery: o.onDelivery } : {}),
       onDeadLetter: (d) => {

@@ -34,6 +34,10 @@ export interface FunctionProcess {
   exits: FunctionExit[];
   /** Set by stopFunctionProcess: exits from then on are expected. */
   stopping: boolean;
+  /** When (performance.now()) the process serving now answered its first /healthz. */
+  readyAt: number;
+  /** The pid killFunctionProcess killed: its exit is a replacement, not a crash. */
+  killedPid?: number;
 }
 
 /**
@@ -81,7 +85,7 @@ export async function startFunctionProcess(o: {
   const started = performance.now();
   const first = spawnChild();
   await waitReady(o.name, url, first, o.onLog !== undefined);
-  const p: FunctionProcess = { name: o.name, url, child: first, startMs: performance.now() - started, exits: [], stopping: false };
+  const p: FunctionProcess = { name: o.name, url, child: first, startMs: performance.now() - started, exits: [], stopping: false, readyAt: performance.now() };
 
   const supervise = (child: ChildProcess) => {
     child.once("exit", (code, signal) => {
@@ -89,8 +93,12 @@ export async function startFunctionProcess(o: {
       const exit: FunctionExit = { name: o.name, code, signal, pid: child.pid, restarts: p.exits.length + 1 };
       p.exits.push(exit);
       o.onExit?.(exit);
+      // A killed pod is replaced at once (Knative starts another); only crashes back off, as
+      // CrashLoopBackOff does, counting crashes alone.
+      const replaced = child.pid !== undefined && child.pid === p.killedPid;
+      const crashes = p.exits.filter((e) => e.pid !== p.killedPid).length;
       void (async () => {
-        await new Promise((r) => setTimeout(r, restartDelayMs(exit.restarts)));
+        await new Promise((r) => setTimeout(r, replaced ? 0 : restartDelayMs(crashes)));
         if (p.stopping) return;
         const t0 = performance.now();
         const next = spawnChild();
@@ -98,6 +106,7 @@ export async function startFunctionProcess(o: {
         supervise(next);
         try {
           await waitReady(o.name, url, next, o.onLog !== undefined);
+          p.readyAt = performance.now();
           exit.restarted = { ok: true, startMs: performance.now() - t0 };
         } catch (e) {
           exit.restarted = { ok: false, error: (e as Error).message };
@@ -127,6 +136,21 @@ async function waitReady(name: string, url: string, child: ChildProcess, logged:
 
 export function bundlePath(distDir: string, fn: string): string {
   return join(distDir, `${fn}.mjs`);
+}
+
+/**
+ * SIGKILL, as a node losing the pod: no draining. The process is replaced at once on the same
+ * port. Returns false (and kills nothing) when the process is stopping, already gone, or served
+ * for less than `minUptimeMs` since it became ready: a pod killed again while it starts would
+ * measure the harness, not podcert.
+ */
+export function killFunctionProcess(p: FunctionProcess, minUptimeMs = 0): boolean {
+  const child = p.child;
+  if (p.stopping || child.pid === undefined || child.exitCode !== null || child.signalCode !== null) return false;
+  if (performance.now() - p.readyAt < minUptimeMs) return false;
+  p.killedPid = child.pid;
+  child.kill("SIGKILL");
+  return true;
 }
 
 /** SIGTERM, then wait for exit (the functions drain in-flight requests first); no restart. */

@@ -21,7 +21,7 @@ describe("the local flow under every fault at once", () => {
       mix,
       scenario,
       seed: 7,
-      logDir: tempDir("podcert-chaos-"),
+      logDir: process.env.CHAOS_TEST_LOGS ?? tempDir("podcert-chaos-"),
       timing: { resyncIntervalMs: 1_500, resyncGraceSeconds: 3, lateServiceDelayMs: 3_000, deadlineMs: 150_000 },
     });
     expect(r.judgement.problems).toEqual([]);

@@ -10,7 +10,7 @@ import { ConfigError } from "../../../shared/errors.js";
 import { EVENT_TYPES, serviceName, STEPS } from "../../../shared/steps.js";
 import { LocalBroker, type BrokerFaults, type DeadLetter, type Delivery, type DeliverySpec, type LostDelivery } from "../../../local-cluster/broker.js";
 import { FaultCounter, seededRandom, type DeliveryFaultPlan } from "../../../local-cluster/faults.js";
-import { startFunctionProcess, stopFunctionProcess } from "../../../local-cluster/processes.js";
+import { killFunctionProcess, startFunctionProcess, stopFunctionProcess } from "../../../local-cluster/processes.js";
 import { parseTriggers } from "../../../local-cluster/router.js";
 import { tempDir } from "../../helpers/temp.js";
 
@@ -66,7 +66,7 @@ interface Setup {
   faults?: BrokerFaults;
   delivery?: DeliverySpec;
   subscribers?: Map<string, string>;
-  onKill?: (subscriber: string) => void;
+  onKill?: (subscriber: string) => boolean;
 }
 
 async function brokerWith(o: Setup = {}) {
@@ -338,7 +338,7 @@ createServer((req, res) => {
         delivery: { retry: 9, backoffPolicy: "exponential", backoffDelayMs: 50, timeoutMs: 20_000 },
         onKill: (subscriber) => {
           kills.push(subscriber);
-          fn.child.kill("SIGKILL");
+          return killFunctionProcess(fn);
         },
       });
       const e = event();
@@ -358,6 +358,12 @@ createServer((req, res) => {
       expect(deliveries[0]!.attempts).toBeGreaterThanOrEqual(2);
       expect(dead).toEqual([]);
       expect((await fetch(`${fn.url}/healthz`)).status).toBe(200);
+      // A process that became ready a moment ago is spared; one serving for long enough is not.
+      const replacement = fn.child;
+      expect(killFunctionProcess(fn, 3_600_000)).toBe(false);
+      expect(replacement.signalCode).toBeNull();
+      expect(killFunctionProcess(fn, 0)).toBe(true);
+      expect(fn.killedPid).toBe(replacement.pid);
     } finally {
       await stopFunctionProcess(fn);
     }
