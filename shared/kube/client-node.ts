@@ -183,25 +183,11 @@ export class KubeClusterApi implements ClusterApi, TrustApi, ResyncApi {
   }
 
   /**
-   * Opens the connection to the API server (TCP, TLS, credentials) with a GET /version, which
-   * every authenticated identity may read, so that a cold start's first event finds it open: called
-   * without waiting before the function listens, it overlaps with the first event's arrival and
-   * checks. Never throws; the first real call reports any problem.
-   */
-  async preconnect(): Promise<boolean> {
-    try {
-      const res = await this.send(HttpMethod.GET, "/version");
-      return res.status === 200;
-    } catch {
-      return false;
-    }
-  }
-
-  /**
    * Whether the API server can be reached and accepts these credentials: GET /api, which
    * kube-apiserver serves to every authenticated identity (system:discovery) and refuses to an
    * anonymous one (403) or a wrong token (401). undefined when it can; otherwise why not, for
-   * the readiness probe. Never throws.
+   * the readiness probe. Never throws. Called at start without waiting, it also opens the
+   * connection (TCP, TLS) so that a cold start's first event finds it open.
    */
   async checkAccess(): Promise<string | undefined> {
     let res: Response;

@@ -2,9 +2,10 @@
  * What GET /healthz (readiness) answers: whether this function can do its job now. Liveness
  * (/livez) stays trivial: a restart fixes none of what is checked here.
  *
- * - Kubernetes: credentials in the kubeconfig, and the API server reached with them once. Checked
- *   at start and retried until it succeeds, then never again: one API blip must not take every
- *   pod out of its Service at once (the handlers answer 503 for that, and the broker retries).
+ * - Kubernetes: the API server reached with the kubeconfig's credentials once (a kubeconfig without
+ *   any is named as the likely cause). Checked at start and retried until it succeeds, then never
+ *   again: one API blip must not take every pod out of its Service at once (the handlers answer
+ *   503 for that, and the broker retries).
  * - What the step's own checks report (sign: a usable CA for every configured signer), evaluated
  *   at each probe, so a CA that expires or a pool that is fixed shows at the next probe.
  *
@@ -27,7 +28,7 @@ const MAX_RETRY_MS = 30_000;
 
 export function createReadiness(o: {
   log: Logger;
-  /** Why no API call can authenticate (fixed at start), or undefined. */
+  /** Why no API call can authenticate (fixed at start), or undefined: named with the API check's failure. */
   credentials: string | undefined;
   /** undefined when the API server answered with these credentials, else why not. Never throws. */
   checkApi: () => Promise<string | undefined>;
@@ -37,7 +38,7 @@ export function createReadiness(o: {
   let api: string | undefined = o.credentials ?? "the Kubernetes API server has not been reached yet";
   let logged: string | undefined;
   // Probes during the first API check are answered (503) but not logged: it takes milliseconds.
-  let settled = o.credentials !== undefined;
+  let settled = false;
 
   const problems = (): string[] => {
     let own: string[];
@@ -56,21 +57,18 @@ export function createReadiness(o: {
     return all;
   };
 
-  // Nothing to retry without credentials: the kubeconfig is read once, at start.
-  if (o.credentials === undefined) {
-    let delay = FIRST_RETRY_MS;
-    const attempt = async () => {
-      api = await o.checkApi();
-      settled = true;
-      problems();
-      if (api === undefined) return;
-      setTimeout(() => void attempt(), delay).unref();
-      delay = Math.min(delay * 2, MAX_RETRY_MS);
-    };
-    void attempt();
-  } else {
+  // Tried even without credentials: an API server may serve anonymous clients (kubectl proxy).
+  let delay = FIRST_RETRY_MS;
+  const attempt = async () => {
+    const problem = await o.checkApi();
+    api = problem === undefined ? undefined : o.credentials === undefined ? problem : `${o.credentials}; ${problem}`;
+    settled = true;
     problems();
-  }
+    if (api === undefined) return;
+    setTimeout(() => void attempt(), delay).unref();
+    delay = Math.min(delay * 2, MAX_RETRY_MS);
+  };
+  void attempt();
   return { problems };
 }
 

@@ -4,7 +4,7 @@
 // one observation of each kind, so each series and its labels show), or one of the two named
 // below that podcert cannot know.
 import { spawnSync } from "node:child_process";
-import { copyFileSync, readFileSync, writeFileSync } from "node:fs";
+import { copyFileSync, cpSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import YAML from "yaml";
@@ -145,4 +145,21 @@ describe("knative/monitoring/", () => {
     expect(test.status, test.stdout + test.stderr).toBe(0);
     expect(test.stdout).toMatch(/SUCCESS/);
   });
+
+  const kubectl = spawnSync("kubectl", ["version", "--client"], { encoding: "utf8", timeout: 10_000 });
+  it.skipIf(kubectl.error !== undefined || kubectl.status !== 0)("renders with the base as the README says, the dashboard in a ConfigMap (skipped without kubectl)", () => {
+    const dir = tempDir("podcert-monitoring-overlay-");
+    cpSync("knative", join(dir, "knative"), { recursive: true });
+    mkdirSync(join(dir, "deploy"));
+    writeFileSync(join(dir, "deploy", "kustomization.yaml"), "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n  - ../knative\ncomponents:\n  - ../knative/monitoring\n");
+    const r = spawnSync("kubectl", ["kustomize", join(dir, "deploy")], { encoding: "utf8", timeout: 30_000 });
+    expect(r.status, r.stderr).toBe(0);
+    const docs = YAML.parseAllDocuments(r.stdout).map((d) => d.toJS() as { kind: string; metadata: { name: string; namespace?: string; labels?: Record<string, string> }; data?: Record<string, string> });
+    const rule = docs.find((d) => d.kind === "PrometheusRule");
+    expect(rule?.metadata).toMatchObject({ name: "podcert", namespace: "podcert" });
+    const cm = docs.find((d) => d.kind === "ConfigMap" && d.metadata.name === "podcert-grafana-dashboard");
+    expect(cm?.metadata.labels?.grafana_dashboard).toBe("1");
+    expect(JSON.parse(cm!.data!["podcert.json"]!)).toEqual(dashboard);
+  });
 });
+

@@ -28,14 +28,16 @@ function scriptedApi() {
 }
 
 describe("createReadiness", () => {
-  it("without credentials: not ready at once, logged once, and the API is never tried", () => {
+  it("without credentials: names them with the API server's answer, and is ready if it serves anonymous clients", async () => {
     const { log, lines } = recordingLog();
-    let tried = false;
-    const r = createReadiness({ log, credentials: "no Kubernetes credentials: x", checkApi: async () => ((tried = true), undefined) });
+    const api = scriptedApi();
+    const r = createReadiness({ log, credentials: "no Kubernetes credentials: x", checkApi: api.check });
     expect(r.problems()).toEqual(["no Kubernetes credentials: x"]);
-    expect(r.problems()).toEqual(["no Kubernetes credentials: x"]);
-    expect(tried).toBe(false);
-    expect(lines).toEqual([{ level: "warn", msg: "not ready", fields: { missing: ["no Kubernetes credentials: x"] } }]);
+    await api.answer("connection refused");
+    expect(r.problems()).toEqual(["no Kubernetes credentials: x; connection refused"]);
+    expect(lines).toEqual([{ level: "warn", msg: "not ready", fields: { missing: ["no Kubernetes credentials: x; connection refused"] } }]);
+    await api.answer(undefined); // kubectl proxy
+    expect(r.problems()).toEqual([]);
   });
 
   it("not ready until the API server is reached, then ready for good (one blip later changes nothing)", async () => {
