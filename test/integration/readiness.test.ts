@@ -2,7 +2,7 @@
 // API server accepts, and for sign a usable CA for every configured signer; for publish-trust CAs
 // to publish), with a 503 naming what is missing and a "not ready" log line saying the same at
 // start; GET /livez stays trivial. The bundles are served as Knative runs them.
-import { writeFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import YAML from "yaml";
@@ -67,6 +67,12 @@ describe("GET /healthz (readiness) and /livez", () => {
       expect(b.stderr()).toMatch(/"msg":"ready"/);
       expect(loggedMissing(b)).toEqual([]);
     }
+    // sign's /metrics: the version it was built from, and what its CAs must outlive.
+    const version = (JSON.parse(readFileSync("package.json", "utf8")) as { version: string }).version;
+    const metrics = await (await fetch(`${bundles[1]!.url}/metrics`)).text();
+    expect(metrics).toContain(`podcert_build_info{version="${version}",function="sign"} 1\n`);
+    expect(metrics).toContain(`podcert_signer_max_lifetime_seconds{signer="${ATE}",function="sign"} `);
+    expect(metrics).toContain(`podcert_signer_max_lifetime_seconds{signer="${WORKER}",function="sign"} `);
   });
 
   it("without any Kubernetes credentials: 503 naming them (liveness stays 200), logged at start", async () => {

@@ -161,6 +161,13 @@ describe("resync over HTTP, as its ServiceAccount, posting to K_SINK", () => {
     expect(env.api.refusedRequests().map(describeRefusal)).toEqual([]);
     const run = fn.stderr().split("\n").filter((l) => l.includes('"resync run"')).map((l) => JSON.parse(l) as Record<string, unknown>);
     expect(run).toEqual([expect.objectContaining({ listed: 11, pages: 6, pending: 7, posted: 5, failed: 0, deferred: 2 })]);
+    // podcert_pending_requests: every pending one (the fresh too), by signer and age; terminal ones not.
+    const metrics = await (await fetch(`${fn.url}/metrics`)).text();
+    const pending = Object.fromEntries(
+      [...metrics.matchAll(/^podcert_pending_requests\{signer="([^"]+)",age="([^"]+)",function="resync"\} (\d+)$/gm)].map((m) => [`${m[1] === A ? "A" : "W"} ${m[2]}`, Number(m[3])]),
+    );
+    expect(pending).toEqual({ "A 0-1m": 1, "A 1-5m": 2, "A 5-15m": 2, "A 15m+": 0, "W 0-1m": 1, "W 1-5m": 1, "W 5-15m": 2, "W 15m+": 0 });
+    expect(metrics).toMatch(/^podcert_pending_requests_listed_timestamp_seconds\{function="resync"\} \d/m);
 
     // A shorter grace period takes the fresh ones too; a larger bound, every pending one.
     const all = await env.serve("resync", { K_SINK: sink.url, PODCERT_RESYNC_GRACE_SECONDS: "0", PODCERT_RESYNC_MAX_EVENTS: "100" });
