@@ -4,7 +4,7 @@
 // CommonJS: the banner gives the bundle a `require` for it. The options are exported for the benchmark (bench/build.mjs and its
 // cold-start comparison bundles), so every bundle measured is built the same way.
 import { build } from "esbuild";
-import { mkdirSync, statSync, writeFileSync } from "node:fs";
+import { mkdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { basename, resolve as resolvePath } from "node:path";
 import { STEP_REGISTRY } from "./shared/steps.ts";
 
@@ -55,6 +55,8 @@ export const common = {
   legalComments: "none",
   logLevel: "warning",
   metafile: true,
+  // podcert_build_info's version label (shared/runtime/metrics.ts).
+  define: { PODCERT_VERSION: JSON.stringify(JSON.parse(readFileSync("package.json", "utf8")).version) },
   banner: { js: "import { createRequire as __podcertCreateRequire } from 'node:module'; const require = __podcertCreateRequire(import.meta.url);" },
 };
 

@@ -19,7 +19,7 @@ import { TransientError } from "../../shared/errors.js";
 import { eventToBinaryHttp } from "../../shared/events/codec.js";
 import type { PodcertEvent } from "../../shared/events/types.js";
 import { describePcr, PCR_API_VERSION, PCR_KIND } from "../../shared/pcr/model.js";
-import { resyncCandidate, selectForResync, type ResyncCandidate } from "../../shared/policy/resync.js";
+import { pendingByAge, resyncCandidate, selectForResync, type ResyncCandidate } from "../../shared/policy/resync.js";
 import type { FunctionContext, FunctionDefinition, ResyncContext } from "../../shared/runtime/function.js";
 import { EVENT_TYPES, registered } from "../../shared/steps.js";
 
@@ -82,6 +82,7 @@ export async function runResync(ctx: FunctionContext): Promise<ResyncReport> {
     if (token !== undefined) ctx.log.warn("resync: stopped listing after the page limit", { signerName, pages: MAX_PAGES });
   }
   const now = ctx.now();
+  ctx.metrics?.pendingListed({ at: now, counts: pendingByAge(candidates, ctx.config.signers.keys(), now) });
   const selection = selectForResync(candidates, { now, graceSeconds: r.graceSeconds, maxEvents: r.maxEvents });
   const results = await mapBounded(selection.selected, r.concurrency, async (c) => {
     try {

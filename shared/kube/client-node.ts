@@ -33,6 +33,19 @@ export function loadKubeConfig(o: { kubeconfigText?: string } = {}): KubeConfig 
   return kc;
 }
 
+/**
+ * Why the kubeconfig cannot authenticate anyone, or undefined. With no $KUBECONFIG, no
+ * ~/.kube/config and no in-cluster token, client-node falls back to http://localhost:8080 and a
+ * user without credentials: the function would start and every call would fail.
+ */
+export function missingCredentials(kc: KubeConfig): string | undefined {
+  const user = kc.getCurrentUser();
+  if (user === null) return "no Kubernetes credentials: the kubeconfig's current context names no user";
+  const { token, authProvider, exec, certData, certFile, username } = user;
+  if ([token, certData, certFile, username].some((v) => v !== undefined && v !== "") || authProvider !== undefined || exec !== undefined) return undefined;
+  return `no Kubernetes credentials: the kubeconfig's user ${JSON.stringify(user.name)} has no token, client certificate or exec plugin (KUBECONFIG empty or unset, no ~/.kube/config, not in a pod with a ServiceAccount token)`;
+}
+
 interface DispatcherFactory {
   createDispatcher(cluster: unknown, agentOptions: unknown): Dispatcher | undefined;
   createDispatcherOptions(cluster: unknown, agentOptions: unknown): unknown;
@@ -175,18 +188,23 @@ export class KubeClusterApi implements ClusterApi, TrustApi, ResyncApi {
   }
 
   /**
-   * Opens the connection to the API server (TCP, TLS, credentials) with a GET /version, which
-   * every authenticated identity may read, so that a cold start's first event finds it open: called
-   * without waiting before the function listens, it overlaps with the first event's arrival and
-   * checks. Never throws; the first real call reports any problem.
+   * Whether the API server can be reached and accepts these credentials: GET /api, which
+   * kube-apiserver serves to every authenticated identity (system:discovery) and refuses to an
+   * anonymous one (403) or a wrong token (401). undefined when it can; otherwise why not, for
+   * the readiness probe. Never throws. Called at start without waiting, it also opens the
+   * connection (TCP, TLS) so that a cold start's first event finds it open.
    */
-  async preconnect(): Promise<boolean> {
+  async checkAccess(): Promise<string | undefined> {
+    let res: Response;
     try {
-      const res = await this.send(HttpMethod.GET, "/version");
-      return res.status === 200;
-    } catch {
-      return false;
+      res = await this.send(HttpMethod.GET, "/api");
+    } catch (e) {
+      return `the Kubernetes API server ${this.server} cannot be reached: ${e instanceof Error ? e.message : String(e)}`.slice(0, 500);
     }
+    if (res.status === 200) return undefined;
+    if (res.status === 401) return `the Kubernetes API server ${this.server} refused the credentials (HTTP 401)`;
+    if (res.status === 403) return `the Kubernetes API server ${this.server} does not authenticate this identity (HTTP 403: ${statusMessage(res.text)})`.slice(0, 500);
+    return `the Kubernetes API server ${this.server} answered GET /api with HTTP ${res.status}`;
   }
 
   readPcr(namespace: string, name: string) {

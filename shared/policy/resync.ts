@@ -66,3 +66,34 @@ export function selectForResync(candidates: readonly ResyncCandidate[], o: Resyn
   const max = Math.max(0, Math.floor(o.maxEvents));
   return { selected: pending.slice(0, max), pending: pending.length, deferred: Math.max(0, pending.length - max) };
 }
+
+/**
+ * The age buckets of podcert_pending_requests, upper bounds in seconds. kube-controller-manager
+ * deletes a PCR 15 minutes after its creation, so 15m+ only holds what it has not yet removed.
+ */
+export const PENDING_AGE_BUCKETS: readonly { age: string; belowSeconds: number }[] = [
+  { age: "0-1m", belowSeconds: 60 },
+  { age: "1-5m", belowSeconds: 300 },
+  { age: "5-15m", belowSeconds: 900 },
+  { age: "15m+", belowSeconds: Infinity },
+];
+
+/**
+ * Pending PCRs (no terminal condition, each uid once, the grace period ignored) by signer and age
+ * bucket: every configured signer gets every bucket, zeros too, so series do not come and go. A
+ * PCR without a readable creation time counts as the oldest, as selectForResync orders it.
+ */
+export function pendingByAge(candidates: readonly ResyncCandidate[], signers: Iterable<string>, now: Date): { signer: string; age: string; count: number }[] {
+  const counts = new Map<string, number[]>();
+  for (const s of signers) counts.set(s, PENDING_AGE_BUCKETS.map(() => 0));
+  const seen = new Set<string>();
+  for (const c of candidates) {
+    const row = counts.get(c.signerName);
+    if (row === undefined || c.terminal || seen.has(c.uid)) continue;
+    seen.add(c.uid);
+    const ageSeconds = c.createdMs === undefined ? Infinity : (now.getTime() - c.createdMs) / 1000;
+    const i = PENDING_AGE_BUCKETS.findIndex((b) => ageSeconds < b.belowSeconds);
+    row[i === -1 ? PENDING_AGE_BUCKETS.length - 1 : i]!++;
+  }
+  return [...counts].flatMap(([signer, row]) => PENDING_AGE_BUCKETS.map((b, i) => ({ signer, age: b.age, count: row[i]! })));
+}

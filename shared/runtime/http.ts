@@ -17,6 +17,7 @@ import type { PodcertEvent } from "../events/types.js";
 import { BODY_TIMEOUT_MS, CONNECTIONS_CHECK_INTERVAL_MS, HEADERS_TIMEOUT_MS, readBody, type BodyResult } from "./body.js";
 import { OIDC_JWKS_TIMEOUT_MS, type DeliveryAuth } from "./delivery-auth.js";
 import type { FunctionContext, FunctionDefinition } from "./function.js";
+import type { Readiness } from "./readiness.js";
 
 export interface HandledEvent {
   event?: PodcertEvent;
@@ -66,6 +67,8 @@ export interface ServeOptions {
    * is read; a refusal is answered at once and the connection closed.
    */
   deliveryAuth?: DeliveryAuth;
+  /** What GET /healthz and /readyz answer besides draining (readiness.ts); absent: ready. */
+  readiness?: Readiness;
   /** Extra GET routes (e.g. /metrics). */
   routes?: Record<string, () => Promise<{ contentType: string; body: string }>>;
 }
@@ -268,8 +271,12 @@ export async function serveFunction(def: FunctionDefinition, ctx: FunctionContex
 
   const handleRequest = async (req: IncomingMessage, res: ServerResponse) => {
     const path = (req.url ?? "/").split("?")[0];
+    // Liveness: the process answers. A restart would fix nothing readiness checks.
+    if (req.method === "GET" && path === "/livez") return send(res, 200, "ok\n");
     if (req.method === "GET" && (path === "/healthz" || path === "/readyz")) {
-      return send(res, draining ? 503 : 200, draining ? "draining\n" : "ok\n");
+      if (draining) return send(res, 503, "draining\n");
+      const missing = o.readiness?.problems() ?? [];
+      return missing.length === 0 ? send(res, 200, "ok\n") : send(res, 503, `not ready:\n${missing.map((m) => `- ${m}\n`).join("")}`);
     }
     const route = req.method === "GET" && path !== undefined ? o.routes?.[path] : undefined;
     if (route) {

@@ -17,16 +17,17 @@
 import { openCaPoolFile } from "../ca/pool-source.js";
 import { ConfigError, isPodcertError } from "../errors.js";
 import { stepEntry } from "../steps.js";
-import { KubeClusterApi, loadKubeConfig } from "../kube/client-node.js";
+import { KubeClusterApi, loadKubeConfig, missingCredentials } from "../kube/client-node.js";
 import { createEventRecorder } from "../kube/event-recorder.js";
 import { DEFAULT_LOOKUP_CACHE_SECONDS, withLookupCache } from "../kube/lookup-cache.js";
 import { DEFAULT_RESYNC_GRACE_SECONDS, DEFAULT_RESYNC_MAX_EVENTS } from "../policy/resync.js";
 import { createDeliveryAuth, deliveryAuthConfigFromEnv, describeDeliveryAuth } from "./delivery-auth.js";
 import { envBool, envChoice, envInt, envOptional, envString } from "./env.js";
-import type { FunctionContext, FunctionDefinition } from "./function.js";
+import type { FunctionContext, FunctionDefinition, TrustContext } from "./function.js";
 import { DEFAULT_MAX_CONNECTIONS, DRAIN_TIMEOUT_MS, serveFunction, type RunningServer } from "./http.js";
 import { loadCaTrustFile, loadSignerConfig, loadStepKeysDir } from "./load.js";
 import { createLogger, LOG_LEVELS, type Logger, type LogLevel } from "./log.js";
+import { caPoolProblems, caTrustProblems, createReadiness } from "./readiness.js";
 import type { Metrics } from "./metrics.js";
 
 export async function runFunction(def: FunctionDefinition): Promise<void> {
@@ -82,8 +83,8 @@ export async function runFunction(def: FunctionDefinition): Promise<void> {
     const keys = loadStepKeysDir(def.step, envString("PODCERT_KEYS_DIR", "/var/run/podcert/keys"));
     const metrics = lazyMetrics(def.step, log);
     const lookupCacheSeconds = envInt("PODCERT_LOOKUP_CACHE_SECONDS", DEFAULT_LOOKUP_CACHE_SECONDS, { min: 0, max: 60 });
-    const api = new KubeClusterApi(loadKubeConfig(), metrics.apiCall);
-    void api.preconnect();
+    const kubeconfig = loadKubeConfig();
+    const api = new KubeClusterApi(kubeconfig, metrics.apiCall);
     const cluster = withLookupCache(api, { ttlMs: lookupCacheSeconds * 1000 });
     const events = envBool("PODCERT_RECORD_EVENTS", true) ? createEventRecorder(cluster, log) : undefined;
     if (events !== undefined) flushEvents = (ms) => events.flush(ms);
@@ -94,6 +95,7 @@ export async function runFunction(def: FunctionDefinition): Promise<void> {
       const caPool = openCaPoolFile(envString("PODCERT_CA_POOL", "/var/run/podcert/ca/ca-pool.yaml"), { log, signers: config.signers.keys() });
       ctx.caPool = caPool;
       metrics.watchCaPool(caPool);
+      metrics.signerLimits([...config.signers].map(([signer, p]) => ({ signer, maxLifetimeSeconds: p.maxLifetimeSeconds })));
     }
     // The trust publisher reads the CA certificates (never the keys), at start to fail early on a
     // broken file, then again at each run (the mounted Secret changes in place).
@@ -125,6 +127,20 @@ export async function runFunction(def: FunctionDefinition): Promise<void> {
       if (sinkTokenFile !== undefined) ctx.resync.sinkTokenFile = sinkTokenFile;
     }
 
+    // Readiness (readiness.ts). Its first API check also opens the connection, so that a cold
+    // start's first event finds it open.
+    const signers = [...config.signers.keys()];
+    const { caPool, trust } = ctx;
+    const readiness = createReadiness({
+      log,
+      credentials: missingCredentials(kubeconfig),
+      checkApi: () => api.checkAccess(),
+      checks: () => [
+        ...(caPool !== undefined ? caPoolProblems(caPool.current(), signers, ctx.now()) : []),
+        ...(trust !== undefined ? trustProblems(trust, signers, ctx.now()) : []),
+      ],
+    });
+
     // Knative Eventing's OIDC delivery tokens, when configured (README "Delivery authentication").
     const deliveryAuthConfig = deliveryAuthConfigFromEnv();
     const deliveryAuth = deliveryAuthConfig === undefined ? undefined : createDeliveryAuth(deliveryAuthConfig);
@@ -135,6 +151,7 @@ export async function runFunction(def: FunctionDefinition): Promise<void> {
       host,
       maxConnections,
       ...(deliveryAuth !== undefined ? { deliveryAuth } : {}),
+      readiness,
       routes: { "/metrics": () => metrics.render() },
       // Event types come from the network: only known ones become label values.
       onHandled: (h) => {
@@ -153,6 +170,15 @@ export async function runFunction(def: FunctionDefinition): Promise<void> {
   } catch (e) {
     log.error("cannot start", { error: isPodcertError(e) ? e.message : String(e) });
     process.exit(78);
+  }
+}
+
+/** The trust document as it is now; one that does not load is itself the problem. */
+function trustProblems(trust: TrustContext, signers: readonly string[], now: Date): string[] {
+  try {
+    return caTrustProblems(trust.read(), signers, now);
+  } catch (e) {
+    return [`the CA trust document cannot be read: ${isPodcertError(e) ? e.message : String(e)}`];
   }
 }
 
@@ -227,6 +253,8 @@ function lazyMetrics(step: string, log: Logger): Metrics & { load(): Promise<Met
     issued: (o) => observe((m) => m.issued(o)),
     apiCall: (c) => observe((m) => m.apiCall(c)),
     trustPublished: (o) => observe((m) => m.trustPublished(o)),
+    signerLimits: (o) => observe((m) => m.signerLimits(o)),
+    pendingListed: (o) => observe((m) => m.pendingListed(o)),
     watchCaPool: (f) => observe((m) => m.watchCaPool(f)),
     render: async () => {
       const m = await load();

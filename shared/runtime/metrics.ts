@@ -18,10 +18,18 @@ export interface Metrics {
   apiCall: ApiCallObserver;
   /** The trust publisher confirmed a signer's bundles equal to its published CAs at `at`. */
   trustPublished(o: { signer: string; at: Date }): void;
+  /** sign: each configured signer's longest certificate lifetime (what a CA must outlive, for the expiry alert). */
+  signerLimits(o: { signer: string; maxLifetimeSeconds: number }[]): void;
+  /** resync: the pending PCRs of the configured signers it listed at `at`, by signer and age bucket (every bucket, zeros too). */
+  pendingListed(o: { at: Date; counts: { signer: string; age: string; count: number }[] }): void;
   /** sign: the CA gauges read this pool file's state at each scrape (so they follow reloads). */
   watchCaPool(file: { state(): CaPoolFileState }): void;
   render(): Promise<{ contentType: string; body: string }>;
 }
+
+/** The version esbuild's `define` writes into the bundles (esbuild.config.mjs); "unbundled" elsewhere. */
+declare const PODCERT_VERSION: string | undefined;
+const PODCERT_BUILD_VERSION = typeof PODCERT_VERSION === "string" ? PODCERT_VERSION : "unbundled";
 
 export function createMetrics(fn: string): Metrics {
   const registry = new Registry();
@@ -33,6 +41,15 @@ export function createMetrics(fn: string): Metrics {
   const signing = new Histogram({ name: "podcert_signing_seconds", help: "Time to build and sign one certificate", labelNames: ["signer"], buckets: [0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05], registers: [registry] });
   const api = new Histogram({ name: "podcert_kubernetes_api_seconds", help: "Kubernetes API call latency by operation and outcome", labelNames: ["operation", "outcome"], buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5], registers: [registry] });
   const apiErrors = new Counter({ name: "podcert_kubernetes_api_errors_total", help: "Kubernetes API calls that failed (not 404/409)", labelNames: ["operation"], registers: [registry] });
+  new Gauge({ name: "podcert_build_info", help: "1, labelled with the podcert version this function was built from", labelNames: ["version"], registers: [registry] }).set({ version: PODCERT_BUILD_VERSION }, 1);
+  const maxLifetime = new Gauge({ name: "podcert_signer_max_lifetime_seconds", help: "The longest certificate lifetime the configuration grants for the signer (sign)", labelNames: ["signer"], registers: [registry] });
+  const pending = new Gauge({
+    name: "podcert_pending_requests",
+    help: "PCRs of the signer without a terminal condition at resync's last listing, by age since creation (0-1m, 1-5m, 5-15m, 15m+; kube-controller-manager deletes them at 15m)",
+    labelNames: ["signer", "age"],
+    registers: [registry],
+  });
+  const pendingListedAt = new Gauge({ name: "podcert_pending_requests_listed_timestamp_seconds", help: "When resync last listed the pending PCRs (podcert_pending_requests is as of then), Unix seconds", registers: [registry] });
   const trustPublishedAt = new Gauge({ name: "podcert_trust_published_timestamp_seconds", help: "When the signer's ClusterTrustBundle and SPIFFE bundle were last confirmed equal to its published CAs (alert on time() minus this)", labelNames: ["signer"], registers: [registry] });
   // The CA gauges are computed when scraped, from the pool in use then (state() checks the file
   // first), so they are right after a reload and seconds-until-expiry is current. A StateSet for
@@ -98,6 +115,16 @@ export function createMetrics(fn: string): Metrics {
     },
   });
   return {
+    signerLimits: (limits) => {
+      maxLifetime.reset();
+      for (const { signer, maxLifetimeSeconds } of limits) maxLifetime.set({ signer }, maxLifetimeSeconds);
+    },
+    pendingListed: ({ at, counts }) => {
+      // Replaced as a whole: a signer no longer configured leaves no stale series.
+      pending.reset();
+      for (const { signer, age, count } of counts) pending.set({ signer, age }, count);
+      pendingListedAt.set(at.getTime() / 1000);
+    },
     trustPublished: ({ signer, at }) => trustPublishedAt.set({ signer }, at.getTime() / 1000),
     eventHandled: ({ type, status, seconds }) => {
       events.inc({ type, status: String(status) });

@@ -45,7 +45,7 @@ export interface BundleEnv {
   /**
    * Starts `dist/<fn>.mjs` (or `bundle`, run as function `fn`) on a free port (sign gets the CA
    * pool, the trust publisher its certificates, resync a K_SINK that refuses connections) and
-   * waits until it listens.
+   * waits until it listens and has logged whether it is ready.
    */
   serve(fn: StepName, env?: Record<string, string>, bundle?: string): Promise<ServedBundle>;
   /** Kills every process started here, stops the API server and removes the folder. */
@@ -99,7 +99,8 @@ export async function startBundleEnv(o: { clusterFile?: string; objects?: readon
       child.stderr!.on("data", (d: Buffer) => {
         stderr += d.toString();
         const m = /"msg":"listening".*"port":(\d+)/.exec(stderr);
-        if (m) resolve(Number(m[1]));
+        // And its first readiness verdict (the API check), so /healthz answers what it will.
+        if (m && /"msg":"(not )?ready"/.test(stderr)) resolve(Number(m[1]));
       });
       void exited.then((code) => reject(new Error(`${fn} exited ${code}: ${stderr}`)));
     });

@@ -150,8 +150,8 @@ describe("resync over HTTP, as its ServiceAccount, posting to K_SINK", () => {
     }
 
     // Paged: each signer's PCRs in pages of 2 (A: 6 stored, W: 5), by fieldSelector, as resync's ServiceAccount.
-    // Its one call besides /version (read once at start to open the connection early).
-    const lists = env.api.servedRequests().slice(before).filter((r) => r.user === userOf("resync") && r.url !== "/version");
+    // Its one call besides GET /api (the readiness check at start, which also opens the connection).
+    const lists = env.api.servedRequests().slice(before).filter((r) => r.user === userOf("resync") && r.url !== "/api");
     expect(lists.every((r) => r.method === "GET" && r.url.startsWith("/apis/certificates.k8s.io/v1beta1/podcertificaterequests?") && r.status === 200)).toBe(true);
     const signersListed = lists.map((r) => new URL(r.url, "http://x").searchParams.get("fieldSelector"));
     expect(signersListed.filter((s) => s === `spec.signerName=${A}`)).toHaveLength(3);
@@ -161,6 +161,13 @@ describe("resync over HTTP, as its ServiceAccount, posting to K_SINK", () => {
     expect(env.api.refusedRequests().map(describeRefusal)).toEqual([]);
     const run = fn.stderr().split("\n").filter((l) => l.includes('"resync run"')).map((l) => JSON.parse(l) as Record<string, unknown>);
     expect(run).toEqual([expect.objectContaining({ listed: 11, pages: 6, pending: 7, posted: 5, failed: 0, deferred: 2 })]);
+    // podcert_pending_requests: every pending one (the fresh too), by signer and age; terminal ones not.
+    const metrics = await (await fetch(`${fn.url}/metrics`)).text();
+    const pending = Object.fromEntries(
+      [...metrics.matchAll(/^podcert_pending_requests\{signer="([^"]+)",age="([^"]+)",function="resync"\} (\d+)$/gm)].map((m) => [`${m[1] === A ? "A" : "W"} ${m[2]}`, Number(m[3])]),
+    );
+    expect(pending).toEqual({ "A 0-1m": 1, "A 1-5m": 2, "A 5-15m": 2, "A 15m+": 0, "W 0-1m": 1, "W 1-5m": 1, "W 5-15m": 2, "W 15m+": 0 });
+    expect(metrics).toMatch(/^podcert_pending_requests_listed_timestamp_seconds\{function="resync"\} \d/m);
 
     // A shorter grace period takes the fresh ones too; a larger bound, every pending one.
     const all = await env.serve("resync", { K_SINK: sink.url, PODCERT_RESYNC_GRACE_SECONDS: "0", PODCERT_RESYNC_MAX_EVENTS: "100" });
@@ -243,12 +250,12 @@ describe("rescue: a PCR whose live events were all lost", () => {
     const issued = env.api.store.get("podcertificaterequests", "ate-system", "lost") as unknown as PodCertificateRequest;
     expect(terminalCondition(issued)?.type).toBe("Issued");
     const validate = await env.serve("validate");
-    // Counted at the API server, by validate's ServiceAccount (its /version at start aside).
+    // Counted at the API server, by validate's ServiceAccount (its readiness check, GET /api at start, aside).
     const callsDuring = async (event: PodcertEvent) => {
       const before = env.api.servedRequests().length;
       const answer = await postEvent(validate.url, event);
       expect(answer.status, validate.stderr()).toBe(204);
-      return env.api.servedRequests().slice(before).filter((r) => r.user === userOf("validate") && r.url !== "/version").map((r) => `${r.method} ${r.url}`);
+      return env.api.servedRequests().slice(before).filter((r) => r.user === userOf("validate") && r.url !== "/api").map((r) => `${r.method} ${r.url}`);
     };
     // The echo as the ApiServerSource sends it: its copy is already terminal, so nothing is read.
     expect(await callsDuring(apiServerSourceEvent("update", issued))).toEqual([]);

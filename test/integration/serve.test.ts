@@ -59,8 +59,8 @@ describe("a function served over HTTP", () => {
 
   it("authenticates as the kubeconfig says, inside the bundle (token file as in a pod, exec plugin)", async () => {
     // The function bundles keep only the parts of client-node they use (esbuild.config.mjs): this
-    // checks that its authenticators survived. The function's first request (GET /version, sent
-    // at start) carries the credentials.
+    // checks that its authenticators survived. The function's first request (GET /api, the
+    // readiness check at start) carries the credentials.
     const seen: { url: string; authorization: string | undefined }[] = [];
     const server = createServer((req, res) => {
       seen.push({ url: req.url ?? "", authorization: req.headers.authorization });
@@ -91,7 +91,7 @@ describe("a function served over HTTP", () => {
         seen.length = 0;
         const f = await serve(fn, { KUBECONFIG: kubeconfig });
         for (let i = 0; i < 200 && seen.length === 0; i++) await new Promise((r) => setTimeout(r, 25));
-        expect(seen[0], f.stderr()).toEqual({ url: "/version", authorization: `Bearer token-from-${fn === "validate" ? "file" : "exec"}` });
+        expect(seen[0], f.stderr()).toEqual({ url: "/api", authorization: `Bearer token-from-${fn === "validate" ? "file" : "exec"}` });
         f.child.kill("SIGTERM");
       }
     } finally {

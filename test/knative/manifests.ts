@@ -677,9 +677,13 @@ export function functionServiceProblems(docs: readonly Doc[], fn: string, stepKe
 
   // Readiness, resources, scale.
   const port = c.ports?.[0]?.containerPort;
+  // /healthz says whether the function can do its job; /livez only that the process answers
+  // (a restart fixes nothing readiness checks), shared/runtime/readiness.ts.
   if (c.readinessProbe?.httpGet?.path !== "/healthz") p("readinessProbe must be httpGet /healthz");
-  if (c.readinessProbe?.httpGet?.port !== undefined && c.readinessProbe.httpGet.port !== port && c.readinessProbe.httpGet.port !== c.ports?.[0]?.name) {
-    p("the readiness probe's port must be the container port (Knative requires it)");
+  if (c.livenessProbe?.httpGet?.path !== "/livez") p("livenessProbe must be httpGet /livez");
+  for (const [kind, probe] of [["readiness", c.readinessProbe], ["liveness", c.livenessProbe]] as const) {
+    const probePort: unknown = probe?.httpGet?.port;
+    if (probePort !== undefined && probePort !== port && probePort !== c.ports?.[0]?.name) p(`the ${kind} probe's port must be the container port (Knative requires it)`);
   }
   for (const kind of ["requests", "limits"]) for (const r of ["cpu", "memory"]) if (c.resources?.[kind]?.[r] === undefined) p(`resources.${kind}.${r} missing`);
   const ann: Obj = template.metadata?.annotations ?? {};

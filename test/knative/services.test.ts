@@ -107,6 +107,12 @@ describe("Knative Services", () => {
     const noProbe = clone(docs);
     delete find(noProbe, "Service", "podcert-deny").spec.template.spec.containers[0].readinessProbe;
     expect(functionServiceProblems(noProbe, "deny", STEP_KEY_FILES)).toEqual(["podcert-deny: readinessProbe must be httpGet /healthz"]);
+    const trivialReadiness = clone(docs);
+    find(trivialReadiness, "Service", "podcert-sign").spec.template.spec.containers[0].readinessProbe.httpGet.path = "/livez";
+    expect(functionServiceProblems(trivialReadiness, "sign", STEP_KEY_FILES)).toEqual(["podcert-sign: readinessProbe must be httpGet /healthz"]);
+    const noLiveness = clone(docs);
+    delete find(noLiveness, "Service", "podcert-deny").spec.template.spec.containers[0].livenessProbe;
+    expect(functionServiceProblems(noLiveness, "deny", STEP_KEY_FILES)).toEqual(["podcert-deny: livenessProbe must be httpGet /livez"]);
 
     const gone = clone(docs).filter((d) => d.obj.metadata?.name !== "podcert-derive-sans" || d.obj.kind !== "Service");
     expect(functionServiceProblems(gone, "derive-sans", STEP_KEY_FILES)).toEqual(["derive-sans: 0 Knative Services named podcert-derive-sans, expected 1"]);

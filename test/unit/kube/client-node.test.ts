@@ -16,7 +16,7 @@ import { parseBrokerDelivery } from "../../../local-cluster/broker.js";
 import { activeCa, parseCaPool, serializeCaPool, trustBundlePem } from "../../../shared/ca/pool.js";
 import { createCaPool } from "../../../cli/ca-create.js";
 import { ConflictError, TransientError } from "../../../shared/errors.js";
-import { API_TIMEOUT_MS, KubeClusterApi, loadKubeConfig, type ApiCallObserver } from "../../../shared/kube/client-node.js";
+import { API_TIMEOUT_MS, KubeClusterApi, loadKubeConfig, missingCredentials, type ApiCallObserver } from "../../../shared/kube/client-node.js";
 import { deniedStatus } from "../../../shared/pcr/status.js";
 import { issueLeaf } from "../../../shared/x509/leaf.js";
 import { namespace, node, NS, pcrFor, pod, service, serviceAccount, v1 } from "../../helpers/objects.js";
@@ -89,13 +89,21 @@ describe("reads", () => {
     ]);
   });
 
-  it("preconnects with GET /version, and reports rather than throws when the server is away", async () => {
-    const { url, seen } = await scripted({ status: 200, body: '{"major":"1","minor":"35"}' });
-    const api = new KubeClusterApi(loadKubeConfig({ kubeconfigText: kubeconfigFor(url) }));
-    expect(await api.preconnect()).toBe(true);
-    expect(seen.map((s) => `${s.method} ${s.url}`)).toEqual(["GET /version"]);
+  it("checks access with GET /api, and reports rather than throws what keeps it from working", async () => {
+    const ok = await scripted({ status: 200, body: '{"kind":"APIVersions"}' });
+    expect(await new KubeClusterApi(loadKubeConfig({ kubeconfigText: kubeconfigFor(ok.url) })).checkAccess()).toBeUndefined();
+    expect(ok.seen.map((s) => `${s.method} ${s.url}`)).toEqual(["GET /api"]);
+    const refused = await scripted({ status: 401, body: '{"kind":"Status","code":401,"message":"Unauthorized"}' });
+    expect(await new KubeClusterApi(loadKubeConfig({ kubeconfigText: kubeconfigFor(refused.url) })).checkAccess()).toMatch(/refused the credentials \(HTTP 401\)/);
+    const anonymous = await scripted({ status: 403, body: '{"kind":"Status","code":403,"message":"forbidden: User \\"system:anonymous\\""}' });
+    expect(await new KubeClusterApi(loadKubeConfig({ kubeconfigText: kubeconfigFor(anonymous.url) })).checkAccess()).toMatch(/does not authenticate this identity \(HTTP 403: forbidden: User "system:anonymous"\)/);
     const away = new KubeClusterApi(loadKubeConfig({ kubeconfigText: kubeconfigFor("http://127.0.0.1:1") }));
-    expect(await away.preconnect()).toBe(false);
+    expect(await away.checkAccess()).toMatch(/^the Kubernetes API server http:\/\/127\.0\.0\.1:1 cannot be reached/);
+  });
+
+  it("tells a kubeconfig without credentials from one with them", () => {
+    expect(missingCredentials(loadKubeConfig({ kubeconfigText: kubeconfigFor("http://127.0.0.1:1", "a-token") }))).toBeUndefined();
+    expect(missingCredentials(loadKubeConfig({ kubeconfigText: kubeconfigFor("http://127.0.0.1:1") }))).toMatch(/^no Kubernetes credentials: the kubeconfig's user "podcert-embedded" has no token/);
   });
 
   it("escapes names into the path, so a hostile name cannot reach another resource", async () => {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { resyncCandidate, selectForResync, type ResyncCandidate } from "../../../shared/policy/resync.js";
+import { pendingByAge, resyncCandidate, selectForResync, type ResyncCandidate } from "../../../shared/policy/resync.js";
 import type { PodCertificateRequest } from "../../../shared/pcr/model.js";
 
 const NOW = new Date("2026-01-01T12:00:00Z");
@@ -59,5 +59,35 @@ describe("resyncCandidate", () => {
 
   it("drops a PCR without a uid (an event could not name it)", () => {
     expect(resyncCandidate(pcr({}))).toBeUndefined();
+  });
+});
+
+describe("pendingByAge (podcert_pending_requests)", () => {
+  const table = (rows: { signer: string; age: string; count: number }[]) => Object.fromEntries(rows.map((r) => [`${r.signer} ${r.age}`, r.count]));
+
+  it("counts each pending PCR once in its age bucket, every bucket of every configured signer shown", () => {
+    const listed = [
+      c("new", 10),
+      c("future", -120), // clock skew: as young as can be
+      c("edge-1m", 60),
+      c("mid", 299),
+      c("stuck", 300),
+      c("stuck", 300), // listed twice
+      c("old", 899),
+      c("gone", 900),
+      c("undated", undefined),
+      c("issued", 400, { terminal: true }),
+      c("other-signer", 400, { signerName: "other/identity" }),
+    ];
+    expect(table(pendingByAge(listed, ["s/identity", "quiet/identity"], NOW))).toEqual({
+      "s/identity 0-1m": 2,
+      "s/identity 1-5m": 2,
+      "s/identity 5-15m": 2,
+      "s/identity 15m+": 2,
+      "quiet/identity 0-1m": 0,
+      "quiet/identity 1-5m": 0,
+      "quiet/identity 5-15m": 0,
+      "quiet/identity 15m+": 0,
+    });
   });
 });

@@ -269,6 +269,22 @@ describe("serveFunction: other routes", () => {
     expect(res.status).toBe(200);
   });
 
+  it("GET /healthz and /readyz answer 503 listing what readiness misses; /livez still 200", async () => {
+    let missing = ["no Kubernetes credentials", "no CA for signer s"];
+    const s = await serveFunction(fake, context(), { port: 0, host: "127.0.0.1", readiness: { problems: () => missing } });
+    try {
+      for (const path of ["/healthz", "/readyz"]) {
+        const res = await fetch(`http://127.0.0.1:${s.port}${path}`);
+        expect({ status: res.status, text: await res.text() }).toEqual({ status: 503, text: "not ready:\n- no Kubernetes credentials\n- no CA for signer s\n" });
+      }
+      expect((await fetch(`http://127.0.0.1:${s.port}/livez`)).status).toBe(200);
+      missing = [];
+      expect((await fetch(`http://127.0.0.1:${s.port}/healthz`)).status).toBe(200);
+    } finally {
+      await s.drain();
+    }
+  });
+
   it.each([
     { method: "GET", path: "/nope" },
     { method: "POST", path: "/events" },
