@@ -66,6 +66,7 @@ import {
   unsupportedMediaType,
 } from "./status.js";
 import { ObjectStore, type AdmissionOptions, type WatchEvent } from "./store.js";
+import { SHORT_NAMES, toTable, wantsTable } from "./tables.js";
 import { attestForbiddenReason } from "./trust-bundles.js";
 
 export interface EmbeddedApiServer {
@@ -197,6 +198,7 @@ export async function startApiServer(o: StartApiServerOptions = {}): Promise<Emb
       o.log?.(`refused: ${describeRefusal(r)}`);
     },
     userOf: new WeakMap(),
+    now: o.now ?? (() => new Date()),
   };
   const served: ServedRequest[] = [];
   const server = createServer((req, res) => {
@@ -350,6 +352,7 @@ interface Ctx {
   refuse: (r: RefusedRequest) => void;
   /** The user each admitted request was authenticated as. */
   userOf: WeakMap<IncomingMessage, string>;
+  now: () => Date;
 }
 
 interface Route {
@@ -391,15 +394,13 @@ async function handle(ctx: Ctx, req: IncomingMessage, res: ServerResponse): Prom
     if (method === "GET") {
       if (isWatch(q)) return watch(ctx, req, res, route, q);
       const list = ctx.store.list(t, selection(t, namespace, q));
-      sendJson(res, 200, {
-        kind: `${t.kind}List`,
-        apiVersion: t.apiVersion,
-        metadata: {
-          resourceVersion: list.resourceVersion,
-          ...(list.continue === undefined ? {} : { continue: list.continue, remainingItemCount: list.remainingItemCount }),
-        },
-        items: list.items,
-      });
+      const metadata = {
+        resourceVersion: list.resourceVersion,
+        ...(list.continue === undefined ? {} : { continue: list.continue, remainingItemCount: list.remainingItemCount }),
+      };
+      // `kubectl get` asks for a Table (tables.ts), everyone else for the list.
+      if (wantsTable(req.headers.accept)) sendJson(res, 200, toTable(t, list.items, { now: ctx.now(), metadata }));
+      else sendJson(res, 200, { kind: `${t.kind}List`, apiVersion: t.apiVersion, metadata, items: list.items });
       return;
     }
     if (method === "POST" && (namespace !== undefined || !t.namespaced)) {
@@ -413,7 +414,7 @@ async function handle(ctx: Ctx, req: IncomingMessage, res: ServerResponse): Prom
   if (method === "GET") {
     const obj = ctx.store.get(t, namespace, name);
     if (!obj) throw notFound(t, name);
-    sendJson(res, 200, obj);
+    sendJson(res, 200, wantsTable(req.headers.accept) && sub === undefined ? toTable(t, [obj], { now: ctx.now() }) : obj);
     return;
   }
   if (method === "PUT") {
@@ -697,7 +698,7 @@ function nonResource(ctx: Ctx, segs: string[]): unknown {
     apiVersion: "v1",
     groupVersion: group ? `${group}/${version}` : version,
     resources: types.flatMap((t) => [
-      { name: t.plural, singularName: t.kind.toLowerCase(), namespaced: t.namespaced, kind: t.kind, verbs },
+      { name: t.plural, singularName: t.kind.toLowerCase(), namespaced: t.namespaced, kind: t.kind, verbs, ...(SHORT_NAMES[t.plural] ? { shortNames: SHORT_NAMES[t.plural] } : {}) },
       ...(t.hasStatus ? [{ name: `${t.plural}/status`, singularName: "", namespaced: t.namespaced, kind: t.kind, verbs: ["get", "update"] }] : []),
     ]),
   };
