@@ -5,7 +5,8 @@
  * file is unusable.
  */
 import { existsSync, readdirSync } from "node:fs";
-import { join } from "node:path";
+import { homedir } from "node:os";
+import { delimiter, join } from "node:path";
 import YAML from "yaml";
 import { ConfigError } from "../shared/errors.js";
 import { CA_POOL_KIND, caTrustDocument, parseCaPool, parseCaPoolDocument, parseCaTrust, type CaTrust } from "../shared/ca/pool.js";
@@ -87,6 +88,10 @@ export async function runStatus(args: string[]): Promise<number> {
   const pendingAfter = durationSeconds(optional(values, "pending-after") ?? "5m", "--pending-after");
   const facts = readFiles(values);
   const kubeconfigPath = optional(values, "kubeconfig");
+  if (kubeconfigPath === undefined && !defaultKubeconfigExists()) {
+    // client-node would fall back to http://localhost:8080, which only confuses.
+    throw new ConfigError("no kubeconfig: give --kubeconfig <file> or set KUBECONFIG (podcert doctor checks the files without a cluster)");
+  }
   const kc = loadKubeConfig(kubeconfigPath === undefined ? {} : { kubeconfigText: readText(kubeconfigPath, "kubeconfig") });
   const api = new KubeClusterApi(kc);
   const [pcrs, events, bundles, configMap] = await Promise.all([
@@ -113,6 +118,13 @@ export async function runDoctor(args: string[]): Promise<number> {
   if (positionals.length > 0) throw new UsageError(`podcert doctor: unexpected ${positionals.join(" ")}`);
   const output = outputOf(values);
   return report(statusReport(readFiles(values)), output, "podcert doctor");
+}
+
+/** What client-node's loadFromDefault would read: $KUBECONFIG, ~/.kube/config, or the in-cluster service account. */
+function defaultKubeconfigExists(): boolean {
+  const env = process.env.KUBECONFIG;
+  if (env !== undefined && env !== "") return env.split(delimiter).some((p) => p !== "" && existsSync(p));
+  return existsSync(join(homedir(), ".kube", "config")) || (process.env.KUBERNETES_SERVICE_HOST !== undefined && existsSync("/var/run/secrets/kubernetes.io/serviceaccount/token"));
 }
 
 function help(text: string): number {

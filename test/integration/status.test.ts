@@ -91,6 +91,9 @@ describe("podcert status", () => {
     expect(gone.stderr).toMatch(/Kubernetes API .* failed/);
     const bad = await podcert(["status", "--kubeconfig", join(dir, "missing")]);
     expect(bad.code).toBe(78);
+    const none = await podcert(["status"], { env: { KUBECONFIG: join(dir, "missing"), HOME: dir, KUBERNETES_SERVICE_HOST: "" } });
+    expect(none.code).toBe(78);
+    expect(none.stderr).toContain("no kubeconfig");
   });
 });
 
