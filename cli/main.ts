@@ -17,6 +17,7 @@ import { runFixtures } from "./fixtures.js";
 import { runInvoke } from "./invoke.js";
 import { runIssue } from "./issue-command.js";
 import { runKeysInit } from "./keys.js";
+import { runDoctor, runStatus } from "./status-command.js";
 
 const USAGE = `podcert: a PodCertificateRequest signer (validate → derive-sans → sign, as CloudEvent functions)
 
@@ -35,6 +36,7 @@ Usage:
   podcert issue --cluster <file> --ca-pool <file> [--keys <dir>]
   podcert demo [--cluster <file>] [--out <dir>]
   podcert fixtures --out <dir>
+  podcert status [--kubeconfig <file>] [--ca-pool <file>] [--output table|json]  (status --help; doctor: the files alone)
 
 Every command takes --config <file> (signer profiles; default: the built-in two signers).
 Exit codes: 0 ok, 64 usage, 65 rejected event or refused CA step, 75 transient (retry; a CA step
@@ -65,6 +67,8 @@ export async function main(argv: string[]): Promise<number> {
         return await runIssue(sub === undefined ? [] : [sub, ...rest], { logLevel: envChoice("LOG_LEVEL", LOG_LEVELS, "warn") });
       case "demo":
         return await runDemo(sub === undefined ? [] : [sub, ...rest]);
+      case "status": return await runStatus(sub === undefined ? [] : [sub, ...rest]);
+      case "doctor": return await runDoctor(sub === undefined ? [] : [sub, ...rest]);
       case "fixtures":
         return await runFixtures(sub === undefined ? [] : [sub, ...rest]);
       default:

@@ -82,6 +82,7 @@ import {
   unsupportedMediaType,
 } from "./status.js";
 import { ObjectStore, type AdmissionOptions, type WatchEvent } from "./store.js";
+import { SHORT_NAMES, toTable, wantsTable } from "./tables.js";
 import { attestForbiddenReason } from "./trust-bundles.js";
 
 export interface EmbeddedApiServer {
@@ -230,6 +231,7 @@ export async function startApiServer(o: StartApiServerOptions = {}): Promise<Emb
     faults: new ApiFaultInjector(ADMIN_USER.name, o.faults ?? {}),
     faultOf: new WeakMap(),
     held: new Set(),
+    now: o.now ?? (() => new Date()),
   };
   const served: ServedRequest[] = [];
   const server = createServer((req, res) => {
@@ -399,6 +401,7 @@ interface Ctx {
   faultOf: WeakMap<IncomingMessage, ApiFaultKind>;
   /** Releases the requests a `slow` fault holds (stop() calls them). */
   held: Set<() => void>;
+  now: () => Date;
 }
 
 interface Route {
@@ -444,15 +447,13 @@ async function handle(ctx: Ctx, req: IncomingMessage, res: ServerResponse): Prom
     if (method === "GET") {
       if (isWatch(q)) return watch(ctx, req, res, route, q);
       const list = ctx.store.list(t, selection(t, namespace, q));
-      sendJson(res, 200, {
-        kind: `${t.kind}List`,
-        apiVersion: t.apiVersion,
-        metadata: {
-          resourceVersion: list.resourceVersion,
-          ...(list.continue === undefined ? {} : { continue: list.continue, remainingItemCount: list.remainingItemCount }),
-        },
-        items: list.items,
-      });
+      const metadata = {
+        resourceVersion: list.resourceVersion,
+        ...(list.continue === undefined ? {} : { continue: list.continue, remainingItemCount: list.remainingItemCount }),
+      };
+      // `kubectl get` asks for a Table (tables.ts), everyone else for the list.
+      if (wantsTable(req.headers.accept)) sendJson(res, 200, toTable(t, list.items, { now: ctx.now(), metadata }));
+      else sendJson(res, 200, { kind: `${t.kind}List`, apiVersion: t.apiVersion, metadata, items: list.items });
       return;
     }
     if (method === "POST" && (namespace !== undefined || !t.namespaced)) {
@@ -466,7 +467,7 @@ async function handle(ctx: Ctx, req: IncomingMessage, res: ServerResponse): Prom
   if (method === "GET") {
     const obj = ctx.store.get(t, namespace, name);
     if (!obj) throw notFound(t, name);
-    sendJson(res, 200, obj);
+    sendJson(res, 200, wantsTable(req.headers.accept) && sub === undefined ? toTable(t, [obj], { now: ctx.now() }) : obj);
     return;
   }
   if (method === "PUT") {
@@ -838,7 +839,7 @@ function nonResource(ctx: Ctx, segs: string[]): unknown {
     apiVersion: "v1",
     groupVersion: group ? `${group}/${version}` : version,
     resources: types.flatMap((t) => [
-      { name: t.plural, singularName: t.kind.toLowerCase(), namespaced: t.namespaced, kind: t.kind, verbs },
+      { name: t.plural, singularName: t.kind.toLowerCase(), namespaced: t.namespaced, kind: t.kind, verbs, ...(SHORT_NAMES[t.plural] ? { shortNames: SHORT_NAMES[t.plural] } : {}) },
       ...(t.hasStatus ? [{ name: `${t.plural}/status`, singularName: "", namespaced: t.namespaced, kind: t.kind, verbs: ["get", "update"] }] : []),
     ]),
   };

@@ -19,7 +19,7 @@ import { HttpMethod, KubeConfig, RequestContext } from "@kubernetes/client-node"
 import { getGlobalDispatcher, request, type Dispatcher } from "undici";
 import { ConfigError, ConflictError, TransientError } from "../errors.js";
 import type { Namespace, Node, Pod, PodCertificateRequest, PcrStatus, Service, ServiceAccount } from "../pcr/model.js";
-import type { ClusterApi, ClusterTrustBundle, ConfigMap, KubernetesEvent, PcrPage, ResyncApi, TrustApi } from "./cluster.js";
+import type { ClusterApi, ClusterTrustBundle, ConfigMap, CoreV1Event, KubernetesEvent, PcrPage, ResyncApi, TrustApi } from "./cluster.js";
 
 /** Observes every API call (for metrics); never sees bodies. */
 export type ApiCallObserver = (call: { operation: string; seconds: number; outcome: "ok" | "absent" | "conflict" | "error" }) => void;
@@ -301,6 +301,12 @@ export class KubeClusterApi implements ClusterApi, TrustApi, ResyncApi {
     const base = `/api/v1/namespaces/${seg(cm.metadata.namespace)}/configmaps`;
     if (cm.metadata.resourceVersion === undefined) await this.call("create configmap", HttpMethod.POST, base, { body: cm });
     else await this.call("update configmap", HttpMethod.PUT, `${base}/${seg(cm.metadata.name)}`, { body: cm });
+  }
+
+  /** The core/v1 Events about objects of `kind`, in every namespace (for `podcert status`). */
+  async listEvents(o: { involvedKind: string }) {
+    const list = await this.call<{ items?: CoreV1Event[] }>("list events", HttpMethod.GET, `/api/v1/events?fieldSelector=${seg(`involvedObject.kind=${o.involvedKind}`)}`);
+    return list.items ?? [];
   }
 
   async createEvent(event: KubernetesEvent) {

@@ -17,6 +17,20 @@ export interface KubernetesEvent {
   reportingComponent: string;
 }
 
+/** A core/v1 Event as the API server lists it, as far as `podcert status` reads it. */
+export interface CoreV1Event {
+  metadata?: { name?: string; namespace?: string };
+  involvedObject?: { kind?: string; namespace?: string; name?: string; uid?: string };
+  type?: string;
+  reason?: string;
+  message?: string;
+  count?: number;
+  lastTimestamp?: string;
+  eventTime?: string;
+  source?: { component?: string };
+  reportingComponent?: string;
+}
+
 /** For reads a cache may answer (kube/lookup-cache.ts): `fresh` asks the API server itself. */
 export interface ReadOptions {
   fresh?: boolean;
