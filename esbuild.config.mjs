@@ -103,7 +103,7 @@ const sha = (data) => createHash("sha256").update(data).digest("hex");
 const readOrEmpty = (path) => (isFile(path) ? readFileSync(path) : "");
 function buildKey() {
   const self = fileURLToPath(import.meta.url);
-  return sha([esbuildVersion, process.version, ...[self, "shared/steps.ts", "package.json", "package-lock.json", "tsconfig.json"].map((f) => sha(readOrEmpty(f)))].join("\n"));
+  return sha([esbuildVersion, ...[self, "shared/steps.ts", "package.json", "package-lock.json", "tsconfig.json"].map((f) => sha(readOrEmpty(f)))].join("\n"));
 }
 function upToDate(key) {
   let stamp;
@@ -115,9 +115,9 @@ function upToDate(key) {
   if (stamp.key !== key || !stamp.outputs.every(isFile)) return false;
   return Object.entries(stamp.inputs).every(([path, hash]) => isFile(path) && sha(readFileSync(path)) === hash);
 }
-function writeStamp(key, metafile) {
+function writeStamp(key, metafile, outputs) {
   const inputs = Object.fromEntries(Object.keys(metafile.inputs).filter((p) => !p.includes(":")).map((p) => [p, sha(readFileSync(p))]));
-  writeFileSync(`${STAMP}.tmp`, JSON.stringify({ key, outputs: Object.keys(metafile.outputs), inputs }));
+  writeFileSync(`${STAMP}.tmp`, JSON.stringify({ key, outputs, inputs }));
   renameSync(`${STAMP}.tmp`, STAMP);
 }
 
@@ -152,7 +152,7 @@ export async function buildAll({ force = false } = {}) {
     if (tty) process.stderr.write("\n");
   }
   for (const name of names) writeMetafile(name, result.metafile);
-  writeStamp(key, result.metafile);
+  writeStamp(key, result.metafile, [...Object.keys(result.metafile.outputs), ...names.map((n) => `dist/${n}.meta.json`)]);
   process.stderr.write(`podcert: built in ${elapsed()}\n`);
   return { built: true };
 }

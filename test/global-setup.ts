@@ -11,11 +11,29 @@ export function leftovers(dir: string): string[] {
   return readdirSync(dir, { withFileTypes: true }).map((e) => (e.isDirectory() ? `${e.name}/ (${readdirSync(join(dir, e.name)).join(", ")})` : e.name));
 }
 
+/** Removes the temp folders of earlier runs that were killed before their teardown (their process is gone). */
+function removeAbandonedRuns(): void {
+  for (const name of readdirSync(tmpdir())) {
+    const pid = /^podcert-test-run-(\d+)-/.exec(name)?.[1];
+    if (pid === undefined || alive(Number(pid))) continue;
+    rmSync(join(tmpdir(), name), { recursive: true, force: true });
+  }
+}
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === "EPERM";
+  }
+}
+
 export default function setup(): () => void {
   execFileSync(process.execPath, ["esbuild.config.mjs"], { stdio: "inherit" });
   // Set before vitest starts its workers, so they (and every process they start) inherit it:
   // os.tmpdir() and mktemp follow TMPDIR. Other processes on the machine keep the shared /tmp.
-  const runTemp = mkdtempSync(join(tmpdir(), "podcert-test-run-"));
+  removeAbandonedRuns();
+  const runTemp = mkdtempSync(join(tmpdir(), `podcert-test-run-${process.pid}-`));
   const outer = process.env.TMPDIR;
   process.env.TMPDIR = runTemp;
   return () => {
