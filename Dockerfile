@@ -2,8 +2,9 @@
 # dist/<function>.mjs; the bundle needs no node_modules):
 #
 #   npm run build
-#   docker build --build-arg FUNCTION=validate -t <registry>/podcert-validate .
-#   (and derive-sans, sign, deny)
+#   docker build --build-arg FUNCTION=validate -t <registry>/podcert-validate:<version> .
+#   (and derive-sans, sign, deny, publish-trust, resync; <version> is package.json's, the tag
+#   knative/services.yaml names)
 #
 # The base is distroless Node.js 22: no shell, no package manager, user 65532 ("nonroot").
 # knative/services.yaml runs it with that user, a read-only root filesystem and no capabilities.

@@ -4,4 +4,4 @@ import type { BuildOptions, Plugin } from "esbuild";
 export const FUNCTIONS: Readonly<Record<string, string>>;
 export const sideEffectFree: Plugin;
 export const common: BuildOptions;
-export function buildAll(): Promise<void>;
+export function buildAll(o?: { force?: boolean }): Promise<{ built: boolean }>;

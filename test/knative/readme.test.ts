@@ -20,6 +20,7 @@ import { parseSignerConfig } from "../../shared/profiles/config.js";
 import { CONTRACT, find, isKustomization, KNATIVE_DIR, loadDir, type Obj, parseYaml, ROOT, schemaProblems, selects, serviceName } from "./manifests.js";
 
 const readme = readFileSync(join(ROOT, "README.md"), "utf8");
+const VERSION = (JSON.parse(readFileSync(join(ROOT, "package.json"), "utf8")) as { version: string }).version;
 const start = readme.indexOf("\n## Deploying on Knative\n");
 const section = readme.slice(start, readme.indexOf("\n## ", start + 5));
 const blocks = [...section.matchAll(/```(\w*)\n([\s\S]*?)```/g)].map((m) => ({ lang: m[1]!, text: m[2]! }));
@@ -99,7 +100,7 @@ describe('README "Deploying on Knative"', () => {
     expect(sh).toContain("npx podcert keys init --out keys");
     expect(sh).toContain(`kubectl -n podcert create secret generic ${CONTRACT.caSecret} --from-file=${CONTRACT.caKey}=ca-pool.yaml`);
     expect(sh).toContain(`for fn in ${FNS.join(" ")}; do\n  kubectl -n podcert create secret generic podcert-step-$fn --from-file=keys/$fn/`);
-    expect(sh).toContain(`for fn in ${FNS.join(" ")}; do\n  docker build --build-arg FUNCTION=$fn -t <registry>/podcert-$fn .`);
+    expect(sh).toContain(`for fn in ${FNS.join(" ")}; do\n  docker build --build-arg FUNCTION=$fn -t <registry>/podcert-$fn:$version .`);
     // `podcert ca trust` is not run here: the CLI command is another change's (the kubectl test
     // below builds the Secret from a trust document made by the library instead).
     expect(sh).toContain("npx podcert ca trust --ca-pool ca-pool.yaml --out ca-trust.yaml");
@@ -130,7 +131,7 @@ describe('README "Deploying on Knative"', () => {
     // The sentence before: the base offered as something to apply.
     const before = "Point them at your registry with an overlay,\nthen apply it (`kubectl apply -k knative/` applies the base as it is):";
     expect(overlayProblems(before, docs.map((d) => d.obj))).toEqual([
-      "images podcert-validate, podcert-derive-sans, podcert-sign, podcert-deny, podcert-publish-trust, podcert-resync name no registry, and the README does not say the overlay is required",
+      `images ${FNS.map((fn) => `podcert-${fn}:${VERSION}`).join(", ")} name no registry, and the README does not say the overlay is required`,
       "the README offers applying the base as it is",
     ]);
   });
@@ -175,7 +176,7 @@ describe.skipIf(!kubectl)("with kubectl (offline)", () => {
     const out = parseYaml(stdout, "overlay").objects;
     for (const fn of FNS) {
       const svc = out.find((o) => o.kind === "Service" && o.metadata.name === serviceName(fn))!;
-      expect(svc.spec.template.spec.containers[0].image).toBe(`registry.example/team/podcert-${fn}`);
+      expect(svc.spec.template.spec.containers[0].image).toBe(`registry.example/team/podcert-${fn}:${VERSION}`);
     }
   });
 
