@@ -4,13 +4,15 @@
  * as kubelets would, the late Services appear during it, and the run ends when every PCR is
  * terminal or the 15-minute cleaner would have deleted them.
  */
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
 import { request } from "undici";
 import { throwawayCaPool } from "../cli/ca-create.js";
 import type { FaultKind } from "../local-cluster/faults.js";
 import type { Delivery } from "../local-cluster/broker.js";
 import { startLocalFlow, type LocalFlow } from "../local-cluster/flow.js";
 import { mapLimit } from "../local-cluster/pipeline.js";
-import { EVENT_TYPES } from "../shared/steps.js";
+import { EVENT_TYPES, STEPS } from "../shared/steps.js";
 import { terminalCondition, type PodCertificateRequest } from "../shared/pcr/model.js";
 import { defaultSignerConfig } from "../shared/profiles/defaults.js";
 import { injectsNetworkFaults, type FaultMix } from "./mixes.js";
@@ -137,12 +139,14 @@ export async function runMix(o: {
       r.terminal = { type: t.type, ...(t.reason ? { reason: t.reason } : {}), ...(t.message ? { message: t.message } : {}) };
       if (pcr.status?.certificateChain !== undefined) r.certificateChain = pcr.status.certificateChain;
     }
+    const failures = loggedFailures(o.logDir, new Set(flow.deadLetters.map((d) => d.event.id)));
     const deadLetters: ObservedDeadLetter[] = flow.deadLetters.map((d) => ({
       eventType: d.event.type,
       subscriber: d.subscriber,
       ...(d.event.subject === undefined ? {} : { subject: d.event.subject }),
       lastStatus: d.lastStatus,
       lastError: d.lastError,
+      ...(failures.has(d.event.id) ? { logged: failures.get(d.event.id)! } : {}),
     }));
     for (const d of flow.deadLetters) brokenChain.add(pcrKeyOfSubject(d.event.subject) ?? "");
     for (const d of flow.lostDeliveries) brokenChain.add(pcrKeyOfSubject(d.event.subject) ?? "");
@@ -174,6 +178,34 @@ export async function runMix(o: {
   } finally {
     await flow.stop();
   }
+}
+
+/**
+ * The last failure each function logged for the given event ids (its error's message), from the
+ * run's function logs: what a dead letter without an HTTP answer is explained by.
+ */
+function loggedFailures(logDir: string, ids: ReadonlySet<string>): Map<string, string> {
+  const out = new Map<string, string>();
+  if (ids.size === 0) return out;
+  for (const step of STEPS) {
+    let text: string;
+    try {
+      text = readFileSync(join(logDir, `${step}.log`), "utf8");
+    } catch {
+      continue;
+    }
+    for (const line of text.split("\n")) {
+      const id = /"eventId":"([^"]+)"/.exec(line)?.[1];
+      if (id === undefined || !ids.has(id) || !/"level":"(warn|error)"/.test(line)) continue;
+      try {
+        const entry = JSON.parse(line) as { msg?: string; error?: { message?: string } };
+        out.set(id, `${entry.msg ?? "failure"}: ${entry.error?.message ?? ""}`);
+      } catch {
+        // A line cut short by a killed process: the next one may do.
+      }
+    }
+  }
+  return out;
 }
 
 async function create(flow: LocalFlow, prefix: string, obj: Record<string, unknown>): Promise<void> {

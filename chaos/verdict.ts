@@ -37,6 +37,8 @@ export interface ObservedDeadLetter {
   subject?: string;
   lastStatus: number | "network-error";
   lastError: string;
+  /** The last failure the subscriber logged for this event (its message), if it logged one. */
+  logged?: string;
 }
 
 export interface Judgement {
@@ -48,7 +50,10 @@ export interface Judgement {
 /** What explains a dead letter, or undefined when nothing does. */
 export function explainDeadLetter(d: ObservedDeadLetter, injectedNetworkFaults: boolean): string | undefined {
   if (d.lastStatus === "network-error") {
-    // Connections reset, processes killed, answers held past the attempt timeout: the run's own doing.
+    // Without an answer, the subscriber's own log says what it met (e.g. API calls timing out
+    // until the broker's attempt timeout ended first)…
+    if (d.logged !== undefined && d.logged.trim() !== "") return `network: ${firstWords(d.lastError)}, after the function logged: ${firstWords(d.logged)}`;
+    // …or the run caused it: processes killed, answers held past the attempt timeout.
     return injectedNetworkFaults && d.lastError.trim() !== "" ? `network: ${firstWords(d.lastError)}` : undefined;
   }
   const retryableStatus = d.lastStatus === 404 || d.lastStatus === 408 || d.lastStatus === 409 || d.lastStatus === 429 || d.lastStatus >= 500;

@@ -215,7 +215,8 @@ export async function serveFunction(def: FunctionDefinition, ctx: FunctionContex
     const fields = { step: def.step, eventId: h.event?.id, status: h.status, error: h.error };
     if (h.error instanceof UploadError) ctx.log.warn(h.status === 408 ? "upload timed out" : "upload aborted by the client", fields);
     else if (h.status >= 500 && !(h.error instanceof TransientError)) ctx.log.error("handler failed", fields);
-    else if (h.status >= 400) ctx.log.warn(h.status < 500 ? "event rejected" : "transient failure", fields);
+    // A 429 (the API server's back-off, passed on) is retried like a 5xx: not a rejection.
+    else if (h.status >= 400) ctx.log.warn(h.status < 500 && !(h.error instanceof TransientError) ? "event rejected" : "transient failure", fields);
   };
 
   const answer = (res: ServerResponse, h: HandledEvent, extra: Record<string, string> = {}) => {

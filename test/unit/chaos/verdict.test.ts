@@ -97,7 +97,12 @@ describe("dead letters", () => {
     expect(explainDeadLetter(letter(503, "  "), true)).toBeUndefined();
   });
 
-  it("without an answer are explained only when the run injected network faults", () => {
+  it("without an answer are explained by what the function logged for that event", () => {
+    const d = { ...letter("network-error", "no answer within 10000 ms"), logged: "transient failure: Kubernetes API get pod failed: Headers Timeout Error" };
+    expect(explainDeadLetter(d, false)).toBe("network: no answer within N ms, after the function logged: transient failure: Kubernetes API get pod failed: Headers Timeout Error");
+  });
+
+  it("without an answer or a log line are explained only when the run injected network faults", () => {
     expect(explainDeadLetter(letter("network-error", "other side closed"), false)).toBeUndefined();
     expect(explainDeadLetter(letter("network-error", "other side closed"), true)).toBe("network: other side closed");
   });
