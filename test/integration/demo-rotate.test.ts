@@ -69,7 +69,7 @@ describe("podcert demo --rotate", () => {
       "CA rotation: kubelet requests new certificates for the same pods",
       "CA rotation: old and new certificates, with the bundles holding both CAs",
       "CA rotation: retire the old CAs and publish (bundles keep only the new CAs)",
-      "CA rotation: the seed's mutual TLS with the new certificates and bundles; an old certificate refused",
+      "CA rotation: the example's mutual TLS checks with the new certificates and bundles; an old certificate refused",
     ]);
   });
 
