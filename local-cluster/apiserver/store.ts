@@ -53,7 +53,6 @@ import {
   signerToAttest,
   validateClusterTrustBundleUpdate,
 } from "./trust-bundles.js";
-import { withArticle } from "../../shared/words.js";
 
 export type { KubeObject, ResourceType } from "./resources.js";
 
@@ -548,7 +547,7 @@ function validateUpdate(t: ResourceType, next: KubeObject, old: KubeObject): Sta
 function decodeError(t: ResourceType, obj: KubeObject): string | undefined {
   const why = t.kind === "ClusterTrustBundle" ? clusterTrustBundleDecodeError(obj)
     : t.kind === "ConfigMap" ? configMapDecodeError(obj) : undefined;
-  return why === undefined ? undefined : `${t.kind} in version ${JSON.stringify(t.version)} cannot be handled as ${withArticle(t.kind)}: ${why}`;
+  return why === undefined ? undefined : `${t.kind} in version ${JSON.stringify(t.version)} cannot be handled as a ${t.kind}: ${why}`;
 }
 
 /** The validating admission checks of {@link AdmissionOptions}, on a write that passed validation. */
