@@ -119,7 +119,7 @@ function sanList(pcr: PodCertificateRequest | undefined): string {
 
 /**
  * One row per request, then, indented below it, its SANs (issued) or its denial message: the
- * table stays about 110 columns wide, and no line ends in spaces.
+ * table stays about 130 columns wide for the example (it was 230), and no line ends in spaces.
  */
 export function outcomeTable(rows: readonly Row[]): string {
   const lines = [["PCR", "POD", "SIGNER", "OUTCOME", "TIME TO ISSUE"]];
