@@ -153,6 +153,7 @@ export function rewriteFile(path: string, expected: string, text: string): void 
 
 export async function runCaRotate(args: string[]): Promise<number> {
   const { values, positionals } = parse(args, {
+    config: { type: "string" },
     "ca-pool": { type: "string" },
     signer: { type: "string" },
     propagation: { type: "string" },
@@ -160,9 +161,9 @@ export async function runCaRotate(args: string[]): Promise<number> {
     serial: { type: "string" },
     ...NEW_CA_OPTIONS,
     ...IMPORT_OPTIONS,
-  });
-  const [action, ...extra] = positionals;
-  if (!ACTIONS.includes(action as Action) || extra.length > 0) throw new UsageError("podcert ca rotate: expected one of prepare, activate, retire");
+  }, { positionals: 1 });
+  const [action] = positionals;
+  if (!ACTIONS.includes(action as Action)) throw new UsageError("podcert ca rotate: expected one of prepare, activate, retire");
   const act = action as Action;
   for (const name of Object.values(ACTION_OPTIONS).flat()) {
     if (values[name] !== undefined && !ACTION_OPTIONS[act].includes(name)) throw new UsageError(`--${name} is not an option of ca rotate ${act}`);
@@ -213,8 +214,7 @@ function table(rows: string[][]): string {
 }
 
 export async function runCaStatus(args: string[]): Promise<number> {
-  const { values, positionals } = parse(args, { "ca-pool": { type: "string" }, propagation: { type: "string" }, output: { type: "string" } });
-  if (positionals.length > 0) throw new UsageError(`podcert ca status: unexpected ${positionals.join(" ")}`);
+  const { values } = parse(args, { config: { type: "string" }, "ca-pool": { type: "string" }, propagation: { type: "string" }, output: { type: "string" } });
   const output = optional(values, "output") ?? "table";
   if (output !== "table" && output !== "json") throw new UsageError("--output must be table or json");
   const propagation = propagationSeconds(values);

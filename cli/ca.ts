@@ -1,11 +1,12 @@
 /** `podcert ca init` and `podcert ca bundle` (rotation and status: ca-rotate.ts). */
-import { existsSync, writeFileSync } from "node:fs";
+import { existsSync, statSync, writeFileSync } from "node:fs";
+import { dirname } from "node:path";
 import { caTrustDocument, clusterTrustBundleManifest, parseCaPool, parseCaTrust, serializeCaPool, trustBundlePem, type CaPoolDocument } from "../shared/ca/pool.js";
 import { CA_KEY_ALGORITHMS, createCaPool, type CaKeyAlgorithm } from "./ca-create.js";
 import { ConfigError } from "../shared/errors.js";
 import { loadCaPoolFile, loadSignerConfig, readText } from "../shared/runtime/load.js";
 import { parse as parseYaml, stringify } from "yaml";
-import { EXIT, optional, parse, required, UsageError, type Options } from "./args.js";
+import { EXIT, integer, optional, parse, required, UsageError, type Options } from "./args.js";
 
 /** The options of a CA podcert creates, shared by `ca init` and `ca rotate prepare`. */
 export const NEW_CA_OPTIONS = { "key-algorithm": { type: "string" }, "validity-days": { type: "string" } } as const;
@@ -13,17 +14,18 @@ export const NEW_CA_OPTIONS = { "key-algorithm": { type: "string" }, "validity-d
 export function newCaOptions(values: Options): { keyAlgorithm: CaKeyAlgorithm; validityDays: number } {
   const keyAlgorithm = (optional(values, "key-algorithm") ?? "ECDSAP256") as CaKeyAlgorithm;
   if (!CA_KEY_ALGORITHMS.includes(keyAlgorithm)) throw new UsageError(`--key-algorithm must be one of ${CA_KEY_ALGORITHMS.join(", ")}`);
-  const validityDays = Number(optional(values, "validity-days") ?? "365");
-  if (!Number.isInteger(validityDays) || validityDays < 1 || validityDays > 3650) throw new UsageError("--validity-days must be an integer from 1 to 3650");
+  const validityDays = integer(values, "validity-days", { min: 1, max: 3650, fallback: 365 });
   return { keyAlgorithm, validityDays };
 }
 
 export async function runCaInit(args: string[]): Promise<number> {
-  const { values } = parse(args, { out: { type: "string" }, ...NEW_CA_OPTIONS });
+  const { values } = parse(args, { config: { type: "string" }, out: { type: "string" }, ...NEW_CA_OPTIONS });
   const out = required(values, "out");
   const config = loadSignerConfig(optional(values, "config"));
   const { keyAlgorithm, validityDays } = newCaOptions(values);
   if (existsSync(out)) throw new ConfigError(`${out} already exists; podcert ca init never overwrites a CA pool`);
+  // Before making keys that could not be written.
+  if (statSync(dirname(out), { throwIfNoEntry: false })?.isDirectory() !== true) throw new ConfigError(`--out ${out}: folder ${dirname(out)} does not exist`);
   const signers = [...config.signers.keys()];
   process.stderr.write(`creating ${keyAlgorithm} CAs for ${signers.join(", ")}\n`);
   const doc = await createCaPool(signers, { keyAlgorithm, validityDays, now: new Date() });

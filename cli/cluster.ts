@@ -1,5 +1,5 @@
 /** Starting the embedded API server from a cluster file and building function contexts on it. */
-import { parseClusterFile } from "../local-cluster/apiserver/cluster-file.js";
+import { clusterFileProblems, parseClusterFile } from "../local-cluster/apiserver/cluster-file.js";
 import type { KubeObject } from "../local-cluster/apiserver/store.js";
 import { startApiServer, type EmbeddedApiServer } from "../local-cluster/apiserver/server.js";
 import type { CaPool } from "../shared/ca/pool.js";
@@ -15,9 +15,13 @@ import type { FunctionContext } from "../shared/runtime/function.js";
 import { readText } from "../shared/runtime/load.js";
 import type { Logger } from "../shared/runtime/log.js";
 
-/** The objects of a cluster file (Kubernetes List or multi-document YAML). */
-export function loadClusterFile(path: string): KubeObject[] {
-  return parseClusterFile(readText(path, "cluster file"));
+const warnOnStderr = (m: string) => process.stderr.write(`podcert: ${m}\n`);
+
+/** The objects of a cluster file (Kubernetes List or multi-document YAML); `warn` hears what the API server would ignore. */
+export function loadClusterFile(path: string, warn: (m: string) => void = warnOnStderr): KubeObject[] {
+  const objects = parseClusterFile(readText(path, "cluster file"));
+  for (const problem of clusterFileProblems(objects)) warn(`cluster file ${path}: ${problem}`);
+  return objects;
 }
 
 export async function startClusterFromFile(path: string): Promise<EmbeddedApiServer> {

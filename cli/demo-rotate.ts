@@ -129,7 +129,7 @@ async function rotate(
   const readTrust = (signer: string) => readFileSync(join(trustDir, signerFileName(signer)), "utf8");
   const seed = (creds: ReadonlyMap<string, IssuedCredential>, which: keyof typeof SEED): Credential => {
     const c = creds.get(SEED[which])?.credential;
-    if (c === undefined) throw new ConfigError(`no credential for ${SEED[which]}: the rotation's mTLS checks need the seed's four identities (the example cluster, the built-in signers)`);
+    if (c === undefined) throw new ConfigError(`no credential for ${SEED[which]}: the rotation's mutual TLS checks need the example's four identities (the example cluster, the built-in signers)`);
     return c;
   };
   for (const which of Object.keys(SEED) as (keyof typeof SEED)[]) seed(o.before, which);
@@ -227,7 +227,7 @@ async function rotate(
   await publishAndWait(o, signers, (s) => ({ present: [cas.get(s)!.new.rootDer], absent: [cas.get(s)!.old.rootDer] }), record, "only the new CA");
 
   // ---- after
-  step(6, "CA rotation: the seed's mutual TLS with the new certificates and bundles; an old certificate refused");
+  step(6, "CA rotation: the example's mutual TLS checks with the new certificates and bundles; an old certificate refused");
   const fresh = { ateTrustPem: readTrust(ATESYSTEM_SIGNER), workerTrustPem: readTrust(WORKERPOOL_SIGNER), serverName: SERVER_NAME, routerSpiffeId: ROUTER_ID };
   recordHandshakes(
     "[new CA] ",

@@ -4,11 +4,13 @@
  * the Trigger manifests in knative/; an emulated ApiServerSource; an emulated kubelet creating PCRs
  * (fresh keys, real proofs) once the source is watching. Then a table of outcomes, the credential
  * bundles on disk, the trust bundles as a pod's clusterTrustBundle projection reads them from the
- * ClusterTrustBundles publish-trust wrote, and the seed's mutual TLS proven with those files.
+ * ClusterTrustBundles publish-trust wrote, and the example's mutual TLS checks run with those files.
  * With --rotate, a CA rotation of both signers follows in the running flow (demo-rotate.ts).
  */
 import { throwawayCaPool } from "./ca-create.js";
-import { copyFileSync, mkdirSync, readFileSync } from "node:fs";
+import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { ConfigError } from "../shared/errors.js";
+import type { SignerConfig } from "../shared/profiles/config.js";
 import { join } from "node:path";
 import { describeRefusal, type RefusedRequest } from "../local-cluster/apiserver/server.js";
 import { clusterTrustBundleName, publishedCas } from "../shared/ca/pool.js";
@@ -20,17 +22,18 @@ import { loadSignerConfig } from "../shared/runtime/load.js";
 import { loadClusterFile } from "./cluster.js";
 import { requestPodCertificates } from "../local-cluster/kubelet/emulator.js";
 import { EXIT, optional, parse, UsageError } from "./args.js";
-import { collectOutcomes, outcomeTable, signerFileName, unmetExpectations, writeCredentials } from "./demo-requests.js";
+import { collectOutcomes, outcomeTable, signerFileName, unmetExpectations, writeCredentials, type Row } from "./demo-requests.js";
 import { ROTATION_PING_INTERVAL_MS, ROTATION_STEPS, runRotationDemo, type RotationCheck } from "./demo-rotate.js";
 
 export { signerFileName };
 
-export const DEMO_HELP = `podcert demo (npm start): run the whole event flow locally and prove the seed's mTLS
+export const DEMO_HELP = `podcert demo (npm start): run the whole event flow locally and prove the example's mutual TLS
 
 Options:
   --cluster <file>     example cluster (Kubernetes List or multi-document YAML)   [examples/cluster.yaml]
   --config <file>      signer profiles                                           [built-in two signers]
-  --out <dir>          where credential bundles, trust bundles and logs go       [out]
+  --out <dir>          where credential bundles, trust bundles and logs go; emptied first when
+                       an earlier demo made it, refused when it holds anything else  [out]
   --port-base <n>      functions on n, n+1, ... (one each), then the broker ingress (0: any free)  [0]
   --knative <dir>      Trigger and Broker manifests to route by                  [knative]
   --timeout <seconds>  give up waiting for outcomes, or for published bundles, after this long  [60]
@@ -42,8 +45,27 @@ Options:
 
 const BASE_STEPS = 6;
 
+/** In an --out folder the demo made: only such a folder is emptied by the next run. */
+export const OUT_MARKER = ".podcert-demo-output";
+
+/**
+ * Each run starts from an empty --out: files of an earlier run chain to that run's throwaway CA.
+ * A folder is emptied only when it holds the marker an earlier run wrote; anything else with
+ * files in it is refused rather than deleted.
+ */
+export function prepareOutDir(outDir: string): void {
+  const entries = existsSync(outDir) ? readdirSync(outDir) : [];
+  if (entries.length > 0 && !entries.includes(OUT_MARKER)) {
+    throw new ConfigError(`--out ${outDir} holds files podcert demo did not write (no ${OUT_MARKER} in it); remove it or choose another folder`);
+  }
+  for (const entry of entries) rmSync(join(outDir, entry), { recursive: true, force: true });
+  mkdirSync(outDir, { recursive: true });
+  writeFileSync(join(outDir, OUT_MARKER), "made by podcert demo; the next run empties this folder\n");
+}
+
 export async function runDemo(args: string[]): Promise<number> {
   const { values } = parse(args, {
+    config: { type: "string" },
     cluster: { type: "string" },
     out: { type: "string" },
     "port-base": { type: "string" },
@@ -52,10 +74,6 @@ export async function runDemo(args: string[]): Promise<number> {
     rotate: { type: "boolean" },
     "keep-running": { type: "boolean" },
   });
-  if (values.help) {
-    process.stdout.write(`${DEMO_HELP}\n`);
-    return EXIT.ok;
-  }
   const clusterPath = optional(values, "cluster") ?? "examples/cluster.yaml";
   const outDir = optional(values, "out") ?? "out";
   const knativeDir = optional(values, "knative") ?? "knative";
@@ -72,6 +90,7 @@ export async function runDemo(args: string[]): Promise<number> {
   const signers = [...config.signers.keys()];
 
   const objects = loadClusterFile(clusterPath);
+  prepareOutDir(outDir);
 
   const flow = await startLocalFlow({
     objects,
@@ -104,7 +123,8 @@ export async function runDemo(args: string[]): Promise<number> {
     step(5, "outcomes");
     process.stdout.write(`${outcomeTable(rows)}\n`);
     const unmet = unmetExpectations(rows);
-    for (const r of unmet) say(`      UNEXPECTED: ${r.request.pod.namespace}/${r.request.pod.name} → ${r.request.pcr.spec.signerName}: ${r.outcome}, expected ${r.request.expected}`);
+    for (const r of unmet) say(`      UNEXPECTED: ${describeUnmet(r, config)}`);
+    if (rows.length === 0) say(`      NO REQUESTS: no pod in ${clusterPath} has a podCertificate projected volume`);
     if (deadLetters.length > 0) say(`      ${deadLetters.length} deliveries dead-lettered (see ${join(outDir, "logs", "dead-letter.jsonl")})`);
     say(`      credential bundles in ${outDir}/<namespace>/<pod>/<signer>.pem, trust bundles (from the ClusterTrustBundles) in ${outDir}/trust/`);
 
@@ -116,12 +136,12 @@ export async function runDemo(args: string[]): Promise<number> {
     reportExits(0);
     const exitsBefore = flow.exits.length;
 
-    const checks = await seedMtls(outDir, step, say);
-    const runOk = unmet.length === 0 && checks.every((c) => c.ok);
+    const checks = await exampleMtls(outDir, step, say);
+    const runOk = rows.length > 0 && unmet.length === 0 && checks.every((c) => c.ok);
     let rotation: RotationCheck[] | undefined;
     if (rotate) {
       if (!runOk || checks.length === 0 || flow.exits.length > 0) {
-        const why = checks.length === 0 ? "the run did not issue the seed's credentials its mTLS checks use" : "the run before it did not pass";
+        const why = checks.length === 0 ? "the run did not issue the credentials the example's mutual TLS checks use" : "the run before it did not pass";
         say(`\n--rotate: the CA rotation was not run: ${why}`);
         rotation = [{ name: "the run before the CA rotation", ok: false, detail: why }];
       } else {
@@ -144,7 +164,9 @@ export async function runDemo(args: string[]): Promise<number> {
     const failedRotation = rotation?.filter((c) => !c.ok) ?? [];
     const ok = runOk && refused === 0 && flow.exits.length === 0 && failedRotation.length === 0;
     const problems = [
-      ...(runOk ? [] : ["some outcomes or handshakes were not as expected"]),
+      ...(rows.length === 0 ? [`the run made no requests (no pod in ${clusterPath} has a podCertificate projected volume)`] : []),
+      ...(unmet.length > 0 ? [`${unmet.length} of ${rows.length} requests did not end as their pod's podcert.ate.dev/expect annotation says (UNEXPECTED above)`] : []),
+      ...(checks.some((c) => !c.ok) ? ["some mutual TLS handshakes were not as expected (FAIL above)"] : []),
       ...(refused > 0 ? ["some API permissions were not as expected"] : []),
       ...(flow.exits.length > 0 ? [`${flow.exits.length} function process exit${flow.exits.length === 1 ? "" : "s"} (a bug; see above)`] : []),
       ...(failedRotation.length > 0 ? [`the CA rotation failed ${failedRotation.length} check${failedRotation.length === 1 ? "" : "s"}: ${failedRotation.map((c) => c.name).join("; ")}`] : []),
@@ -180,8 +202,17 @@ function permissionProblems(refused: readonly RefusedRequest[], say: (m: string)
   return refused.length;
 }
 
-/** The seed's handshakes, when the run issued the credentials they need (the example cluster). */
-async function seedMtls(outDir: string, step: (k: number, text: string) => void, say: (m: string) => void): Promise<HandshakeCheck[]> {
+/** Why a request's outcome fails the run, with a likely cause where one is plain. */
+function describeUnmet(r: Row, config: SignerConfig): string {
+  const signer = r.request.pcr.spec.signerName;
+  const what = `${r.request.pod.namespace}/${r.request.pod.name} → ${signer}: ${r.outcome}`;
+  const hint = config.signers.has(signer) ? "" : `; no configured signer has this name (${[...config.signers.keys()].join(", ")})`;
+  if (r.request.expected === undefined) return `${what}, and its pod's podcert.ate.dev/expect annotation names no outcome for this signer${hint}`;
+  return `${what}, expected ${r.request.expected}${hint}`;
+}
+
+/** The example's handshakes, when the run issued the credentials they need (the example cluster). */
+async function exampleMtls(outDir: string, step: (k: number, text: string) => void, say: (m: string) => void): Promise<HandshakeCheck[]> {
   const file = (ns: string, pod: string, signer: string) => join(outDir, ns, pod, signerFileName(signer));
   let checks: HandshakeCheck[];
   try {
@@ -198,12 +229,12 @@ async function seedMtls(outDir: string, step: (k: number, text: string) => void,
     });
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === "ENOENT") {
-      step(6, "mTLS checks skipped: this cluster did not issue the seed's credentials (ate-apiserver, atenet-router, valkey-0, worker-1)");
+      step(6, "mutual TLS checks skipped: this cluster did not issue the credentials they use (ate-apiserver, atenet-router, valkey-0, worker-1)");
       return [];
     }
     throw e;
   }
-  step(6, "the seed's mutual TLS, with the issued files");
+  step(6, "the example's mutual TLS checks, with the issued files");
   for (const c of checks) say(`      ${c.ok ? "ok  " : "FAIL"} ${c.name}: ${c.outcome} (expected ${c.expect}) — ${c.detail}`);
   return checks;
 }

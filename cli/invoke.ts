@@ -1,9 +1,11 @@
 /** `podcert invoke`: one function, one event, against a cluster file; prints the reply event. */
+import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { fixedCaPool } from "../shared/ca/pool-source.js";
 import { RejectedEventError, TransientError } from "../shared/errors.js";
 import { eventFromJson, eventToJson, MAX_EVENT_BYTES } from "../shared/events/codec.js";
-import { isStepName, stepEntry, STEPS } from "../shared/steps.js";
+import { EVENT_TYPES, isStepName, stepEntry, STEPS } from "../shared/steps.js";
+import type { ClusterApi } from "../shared/kube/cluster.js";
 import { createEventRecorder } from "../shared/kube/event-recorder.js";
 import { dispatch } from "../shared/runtime/http.js";
 import { loadCaPoolFile, loadSignerConfig, loadStepKeysDir, readText } from "../shared/runtime/load.js";
@@ -15,11 +17,13 @@ import { EXIT, optional, parse, required, UsageError } from "./args.js";
 
 export async function runInvoke(args: string[]): Promise<number> {
   const { values, positionals } = parse(args, {
+    config: { type: "string" },
+    out: { type: "string" },
     event: { type: "string" },
     cluster: { type: "string" },
     keys: { type: "string" },
     "ca-pool": { type: "string" },
-  });
+  }, { positionals: 1 });
   const step = positionals[0];
   if (step === undefined || !isStepName(step)) throw new UsageError(`podcert invoke: name a function: ${STEPS.join(", ")}`);
   const { holdsCaPool } = stepEntry(step);
@@ -28,6 +32,7 @@ export async function runInvoke(args: string[]): Promise<number> {
   const keys = loadStepKeysDir(step, join(required(values, "keys"), step));
   const caPoolPath = optional(values, "ca-pool");
   if (holdsCaPool && caPoolPath === undefined) throw new UsageError(`podcert invoke ${step} needs --ca-pool`);
+  if (values.out !== undefined && step !== "sign") throw new UsageError("--out is an option of invoke sign only (where the issued chain goes)");
 
   const eventText = readText(eventPath, "event file");
   if (Buffer.byteLength(eventText) > MAX_EVENT_BYTES) throw new RejectedEventError(`event file larger than ${MAX_EVENT_BYTES} bytes`, 413);
@@ -55,6 +60,7 @@ export async function runInvoke(args: string[]): Promise<number> {
     const result = await dispatch((await loadFunctions())[step], ctx, event);
     await ctx.events.flush();
     if (result.reply) process.stdout.write(`${JSON.stringify(eventToJson(result.reply), null, 2)}\n`);
+    if (result.reply?.type === EVENT_TYPES.issued) await showChain(cluster, result.reply.data as { pcr?: { namespace?: string; name?: string } }, optional(values, "out"));
     if (result.status < 300) return EXIT.ok;
     const message = result.error instanceof Error ? result.error.message : `HTTP ${result.status}`;
     if (retryable(result.status)) {
@@ -64,4 +70,18 @@ export async function runInvoke(args: string[]): Promise<number> {
   } finally {
     await server.stop();
   }
+}
+
+/** The chain sign issued, as the PCR's status holds it: to `out`, or on stderr (stdout is the reply). */
+async function showChain(cluster: ClusterApi, data: { pcr?: { namespace?: string; name?: string } }, out: string | undefined): Promise<void> {
+  const { namespace, name } = data.pcr ?? {};
+  if (namespace === undefined || name === undefined) return;
+  const chain = (await cluster.readPcr(namespace, name))?.status?.certificateChain;
+  if (!chain) return;
+  if (out === undefined) {
+    process.stderr.write(`issued certificate chain of ${namespace}/${name} (--out <file> writes it to a file):\n${chain}`);
+    return;
+  }
+  writeFileSync(out, chain, { mode: 0o644 });
+  process.stderr.write(`wrote the issued certificate chain of ${namespace}/${name} to ${out}\n`);
 }

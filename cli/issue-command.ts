@@ -3,15 +3,16 @@ import { join } from "node:path";
 import type { StepKeys } from "../shared/events/attestation.js";
 import { ephemeralStepKeys } from "../shared/events/step-keys.js";
 import { STEPS, type StepName } from "../shared/steps.js";
+import { terminalCondition } from "../shared/pcr/model.js";
 import { loadCaPoolFile, loadSignerConfig, loadStepKeysDir } from "../shared/runtime/load.js";
 import { createLogger, type LogLevel } from "../shared/runtime/log.js";
 import { clusterApiFor, startClusterFromFile, stepContexts } from "./cluster.js";
-import { issueAll } from "./issue.js";
+import { issueAll, pendingRequests } from "./issue.js";
 import { EXIT, optional, parse, required } from "./args.js";
 
 /** `logLevel`: for the steps' logs on stderr (main.ts reads it from LOG_LEVEL). */
 export async function runIssue(args: string[], o: { logLevel: LogLevel }): Promise<number> {
-  const { values } = parse(args, { cluster: { type: "string" }, "ca-pool": { type: "string" }, keys: { type: "string" } });
+  const { values } = parse(args, { config: { type: "string" }, cluster: { type: "string" }, "ca-pool": { type: "string" }, keys: { type: "string" } });
   const config = loadSignerConfig(optional(values, "config"));
   const caPool = loadCaPoolFile(required(values, "ca-pool"));
   const keysDir = optional(values, "keys");
@@ -23,13 +24,22 @@ export async function runIssue(args: string[], o: { logLevel: LogLevel }): Promi
   try {
     const cluster = clusterApiFor(server);
     const log = createLogger({ level: o.logLevel });
+    const clusterPath = required(values, "cluster");
+    if ((await cluster.listPcrs()).length === 0) process.stderr.write(`podcert: cluster file ${clusterPath} has no PodCertificateRequests; nothing to issue\n`);
     const result = await issueAll({
       cluster,
       contexts: stepContexts({ config, cluster, keys, caPool, log }),
       onProgress: (done, total) => process.stderr.write(`\rprocessed ${done}/${total} PCRs${done === total ? "\n" : ""}`),
     });
     process.stdout.write(`${JSON.stringify({ apiVersion: "v1", kind: "List", metadata: {}, items: result.pcrs }, null, 2)}\n`);
-    return EXIT.ok;
+    const pending = pendingRequests(result, new Set(config.signers.keys()));
+    const count = (type: string) => result.pcrs.filter((p) => terminalCondition(p)?.type === type).length;
+    process.stderr.write(`${count("Issued")} issued, ${count("Denied") + count("Failed")} denied or failed, ${pending.length} pending\n`);
+    for (const p of pending) process.stderr.write(`  pending ${p.pcr.metadata.namespace}/${p.pcr.metadata.name} (${p.pcr.spec.signerName}): ${p.why}\n`);
+    const stuck = pending.filter((p) => p.operatorSide).length;
+    if (stuck === 0) return EXIT.ok;
+    process.stderr.write(`podcert: ${stuck} request${stuck === 1 ? " stays" : "s stay"} pending for a reason an operator must fix (above); exit 75\n`);
+    return EXIT.tempFail;
   } finally {
     await server.stop();
   }

@@ -8,7 +8,7 @@ import { parseAllDocuments } from "yaml";
 
 import { ConfigError } from "../../shared/errors.js";
 import * as z from "../../shared/zod.js";
-import type { KubeObject } from "./resources.js";
+import { RESOURCE_TYPES, resourceFor, type KubeObject } from "./resources.js";
 
 export const MAX_CLUSTER_FILE_BYTES = 64 * 1024 * 1024;
 
@@ -61,4 +61,38 @@ function check(value: unknown, where: string): KubeObject {
   const r = objectSchema.safeParse(value);
   if (r.success) return r.data as KubeObject;
   throw new ConfigError(`${where}: ${z.describeIssues(r.error).join("; ")}`);
+}
+
+const METADATA_FIELDS = new Set(["name", "namespace", "uid", "labels", "annotations", "generateName", "resourceVersion", "creationTimestamp",
+  "deletionTimestamp", "deletionGracePeriodSeconds", "finalizers", "ownerReferences", "managedFields", "generation", "selfLink"]);
+const EVENT_FIELDS = ["reason", "message", "type", "eventTime", "series", "action", "related", "reportingInstance"];
+/** Top-level fields beyond apiVersion, kind and metadata, by Kind (Event: by apiVersion too). */
+const KIND_FIELDS: Record<string, readonly string[]> = {
+  ServiceAccount: ["secrets", "imagePullSecrets", "automountServiceAccountToken"],
+  ConfigMap: ["data", "binaryData", "immutable"],
+  "v1 Event": [...EVENT_FIELDS, "involvedObject", "source", "firstTimestamp", "lastTimestamp", "count", "reportingComponent"],
+  "events.k8s.io/v1 Event": [...EVENT_FIELDS, "regarding", "note", "reportingController", "deprecatedSource", "deprecatedFirstTimestamp", "deprecatedLastTimestamp", "deprecatedCount"],
+};
+
+/**
+ * What the embedded API server would silently ignore in parsed objects: kinds it does not serve
+ * and top-level or metadata fields the kind does not have (a typo such as `annotation:` or
+ * `kind: Pd` otherwise shows only as a request that never comes).
+ */
+export function clusterFileProblems(objects: readonly KubeObject[]): string[] {
+  const problems: string[] = [];
+  let unserved = false;
+  for (const o of objects) {
+    const what = `${o.kind} ${o.metadata.namespace ? `${o.metadata.namespace}/` : ""}${o.metadata.name}`;
+    if (!resourceFor(o.apiVersion, o.kind)) {
+      problems.push(`${what}: ${o.apiVersion} ${o.kind} is not a kind the embedded API server serves; ignored`);
+      unserved = true;
+      continue;
+    }
+    const known = new Set(["apiVersion", "kind", "metadata", ...(KIND_FIELDS[`${o.apiVersion} ${o.kind}`] ?? KIND_FIELDS[o.kind] ?? ["spec", "status"])]);
+    for (const field of Object.keys(o)) if (!known.has(field)) problems.push(`${what}: unknown field ${field}`);
+    for (const field of Object.keys(o.metadata)) if (!METADATA_FIELDS.has(field)) problems.push(`${what}: unknown field metadata.${field}`);
+  }
+  if (unserved) problems.push(`the kinds it serves: ${RESOURCE_TYPES.map((t) => `${t.apiVersion} ${t.kind}`).join(", ")}`);
+  return problems;
 }

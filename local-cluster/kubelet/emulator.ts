@@ -3,9 +3,11 @@
  * make a key, create the PCR through the API, and keep the private key for the credential bundle.
  */
 import type { KeyObject } from "node:crypto";
-import { CertificatesV1beta1Api, CoreV1Api, type KubeConfig, type V1beta1PodCertificateRequest } from "@kubernetes/client-node";
+import { ApiException, CertificatesV1beta1Api, CoreV1Api, type KubeConfig, type V1beta1PodCertificateRequest } from "@kubernetes/client-node";
+import { ConfigError } from "../../shared/errors.js";
 import { buildPodCertificateRequest, podCertificateProjections } from "./request.js";
 import type { Pod, PodCertificateRequest } from "../../shared/pcr/model.js";
+import { withArticle } from "../../shared/words.js";
 
 export interface EmulatedRequest {
   pcr: PodCertificateRequest;
@@ -25,7 +27,7 @@ function expectations(pod: Pod): Record<string, string> {
   try {
     return JSON.parse(raw) as Record<string, string>;
   } catch {
-    throw new Error(`pod ${pod.metadata.namespace}/${pod.metadata.name}: podcert.ate.dev/expect is not a JSON object`);
+    throw new ConfigError(`pod ${pod.metadata.namespace}/${pod.metadata.name}: podcert.ate.dev/expect is not a JSON object`);
   }
 }
 
@@ -47,20 +49,21 @@ export async function requestPodCertificates(kc: KubeConfig, onProgress?: (msg: 
     const projections = podCertificateProjections(pod);
     if (projections.length === 0) continue;
     const namespace = pod.metadata.namespace ?? "default";
+    const what = `pod ${namespace}/${pod.metadata.name}`;
     const [node, sa] = await Promise.all([
-      core.readNode({ name: pod.spec.nodeName ?? "" }),
-      core.readNamespacedServiceAccount({ namespace, name: pod.spec.serviceAccountName ?? "default" }),
+      asked(`${what} runs on node ${JSON.stringify(pod.spec.nodeName ?? "")}`, () => core.readNode({ name: pod.spec.nodeName ?? "" })),
+      asked(`${what} runs as ServiceAccount ${namespace}/${pod.spec.serviceAccountName ?? "default"}`, () => core.readNamespacedServiceAccount({ namespace, name: pod.spec.serviceAccountName ?? "default" })),
     ]);
     const expect = expectations(pod);
     for (const [i, projection] of projections.entries()) {
-      onProgress?.(`kubelet: ${namespace}/${pod.metadata.name} asks ${projection.signerName} for a ${projection.keyType} certificate (${projection.publicKeyForm === "csr" ? "stub CSR" : "PKIX key + proof"})`);
+      onProgress?.(`kubelet: ${namespace}/${pod.metadata.name} asks ${projection.signerName} for ${withArticle(projection.keyType)} certificate (${projection.publicKeyForm === "csr" ? "stub CSR" : "PKIX key + proof"})`);
       const { pcr, privateKey } = buildPodCertificateRequest(pod, projection, {
         nodeUID: node.metadata?.uid ?? "",
         serviceAccountUID: sa.metadata?.uid ?? "",
         ...(o.generateName === undefined ? {} : { generateName: o.generateName }),
       });
       const createdAt = performance.now();
-      const created = await certs.createNamespacedPodCertificateRequest({ namespace, body: pcr as unknown as V1beta1PodCertificateRequest });
+      const created = await asked(`${what}: creating its PodCertificateRequest`, () => certs.createNamespacedPodCertificateRequest({ namespace, body: pcr as unknown as V1beta1PodCertificateRequest }));
       const volumes = (pod.spec.volumes ?? []) as { projected?: { sources?: { podCertificate?: { credentialBundlePath?: string } }[] } }[];
       const paths = volumes.flatMap((v) => v.projected?.sources ?? []).filter((s) => s.podCertificate).map((s) => s.podCertificate?.credentialBundlePath);
       const request: EmulatedRequest = {
@@ -76,4 +79,33 @@ export async function requestPodCertificates(kc: KubeConfig, onProgress?: (msg: 
     }
   }
   return out;
+}
+
+/**
+ * A call kubelet makes, with the API server's refusal in words about the cluster file: the
+ * client library's own message is a dump ("HTTP-Code: 404 Message: Unknown API Status Code!").
+ */
+async function asked<T>(what: string, call: () => Promise<T>): Promise<T> {
+  try {
+    return await call();
+  } catch (e) {
+    if (!(e instanceof ApiException)) throw e;
+    const status = statusOf(e.body);
+    if (e.code === 404) throw new ConfigError(`${what}, which the cluster file does not have (${status ?? "404 Not Found"})`, { cause: e });
+    throw new ConfigError(`${what}: the API server answered HTTP ${e.code}${status === undefined ? "" : `: ${status}`}`, { cause: e });
+  }
+}
+
+/** The message of a Kubernetes Status body, as ApiException carries it (text or parsed). */
+function statusOf(body: unknown): string | undefined {
+  let value = body;
+  if (typeof body === "string") {
+    try {
+      value = JSON.parse(body);
+    } catch {
+      return body.slice(0, 200) || undefined;
+    }
+  }
+  const message = (value as { message?: unknown } | null)?.message;
+  return typeof message === "string" ? message : undefined;
 }

@@ -12,6 +12,7 @@ import {
 import type { KeyType } from "../../shared/pcr/model.js";
 import { describeKey, goSignatureAlgorithm } from "../../shared/x509/algorithms.js";
 import { bitString, integer, readSingle, sequence, TAG, tlv } from "../../shared/x509/der.js";
+import { withArticle } from "../../shared/words.js";
 
 export interface RequestKeyPair {
   privateKey: KeyObject;
@@ -67,7 +68,7 @@ export function proofOfPossession(privateKey: KeyObject, podUID: string): Buffer
     case "ed25519":
       return sign(null, data, privateKey);
     default:
-      throw new Error(`cannot make a proof of possession with a ${describeKey(privateKey)} key`);
+      throw new Error(`cannot make a proof of possession with ${withArticle(describeKey(privateKey))} key`);
   }
 }
 
@@ -84,7 +85,7 @@ export function stubCsr(privateKey: KeyObject, spkiDerOrPublicKey: Uint8Array | 
       : spkiDerOrPublicKey.export({ type: "spki", format: "der" });
   readSingle(spkiDer, TAG.SEQUENCE);
   const alg = goSignatureAlgorithm(privateKey);
-  if (!alg) throw new Error(`cannot sign a CSR with a ${describeKey(privateKey)} key`);
+  if (!alg) throw new Error(`cannot sign a CSR with ${withArticle(describeKey(privateKey))} key`);
   // The given public key must belong to the private key, or the CSR would never verify.
   const derived = createPublicKey(privateKey).export({ type: "spki", format: "der" });
   if (!derived.equals(spkiDer)) throw new Error("the public key does not match the private key");

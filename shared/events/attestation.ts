@@ -22,6 +22,7 @@ import {
 import type { PcrRef } from "../pcr/model.js";
 import * as z from "../zod.js";
 import { STEPS, type StepName } from "../steps.js";
+import { withArticle } from "../words.js";
 
 const TOKEN_TYPE = "podcert-attestation+jwt";
 const AUDIENCE = "podcert";
@@ -171,7 +172,7 @@ export async function verifyAttestation<K extends DecisionKind>(
   if (expect.spkiSha256 !== undefined && p.spki !== expect.spkiSha256) mismatch.push("it is bound to another public key");
   const { decision } = p;
   const ofKind = isKind(decision, expect.kind);
-  if (!ofKind) mismatch.push(`it attests a ${decision.kind} decision, not ${expect.kind}`);
+  if (!ofKind) mismatch.push(`it attests ${withArticle(decision.kind)} decision, not ${expect.kind}`);
   if (!ofKind || mismatch.length > 0) {
     throw new RejectedEventError(`attestation from ${expect.from} does not match the event: ${mismatch.join("; ")}`, 403);
   }

@@ -9,6 +9,7 @@ import { PCR_KIND, TERMINAL_CONDITION_TYPES, type PcrRef, type PodCertificateReq
 import * as z from "../zod.js";
 import { EVENT_TYPES } from "../steps.js";
 import { pcrNameSchema, pcrNamespaceSchema, pcrUidSchema, signerNameSchema, type PodcertEvent } from "./types.js";
+import { withArticle } from "../words.js";
 
 const triggerSchema = z.object({
   kind: z.optional(z.literal(PCR_KIND)),
@@ -37,7 +38,7 @@ export interface PcrTrigger {
 export function readPcrTrigger(event: PodcertEvent): PcrTrigger {
   const kind = event.extensions.kind;
   if (kind !== undefined && kind !== PCR_KIND) {
-    throw new RejectedEventError(`event ${event.id} is about a ${kind.slice(0, 64)}, not a ${PCR_KIND}`);
+    throw new RejectedEventError(`event ${event.id} is about ${withArticle(kind.slice(0, 64))}, not ${withArticle(PCR_KIND)}`);
   }
   const parsed = triggerSchema.safeParse(event.data);
   if (!parsed.success) {

@@ -97,18 +97,25 @@ const configSchema = z
     /** How long a step's attestation stays valid: the broker's whole retry window. */
     attestationTTLSeconds: z._default(z.number().check(z.int(), z.minimum(30), z.maximum(86400)), 900),
     signers: z.array(signerSchema).check(z.minLength(1)),
-  })
-  .check(
-    z.superRefine((c, ctx) => {
-      const seen = new Set<string>();
-      c.signers.forEach((s, i) => {
-        if (seen.has(s.name)) {
-          ctx.addIssue({ code: "custom", path: ["signers", i, "name"], message: `duplicate signer ${s.name}` });
-        }
-        seen.add(s.name);
-      });
-    }),
-  );
+  });
+
+/**
+ * Signer names given twice, read from the document as it is: a refinement of the schema would
+ * run only once everything else is valid, hiding this behind any other problem.
+ */
+function duplicateSigners(doc: unknown): z.IssueList["issues"] {
+  const signers = (doc as { signers?: unknown } | null)?.signers;
+  if (!Array.isArray(signers)) return [];
+  const seen = new Set<string>();
+  const problems: { path: (string | number)[]; message: string }[] = [];
+  signers.forEach((s: unknown, i) => {
+    const name = (s as { name?: unknown } | null)?.name;
+    if (typeof name !== "string") return;
+    if (seen.has(name)) problems.push({ path: ["signers", i, "name"], message: `duplicate signer ${name}` });
+    seen.add(name);
+  });
+  return problems;
+}
 
 type RawConfig = z.output<typeof configSchema>;
 type RawSigner = RawConfig["signers"][number];
@@ -164,8 +171,9 @@ export function parseSignerConfig(text: string, source = "configuration"): Signe
     throw new ConfigError(`${source}: not valid YAML: ${(e as Error).message}`, { cause: e });
   }
   const result = configSchema.safeParse(doc);
-  if (!result.success) {
-    throw new ConfigError(`${source} is invalid:\n${z.describeIssues(result.error).map((p) => `  - ${p}`).join("\n")}`);
+  const issues = [...(result.success ? [] : result.error.issues), ...duplicateSigners(doc)];
+  if (!result.success || issues.length > 0) {
+    throw new ConfigError(`${source} is invalid:\n${z.describeIssues({ issues }).map((p) => `  - ${p}`).join("\n")}`);
   }
   const c = result.data;
   return {

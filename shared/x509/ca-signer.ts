@@ -19,6 +19,7 @@ import {
   whole,
 } from "./der.js";
 import { pemDecodeAll, pemEncode } from "./pem.js";
+import { withArticle } from "../words.js";
 
 /**
  * One CA, ready to sign. The private key is held in a private field: it is not an own property,
@@ -293,7 +294,7 @@ export function readCaChain(cert: Buffer | Uint8Array | string, intermediatesPem
       throw new ConfigError(`CA intermediates PEM is malformed: ${(e as Error).message}`);
     }
     for (const b of blocks) {
-      if (b.label !== "CERTIFICATE") throw new ConfigError(`CA intermediates contain a ${b.label} block; only CERTIFICATE is allowed`);
+      if (b.label !== "CERTIFICATE") throw new ConfigError(`CA intermediates contain ${withArticle(b.label)} block; only CERTIFICATE is allowed`);
     }
     above = blocks.map((b) => b.der);
   }

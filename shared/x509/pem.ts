@@ -8,6 +8,7 @@
  *
  * Error messages never quote the input: PEM handed to these functions may be private keys.
  */
+import { withArticle } from "../words.js";
 
 export interface PemBlock {
   label: string;
@@ -81,7 +82,7 @@ export function pemDecodeLabel(text: string, label: string, what = "PEM input"):
   const blocks = pemDecodeAll(text);
   if (blocks.length === 0) throw new Error(`${what} contains no ${label} PEM block`);
   for (const b of blocks) {
-    if (b.label !== label) throw new Error(`${what} contains a ${b.label} block where only ${label} is allowed`);
+    if (b.label !== label) throw new Error(`${what} contains ${withArticle(b.label)} block where only ${label} is allowed`);
   }
   return blocks.map((b) => b.der);
 }

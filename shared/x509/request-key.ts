@@ -13,6 +13,7 @@ import { constants, createHash, createPublicKey, verify, type JsonWebKey, type K
 import { REQUEST_KEY_LIMITS } from "../limits.js";
 import { KEY_TYPES, type KeyType, type PcrSpec } from "../pcr/model.js";
 import { CSR_SIGNATURE_ALGORITHMS, describeKey, OID } from "./algorithms.js";
+import { withArticle } from "../words.js";
 import {
   bitString,
   DerError,
@@ -675,7 +676,7 @@ function readFromCsr(b64: string, allowed: readonly KeyType[], check: boolean): 
   const family = keyFamily(keyType);
   const alg = CSR_SIGNATURE_ALGORITHMS[family][csr.sigAlgOid];
   if (!alg) {
-    return badProof(`stubPKCS10Request is signed with algorithm ${csr.sigAlgOid}, which is not valid for a ${keyType} key`);
+    return badProof(`stubPKCS10Request is signed with algorithm ${csr.sigAlgOid}, which is not valid for ${withArticle(keyType)} key`);
   }
   const p = csr.sigAlgParams;
   const paramsOk =

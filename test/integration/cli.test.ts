@@ -9,6 +9,7 @@ import { ACCEPTED_KEYS_FILE, SIGNING_KEY_FILE } from "../../shared/events/step-k
 import { acceptsFrom, STEPS } from "../../shared/steps.js";
 import { parseCaTrust, trustBundlePem } from "../../shared/ca/pool.js";
 import { podcert } from "./cli.js";
+import { COMMANDS } from "../../cli/main.js";
 
 let dir: string;
 beforeAll(() => {
@@ -123,4 +124,73 @@ describe("usage", () => {
     expect(r.code).toBe(78);
     expect(r.stderr).toMatch(/signers\[0\]\.name: must be '<domain>\/<name>'/);
   });
+});
+
+describe("help, version and errors in podcert's words", () => {
+  it.each(COMMANDS.map((c) => ({ name: c.name })))("podcert $name --help: exit 0, its own options and an example", async ({ name }) => {
+    const r = await podcert([...name.split(" "), "--help"]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(new RegExp(`^Usage: podcert ${name} `));
+    expect(r.stdout).toMatch(/\nOptions:\n/);
+    expect(r.stdout).toMatch(/\nExample:\n {2}\S/);
+    expect(r.stdout).toMatch(/\n {2}75 {2}/);
+  });
+
+  it.each([["--version"], ["version"]])("podcert %s prints package.json's version", async (arg) => {
+    const r = await podcert([arg]);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toBe(`podcert ${(JSON.parse(readFileSync("package.json", "utf8")) as { version: string }).version}\n`);
+  });
+
+  it("names the nearest option for an unknown one, not node's parser's prose", async () => {
+    const r = await podcert(["ca", "init", "--out", join(dir, "never.yaml"), "--validity", "30"]);
+    expect(r.code).toBe(64);
+    expect(r.stderr).toMatch(/^podcert: unknown option --validity; did you mean --validity-days\?\n/);
+    expect(r.stderr).not.toMatch(/positional|parseArgs/);
+    expect(r.stderr).toMatch(/podcert ca init --help/);
+  });
+
+  it.each([["-5"], ["0"], ["3651"], ["1.5"], ["ten"]])("checks --validity-days %s against its range", async (days) => {
+    const r = await podcert(["ca", "init", "--out", join(dir, "never.yaml"), "--validity-days", days]);
+    expect(r.code).toBe(64);
+    expect(r.stderr).toContain(`--validity-days must be an integer from 1 to 3650 (got "${days}")`);
+  });
+
+  it("says which option lacks its value", async () => {
+    const r = await podcert(["issue", "--cluster", "--ca-pool", "x"]);
+    expect(r.code).toBe(64);
+    expect(r.stderr).toMatch(/^podcert: --cluster needs a value\n/);
+  });
+
+  it("ca init checks --out's folder before making any key", async () => {
+    const r = await podcert(["ca", "init", "--out", "/nonexistent-podcert-dir/ca.yaml"]);
+    expect(r.code).toBe(78);
+    expect(r.stderr).toBe("podcert: --out /nonexistent-podcert-dir/ca.yaml: folder /nonexistent-podcert-dir does not exist\n");
+  });
+
+  it("refuses --config where a command would not use it, rather than ignoring it", async () => {
+    const r = await podcert(["keys", "init", "--out", join(dir, "k"), "--config", "examples/config/ate.yaml"]);
+    expect(r.code).toBe(64);
+    expect(r.stderr).toMatch(/unknown option --config/);
+  });
+
+  it.each([["ca", "status", "--ca-pool", "x"], ["issue", "--cluster", "x", "--ca-pool", "x"], ["invoke", "validate", "--event", "x", "--cluster", "x", "--keys", "x"], ["demo"]])(
+    "podcert %s … validates --config before anything else",
+    async (...args) => {
+      const bad = join(dir, "bad-kind.yaml");
+      writeFileSync(bad, "apiVersion: podcert.ate.dev/v1alpha1\nkind: Nope\nsigners:\n  - name: example.com/a\n    namespaces: {any: true}\n");
+      const r = await podcert([...args, "--config", bad]);
+      expect(r.code, r.stderr).toBe(78);
+      expect(r.stderr).toMatch(/bad-kind\.yaml is invalid:\n {2}- kind: /);
+    },
+  );
+
+  it("names a missing cluster object in its own words, not the Kubernetes client's dump", async () => {
+    const cluster = join(dir, "no-node.yaml");
+    writeFileSync(cluster, readFileSync("examples/cluster.yaml", "utf8").replace("nodeName: node-1", "nodeName: node-9"));
+    const r = await podcert(["demo", "--cluster", cluster, "--out", join(dir, "demo-out"), "--timeout", "30"]);
+    expect(r.code, r.stderr).toBe(78);
+    expect(r.stderr).toMatch(/podcert: pod ate-system\/ate-apiserver runs on node "node-9", which the cluster file does not have/);
+    expect(r.stderr).not.toMatch(/HTTP-Code|Unknown API Status Code/);
+  }, 120_000);
 });

@@ -69,7 +69,7 @@ describe("podcert demo --rotate", () => {
       "CA rotation: kubelet requests new certificates for the same pods",
       "CA rotation: old and new certificates, with the bundles holding both CAs",
       "CA rotation: retire the old CAs and publish (bundles keep only the new CAs)",
-      "CA rotation: the seed's mutual TLS with the new certificates and bundles; an old certificate refused",
+      "CA rotation: the example's mutual TLS checks with the new certificates and bundles; an old certificate refused",
     ]);
   });
 
@@ -126,9 +126,10 @@ describe("podcert demo --rotate", () => {
   });
 
   it("prints the second round's outcomes as a second table (PCRs rotated-…), on stdout", () => {
-    const [first, second] = run.stdout.trim().split("\n\n");
-    expect(first!.split("\n")).toHaveLength(1 + 8);
-    const rows = second!.split("\n");
+    // Each request's row is followed by an indented line (its SANs or its denial message).
+    const [first, second] = run.stdout.trim().split("\n\n").map((t) => t.split("\n").filter((l) => !l.startsWith("    ")));
+    expect(first).toHaveLength(1 + 8);
+    const rows = second!;
     expect(rows).toHaveLength(1 + 8);
     expect(rows.slice(1).every((r) => r.startsWith("rotated-"))).toBe(true);
     expect(rows.filter((r) => /\sIssued\s/.test(r))).toHaveLength(ISSUED.length);

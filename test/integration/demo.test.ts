@@ -1,6 +1,6 @@
 // `npm start`'s job end to end: processes, broker, emulated source and kubelet, files, mTLS.
 import { X509Certificate, createPrivateKey, createPublicKey } from "node:crypto";
-import { cpSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { tempDir } from "../helpers/temp.js";
 import { join } from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
@@ -9,6 +9,7 @@ import { parseCredentialBundle } from "../../local-cluster/mtls.js";
 import { parseCaTrust } from "../../shared/ca/pool.js";
 import { pemDecodeAll } from "../../shared/x509/pem.js";
 import { podcert, type CliResult } from "./cli.js";
+import { OUT_MARKER, prepareOutDir } from "../../cli/demo.js";
 import { verifiesAgainst } from "./certs.js";
 
 let out: string;
@@ -45,12 +46,24 @@ describe("podcert demo (npm start)", () => {
     expect(run.stderr).toMatch(/every API call was allowed by the RBAC of knative\//);
   });
 
-  it("prints one table row per request with its outcome and SANs, on stdout", () => {
+  it("prints one table row per request with its outcome, then its SANs or its denial message, on stdout", () => {
     const lines = run.stdout.trim().split("\n");
-    expect(lines[0]).toMatch(/^PCR\s+POD\s+SIGNER\s+OUTCOME\s+TIME TO ISSUE\s+SANS/);
-    expect(lines).toHaveLength(1 + 8);
-    expect(run.stdout).toMatch(/ate-system\/ate-apiserver\s+atesystem\.podcert\.ate\.dev\/identity\s+Issued\s+\d+ ms\s+spiffe:\/\/cluster\.local\/ns\/ate-system\/sa\/ate-apiserver, api\.ate-system\.svc, api\.ate-system\.svc\.cluster\.local/);
-    expect(run.stdout).toMatch(/workers-a\/worker-2\s+atesystem\.podcert\.ate\.dev\/identity\s+Denied:NamespaceNotAllowed/);
+    expect(lines[0]).toMatch(/^PCR\s+POD\s+SIGNER\s+OUTCOME\s+TIME TO ISSUE$/);
+    expect(lines.filter((l) => /^req-/.test(l))).toHaveLength(8);
+    expect(lines.filter((l) => /^ {4}(SANs|denied): /.test(l))).toHaveLength(8);
+    for (const l of lines) {
+      expect(l).not.toMatch(/ $/);
+      if (l.startsWith("req-") || l.startsWith("PCR")) expect(l.length).toBeLessThanOrEqual(130);
+    }
+    expect(run.stdout).toMatch(/ate-system\/ate-apiserver\s+atesystem\.podcert\.ate\.dev\/identity\s+Issued\s+\d+ ms\n {4}SANs: spiffe:\/\/cluster\.local\/ns\/ate-system\/sa\/ate-apiserver, api\.ate-system\.svc, api\.ate-system\.svc\.cluster\.local\n/);
+    // A denied row has no time to issue, and says why it was denied.
+    expect(run.stdout).toMatch(/workers-a\/worker-2\s+atesystem\.podcert\.ate\.dev\/identity\s+Denied:NamespaceNotAllowed\s+-\n {4}denied: signer atesystem\.podcert\.ate\.dev\/identity issues only to namespaces ate-system; namespace workers-a is not one of them\n/);
+  });
+
+  it("marks its output folder as its own, and says nothing of a seed", () => {
+    expect(readdirSync(out)).toContain(OUT_MARKER);
+    expect(run.stdout + run.stderr).not.toMatch(/\bseed/i);
+    expect(run.stderr).toMatch(/the example's mutual TLS checks/);
   });
 
   it("writes each credential bundle as kubelet would: PKCS#8 key, then a chain for that key", () => {
@@ -117,5 +130,51 @@ describe("podcert demo --help", () => {
     const r = await podcert(["demo", "--cluster", "/nonexistent.yaml"]);
     expect(r.code).toBe(78);
     expect(r.stderr).toMatch(/cannot read cluster file \/nonexistent\.yaml: ENOENT/);
+  });
+});
+
+describe("podcert demo's exit code says whether every request ended as expected", () => {
+  const example = readFileSync("examples/cluster.yaml", "utf8");
+
+  it("fails (70) when a request does not end as its pod says, naming it and the likely cause", async () => {
+    const dir = tempDir("podcert-demo-typo-");
+    const cluster = join(dir, "cluster.yaml");
+    // The ate-apiserver pod's projection only: its expect annotation still names the right signer.
+    writeFileSync(cluster, example.replace(/(name: ate-apiserver\n[\s\S]*?signerName: )atesystem\.podcert/, "$1atesytem.podcert"));
+    const r = await podcert(["demo", "--cluster", cluster, "--out", join(dir, "out"), "--timeout", "60"]);
+    expect(r.code, r.stderr).toBe(70);
+    expect(r.stderr).toMatch(/UNEXPECTED: ate-system\/ate-apiserver → atesytem\.podcert\.ate\.dev\/identity: Pending, and its pod's podcert\.ate\.dev\/expect annotation names no outcome for this signer; no configured signer has this name/);
+    expect(r.stderr).toMatch(/1 of 8 requests did not end as their pod's podcert\.ate\.dev\/expect annotation says/);
+    expect(r.stderr).not.toMatch(/all outcomes and handshakes as expected/);
+  }, 120_000);
+
+  it("fails (70) when the cluster file makes no requests, and names the kind it ignored", async () => {
+    const dir = tempDir("podcert-demo-empty-");
+    const cluster = join(dir, "cluster.yaml");
+    writeFileSync(cluster, example.replaceAll(/^kind: Pod$/gm, "kind: Pd"));
+    const r = await podcert(["demo", "--cluster", cluster, "--out", join(dir, "out"), "--timeout", "60"]);
+    expect(r.code, r.stderr).toBe(70);
+    expect(r.stderr).toMatch(/Pd ate-system\/ate-apiserver: v1 Pd is not a kind the embedded API server serves; ignored/);
+    expect(r.stderr).toMatch(/the run made no requests/);
+  }, 120_000);
+
+  it("refuses an output folder it did not make (78), before starting anything", async () => {
+    const dir = tempDir("podcert-demo-foreign-");
+    writeFileSync(join(dir, "notes.txt"), "mine");
+    const r = await podcert(["demo", "--out", dir]);
+    expect(r.code).toBe(78);
+    expect(r.stderr).toMatch(/holds files podcert demo did not write/);
+    expect(r.stderr).not.toMatch(/\[1\/6\]/);
+    expect(readdirSync(dir)).toEqual(["notes.txt"]);
+  });
+
+  it("empties a folder an earlier run made", () => {
+    const dir = join(tempDir("podcert-demo-again-"), "out");
+    prepareOutDir(dir);
+    mkdirSync(join(dir, "ate-system"));
+    writeFileSync(join(dir, "ate-system", "old.pem"), "from an earlier run's CA");
+    prepareOutDir(dir);
+    expect(existsSync(join(dir, "ate-system"))).toBe(false);
+    expect(readdirSync(dir)).toEqual([OUT_MARKER]);
   });
 });

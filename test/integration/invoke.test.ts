@@ -1,5 +1,6 @@
 // `podcert invoke`: one function at a time, replies chaining into the next, attestations enforced.
 import { tempDir } from "../helpers/temp.js";
+import { X509Certificate } from "node:crypto";
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
@@ -56,6 +57,23 @@ describe("podcert invoke", () => {
     expect(s.stderr).toMatch(/"fingerprintSha256":"[0-9a-f]{64}"/);
     expect(s.stderr).not.toMatch(/PRIVATE KEY/);
     expect(s.stderr).not.toContain(readFileSync(caPool, "utf8").match(/MI[A-Za-z0-9+/]{40}/g)?.at(-1) ?? "unmatched");
+    // The issued chain, on stderr (stdout holds the reply).
+    expect(s.stderr).toMatch(/issued certificate chain of \S+\/req-valkey-0 \(--out <file> writes it to a file\):\n-----BEGIN CERTIFICATE-----\n/);
+  });
+
+  it("writes the chain sign issued to --out: a certificate for the request's key", async () => {
+    const out = join(dir, "chain.pem");
+    const s = await podcert(["invoke", "sign", "--event", join(dir, "derived.json"), "--cluster", ISSUED, "--keys", keys, "--ca-pool", caPool, "--out", out]);
+    expect(s.code, s.stderr).toBe(0);
+    expect(s.stderr).toMatch(/wrote the issued certificate chain of \S+\/req-valkey-0 to /);
+    const leaf = new X509Certificate(readFileSync(out, "utf8"));
+    expect(leaf.subjectAltName).toContain("valkey-0.valkey.ate-system.svc");
+  });
+
+  it("takes --out only for sign", async () => {
+    const r = await podcert(["invoke", "validate", "--event", "test/fixtures/events/issued/valkey-0.json", "--cluster", ISSUED, "--keys", keys, "--out", join(dir, "x.pem")]);
+    expect(r.code).toBe(64);
+    expect(r.stderr).toMatch(/--out is an option of invoke sign only/);
   });
 
   it("carries the traceparent from each input event to its reply", async () => {

@@ -1,9 +1,9 @@
 // `podcert issue` on the fixture clusters, checking every certificate as a TLS peer would.
 import { tempDir } from "../helpers/temp.js";
 import { X509Certificate } from "node:crypto";
-import { readFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { parseAllDocuments } from "yaml";
+import { parse as parseYaml, parseAllDocuments, stringify as stringifyYaml } from "yaml";
 import { beforeAll, describe, expect, it } from "vitest";
 import { EXPECTED_DENIALS } from "../../cli/fixtures.js";
 import { terminalCondition, type PodCertificateRequest } from "../../shared/pcr/model.js";
@@ -21,8 +21,12 @@ let dir: string;
 let caPool: string;
 const bundles = new Map<string, string>();
 
+/** The stderr of the last `issue` call. */
+let issueStderr = "";
+
 async function issue(cluster: string): Promise<PodCertificateRequest[]> {
   const r = await podcert(["issue", "--cluster", cluster, "--ca-pool", caPool]);
+  issueStderr = r.stderr;
   expect(r.code, r.stderr).toBe(0);
   const list = JSON.parse(r.stdout) as { kind: string; items: PodCertificateRequest[] };
   expect(list.kind).toBe("List");
@@ -229,8 +233,40 @@ describe("podcert issue on the denied fixture cluster", () => {
     expect(pcr!.status?.certificateChain ?? "").toBe("");
   });
 
+  it("lists the request waiting for its Service on stderr, and still exits 0 (the pod's owner ends the wait)", () => {
+    expect(issueStderr).toMatch(/^\d+ issued, \d+ denied or failed, 1 pending$/m);
+    expect(issueStderr).toMatch(/^ {2}pending \S+\/req-missing-service \(\S+\): derive-sans: waiting for Services: /m);
+  });
+
   it("names a supported key type when it refuses one", () => {
     const c = terminalCondition(pcrs.find((p) => p.metadata.name === "req-rsa2048")!);
     expect(c?.message).toMatch(/ECDSAP256/);
+  });
+});
+
+describe("podcert issue's exit code", () => {
+  it("is 75, listing each request left pending and why, when the CA pool lacks a configured signer's CA", async () => {
+    const config = parseYaml(readFileSync("examples/config/ate.yaml", "utf8")) as { signers: { name: string }[] };
+    config.signers = config.signers.filter((s) => s.name === ATESYSTEM_SIGNER);
+    const oneSigner = join(dir, "one-signer.yaml");
+    writeFileSync(oneSigner, stringifyYaml(config));
+    const partialPool = join(dir, "partial-pool.yaml");
+    expect((await podcert(["ca", "init", "--out", partialPool, "--config", oneSigner])).code).toBe(0);
+
+    const r = await podcert(["issue", "--cluster", ISSUED, "--ca-pool", partialPool]);
+    expect(r.code, r.stderr).toBe(75);
+    const items = (JSON.parse(r.stdout) as { items: PodCertificateRequest[] }).items;
+    const stuck = items.filter((p) => p.spec.signerName === WORKERPOOL_SIGNER);
+    expect(stuck.length).toBeGreaterThan(0);
+    for (const p of stuck) expect(r.stderr).toContain(`  pending ${p.metadata.namespace}/${p.metadata.name} (${WORKERPOOL_SIGNER}): sign: `);
+    expect(r.stderr).toMatch(new RegExp(`${stuck.length} requests stay pending for a reason an operator must fix`));
+  });
+
+  it("is 0 and says so for a cluster file without PodCertificateRequests", async () => {
+    const empty = join(dir, "empty.yaml");
+    writeFileSync(empty, "apiVersion: v1\nkind: Namespace\nmetadata: {name: a}\n");
+    const r = await podcert(["issue", "--cluster", empty, "--ca-pool", caPool]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).toContain(`cluster file ${empty} has no PodCertificateRequests; nothing to issue`);
   });
 });

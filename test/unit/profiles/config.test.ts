@@ -203,6 +203,15 @@ describe("parseSignerConfig: bad files", () => {
     expect(configError(doc)).toContain("  - signers[1].name: duplicate signer example.com/identity");
   });
 
+  it("reports a duplicate signer together with the document's other problems (a wrong kind hid it)", () => {
+    const doc = minimal();
+    doc.kind = "SignerConfiguration";
+    doc.signers.push({ name: "example.com/identity", namespaces: { any: true } });
+    const message = configError(doc);
+    expect(message).toContain("  - kind: ");
+    expect(message).toContain("  - signers[1].name: duplicate signer example.com/identity");
+  });
+
   it("lists every problem, each with its path, under the file's name", () => {
     const doc = minimal();
     doc.extra = true;

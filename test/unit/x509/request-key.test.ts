@@ -242,9 +242,9 @@ describe("readRequestKey: stubPKCS10Request", () => {
 
     // refused: an RSA signature labelled ECDSA, an ECDSA key with an RSA OID, SHA-1, Ed25519 OID on EC
     const mislabeled = customCsr({ spkiDer: rsa.spkiDer, signWith: rsa.privateKey, algOid: "1.2.840.10045.4.3.2", hash: "sha256" });
-    denied(() => readRequestKey(csrSpec(mislabeled), KEY_TYPES), "InvalidProofOfPossession", /not valid for a RSA3072 key/);
+    denied(() => readRequestKey(csrSpec(mislabeled), KEY_TYPES), "InvalidProofOfPossession", /not valid for an RSA3072 key/);
     const ecRsaOid = customCsr({ spkiDer: ec.spkiDer, signWith: ec.privateKey, algOid: "1.2.840.113549.1.1.11", params: "null", hash: "sha256", ecdsa: true });
-    denied(() => readRequestKey(csrSpec(ecRsaOid), KEY_TYPES), "InvalidProofOfPossession", /not valid for a ECDSAP256 key/);
+    denied(() => readRequestKey(csrSpec(ecRsaOid), KEY_TYPES), "InvalidProofOfPossession", /not valid for an ECDSAP256 key/);
     const sha1 = customCsr({ spkiDer: rsa.spkiDer, signWith: rsa.privateKey, algOid: "1.2.840.113549.1.1.5", params: "null", hash: "sha1" });
     denied(() => readRequestKey(csrSpec(sha1), KEY_TYPES), "InvalidProofOfPossession", /1\.2\.840\.113549\.1\.1\.5/);
     const ecdsaWithNull = customCsr({ spkiDer: ec.spkiDer, signWith: ec.privateKey, algOid: "1.2.840.10045.4.3.2", params: "null", hash: "sha256", ecdsa: true });
