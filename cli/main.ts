@@ -191,7 +191,8 @@ Example:
     usage: "podcert status [--kubeconfig <file>] [--ca-pool <file>] [--config <file>] [--output table|json]",
     help: STATUS_HELP,
     ownHelp: true,
-    run: runStatus,
+    // client-node reads KUBECONFIG itself; status checks first that it names something.
+    run: (args) => runStatus(args, { KUBECONFIG: process.env.KUBECONFIG, KUBERNETES_SERVICE_HOST: process.env.KUBERNETES_SERVICE_HOST }),
   },
   {
     name: "doctor",

@@ -80,7 +80,13 @@ const OPTIONS = {
   output: { type: "string" },
 } as const;
 
-export async function runStatus(args: string[]): Promise<number> {
+/** The environment status reads, given by cli/main.ts (the CLI reads the environment only there). */
+export interface StatusEnv {
+  KUBECONFIG?: string | undefined;
+  KUBERNETES_SERVICE_HOST?: string | undefined;
+}
+
+export async function runStatus(args: string[], env: StatusEnv = {}): Promise<number> {
   const { values, positionals } = parse(args, { ...OPTIONS, kubeconfig: { type: "string" }, "pending-after": { type: "string" } });
   if (values.help === true) return help(STATUS_HELP);
   if (positionals.length > 0) throw new UsageError(`podcert status: unexpected ${positionals.join(" ")}`);
@@ -88,7 +94,7 @@ export async function runStatus(args: string[]): Promise<number> {
   const pendingAfter = durationSeconds(optional(values, "pending-after") ?? "5m", "--pending-after");
   const facts = readFiles(values);
   const kubeconfigPath = optional(values, "kubeconfig");
-  if (kubeconfigPath === undefined && !defaultKubeconfigExists()) {
+  if (kubeconfigPath === undefined && !defaultKubeconfigExists(env)) {
     // client-node would fall back to http://localhost:8080, which only confuses.
     throw new ConfigError("no kubeconfig: give --kubeconfig <file> or set KUBECONFIG (podcert doctor checks the files without a cluster)");
   }
@@ -121,10 +127,10 @@ export async function runDoctor(args: string[]): Promise<number> {
 }
 
 /** What client-node's loadFromDefault would read: $KUBECONFIG, ~/.kube/config, or the in-cluster service account. */
-function defaultKubeconfigExists(): boolean {
-  const env = process.env.KUBECONFIG;
-  if (env !== undefined && env !== "") return env.split(delimiter).some((p) => p !== "" && existsSync(p));
-  return existsSync(join(homedir(), ".kube", "config")) || (process.env.KUBERNETES_SERVICE_HOST !== undefined && existsSync("/var/run/secrets/kubernetes.io/serviceaccount/token"));
+function defaultKubeconfigExists(env: StatusEnv): boolean {
+  const paths = env.KUBECONFIG;
+  if (paths !== undefined && paths !== "") return paths.split(delimiter).some((p) => p !== "" && existsSync(p));
+  return existsSync(join(homedir(), ".kube", "config")) || (env.KUBERNETES_SERVICE_HOST !== undefined && existsSync("/var/run/secrets/kubernetes.io/serviceaccount/token"));
 }
 
 function help(text: string): number {

@@ -29,9 +29,10 @@ export interface IssueList {
  * MAX_REPORTED_ISSUES, then "and N more", each cut to MAX_ISSUE_TEXT_LENGTH characters. Paths are
  * written as Kubernetes writes field paths (`signers[0].name`); "(top level)" is the value itself.
  */
-export function describeIssues(error: IssueList): string[] {
-  const shown = error.issues.slice(0, MAX_REPORTED_ISSUES).map((i) => cut(`${issuePath(i.path)}: ${i.message}`));
-  const more = error.issues.length - shown.length;
+export function describeIssues(...lists: IssueList[]): string[] {
+  const issues = lists.flatMap((l) => l.issues);
+  const shown = issues.slice(0, MAX_REPORTED_ISSUES).map((i) => cut(`${issuePath(i.path)}: ${i.message}`));
+  const more = issues.length - shown.length;
   return more > 0 ? [...shown, `and ${more} more`] : shown;
 }
 

@@ -171,9 +171,11 @@ export function parseSignerConfig(text: string, source = "configuration"): Signe
     throw new ConfigError(`${source}: not valid YAML: ${(e as Error).message}`, { cause: e });
   }
   const result = configSchema.safeParse(doc);
-  const issues = [...(result.success ? [] : result.error.issues), ...duplicateSigners(doc)];
-  if (!result.success || issues.length > 0) {
-    throw new ConfigError(`${source} is invalid:\n${z.describeIssues({ issues }).map((p) => `  - ${p}`).join("\n")}`);
+  // Every problem in one pass: the schema's and the duplicate signers', which it cannot see.
+  const duplicates = { issues: duplicateSigners(doc) };
+  if (!result.success || duplicates.issues.length > 0) {
+    const lists = result.success ? [duplicates] : [result.error, duplicates];
+    throw new ConfigError(`${source} is invalid:\n${z.describeIssues(...lists).map((p) => `  - ${p}`).join("\n")}`);
   }
   const c = result.data;
   return {
