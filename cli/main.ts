@@ -18,7 +18,7 @@ import { runFixtures } from "./fixtures.js";
 import { runInvoke } from "./invoke.js";
 import { runIssue } from "./issue-command.js";
 import { runKeysInit } from "./keys.js";
-import { DOCTOR_HELP, runDoctor, runStatus, STATUS_HELP } from "./status-command.js";
+import { DOCTOR_HELP, DOCTOR_USAGE, runDoctor, runStatus, STATUS_HELP, STATUS_USAGE } from "./status-command.js";
 
 /** Bundled from package.json at build time (esbuild inlines the JSON). */
 export const VERSION: string = pkg.version;
@@ -33,8 +33,6 @@ interface Command {
   /** `podcert <name> --help`: what it does, its options, an example. */
   help: string;
   run: (args: string[]) => Promise<number>;
-  /** A help text that is complete on its own (usage and exit codes included), printed as it is. */
-  ownHelp?: boolean;
 }
 
 /** Every subcommand. A new one is one entry here (and its usage line appears in `podcert --help`). */
@@ -188,17 +186,15 @@ Example:
   },
   {
     name: "status",
-    usage: "podcert status [--kubeconfig <file>] [--ca-pool <file>] [--config <file>] [--output table|json]",
+    usage: STATUS_USAGE,
     help: STATUS_HELP,
-    ownHelp: true,
     // client-node reads KUBECONFIG itself; status checks first that it names something.
     run: (args) => runStatus(args, { KUBECONFIG: process.env.KUBECONFIG, KUBERNETES_SERVICE_HOST: process.env.KUBERNETES_SERVICE_HOST }),
   },
   {
     name: "doctor",
-    usage: "podcert doctor [--config <file>] [--ca-pool <file>] [--manifests <dir>] [--output table|json]",
+    usage: DOCTOR_USAGE,
     help: DOCTOR_HELP,
-    ownHelp: true,
     run: runDoctor,
   },
 ];
@@ -257,8 +253,7 @@ export async function main(argv: string[]): Promise<number> {
   try {
     if (found === undefined) throw unknownCommand(argv);
     if (found.rest.some(isHelp)) {
-      const c = found.command;
-      process.stdout.write(c.ownHelp ? `${c.help}\n` : `Usage: ${c.usage}\n\n${c.help}\n\n${EXIT_CODES}\n`);
+      process.stdout.write(`Usage: ${found.command.usage}\n\n${found.command.help}\n\n${EXIT_CODES}\n`);
       return EXIT.ok;
     }
     return await found.command.run(found.rest);

@@ -31,10 +31,11 @@ const COMMON_OPTIONS = `  --config <file>        the signer configuration (defau
   --manifests <dir>      where the RBAC manifests are (default: this checkout's knative/, when present)
   --output table|json    readable sections (default), or one JSON document on stdout`;
 
-export const STATUS_HELP = `podcert status: what podcert is doing in a cluster, and what disagrees
+export const STATUS_USAGE = `podcert status [--kubeconfig <file>] [--config <file>] [--ca-pool <file>] [--manifests <dir>]
+                      [--pending-after 5m] [--output table|json]`;
 
-Usage: podcert status [--kubeconfig <file>] [--config <file>] [--ca-pool <file>] [--manifests <dir>]
-                      [--pending-after 5m] [--output table|json]
+/** Its options, an example and its own exit codes (cli/main.ts adds the usage and the common codes). */
+export const STATUS_HELP = `What podcert is doing in a cluster, and what disagrees.
 
 Reads the cluster of the kubeconfig (default: $KUBECONFIG, else ~/.kube/config; the embedded API
 server's too: podcert demo --keep-running prints its path) as the user it names, and reports:
@@ -57,9 +58,9 @@ not be read, 78 a file is unusable.
 Example:
   KUBECONFIG=out/state/kubeconfig podcert status --ca-pool out/ca-pool.yaml`;
 
-export const DOCTOR_HELP = `podcert doctor: check the files before deploying
+export const DOCTOR_USAGE = "podcert doctor [--config <file>] [--ca-pool <file>] [--manifests <dir>] [--output table|json]";
 
-Usage: podcert doctor [--config <file>] [--ca-pool <file>] [--manifests <dir>] [--output table|json]
+export const DOCTOR_HELP = `Checks the files before deploying.
 
 Checks, without a cluster, that the signer configuration, the CA pool and the RBAC manifests agree:
 every configured signer has a CA that can sign now and covers a full certificate lifetime, the
@@ -88,7 +89,7 @@ export interface StatusEnv {
 
 export async function runStatus(args: string[], env: StatusEnv = {}): Promise<number> {
   const { values, positionals } = parse(args, { ...OPTIONS, kubeconfig: { type: "string" }, "pending-after": { type: "string" } });
-  if (values.help === true) return help(STATUS_HELP);
+  if (values.help === true) return help(`Usage: ${STATUS_USAGE}\n\n${STATUS_HELP}`);
   if (positionals.length > 0) throw new UsageError(`podcert status: unexpected ${positionals.join(" ")}`);
   const output = outputOf(values);
   const pendingAfter = durationSeconds(optional(values, "pending-after") ?? "5m", "--pending-after");
@@ -120,7 +121,7 @@ export async function runStatus(args: string[], env: StatusEnv = {}): Promise<nu
 
 export async function runDoctor(args: string[]): Promise<number> {
   const { values, positionals } = parse(args, OPTIONS);
-  if (values.help === true) return help(DOCTOR_HELP);
+  if (values.help === true) return help(`Usage: ${DOCTOR_USAGE}\n\n${DOCTOR_HELP}`);
   if (positionals.length > 0) throw new UsageError(`podcert doctor: unexpected ${positionals.join(" ")}`);
   const output = outputOf(values);
   return report(statusReport(readFiles(values)), output, "podcert doctor");

@@ -73,6 +73,8 @@ export interface LocalFlowOptions {
    * one seed for both (default: a random one, in LocalFlow.faultSeed, to repeat a run).
    */
   faults?: { api?: ApiFaultPlan; delivery?: DeliveryFaultPlan; seed?: number };
+  /** A `killMidRequest` fault spares a process ready for less than this (default KILL_MIN_UPTIME_MS). */
+  killMinUptimeMs?: number;
   /** Each delivery the broker ends (answered, or failed for good). */
   onDelivery?: (d: Delivery) => void;
 }
@@ -192,7 +194,7 @@ export async function startLocalFlow(o: LocalFlowOptions): Promise<LocalFlow> {
       onKill: (subscriber) => {
         const p = processes.find((x) => serviceName(x.name) === subscriber);
         const pid = p?.child.pid;
-        if (p === undefined || pid === undefined || !killFunctionProcess(p, KILL_MIN_UPTIME_MS)) return false;
+        if (p === undefined || pid === undefined || !killFunctionProcess(p, o.killMinUptimeMs ?? KILL_MIN_UPTIME_MS)) return false;
         killedPids.add(pid);
         return true;
       },

@@ -172,9 +172,9 @@ export function parseSignerConfig(text: string, source = "configuration"): Signe
   }
   const result = configSchema.safeParse(doc);
   // Every problem in one pass: the schema's and the duplicate signers', which it cannot see.
-  const duplicates = { issues: duplicateSigners(doc) };
-  if (!result.success || duplicates.issues.length > 0) {
-    const lists = result.success ? [duplicates] : [result.error, duplicates];
+  const duplicates = duplicateSigners(doc);
+  if (!result.success || duplicates.length > 0) {
+    const lists = result.success ? [{ issues: duplicates }] : [result.error, { issues: duplicates }];
     throw new ConfigError(`${source} is invalid:\n${z.describeIssues(...lists).map((p) => `  - ${p}`).join("\n")}`);
   }
   const c = result.data;

@@ -35,6 +35,8 @@ beforeAll(async () => {
     // The flow's own variables win over these (KUBECONFIG here would break every function).
     env: { PODCERT_TEST_MARKER: "broker-faults", KUBECONFIG: "/nonexistent" },
     faults: { delivery: { duplicate: 0.3, killMidRequest: 0.1 }, seed: SEED },
+    // A short run: processes may be killed as soon as they serve.
+    killMinUptimeMs: 0,
     onDelivery: (d) => deliveries.push(d),
   });
 });
