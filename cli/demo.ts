@@ -11,7 +11,8 @@ import { throwawayCaPool } from "./ca-create.js";
 import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { ConfigError } from "../shared/errors.js";
 import type { SignerConfig } from "../shared/profiles/config.js";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
+import { serveKubectl } from "./kubectl-access.js";
 import { describeRefusal, type RefusedRequest } from "../local-cluster/apiserver/server.js";
 import { clusterTrustBundleName, publishedCas } from "../shared/ca/pool.js";
 import { startLocalFlow } from "../local-cluster/flow.js";
@@ -150,7 +151,10 @@ export async function runDemo(args: string[]): Promise<number> {
       }
     }
     if (values["keep-running"]) {
-      say(`\nkeep running: broker ingress ${flow.brokerUrl}; functions ${processes.map((p) => `${p.name}=${p.url}`).join(" ")}; kubeconfig ${flow.kubeconfigPath} (cluster admin). Ctrl-C to stop.`);
+      const kubectlConfig = join(dirname(flow.kubeconfigPath), "kubectl.kubeconfig");
+      const tlsUrl = await serveKubectl(api, kubectlConfig);
+      say(`\nkeep running: broker ingress ${flow.brokerUrl}; functions ${processes.map((p) => `${p.name}=${p.url}`).join(" ")}; kubeconfig ${flow.kubeconfigPath} (cluster admin).`);
+      say(`kubectl: the API is also served at ${tlsUrl} (kubectl sends no credentials over plain HTTP):\n  KUBECONFIG=${kubectlConfig} kubectl get podcertificaterequests -A\nCtrl-C to stop.`);
       await new Promise<void>((resolve) => {
         process.once("SIGINT", resolve);
         process.once("SIGTERM", resolve);

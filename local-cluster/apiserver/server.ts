@@ -46,6 +46,7 @@
 
 import { randomBytes } from "node:crypto";
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
+import { createServer as createHttpsServer, type Server as HttpsServer } from "node:https";
 import type { AddressInfo } from "node:net";
 
 import { stringify } from "yaml";
@@ -120,6 +121,12 @@ export interface EmbeddedApiServer {
   setFaults(plan: ApiFaultPlan | undefined, o?: { seed?: number }): void;
   /** The faults injected so far, by kind (live: it keeps counting). */
   faultCounts(): FaultCounter;
+  /**
+   * The same API over HTTPS as well, for kubectl: it sends no credentials to a plain http://
+   * server (kubernetes/kubectl#744). Returns https://localhost:<port>; the certificate must name
+   * localhost.
+   */
+  listenTls(tls: { certPem: string; keyPem: string }): Promise<string>;
   /** Closes the listener and every open watch, and ends requests held by `slow` faults. */
   stop(): Promise<void>;
 }
@@ -234,7 +241,7 @@ export async function startApiServer(o: StartApiServerOptions = {}): Promise<Emb
     now: o.now ?? (() => new Date()),
   };
   const served: ServedRequest[] = [];
-  const server = createServer((req, res) => {
+  const onRequest = (req: IncomingMessage, res: ServerResponse) => {
     handle(ctx, req, res).catch((e: unknown) => {
       const err = e instanceof ApiError ? e : internalError(e instanceof Error ? e.message : String(e));
       if (!(e instanceof ApiError)) o.log?.(`internal error on ${req.method} ${req.url}: ${(e as Error)?.stack ?? String(e)}`);
@@ -253,7 +260,9 @@ export async function startApiServer(o: StartApiServerOptions = {}): Promise<Emb
       });
       if (served.length > MAX_SERVED_KEPT) served.splice(0, served.length - MAX_SERVED_KEPT);
     });
-  });
+  };
+  const server = createServer(onRequest);
+  const tlsServers: HttpsServer[] = [];
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);
     server.listen(o.port ?? 0, "127.0.0.1", () => {
@@ -281,27 +290,38 @@ export async function startApiServer(o: StartApiServerOptions = {}): Promise<Emb
     accessReview: (user, attrs) => auth === undefined || authorize(auth.policy, user, attrs).allowed,
     setFaults: (plan, fo) => ctx.faults.set(plan, fo?.seed),
     faultCounts: () => ctx.faults.counter,
+    async listenTls(tls: { certPem: string; keyPem: string }) {
+      const https = createHttpsServer({ cert: tls.certPem, key: tls.keyPem }, onRequest);
+      await new Promise<void>((resolve, reject) => {
+        https.once("error", reject);
+        https.listen(0, "127.0.0.1", () => resolve());
+      });
+      tlsServers.push(https);
+      return `https://localhost:${(https.address() as AddressInfo).port}`;
+    },
     async stop() {
       for (const end of [...watches]) end();
       // Held `slow` requests end now rather than when their timers would (closeAllConnections cuts them).
       for (const release of [...ctx.held]) release();
-      await new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        server.closeAllConnections();
-      });
+      await Promise.all([server, ...tlsServers].map((s) => new Promise<void>((resolve) => {
+        s.close(() => resolve());
+        s.closeAllConnections();
+      })));
     },
   };
 }
 
 /**
  * client-node refuses plain http:// servers unless the cluster sets insecure-skip-tls-verify
- * ("HTTP protocol is not allowed when skipTLSVerify is not set or false"), so it is set here.
+ * ("HTTP protocol is not allowed when skipTLSVerify is not set or false"), so it is set here;
+ * with `caPem` (an https:// URL from listenTls) the server is verified against that CA instead.
  */
-export function kubeconfigFor(url: string, token?: string): string {
+export function kubeconfigFor(url: string, token?: string, caPem?: string): string {
+  const cluster = caPem === undefined ? { server: url, "insecure-skip-tls-verify": true } : { server: url, "certificate-authority-data": Buffer.from(caPem).toString("base64") };
   return stringify({
     apiVersion: "v1",
     kind: "Config",
-    clusters: [{ name: CONTEXT_NAME, cluster: { server: url, "insecure-skip-tls-verify": true } }],
+    clusters: [{ name: CONTEXT_NAME, cluster }],
     users: [{ name: CONTEXT_NAME, user: token === undefined ? {} : { token } }],
     contexts: [{ name: CONTEXT_NAME, context: { cluster: CONTEXT_NAME, user: CONTEXT_NAME } }],
     "current-context": CONTEXT_NAME,

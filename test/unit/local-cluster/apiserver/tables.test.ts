@@ -12,6 +12,7 @@ import { startApiServer, type EmbeddedApiServer } from "../../../../local-cluste
 import { humanDuration, toTable, wantsTable } from "../../../../local-cluster/apiserver/tables.js";
 import { testCa } from "../../../helpers/ca.js";
 import { tempDir } from "../../../helpers/temp.js";
+import { serveKubectl } from "../../../../cli/kubectl-access.js";
 
 const NOW = new Date("2026-05-01T12:00:00Z");
 const ago = (s: number) => new Date(NOW.getTime() - s * 1000).toISOString();
@@ -124,5 +125,28 @@ describe.skipIf(kubectlPath === "")("kubectl against the embedded API server", (
     for (const short of ["po", "svc", "ns", "sa", "cm", "ev", "no"]) await expect(kubectl("get", short, "-A")).resolves.toBeTypeOf("string");
     // kube-apiserver defines none for ClusterTrustBundles (nor PodCertificateRequests).
     await expect(kubectl("get", "ctb")).rejects.toThrow(/doesn't have a resource type "ctb"/);
+  });
+});
+
+describe.skipIf(kubectlPath === "")("kubectl with credentials (podcert demo --keep-running)", () => {
+  it("reads the API over HTTPS as the administrator, and is refused without the token", async () => {
+    const server = await startApiServer({
+      objects: parseClusterFile(readFileSync(new URL("../../../fixtures/clusters/issued.yaml", import.meta.url), "utf8")),
+      authorization: { rbac: [], users: [] },
+    });
+    try {
+      const dir = tempDir("podcert-kubectl-tls-");
+      const config = join(dir, "kubeconfig");
+      const url = await serveKubectl(server, config);
+      expect(url).toMatch(/^https:\/\/localhost:\d+$/);
+      const get = (kubeconfig: string) => run(kubectlPath, ["--kubeconfig", kubeconfig, "--cache-dir", join(dir, "cache"), "get", "podcertificaterequests", "-A"]);
+      const out = (await get(config)).stdout;
+      expect(out.split("\n")[0]).toMatch(/^NAMESPACE\s+NAME\s+PODNAME/);
+      // The same server without the token: kubectl verified the certificate and the server refused it.
+      writeFileSync(join(dir, "anonymous"), readFileSync(config, "utf8").replace(/token: .*/, "token: not-a-token"), { mode: 0o600 });
+      await expect(get(join(dir, "anonymous"))).rejects.toThrow(/Unauthorized|provide credentials/);
+    } finally {
+      await server.stop();
+    }
   });
 });
