@@ -16,6 +16,7 @@ import { serveKubectl } from "./kubectl-access.js";
 import { describeRefusal, type RefusedRequest } from "../local-cluster/apiserver/server.js";
 import { clusterTrustBundleName, publishedCas } from "../shared/ca/pool.js";
 import { startLocalFlow } from "../local-cluster/flow.js";
+import { startDemoPrometheus, type RunningPrometheus } from "../local-cluster/prometheus.js";
 import { parseCredentialBundle, runSeedMtlsChecks, type HandshakeCheck } from "../local-cluster/mtls.js";
 import { waitForPublishedTrust, writePodTrustFiles } from "../local-cluster/published-trust.js";
 import { ATESYSTEM_SIGNER, WORKERPOOL_SIGNER } from "../shared/profiles/defaults.js";
@@ -41,7 +42,10 @@ Options:
   --rotate             then rotate both signers' CAs in the running flow (prepare, publish,
                        activate, new certificates, retire), the rotation's waits skipped, and
                        prove mTLS with old and new certificates across it (the example cluster)
-  --keep-running       keep the API server, broker and functions up until Ctrl-C
+  --keep-running       keep the API server, broker and functions up until Ctrl-C; where prometheus
+                       is installed, also a Prometheus scraping every function, with the alerts of
+                       knative/monitoring/ (config and data in the --out folder)
+  --no-prometheus      with --keep-running: no Prometheus
   --help               this text`;
 
 const BASE_STEPS = 6;
@@ -74,6 +78,7 @@ export async function runDemo(args: string[]): Promise<number> {
     timeout: { type: "string" },
     rotate: { type: "boolean" },
     "keep-running": { type: "boolean" },
+    "no-prometheus": { type: "boolean" },
   });
   const clusterPath = optional(values, "cluster") ?? "examples/cluster.yaml";
   const outDir = optional(values, "out") ?? "out";
@@ -106,8 +111,13 @@ export async function runDemo(args: string[]): Promise<number> {
     // The rotation pings publish-trust itself at each step; the short tick is the backstop.
     ...(rotate ? { pingIntervalMs: ROTATION_PING_INTERVAL_MS } : {}),
   });
+  let prometheus: RunningPrometheus | undefined;
   try {
     const { api, processes, deadLetters, caPool } = flow;
+    // Started now, so it scrapes the run itself, not only what follows it.
+    if (values["keep-running"] && !values["no-prometheus"]) {
+      prometheus = await startDemoPrometheus({ outDir, knativeDir, targets: processes, say });
+    }
     const kc = flow.kubeconfig;
     // out/trust/ is what a pod would mount, read from the ClusterTrustBundles publish-trust wrote
     // (it publishes at start): once they hold the pool's CAs, each file is the signer's projection.
@@ -153,7 +163,7 @@ export async function runDemo(args: string[]): Promise<number> {
     if (values["keep-running"]) {
       const kubectlConfig = join(dirname(flow.kubeconfigPath), "kubectl.kubeconfig");
       const tlsUrl = await serveKubectl(api, kubectlConfig);
-      say(`\nkeep running: broker ingress ${flow.brokerUrl}; functions ${processes.map((p) => `${p.name}=${p.url}`).join(" ")}; kubeconfig ${flow.kubeconfigPath} (cluster admin).`);
+      say(`\nkeep running: broker ingress ${flow.brokerUrl}; functions ${processes.map((p) => `${p.name}=${p.url}`).join(" ")}; kubeconfig ${flow.kubeconfigPath} (cluster admin)${prometheus ? `; Prometheus ${prometheus.url} (try ${prometheus.url}/alerts, or a query such as sum by (function, status) (podcert_events_received_total))` : ""}.`);
       say(`kubectl: the API is also served at ${tlsUrl} (kubectl sends no credentials over plain HTTP):\n  KUBECONFIG=${kubectlConfig} kubectl get podcertificaterequests -A\nCtrl-C to stop.`);
       await new Promise<void>((resolve) => {
         process.once("SIGINT", resolve);
@@ -163,6 +173,7 @@ export async function runDemo(args: string[]): Promise<number> {
     // Stopping drains each function, which sends the Kubernetes Events it queued in the
     // background: only then has every call of the run reached the API server. An exit while it
     // ran (--keep-running too) counts.
+    await prometheus?.stop();
     await flow.stop();
     const refused = permissionProblems(api.refusedRequests(), say);
     const failedRotation = rotation?.filter((c) => !c.ok) ?? [];
@@ -182,6 +193,7 @@ export async function runDemo(args: string[]): Promise<number> {
     say(ok ? `\nall outcomes and handshakes as expected, and every API call allowed by knative/'s RBAC${rotation ? "; the CA rotation passed every check" : ""}` : `\n${problems.join("; ")}`);
     return ok ? EXIT.ok : EXIT.software;
   } finally {
+    await prometheus?.stop();
     await flow.stop();
   }
 }

@@ -123,7 +123,7 @@ describe("podcert demo --help", () => {
   it("lists the options", async () => {
     const r = await podcert(["demo", "--help"]);
     expect(r.code).toBe(0);
-    for (const option of ["--cluster", "--out", "--port-base", "--keep-running", "--timeout", "--config", "--rotate"]) expect(r.stdout).toContain(option);
+    for (const option of ["--cluster", "--out", "--port-base", "--keep-running", "--timeout", "--config", "--rotate", "--no-prometheus"]) expect(r.stdout).toContain(option);
   });
 
   it("says what to do with a cluster file that is missing", async () => {
