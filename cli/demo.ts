@@ -8,11 +8,12 @@
  * With --rotate, a CA rotation of both signers follows in the running flow (demo-rotate.ts).
  */
 import { throwawayCaPool } from "./ca-create.js";
-import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { copyFileSync, cpSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { ConfigError } from "../shared/errors.js";
 import type { SignerConfig } from "../shared/profiles/config.js";
-import { dirname, join } from "node:path";
+import { dirname, join, resolve } from "node:path";
 import { serveKubectl } from "./kubectl-access.js";
+import { namedGrants, yamlDocuments } from "./status.js";
 import { describeRefusal, type RefusedRequest } from "../local-cluster/apiserver/server.js";
 import { clusterTrustBundleName, publishedCas } from "../shared/ca/pool.js";
 import { startLocalFlow } from "../local-cluster/flow.js";
@@ -32,12 +33,16 @@ export { signerFileName };
 export const DEMO_HELP = `podcert demo (npm start): run the whole event flow locally and prove the example's mutual TLS
 
 Options:
-  --cluster <file>     example cluster (Kubernetes List or multi-document YAML)   [examples/cluster.yaml]
+  --cluster <file>     example cluster (Kubernetes List or multi-document YAML)   [the configuration's
+                       example: examples/cluster-upstream-style.yaml for
+                       examples/config/upstream-style.yaml, else examples/cluster.yaml]
   --config <file>      signer profiles                                           [built-in two signers]
   --out <dir>          where credential bundles, trust bundles and logs go; emptied first when
                        an earlier demo made it, refused when it holds anything else  [out]
   --port-base <n>      functions on n, n+1, ... (one each), then the broker ingress (0: any free)  [0]
-  --knative <dir>      Trigger and Broker manifests to route by                  [knative]
+  --knative <dir>      Trigger and Broker manifests to route by, and the RBAC enforced  [knative; when
+                       --config names other signers than knative/rbac.yaml, a copy in
+                       <out>/knative/ whose RBAC names the configured signers]
   --timeout <seconds>  give up waiting for outcomes, or for published bundles, after this long  [60]
   --rotate             then rotate both signers' CAs in the running flow (prepare, publish,
                        activate, new certificates, retire), the rotation's waits skipped, and
@@ -49,6 +54,59 @@ Options:
   --help               this text`;
 
 const BASE_STEPS = 6;
+
+export const DEFAULT_CLUSTER = "examples/cluster.yaml";
+
+/**
+ * The example cluster of each shipped configuration other than the built-in one: its pods ask
+ * that configuration's signers. Any other configuration (the built-in one, examples/config/ate.yaml,
+ * a file of your own) gets examples/cluster.yaml unless --cluster names one.
+ */
+export const EXAMPLE_CLUSTERS: Readonly<Record<string, string>> = {
+  "examples/config/upstream-style.yaml": "examples/cluster-upstream-style.yaml",
+};
+
+/** The cluster file a demo without --cluster loads for this --config. */
+export function defaultCluster(configPath: string | undefined): string {
+  if (configPath === undefined) return DEFAULT_CLUSTER;
+  const match = Object.entries(EXAMPLE_CLUSTERS).find(([config]) => resolve(config) === resolve(configPath));
+  return match?.[1] ?? DEFAULT_CLUSTER;
+}
+
+/**
+ * knative/rbac.yaml names the built-in signers (\`sign\`, \`attest\`, bundle \`update\`). For another
+ * configuration the demo does what the README asks of an operator, on a copy: <out>/knative/ with
+ * those resourceNames set to the configured signers, every other rule unchanged. Returns the
+ * directory to use: knativeDir itself when its RBAC already names exactly the configured signers.
+ */
+export function knativeForSigners(knativeDir: string, signers: readonly string[], outDir: string, say: (m: string) => void): string {
+  const rbacFile = join(knativeDir, "rbac.yaml");
+  const bundles = signers.map(clusterTrustBundleName);
+  const want = (resource: string) => (resource === "signers" ? signers : bundles);
+  const same = (a: readonly string[], b: readonly string[]) => a.length === b.length && a.every((x) => b.includes(x));
+  const grants = namedGrants(yamlDocuments(readFileSync(rbacFile, "utf8")), rbacFile);
+  if (grants.every((g) => same(g.names, want(g.resource)))) return knativeDir;
+  // A textual edit of the resourceNames lines, so that the copy differs from the file only there.
+  const oldNames = (resource: string) => new Set(grants.filter((g) => g.resource === resource).map((g) => JSON.stringify([...g.names].sort())));
+  const oldSigners = oldNames("signers");
+  const oldBundles = oldNames("clustertrustbundles");
+  const flow = (names: readonly string[]) => `[${names.map((n) => JSON.stringify(n)).join(", ")}]`;
+  const text = readFileSync(rbacFile, "utf8").replace(/^(\s*resourceNames: )\[([^\]\n]*)\]/gm, (line, head: string, list: string) => {
+    const names = JSON.stringify(list.split(",").map((n) => n.trim().replace(/^["']|["']$/g, "")).filter((n) => n !== "").sort());
+    if (oldSigners.has(names)) return `${head}${flow(signers)}`;
+    if (oldBundles.has(names)) return `${head}${flow(bundles)}`;
+    return line;
+  });
+  if (!namedGrants(yamlDocuments(text), rbacFile).every((g) => same(g.names, want(g.resource)))) {
+    throw new ConfigError(`${rbacFile} names other signers than the configuration, and the demo could not fit a copy of it to them; pass --knative with manifests whose RBAC names ${signers.join(", ")}`);
+  }
+  const copy = join(outDir, "knative");
+  cpSync(knativeDir, copy, { recursive: true });
+  writeFileSync(join(copy, "rbac.yaml"), text);
+  say(`${rbacFile} names other signers than the configuration: the run enforces ${join(copy, "rbac.yaml")}, a copy naming ${signers.join(", ")}`);
+  say(`(and their bundles) instead, as an operator would change it for this configuration; its other rules are unchanged`);
+  return copy;
+}
 
 /** In an --out folder the demo made: only such a folder is emptied by the next run. */
 export const OUT_MARKER = ".podcert-demo-output";
@@ -80,15 +138,15 @@ export async function runDemo(args: string[]): Promise<number> {
     "keep-running": { type: "boolean" },
     "no-prometheus": { type: "boolean" },
   });
-  const clusterPath = optional(values, "cluster") ?? "examples/cluster.yaml";
+  const configPath = optional(values, "config");
+  const clusterPath = optional(values, "cluster") ?? defaultCluster(configPath);
   const outDir = optional(values, "out") ?? "out";
-  const knativeDir = optional(values, "knative") ?? "knative";
+  const knativeOption = optional(values, "knative");
   const portBase = Number(optional(values, "port-base") ?? "0");
   const timeoutSeconds = Number(optional(values, "timeout") ?? "60");
   const rotate = values.rotate === true;
   if (!Number.isInteger(portBase) || portBase < 0 || portBase > 65530) throw new UsageError("--port-base must be a port number, or 0");
   if (!(timeoutSeconds > 0)) throw new UsageError("--timeout must be a positive number of seconds");
-  const configPath = optional(values, "config");
   const config = loadSignerConfig(configPath);
   const say = (m: string) => process.stderr.write(`${m}\n`);
   const totalSteps = BASE_STEPS + (rotate ? ROTATION_STEPS : 0);
@@ -97,6 +155,9 @@ export async function runDemo(args: string[]): Promise<number> {
 
   const objects = loadClusterFile(clusterPath);
   prepareOutDir(outDir);
+  if (optional(values, "cluster") === undefined && clusterPath !== DEFAULT_CLUSTER) say(`${configPath}: its example cluster is ${clusterPath} (--cluster to load another)`);
+  // --knative is enforced as given; the default knative/ is fitted to the configuration's signers.
+  const knativeDir = knativeOption ?? knativeForSigners("knative", signers, outDir, say);
 
   const flow = await startLocalFlow({
     objects,
@@ -175,7 +236,7 @@ export async function runDemo(args: string[]): Promise<number> {
     // ran (--keep-running too) counts.
     await prometheus?.stop();
     await flow.stop();
-    const refused = permissionProblems(api.refusedRequests(), say);
+    const refused = permissionProblems(api.refusedRequests(), knativeDir, say);
     const failedRotation = rotation?.filter((c) => !c.ok) ?? [];
     const ok = runOk && refused === 0 && flow.exits.length === 0 && failedRotation.length === 0;
     const problems = [
@@ -190,7 +251,8 @@ export async function runDemo(args: string[]): Promise<number> {
       say(`\nCA rotation of ${signers.join(" and ")}: all ${rotation.length} checks passed. Certificates from the old and the new CAs were issued and`);
       say("verified, mTLS held in both directions while the bundles had both CAs, and once the old CAs were retired only the new certificates were accepted");
     }
-    say(ok ? `\nall outcomes and handshakes as expected, and every API call allowed by knative/'s RBAC${rotation ? "; the CA rotation passed every check" : ""}` : `\n${problems.join("; ")}`);
+    const what = checks.length > 0 ? "all outcomes and handshakes as expected" : "all outcomes as expected (no mutual TLS checks: they need the example cluster's credentials)";
+    say(ok ? `\n${what}, and every API call allowed by ${knativeDir}/'s RBAC${rotation ? "; the CA rotation passed every check" : ""}` : `\n${problems.join("; ")}`);
     return ok ? EXIT.ok : EXIT.software;
   } finally {
     await prometheus?.stop();
@@ -202,9 +264,9 @@ export async function runDemo(args: string[]): Promise<number> {
  * Every call the API server refused, named: a function lacking a rule fails the run even when
  * nothing else shows it (Kubernetes Events are best effort, so a refused Event changes no outcome).
  */
-function permissionProblems(refused: readonly RefusedRequest[], say: (m: string) => void): number {
+function permissionProblems(refused: readonly RefusedRequest[], knativeDir: string, say: (m: string) => void): number {
   if (refused.length === 0) {
-    say("      every API call was allowed by the RBAC of knative/ (each function as its own ServiceAccount)");
+    say(`      every API call was allowed by the RBAC of ${knativeDir}/ (each function as its own ServiceAccount)`);
     return 0;
   }
   const seen = new Set<string>();
@@ -214,7 +276,7 @@ function permissionProblems(refused: readonly RefusedRequest[], say: (m: string)
     seen.add(line);
     say(`      REFUSED: ${line}`);
   }
-  say(`      ${refused.length} API calls refused; fix knative/rbac.yaml (or the call)`);
+  say(`      ${refused.length} API calls refused; fix ${join(knativeDir, "rbac.yaml")} (or the call)`);
   return refused.length;
 }
 

@@ -101,6 +101,36 @@ describe("podcert demo (npm start)", () => {
   });
 });
 
+describe("podcert demo --config examples/config/upstream-style.yaml", () => {
+  it("loads the configuration's example cluster, and every request ends as its pod says", async () => {
+    const dir = tempDir("podcert-demo-upstream-");
+    const r = await podcert(["demo", "--config", "examples/config/upstream-style.yaml", "--out", dir, "--timeout", "60"]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).toMatch(/its example cluster is examples\/cluster-upstream-style\.yaml/);
+    expect(r.stderr).not.toMatch(/UNEXPECTED|FAIL|REFUSED/);
+    // knative/rbac.yaml names the built-in signers: the run enforces a copy naming these.
+    const rbac = readFileSync(join(dir, "knative", "rbac.yaml"), "utf8");
+    expect(rbac).toContain('resourceNames: ["servicedns.podcert.ate.dev/serving", "spiffe.podcert.ate.dev/service-account"]');
+    expect(rbac).not.toContain("atesystem.podcert.ate.dev");
+    expect(r.stderr).toMatch(/mutual TLS checks skipped: this cluster did not issue the credentials they use/);
+    expect(r.stderr).toMatch(/all outcomes as expected \(no mutual TLS checks/);
+    const rows = r.stdout.split("\n").filter((l) => /^req-/.test(l));
+    const expected = [
+      /kube-system\/coredns\s+spiffe\.podcert\.ate\.dev\/service-account\s+Denied:NamespaceNotAllowed/,
+      /shop\/batch\s+spiffe\.podcert\.ate\.dev\/service-account\s+Issued/,
+      /shop\/batch\s+servicedns\.podcert\.ate\.dev\/serving\s+Denied:InvalidUnverifiedUserAnnotations/,
+      /shop\/db-0\s+servicedns\.podcert\.ate\.dev\/serving\s+Issued/,
+      /shop\/web\s+servicedns\.podcert\.ate\.dev\/serving\s+Issued/,
+      /shop\/web\s+spiffe\.podcert\.ate\.dev\/service-account\s+Issued/,
+    ];
+    expect(rows).toHaveLength(expected.length);
+    for (const e of expected) expect(rows.some((l) => e.test(l)), `${e}`).toBe(true);
+    expect(r.stdout).toMatch(/SANs: spiffe:\/\/cluster\.local\/ns\/shop\/sa\/db, db\.shop\.svc, db\.shop\.svc\.cluster\.local, db-0\.db\.shop\.svc, db-0\.db\.shop\.svc\.cluster\.local\n/);
+    const web = parseCredentialBundle(readFileSync(join(dir, "shop", "web", "servicedns.podcert.ate.dev:serving.pem"), "utf8"));
+    expect(verifiesAgainst(web.chainPem, readFileSync(join(dir, "trust", "servicedns.podcert.ate.dev:serving.pem"), "utf8"))).toBe(true);
+  }, 120_000);
+});
+
 describe("podcert demo with a function lacking a permission", () => {
   it("fails, naming the refused call, even when no outcome shows it (sign's Events are best effort)", async () => {
     const knative = tempDir("podcert-knative-");
