@@ -1,10 +1,9 @@
 // The local broker's delivery faults (issue 11): off by default, each kind observable by a
 // subscriber, drawn from a seeded generator, and a bad plan refused.
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import type { ServerResponse } from "node:http";
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { afterEach, describe, expect, it, vi } from "vitest";
-import { eventFromHttp } from "../../../shared/events/codec.js";
+import { describe, expect, it, vi } from "vitest";
 import type { PodcertEvent } from "../../../shared/events/types.js";
 import { ConfigError } from "../../../shared/errors.js";
 import { EVENT_TYPES, serviceName, STEPS } from "../../../shared/steps.js";
@@ -13,6 +12,7 @@ import { FaultCounter, seededRandom, type DeliveryFaultPlan } from "../../../loc
 import { killFunctionProcess, startFunctionProcess, stopFunctionProcess } from "../../../local-cluster/processes.js";
 import { parseTriggers } from "../../../local-cluster/router.js";
 import { tempDir } from "../../helpers/temp.js";
+import { ack, fast, subscriber, until, type Handler } from "../../helpers/subscribers.js";
 
 const routes = parseTriggers(readFileSync("knative/triggers.yaml", "utf8"));
 const SIGN = serviceName("sign");
@@ -24,42 +24,6 @@ function event(type: string = EVENT_TYPES.sansDerived): PodcertEvent {
   return { specversion: "1.0", id: `e-${n}`, type, source: "/test", subject: `ns/pcr-${n}`, data: { n }, datacontenttype: "application/json", extensions: {} };
 }
 
-type Handler = (e: PodcertEvent, req: IncomingMessage, res: ServerResponse) => void;
-const servers: Server[] = [];
-afterEach(async () => {
-  for (const s of servers.splice(0)) {
-    s.closeAllConnections();
-    await new Promise((r) => s.close(r));
-  }
-});
-
-async function subscriber(handler: Handler): Promise<{ url: string; received: PodcertEvent[] }> {
-  const received: PodcertEvent[] = [];
-  const server = createServer((req, res) => {
-    const chunks: Buffer[] = [];
-    req.on("data", (c: Buffer) => chunks.push(c));
-    req.on("end", () => {
-      const e = eventFromHttp(req.headers, Buffer.concat(chunks).toString());
-      received.push(e);
-      handler(e, req, res);
-    });
-  });
-  servers.push(server);
-  await new Promise<void>((r) => server.listen(0, "127.0.0.1", () => r()));
-  const a = server.address();
-  return { url: `http://127.0.0.1:${typeof a === "object" && a ? a.port : 0}`, received };
-}
-
-async function until(cond: () => boolean, ms = 10_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error("timed out waiting");
-    await new Promise((r) => setTimeout(r, 2));
-  }
-}
-
-const ack: Handler = (_e, _req, res) => res.writeHead(204).end();
-const fast: DeliverySpec = { retry: 2, backoffPolicy: "exponential", backoffDelayMs: 1 };
 
 interface Setup {
   handlers?: Partial<Record<string, Handler>>;

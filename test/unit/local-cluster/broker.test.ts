@@ -1,8 +1,8 @@
 // The local broker routes by the project's own Trigger manifests, with Knative's delivery rules.
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import type { ServerResponse } from "node:http";
 import { readFileSync } from "node:fs";
-import { afterEach, describe, expect, it, vi } from "vitest";
-import { eventFromHttp, eventToBinaryHttp } from "../../../shared/events/codec.js";
+import { describe, expect, it, vi } from "vitest";
+import { eventToBinaryHttp } from "../../../shared/events/codec.js";
 import type { PodcertEvent } from "../../../shared/events/types.js";
 import { EVENT_TYPES, serviceName, STEPS } from "../../../shared/steps.js";
 import {
@@ -11,9 +11,9 @@ import {
   parseContainerConcurrency,
   parseIsoDurationMs,
   type DeadLetter,
-  type DeliverySpec,
 } from "../../../local-cluster/broker.js";
 import { parseTriggers } from "../../../local-cluster/router.js";
+import { ack, fast, subscriber, until, type Handler } from "../../helpers/subscribers.js";
 
 const TRIGGERS = readFileSync("knative/triggers.yaml", "utf8");
 const routes = parseTriggers(TRIGGERS);
@@ -22,39 +22,6 @@ function event(type: string, extensions: Record<string, string> = {}): PodcertEv
   return { specversion: "1.0", id: `e-${Math.random()}`, type, source: "/test", data: { n: 1 }, datacontenttype: "application/json", extensions };
 }
 
-type Handler = (e: PodcertEvent, req: IncomingMessage, res: ServerResponse) => void;
-const servers: Server[] = [];
-afterEach(async () => {
-  for (const s of servers.splice(0)) await new Promise((r) => s.close(r));
-});
-
-async function subscriber(handler: Handler): Promise<{ url: string; received: PodcertEvent[] }> {
-  const received: PodcertEvent[] = [];
-  const server = createServer((req, res) => {
-    const chunks: Buffer[] = [];
-    req.on("data", (c: Buffer) => chunks.push(c));
-    req.on("end", () => {
-      const e = eventFromHttp(req.headers, Buffer.concat(chunks).toString());
-      received.push(e);
-      handler(e, req, res);
-    });
-  });
-  servers.push(server);
-  await new Promise<void>((r) => server.listen(0, "127.0.0.1", () => r()));
-  const a = server.address();
-  return { url: `http://127.0.0.1:${typeof a === "object" && a ? a.port : 0}`, received };
-}
-
-async function until(cond: () => boolean, ms = 10_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error("timed out waiting");
-    await new Promise((r) => setTimeout(r, 2));
-  }
-}
-
-const ack: Handler = (_e, _req, res) => res.writeHead(204).end();
-const fast: DeliverySpec = { retry: 2, backoffPolicy: "exponential", backoffDelayMs: 1 };
 
 describe("the Broker's delivery spec", () => {
   it("reads the Broker's delivery spec", () => {
