@@ -3,7 +3,7 @@
  * podcert's ServiceAccounts make (functions and the ApiServerSource's watch); the kubelets'
  * creates and the harness's own reads are the administrator's and are never faulted.
  */
-import type { ApiFaultPlan, DeliveryFaultPlan } from "../local-cluster/faults.js";
+import { API_REQUEST_FAULTS, type ApiFaultPlan, type DeliveryFaultPlan } from "../local-cluster/faults.js";
 
 export interface FaultMix {
   name: string;
@@ -37,7 +37,7 @@ export const MIXES: readonly FaultMix[] = [
 /** The share of podcert's API calls a mix faults (watch faults are per event, not counted). */
 export function apiFaultShare(plan: ApiFaultPlan | undefined): number {
   if (plan === undefined) return 0;
-  return (plan.status500 ?? 0) + (plan.status503 ?? 0) + (plan.status429 ?? 0) + (plan.slow ?? 0) + (plan.reset ?? 0) + (plan.conflict ?? 0);
+  return API_REQUEST_FAULTS.reduce((n, kind) => n + (plan[kind] ?? 0), 0);
 }
 
 /**

@@ -148,8 +148,10 @@ export async function runMix(o: {
       lastError: d.lastError,
       ...(failures.has(d.event.id) ? { logged: failures.get(d.event.id)! } : {}),
     }));
-    for (const d of flow.deadLetters) brokenChain.add(pcrKeyOfSubject(d.event.subject) ?? "");
-    for (const d of flow.lostDeliveries) brokenChain.add(pcrKeyOfSubject(d.event.subject) ?? "");
+    for (const d of [...flow.deadLetters, ...flow.lostDeliveries]) {
+      const key = pcrKeyOfSubject(d.event.subject);
+      if (key !== undefined) brokenChain.add(key);
+    }
     for (const key of observed.keys()) if (!announced.has(key)) brokenChain.add(key);
     let resyncResent = 0;
     let resyncRescued = 0;

@@ -10,6 +10,7 @@ import { cpus } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { formatTable, percentile } from "../bench/report.js";
+import { API_REQUEST_FAULTS, DELIVERY_FAULTS, WATCH_FAULTS } from "../local-cluster/faults.js";
 import { apiFaultShare, MIXES } from "./mixes.js";
 import { DEFAULT_TIMING, runMix, type MixResult } from "./run-mix.js";
 import { buildScenario } from "./scenario.js";
@@ -69,14 +70,12 @@ for (const mix of mixes) {
 const count = (r: MixResult, type: string) => r.requests.filter((q) => q.terminal?.type === type).length;
 const rows = results.map((r) => {
   const times = r.requests.filter((q) => q.terminalAt !== undefined).map((q) => (q.terminalAt! - q.createdAt) / 1000).sort((a, b) => a - b);
-  const api = ["status500", "status503", "status429", "slow", "reset", "conflict", "watchCloseEarly", "watchSkip"] as const;
-  const delivery = ["drop", "duplicate", "concurrentDuplicate", "reorder", "delay", "killMidRequest"] as const;
   const sum = (kinds: readonly (keyof MixResult["faults"])[]) => kinds.reduce((n, k) => n + (r.faults[k] ?? 0), 0);
   return {
     mix: r.mix.name,
     PCRs: r.requests.length,
-    "API faults": sum(api),
-    "delivery faults": sum(delivery),
+    "API faults": sum([...API_REQUEST_FAULTS, ...WATCH_FAULTS]),
+    "delivery faults": sum(DELIVERY_FAULTS),
     Issued: count(r, "Issued"),
     Denied: count(r, "Denied"),
     Failed: count(r, "Failed"),

@@ -176,8 +176,6 @@ export async function startLocalFlow(o: LocalFlowOptions): Promise<LocalFlow> {
     const deadLetters: DeadLetter[] = [];
     const lostDeliveries: LostDelivery[] = [];
     const faults = new FaultCounter();
-    // The processes killed on purpose (by pid), so their exits are not reported as bugs.
-    const killedPids = new Set<number>();
     const processes: FunctionProcess[] = [];
     const deadLetterLog = o.logDir ? join(o.logDir, "dead-letter.jsonl") : undefined;
     if (deadLetterLog) writeFileSync(deadLetterLog, "");
@@ -193,10 +191,7 @@ export async function startLocalFlow(o: LocalFlowOptions): Promise<LocalFlow> {
       // As a node losing the pod mid-request: SIGKILL, no draining; processes.ts restarts it.
       onKill: (subscriber) => {
         const p = processes.find((x) => serviceName(x.name) === subscriber);
-        const pid = p?.child.pid;
-        if (p === undefined || pid === undefined || !killFunctionProcess(p, o.killMinUptimeMs ?? KILL_MIN_UPTIME_MS)) return false;
-        killedPids.add(pid);
-        return true;
+        return p !== undefined && killFunctionProcess(p, o.killMinUptimeMs ?? KILL_MIN_UPTIME_MS);
       },
       ...(o.onDelivery ? { onDelivery: o.onDelivery } : {}),
       onDeadLetter: (d) => {
@@ -216,7 +211,7 @@ export async function startLocalFlow(o: LocalFlowOptions): Promise<LocalFlow> {
     // On stderr as it happens (say), and kept for the run's verdict.
     const onExit = (e: FunctionExit) => {
       const how = e.signal !== null ? `signal ${e.signal}` : `code ${e.code}`;
-      if (e.restarted === undefined && e.pid !== undefined && killedPids.has(e.pid)) {
+      if (e.restarted === undefined && e.killed) {
         kills.push(e);
         say(`      ${e.name} killed mid-request (fault injection); restarting it on the same port (restart ${e.restarts})`);
       } else if (e.restarted === undefined) {

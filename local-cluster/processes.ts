@@ -15,8 +15,10 @@ export interface FunctionExit {
   name: string;
   code: number | null;
   signal: NodeJS.Signals | null;
-  /** The process that exited (the local run tells the kills it injected from exits of their own). */
+  /** The process that exited. */
   pid: number | undefined;
+  /** killFunctionProcess killed it (a fault the run injected), rather than a crash of its own. */
+  killed: boolean;
   /** Restarts of this function so far, this one included. */
   restarts: number;
   /** How the restart went: `undefined` while it is under way. */
@@ -90,15 +92,15 @@ export async function startFunctionProcess(o: {
   const supervise = (child: ChildProcess) => {
     child.once("exit", (code, signal) => {
       if (p.stopping) return;
-      const exit: FunctionExit = { name: o.name, code, signal, pid: child.pid, restarts: p.exits.length + 1 };
+      const killed = child.pid !== undefined && child.pid === p.killedPid;
+      const exit: FunctionExit = { name: o.name, code, signal, pid: child.pid, killed, restarts: p.exits.length + 1 };
       p.exits.push(exit);
       o.onExit?.(exit);
       // A killed pod is replaced at once (Knative starts another); only crashes back off, as
       // CrashLoopBackOff does, counting crashes alone.
-      const replaced = child.pid !== undefined && child.pid === p.killedPid;
-      const crashes = p.exits.filter((e) => e.pid !== p.killedPid).length;
+      const crashes = p.exits.filter((e) => !e.killed).length;
       void (async () => {
-        await new Promise((r) => setTimeout(r, replaced ? 0 : restartDelayMs(crashes)));
+        await new Promise((r) => setTimeout(r, killed ? 0 : restartDelayMs(crashes)));
         if (p.stopping) return;
         const t0 = performance.now();
         const next = spawnChild();

@@ -4,10 +4,10 @@
 // failure), writes nothing, and stays up; a 409 on sign's status write never yields a second certificate.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
-import type { ApiFaultPlan } from "../../local-cluster/faults.js";
 import { terminalCondition, type PodCertificateRequest } from "../../shared/pcr/model.js";
 import { EVENT_TYPES } from "../../shared/steps.js";
 import { createPcr, postEvent, startBundleEnv, type BundleEnv, type ServedBundle } from "../helpers/bundles.js";
+import { REQUEST_FAULT_CASES } from "../helpers/api-faults.js";
 
 const WORKER = "workerpool.podcert.ate.dev/identity";
 
@@ -24,15 +24,9 @@ const newPcr = () => createPcr(env.api, { namespace: "workers", pod: "worker-ecd
 const stored = (pcr: PodCertificateRequest) => env.api.store.get("podcertificaterequests", pcr.metadata.namespace, pcr.metadata.name) as unknown as PodCertificateRequest;
 
 describe("the bundles under API faults", () => {
-  it.each([
-    { kind: "status500", plan: { status500: 1 }, status: 503 },
-    { kind: "status503", plan: { status503: 1 }, status: 503 },
-    { kind: "status429", plan: { status429: 1 }, status: 429 },
-    { kind: "reset", plan: { reset: 1 }, status: 503 },
-    { kind: "slow", plan: { slow: 1, slowMs: 50 }, status: 503 },
-  ])("validate answers $status under $kind, writes nothing, and stays up", async ({ plan, status }) => {
+  it.each(REQUEST_FAULT_CASES)("validate answers $status under $kind, writes nothing, and stays up", async ({ plan, status }) => {
     const { pcr, event } = newPcr();
-    env.api.setFaults(plan as ApiFaultPlan);
+    env.api.setFaults(plan);
     try {
       const a = await postEvent(fns.validate.url, event);
       expect(a.status, a.text).toBe(status);

@@ -26,6 +26,7 @@ import { defaultSignerConfig } from "../../shared/profiles/defaults.js";
 import { dispatch } from "../../shared/runtime/http.js";
 import { silentLogger } from "../../shared/runtime/log.js";
 import { EVENT_TYPES, type StepName } from "../../shared/steps.js";
+import { REQUEST_FAULT_CASES } from "../helpers/api-faults.js";
 
 const servers: EmbeddedApiServer[] = [];
 const sources: EmulatedSource[] = [];
@@ -117,13 +118,7 @@ describe("the Kubernetes client's view of each fault", () => {
 });
 
 describe("the steps under request faults", () => {
-  it.each([
-    { kind: "status500", plan: { status500: 1 }, status: 503 },
-    { kind: "status503", plan: { status503: 1 }, status: 503 },
-    { kind: "status429", plan: { status429: 1 }, status: 429 },
-    { kind: "reset", plan: { reset: 1 }, status: 503 },
-    { kind: "slow", plan: { slow: 1, slowMs: 50 }, status: 503 },
-  ])("$kind: every step answers $status (retried by the broker) and writes nothing; then it issues", async ({ plan, status }) => {
+  it.each(REQUEST_FAULT_CASES)("$kind: every step answers $status (retried by the broker) and writes nothing; then it issues", async ({ plan, status }) => {
     const t = await setup();
     // Its pod expects a Service, so derive-sans reads the API too.
     const pcr = t.pcrFor("ate-apiserver");
@@ -133,7 +128,7 @@ describe("the steps under request faults", () => {
     expect(derived.reply?.type, String(derived.error)).toBe(EVENT_TYPES.sansDerived);
     const before = t.stored(pcr);
 
-    t.server.setFaults(plan as ApiFaultPlan);
+    t.server.setFaults(plan);
     for (const [step, event] of [["validate", apiServerAddEvent(pcr)], ["derive-sans", validated.reply!], ["sign", derived.reply!]] as const) {
       const r = await t.run(step, event);
       expect({ step, status: r.status }).toEqual({ step, status });

@@ -8,7 +8,6 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { build } from "esbuild";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { parseAllDocuments } from "yaml";
 import { common, sideEffectFree } from "../../esbuild.config.mjs";
 import { MAX_EVENT_BYTES } from "../../shared/events/codec.js";
 import { MAX_JSON_VALUES } from "../../shared/events/json-shape.js";
@@ -16,6 +15,7 @@ import { parseContainerConcurrency } from "../../local-cluster/broker.js";
 import { DEFAULT_MAX_CONNECTIONS } from "../../shared/runtime/http.js";
 import { startBundleEnv, type BundleEnv, type ServedBundle } from "../helpers/bundles.js";
 import { listeningAddress, openRaw, postHead } from "../helpers/raw-http.js";
+import { memoryLimitMiB, procMemoryMiB } from "../helpers/matrix.js";
 
 let env: BundleEnv;
 
@@ -106,27 +106,6 @@ describe("the address a bundle listens on", () => {
   });
 });
 
-/** VmHWM (peak resident set) of a process, in MiB, from /proc (Linux). */
-function peakRssMiB(pid: number): number | undefined {
-  try {
-    const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
-    return m ? Number(m[1]) / 1024 : undefined;
-  } catch {
-    return undefined;
-  }
-}
-
-/** A Service's container memory limit in knative/services.yaml, in MiB. */
-function memoryLimitMiB(service: string): number {
-  for (const doc of parseAllDocuments(readFileSync("knative/services.yaml", "utf8"))) {
-    const s = doc.toJSON() as { kind?: string; metadata?: { name?: string }; spec?: { template?: { spec?: { containers?: { resources?: { limits?: { memory?: string } } }[] } } } } | null;
-    if (s?.kind !== "Service" || s.metadata?.name !== service) continue;
-    const m = /^(\d+)(Mi|Gi)$/.exec(s.spec?.template?.spec?.containers?.[0]?.resources?.limits?.memory ?? "");
-    if (m) return Number(m[1]) * (m[2] === "Gi" ? 1024 : 1);
-  }
-  throw new Error(`no memory limit for ${service} in knative/services.yaml`);
-}
-
 /**
  * A structured-mode ApiServerSource event for a real PCR of the cluster, padded to exactly
  * MAX_EVENT_BYTES (whatever it is): by one long annotation, or by as many small JSON values as
@@ -163,7 +142,7 @@ describe("memory", () => {
       const limitMiB = memoryLimitMiB("podcert-validate");
       const validate = await env.serve("validate");
       const pid = validate.child.pid!;
-      if (peakRssMiB(pid) === undefined) return; // no /proc on this system
+      if (procMemoryMiB(pid, "VmHWM") === undefined) return; // no /proc on this system
       const body = maxSizeEvent(shape);
       const statuses = await Promise.all(
         Array.from({ length: concurrency! }, () =>
@@ -175,7 +154,7 @@ describe("memory", () => {
       );
       // handled, not refused: each event went through parsing and the handler
       expect(new Set(statuses)).toEqual(new Set([200]));
-      const peak = peakRssMiB(pid)!;
+      const peak = procMemoryMiB(pid, "VmHWM")!;
       expect(peak, `peak RSS ${peak.toFixed(1)} MiB at ${concurrency} × ${MAX_EVENT_BYTES} bytes, limit ${limitMiB} MiB`).toBeLessThan(limitMiB * MAX_SHARE);
     },
     120_000,

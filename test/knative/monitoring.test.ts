@@ -12,6 +12,7 @@ import type { CaPoolFileState } from "../../shared/ca/pool-source.js";
 import type { LoadedCa } from "../../shared/ca/pool.js";
 import { createMetrics } from "../../shared/runtime/metrics.js";
 import { tempDir } from "../helpers/temp.js";
+import { hasKubectl } from "../helpers/tools.js";
 
 const DIR = "knative/monitoring";
 
@@ -146,8 +147,7 @@ describe("knative/monitoring/", () => {
     expect(test.stdout).toMatch(/SUCCESS/);
   });
 
-  const kubectl = spawnSync("kubectl", ["version", "--client"], { encoding: "utf8", timeout: 10_000 });
-  it.skipIf(kubectl.error !== undefined || kubectl.status !== 0)("renders with the base as the README says, the dashboard in a ConfigMap (skipped without kubectl)", () => {
+  it.skipIf(!hasKubectl)("renders with the base as the README says, the dashboard in a ConfigMap (skipped without kubectl)", () => {
     const dir = tempDir("podcert-monitoring-overlay-");
     cpSync("knative", join(dir, "knative"), { recursive: true });
     mkdirSync(join(dir, "deploy"));

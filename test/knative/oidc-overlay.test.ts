@@ -4,7 +4,7 @@
 // its EventPolicy (no schema model exists for it: checked by hand) admits only podcert's sources,
 // resync's SinkBinding and the Triggers' identities (replies) to the Broker. The base is unchanged.
 // Where kubectl is installed, kustomize renders base + Component into what these checks model.
-import { execFile, execFileSync } from "node:child_process";
+import { execFile } from "node:child_process";
 import { cpSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -14,6 +14,7 @@ import { parse } from "yaml";
 import { deliveryAuthConfigFromEnv, subjectAllowed } from "../../shared/runtime/delivery-auth.js";
 import { STEP_REGISTRY } from "../../shared/steps.js";
 import { BROKER, isKustomization, KNATIVE_DIR, knativeServices, loadDir, NAMESPACE, type Obj, parseYaml, serviceName, triggers } from "./manifests.js";
+import { hasKubectl } from "../helpers/tools.js";
 
 const OIDC_DIR = join(KNATIVE_DIR, "oidc");
 const base = loadDir();
@@ -177,20 +178,12 @@ describe("knative/oidc/", () => {
   });
 });
 
-const kubectl = (() => {
-  try {
-    execFileSync("kubectl", ["version", "--client"], { stdio: "ignore", timeout: 10_000 });
-    return true;
-  } catch {
-    return false;
-  }
-})();
 const tmp = mkdtempSync(join(tmpdir(), "podcert-oidc-overlay-"));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 const canonical = (o: unknown): string =>
   JSON.stringify(o, (_k, v: unknown) => (v && typeof v === "object" && !Array.isArray(v) ? Object.fromEntries(Object.entries(v).sort(([a], [b]) => a.localeCompare(b))) : v));
 
-describe.skipIf(!kubectl)("with kubectl (offline)", () => {
+describe.skipIf(!hasKubectl)("with kubectl (offline)", () => {
   it("kustomize renders base + Component into exactly what the checks above model", async () => {
     cpSync(KNATIVE_DIR, join(tmp, "knative"), { recursive: true });
     mkdirSync(join(tmp, "deploy"));

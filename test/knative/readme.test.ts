@@ -4,7 +4,7 @@
 // install commands create the Secrets the Services mount. Where kubectl is installed, kustomize
 // renders knative/ and the README's overlay offline, and the README's own `kubectl create secret`
 // lines build the Secrets (with --dry-run=client) from files made by the library.
-import { execFile, execFileSync } from "node:child_process";
+import { execFile } from "node:child_process";
 import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -18,6 +18,7 @@ import { STEPS } from "../../shared/steps.js";
 import { ACCEPTED_KEYS_FILE, SIGNING_KEY_FILE } from "../../shared/events/step-keys.js";
 import { parseSignerConfig } from "../../shared/profiles/config.js";
 import { CONTRACT, find, isKustomization, KNATIVE_DIR, loadDir, type Obj, parseYaml, ROOT, schemaProblems, selects, serviceName } from "./manifests.js";
+import { hasKubectl } from "../helpers/tools.js";
 
 const readme = readFileSync(join(ROOT, "README.md"), "utf8");
 const VERSION = (JSON.parse(readFileSync(join(ROOT, "package.json"), "utf8")) as { version: string }).version;
@@ -144,20 +145,11 @@ describe('README "Deploying on Knative"', () => {
   });
 });
 
-// kubectl carries kustomize and can build Secrets offline; it is on some machines, not all.
-const kubectl = (() => {
-  try {
-    execFileSync("kubectl", ["version", "--client"], { stdio: "ignore", timeout: 10_000 });
-    return true;
-  } catch {
-    return false;
-  }
-})();
 const run = promisify(execFile);
 const canonical = (o: unknown): string =>
   JSON.stringify(o, (_k, v: unknown) => (v && typeof v === "object" && !Array.isArray(v) ? Object.fromEntries(Object.entries(v).sort(([a], [b]) => a.localeCompare(b))) : v));
 
-describe.skipIf(!kubectl)("with kubectl (offline)", () => {
+describe.skipIf(!hasKubectl)("with kubectl (offline)", () => {
   it("kustomize renders knative/ into exactly its documents", async () => {
     const { stdout } = await run("kubectl", ["kustomize", KNATIVE_DIR], { timeout: 30_000 });
     const rendered = parseYaml(stdout, "kubectl kustomize").objects.map(canonical).sort();

@@ -12,6 +12,7 @@ import { startApiServer, type EmbeddedApiServer } from "../../../../local-cluste
 import { humanDuration, toTable, wantsTable } from "../../../../local-cluster/apiserver/tables.js";
 import { testCa } from "../../../helpers/ca.js";
 import { tempDir } from "../../../helpers/temp.js";
+import { hasKubectl } from "../../../helpers/tools.js";
 import { serveKubectl } from "../../../../cli/kubectl-access.js";
 
 const NOW = new Date("2026-05-01T12:00:00Z");
@@ -83,9 +84,9 @@ describe("Tables", () => {
 });
 
 const run = promisify(execFile);
-const kubectlPath = await run("which", ["kubectl"]).then((r) => r.stdout.trim(), () => "");
+const kubectlPath = "kubectl";
 
-describe.skipIf(kubectlPath === "")("kubectl against the embedded API server", () => {
+describe.skipIf(!hasKubectl)("kubectl against the embedded API server", () => {
   let server: EmbeddedApiServer;
   let dir: string;
   beforeAll(async () => {
@@ -128,7 +129,7 @@ describe.skipIf(kubectlPath === "")("kubectl against the embedded API server", (
   });
 });
 
-describe.skipIf(kubectlPath === "")("kubectl with credentials (podcert demo --keep-running)", () => {
+describe.skipIf(!hasKubectl)("kubectl with credentials (podcert demo --keep-running)", () => {
   it("reads the API over HTTPS as the administrator, and is refused without the token", async () => {
     const server = await startApiServer({
       objects: parseClusterFile(readFileSync(new URL("../../../fixtures/clusters/issued.yaml", import.meta.url), "utf8")),
