@@ -48,6 +48,14 @@ export function describeScope(scope: NamespaceScope): string {
   return parts.join(" ");
 }
 
+/** Why a namespace is out of scope, in words that fit the scope ("only to …" reads wrong after "any namespace"). */
+function namespaceRefusal(signer: string, scope: NamespaceScope, ns: string): string {
+  if (scope.any === true && scope.exclude.includes(ns)) {
+    return `signer ${signer} issues to ${describeScope(scope)}; namespace ${ns} is excluded`;
+  }
+  return `signer ${signer} issues only to ${describeScope(scope)}; namespace ${ns} is not one of them`;
+}
+
 /**
  * Every way the live pod itself differs from what the request claims (exists, UID, node, service
  * account, not terminating, not finished); empty when they agree. sign checks this again just
@@ -118,7 +126,7 @@ export function decideValidation(facts: ValidationFacts): ValidationDecision {
   const ns = pcr.metadata.namespace;
 
   if (!namespaceInScope(profile.namespaces, ns, facts.namespace?.metadata.labels ?? (facts.namespace ? {} : undefined))) {
-    return deny("NamespaceNotAllowed", `signer ${profile.name} issues only to ${describeScope(profile.namespaces)}; namespace ${ns} is not one of them`);
+    return deny("NamespaceNotAllowed", namespaceRefusal(profile.name, profile.namespaces, ns));
   }
 
   const annotations = checkUserAnnotations(pcr.spec.unverifiedUserAnnotations, profile);

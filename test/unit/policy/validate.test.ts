@@ -149,6 +149,14 @@ describe("decideValidation: the order of the deny rules", () => {
     expect(decideValidation(broken(new Set())).outcome).toBe("validated");
   });
 
+  it("a namespace a signer for any namespace excludes is refused in words that fit that scope", () => {
+    const pcr: PodCertificateRequest = structuredClone(base);
+    pcr.metadata.namespace = "kube-system";
+    const profile: SignerProfile = { ...ate, namespaces: { any: true, exclude: ["kube-system", "kube-public"] } };
+    const message = deniedWith(decideValidation(factsFor(pcr, { profile, pod: pod({ namespace: "kube-system" }) })), "NamespaceNotAllowed").message;
+    expect(message).toBe("signer atesystem.podcert.ate.dev/identity issues to any namespace except kube-system, kube-public; namespace kube-system is excluded");
+  });
+
   it("each reason's message says what was wrong", () => {
     expect(deniedWith(decideValidation(broken(new Set(["namespace"]))), "NamespaceNotAllowed").message).toMatch(/signer atesystem\.podcert\.ate\.dev\/identity issues only to namespaces ate-system; namespace default/);
     expect(deniedWith(decideValidation(broken(new Set(["annotations"]))), "InvalidUnverifiedUserAnnotations").message).toContain('"example.com/unknown"');
