@@ -4,6 +4,7 @@ import { dirname } from "node:path";
 import { caTrustDocument, clusterTrustBundleManifest, parseCaPool, parseCaTrust, serializeCaPool, trustBundlePem, type CaPoolDocument } from "../shared/ca/pool.js";
 import { CA_KEY_ALGORITHMS, createCaPool, type CaKeyAlgorithm } from "./ca-create.js";
 import { ConfigError } from "../shared/errors.js";
+import { certificatesApiVersion, certificatesVersionOf } from "../shared/kube/api-versions.js";
 import { loadCaPoolFile, loadSignerConfig, readText } from "../shared/runtime/load.js";
 import { parse as parseYaml, stringify } from "yaml";
 import { EXIT, integer, optional, parse, required, UsageError, type Options } from "./args.js";
@@ -36,14 +37,20 @@ export async function runCaInit(args: string[]): Promise<number> {
 }
 
 export async function runCaBundle(args: string[]): Promise<number> {
-  const { values } = parse(args, { "ca-pool": { type: "string" }, signer: { type: "string" }, format: { type: "string" } });
+  const { values } = parse(args, { "ca-pool": { type: "string" }, signer: { type: "string" }, format: { type: "string" }, "api-version": { type: "string" } });
   const poolPath = required(values, "ca-pool");
   const signer = required(values, "signer");
   const format = optional(values, "format") ?? "pem";
   if (format !== "pem" && format !== "clustertrustbundle") throw new UsageError("--format must be pem or clustertrustbundle");
+  const apiVersionText = optional(values, "api-version");
+  if (apiVersionText !== undefined && format !== "clustertrustbundle") throw new UsageError("--api-version applies to --format clustertrustbundle only");
+  const version = apiVersionText === undefined ? "v1" : certificatesVersionOf(apiVersionText);
+  if (version === undefined) {
+    throw new UsageError(`--api-version must be ${certificatesApiVersion("v1")} (Kubernetes 1.37+) or ${certificatesApiVersion("v1beta1")} (1.35, 1.36); got ${JSON.stringify(apiVersionText)}`);
+  }
   const pool = loadCaPoolFile(poolPath);
   if (!pool.signers.has(signer)) throw new ConfigError(`the CA pool has no CA for signer ${signer} (it has: ${[...pool.signers.keys()].join(", ")})`);
-  process.stdout.write(format === "pem" ? trustBundlePem(pool, signer) : stringify(clusterTrustBundleManifest(pool, signer)));
+  process.stdout.write(format === "pem" ? trustBundlePem(pool, signer) : stringify(clusterTrustBundleManifest(pool, signer, version)));
   return EXIT.ok;
 }
 

@@ -54,16 +54,20 @@ Example:
   },
   {
     name: "ca bundle",
-    usage: "podcert ca bundle --ca-pool <file> --signer <name> [--format pem|clustertrustbundle]",
+    usage: "podcert ca bundle --ca-pool <file> --signer <name> [--format pem|clustertrustbundle] [--api-version certificates.k8s.io/v1]",
     help: `Prints one signer's trust bundle: its published CA certificates.
 
 Options:
   --ca-pool <file>         the CA pool                                        (required)
   --signer <name>          the signer                                         (required)
   --format <f>             pem, or clustertrustbundle (a manifest)           [pem]
+  --api-version <v>        the manifest's: certificates.k8s.io/v1 (Kubernetes
+                           1.37+) or certificates.k8s.io/v1beta1 (1.35, 1.36)  [certificates.k8s.io/v1]
 
-Example:
-  podcert ca bundle --ca-pool ca-pool.yaml --signer workerpool.podcert.ate.dev/identity`,
+Examples:
+  podcert ca bundle --ca-pool ca-pool.yaml --signer workerpool.podcert.ate.dev/identity
+  podcert ca bundle --ca-pool ca-pool.yaml --signer workerpool.podcert.ate.dev/identity \\
+    --format clustertrustbundle --api-version certificates.k8s.io/v1beta1`,
     run: runCaBundle,
   },
   {

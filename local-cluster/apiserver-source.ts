@@ -4,17 +4,18 @@
  * Like the real source it does not replay objects that existed before it started: it lists once
  * for a resourceVersion and watches from there, reconnecting from the last one it saw.
  */
-import { CertificatesV1beta1Api, Watch, type KubeConfig } from "@kubernetes/client-node";
+import { KubernetesObjectApi, Watch, type KubeConfig } from "@kubernetes/client-node";
 import type { RequestAttributes, UserInfo } from "./apiserver/rbac.js";
 import { apiServerSourceEvent } from "../shared/events/pcr-event.js";
 import type { PodcertEvent } from "../shared/events/types.js";
-import type { PodCertificateRequest } from "../shared/pcr/model.js";
+import { certificatesApiVersion, type CertificatesVersion } from "../shared/kube/api-versions.js";
+import { KubeClusterApi } from "../shared/kube/client-node.js";
+import { PCR_KIND, type PodCertificateRequest } from "../shared/pcr/model.js";
 
 export interface EmulatedSource {
   stop(): void;
 }
 
-const PATH = "/apis/certificates.k8s.io/v1beta1/podcertificaterequests";
 
 /**
  * Knative's ApiServerSource controller (runAccessCheck) starts the receive adapter only when
@@ -26,11 +27,12 @@ export function sourceAccessProblem(
   review: (user: UserInfo, attrs: RequestAttributes) => boolean,
   user: string,
   namespaces: readonly string[],
+  apiVersion: CertificatesVersion = "v1",
 ): string | undefined {
   const missing: string[] = [];
   for (const namespace of namespaces) {
     const verbs = ["get", "list", "watch"].filter((verb) => !review({ name: user, groups: [] }, {
-      resourceRequest: true, verb, apiGroup: "certificates.k8s.io", apiVersion: "v1beta1", namespace, resource: "podcertificaterequests", subresource: "", name: "",
+      resourceRequest: true, verb, apiGroup: "certificates.k8s.io", apiVersion, namespace, resource: "podcertificaterequests", subresource: "", name: "",
     }));
     if (verbs.length > 0) missing.push(`${verbs.join(", ")} resource "podcertificaterequests" in API group "certificates.k8s.io" in Namespace "${namespace}"`);
   }
@@ -49,14 +51,21 @@ const RETRY_MS = 200;
  * the same resourceVersion. A 410 Expired (the server no longer has the history) is a re-list and
  * a watch from there: changes in between are lost, as with the real adapter (its store ignores
  * re-lists), and the resync function re-announces pending PCRs.
+ *
+ * It watches the version its `resources` entry names (`apiVersion`); by default the one the API
+ * server prefers (v1 on 1.37+, else v1beta1), as knative/apiserversource.yaml does with the
+ * component for the cluster's version (README "Kubernetes versions").
  */
 export async function startApiServerSource(
   kc: KubeConfig,
   sink: (event: PodcertEvent) => void,
-  o: { onError?: (e: unknown) => void; retryMs?: number } = {},
+  o: { onError?: (e: unknown) => void; retryMs?: number; apiVersion?: CertificatesVersion } = {},
 ): Promise<EmulatedSource> {
   const retryMs = o.retryMs ?? RETRY_MS;
-  const api = kc.makeApiClient(CertificatesV1beta1Api);
+  const objects = KubernetesObjectApi.makeApiClient(kc);
+  const discovery = new KubeClusterApi(kc);
+  // Resolved with the first list, and retried with it.
+  let apiVersion = o.apiVersion === undefined ? undefined : certificatesApiVersion(o.apiVersion);
   let stopped = false;
   let controller: AbortController | undefined;
   let retry: NodeJS.Timeout | undefined;
@@ -65,7 +74,8 @@ export async function startApiServerSource(
   const currentVersion = async (attempts: number): Promise<string> => {
     for (let attempt = 1; ; attempt++) {
       try {
-        const list = await api.listPodCertificateRequestForAllNamespaces();
+        apiVersion ??= certificatesApiVersion((await discovery.certificatesApis()).pcr);
+        const list = await objects.list(apiVersion, PCR_KIND);
         return list.metadata?.resourceVersion ?? "0";
       } catch (e) {
         if (stopped || attempt >= attempts) throw e;
@@ -98,7 +108,7 @@ export async function startApiServerSource(
     const ready = new Promise<void>((r) => (established = r));
     let expired = false;
     controller = await watch.watch(
-      PATH,
+      `/apis/${apiVersion!}/podcertificaterequests`,
       { resourceVersion, allowWatchBookmarks: true },
       (phase: string, obj: PodCertificateRequest & { metadata: { resourceVersion?: string } }) => {
         established();

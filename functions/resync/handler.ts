@@ -18,7 +18,7 @@ import { request } from "undici";
 import { TransientError } from "../../shared/errors.js";
 import { eventToBinaryHttp } from "../../shared/events/codec.js";
 import type { PodcertEvent } from "../../shared/events/types.js";
-import { describePcr, PCR_API_VERSION, PCR_KIND } from "../../shared/pcr/model.js";
+import { describePcr, PCR_KIND } from "../../shared/pcr/model.js";
 import { pendingByAge, resyncCandidate, selectForResync, type ResyncCandidate } from "../../shared/policy/resync.js";
 import type { FunctionContext, FunctionDefinition, ResyncContext } from "../../shared/runtime/function.js";
 import { EVENT_TYPES, registered } from "../../shared/steps.js";
@@ -110,7 +110,8 @@ export function resyncEvent(c: ResyncCandidate, now: Date): PodcertEvent {
     subject: describePcr(ref),
     time: now.toISOString(),
     datacontenttype: "application/json",
-    data: { apiVersion: PCR_API_VERSION, kind: PCR_KIND, metadata: ref, spec: { signerName: c.signerName } },
+    // A reference only (no apiVersion): validate reads the PCR in the version the API server serves.
+    data: { kind: PCR_KIND, metadata: ref, spec: { signerName: c.signerName } },
     extensions: {},
   };
 }

@@ -1,13 +1,18 @@
 /**
  * Plays kubelet against a (embedded) API server: for every pod with podCertificate projections,
  * make a key, create the PCR through the API, and keep the private key for the credential bundle.
+ *
+ * Each node's kubelet writes what its version writes (kubernetes-versions.ts): the version is the
+ * Node's `status.nodeInfo.kubeletVersion`, or the control plane's (GET /version) when the Node
+ * does not say. A kubelet newer than the control plane is refused, as Kubernetes' skew policy does.
  */
 import type { KeyObject } from "node:crypto";
-import { ApiException, CertificatesV1beta1Api, CoreV1Api, type KubeConfig, type V1beta1PodCertificateRequest } from "@kubernetes/client-node";
+import { ApiException, CoreV1Api, KubernetesObjectApi, VersionApi, type KubeConfig, type KubernetesObject, type V1Node } from "@kubernetes/client-node";
 import { ConfigError } from "../../shared/errors.js";
 import { buildPodCertificateRequest, podCertificateProjections } from "./request.js";
 import type { Pod, PodCertificateRequest } from "../../shared/pcr/model.js";
 import { withArticle } from "../../shared/words.js";
+import { kubeletRequestBehaviour, KUBERNETES_VERSIONS, parseKubernetesVersion, type KubeletRequestBehaviour, type KubernetesVersion } from "../kubernetes-versions.js";
 
 export interface EmulatedRequest {
   pcr: PodCertificateRequest;
@@ -42,7 +47,8 @@ export interface RequestOptions {
 
 export async function requestPodCertificates(kc: KubeConfig, onProgress?: (msg: string) => void, o: RequestOptions = {}): Promise<EmulatedRequest[]> {
   const core = kc.makeApiClient(CoreV1Api);
-  const certs = kc.makeApiClient(CertificatesV1beta1Api);
+  const objects = KubernetesObjectApi.makeApiClient(kc);
+  const controlPlane = await controlPlaneVersion(kc);
   const pods = JSON.parse(JSON.stringify((await core.listPodForAllNamespaces()).items)) as (Pod & { spec: { volumes?: unknown[] } })[];
   const out: EmulatedRequest[] = [];
   for (const pod of pods) {
@@ -55,15 +61,17 @@ export async function requestPodCertificates(kc: KubeConfig, onProgress?: (msg: 
       asked(`${what} runs as ServiceAccount ${namespace}/${pod.spec.serviceAccountName ?? "default"}`, () => core.readNamespacedServiceAccount({ namespace, name: pod.spec.serviceAccountName ?? "default" })),
     ]);
     const expect = expectations(pod);
-    for (const [i, projection] of projections.entries()) {
-      onProgress?.(`kubelet: ${namespace}/${pod.metadata.name} asks ${projection.signerName} for ${withArticle(projection.keyType)} certificate (${projection.publicKeyForm === "csr" ? "stub CSR" : "PKIX key + proof"})`);
+    const kubelet = kubeletOf(node, controlPlane);
+    for (const [i, projection] of podCertificateProjections(pod, kubelet.form).entries()) {
+      onProgress?.(`kubelet ${kubelet.version}: ${namespace}/${pod.metadata.name} asks ${projection.signerName} for ${withArticle(projection.keyType)} certificate (${kubelet.apiVersion}, ${projection.publicKeyForm === "csr" ? "stub CSR" : "PKIX key + proof"})`);
       const { pcr, privateKey } = buildPodCertificateRequest(pod, projection, {
         nodeUID: node.metadata?.uid ?? "",
         serviceAccountUID: sa.metadata?.uid ?? "",
+        apiVersion: kubelet.apiVersion,
         ...(o.generateName === undefined ? {} : { generateName: o.generateName }),
       });
       const createdAt = performance.now();
-      const created = await asked(`${what}: creating its PodCertificateRequest`, () => certs.createNamespacedPodCertificateRequest({ namespace, body: pcr as unknown as V1beta1PodCertificateRequest }));
+      const created = await asked(`${what}: creating its PodCertificateRequest`, () => objects.create(pcr as unknown as KubernetesObject));
       const volumes = (pod.spec.volumes ?? []) as { projected?: { sources?: { podCertificate?: { credentialBundlePath?: string } }[] } }[];
       const paths = volumes.flatMap((v) => v.projected?.sources ?? []).filter((s) => s.podCertificate).map((s) => s.podCertificate?.credentialBundlePath);
       const request: EmulatedRequest = {
@@ -79,6 +87,28 @@ export async function requestPodCertificates(kc: KubeConfig, onProgress?: (msg: 
     }
   }
   return out;
+}
+
+/** The control plane's minor version, from GET /version; one podcert cannot emulate is an error. */
+async function controlPlaneVersion(kc: KubeConfig): Promise<KubernetesVersion> {
+  const info = await asked("asking the API server's version", () => kc.makeApiClient(VersionApi).getCode());
+  const version = parseKubernetesVersion(info.gitVersion) ?? parseKubernetesVersion(`${info.major}.${info.minor.replace(/\D+$/, "")}`);
+  if (version === undefined) throw new ConfigError(`the API server is Kubernetes ${info.gitVersion}; the kubelet emulator knows ${KUBERNETES_VERSIONS.join(", ")}`);
+  return version;
+}
+
+/** What the node's kubelet writes: its version from the Node, else the control plane's. */
+function kubeletOf(node: V1Node, controlPlane: KubernetesVersion): KubeletRequestBehaviour & { version: KubernetesVersion } {
+  const declared = node.status?.nodeInfo?.kubeletVersion;
+  const name = node.metadata?.name ?? "";
+  const version = declared === undefined || declared === "" ? controlPlane : parseKubernetesVersion(declared);
+  if (version === undefined) {
+    throw new ConfigError(`node ${name}: kubeletVersion ${JSON.stringify(declared)} is not one the emulator knows (${KUBERNETES_VERSIONS.join(", ")})`);
+  }
+  if (KUBERNETES_VERSIONS.indexOf(version) > KUBERNETES_VERSIONS.indexOf(controlPlane)) {
+    throw new ConfigError(`node ${name}: a ${version} kubelet cannot run against a ${controlPlane} control plane (kubelets may be older than kube-apiserver, never newer)`);
+  }
+  return { ...kubeletRequestBehaviour(version), version };
 }
 
 /**

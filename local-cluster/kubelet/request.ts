@@ -1,12 +1,14 @@
 /**
  * What kubelet does for a `podCertificate` projected volume, for local runs, fixtures and tests:
  * read the pod's projections, make a key of the requested type, and build the PCR with a real
- * proof of possession (or, in the 1.36+ form, a stub CSR). The private key is returned so the
- * caller can write the credential bundle as kubelet would.
+ * proof of possession (kubelet 1.35) or a stub CSR (1.36+), in v1beta1 or (1.37+) v1. The private
+ * key is returned so the caller can write the credential bundle as kubelet would.
  */
 import type { KeyObject } from "node:crypto";
 import { generateRequestKeyPair, proofOfPossession, stubCsr } from "./keys.js";
-import { KEY_TYPES, PCR_API_VERSION, PCR_KIND, type KeyType, type Pod, type PodCertificateRequest } from "../../shared/pcr/model.js";
+import { certificatesApiVersion, type CertificatesVersion } from "../../shared/kube/api-versions.js";
+import { KEY_TYPES, PCR_KIND, type KeyType, type Pod, type PodCertificateRequest } from "../../shared/pcr/model.js";
+import type { PublicKeyForm } from "../kubernetes-versions.js";
 
 /** One `podCertificate` projected volume source of a pod. */
 export interface PodCertificateProjection {
@@ -14,22 +16,18 @@ export interface PodCertificateProjection {
   keyType: KeyType;
   maxExpirationSeconds?: number;
   userAnnotations?: Record<string, string>;
-  /** Which public-key form to use; real kubelets pick by version. Not a Kubernetes field. */
+  /** Which public-key form to use (kubernetes-versions.ts: kubelets pick by version). Not a Kubernetes field. */
   publicKeyForm?: PublicKeyForm;
 }
 
-export type PublicKeyForm = "pkix" | "csr";
+export type { PublicKeyForm };
 
 interface VolumeShape {
   projected?: { sources?: { podCertificate?: Record<string, unknown> }[] };
 }
 
-/**
- * The pod's podCertificate projections. An example cluster may add the annotation
- * `podcert.ate.dev/public-key-form: csr` to a pod to use the stub-CSR form.
- */
-export function podCertificateProjections(pod: Pod & { spec: { volumes?: unknown[] } }): PodCertificateProjection[] {
-  const form = pod.metadata.annotations?.["podcert.ate.dev/public-key-form"] === "csr" ? "csr" : "pkix";
+/** The pod's podCertificate projections, in the key form its kubelet writes. */
+export function podCertificateProjections(pod: Pod & { spec: { volumes?: unknown[] } }, form: PublicKeyForm = "pkix"): PodCertificateProjection[] {
   const out: PodCertificateProjection[] = [];
   for (const volume of (pod.spec.volumes ?? []) as VolumeShape[]) {
     for (const source of volume.projected?.sources ?? []) {
@@ -57,8 +55,19 @@ export interface KubeletRequest {
 export function buildPodCertificateRequest(
   pod: Pod,
   projection: PodCertificateProjection,
-  o: { nodeUID: string; serviceAccountUID: string; name?: string; generateName?: string },
+  o: {
+    nodeUID: string;
+    serviceAccountUID: string;
+    name?: string;
+    generateName?: string;
+    /** Default v1beta1; v1 carries only the stub-CSR form. */
+    apiVersion?: CertificatesVersion;
+  },
 ): KubeletRequest {
+  const version = o.apiVersion ?? "v1beta1";
+  if (version === "v1" && projection.publicKeyForm !== "csr") {
+    throw new Error("a certificates.k8s.io/v1 PodCertificateRequest has no pkixPublicKey: use the stub-CSR form");
+  }
   const namespace = pod.metadata.namespace;
   if (namespace === undefined || pod.metadata.uid === undefined || pod.spec.nodeName === undefined) {
     throw new Error(`pod ${pod.metadata.name} needs a namespace, a uid and a nodeName to request a certificate`);
@@ -88,7 +97,7 @@ export function buildPodCertificateRequest(
   const metadata: PodCertificateRequest["metadata"] = { namespace, name: o.name ?? "", generateName: o.generateName ?? "req-" };
   return {
     pcr: {
-      apiVersion: PCR_API_VERSION,
+      apiVersion: certificatesApiVersion(version),
       kind: PCR_KIND,
       metadata,
       spec,

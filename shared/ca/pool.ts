@@ -14,6 +14,7 @@
 import { createHash, createPrivateKey, X509Certificate, type KeyObject } from "node:crypto";
 import YAML from "yaml";
 import { ConfigError, TransientError } from "../errors.js";
+import { certificatesApiVersion, type CertificatesVersion } from "../kube/api-versions.js";
 import { prepareCaSigner, readCaChain, type CaChain, type CaSigner } from "../x509/ca-signer.js";
 import { pemDecodeAll, pemEncode } from "../x509/pem.js";
 import * as z from "../zod.js";
@@ -334,10 +335,13 @@ export function clusterTrustBundleName(signerName: string): string {
   return `${signerName.replaceAll("/", ":")}:bundle`;
 }
 
-/** A certificates.k8s.io/v1beta1 ClusterTrustBundle publishing the signer's roots. */
-export function clusterTrustBundleManifest(pool: CaSet<TrustedCa>, signerName: string): object {
+/**
+ * A ClusterTrustBundle publishing the signer's roots, in certificates.k8s.io/v1 (Kubernetes 1.37+)
+ * or v1beta1 (1.35, 1.36): the spec is the same in both.
+ */
+export function clusterTrustBundleManifest(pool: CaSet<TrustedCa>, signerName: string, version: CertificatesVersion = "v1"): object {
   return {
-    apiVersion: "certificates.k8s.io/v1beta1",
+    apiVersion: certificatesApiVersion(version),
     kind: "ClusterTrustBundle",
     metadata: {
       name: clusterTrustBundleName(signerName),

@@ -9,6 +9,7 @@
 import { X509Certificate } from "node:crypto";
 import { exportJWK, type JWK } from "jose";
 import { ConfigError } from "../errors.js";
+import { certificatesApiVersion } from "../kube/api-versions.js";
 import type { ClusterTrustBundle } from "../kube/cluster.js";
 import { pemDecodeAll } from "../x509/pem.js";
 import { clusterTrustBundleName, publishedCas, trustBundlePem, type CaSet, type TrustedCa } from "./pool.js";
@@ -20,7 +21,8 @@ export const MANAGED_BY = "podcert";
 /** The bundle a signer should have: the roots of its published CAs. */
 export function desiredTrustBundle(trust: CaSet<TrustedCa>, signerName: string): ClusterTrustBundle {
   return {
-    apiVersion: "certificates.k8s.io/v1beta1",
+    // The client writes it in the version the API server serves (kube/client-node.ts).
+    apiVersion: certificatesApiVersion("v1"),
     kind: "ClusterTrustBundle",
     metadata: { name: clusterTrustBundleName(signerName), labels: { [MANAGED_BY_LABEL]: MANAGED_BY } },
     spec: { signerName, trustBundle: trustBundlePem(trust, signerName) },

@@ -62,7 +62,7 @@ export function apiServerSourceEvent(op: "add" | "update" | "delete", pcr: PodCe
     id: randomUUID(),
     type,
     source: "https://kubernetes.default.svc",
-    subject: `/apis/certificates.k8s.io/v1beta1/namespaces/${pcr.metadata.namespace}/podcertificaterequests/${pcr.metadata.name}`,
+    subject: `/apis/${pcr.apiVersion}/namespaces/${pcr.metadata.namespace}/podcertificaterequests/${pcr.metadata.name}`,
     time: new Date().toISOString(),
     datacontenttype: "application/json",
     data: pcr,

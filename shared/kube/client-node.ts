@@ -19,6 +19,17 @@ import { HttpMethod, KubeConfig, RequestContext } from "@kubernetes/client-node"
 import { getGlobalDispatcher, request, type Dispatcher } from "undici";
 import { ConfigError, ConflictError, TransientError } from "../errors.js";
 import type { Namespace, Node, Pod, PodCertificateRequest, PcrStatus, Service, ServiceAccount } from "../pcr/model.js";
+import {
+  certificatesApiVersion,
+  certificatesVersionOf,
+  CERTIFICATES_GROUP,
+  chooseCertificatesApis,
+  isCertificatesProblem,
+  needsLegacyRead,
+  type CertificatesApis,
+  type CertificatesVersion,
+  type ServedResources,
+} from "./api-versions.js";
 import type { ClusterApi, ClusterTrustBundle, ConfigMap, CoreV1Event, KubernetesEvent, PcrPage, ResyncApi, TrustApi } from "./cluster.js";
 
 /** Observes every API call (for metrics); never sees bodies. */
@@ -77,8 +88,8 @@ function reuseConnections(kc: KubeConfig): void {
   };
 }
 
-const PCRS = "/apis/certificates.k8s.io/v1beta1";
-const CTBS = `${PCRS}/clustertrustbundles`;
+/** /apis/certificates.k8s.io/<version> */
+const certificatesPath = (v: CertificatesVersion) => `/apis/${CERTIFICATES_GROUP}/${v}`;
 /**
  * Longest wait for an API server's answer (headers, then between body chunks), by default. Below
  * the Broker's 10 s per-attempt delivery `timeout` (knative/broker.yaml): a hung API server makes
@@ -104,13 +115,17 @@ interface Response {
 export class KubeClusterApi implements ClusterApi, TrustApi, ResyncApi {
   private readonly server: string;
   private readonly timeoutMs: number;
+  private readonly onCertificatesApis: ((apis: CertificatesApis) => void) | undefined;
+  /** The discovered versions (api-versions.ts), once discovery succeeded; a failed one is retried. */
+  private apis: Promise<CertificatesApis> | undefined;
 
   constructor(
     private readonly kc: KubeConfig,
     private readonly observe: ApiCallObserver = () => {},
-    o: { timeoutMs?: number } = {},
+    o: { timeoutMs?: number; onCertificatesApis?: (apis: CertificatesApis) => void } = {},
   ) {
     this.timeoutMs = o.timeoutMs ?? API_TIMEOUT_MS;
+    this.onCertificatesApis = o.onCertificatesApis;
     const server = kc.getCurrentCluster()?.server;
     if (server === undefined || server === "") throw new ConfigError("the kubeconfig's current context names no cluster server");
     this.server = server.replace(/\/+$/, "");
@@ -201,18 +216,78 @@ export class KubeClusterApi implements ClusterApi, TrustApi, ResyncApi {
     } catch (e) {
       return `the Kubernetes API server ${this.server} cannot be reached: ${e instanceof Error ? e.message : String(e)}`.slice(0, 500);
     }
-    if (res.status === 200) return undefined;
+    if (res.status === 200) {
+      try {
+        await this.certificatesApis();
+        return undefined;
+      } catch (e) {
+        return (e instanceof Error ? e.message : String(e)).slice(0, 500);
+      }
+    }
     if (res.status === 401) return `the Kubernetes API server ${this.server} refused the credentials (HTTP 401)`;
     if (res.status === 403) return `the Kubernetes API server ${this.server} does not authenticate this identity (HTTP 403: ${statusMessage(res.text)})`.slice(0, 500);
     return `the Kubernetes API server ${this.server} answered GET /api with HTTP ${res.status}`;
   }
 
-  readPcr(namespace: string, name: string) {
-    return this.call<PodCertificateRequest>("get podcertificaterequest", HttpMethod.GET, `${PCRS}/namespaces/${seg(namespace)}/podcertificaterequests/${seg(name)}`, { absentOk: true });
+  /**
+   * The certificates.k8s.io versions this API server serves PCRs and ClusterTrustBundles in, from
+   * its discovery documents, asked once per process (two GETs; readiness asks first, so a cold
+   * start's first event finds them known). A failure is a TransientError and is asked again next time.
+   */
+  certificatesApis(): Promise<CertificatesApis> {
+    this.apis ??= this.discoverCertificatesApis().catch((e: unknown) => {
+      this.apis = undefined;
+      throw e;
+    });
+    return this.apis;
   }
 
-  replacePcrStatus(pcr: PodCertificateRequest, status: PcrStatus) {
+  private async discoverCertificatesApis(): Promise<CertificatesApis> {
+    const served: ServedResources = {};
+    await Promise.all((["v1", "v1beta1"] as const).map(async (v) => {
+      const list = await this.call<{ resources?: { name?: unknown }[] }>(`discover ${CERTIFICATES_GROUP}/${v}`, HttpMethod.GET, certificatesPath(v), { absentOk: true });
+      if (list !== undefined) served[v] = (Array.isArray(list.resources) ? list.resources : []).map((r) => r?.name).filter((n): n is string => typeof n === "string");
+    }));
+    const apis = chooseCertificatesApis(served);
+    if (isCertificatesProblem(apis)) throw new TransientError(apis.problem);
+    this.onCertificatesApis?.(apis);
+    return apis;
+  }
+
+  private async pcrsPath(namespace?: string): Promise<string> {
+    const ns = namespace === undefined ? undefined : seg(namespace);
+    const { pcr } = await this.certificatesApis();
+    return ns === undefined ? `${certificatesPath(pcr)}/podcertificaterequests` : `${certificatesPath(pcr)}/namespaces/${ns}/podcertificaterequests`;
+  }
+
+  private async ctbsPath(): Promise<{ path: string; apiVersion: string }> {
+    const { ctb } = await this.certificatesApis();
+    if (ctb === undefined) throw new TransientError(`the API server serves no clustertrustbundles in ${CERTIFICATES_GROUP} v1 or v1beta1: Kubernetes 1.35 and 1.36 need the ClusterTrustBundle feature gate and --runtime-config=${CERTIFICATES_GROUP}/v1beta1/clustertrustbundles=true`);
+    return { path: `${certificatesPath(ctb)}/clustertrustbundles`, apiVersion: certificatesApiVersion(ctb) };
+  }
+
+  /**
+   * The PCR in the preferred version; a request with a PKIX key (a kubelet older than 1.36) that
+   * v1 shows without any key is read again through v1beta1, which still carries it (api-versions.ts).
+   */
+  async readPcr(namespace: string, name: string) {
+    const n = seg(name);
+    const path = `${await this.pcrsPath(namespace)}/${n}`;
+    const pcr = await this.call<PodCertificateRequest>("get podcertificaterequest", HttpMethod.GET, path, { absentOk: true });
+    const { pcrLegacy } = await this.certificatesApis();
+    if (pcr === undefined || pcrLegacy === undefined || !needsLegacyRead(pcr)) return pcr;
+    return this.call<PodCertificateRequest>(
+      "get podcertificaterequest",
+      HttpMethod.GET,
+      `${certificatesPath(pcrLegacy)}/namespaces/${seg(namespace)}/podcertificaterequests/${seg(name)}`,
+      { absentOk: true },
+    );
+  }
+
+  /** Through the version the PCR was read in: the body's spec must be the one that version shows. */
+  async replacePcrStatus(pcr: PodCertificateRequest, status: PcrStatus) {
     const { namespace, name, uid, resourceVersion } = pcr.metadata;
+    const version = certificatesVersionOf(pcr.apiVersion) ?? (await this.certificatesApis()).pcr;
     const body = {
       apiVersion: pcr.apiVersion,
       kind: pcr.kind,
@@ -223,30 +298,29 @@ export class KubeClusterApi implements ClusterApi, TrustApi, ResyncApi {
     return this.call<PodCertificateRequest>(
       "update podcertificaterequests/status",
       HttpMethod.PUT,
-      `${PCRS}/namespaces/${seg(namespace)}/podcertificaterequests/${seg(name)}/status`,
+      `${certificatesPath(version)}/namespaces/${seg(namespace)}/podcertificaterequests/${seg(name)}/status`,
       { body },
     );
   }
 
   async listPcrs(o: { signerName?: string; namespace?: string } = {}) {
     const query = o.signerName === undefined ? "" : `?fieldSelector=${seg(`spec.signerName=${o.signerName}`)}`;
-    const path = o.namespace === undefined ? `${PCRS}/podcertificaterequests` : `${PCRS}/namespaces/${seg(o.namespace)}/podcertificaterequests`;
-    const list = await this.call<{ items?: PodCertificateRequest[] }>("list podcertificaterequests", HttpMethod.GET, `${path}${query}`);
-    // List items carry no apiVersion/kind on the wire; the status write needs them.
-    return (list.items ?? []).map((p) => ({ ...p, apiVersion: p.apiVersion ?? "certificates.k8s.io/v1beta1", kind: p.kind ?? "PodCertificateRequest" }));
+    const path = await this.pcrsPath(o.namespace);
+    const list = await this.call<{ items?: PodCertificateRequest[]; apiVersion?: string }>("list podcertificaterequests", HttpMethod.GET, `${path}${query}`);
+    return listItems(list, (await this.certificatesApis()).pcr, "PodCertificateRequest");
   }
 
   async listPcrPage(o: { signerName: string; limit: number; continue?: string }): Promise<PcrPage> {
     const query = new URLSearchParams({ fieldSelector: `spec.signerName=${o.signerName}`, limit: String(o.limit) });
     if (o.continue !== undefined) query.set("continue", o.continue);
-    const list = await this.call<{ items?: PodCertificateRequest[]; metadata?: { continue?: string } }>(
+    const list = await this.call<{ items?: PodCertificateRequest[]; metadata?: { continue?: string }; apiVersion?: string }>(
       "list podcertificaterequests",
       HttpMethod.GET,
-      `${PCRS}/podcertificaterequests?${query.toString()}`,
+      `${await this.pcrsPath()}?${query.toString()}`,
     );
     const next = list.metadata?.continue;
     return {
-      items: (list.items ?? []).map((p) => ({ ...p, apiVersion: p.apiVersion ?? "certificates.k8s.io/v1beta1", kind: p.kind ?? "PodCertificateRequest" })),
+      items: listItems(list, (await this.certificatesApis()).pcr, "PodCertificateRequest"),
       ...(typeof next === "string" && next !== "" ? { continue: next } : {}),
     };
   }
@@ -277,20 +351,25 @@ export class KubeClusterApi implements ClusterApi, TrustApi, ResyncApi {
   }
 
   async listTrustBundles(labelSelector: string) {
-    const list = await this.call<{ items?: ClusterTrustBundle[] }>("list clustertrustbundles", HttpMethod.GET, `${CTBS}?labelSelector=${seg(labelSelector)}`);
-    return (list.items ?? []).map((b) => ({ ...b, apiVersion: b.apiVersion ?? "certificates.k8s.io/v1beta1", kind: "ClusterTrustBundle" as const }));
+    const { path } = await this.ctbsPath();
+    const list = await this.call<{ items?: ClusterTrustBundle[]; apiVersion?: string }>("list clustertrustbundles", HttpMethod.GET, `${path}?labelSelector=${seg(labelSelector)}`);
+    return listItems(list, (await this.certificatesApis()).ctb ?? "v1beta1", "ClusterTrustBundle" as const);
   }
 
+  /** Written in the served version, whatever apiVersion the bundle was built with (the spec is the same in both). */
   async createTrustBundle(bundle: ClusterTrustBundle) {
-    await this.call("create clustertrustbundles", HttpMethod.POST, CTBS, { body: bundle });
+    const { path, apiVersion } = await this.ctbsPath();
+    await this.call("create clustertrustbundles", HttpMethod.POST, path, { body: { ...bundle, apiVersion } });
   }
 
   async replaceTrustBundle(bundle: ClusterTrustBundle) {
-    await this.call("update clustertrustbundles", HttpMethod.PUT, `${CTBS}/${seg(bundle.metadata.name)}`, { body: bundle });
+    const { path, apiVersion } = await this.ctbsPath();
+    await this.call("update clustertrustbundles", HttpMethod.PUT, `${path}/${seg(bundle.metadata.name)}`, { body: { ...bundle, apiVersion } });
   }
 
   async deleteTrustBundle(name: string) {
-    await this.call("delete clustertrustbundles", HttpMethod.DELETE, `${CTBS}/${seg(name)}`, { absentOk: true });
+    const { path } = await this.ctbsPath();
+    await this.call("delete clustertrustbundles", HttpMethod.DELETE, `${path}/${seg(name)}`, { absentOk: true });
   }
 
   readConfigMap(namespace: string, name: string) {
@@ -312,12 +391,16 @@ export class KubeClusterApi implements ClusterApi, TrustApi, ResyncApi {
   async createEvent(event: KubernetesEvent) {
     const now = new Date().toISOString();
     const { namespace, name } = event.regarding;
+    // A PCR is named in the version it is read in here (the caller knows only that it is a PCR).
+    const involvedObject = event.regarding.kind === "PodCertificateRequest" && this.apis !== undefined
+      ? { ...event.regarding, apiVersion: certificatesApiVersion((await this.certificatesApis()).pcr) }
+      : event.regarding;
     await this.call("create event", HttpMethod.POST, `/api/v1/namespaces/${seg(namespace)}/events`, {
       body: {
         apiVersion: "v1",
         kind: "Event",
         metadata: { generateName: `${name}.`, namespace },
-        involvedObject: event.regarding,
+        involvedObject,
         type: event.type,
         reason: event.reason,
         message: event.message,
@@ -330,6 +413,19 @@ export class KubeClusterApi implements ClusterApi, TrustApi, ResyncApi {
       },
     });
   }
+}
+
+/**
+ * A list's items with apiVersion and kind: kube-apiserver leaves them out of list items, and the
+ * status write needs them (the list's own apiVersion, else the version asked for).
+ */
+function listItems<T extends { apiVersion?: string; kind?: string }, K extends string>(
+  list: { items?: T[]; apiVersion?: string },
+  version: CertificatesVersion,
+  kind: K,
+): (T & { apiVersion: string; kind: K })[] {
+  const apiVersion = certificatesVersionOf(list.apiVersion) === undefined ? certificatesApiVersion(version) : list.apiVersion!;
+  return (list.items ?? []).map((item) => ({ ...item, apiVersion: item.apiVersion ?? apiVersion, kind }));
 }
 
 /** The message of a Kubernetes Status body, bounded; never the whole body. */

@@ -1,10 +1,10 @@
 /**
- * The PodCertificateRequest (certificates.k8s.io/v1beta1) as plain data, and the small subset of
- * core objects podcert reads. These are the shapes decisions work on; parsing of untrusted input
- * into them lives in `parse.ts`.
+ * The PodCertificateRequest as plain data, in either certificates.k8s.io version podcert speaks
+ * (kube/api-versions.ts: v1 has no pkixPublicKey/proofOfPossession, v1beta1 has both key forms),
+ * and the small subset of core objects podcert reads. These are the shapes decisions work on;
+ * parsing of untrusted input into them lives in `parse.ts`.
  */
 
-export const PCR_API_VERSION = "certificates.k8s.io/v1beta1";
 export const PCR_KIND = "PodCertificateRequest";
 
 export const KEY_TYPES = [
@@ -42,9 +42,11 @@ export interface PcrSpec {
   nodeName: string;
   nodeUID: string;
   maxExpirationSeconds?: number;
+  /** v1beta1 only (deprecated in 1.36): with proofOfPossession, or stubPKCS10Request, never both. */
   pkixPublicKey?: string;
   proofOfPossession?: string;
-  stubPKCS10Request?: string;
+  /** v1beta1 from 1.36 and v1 (required there). A v1 read of a PKIX-key request shows it null. */
+  stubPKCS10Request?: string | null;
   unverifiedUserAnnotations?: Record<string, string>;
 }
 

@@ -17,6 +17,7 @@
 import { openCaPoolFile } from "../ca/pool-source.js";
 import { ConfigError, isPodcertError } from "../errors.js";
 import { stepEntry } from "../steps.js";
+import { describeCertificatesApis } from "../kube/api-versions.js";
 import { KubeClusterApi, loadKubeConfig, missingCredentials } from "../kube/client-node.js";
 import { createEventRecorder } from "../kube/event-recorder.js";
 import { DEFAULT_LOOKUP_CACHE_SECONDS, withLookupCache } from "../kube/lookup-cache.js";
@@ -84,7 +85,10 @@ export async function runFunction(def: FunctionDefinition): Promise<void> {
     const metrics = lazyMetrics(def.step, log);
     const lookupCacheSeconds = envInt("PODCERT_LOOKUP_CACHE_SECONDS", DEFAULT_LOOKUP_CACHE_SECONDS, { min: 0, max: 60 });
     const kubeconfig = loadKubeConfig();
-    const api = new KubeClusterApi(kubeconfig, metrics.apiCall);
+    // Which certificates.k8s.io version and why, once discovery (the readiness check's) answered.
+    const api = new KubeClusterApi(kubeconfig, metrics.apiCall, {
+      onCertificatesApis: (apis) => log.info("Kubernetes API versions", { certificates: describeCertificatesApis(apis) }),
+    });
     const cluster = withLookupCache(api, { ttlMs: lookupCacheSeconds * 1000 });
     const events = envBool("PODCERT_RECORD_EVENTS", true) ? createEventRecorder(cluster, log) : undefined;
     if (events !== undefined) flushEvents = (ms) => events.flush(ms);

@@ -7,7 +7,8 @@ import { type PodcertEvent, type StepEventData } from "../events/types.js";
 import { EVENT_TYPES } from "../steps.js";
 import { ConflictError, TransientError } from "../errors.js";
 import { MAX_EVENT_NOTE_BYTES, truncateUtf8 } from "../limits.js";
-import { describePcr, PCR_API_VERSION, pcrRef, terminalCondition, type PcrRef, type PcrStatus, type PodCertificateRequest } from "../pcr/model.js";
+import { describePcr, pcrRef, terminalCondition, type PcrRef, type PcrStatus, type PodCertificateRequest } from "../pcr/model.js";
+import { certificatesApiVersion } from "../kube/api-versions.js";
 import { replyEvent, type FunctionContext } from "./function.js";
 
 /**
@@ -88,7 +89,8 @@ export async function writeStatus(ctx: FunctionContext, pcr: PodCertificateReque
  */
 export function recordPcrEvent(ctx: FunctionContext, pcr: PcrRef, type: "Normal" | "Warning", reason: string, message: string): void {
   ctx.events?.record({
-    regarding: { kind: "PodCertificateRequest", apiVersion: PCR_API_VERSION, namespace: pcr.namespace, name: pcr.name, uid: pcr.uid },
+    // The client names the version it reads PCRs in (kube/client-node.ts createEvent).
+    regarding: { kind: "PodCertificateRequest", apiVersion: certificatesApiVersion("v1beta1"), namespace: pcr.namespace, name: pcr.name, uid: pcr.uid },
     type,
     reason,
     message: truncateUtf8(message, MAX_EVENT_NOTE_BYTES),

@@ -609,7 +609,7 @@ function keyFamily(keyType: KeyType): "ecdsa" | "rsa" | "ed25519" {
   return keyType.startsWith("ECDSA") ? "ecdsa" : keyType.startsWith("RSA") ? "rsa" : "ed25519";
 }
 
-function present(s: string | undefined): s is string {
+function present(s: string | null | undefined): s is string {
   return typeof s === "string" && s.length > 0;
 }
 
@@ -637,6 +637,8 @@ export function readRequestKey(
     return readFromCsr(spec.stubPKCS10Request, allowedKeyTypes, check);
   }
   if (!present(spec.pkixPublicKey)) {
+    // Also what a certificates.k8s.io/v1 read shows of a v1beta1 request with a PKIX key (v1 has no
+    // such fields); the client reads those through v1beta1 while it is served (kube/api-versions.ts).
     return badProof("the request carries neither stubPKCS10Request nor pkixPublicKey with proofOfPossession");
   }
   const spkiDer = decodeField("pkixPublicKey", spec.pkixPublicKey, "; no supported key type is that large");

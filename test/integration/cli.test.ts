@@ -10,6 +10,7 @@ import { acceptsFrom, STEPS } from "../../shared/steps.js";
 import { parseCaTrust, trustBundlePem } from "../../shared/ca/pool.js";
 import { podcert } from "./cli.js";
 import { COMMANDS } from "../../cli/main.js";
+import { EXIT } from "../../cli/args.js";
 
 let dir: string;
 beforeAll(() => {
@@ -58,6 +59,25 @@ describe("podcert ca", () => {
     expect(manifest.metadata.name.startsWith("workerpool.podcert.ate.dev:identity:")).toBe(true);
     expect(manifest.spec.signerName).toBe("workerpool.podcert.ate.dev/identity");
     expect(manifest.spec.trustBundle).toBe(pem.stdout);
+    expect((manifest as { apiVersion?: string }).apiVersion).toBe("certificates.k8s.io/v1");
+  });
+
+  it("bundle writes a v1beta1 ClusterTrustBundle for Kubernetes 1.35 and 1.36 when asked, and refuses other versions", async () => {
+    const path = join(dir, "ca.yaml");
+    const args = ["ca", "bundle", "--ca-pool", path, "--signer", "workerpool.podcert.ate.dev/identity", "--format", "clustertrustbundle"];
+    const v1 = parse((await podcert(args)).stdout) as Record<string, unknown>;
+    const beta = await podcert([...args, "--api-version", "certificates.k8s.io/v1beta1"]);
+    expect(beta.code, beta.stderr).toBe(0);
+    const manifest = parse(beta.stdout) as Record<string, unknown>;
+    expect(manifest.apiVersion).toBe("certificates.k8s.io/v1beta1");
+    // The same object otherwise: the spec is identical in both versions.
+    expect({ ...manifest, apiVersion: "" }).toEqual({ ...v1, apiVersion: "" });
+    const wrong = await podcert([...args, "--api-version", "certificates.k8s.io/v1alpha1"]);
+    expect(wrong.code).toBe(EXIT.usage);
+    expect(wrong.stderr).toMatch(/--api-version must be certificates\.k8s\.io\/v1 \(Kubernetes 1\.37\+\) or certificates\.k8s\.io\/v1beta1 \(1\.35, 1\.36\); got "certificates\.k8s\.io\/v1alpha1"/);
+    const pemWithVersion = await podcert(["ca", "bundle", "--ca-pool", path, "--signer", "workerpool.podcert.ate.dev/identity", "--api-version", "certificates.k8s.io/v1"]);
+    expect(pemWithVersion.code).toBe(EXIT.usage);
+    expect(pemWithVersion.stderr).toMatch(/--api-version applies to --format clustertrustbundle only/);
   });
 
   it("trust writes the pool's certificates without a key, which the trust publisher loads", async () => {
@@ -132,7 +152,7 @@ describe("help, version and errors in podcert's words", () => {
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout).toMatch(new RegExp(`^Usage: podcert ${name} `));
     expect(r.stdout).toMatch(/\nOptions:\n/);
-    expect(r.stdout).toMatch(/\nExample:\n {2}\S/);
+    expect(r.stdout).toMatch(/\nExamples?:\n {2}\S/);
     expect(r.stdout).toMatch(/\n {2}75 {2}/);
   });
 

@@ -451,7 +451,7 @@ describe("trust bundles", () => {
     expect(loaded[0]!.signer.intermediatesPem).toBe(i1.certificate); // chain tail: the issuing CA, not the root
   });
 
-  it("builds a signer-linked v1beta1 ClusterTrustBundle", async () => {
+  it("builds a signer-linked ClusterTrustBundle, v1 unless asked for v1beta1", async () => {
     const a = byAlg.ECDSAP256;
     const pool = parseCaPool(serializeCaPool(doc([{ signerName: "podcert.ate.dev/sub/path", cas: [a] }])));
     const ctb = clusterTrustBundleManifest(pool, "podcert.ate.dev/sub/path") as {
@@ -460,7 +460,8 @@ describe("trust bundles", () => {
       metadata: { name: string };
       spec: { signerName: string; trustBundle: string };
     };
-    expect(ctb.apiVersion).toBe("certificates.k8s.io/v1beta1");
+    expect(ctb.apiVersion).toBe("certificates.k8s.io/v1");
+    expect((clusterTrustBundleManifest(pool, "podcert.ate.dev/sub/path", "v1beta1") as { apiVersion: string }).apiVersion).toBe("certificates.k8s.io/v1beta1");
     expect(ctb.kind).toBe("ClusterTrustBundle");
     expect(ctb.metadata.name).toBe("podcert.ate.dev:sub:path:bundle");
     expect(ctb.metadata.name.startsWith("podcert.ate.dev/sub/path".replaceAll("/", ":") + ":")).toBe(true);

@@ -35,16 +35,19 @@ async function embedded(objects: unknown[] = []) {
   return { server, api, calls };
 }
 
-/** A server answering every request with `answer`, recording what it was sent. */
-async function scripted(answer: { status: number; body: string }) {
+type Answer = { status: number; body: string };
+
+/** A server answering every request with `answer` (or what it returns for the path), recording what it was sent. */
+async function scripted(answer: Answer | ((url: string) => Answer)) {
   const seen: { method: string; url: string; headers: IncomingHttpHeaders; body: string }[] = [];
   const server: Server = createServer((req, res) => {
     let body = "";
     req.on("data", (d: Buffer) => (body += d.toString()));
     req.on("end", () => {
       seen.push({ method: req.method ?? "", url: req.url ?? "", headers: req.headers, body });
-      res.writeHead(answer.status, { "content-type": "application/json" });
-      res.end(answer.body);
+      const a = typeof answer === "function" ? answer(req.url ?? "") : answer;
+      res.writeHead(a.status, { "content-type": "application/json" });
+      res.end(a.body);
     });
   });
   await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
@@ -89,10 +92,22 @@ describe("reads", () => {
     ]);
   });
 
-  it("checks access with GET /api, and reports rather than throws what keeps it from working", async () => {
-    const ok = await scripted({ status: 200, body: '{"kind":"APIVersions"}' });
-    expect(await new KubeClusterApi(loadKubeConfig({ kubeconfigText: kubeconfigFor(ok.url) })).checkAccess()).toBeUndefined();
-    expect(ok.seen.map((s) => `${s.method} ${s.url}`)).toEqual(["GET /api"]);
+  /** A 1.35/1.36 API server: /api, and certificates.k8s.io v1 (CSRs only) and v1beta1 (PCRs). */
+  const discovery = (pcrsServed: boolean) => (url: string): Answer => {
+    if (url === "/api") return { status: 200, body: '{"kind":"APIVersions"}' };
+    const resources = url.endsWith("/v1beta1") ? (pcrsServed ? ["podcertificaterequests", "clustertrustbundles"] : []) : ["certificatesigningrequests"];
+    return { status: 200, body: JSON.stringify({ kind: "APIResourceList", resources: resources.map((name) => ({ name })) }) };
+  };
+
+  it("checks access with GET /api and the certificates.k8s.io discovery, and reports rather than throws what keeps it from working", async () => {
+    const ok = await scripted(discovery(true));
+    const discovered: unknown[] = [];
+    expect(await new KubeClusterApi(loadKubeConfig({ kubeconfigText: kubeconfigFor(ok.url) }), undefined, { onCertificatesApis: (c) => discovered.push(c) }).checkAccess()).toBeUndefined();
+    expect(ok.seen.map((s) => `${s.method} ${s.url}`).sort()).toEqual(["GET /api", "GET /apis/certificates.k8s.io/v1", "GET /apis/certificates.k8s.io/v1beta1"]);
+    expect(discovered).toEqual([{ pcr: "v1beta1", ctb: "v1beta1" }]);
+    // Reachable, but PodCertificateRequests are not served (the feature gate is off): not ready, and why.
+    const gateOff = await scripted(discovery(false));
+    expect(await new KubeClusterApi(loadKubeConfig({ kubeconfigText: kubeconfigFor(gateOff.url) })).checkAccess()).toMatch(/serves no podcertificaterequests in certificates\.k8s\.io v1 or v1beta1: .*feature gate/);
     const refused = await scripted({ status: 401, body: '{"kind":"Status","code":401,"message":"Unauthorized"}' });
     expect(await new KubeClusterApi(loadKubeConfig({ kubeconfigText: kubeconfigFor(refused.url) })).checkAccess()).toMatch(/refused the credentials \(HTTP 401\)/);
     const anonymous = await scripted({ status: 403, body: '{"kind":"Status","code":403,"message":"forbidden: User \\"system:anonymous\\""}' });

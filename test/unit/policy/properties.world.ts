@@ -8,7 +8,8 @@ import fc from "fast-check";
 import { proofOfPossession, stubCsr } from "../../../local-cluster/kubelet/keys.js";
 import { RequestDeniedError, WaitingError } from "../../../shared/errors.js";
 import type { Namespace, Node, PodCertificateRequest, Pod, Service, ServiceAccount } from "../../../shared/pcr/model.js";
-import { PCR_API_VERSION, PCR_KIND } from "../../../shared/pcr/model.js";
+import { PCR_KIND } from "../../../shared/pcr/model.js";
+import { certificatesApiVersion } from "../../../shared/kube/api-versions.js";
 import { decideSans, type LivePodServices } from "../../../shared/policy/sans.js";
 import { attestedIdentityProblem, planIssuance, podChangedSinceValidation } from "../../../shared/policy/issuance.js";
 import { decideValidation } from "../../../shared/policy/validate.js";
@@ -389,7 +390,7 @@ export function buildPcr(w: WorldCase): PodCertificateRequest {
       break;
   }
   return {
-    apiVersion: PCR_API_VERSION,
+    apiVersion: certificatesApiVersion("v1beta1"),
     kind: PCR_KIND,
     metadata: { name: "req-abcde", namespace: r.namespace ?? w.pod.namespace, uid: "5e4d3c2b-1a09-4f8e-9d7c-6b5a49382716" },
     spec,
