@@ -243,7 +243,7 @@ export function route(docs: readonly Doc[], event: EventAttributes): string[] {
  * the PingSource names itself as the source.
  */
 export const eventOf = (type: string, kind = PCR_KIND, pingFor = "publish-trust"): EventAttributes => {
-  if (API_SERVER_TYPES.includes(type)) return { type, kind, source: "https://kubernetes.default", apiversion: "certificates.k8s.io/v1beta1" };
+  if (API_SERVER_TYPES.includes(type)) return { type, kind, source: "https://kubernetes.default", apiversion: "certificates.k8s.io/v1" };
   if (type === EVENT_TYPES.ping) return { type, source: pingSourceOf(pingFor) };
   return { type, source: "/podcert/test" };
 };

@@ -72,7 +72,7 @@ describe('README "Deploying on Knative"', () => {
     const bundles = new Map(SIGNERS.map((s) => [s, desiredTrustBundle(trust, s) as unknown as Obj]));
     for (const s of SIGNERS) expect(clusterTrustBundleManifest(pool, s), s).toEqual(bundles.get(s));
     for (const [signer, ctb] of bundles) {
-      expect(ctb.apiVersion).toBe("certificates.k8s.io/v1beta1");
+      expect(ctb.apiVersion).toBe("certificates.k8s.io/v1");
       expect(ctb.kind).toBe("ClusterTrustBundle");
       expect(ctb.metadata.name.startsWith(`${signer.replaceAll("/", ":")}:`)).toBe(true);
       expect(ctb.spec.signerName).toBe(signer);

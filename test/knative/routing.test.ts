@@ -335,11 +335,11 @@ describe("SinkBinding", () => {
 describe("ApiServerSource", () => {
   const sources = ofKind(docs, "sources.knative.dev/v1", "ApiServerSource");
 
-  it("watches v1beta1 PodCertificateRequests in all namespaces, in Resource mode, into the Broker", () => {
+  it("watches v1 PodCertificateRequests (1.37+; a component switches to v1beta1) in all namespaces, in Resource mode, into the Broker", () => {
     expect(sources).toHaveLength(1);
     const spec = sources[0]!.obj.spec;
     expect(spec.mode).toBe("Resource");
-    expect(spec.resources).toEqual([{ apiVersion: "certificates.k8s.io/v1beta1", kind: "PodCertificateRequest" }]);
+    expect(spec.resources).toEqual([{ apiVersion: "certificates.k8s.io/v1", kind: "PodCertificateRequest" }]);
     // {} selects every namespace; leaving it unset would watch only the source's own namespace.
     expect(spec.namespaceSelector).toEqual({});
     expect(spec.sink).toEqual({ ref: { apiVersion: "eventing.knative.dev/v1", kind: "Broker", name: "podcert" } });
