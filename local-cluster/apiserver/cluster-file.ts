@@ -8,7 +8,9 @@ import { parseAllDocuments } from "yaml";
 
 import { ConfigError } from "../../shared/errors.js";
 import * as z from "../../shared/zod.js";
-import { RESOURCE_TYPES, resourceFor, type KubeObject } from "./resources.js";
+import { kubernetesVersionFromEnv, type KubernetesVersion } from "../kubernetes-versions.js";
+import { ALL_RESOURCE_TYPES, resourceFor, type KubeObject } from "./resources.js";
+import { isServed } from "./versions.js";
 
 export const MAX_CLUSTER_FILE_BYTES = 64 * 1024 * 1024;
 
@@ -75,17 +77,25 @@ const KIND_FIELDS: Record<string, readonly string[]> = {
 };
 
 /**
- * What the embedded API server would silently ignore in parsed objects: kinds it does not serve
- * and top-level or metadata fields the kind does not have (a typo such as `annotation:` or
- * `kind: Pd` otherwise shows only as a request that never comes).
+ * What the embedded API server would silently ignore in parsed objects: kinds it does not serve,
+ * versions the emulated Kubernetes version does not serve (a certificates.k8s.io/v1
+ * PodCertificateRequest before 1.37; skipped like unknown kinds), and top-level or metadata
+ * fields the kind does not have (a typo such as `annotation:` or `kind: Pd` otherwise shows only
+ * as a request that never comes). `kubernetesVersion`: as startApiServer's default.
  */
-export function clusterFileProblems(objects: readonly KubeObject[]): string[] {
+export function clusterFileProblems(objects: readonly KubeObject[], kubernetesVersion: KubernetesVersion = kubernetesVersionFromEnv()): string[] {
   const problems: string[] = [];
   let unserved = false;
   for (const o of objects) {
     const what = `${o.kind} ${o.metadata.namespace ? `${o.metadata.namespace}/` : ""}${o.metadata.name}`;
-    if (!resourceFor(o.apiVersion, o.kind)) {
+    const t = resourceFor(o.apiVersion, o.kind);
+    if (!t) {
       problems.push(`${what}: ${o.apiVersion} ${o.kind} is not a kind the embedded API server serves; ignored`);
+      unserved = true;
+      continue;
+    }
+    if (!isServed(kubernetesVersion, t)) {
+      problems.push(`${what}: ${o.apiVersion} ${o.kind} is not served by Kubernetes ${kubernetesVersion}; ignored`);
       unserved = true;
       continue;
     }
@@ -93,6 +103,9 @@ export function clusterFileProblems(objects: readonly KubeObject[]): string[] {
     for (const field of Object.keys(o)) if (!known.has(field)) problems.push(`${what}: unknown field ${field}`);
     for (const field of Object.keys(o.metadata)) if (!METADATA_FIELDS.has(field)) problems.push(`${what}: unknown field metadata.${field}`);
   }
-  if (unserved) problems.push(`the kinds it serves: ${RESOURCE_TYPES.map((t) => `${t.apiVersion} ${t.kind}`).join(", ")}`);
+  if (unserved) {
+    const served = ALL_RESOURCE_TYPES.filter((t) => isServed(kubernetesVersion, t));
+    problems.push(`the kinds it serves: ${served.map((t) => `${t.apiVersion} ${t.kind}`).join(", ")} (emulating Kubernetes ${kubernetesVersion})`);
+  }
   return problems;
 }

@@ -56,6 +56,26 @@ export const RESOURCE_TYPES: readonly ResourceType[] = [
 ];
 
 /**
+ * Further versions of kinds in RESOURCE_TYPES. The store keeps one object per kind whatever
+ * version wrote it, in the form of its RESOURCE_TYPES entry (its "internal" version, which holds
+ * every field: v1beta1 for pod certificates); versions.ts converts. Whether a version is served
+ * depends on the emulated Kubernetes version (versions.ts, isServed).
+ */
+export const OTHER_VERSIONS: readonly ResourceType[] = [
+  rt("certificates.k8s.io/v1", "PodCertificateRequest", "podcertificaterequests", true, true,
+    ["spec.signerName", "spec.podName", "spec.nodeName"]),
+  rt("certificates.k8s.io/v1", "ClusterTrustBundle", "clustertrustbundles", false, false, ["spec.signerName"]),
+];
+
+/** Every version of every kind: RESOURCE_TYPES first (so a kind's first entry is its stored form). */
+export const ALL_RESOURCE_TYPES: readonly ResourceType[] = [...RESOURCE_TYPES, ...OTHER_VERSIONS];
+
+/** The type whose form the store keeps objects of `t`'s kind in (RESOURCE_TYPES' entry). */
+export function storageType(t: ResourceType): ResourceType {
+  return RESOURCE_TYPES.find((s) => s.group === t.group && s.kind === t.kind) ?? t;
+}
+
+/**
  * Finds a type by Kind ("Pod"), plural ("pods") or either qualified by group
  * ("events.events.k8s.io", "PodCertificateRequest.certificates.k8s.io"); case-insensitive.
  * Unqualified "Event"/"events" is the core v1 Event.
@@ -68,12 +88,14 @@ export function resolveResource(ref: string): ResourceType | undefined {
   }) ?? RESOURCE_TYPES.find((t) => t.kind.toLowerCase() === r || t.plural === r);
 }
 
+/** Any version (ALL_RESOURCE_TYPES), served or not. */
 export function resourceFor(apiVersion: string, kind: string): ResourceType | undefined {
-  return RESOURCE_TYPES.find((t) => t.apiVersion === apiVersion && t.kind === kind);
+  return ALL_RESOURCE_TYPES.find((t) => t.apiVersion === apiVersion && t.kind === kind);
 }
 
+/** Any version (ALL_RESOURCE_TYPES), served or not. */
 export function resourceForPath(group: string, version: string, plural: string): ResourceType | undefined {
-  return RESOURCE_TYPES.find((t) => t.group === group && t.version === version && t.plural === plural);
+  return ALL_RESOURCE_TYPES.find((t) => t.group === group && t.version === version && t.plural === plural);
 }
 
 /** The value of a field selector path on an object (scalars as strings, like the real server). */

@@ -3,7 +3,10 @@
  * REST paths podcert uses so that @kubernetes/client-node talks to it as to a real cluster.
  *
  * Served: core v1 namespaces, nodes, pods, services, serviceaccounts, configmaps, events; events.k8s.io/v1
- * events; certificates.k8s.io/v1beta1 podcertificaterequests and clustertrustbundles. Verbs: get,
+ * events; certificates.k8s.io podcertificaterequests and clustertrustbundles in the versions the
+ * emulated Kubernetes version serves (`kubernetesVersion`, versions.ts: v1beta1 in 1.35 and 1.36,
+ * v1 and the deprecated v1beta1 in 1.37), from one store whose objects every served version
+ * reads and writes (converted as kube-apiserver converts; docs/kubernetes-versions.md). Verbs: get,
  * list (per namespace and across namespaces, label and field selectors), watch (`?watch=true`),
  * create (POST, generateName), replace (PUT, and PUT .../status for types with a status
  * subresource), delete. PATCH, deletecollection and dryRun are not supported (405 / 400). Lists
@@ -27,6 +30,10 @@
  * per broken rule; ClusterTrustBundles and ConfigMaps are validated as kube-apiserver validates
  * them (trust-bundles.ts, config-maps.ts); a stale metadata.resourceVersion is 409 Conflict (a
  * ClusterTrustBundle update without one is 422); errors are `Status` objects.
+ * Versions: responses, list items, watch events and bookmarks are in the request's version; a
+ * write's fields that version lacks are dropped with a `Warning` header (`unknown field
+ * "spec.pkixPublicKey"`), or refused (400) with `?fieldValidation=Strict`; requests to a deprecated
+ * version get kube-apiserver's deprecation `Warning`. /version reports the emulated minor.
  * Watches: no resourceVersion (or "0") sends ADDED for existing objects first, a resourceVersion
  * sends the changes after it (ERROR 410 Expired once older than the history kept); BOOKMARKs only
  * with allowWatchBookmarks=true. client-node's Watch aborts after 30 s without data (TimeoutError);
@@ -52,6 +59,7 @@ import type { AddressInfo } from "node:net";
 import { stringify } from "yaml";
 
 import { ConfigError } from "../../shared/errors.js";
+import { kubernetesVersionFromEnv, type KubernetesVersion } from "../kubernetes-versions.js";
 import type { ApiFaultKind, ApiFaultPlan, FaultCounter } from "../faults.js";
 import { ApiFaultInjector, type RequestFault } from "./fault-injection.js";
 import {
@@ -65,7 +73,7 @@ import {
   type UserInfo,
 } from "./rbac.js";
 import { isWatch, requestAttributes } from "./request-info.js";
-import { RESOURCE_TYPES, resourceFor, resourceForPath, type KubeObject, type ResourceType } from "./resources.js";
+import { ALL_RESOURCE_TYPES, resourceFor, resourceForPath, type KubeObject, type ResourceType } from "./resources.js";
 import {
   ApiError,
   badRequest,
@@ -85,6 +93,16 @@ import {
 import { ObjectStore, type AdmissionOptions, type WatchEvent } from "./store.js";
 import { SHORT_NAMES, toTable, wantsTable } from "./tables.js";
 import { attestForbiddenReason } from "./trust-bundles.js";
+import {
+  compareApiVersions,
+  deprecationWarning,
+  fromInternal,
+  isServed,
+  parseFieldValidation,
+  unknownFields,
+  versionInfo,
+  warningHeader,
+} from "./versions.js";
 
 export interface EmbeddedApiServer {
   /** http://127.0.0.1:<port> */
@@ -110,8 +128,13 @@ export interface EmbeddedApiServer {
    * For controllers that check permissions before acting, as Knative's ApiServerSource does.
    */
   accessReview(user: UserInfo, attrs: RequestAttributes): boolean;
-  /** In-process access to the objects the server serves (no authorization applies). */
+  /**
+   * In-process access to the objects the server serves (no authorization applies). It takes
+   * objects in any served version and returns them in the internal form (store.ts).
+   */
   store: ObjectStore;
+  /** The control plane emulated. */
+  kubernetesVersion: KubernetesVersion;
   /**
    * Turns fault injection on with `plan`, or off (undefined); a plan with problems
    * (apiFaultPlanProblems) throws ConfigError and leaves the current one in force. The server's one
@@ -149,9 +172,17 @@ export interface StartApiServerOptions {
   /**
    * Objects to load first (e.g. from parseClusterFile). Namespaces are created first and missing
    * ones implicitly; uids, creationTimestamps and statuses are kept. Kinds the server does not
-   * serve are skipped (reported through `log`). A bad object throws ConfigError naming its index.
+   * serve, and versions the emulated control plane does not serve (a v1 PodCertificateRequest
+   * before 1.37), are skipped (reported through `log`). A bad object throws ConfigError naming
+   * its index.
    */
   objects?: readonly unknown[];
+  /**
+   * The Kubernetes control plane to emulate (local-cluster/kubernetes-versions.ts): which
+   * certificates.k8s.io versions are served and what each accepts. Default:
+   * kubernetesVersionFromEnv() (PODCERT_KUBERNETES_VERSION, else 1.36).
+   */
+  kubernetesVersion?: KubernetesVersion;
   /** 0 (default): any free port. */
   port?: number;
   /** The server clock: creationTimestamps and the PCR status rules' "now". */
@@ -216,7 +247,8 @@ export const CONTEXT_NAME = "podcert-embedded";
 const DEFAULT_MAX_BODY = 3 * 1024 * 1024;
 
 export async function startApiServer(o: StartApiServerOptions = {}): Promise<EmbeddedApiServer> {
-  const store = new ObjectStore({ ...(o.now ? { now: o.now } : {}), ...(o.historyLimit ? { historyLimit: o.historyLimit } : {}) });
+  const kubernetesVersion = o.kubernetesVersion ?? kubernetesVersionFromEnv();
+  const store = new ObjectStore({ kubernetesVersion, ...(o.now ? { now: o.now } : {}), ...(o.historyLimit ? { historyLimit: o.historyLimit } : {}) });
   seed(store, o.objects ?? [], o.log);
 
   const watches = new Set<() => void>();
@@ -224,6 +256,7 @@ export async function startApiServer(o: StartApiServerOptions = {}): Promise<Emb
   const auth = o.authorization === undefined ? undefined : authState(o.authorization);
   const ctx: Ctx = {
     store,
+    kv: kubernetesVersion,
     watches,
     maxBody: o.maxBodyBytes ?? DEFAULT_MAX_BODY,
     bookmarkMs: o.bookmarkIntervalMs ?? 10_000,
@@ -283,6 +316,7 @@ export async function startApiServer(o: StartApiServerOptions = {}): Promise<Emb
   return {
     url,
     store,
+    kubernetesVersion,
     kubeconfig: (user?: string) => kubeconfigFor(url, token(user)),
     token,
     refusedRequests: () => [...refused],
@@ -391,8 +425,14 @@ function seed(store: ObjectStore, objects: readonly unknown[], log: ((line: stri
     if (o === null || typeof o !== "object" || typeof o.apiVersion !== "string" || typeof o.kind !== "string") {
       throw new ConfigError(`${what}: not a Kubernetes object (apiVersion and kind are required)`);
     }
-    if (!resourceFor(o.apiVersion, o.kind)) {
+    const t = resourceFor(o.apiVersion, o.kind);
+    if (!t) {
       log?.(`skipping ${what}: ${o.apiVersion} ${o.kind} is not served by the embedded API server`);
+      continue;
+    }
+    // Same convention as an unknown kind: skipped and logged (clusterFileProblems warns first).
+    if (!isServed(store.kubernetesVersion, t)) {
+      log?.(`skipping ${what}: ${o.apiVersion} ${o.kind} is not served by Kubernetes ${store.kubernetesVersion}`);
       continue;
     }
     try {
@@ -407,6 +447,8 @@ function seed(store: ObjectStore, objects: readonly unknown[], log: ((line: stri
 
 interface Ctx {
   store: ObjectStore;
+  /** The control plane emulated. */
+  kv: KubernetesVersion;
   watches: Set<() => void>;
   maxBody: number;
   bookmarkMs: number;
@@ -459,9 +501,13 @@ async function handle(ctx: Ctx, req: IncomingMessage, res: ServerResponse): Prom
     return;
   }
 
-  const route = parseRoute(segs);
+  const route = parseRoute(ctx, segs);
   const { t, namespace, name, sub } = route;
+  // Set before anything can fail: kube-apiserver sends it with errors too.
+  const deprecated = deprecationWarning(ctx.kv, t);
+  if (deprecated !== undefined) addWarning(res, deprecated);
   if (q.has("dryRun")) throw badRequest("dryRun is not supported by the embedded API server");
+  const render = (obj: KubeObject) => fromInternal(ctx.kv, t, obj);
 
   if (name === undefined) {
     if (method === "GET") {
@@ -473,12 +519,12 @@ async function handle(ctx: Ctx, req: IncomingMessage, res: ServerResponse): Prom
       };
       // `kubectl get` asks for a Table (tables.ts), everyone else for the list.
       if (wantsTable(req.headers.accept)) sendJson(res, 200, toTable(t, list.items, { now: ctx.now(), metadata }));
-      else sendJson(res, 200, { kind: `${t.kind}List`, apiVersion: t.apiVersion, metadata, items: list.items });
+      else sendJson(res, 200, { kind: `${t.kind}List`, apiVersion: t.apiVersion, metadata, items: list.items.map(render) });
       return;
     }
     if (method === "POST" && (namespace !== undefined || !t.namespaced)) {
-      const body = await readObject(ctx, req, route);
-      sendJson(res, 201, ctx.store.create(body, attestCheck(ctx, user, method, url)));
+      const body = await readObject(ctx, req, res, route, q);
+      sendJson(res, 201, render(ctx.store.create(body, attestCheck(ctx, user, method, url))));
       return;
     }
     throw methodNotAllowed(method);
@@ -487,13 +533,13 @@ async function handle(ctx: Ctx, req: IncomingMessage, res: ServerResponse): Prom
   if (method === "GET") {
     const obj = ctx.store.get(t, namespace, name);
     if (!obj) throw notFound(t, name);
-    sendJson(res, 200, wantsTable(req.headers.accept) && sub === undefined ? toTable(t, [obj], { now: ctx.now() }) : obj);
+    sendJson(res, 200, wantsTable(req.headers.accept) && sub === undefined ? toTable(t, [obj], { now: ctx.now() }) : render(obj));
     return;
   }
   if (method === "PUT") {
     if (conflictDrawn) concurrentWrite(ctx, req, route, user?.name ?? "");
-    const body = await readObject(ctx, req, route);
-    sendJson(res, 200, sub === "status" ? ctx.store.replaceStatus(body, signCheck(ctx, user, method, url)) : ctx.store.replace(body, attestCheck(ctx, user, method, url)));
+    const body = await readObject(ctx, req, res, route, q);
+    sendJson(res, 200, render(sub === "status" ? ctx.store.replaceStatus(body, signCheck(ctx, user, method, url)) : ctx.store.replace(body, attestCheck(ctx, user, method, url))));
     return;
   }
   if (method === "DELETE" && sub === undefined) {
@@ -504,7 +550,7 @@ async function handle(ctx: Ctx, req: IncomingMessage, res: ServerResponse): Prom
       pre = opts?.preconditions ?? {};
     }
     const gone = ctx.store.delete(t, namespace, name, pre);
-    sendJson(res, 200, t.kind === "Pod" ? gone : success(t, name, gone.metadata.uid));
+    sendJson(res, 200, t.kind === "Pod" ? render(gone) : success(t, name, gone.metadata.uid));
     return;
   }
   throw methodNotAllowed(method);
@@ -635,8 +681,11 @@ function attestCheck(ctx: Ctx, user: UserInfo | undefined, method: string, url: 
   };
 }
 
-/** /api/v1/namespaces/ns/pods/name/status and friends; throws 404 for anything else. */
-function parseRoute(segs: string[]): Route {
+/**
+ * /api/v1/namespaces/ns/pods/name/status and friends, in a version the emulated control plane
+ * serves; throws 404 for anything else.
+ */
+function parseRoute(ctx: Ctx, segs: string[]): Route {
   let group: string;
   let version: string | undefined;
   let rest: string[];
@@ -658,7 +707,7 @@ function parseRoute(segs: string[]): Route {
   }
   const [plural, name, sub, ...extra] = rest;
   const t = plural === undefined ? undefined : resourceForPath(group, version, plural);
-  if (!t || extra.length > 0) throw pathNotFound();
+  if (!t || !isServed(ctx.kv, t) || extra.length > 0) throw pathNotFound();
   if (namespace !== undefined && !t.namespaced) throw pathNotFound();
   if (namespace === undefined && t.namespaced && name !== undefined) throw pathNotFound();
   if (sub !== undefined && (sub !== "status" || !t.hasStatus)) throw pathNotFound();
@@ -711,7 +760,9 @@ function watch(ctx: Ctx, req: IncomingMessage, res: ServerResponse, route: Route
         if (streaming) queueMicrotask(() => end());
       }
     }
-    const line = `${JSON.stringify(e)}\n`;
+    // Events carry the stored (internal) object: shown in the watch's version.
+    const shown = e.type === "BOOKMARK" || e.type === "ERROR" ? e : { type: e.type, object: fromInternal(ctx.kv, t, (e as WatchEvent).object) };
+    const line = `${JSON.stringify(shown)}\n`;
     if (streaming) res.write(line);
     else pending.push(line);
   };
@@ -765,8 +816,17 @@ function watch(ctx: Ctx, req: IncomingMessage, res: ServerResponse, route: Route
   res.on("close", end);
 }
 
-/** The request body as the object for `route`: apiVersion/kind/namespace/name filled or checked. */
-async function readObject(ctx: Ctx, req: IncomingMessage, route: Route): Promise<KubeObject> {
+/**
+ * The request body as the object for `route`: apiVersion/kind/namespace/name filled or checked.
+ * Fields the route's version lacks (versions.ts unknownFields) are left for the store to drop;
+ * here they get a `Warning` each (fieldValidation Warn, the default), nothing (Ignore), or a 400
+ * (Strict), as kube-apiserver's decoder does for unknown fields.
+ */
+async function readObject(ctx: Ctx, req: IncomingMessage, res: ServerResponse, route: Route, q: URLSearchParams): Promise<KubeObject> {
+  const validation = parseFieldValidation(q.get("fieldValidation"));
+  if (validation === undefined) {
+    throw badRequest(`fieldValidation: Unsupported value: ${JSON.stringify(q.get("fieldValidation"))}: supported values: "Ignore", "Strict", "Warn"`);
+  }
   const type = req.headers["content-type"];
   if (type !== undefined && !/^application\/json\s*(;|$)/i.test(type)) throw unsupportedMediaType(type);
   const body = parseJson(await readBody(ctx, req));
@@ -779,6 +839,11 @@ async function readObject(ctx: Ctx, req: IncomingMessage, route: Route): Promise
     throw badRequest(`the API version in the data (${obj.apiVersion}) does not match the expected API version (${t.apiVersion})`);
   }
   if (obj.kind !== t.kind) throw badRequest(`the kind in the data (${obj.kind}) does not match the expected kind (${t.kind})`);
+  const unknown = unknownFields(ctx.kv, t, obj as KubeObject);
+  if (unknown.length > 0 && validation === "Strict") {
+    throw badRequest(`${t.kind} in version ${JSON.stringify(t.version)} cannot be handled as a ${t.kind}: strict decoding error: ${unknown.map((f) => `unknown field ${JSON.stringify(f)}`).join(", ")}`);
+  }
+  if (validation === "Warn") for (const f of unknown) addWarning(res, `unknown field ${JSON.stringify(f)}`);
   if (obj.metadata === null || typeof obj.metadata !== "object") obj.metadata = {} as KubeObject["metadata"];
   const meta = obj.metadata;
   if (t.namespaced) {
@@ -822,6 +887,13 @@ function parseJson(raw: Buffer): unknown {
   }
 }
 
+/** Adds a `Warning: 299 - "…"` header (one header line per warning); sent with whatever answer follows. */
+function addWarning(res: ServerResponse, text: string): void {
+  const have = res.getHeader("warning");
+  const list = have === undefined ? [] : Array.isArray(have) ? have : [String(have)];
+  res.setHeader("warning", [...list, warningHeader(text)]);
+}
+
 function sendJson(res: ServerResponse, code: number, body: unknown): void {
   const text = JSON.stringify(body);
   res.writeHead(code, { "content-type": "application/json", "content-length": Buffer.byteLength(text) });
@@ -834,11 +906,14 @@ function sendJson(res: ServerResponse, code: number, body: unknown): void {
 function nonResource(ctx: Ctx, segs: string[]): unknown {
   const path = `/${segs.join("/")}`;
   if (path === "/healthz" || path === "/livez" || path === "/readyz") return "ok";
-  if (path === "/version") {
-    return { major: "1", minor: "36", gitVersion: "v1.36.0-podcert-embedded", platform: `${process.platform}/${process.arch}` };
-  }
-  const groups = [...new Set(RESOURCE_TYPES.filter((t) => t.group !== "").map((t) => t.group))];
-  const versionsOf = (g: string) => [...new Set(RESOURCE_TYPES.filter((t) => t.group === g).map((t) => t.version))];
+  if (path === "/version") return { ...versionInfo(ctx.kv), platform: `${process.platform}/${process.arch}` };
+  // Only what the emulated version serves. A real 1.35/1.36 cluster also serves
+  // certificates.k8s.io/v1 (CertificateSigningRequests), which this server does not implement:
+  // there /apis/certificates.k8s.io/v1 is 404 and the group lists v1beta1 only.
+  const served = ALL_RESOURCE_TYPES.filter((t) => isServed(ctx.kv, t));
+  const groups = [...new Set(served.filter((t) => t.group !== "").map((t) => t.group))];
+  // Preferred first: GA before beta (v1 in 1.37), as kube-apiserver orders them.
+  const versionsOf = (g: string) => [...new Set(served.filter((t) => t.group === g).map((t) => t.version))].sort(compareApiVersions);
   const apiGroup = (g: string) => {
     const versions = versionsOf(g).map((v) => ({ groupVersion: `${g}/${v}`, version: v }));
     return { kind: "APIGroup", apiVersion: "v1", name: g, versions, preferredVersion: versions[0] };
@@ -851,7 +926,7 @@ function nonResource(ctx: Ctx, segs: string[]): unknown {
   const [group, version] = segs[0] === "api" && segs.length === 2 ? ["", segs[1]!]
     : segs[0] === "apis" && segs.length === 3 ? [segs[1]!, segs[2]!] : [undefined, undefined];
   if (group === undefined) return undefined;
-  const types = RESOURCE_TYPES.filter((t) => t.group === group && t.version === version);
+  const types = served.filter((t) => t.group === group && t.version === version);
   if (types.length === 0) throw pathNotFound();
   const verbs = ["create", "delete", "get", "list", "update", "watch"];
   return {

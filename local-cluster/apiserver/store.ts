@@ -18,11 +18,21 @@
  * - Proofs of possession and CSRs are not verified on create (so the signer's own checks can be
  *   tested); required spec fields and the maxExpirationSeconds range are.
  * - An update that changes nothing does not bump the resourceVersion or emit an event.
+ * - Versions (versions.ts): the store serves the versions its Kubernetes version serves. Writes
+ *   may use any of them and are converted to the internal form (fields the version lacks dropped
+ *   silently here; the HTTP layer warns or refuses); create validation follows the version
+ *   written through. Everything the store returns, and every event, is in the internal form (for
+ *   pod certificates v1beta1 with every field); the HTTP layer renders the request's version.
+ * - A main-resource update through v1 of a request created with a PKIX key fails as a spec change
+ *   (422, spec.pkixPublicKey immutable): v1 cannot carry those fields, so the converted object
+ *   lacks them, as kube-apiserver's v1→internal conversion leaves them empty before its
+ *   spec-immutability check. The status subresource keeps the stored spec, so status writes work.
  */
 
 import { randomUUID } from "node:crypto";
 
 import type { PcrStatus, PodCertificateRequest } from "../../shared/pcr/model.js";
+import { DEFAULT_KUBERNETES_VERSION, type KubernetesVersion } from "../kubernetes-versions.js";
 import { normalizeTime, pcrStatusUpdateFieldErrors } from "../../shared/pcr/status-rules.js";
 import { configMapDecodeError, validateConfigMapUpdate } from "./config-maps.js";
 import {
@@ -30,6 +40,7 @@ import {
   fieldValue,
   resolveResource,
   resourceFor,
+  storageType,
   type KubeObject,
   type ResourceType,
 } from "./resources.js";
@@ -47,6 +58,7 @@ import {
   type StatusCause,
 } from "./status.js";
 import { validateCreate, validateName } from "./validation.js";
+import { isServed, requestForms, toInternal } from "./versions.js";
 import {
   attestForbiddenReason,
   clusterTrustBundleDecodeError,
@@ -130,6 +142,8 @@ export interface ObjectStoreOptions {
   now?: () => Date;
   /** Changes kept for watches resuming from a resourceVersion (older: 410 Expired). */
   historyLimit?: number;
+  /** The control plane emulated: which versions writes may use, and their rules. Default DEFAULT_KUBERNETES_VERSION. */
+  kubernetesVersion?: KubernetesVersion;
 }
 
 interface HistoryEntry extends StoreEvent {
@@ -146,10 +160,12 @@ export class ObjectStore {
   private compactedRv = 0;
   private readonly now: () => Date;
   private readonly historyLimit: number;
+  readonly kubernetesVersion: KubernetesVersion;
 
   constructor(o: ObjectStoreOptions = {}) {
     this.now = o.now ?? (() => new Date());
     this.historyLimit = o.historyLimit ?? 10_000;
+    this.kubernetesVersion = o.kubernetesVersion ?? DEFAULT_KUBERNETES_VERSION;
   }
 
   /** The current (latest) resourceVersion, as lists report it. */
@@ -158,9 +174,11 @@ export class ObjectStore {
   }
 
   create(input: unknown, o: CreateOptions = {}): KubeObject {
-    const obj = toObject(input);
-    const t = this.typeOf(obj);
-    this.checkDecodes(t, obj);
+    const written = toObject(input);
+    const v = this.typeOf(written);
+    const t = storageType(v);
+    this.checkDecodes(v, written);
+    const obj = toInternal(this.kubernetesVersion, v, written);
     const meta = obj.metadata;
     const ns = this.checkNamespaceField(t, obj);
     if (!meta.name && meta.generateName) {
@@ -185,7 +203,7 @@ export class ObjectStore {
       if (t.kind === "PodCertificateRequest") delete obj.status;
     }
     applyDefaults(t, obj);
-    const causes = validateCreate(t, obj);
+    const causes = validateCreate(t, obj, requestForms(this.kubernetesVersion, v));
     if (causes.length > 0) throw invalid(t, meta.name, causes);
     admit(t, obj, undefined, o);
     if (t.kind === "Service") this.allocateClusterIP(obj);
@@ -235,9 +253,11 @@ export class ObjectStore {
    * pkg/registry/certificates/clustertrustbundle/strategy.go).
    */
   replace(input: unknown, o: AdmissionOptions = {}): KubeObject {
-    const obj = toObject(input);
-    const t = this.typeOf(obj);
-    this.checkDecodes(t, obj);
+    const written = toObject(input);
+    const v = this.typeOf(written);
+    const t = storageType(v);
+    this.checkDecodes(v, written);
+    const obj = toInternal(this.kubernetesVersion, v, written);
     const old = this.existing(t, obj);
     if (t.kind === "ClusterTrustBundle" && !obj.metadata.resourceVersion) {
       // The registry's own error (store.go): its "kind" is the plural, hence the fake type.
@@ -270,7 +290,8 @@ export class ObjectStore {
    */
   replaceStatus(input: unknown, o: StatusUpdateOptions = {}): KubeObject {
     const obj = toObject(input);
-    const t = this.typeOf(obj);
+    const v = this.typeOf(obj);
+    const t = storageType(v);
     if (!t.hasStatus) throw badRequest(`${t.plural} have no status subresource`);
     const old = this.existing(t, obj);
     const next: KubeObject = { ...clone(old) };
@@ -278,7 +299,7 @@ export class ObjectStore {
     else next.status = obj.status;
     if (t.kind === "PodCertificateRequest") {
       const shapeError = pcrStatusShapeError(obj.status ?? {});
-      if (shapeError) throw badRequest(`PodCertificateRequest in version "v1beta1" cannot be handled: ${shapeError}`);
+      if (shapeError) throw badRequest(`PodCertificateRequest in version ${JSON.stringify(v.version)} cannot be handled: ${shapeError}`);
       const status = (obj.status ?? {}) as PcrStatus;
       const errors = pcrStatusUpdateFieldErrors(old as unknown as PodCertificateRequest, status, this.now());
       if (errors.length > 0) {
@@ -426,9 +447,10 @@ export class ObjectStore {
       .filter(matches);
   }
 
+  /** The (served) version `obj` is written in; storageType() gives the type the store keeps it as. */
   private typeOf(obj: KubeObject): ResourceType {
     const t = resourceFor(obj.apiVersion, obj.kind);
-    if (!t) throw badRequest(`no kind ${JSON.stringify(obj.kind)} is registered for version ${JSON.stringify(obj.apiVersion)}`);
+    if (!t || !isServed(this.kubernetesVersion, t)) throw badRequest(`no kind ${JSON.stringify(obj.kind)} is registered for version ${JSON.stringify(obj.apiVersion)}`);
     return t;
   }
 
@@ -523,8 +545,9 @@ export class ObjectStore {
 
 // ---------------------------------------------------------------------------------------------
 
+/** The stored type a reference names (any version of a kind names the kind). */
 function resolve(ref: ResourceRef): ResourceType {
-  if (typeof ref !== "string") return ref;
+  if (typeof ref !== "string") return storageType(ref);
   const t = resolveResource(ref);
   if (!t) throw badRequest(`the server doesn't have a resource type ${JSON.stringify(ref)}`);
   return t;
