@@ -1,5 +1,7 @@
 /** Starting the embedded API server from a cluster file and building function contexts on it. */
 import { clusterFileProblems, parseClusterFile } from "../local-cluster/apiserver/cluster-file.js";
+import { KUBERNETES_VERSION_ENV, KUBERNETES_VERSIONS, kubernetesVersionFromEnv, parseKubernetesVersion, type KubernetesVersion } from "../local-cluster/kubernetes-versions.js";
+import { UsageError } from "./args.js";
 import type { KubeObject } from "../local-cluster/apiserver/store.js";
 import { startApiServer, type EmbeddedApiServer } from "../local-cluster/apiserver/server.js";
 import type { CaPool } from "../shared/ca/pool.js";
@@ -17,15 +19,27 @@ import type { Logger } from "../shared/runtime/log.js";
 
 const warnOnStderr = (m: string) => process.stderr.write(`podcert: ${m}\n`);
 
+/** The help line of `--kubernetes-version`, for every command that starts the embedded API server. */
+export const KUBERNETES_VERSION_OPTION = `  --kubernetes-version <v> the control plane the embedded API server emulates:
+                           ${KUBERNETES_VERSIONS.join(", ")} (README "Kubernetes versions")    [$${KUBERNETES_VERSION_ENV}, else 1.36]`;
+
+/** `--kubernetes-version` as given, else PODCERT_KUBERNETES_VERSION, else the default; anything else is a usage error. */
+export function kubernetesVersionOption(value: string | undefined): KubernetesVersion {
+  if (value === undefined) return kubernetesVersionFromEnv();
+  const v = parseKubernetesVersion(value);
+  if (v === undefined) throw new UsageError(`--kubernetes-version must be one of ${KUBERNETES_VERSIONS.join(", ")}; got ${JSON.stringify(value)}`);
+  return v;
+}
+
 /** The objects of a cluster file (Kubernetes List or multi-document YAML); `warn` hears what the API server would ignore. */
-export function loadClusterFile(path: string, warn: (m: string) => void = warnOnStderr): KubeObject[] {
+export function loadClusterFile(path: string, kubernetesVersion: KubernetesVersion = kubernetesVersionFromEnv(), warn: (m: string) => void = warnOnStderr): KubeObject[] {
   const objects = parseClusterFile(readText(path, "cluster file"));
-  for (const problem of clusterFileProblems(objects)) warn(`cluster file ${path}: ${problem}`);
+  for (const problem of clusterFileProblems(objects, kubernetesVersion)) warn(`cluster file ${path}: ${problem}`);
   return objects;
 }
 
-export async function startClusterFromFile(path: string): Promise<EmbeddedApiServer> {
-  return startApiServer({ objects: loadClusterFile(path) });
+export async function startClusterFromFile(path: string, kubernetesVersion: KubernetesVersion = kubernetesVersionFromEnv()): Promise<EmbeddedApiServer> {
+  return startApiServer({ objects: loadClusterFile(path, kubernetesVersion), kubernetesVersion });
 }
 
 /** A client of `server` authenticated as `user` (default: the cluster admin, when it authenticates at all). */

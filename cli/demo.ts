@@ -22,7 +22,7 @@ import { parseCredentialBundle, runSeedMtlsChecks, type HandshakeCheck } from ".
 import { waitForPublishedTrust, writePodTrustFiles } from "../local-cluster/published-trust.js";
 import { ATESYSTEM_SIGNER, WORKERPOOL_SIGNER } from "../shared/profiles/defaults.js";
 import { loadSignerConfig } from "../shared/runtime/load.js";
-import { loadClusterFile } from "./cluster.js";
+import { kubernetesVersionOption, loadClusterFile } from "./cluster.js";
 import { requestPodCertificates } from "../local-cluster/kubelet/emulator.js";
 import { EXIT, optional, parse, UsageError } from "./args.js";
 import { collectOutcomes, outcomeTable, signerFileName, unmetExpectations, writeCredentials, type Row } from "./demo-requests.js";
@@ -44,6 +44,9 @@ Options:
                        --config names other signers than knative/rbac.yaml, a copy in
                        <out>/knative/ whose RBAC names the configured signers]
   --timeout <seconds>  give up waiting for outcomes, or for published bundles, after this long  [60]
+  --kubernetes-version <v>  the control plane the embedded API server emulates: 1.35, 1.36 or 1.37;
+                       each node's kubelet writes what its version writes (README "Kubernetes
+                       versions")                          [$PODCERT_KUBERNETES_VERSION, else 1.36]
   --rotate             then rotate both signers' CAs in the running flow (prepare, publish,
                        activate, new certificates, retire), the rotation's waits skipped, and
                        prove mTLS with old and new certificates across it (the example cluster)
@@ -137,7 +140,9 @@ export async function runDemo(args: string[]): Promise<number> {
     rotate: { type: "boolean" },
     "keep-running": { type: "boolean" },
     "no-prometheus": { type: "boolean" },
+    "kubernetes-version": { type: "string" },
   });
+  const kubernetesVersion = kubernetesVersionOption(optional(values, "kubernetes-version"));
   const configPath = optional(values, "config");
   const clusterPath = optional(values, "cluster") ?? defaultCluster(configPath);
   const outDir = optional(values, "out") ?? "out";
@@ -153,7 +158,7 @@ export async function runDemo(args: string[]): Promise<number> {
   const step = (k: number, text: string) => say(`[${k}/${totalSteps}] ${text}`);
   const signers = [...config.signers.keys()];
 
-  const objects = loadClusterFile(clusterPath);
+  const objects = loadClusterFile(clusterPath, kubernetesVersion);
   prepareOutDir(outDir);
   if (optional(values, "cluster") === undefined && clusterPath !== DEFAULT_CLUSTER) say(`${configPath}: its example cluster is ${clusterPath} (--cluster to load another)`);
   // --knative is enforced as given; the default knative/ is fitted to the configuration's signers.
@@ -165,6 +170,7 @@ export async function runDemo(args: string[]): Promise<number> {
     caPool: await throwawayCaPool(signers),
     ...(configPath === undefined ? {} : { configPath }),
     knativeDir,
+    kubernetesVersion,
     portBase,
     logDir: join(outDir, "logs"),
     say,
@@ -188,7 +194,7 @@ export async function runDemo(args: string[]): Promise<number> {
     copyFileSync(flow.caTrustPath, join(outDir, "ca-trust.yaml"));
     say(`      publish-trust published ClusterTrustBundles ${signers.map(clusterTrustBundleName).join(", ")}; ${join(outDir, "trust")}/ holds what a pod's`);
     say("      clusterTrustBundle projection (signerName, labelSelector app.kubernetes.io/managed-by: podcert) reads from them through the API");
-    step(4, "emulated ApiServerSource watching PodCertificateRequests; kubelet creates the requests now");
+    step(4, `emulated ApiServerSource watching ${flow.sourceApiVersion} PodCertificateRequests; kubelet creates the requests now`);
     const requests = await requestPodCertificates(kc, (m) => say(`      ${m}`));
     const rows = await collectOutcomes(flow, requests, timeoutSeconds * 1000, say);
     const issued = writeCredentials(outDir, rows);

@@ -10,7 +10,7 @@ import { createEventRecorder } from "../shared/kube/event-recorder.js";
 import { dispatch } from "../shared/runtime/http.js";
 import { loadCaPoolFile, loadSignerConfig, loadStepKeysDir, readText } from "../shared/runtime/load.js";
 import { createLogger } from "../shared/runtime/log.js";
-import { clusterApiFor, startClusterFromFile } from "./cluster.js";
+import { clusterApiFor, kubernetesVersionOption, startClusterFromFile } from "./cluster.js";
 import { loadFunctions } from "../local-cluster/functions.js";
 import { retryable } from "../local-cluster/router.js";
 import { EXIT, optional, parse, required, UsageError } from "./args.js";
@@ -23,7 +23,9 @@ export async function runInvoke(args: string[]): Promise<number> {
     cluster: { type: "string" },
     keys: { type: "string" },
     "ca-pool": { type: "string" },
+    "kubernetes-version": { type: "string" },
   }, { positionals: 1 });
+  const kubernetesVersion = kubernetesVersionOption(optional(values, "kubernetes-version"));
   const step = positionals[0];
   if (step === undefined || !isStepName(step)) throw new UsageError(`podcert invoke: name a function: ${STEPS.join(", ")}`);
   const { holdsCaPool } = stepEntry(step);
@@ -44,7 +46,7 @@ export async function runInvoke(args: string[]): Promise<number> {
   }
   const event = eventFromJson(json, (attribute, reason) => process.stderr.write(`podcert: ${eventPath}: attribute ${attribute} dropped: ${reason}\n`));
 
-  const server = await startClusterFromFile(required(values, "cluster"));
+  const server = await startClusterFromFile(required(values, "cluster"), kubernetesVersion);
   try {
     const cluster = clusterApiFor(server);
     const log = createLogger({ fields: { function: step } });

@@ -6,13 +6,14 @@ import { STEPS, type StepName } from "../shared/steps.js";
 import { terminalCondition } from "../shared/pcr/model.js";
 import { loadCaPoolFile, loadSignerConfig, loadStepKeysDir } from "../shared/runtime/load.js";
 import { createLogger, type LogLevel } from "../shared/runtime/log.js";
-import { clusterApiFor, startClusterFromFile, stepContexts } from "./cluster.js";
+import { clusterApiFor, kubernetesVersionOption, startClusterFromFile, stepContexts } from "./cluster.js";
 import { issueAll, pendingRequests } from "./issue.js";
 import { EXIT, optional, parse, required } from "./args.js";
 
 /** `logLevel`: for the steps' logs on stderr (main.ts reads it from LOG_LEVEL). */
 export async function runIssue(args: string[], o: { logLevel: LogLevel }): Promise<number> {
-  const { values } = parse(args, { config: { type: "string" }, cluster: { type: "string" }, "ca-pool": { type: "string" }, keys: { type: "string" } });
+  const { values } = parse(args, { config: { type: "string" }, cluster: { type: "string" }, "ca-pool": { type: "string" }, keys: { type: "string" }, "kubernetes-version": { type: "string" } });
+  const kubernetesVersion = kubernetesVersionOption(optional(values, "kubernetes-version"));
   const config = loadSignerConfig(optional(values, "config"));
   const caPool = loadCaPoolFile(required(values, "ca-pool"));
   const keysDir = optional(values, "keys");
@@ -20,7 +21,7 @@ export async function runIssue(args: string[], o: { logLevel: LogLevel }): Promi
     ? ephemeralStepKeys()
     : (Object.fromEntries(STEPS.map((s) => [s, loadStepKeysDir(s, join(keysDir, s))])) as Record<StepName, StepKeys>);
 
-  const server = await startClusterFromFile(required(values, "cluster"));
+  const server = await startClusterFromFile(required(values, "cluster"), kubernetesVersion);
   try {
     const cluster = clusterApiFor(server);
     const log = createLogger({ level: o.logLevel });

@@ -14,6 +14,7 @@ import { runCaBundle, runCaInit, runCaTrust } from "./ca.js";
 import { runCaRotate, runCaStatus } from "./ca-rotate.js";
 import { RotationRefusedError } from "./ca-rotation.js";
 import { DEMO_HELP, runDemo } from "./demo.js";
+import { KUBERNETES_VERSION_OPTION } from "./cluster.js";
 import { runFixtures } from "./fixtures.js";
 import { runInvoke } from "./invoke.js";
 import { runIssue } from "./issue-command.js";
@@ -142,6 +143,7 @@ Options:
   --keys <dir>             from podcert keys init                             (required)
   --ca-pool <file>         the CA pool                                        (sign only, required)
   --out <file>             sign only: write the issued chain there (else it is printed on stderr)
+${KUBERNETES_VERSION_OPTION}
 ${CONFIG_OPTION}
 
 Example:
@@ -161,6 +163,7 @@ Options:
   --cluster <file>         the objects of the embedded API server             (required)
   --ca-pool <file>         the CA pool                                        (required)
   --keys <dir>             step keys from podcert keys init                   [fresh ones]
+${KUBERNETES_VERSION_OPTION}
 ${CONFIG_OPTION}
 
 Example:
@@ -169,11 +172,12 @@ Example:
   },
   {
     name: "demo",
-    usage: "podcert demo [--cluster <file>] [--out <dir>] [--rotate] [--keep-running]",
+    usage: "podcert demo [--cluster <file>] [--out <dir>] [--kubernetes-version 1.36] [--rotate] [--keep-running]",
     help: `${DEMO_HELP}
 
-Example:
-  npm start -- --rotate          (podcert demo --rotate)`,
+Examples:
+  npm start -- --rotate                     (podcert demo --rotate)
+  npm start -- --kubernetes-version 1.37    (a 1.37 control plane: PCRs in certificates.k8s.io/v1)`,
     run: runDemo,
   },
   {

@@ -13,6 +13,8 @@ import { KubeClusterApi } from "../shared/kube/client-node.js";
 import { PCR_KIND, type PodCertificateRequest } from "../shared/pcr/model.js";
 
 export interface EmulatedSource {
+  /** The version its `resources` entry names: "certificates.k8s.io/v1" or ".../v1beta1". */
+  apiVersion: string;
   stop(): void;
 }
 
@@ -138,6 +140,7 @@ export async function startApiServerSource(
   };
   await connect();
   return {
+    apiVersion: apiVersion!,
     stop() {
       stopped = true;
       clearTimeout(retry);

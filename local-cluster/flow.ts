@@ -18,6 +18,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { KubeConfig } from "@kubernetes/client-node";
 import { startApiServer, type EmbeddedApiServer } from "./apiserver/server.js";
+import type { KubernetesVersion } from "./kubernetes-versions.js";
 import { caTrustDocument, parseCaPool, serializeCaPool, type CaPool, type CaPoolDocument } from "../shared/ca/pool.js";
 import { stringify } from "yaml";
 import { ConfigError } from "../shared/errors.js";
@@ -51,6 +52,8 @@ export interface LocalFlowOptions {
   /** The CAs the local sign function uses (cli/ca-create.ts makes a throwaway pool). */
   caPool: CaPoolDocument;
   knativeDir: string;
+  /** The control plane the embedded API server emulates; default kubernetesVersionFromEnv(). */
+  kubernetesVersion?: KubernetesVersion;
   distDir?: string;
   /** Functions on portBase, portBase+1, ... in registry order, then the broker; 0 = any free port. */
   portBase?: number;
@@ -81,6 +84,8 @@ export interface LocalFlowOptions {
 
 export interface LocalFlow {
   api: EmbeddedApiServer;
+  /** The version of PodCertificateRequests the emulated ApiServerSource watches (certificates.k8s.io/v1 on 1.37). */
+  sourceApiVersion: string;
   /** The cluster administrator's (for the emulated kubelet and experiments). */
   kubeconfig: KubeConfig;
   /** The administrator's kubeconfig file; each function has its own ServiceAccount's. */
@@ -141,6 +146,7 @@ export async function startLocalFlow(o: LocalFlowOptions): Promise<LocalFlow> {
     const ids = loadKnativeIdentities(o.knativeDir);
     const faultSeed = o.faults?.seed ?? randomInt(2 ** 31);
     const api = await startApiServer({
+      ...(o.kubernetesVersion === undefined ? {} : { kubernetesVersion: o.kubernetesVersion }),
       objects: [...o.objects, ...manifestNamespaces(ids, o.objects)],
       authorization: { rbac: ids.documents, users: [...ids.services.values(), ids.source] },
       // An empty plan injects nothing; the seed is set now so setFaults later draws a repeatable sequence.
@@ -150,7 +156,7 @@ export async function startLocalFlow(o: LocalFlowOptions): Promise<LocalFlow> {
     const kubeconfigPath = join(state, "kubeconfig");
     writeFileSync(kubeconfigPath, api.kubeconfig(), { mode: 0o600 });
     const total = o.totalSteps ?? 6;
-    say(`[1/${total}] embedded API server at ${api.url} (${o.objects.length} objects; RBAC of ${o.knativeDir}/ enforced)`);
+    say(`[1/${total}] embedded API server at ${api.url} (Kubernetes ${api.kubernetesVersion}; ${o.objects.length} objects; RBAC of ${o.knativeDir}/ enforced)`);
     // As Knative's controller would refuse to start the source (the namespaces it selects: all).
     const namespaces = api.store.list("namespaces").items.map((n) => n.metadata.name);
     const sourceProblem = sourceAccessProblem(api.accessReview, ids.source.name, namespaces);
@@ -301,7 +307,7 @@ export async function startLocalFlow(o: LocalFlowOptions): Promise<LocalFlow> {
     };
     return {
       api, kubeconfig, kubeconfigPath, caPool: parseCaPool(caText), caPoolPath, caTrustPath, ping, processes, broker, brokerUrl, routes, delivery,
-      deadLetters, lostDeliveries, faults, faultSeed, faultCounts, setFaults, finishedAt, exits, kills, stop,
+      deadLetters, lostDeliveries, faults, faultSeed, faultCounts, setFaults, finishedAt, exits, kills, stop, sourceApiVersion: source.apiVersion,
     };
   } catch (e) {
     await stop();
