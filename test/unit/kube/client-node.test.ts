@@ -13,6 +13,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import { DEFAULT_SLOW_MS } from "../../../local-cluster/apiserver/fault-injection.js";
 import { kubeconfigFor, startApiServer, type EmbeddedApiServer } from "../../../local-cluster/apiserver/server.js";
 import { parseBrokerDelivery } from "../../../local-cluster/broker.js";
+import { controlPlaneApis } from "../../../local-cluster/kubernetes-versions.js";
 import { activeCa, parseCaPool, serializeCaPool, trustBundlePem } from "../../../shared/ca/pool.js";
 import { createCaPool } from "../../../cli/ca-create.js";
 import { ConflictError, TransientError } from "../../../shared/errors.js";
@@ -149,7 +150,7 @@ describe("PodCertificateRequests", () => {
     server.store.create(other);
     const listed = await api.listPcrs({ signerName: SIGNER });
     expect(listed.map((x) => x.metadata.name)).toEqual([pcr.metadata.name]);
-    expect(listed[0]).toMatchObject({ apiVersion: "certificates.k8s.io/v1beta1", kind: "PodCertificateRequest" });
+    expect(listed[0]).toMatchObject({ apiVersion: `certificates.k8s.io/${controlPlaneApis(server.kubernetesVersion).podCertificateRequests[0]}`, kind: "PodCertificateRequest" });
     expect((await api.listPcrs({ namespace: "elsewhere" })).length).toBe(0);
 
     const read = (await api.readPcr(NS, pcr.metadata.name))!;
@@ -170,6 +171,82 @@ describe("PodCertificateRequests", () => {
     expect((err as Error).message).toMatch(/HTTP 422: PodCertificateRequest.* is invalid: status/);
   });
 });
+
+describe("API versions (kube/api-versions.ts)", () => {
+  async function server137() {
+    const server = await startApiServer({ objects: objects(), kubernetesVersion: "1.37" });
+    stops.push(() => server.stop());
+    const calls: string[] = [];
+    const api = new KubeClusterApi(loadKubeConfig({ kubeconfigText: server.kubeconfig() }), (c) => calls.push(`${c.operation}:${c.outcome}`));
+    /** Created through the API, in the version a kubelet of that form writes. */
+    const create = async (pcr: ReturnType<typeof pcrFor>) => {
+      const res = await fetch(`${server.url}/apis/${pcr.apiVersion}/namespaces/${NS}/podcertificaterequests`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(pcr) });
+      expect(res.status, await res.clone().text()).toBe(201);
+    };
+    return { server, api, calls, create };
+  }
+
+  it("on 1.37 reads and writes v1; a 1.35 kubelet's PKIX-key request is read again through v1beta1 and its status written there", async () => {
+    const { api, calls, create, server } = await server137();
+    const pkix = pcrFor(p, { signerName: SIGNER, name: "req-pkix", uid: "7e4d3c2b-1a09-4f8e-9d7c-6b5a49382716" });
+    const csr = { ...pcrFor(p, { signerName: SIGNER, name: "req-csr", uid: "8e4d3c2b-1a09-4f8e-9d7c-6b5a49382716", form: "csr" }), apiVersion: "certificates.k8s.io/v1" };
+    await create(pkix);
+    await create(csr);
+
+    const readCsr = (await api.readPcr(NS, "req-csr"))!;
+    expect(readCsr.apiVersion).toBe("certificates.k8s.io/v1");
+    expect(readCsr.spec.stubPKCS10Request).toBe(csr.spec.stubPKCS10Request);
+    expect(calls.filter((c) => c.startsWith("get podcertificaterequest"))).toEqual(["get podcertificaterequest:ok"]);
+
+    calls.length = 0;
+    const readPkix = (await api.readPcr(NS, "req-pkix"))!;
+    // v1 shows it without a key; the second read, through v1beta1, has it.
+    expect(calls).toEqual(["get podcertificaterequest:ok", "get podcertificaterequest:ok"]);
+    expect(readPkix.apiVersion).toBe("certificates.k8s.io/v1beta1");
+    expect(readPkix.spec.pkixPublicKey).toBe(pkix.spec.pkixPublicKey);
+    expect(readPkix.spec.proofOfPossession).toBe(pkix.spec.proofOfPossession);
+
+    const status = deniedStatus({ reason: "UnsupportedKeyType", message: "no", permanent: false, now: new Date() });
+    for (const read of [readCsr, readPkix]) {
+      const written = await api.replacePcrStatus(read, status);
+      expect(written.apiVersion).toBe(read.apiVersion);
+      expect(written.status?.conditions?.[0]).toMatchObject({ type: "Denied" });
+    }
+    // Lists come in v1 (what resync and `podcert status` need: names, signers, conditions).
+    const listed = await api.listPcrs({ signerName: SIGNER });
+    expect(listed.map((x) => [x.metadata.name, x.apiVersion, x.status?.conditions?.[0]?.type])).toEqual([
+      ["req-csr", "certificates.k8s.io/v1", "Denied"],
+      ["req-pkix", "certificates.k8s.io/v1", "Denied"],
+    ]);
+    expect(server.kubernetesVersion).toBe("1.37");
+  });
+
+  it("on 1.37 writes ClusterTrustBundles through v1, whatever version they were built in", async () => {
+    const { api, calls } = await server137();
+    const bundle = { apiVersion: "certificates.k8s.io/v1beta1", kind: "ClusterTrustBundle" as const, metadata: { name: "test.example:signer:bundle", labels: { "app.kubernetes.io/managed-by": "podcert" } }, spec: { signerName: "test.example/signer", trustBundle: await caPem() } };
+    await api.createTrustBundle(bundle);
+    const listed = await api.listTrustBundles("app.kubernetes.io/managed-by=podcert");
+    expect(listed.map((b) => [b.metadata.name, b.apiVersion])).toEqual([["test.example:signer:bundle", "certificates.k8s.io/v1"]]);
+    expect(calls.filter((c) => c.includes("clustertrustbundles"))).toEqual(["create clustertrustbundles:ok", "list clustertrustbundles:ok"]);
+  });
+
+  it.each(["1.35", "1.36"] as const)("on %s (no v1 served) reads and lists v1beta1", async (kubernetesVersion) => {
+    const pcr = pcrFor(p, { signerName: SIGNER });
+    const server = await startApiServer({ objects: [...objects(), pcr], kubernetesVersion });
+    stops.push(() => server.stop());
+    const api = new KubeClusterApi(loadKubeConfig({ kubeconfigText: server.kubeconfig() }));
+    expect(await api.certificatesApis()).toEqual({ pcr: "v1beta1", ctb: "v1beta1" });
+    expect((await api.readPcr(NS, pcr.metadata.name))?.apiVersion).toBe("certificates.k8s.io/v1beta1");
+    expect((await api.listPcrs())[0]?.apiVersion).toBe("certificates.k8s.io/v1beta1");
+  });
+});
+
+/** One CA certificate (PEM) for a trust bundle. */
+async function caPem(): Promise<string> {
+  const now = new Date();
+  const pool = parseCaPool(serializeCaPool(await createCaPool(["test.example/signer"], { keyAlgorithm: "ECDSAP256", validityDays: 1, now })));
+  return trustBundlePem(pool, "test.example/signer");
+}
 
 describe("events", () => {
   it("creates a core Event about the PCR", async () => {
