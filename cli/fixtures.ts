@@ -4,6 +4,12 @@
  * key type, both public-key forms, both signers and each deny reason, and the ApiServerSource
  * events that start the pipeline for them. Events for later steps carry attestations, so tests
  * make those at run time by running the previous step.
+ *
+ * One set per emulated control plane (`--kubernetes-version`), as its kubelets and its
+ * ApiServerSource would write them: 1.35 has only PKIX-key requests in v1beta1 (no case that needs
+ * a stub CSR); 1.36 both forms in v1beta1 (1.35 and 1.36 kubelets); 1.37 stub-CSR requests in v1
+ * (1.37 kubelets) beside PKIX-key ones in v1beta1 (1.35 kubelets), and events as a source
+ * watching v1 sends them.
  */
 import { generateKeyPairSync } from "node:crypto";
 import { mkdirSync, writeFileSync } from "node:fs";
@@ -15,7 +21,9 @@ import { KEY_TYPES, type KeyType, type Pod, type PodCertificateRequest } from ".
 import { ATESYSTEM_SIGNER, EXPECTS_SERVICE_ANNOTATION, WORKERPOOL_NAMESPACE_LABEL, WORKERPOOL_SIGNER } from "../shared/profiles/defaults.js";
 import { apiServerAddEvent } from "../shared/events/pcr-event.js";
 import { proofOfPossession } from "../local-cluster/kubelet/keys.js";
-import { EXIT, parse, required } from "./args.js";
+import { EXIT, optional, parse, required } from "./args.js";
+import { kubernetesVersionOption } from "./cluster.js";
+import type { KubernetesVersion } from "../local-cluster/kubernetes-versions.js";
 
 type KubeObject = Record<string, unknown> & { kind: string; metadata: Record<string, unknown> };
 
@@ -73,10 +81,26 @@ function podFor(c: Case, n: number, serviceAccount: string): Pod & { apiVersion:
   return pod;
 }
 
-function buildCluster(cases: readonly Case[]): { objects: KubeObject[]; pcrs: PodCertificateRequest[] } {
+/**
+ * The cases a control plane of this version can hold, in the form its kubelets write: 1.35 knows
+ * no stub CSR, so its kubelets write PKIX keys, and a case about a broken CSR cannot exist there.
+ */
+export function casesFor(cases: readonly Case[], version: KubernetesVersion): Case[] {
+  if (version !== "1.35") return [...cases];
+  return cases.filter((c) => !(c.form === "csr" && c.tamper)).map((c) => ({ ...c, form: "pkix" as const }));
+}
+
+/** What an ApiServerSource watching the preferred version sends: on 1.37, v1, which shows no PKIX key. */
+function asWatched(pcr: PodCertificateRequest, version: KubernetesVersion): PodCertificateRequest {
+  if (version !== "1.37" || pcr.apiVersion === "certificates.k8s.io/v1") return pcr;
+  const { pkixPublicKey: _key, proofOfPossession: _proof, ...spec } = pcr.spec;
+  return { ...pcr, apiVersion: "certificates.k8s.io/v1", spec: { ...spec, stubPKCS10Request: null } };
+}
+
+function buildCluster(cases: readonly Case[], version: KubernetesVersion): { objects: KubeObject[]; pcrs: PodCertificateRequest[] } {
   const { objects, sa } = base();
   const pcrs: PodCertificateRequest[] = [];
-  cases.forEach((c, i) => {
+  casesFor(cases, version).forEach((c, i) => {
     const saName = c.namespace === "ate-system" ? "control" : c.namespace === "workers" ? "worker" : "default";
     const pod = podFor(c, i + 1, saName);
     objects.push(pod as unknown as KubeObject);
@@ -86,6 +110,8 @@ function buildCluster(cases: readonly Case[]): { objects: KubeObject[]; pcrs: Po
       nodeUID: NODE.uid,
       serviceAccountUID: sa.get(`${c.namespace}/${saName}`) ?? "",
       name: `req-${c.name}`,
+      // 1.37 kubelets write v1 (stub CSR only); a PKIX key is a 1.35 kubelet's, in v1beta1.
+      apiVersion: version === "1.37" && c.form === "csr" ? "v1" : "v1beta1",
     });
     delete pcr.metadata.generateName;
     pcr.metadata.uid = `44444444-0000-4000-8000-${(i + 1).toString().padStart(12, "0")}`;
@@ -212,13 +238,13 @@ export interface FixtureSet {
   events: Record<string, Record<string, unknown>>;
 }
 
-export function buildFixtures(): FixtureSet {
-  const issued = buildCluster(issuedCases());
-  const denied = buildCluster(deniedCases());
+export function buildFixtures(version: KubernetesVersion): FixtureSet {
+  const issued = buildCluster(issuedCases(), version);
+  const denied = buildCluster(deniedCases(), version);
   const events: Record<string, Record<string, unknown>> = {};
   for (const [cluster, set] of [["issued", issued], ["denied", denied]] as const) {
     for (const pcr of set.pcrs) {
-      const event = apiServerAddEvent(pcr);
+      const event = apiServerAddEvent(asWatched(pcr, version));
       event.id = `fixture-${pcr.metadata.name}`;
       event.time = "2026-01-01T00:00:00Z";
       events[`${cluster}/${pcr.metadata.name.replace(/^req-/, "")}`] = eventToJson(event);
@@ -228,19 +254,20 @@ export function buildFixtures(): FixtureSet {
 }
 
 export async function runFixtures(args: string[]): Promise<number> {
-  const { values } = parse(args, { out: { type: "string" } });
+  const { values } = parse(args, { out: { type: "string" }, "kubernetes-version": { type: "string" } });
   const out = required(values, "out");
-  const fixtures = buildFixtures();
+  const version = kubernetesVersionOption(optional(values, "kubernetes-version"));
+  const fixtures = buildFixtures(version);
   mkdirSync(join(out, "clusters"), { recursive: true });
   for (const [name, objects] of Object.entries(fixtures.clusters)) {
     const text = objects.map((o) => stringify(o)).join("---\n");
-    writeFileSync(join(out, "clusters", `${name}.yaml`), `# Generated by \`npm run fixtures\`; real keys and proofs, regenerate rather than edit.\n${text}`);
+    writeFileSync(join(out, "clusters", `${name}.yaml`), `# Generated by \`npm run fixtures\` for a Kubernetes ${version} control plane; real keys and proofs, regenerate rather than edit.\n${text}`);
   }
   for (const [name, event] of Object.entries(fixtures.events)) {
     const [dir, file] = name.split("/") as [string, string];
     mkdirSync(join(out, "events", dir), { recursive: true });
     writeFileSync(join(out, "events", dir, `${file}.json`), `${JSON.stringify(event, null, 2)}\n`);
   }
-  process.stderr.write(`wrote ${Object.keys(fixtures.clusters).length} cluster files and ${Object.keys(fixtures.events).length} events under ${out}\n`);
+  process.stderr.write(`wrote ${Object.keys(fixtures.clusters).length} cluster files and ${Object.keys(fixtures.events).length} events for Kubernetes ${version} under ${out}\n`);
   return EXIT.ok;
 }

@@ -4,13 +4,13 @@
  * Like the real source it does not replay objects that existed before it started: it lists once
  * for a resourceVersion and watches from there, reconnecting from the last one it saw.
  */
-import { KubernetesObjectApi, Watch, type KubeConfig } from "@kubernetes/client-node";
+import { CustomObjectsApi, Watch, type KubeConfig } from "@kubernetes/client-node";
 import type { RequestAttributes, UserInfo } from "./apiserver/rbac.js";
 import { apiServerSourceEvent } from "../shared/events/pcr-event.js";
 import type { PodcertEvent } from "../shared/events/types.js";
 import { certificatesApiVersion, type CertificatesVersion } from "../shared/kube/api-versions.js";
 import { KubeClusterApi } from "../shared/kube/client-node.js";
-import { PCR_KIND, type PodCertificateRequest } from "../shared/pcr/model.js";
+import type { PodCertificateRequest } from "../shared/pcr/model.js";
 
 export interface EmulatedSource {
   /** The version its `resources` entry names: "certificates.k8s.io/v1" or ".../v1beta1". */
@@ -64,7 +64,8 @@ export async function startApiServerSource(
   o: { onError?: (e: unknown) => void; retryMs?: number; apiVersion?: CertificatesVersion } = {},
 ): Promise<EmulatedSource> {
   const retryMs = o.retryMs ?? RETRY_MS;
-  const objects = KubernetesObjectApi.makeApiClient(kc);
+  // One GET per list (the generic object API would ask discovery first, on every list).
+  const lists = kc.makeApiClient(CustomObjectsApi);
   const discovery = new KubeClusterApi(kc);
   // Resolved with the first list, and retried with it.
   let apiVersion = o.apiVersion === undefined ? undefined : certificatesApiVersion(o.apiVersion);
@@ -77,7 +78,8 @@ export async function startApiServerSource(
     for (let attempt = 1; ; attempt++) {
       try {
         apiVersion ??= certificatesApiVersion((await discovery.certificatesApis()).pcr);
-        const list = await objects.list(apiVersion, PCR_KIND);
+        const [group, version] = apiVersion.split("/") as [string, string];
+        const list = (await lists.listClusterCustomObject({ group, version, plural: "podcertificaterequests" })) as { metadata?: { resourceVersion?: string } };
         return list.metadata?.resourceVersion ?? "0";
       } catch (e) {
         if (stopped || attempt >= attempts) throw e;

@@ -19,7 +19,8 @@
  * emulated: this is what a pod sees once the change has reached it.
  */
 
-import { ApiException, CertificatesV1beta1Api, type KubeConfig } from "@kubernetes/client-node";
+import { ApiException, CustomObjectsApi, type KubeConfig } from "@kubernetes/client-node";
+import { KubeClusterApi } from "../../shared/kube/client-node.js";
 
 import { decodeGoPemBlocks } from "../apiserver/go-pem.js";
 import { LABEL_KEY, LABEL_VALUE, parseLabelSelector } from "../apiserver/selectors.js";
@@ -73,20 +74,25 @@ export function projectClusterTrustBundles(bundles: readonly ClusterTrustBundleL
 
 /**
  * The same, reading the bundles from the API as kubelet's informer would: the named bundle, or
- * the signer's bundles listed with its field selector and the projection's label selector.
+ * the signer's bundles listed with its field selector and the projection's label selector, in
+ * the version the API server serves them in (v1 from 1.37, v1beta1 before).
  */
 export async function readClusterTrustBundleProjection(kc: KubeConfig, source: ClusterTrustBundleProjection, o: ProjectionOptions = {}): Promise<string> {
-  const certs = kc.makeApiClient(CertificatesV1beta1Api);
+  const { ctb } = await new KubeClusterApi(kc).certificatesApis();
+  if (ctb === undefined) throw new Error("the API server serves no ClusterTrustBundles");
+  const where = { group: "certificates.k8s.io", version: ctb, plural: "clustertrustbundles" };
+  const objects = kc.makeApiClient(CustomObjectsApi);
   let bundles: ClusterTrustBundleLike[] = [];
   if (isSet(source.name)) {
     try {
-      bundles = [await certs.readClusterTrustBundle({ name: source.name })];
+      bundles = [(await objects.getClusterCustomObject({ ...where, name: source.name })) as ClusterTrustBundleLike];
     } catch (e) {
       if (!(e instanceof ApiException && e.code === 404)) throw e;
     }
   } else if (isSet(source.signerName) && isSet(source.labelSelector)) {
     const labelSelector = labelSelectorQuery(source.labelSelector);
-    bundles = (await certs.listClusterTrustBundle({ fieldSelector: `spec.signerName=${source.signerName}`, labelSelector })).items;
+    const list = (await objects.listClusterCustomObject({ ...where, fieldSelector: `spec.signerName=${source.signerName}`, labelSelector })) as { items?: ClusterTrustBundleLike[] };
+    bundles = list.items ?? [];
   }
   return projectClusterTrustBundles(bundles, source, o);
 }

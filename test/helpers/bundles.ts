@@ -7,6 +7,7 @@
  * ServiceAccount its Knative Service names, as in the cluster: a call a function has no rule for
  * fails here too (and is listed by `api.refusedRequests()`). `rbac: false` turns that off.
  */
+import { fixture } from "./kubernetes.js";
 import { spawn, type ChildProcess } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -54,7 +55,7 @@ export interface BundleEnv {
 
 export async function startBundleEnv(o: { clusterFile?: string; objects?: readonly unknown[]; rbac?: boolean; knativeDir?: string } = {}): Promise<BundleEnv> {
   const dir = mkdtempSync(join(tmpdir(), "podcert-bundles-"));
-  const objects = o.objects ?? parseClusterFile(readFileSync(o.clusterFile ?? "test/fixtures/clusters/issued.yaml", "utf8"));
+  const objects = o.objects ?? parseClusterFile(readFileSync(o.clusterFile ?? fixture("clusters/issued.yaml"), "utf8"));
   const ids = o.rbac === false ? undefined : loadKnativeIdentities(o.knativeDir ?? "knative");
   const api = await startApiServer({
     objects: ids ? [...objects, ...manifestNamespaces(ids, objects)] : objects,

@@ -11,6 +11,7 @@ import { clusterApiFor, stepContexts } from "../../cli/cluster.js";
 import { parseClusterFile } from "../../local-cluster/apiserver/cluster-file.js";
 import { CONCURRENT_WRITER_ANNOTATION, startApiServer, type EmbeddedApiServer } from "../../local-cluster/apiserver/server.js";
 import { startApiServerSource, type EmulatedSource } from "../../local-cluster/apiserver-source.js";
+import { controlPlaneApis } from "../../local-cluster/kubernetes-versions.js";
 import { API_REQUEST_FAULTS, drawFault, seededRandom, type ApiFaultPlan } from "../../local-cluster/faults.js";
 import { loadFunctions } from "../../local-cluster/functions.js";
 import { requestPodCertificates } from "../../local-cluster/kubelet/emulator.js";
@@ -208,7 +209,8 @@ describe("the emulated ApiServerSource", () => {
     const added: string[] = [];
     const s = await startApiServerSource(loadKubeConfig({ kubeconfigText: server.kubeconfig() }), (e) => {
       if (e.type === EVENT_TYPES.apiServerAdd) added.push((e.data as PodCertificateRequest).metadata.name);
-    }, { retryMs: 20 });
+      // The version named, as the manifest does: no discovery requests, so a seed's draws fall on the list and the watch.
+    }, { retryMs: 20, apiVersion: controlPlaneApis(server.kubernetesVersion).podCertificateRequests[0]! });
     sources.push(s);
     return { added, s };
   }

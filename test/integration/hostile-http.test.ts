@@ -3,6 +3,7 @@
 // away, too many connections, a SIGTERM with a stalled upload, the address they listen on, the
 // memory that one pod's containerConcurrency of maximum-size events costs, and a bug outside any
 // request.
+import { fixture } from "../helpers/kubernetes.js";
 import { serviceName, STEPS } from "../../shared/steps.js";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
@@ -112,7 +113,7 @@ describe("the address a bundle listens on", () => {
  * the structure budget lets through and a long annotation for the rest.
  */
 function maxSizeEvent(shape: "long string" | "many values"): string {
-  const event = JSON.parse(readFileSync("test/fixtures/events/issued/api-ecdsap256.json", "utf8")) as { data: { spec: { unverifiedUserAnnotations: Record<string, unknown> } } };
+  const event = JSON.parse(readFileSync(fixture("events/issued/api-ecdsap256.json"), "utf8")) as { data: { spec: { unverifiedUserAnnotations: Record<string, unknown> } } };
   const annotations = event.data.spec.unverifiedUserAnnotations;
   // each {} is two values with its comma; keep clear of the budget for the rest of the event
   if (shape === "many values") annotations["example.com/many"] = new Array(Math.floor(MAX_JSON_VALUES / 2) - 200).fill({});

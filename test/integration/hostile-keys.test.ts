@@ -2,6 +2,7 @@
 // the embedded API server for a real pod of the fixture cluster (only the key is wrong), delivered
 // as ApiServerSource events to the function bundles and each reply on to the next bundle, as the
 // broker routes them. Before the fix the identity-key requests ended Issued.
+import { KUBERNETES_VERSION, STUB_CSR_SERVED } from "../helpers/kubernetes.js";
 import { X509Certificate, generateKeyPairSync, sign } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { eventToBinaryHttp } from "../../shared/events/codec.js";
@@ -87,7 +88,7 @@ const stubCsr = (spki: Buffer, subject: Buffer, attributes: Buffer[], signWith: 
 };
 
 describe("requests whose key anyone can sign with, through the bundles over HTTP", () => {
-  it.each([
+  const cases = [
     {
       case: "Ed25519 identity key with the identity point and 32 zero bytes as proof (the finding as reported)",
       name: "req-hostile-identity",
@@ -115,16 +116,20 @@ describe("requests whose key anyone can sign with, through the bundles over HTTP
       },
       message: /RSA3072 public exponent is 1/,
     },
-  ])("$case: Denied, UnsupportedKeyType", async ({ name, key, message }) => {
+  ];
+  const check = async ({ name, key, message }: (typeof cases)[number]) => {
     const { types, pcr } = await requestAndDeliver(name, key);
     expect(types).toEqual([EVENT_TYPES.apiServerAdd, EVENT_TYPES.denied]);
     expect(pcr.status?.certificateChain ?? "").toBe("");
     expect(pcr.status?.conditions).toHaveLength(1);
     expect(pcr.status?.conditions?.[0]).toMatchObject({ type: "Denied", status: "True", reason: "UnsupportedKeyType", message: expect.stringMatching(message) });
-  });
+  };
+  it.each(cases.filter((c) => !("stubPKCS10Request" in c.key)))("$case: Denied, UnsupportedKeyType", check);
+  // Kubernetes 1.35 has no stubPKCS10Request field: such a request cannot reach a signer there.
+  it.skipIf(!STUB_CSR_SERVED).each(cases.filter((c) => "stubPKCS10Request" in c.key))(`$case: Denied, UnsupportedKeyType${STUB_CSR_SERVED ? "" : ` (skipped: Kubernetes ${KUBERNETES_VERSION} has no stub CSRs)`}`, check);
 });
 
-describe("a stub CSR that asks for a subject, SANs and CA:true, through the bundles over HTTP", () => {
+describe.skipIf(!STUB_CSR_SERVED)(`a stub CSR that asks for a subject, SANs and CA:true, through the bundles over HTTP${STUB_CSR_SERVED ? "" : ` (skipped: Kubernetes ${KUBERNETES_VERSION} has no stub CSRs)`}`, () => {
   it("is issued with only the SPIFFE ID and an empty subject, and validate logs what was ignored", async () => {
     const { privateKey, publicKey } = generateKeyPairSync("ed25519");
     const subject = sequence(set(sequence(oid("2.5.4.3"), utf8String("admin"))), set(sequence(oid("2.5.4.10"), utf8String("system:masters"))));

@@ -1,4 +1,5 @@
 // `podcert invoke`: one function at a time, replies chaining into the next, attestations enforced.
+import { fixture } from "../helpers/kubernetes.js";
 import { tempDir } from "../helpers/temp.js";
 import { X509Certificate } from "node:crypto";
 import { readFileSync, writeFileSync } from "node:fs";
@@ -7,8 +8,8 @@ import { beforeAll, describe, expect, it } from "vitest";
 import { EVENT_TYPES } from "../../shared/steps.js";
 import { podcert } from "./cli.js";
 
-const ISSUED = "test/fixtures/clusters/issued.yaml";
-const DENIED = "test/fixtures/clusters/denied.yaml";
+const ISSUED = fixture("clusters/issued.yaml");
+const DENIED = fixture("clusters/denied.yaml");
 
 let dir: string;
 let keys: string;
@@ -37,7 +38,7 @@ describe("podcert invoke", () => {
   let derived: Record<string, unknown>;
 
   it("chains validate → derive-sans → sign for a stateful pod behind a headless Service", async () => {
-    const v = await podcert(["invoke", "validate", "--event", "test/fixtures/events/issued/valkey-0.json", "--cluster", ISSUED, "--keys", keys]);
+    const v = await podcert(["invoke", "validate", "--event", fixture("events/issued/valkey-0.json"), "--cluster", ISSUED, "--keys", keys]);
     expect(v.code, v.stderr).toBe(0);
     validated = JSON.parse(v.stdout) as Record<string, unknown>;
     expect(validated.type).toBe(EVENT_TYPES.validated);
@@ -71,13 +72,13 @@ describe("podcert invoke", () => {
   });
 
   it("takes --out only for sign", async () => {
-    const r = await podcert(["invoke", "validate", "--event", "test/fixtures/events/issued/valkey-0.json", "--cluster", ISSUED, "--keys", keys, "--out", join(dir, "x.pem")]);
+    const r = await podcert(["invoke", "validate", "--event", fixture("events/issued/valkey-0.json"), "--cluster", ISSUED, "--keys", keys, "--out", join(dir, "x.pem")]);
     expect(r.code).toBe(64);
     expect(r.stderr).toMatch(/--out is an option of invoke sign only/);
   });
 
   it("carries the traceparent from each input event to its reply", async () => {
-    const event = JSON.parse(readFileSync("test/fixtures/events/issued/router-ed25519.json", "utf8")) as Record<string, unknown>;
+    const event = JSON.parse(readFileSync(fixture("events/issued/router-ed25519.json"), "utf8")) as Record<string, unknown>;
     event.traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
     const v = await podcert(["invoke", "validate", "--event", save("traced.json", event), "--cluster", ISSUED, "--keys", keys]);
     expect(v.code, v.stderr).toBe(0);
@@ -108,7 +109,7 @@ describe("podcert invoke", () => {
   });
 
   it("says nothing (exit 0) for a signer it does not serve", async () => {
-    const event = JSON.parse(readFileSync("test/fixtures/events/issued/router-ed25519.json", "utf8")) as { data: { spec: { signerName: string } } };
+    const event = JSON.parse(readFileSync(fixture("events/issued/router-ed25519.json"), "utf8")) as { data: { spec: { signerName: string } } };
     event.data.spec.signerName = "example.com/not-ours";
     const v = await podcert(["invoke", "validate", "--event", save("other-signer.json", event), "--cluster", ISSUED, "--keys", keys]);
     expect(v.code, v.stderr).toBe(0);
@@ -116,7 +117,7 @@ describe("podcert invoke", () => {
   });
 
   it("exits 75 (transient) while the Services a pod expects do not exist", async () => {
-    const v = await podcert(["invoke", "validate", "--event", "test/fixtures/events/denied/missing-service.json", "--cluster", DENIED, "--keys", keys]);
+    const v = await podcert(["invoke", "validate", "--event", fixture("events/denied/missing-service.json"), "--cluster", DENIED, "--keys", keys]);
     expect(v.code, v.stderr).toBe(0);
     const d = await podcert(["invoke", "derive-sans", "--event", save("missing.json", v.stdout), "--cluster", DENIED, "--keys", keys]);
     expect(d.code).toBe(75);
@@ -124,7 +125,7 @@ describe("podcert invoke", () => {
   });
 
   it("hands a denial from validate to deny, which writes it (no reply)", async () => {
-    const v = await podcert(["invoke", "validate", "--event", "test/fixtures/events/denied/wrong-proof.json", "--cluster", DENIED, "--keys", keys]);
+    const v = await podcert(["invoke", "validate", "--event", fixture("events/denied/wrong-proof.json"), "--cluster", DENIED, "--keys", keys]);
     expect(v.code, v.stderr).toBe(0);
     const denied = JSON.parse(v.stdout) as { type: string };
     expect(denied.type).toBe(EVENT_TYPES.denied);
@@ -135,7 +136,7 @@ describe("podcert invoke", () => {
   });
 
   it("refuses to send sign a denial (wrong event type: 65)", async () => {
-    const v = await podcert(["invoke", "validate", "--event", "test/fixtures/events/denied/rsa2048.json", "--cluster", DENIED, "--keys", keys]);
+    const v = await podcert(["invoke", "validate", "--event", fixture("events/denied/rsa2048.json"), "--cluster", DENIED, "--keys", keys]);
     const s = await podcert(["invoke", "sign", "--event", save("denied-to-sign.json", v.stdout), "--cluster", DENIED, "--keys", keys, "--ca-pool", caPool]);
     expect(s.code).toBe(65);
   });

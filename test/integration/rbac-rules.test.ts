@@ -2,6 +2,7 @@
 // own ServiceAccount against an embedded API server enforcing those documents: over HTTP the
 // bundles make every call they need (issue 8, finding 9: derive-sans' GET on a named Service was
 // refused on a cluster), and with any single grant removed the flow fails.
+import { fixture } from "../helpers/kubernetes.js";
 import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -58,7 +59,7 @@ describe("over HTTP, each function bundle as its own ServiceAccount", () => {
 
   it("issues a certificate with the DNS names of the Services the pod names, every call allowed", async () => {
     const [validate, deriveSans, sign] = await Promise.all([env.serve("validate"), env.serve("derive-sans"), env.serve("sign")]);
-    const event = readFileSync("test/fixtures/events/issued/api-ecdsap256.json", "utf8");
+    const event = readFileSync(fixture("events/issued/api-ecdsap256.json"), "utf8");
     const validated = await fetch(validate.url, { method: "POST", headers: { "content-type": "application/cloudevents+json" }, body: event });
     expect(validated.status, validate.stderr()).toBe(200);
     // The pod names its Services ("api, api-internal"): derive-sans reads each with a GET.

@@ -3,6 +3,7 @@
 // past the grace period, oldest first and at most N, lists them page by page, leaves fresh and
 // terminal ones alone, and answers 503 when a post fails. Then the rescue: a PCR whose live events
 // were all lost is Issued once resync's event goes through validate → derive-sans → sign.
+import { fixture, KUBELET, PCR_API_PATH } from "../helpers/kubernetes.js";
 import { createServer, type IncomingMessage, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { readFileSync } from "node:fs";
@@ -69,7 +70,7 @@ const ping = (): PodcertEvent => ({
 });
 
 /** No PCR from the fixture: each test makes its own, with the ages it needs. */
-const objectsWithoutPcrs = () => parseClusterFile(readFileSync("test/fixtures/clusters/issued.yaml", "utf8")).filter((o) => (o as { kind?: string }).kind !== "PodCertificateRequest");
+const objectsWithoutPcrs = () => parseClusterFile(readFileSync(fixture("clusters/issued.yaml"), "utf8")).filter((o) => (o as { kind?: string }).kind !== "PodCertificateRequest");
 
 /**
  * A PCR as kubelet makes it for a pod of the fixture, created `ageSeconds` ago (seeded, so the
@@ -81,7 +82,8 @@ function seedPcr(env: BundleEnv, o: { name: string; signerName: string; ageSecon
   const pod = env.api.store.get("pods", namespace, podName) as unknown as Pod;
   const node = env.api.store.get("nodes", undefined, pod.spec.nodeName!) as unknown as Node;
   const sa = env.api.store.get("serviceaccounts", namespace, pod.spec.serviceAccountName ?? "default") as unknown as ServiceAccount;
-  const { pcr } = buildPodCertificateRequest(pod, { signerName: o.signerName, keyType: "ECDSAP256", publicKeyForm: "pkix" }, { nodeUID: node.metadata.uid!, serviceAccountUID: sa.metadata.uid!, name: o.name });
+  // As the control plane's own kubelets write it (seeded in the stored form, v1beta1).
+  const { pcr } = buildPodCertificateRequest(pod, { signerName: o.signerName, keyType: "ECDSAP256", publicKeyForm: KUBELET.form }, { nodeUID: node.metadata.uid!, serviceAccountUID: sa.metadata.uid!, name: o.name });
   const created = new Date(Date.now() - o.ageSeconds * 1000).toISOString().replace(/\.\d+Z$/, "Z");
   const seeded = { ...pcr, metadata: { ...pcr.metadata, creationTimestamp: created }, ...(o.status === undefined ? {} : { status: o.status }) };
   return env.api.store.create(seeded, { seed: true }) as unknown as PodCertificateRequest;
@@ -146,13 +148,13 @@ describe("resync over HTTP, as its ServiceAccount, posting to K_SINK", () => {
       expect(t.ref.uid).toBe(stored.metadata.uid);
       expect(t.signerName).toBe(stored.spec.signerName);
       expect(t.terminal).toBe(false);
-      expect(Object.keys(event.data as object).sort()).toEqual(["apiVersion", "kind", "metadata", "spec"]);
+      expect(Object.keys(event.data as object).sort()).toEqual(["kind", "metadata", "spec"]);
     }
 
     // Paged: each signer's PCRs in pages of 2 (A: 6 stored, W: 5), by fieldSelector, as resync's ServiceAccount.
-    // Its one call besides GET /api (the readiness check at start, which also opens the connection).
+    // Its one call besides GET /api and discovery (the readiness check at start, which also opens the connection).
     const lists = env.api.servedRequests().slice(before).filter((r) => r.user === userOf("resync") && r.url !== "/api");
-    expect(lists.every((r) => r.method === "GET" && r.url.startsWith("/apis/certificates.k8s.io/v1beta1/podcertificaterequests?") && r.status === 200)).toBe(true);
+    expect(lists.every((r) => r.method === "GET" && r.url.startsWith(`${PCR_API_PATH}/podcertificaterequests?`) && r.status === 200)).toBe(true);
     const signersListed = lists.map((r) => new URL(r.url, "http://x").searchParams.get("fieldSelector"));
     expect(signersListed.filter((s) => s === `spec.signerName=${A}`)).toHaveLength(3);
     expect(signersListed.filter((s) => s === `spec.signerName=${W}`)).toHaveLength(3);
@@ -261,9 +263,9 @@ describe("rescue: a PCR whose live events were all lost", () => {
     expect(await callsDuring(apiServerSourceEvent("update", issued))).toEqual([]);
     // A stale copy (an update from before the write, delivered late): one read of the PCR, no write.
     const { status: _status, ...stale } = issued;
-    expect(await callsDuring(apiServerSourceEvent("update", stale))).toEqual(["GET /apis/certificates.k8s.io/v1beta1/namespaces/ate-system/podcertificaterequests/lost"]);
+    expect(await callsDuring(apiServerSourceEvent("update", stale))).toEqual([`GET ${PCR_API_PATH}/namespaces/ate-system/podcertificaterequests/lost`]);
     // And a resync event for it (a reference, never terminal on its face): the same single read.
-    expect(await callsDuring(resyncEventFor(issued))).toEqual(["GET /apis/certificates.k8s.io/v1beta1/namespaces/ate-system/podcertificaterequests/lost"]);
+    expect(await callsDuring(resyncEventFor(issued))).toEqual([`GET ${PCR_API_PATH}/namespaces/ate-system/podcertificaterequests/lost`]);
     expect(env.api.store.get("podcertificaterequests", "ate-system", "lost")?.metadata.resourceVersion).toBe(issued.metadata.resourceVersion);
   });
 });

@@ -1,4 +1,5 @@
 // A function bundle served over HTTP as Knative runs it, against the embedded API server.
+import { fixture } from "../helpers/kubernetes.js";
 import { readFileSync, writeFileSync } from "node:fs";
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
@@ -22,7 +23,7 @@ describe("a function served over HTTP", () => {
   it("answers a structured-mode event with a binary-mode reply, then drains on SIGTERM", async () => {
     const validate = await serve("validate");
     expect((await fetch(`${validate.url}/healthz`)).status).toBe(200);
-    const event = readFileSync("test/fixtures/events/issued/api-ecdsap256.json", "utf8");
+    const event = readFileSync(fixture("events/issued/api-ecdsap256.json"), "utf8");
     const res = await fetch(validate.url, { method: "POST", headers: { "content-type": "application/cloudevents+json" }, body: event });
     expect(res.status).toBe(200);
     expect(res.headers.get("ce-type")).toBe(EVENT_TYPES.validated);

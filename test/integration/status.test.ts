@@ -1,5 +1,7 @@
 // `podcert status` and `podcert doctor` as a user runs them: the built command against the
 // embedded API server through a kubeconfig, and on files alone.
+import { CTB_VERSION, fixture } from "../helpers/kubernetes.js";
+import { certificatesApiVersion } from "../../shared/kube/api-versions.js";
 import { cpSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -20,7 +22,7 @@ afterAll(async () => {
   await Promise.all(servers.map((s) => s.stop()));
 });
 
-const issuedFixture = () => parseClusterFile(readFileSync(new URL("../fixtures/clusters/issued.yaml", import.meta.url), "utf8"));
+const issuedFixture = () => parseClusterFile(readFileSync(fixture("clusters/issued.yaml"), "utf8"));
 const pcrsOf = (objects: KubeObject[]) => objects.filter((o) => o.kind === "PodCertificateRequest");
 
 /** A kubeconfig file for a server seeded with `objects`. */
@@ -47,7 +49,8 @@ describe("podcert status", () => {
       p.metadata.creationTimestamp = now;
       p.status = { conditions: [{ type: "Issued", status: "True", reason: "Issued", message: "", lastTransitionTime: now }] };
     }
-    const bundles = [...trust.signers.keys()].map((s) => desiredTrustBundle(trust, s));
+    // Seeded in the version this control plane serves them in (publish-trust writes that one too).
+    const bundles = [...trust.signers.keys()].map((s) => ({ ...desiredTrustBundle(trust, s), apiVersion: certificatesApiVersion(CTB_VERSION) }));
     const kubeconfig = await clusterWith([...objects, ...bundles], "healthy");
     const r = await podcert(["status", "--kubeconfig", kubeconfig, "--ca-pool", pool]);
     expect(r.stderr).toBe("");

@@ -1,6 +1,8 @@
 // out/trust/ as a pod sees it: the files `podcert demo` writes are the clusterTrustBundle
 // projection (README's selector) read through the API, not the CA pool; the wait before them
 // names what is missing.
+import { CTB_VERSION } from "../../helpers/kubernetes.js";
+import { certificatesApiVersion } from "../../../shared/kube/api-versions.js";
 import "reflect-metadata";
 
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
@@ -22,7 +24,8 @@ import { makeCa, type TestCa } from "../../helpers/trust-anchors.js";
 
 const A = "atesystem.podcert.ate.dev/identity";
 const B = "workerpool.podcert.ate.dev/identity";
-const CTB = { apiVersion: "certificates.k8s.io/v1beta1", kind: "ClusterTrustBundle" } as const;
+// In the version this run's control plane serves them in.
+const CTB = { apiVersion: certificatesApiVersion(CTB_VERSION), kind: "ClusterTrustBundle" } as const;
 
 let pool: CaPool;
 let extra: TestCa;
@@ -43,7 +46,7 @@ afterEach(async () => {
 });
 
 /** The bundles publish-trust writes for `signers`, from the pool. */
-const published = (...signers: string[]) => signers.map((s) => ({ ...CTB, ...desiredTrustBundle(pool, s) }));
+const published = (...signers: string[]) => signers.map((s) => ({ ...desiredTrustBundle(pool, s), ...CTB }));
 const rootOf = (signer: string) => pool.signers.get(signer)![0]!.rootDer;
 const expectPool = (...signers: string[]) => new Map<string, TrustExpectation>(signers.map((s) => [s, { present: [rootOf(s)] }]));
 const ders = (pem: string) => pemDecodeAll(pem).map((b) => b.der);

@@ -1,5 +1,6 @@
 // Server-side Tables and short names: built from plain objects, then read by the real kubectl
 // (skipped where it is not installed) against the embedded API server.
+import { fixture } from "../../../helpers/kubernetes.js";
 import { execFile } from "node:child_process";
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
@@ -94,7 +95,7 @@ describe.skipIf(!hasKubectl)("kubectl against the embedded API server", () => {
     server = await startApiServer({
       objects: [
         // PCRs (with their pods, nodes, ...) as `podcert issue` would find them.
-        ...parseClusterFile(readFileSync(new URL("../../../fixtures/clusters/issued.yaml", import.meta.url), "utf8")),
+        ...parseClusterFile(readFileSync(fixture("clusters/issued.yaml"), "utf8")),
         { apiVersion: "v1", kind: "Namespace", metadata: { name: "team-a" } },
         { apiVersion: "v1", kind: "Service", metadata: { name: "api", namespace: "team-a" }, spec: { clusterIP: "10.0.0.7", ports: [{ port: 443, protocol: "TCP" }] } },
         { apiVersion: "certificates.k8s.io/v1beta1", kind: "ClusterTrustBundle", metadata: { name: "example.com:id:bundle" }, spec: { signerName: "example.com/id", trustBundle: ca.certificate } },
@@ -132,7 +133,7 @@ describe.skipIf(!hasKubectl)("kubectl against the embedded API server", () => {
 describe.skipIf(!hasKubectl)("kubectl with credentials (podcert demo --keep-running)", () => {
   it("reads the API over HTTPS as the administrator, and is refused without the token", async () => {
     const server = await startApiServer({
-      objects: parseClusterFile(readFileSync(new URL("../../../fixtures/clusters/issued.yaml", import.meta.url), "utf8")),
+      objects: parseClusterFile(readFileSync(fixture("clusters/issued.yaml"), "utf8")),
       authorization: { rbac: [], users: [] },
     });
     try {

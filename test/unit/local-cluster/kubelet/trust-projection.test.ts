@@ -1,6 +1,7 @@
 // What kubelet writes for a clusterTrustBundle projection: which bundles a source selects (by
 // name, by signer and labels; nil selects nothing, {} everything), the merged and de-duplicated
 // certificates, the errors that fail the mount, and the same read through the API.
+import { CTB_VERSION } from "../../../helpers/kubernetes.js";
 import "reflect-metadata";
 
 import { KubeConfig } from "@kubernetes/client-node";
@@ -176,7 +177,8 @@ describe("readClusterTrustBundleProjection (through the API)", () => {
   it("lists only the signer's bundles, with its field selector and the projection's label selector", async () => {
     requests.length = 0;
     await readClusterTrustBundleProjection(kc, { signerName: SIGNER, labelSelector: DOCUMENTED, path: "ca.pem" });
-    const lists = requests.filter((l) => l.startsWith("GET /apis/certificates.k8s.io/v1beta1/clustertrustbundles?"));
+    // In the version the control plane serves them in (v1 on 1.37).
+    const lists = requests.filter((l) => l.startsWith(`GET /apis/certificates.k8s.io/${CTB_VERSION}/clustertrustbundles?`));
     expect(lists).toHaveLength(1);
     const q = new URL(lists[0]!.split(" ")[1]!, "http://x").searchParams;
     expect(q.get("fieldSelector")).toBe(`spec.signerName=${SIGNER}`);
