@@ -3,14 +3,14 @@
 #
 #   npm run build
 #   docker build --build-arg FUNCTION=validate -t <registry>/podcert-validate:<version> .
-#   (and derive-sans, sign, deny, publish-trust, resync; <version> is package.json's, the tag
-#   knative/services.yaml names)
+#   (and derive-sans, sign, deny, publish-trust, resync, dead-letter; <version> is package.json's,
+#   the tag knative/services.yaml and knative/dead-letter.yaml name)
 #
 # The base is distroless Node.js 22: no shell, no package manager, user 65532 ("nonroot").
 # knative/services.yaml runs it with that user, a read-only root filesystem and no capabilities.
 FROM gcr.io/distroless/nodejs22-debian12:nonroot
 
-# validate | derive-sans | sign | deny (required: without it the COPY below finds no dist/.mjs)
+# A function of shared/steps.ts (required: without it the COPY below finds no dist/.mjs)
 ARG FUNCTION
 
 ENV NODE_ENV=production

@@ -27,7 +27,7 @@ import { loadFunctions } from "../local-cluster/functions.js";
 import { eventFromJson, eventToBinaryHttp } from "../shared/events/codec.js";
 import { ACCEPTED_KEYS_FILE, generateStepSecrets, loadStepKeys, SIGNING_KEY_FILE } from "../shared/events/step-keys.js";
 import { type PodcertEvent } from "../shared/events/types.js";
-import { EVENT_TYPES, stepEntry, STEPS, type StepName } from "../shared/steps.js";
+import { EVENT_TYPES, KEYED_STEPS, stepEntry, STEPS, type KeyedStep, type StepName } from "../shared/steps.js";
 import { dispatch } from "../shared/runtime/http.js";
 import { loadSignerConfig } from "../shared/runtime/load.js";
 import { silentLogger } from "../shared/runtime/log.js";
@@ -255,7 +255,7 @@ async function makeEvents(o: {
   caPoolText: string;
 }): Promise<Partial<Record<StepName, PodcertEvent>>> {
   const config = loadSignerConfig(undefined);
-  const keys = Object.fromEntries(STEPS.map((s) => [s, loadStepKeys(s, o.secrets[s])])) as Record<StepName, ReturnType<typeof loadStepKeys>>;
+  const keys = Object.fromEntries(KEYED_STEPS.map((s) => [s, loadStepKeys(s, o.secrets[s])])) as Record<KeyedStep, ReturnType<typeof loadStepKeys>>;
   const caPool = parseCaPool(o.caPoolText);
   const run = async (api: EmbeddedApiServer, step: StepName, event: PodcertEvent): Promise<PodcertEvent> => {
     const ctx = stepContexts({ config, cluster: clusterApiFor(api), keys, caPool, log: silentLogger, events: false })[step];
@@ -306,7 +306,7 @@ export async function runColdStart(o: ColdStartOptions = {}): Promise<BenchPart>
     const issuedKubeconfig = kubeconfig("issued.kubeconfig", issuedApi);
     const deniedKubeconfig = kubeconfig("denied.kubeconfig", deniedApi);
     const secrets = generateStepSecrets();
-    for (const step of STEPS) {
+    for (const step of KEYED_STEPS) {
       mkdirSync(join(dir, "keys", step), { recursive: true });
       writeFileSync(join(dir, "keys", step, SIGNING_KEY_FILE), secrets[step][SIGNING_KEY_FILE], { mode: 0o600 });
       writeFileSync(join(dir, "keys", step, ACCEPTED_KEYS_FILE), secrets[step][ACCEPTED_KEYS_FILE]);

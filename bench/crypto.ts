@@ -23,7 +23,7 @@ import {
 import { CA_KEY_ALGORITHMS, createCa, type CaKeyAlgorithm } from "../cli/ca-create.js";
 import { attest, verifyAttestation, type StepKeys } from "../shared/events/attestation.js";
 import { ephemeralStepKeys } from "../shared/events/step-keys.js";
-import type { StepName } from "../shared/steps.js";
+import type { KeyedStep } from "../shared/steps.js";
 import { KEY_TYPES, type KeyType } from "../shared/pcr/model.js";
 import { prepareCaSigner, type CaSigner } from "../shared/x509/ca-signer.js";
 import { issueLeaf, type LeafTemplate } from "../shared/x509/leaf.js";
@@ -306,7 +306,7 @@ async function naiveGenerator(ca: BenchCa): Promise<(t: LeafTemplate) => Promise
 }
 
 /** The step attestations of one issuance, paired: one attest (validate) and its verification (derive-sans). */
-function attestationRound(keys: Record<StepName, StepKeys>): () => Promise<void> {
+function attestationRound(keys: Record<KeyedStep, StepKeys>): () => Promise<void> {
   const pcr = { namespace: "ate-system", name: "req-api-ecdsap256", uid: "44444444-0000-4000-8000-000000000007" };
   const claims = {
     pcr,

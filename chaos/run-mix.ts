@@ -12,7 +12,7 @@ import type { FaultKind } from "../local-cluster/faults.js";
 import type { Delivery } from "../local-cluster/broker.js";
 import { startLocalFlow, type LocalFlow } from "../local-cluster/flow.js";
 import { mapLimit } from "../local-cluster/pipeline.js";
-import { EVENT_TYPES, STEPS } from "../shared/steps.js";
+import { EVENT_TYPES, stepEntry, STEPS } from "../shared/steps.js";
 import { terminalCondition, type PodCertificateRequest } from "../shared/pcr/model.js";
 import { defaultSignerConfig } from "../shared/profiles/defaults.js";
 import { injectsNetworkFaults, type FaultMix } from "./mixes.js";
@@ -189,7 +189,8 @@ export async function runMix(o: {
 function loggedFailures(logDir: string, ids: ReadonlySet<string>): Map<string, string> {
   const out = new Map<string, string>();
   if (ids.size === 0) return out;
-  for (const step of STEPS) {
+  // Not the dead-letter sink's log: its line for an event says only that it was dead-lettered.
+  for (const step of STEPS.filter((s) => !stepEntry(s).deadLetterSink)) {
     let text: string;
     try {
       text = readFileSync(join(logDir, `${step}.log`), "utf8");

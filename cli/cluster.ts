@@ -7,9 +7,10 @@ import { startApiServer, type EmbeddedApiServer } from "../local-cluster/apiserv
 import type { CaPool } from "../shared/ca/pool.js";
 import { fixedCaPool } from "../shared/ca/pool-source.js";
 import type { StepKeys } from "../shared/events/attestation.js";
-import { stepEntry, STEPS, type StepName } from "../shared/steps.js";
+import { isKeyedStep, stepEntry, STEPS, type KeyedStep, type StepName } from "../shared/steps.js";
 import { KubeClusterApi, loadKubeConfig } from "../shared/kube/client-node.js";
 import type { ClusterApi } from "../shared/kube/cluster.js";
+import { noCluster } from "../shared/kube/no-cluster.js";
 import { createEventRecorder, type EventRecorder } from "../shared/kube/event-recorder.js";
 import { DEFAULT_LOOKUP_CACHE_SECONDS, withLookupCache } from "../shared/kube/lookup-cache.js";
 import type { SignerConfig } from "../shared/profiles/config.js";
@@ -54,7 +55,8 @@ export function stepContexts(o: {
    * server as its own ServiceAccount (then each also records its Kubernetes Events as itself).
    */
   cluster: ClusterApi | Readonly<Record<StepName, ClusterApi>>;
-  keys: Record<StepName, StepKeys>;
+  /** Every step's but the dead-letter sink's, which has none. */
+  keys: Record<KeyedStep, StepKeys>;
   caPool?: CaPool;
   log: Logger;
   now?: () => Date;
@@ -69,6 +71,11 @@ export function stepContexts(o: {
   // One lookup cache and one Event recorder per distinct API, as one per process in a cluster.
   const perApi = new Map<ClusterApi, { cluster: ClusterApi; events: EventRecorder | undefined }>();
   for (const step of STEPS) {
+    // A step without Kubernetes access (the dead-letter sink) gets none here either.
+    if (!stepEntry(step).usesKubernetes) {
+      out[step] = { config: o.config, cluster: noCluster(step), now: o.now ?? (() => new Date()), log: o.log.child({ function: step }) };
+      continue;
+    }
     const api = apiOf(step);
     if (!perApi.has(api)) {
       perApi.set(api, {
@@ -80,7 +87,7 @@ export function stepContexts(o: {
     const ctx: FunctionContext = {
       config: o.config,
       cluster,
-      keys: o.keys[step],
+      ...(isKeyedStep(step) ? { keys: o.keys[step] } : {}),
       now: o.now ?? (() => new Date()),
       log: o.log.child({ function: step }),
     };

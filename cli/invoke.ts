@@ -4,8 +4,9 @@ import { join } from "node:path";
 import { fixedCaPool } from "../shared/ca/pool-source.js";
 import { RejectedEventError, TransientError } from "../shared/errors.js";
 import { eventFromJson, eventToJson, MAX_EVENT_BYTES } from "../shared/events/codec.js";
-import { EVENT_TYPES, isStepName, stepEntry, STEPS } from "../shared/steps.js";
+import { EVENT_TYPES, isKeyedStep, isStepName, stepEntry, STEPS } from "../shared/steps.js";
 import type { ClusterApi } from "../shared/kube/cluster.js";
+import { noCluster } from "../shared/kube/no-cluster.js";
 import { createEventRecorder } from "../shared/kube/event-recorder.js";
 import { dispatch } from "../shared/runtime/http.js";
 import { loadCaPoolFile, loadSignerConfig, loadStepKeysDir, readText } from "../shared/runtime/load.js";
@@ -28,10 +29,12 @@ export async function runInvoke(args: string[]): Promise<number> {
   const kubernetesVersion = kubernetesVersionOption(optional(values, "kubernetes-version"));
   const step = positionals[0];
   if (step === undefined || !isStepName(step)) throw new UsageError(`podcert invoke: name a function: ${STEPS.join(", ")}`);
-  const { holdsCaPool } = stepEntry(step);
+  const { holdsCaPool, usesKubernetes } = stepEntry(step);
   const eventPath = required(values, "event");
   const config = loadSignerConfig(optional(values, "config"));
-  const keys = loadStepKeysDir(step, join(required(values, "keys"), step));
+  // The dead-letter sink has no step keys and no Kubernetes access: --keys and --cluster are not
+  // needed (nor read) for it.
+  const keys = isKeyedStep(step) ? loadStepKeysDir(step, join(required(values, "keys"), step)) : undefined;
   const caPoolPath = optional(values, "ca-pool");
   if (holdsCaPool && caPoolPath === undefined) throw new UsageError(`podcert invoke ${step} needs --ca-pool`);
   if (values.out !== undefined && step !== "sign") throw new UsageError("--out is an option of invoke sign only (where the issued chain goes)");
@@ -46,6 +49,12 @@ export async function runInvoke(args: string[]): Promise<number> {
   }
   const event = eventFromJson(json, (attribute, reason) => process.stderr.write(`podcert: ${eventPath}: attribute ${attribute} dropped: ${reason}\n`));
 
+  if (!usesKubernetes) {
+    const log = createLogger({ fields: { function: step } });
+    const result = await dispatch((await loadFunctions())[step], { config, cluster: noCluster(step), now: () => new Date(), log, ...(keys ? { keys } : {}) }, event);
+    if (result.reply) process.stdout.write(`${JSON.stringify(eventToJson(result.reply), null, 2)}\n`);
+    return outcome(result);
+  }
   const server = await startClusterFromFile(required(values, "cluster"), kubernetesVersion);
   try {
     const cluster = clusterApiFor(server);
@@ -54,7 +63,7 @@ export async function runInvoke(args: string[]): Promise<number> {
       config,
       cluster,
       events: createEventRecorder(cluster, log),
-      keys,
+      ...(keys ? { keys } : {}),
       now: () => new Date(),
       log,
       ...(holdsCaPool && caPoolPath !== undefined ? { caPool: fixedCaPool(loadCaPoolFile(caPoolPath)) } : {}),
@@ -63,15 +72,20 @@ export async function runInvoke(args: string[]): Promise<number> {
     await ctx.events.flush();
     if (result.reply) process.stdout.write(`${JSON.stringify(eventToJson(result.reply), null, 2)}\n`);
     if (result.reply?.type === EVENT_TYPES.issued) await showChain(cluster, result.reply.data as { pcr?: { namespace?: string; name?: string } }, optional(values, "out"));
-    if (result.status < 300) return EXIT.ok;
-    const message = result.error instanceof Error ? result.error.message : `HTTP ${result.status}`;
-    if (retryable(result.status)) {
-      throw result.error instanceof TransientError ? result.error : new TransientError(message);
-    }
-    throw result.error instanceof RejectedEventError ? result.error : new RejectedEventError(message);
+    return outcome(result);
   } finally {
     await server.stop();
   }
+}
+
+/** The exit for a dispatch result: ok, or the error that says retry (75) or rejected (65). */
+function outcome(result: { status: number; error?: unknown }): number {
+  if (result.status < 300) return EXIT.ok;
+  const message = result.error instanceof Error ? result.error.message : `HTTP ${result.status}`;
+  if (retryable(result.status)) {
+    throw result.error instanceof TransientError ? result.error : new TransientError(message);
+  }
+  throw result.error instanceof RejectedEventError ? result.error : new RejectedEventError(message);
 }
 
 /** The chain sign issued, as the PCR's status holds it: to `out`, or on stderr (stdout is the reply). */

@@ -2,7 +2,7 @@
 import { join } from "node:path";
 import type { StepKeys } from "../shared/events/attestation.js";
 import { ephemeralStepKeys } from "../shared/events/step-keys.js";
-import { STEPS, type StepName } from "../shared/steps.js";
+import { KEYED_STEPS, type KeyedStep } from "../shared/steps.js";
 import { terminalCondition } from "../shared/pcr/model.js";
 import { loadCaPoolFile, loadSignerConfig, loadStepKeysDir } from "../shared/runtime/load.js";
 import { createLogger, type LogLevel } from "../shared/runtime/log.js";
@@ -17,9 +17,9 @@ export async function runIssue(args: string[], o: { logLevel: LogLevel }): Promi
   const config = loadSignerConfig(optional(values, "config"));
   const caPool = loadCaPoolFile(required(values, "ca-pool"));
   const keysDir = optional(values, "keys");
-  const keys: Record<StepName, StepKeys> = keysDir === undefined
+  const keys: Record<KeyedStep, StepKeys> = keysDir === undefined
     ? ephemeralStepKeys()
-    : (Object.fromEntries(STEPS.map((s) => [s, loadStepKeysDir(s, join(keysDir, s))])) as Record<StepName, StepKeys>);
+    : (Object.fromEntries(KEYED_STEPS.map((s) => [s, loadStepKeysDir(s, join(keysDir, s))])) as Record<KeyedStep, StepKeys>);
 
   const server = await startClusterFromFile(required(values, "cluster"), kubernetesVersion);
   try {

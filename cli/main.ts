@@ -139,8 +139,8 @@ Exit 75 when the function asks for a retry, 65 when it rejects the event.
 Options:
   <function>               ${STEPS.join(", ")}
   --event <file>           a structured-mode CloudEvent (JSON)                (required)
-  --cluster <file>         the objects of the embedded API server             (required)
-  --keys <dir>             from podcert keys init                             (required)
+  --cluster <file>         the objects of the embedded API server   (required; not for dead-letter)
+  --keys <dir>             from podcert keys init                   (required; not for dead-letter)
   --ca-pool <file>         the CA pool                                        (sign only, required)
   --out <file>             sign only: write the issued chain there (else it is printed on stderr)
 ${KUBERNETES_VERSION_OPTION}

@@ -4,7 +4,9 @@
  * production routing rather than a copy of it. Semantics follow Knative's: exact attribute
  * filters; a 200 reply that is a CloudEvent re-enters the broker; 404, 408, 409, 429, 5xx and
  * attempts that outlast the spec's timeout are retried with its backoff; anything else, or
- * exhausted retries, goes to the dead-letter sink (here: a callback and a log).
+ * exhausted retries, goes to the dead-letter sink: the onDeadLetter callback (the run's record
+ * and log), and over HTTP to the sink the delivery spec names (the dead-letter function's local
+ * process), with the extension attributes Knative adds (deliverToSink).
  *
  * Delivery faults (faults.ts), off by default, make it misbehave as brokers do on a cluster: a
  * delivery lost, sent twice (one after the other or at once), held back behind a later one,
@@ -87,6 +89,33 @@ export interface DeadLetter {
   lastError: string;
 }
 
+/** What became of one dead letter sent to the dead-letter sink over HTTP. */
+export interface SinkDelivery {
+  event: PodcertEvent;
+  /** The sink's last answer, or network-error; "closed" when the broker closed before it was sent. */
+  status: number | "network-error" | "closed";
+  attempts: number;
+  error?: string;
+}
+
+/**
+ * The extension attributes Knative adds to a dead-lettered event (knative/eventing,
+ * pkg/channel/attributes/knative_error.go): the failed subscriber's URL, the last answer's status
+ * and the first KNATIVE_ERROR_DATA_MAX_BYTES bytes of its body (base64, as the dispatchers send it).
+ */
+export const KNATIVE_ERROR_EXTENSIONS = { dest: "knativeerrordest", code: "knativeerrorcode", data: "knativeerrordata" } as const;
+export const KNATIVE_ERROR_DATA_MAX_BYTES = 1024;
+
+/** The dead-lettered event as the sink receives it: the original, with Knative's error extensions. */
+export function deadLetterEvent(d: { event: PodcertEvent; subscriberUrl: string; lastStatus: number | "network-error"; lastError: string }): PodcertEvent {
+  const extensions: Record<string, string> = { ...d.event.extensions, [KNATIVE_ERROR_EXTENSIONS.dest]: d.subscriberUrl };
+  // No answer, no status: left out rather than made up.
+  if (typeof d.lastStatus === "number") extensions[KNATIVE_ERROR_EXTENSIONS.code] = String(d.lastStatus);
+  else delete extensions[KNATIVE_ERROR_EXTENSIONS.code];
+  extensions[KNATIVE_ERROR_EXTENSIONS.data] = Buffer.from(d.lastError).subarray(0, KNATIVE_ERROR_DATA_MAX_BYTES).toString("base64");
+  return { ...d.event, extensions };
+}
+
 export interface Delivery {
   trigger: string;
   subscriber: string;
@@ -128,6 +157,8 @@ export interface LocalBrokerOptions {
   /** Knative Service name → URL of the local process serving it. */
   subscribers: ReadonlyMap<string, string>;
   onDeadLetter?: (d: DeadLetter) => void;
+  /** Each dead letter's delivery to the dead-letter sink over HTTP, once it ended (delivered or not). */
+  onSinkDelivery?: (d: SinkDelivery) => void;
   onDelivery?: (d: Delivery) => void;
   /** Cap on the backoff delay, so a local run never sleeps for minutes. */
   maxBackoffMs?: number;
@@ -407,6 +438,57 @@ export class LocalBroker {
     }
     this.o.onDelivery?.(record(lastStatus, attempts));
     this.o.onDeadLetter?.({ event, trigger: route.name, subscriber: route.subscriber, attempts, lastStatus, lastError });
+    void this.deliverToSink(deadLetterEvent({ event, subscriberUrl: url, lastStatus, lastError }));
+  }
+
+  /** Where dead letters go over HTTP: the sink the delivery spec names, by Service (a local process) or URL. */
+  private sinkUrl(): string | undefined {
+    const sink = this.o.delivery.deadLetterSink;
+    if (sink === undefined) return undefined;
+    const local = this.o.subscribers.get(sink);
+    if (local !== undefined) return local;
+    return /^https?:\/\//.test(sink) ? sink : undefined;
+  }
+
+  /**
+   * Sends a dead letter to the dead-letter sink, retried as any delivery (the spec's retries and
+   * backoff). Never dead-lettered again, whatever the sink answers: a sink that fails would
+   * otherwise receive its own failures forever. Its answer's body is ignored (not published), no
+   * delivery faults apply, and it is not counted by idle(): the onDeadLetter record comes first and
+   * is what the run's verdict reads. close() abandons it.
+   */
+  private async deliverToSink(event: PodcertEvent): Promise<void> {
+    const url = this.sinkUrl();
+    if (url === undefined) return;
+    const { headers, body } = eventToBinaryHttp(event);
+    const timeoutMs = this.o.delivery.timeoutMs ?? 30_000;
+    let attempts = 0;
+    let status: SinkDelivery["status"] = "network-error";
+    let error: string | undefined;
+    for (;;) {
+      if (this.closing.signal.aborted) {
+        status = "closed";
+        break;
+      }
+      attempts++;
+      try {
+        const auth = this.o.authorization === undefined ? {} : { authorization: `Bearer ${await this.o.authorization(this.o.delivery.deadLetterSink ?? "")}` };
+        const res = await request(url, { method: "POST", headers: { ...headers, ...auth }, body, signal: AbortSignal.any([AbortSignal.timeout(timeoutMs), this.closing.signal]), headersTimeout: timeoutMs, bodyTimeout: timeoutMs });
+        status = res.statusCode;
+        const text = await res.body.text();
+        if (status >= 200 && status < 300) {
+          error = undefined;
+          break;
+        }
+        error = text.trim().slice(0, 500);
+        if (!retryable(status)) break;
+      } catch (e) {
+        status = this.closing.signal.aborted ? "closed" : "network-error";
+        error = (e as Error).message;
+      }
+      if (attempts > this.o.delivery.retry || !(await pause(this.backoff(attempts - 1), this.closing.signal))) break;
+    }
+    this.o.onSinkDelivery?.({ event, status, attempts, ...(error === undefined ? {} : { error }) });
   }
 
   /**

@@ -24,14 +24,14 @@ import { stringify } from "yaml";
 import { ConfigError } from "../shared/errors.js";
 import { generateStepSecrets } from "../shared/events/step-keys.js";
 import type { PodcertEvent } from "../shared/events/types.js";
-import { EVENT_TYPES, serviceName, stepEntry, STEPS } from "../shared/steps.js";
+import { EVENT_TYPES, isKeyedStep, KEYED_STEPS, serviceName, stepEntry, STEPS } from "../shared/steps.js";
 import { loadKubeConfig } from "../shared/kube/client-node.js";
 import { terminalCondition, type PodCertificateRequest } from "../shared/pcr/model.js";
 import type { SignerConfig } from "../shared/profiles/config.js";
 import { readText } from "../shared/runtime/load.js";
 import { sourceAccessProblem, startApiServerSource, type EmulatedSource } from "./apiserver-source.js";
 import { loadKnativeIdentities, manifestNamespaces, userOfService } from "./identities.js";
-import { LocalBroker, parseBrokerDelivery, parseContainerConcurrency, type DeadLetter, type Delivery, type DeliverySpec, type LostDelivery } from "./broker.js";
+import { LocalBroker, parseBrokerDelivery, parseContainerConcurrency, type DeadLetter, type Delivery, type DeliverySpec, type LostDelivery, type SinkDelivery } from "./broker.js";
 import { FaultCounter, seededRandom, type ApiFaultPlan, type DeliveryFaultPlan, type FaultKind } from "./faults.js";
 import { BROKER_NAME, loadTriggers, type TriggerRoute } from "./router.js";
 import { pingEvent, pingSources, startPingSource } from "./ping-source.js";
@@ -108,6 +108,11 @@ export interface LocalFlow {
   routes: TriggerRoute[];
   delivery: DeliverySpec;
   deadLetters: DeadLetter[];
+  /**
+   * What became of each dead letter's delivery to the dead-letter function over HTTP (its id, the
+   * sink's answer): after its deadLetters record, and not awaited by broker.idle().
+   */
+  sinkDeliveries: { id: string; status: SinkDelivery["status"]; attempts: number; error?: string }[];
   /** Deliveries the broker dropped on purpose (a `drop` fault): lost, never dead-lettered. */
   lostDeliveries: LostDelivery[];
   /** The delivery faults injected in this run, by kind (the broker's counter; faultCounts() adds the API server's). */
@@ -135,7 +140,11 @@ export async function startLocalFlow(o: LocalFlowOptions): Promise<LocalFlow> {
   const portBase = o.portBase ?? 0;
   const routes = loadTriggers(o.knativeDir);
   const delivery = parseBrokerDelivery(readText(join(o.knativeDir, "broker.yaml"), "Broker manifest"), BROKER_NAME);
-  const concurrency = parseContainerConcurrency(readText(join(o.knativeDir, "services.yaml"), "Service manifest"), join(o.knativeDir, "services.yaml"));
+  // The function Services, and the dead-letter sink's in its own file.
+  const concurrency = new Map([
+    ...parseContainerConcurrency(readText(join(o.knativeDir, "services.yaml"), "Service manifest"), join(o.knativeDir, "services.yaml")),
+    ...parseContainerConcurrency(readText(join(o.knativeDir, "dead-letter.yaml"), "dead-letter manifest"), join(o.knativeDir, "dead-letter.yaml")),
+  ]);
   // Secrets for this run only: the CA pool and step keys live in a private temp folder.
   const state = mkdtempSync(join(tmpdir(), "podcert-flow-"));
   const stops: (() => Promise<unknown> | void)[] = [() => rmSync(state, { recursive: true, force: true })];
@@ -169,7 +178,7 @@ export async function startLocalFlow(o: LocalFlowOptions): Promise<LocalFlow> {
     // What the trust publisher mounts: the certificates and states, no keys.
     writeFileSync(caTrustPath, stringify(caTrustDocument(o.caPool)), { mode: 0o600 });
     const secrets = generateStepSecrets();
-    for (const step of STEPS) {
+    for (const step of KEYED_STEPS) {
       mkdirSync(join(state, "keys", step), { recursive: true, mode: 0o700 });
       for (const [file, content] of Object.entries(secrets[step])) writeFileSync(join(state, "keys", step, file), content, { mode: 0o600 });
     }
@@ -180,6 +189,7 @@ export async function startLocalFlow(o: LocalFlowOptions): Promise<LocalFlow> {
     const subscribers = new Map<string, string>(STEPS.map((fn) => [serviceName(fn), "http://127.0.0.1:0"]));
     if (o.logDir) mkdirSync(o.logDir, { recursive: true });
     const deadLetters: DeadLetter[] = [];
+    const sinkDeliveries: LocalFlow["sinkDeliveries"] = [];
     const lostDeliveries: LostDelivery[] = [];
     const faults = new FaultCounter();
     const processes: FunctionProcess[] = [];
@@ -203,6 +213,13 @@ export async function startLocalFlow(o: LocalFlowOptions): Promise<LocalFlow> {
       onDeadLetter: (d) => {
         deadLetters.push(d);
         if (deadLetterLog) appendFileSync(deadLetterLog, `${JSON.stringify({ ...d, event: { id: d.event.id, type: d.event.type, subject: d.event.subject } })}\n`);
+      },
+      // The dead-letter function's own log says what it received; a sink that failed is said here.
+      onSinkDelivery: (d) => {
+        sinkDeliveries.push({ id: d.event.id, status: d.status, attempts: d.attempts, ...(d.error === undefined ? {} : { error: d.error }) });
+        if (d.status !== "closed" && (typeof d.status !== "number" || d.status >= 300)) {
+          say(`      dead letter ${d.event.id} not delivered to the dead-letter sink (${d.status}${d.error ? `: ${d.error.slice(0, 200)}` : ""})`);
+        }
       },
     });
     const brokerUrl = await broker.listen(portBase === 0 ? 0 : portBase + STEPS.length);
@@ -235,19 +252,23 @@ export async function startLocalFlow(o: LocalFlowOptions): Promise<LocalFlow> {
     for (const [i, fn] of STEPS.entries()) {
       const log = o.logDir ? join(o.logDir, `${fn}.log`) : undefined;
       if (log) writeFileSync(log, "");
-      // As in its pod: the function authenticates as its Knative Service's ServiceAccount.
+      const entry = stepEntry(fn);
+      // As in its pod: the function authenticates as its Knative Service's ServiceAccount. One
+      // without Kubernetes access (the dead-letter sink: no token mounted) is given no kubeconfig,
+      // and KUBECONFIG is emptied so it cannot pick up this process's own.
       const user = userOfService(ids, serviceName(fn));
-      const fnKubeconfig = join(state, `kubeconfig-${fn}`);
-      writeFileSync(fnKubeconfig, api.kubeconfig(user.name), { mode: 0o600 });
-      const env: Record<string, string> = {
-        ...o.env,
-        KUBECONFIG: fnKubeconfig,
-        PODCERT_KEYS_DIR: join(state, "keys", fn),
-        LOG_LEVEL: o.logLevel ?? "info",
-      };
+      const env: Record<string, string> = { ...o.env, LOG_LEVEL: o.logLevel ?? "info" };
+      if (entry.usesKubernetes) {
+        const fnKubeconfig = join(state, `kubeconfig-${fn}`);
+        writeFileSync(fnKubeconfig, api.kubeconfig(user.name), { mode: 0o600 });
+        env.KUBECONFIG = fnKubeconfig;
+      } else {
+        env.KUBECONFIG = "";
+      }
+      if (isKeyedStep(fn)) env.PODCERT_KEYS_DIR = join(state, "keys", fn);
       if (o.configPath !== undefined) env.PODCERT_CONFIG = o.configPath;
-      if (stepEntry(fn).holdsCaPool) env.PODCERT_CA_POOL = caPoolPath;
-      if (stepEntry(fn).publishesTrust) {
+      if (entry.holdsCaPool) env.PODCERT_CA_POOL = caPoolPath;
+      if (entry.publishesTrust) {
         env.PODCERT_CA_TRUST = caTrustPath;
         // The downward API gives the pod its namespace: the ServiceAccount's ("system:serviceaccount:<ns>:<name>").
         env.POD_NAMESPACE = user.name.split(":")[2] ?? "podcert";
@@ -264,7 +285,7 @@ export async function startLocalFlow(o: LocalFlowOptions): Promise<LocalFlow> {
       });
       processes.push(p);
       subscribers.set(serviceName(fn), p.url);
-      say(`      ${fn.padEnd(11)} ${p.url}  ready in ${Math.round(p.startMs)} ms, as ${user.name}`);
+      say(`      ${fn.padEnd(11)} ${p.url}  ready in ${Math.round(p.startMs)} ms, ${entry.usesKubernetes ? `as ${user.name}` : "without Kubernetes access"}`);
     }
 
 
@@ -307,7 +328,7 @@ export async function startLocalFlow(o: LocalFlowOptions): Promise<LocalFlow> {
     };
     return {
       api, kubeconfig, kubeconfigPath, caPool: parseCaPool(caText), caPoolPath, caTrustPath, ping, processes, broker, brokerUrl, routes, delivery,
-      deadLetters, lostDeliveries, faults, faultSeed, faultCounts, setFaults, finishedAt, exits, kills, stop, sourceApiVersion: source.apiVersion,
+      deadLetters, sinkDeliveries, lostDeliveries, faults, faultSeed, faultCounts, setFaults, finishedAt, exits, kills, stop, sourceApiVersion: source.apiVersion,
     };
   } catch (e) {
     await stop();

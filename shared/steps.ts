@@ -46,6 +46,17 @@ export interface StepEntry {
    * on a cluster by a SinkBinding whose sink is the Broker, and in the local run by the local run.
    */
   readonly postsToBroker: boolean;
+  /**
+   * Whether it is the Broker's dead-letter sink (knative/broker.yaml deadLetterSink): no Trigger
+   * routes to it (`consumes` stays empty), it takes an event of any type, replies with none, and
+   * holds no step keys (it attests and verifies nothing).
+   */
+  readonly deadLetterSink: boolean;
+  /**
+   * Whether it talks to the Kubernetes API. Without it the function is given no kubeconfig (its
+   * ServiceAccount token is not mounted) and its readiness does not wait for an API server.
+   */
+  readonly usesKubernetes: boolean;
 }
 
 /** In pipeline order (the local run gives them ports in this order). */
@@ -59,6 +70,8 @@ export const STEP_REGISTRY = [
     holdsCaPool: false,
     publishesTrust: false,
     postsToBroker: false,
+    deadLetterSink: false,
+    usesKubernetes: true,
   },
   {
     name: "derive-sans",
@@ -69,6 +82,8 @@ export const STEP_REGISTRY = [
     holdsCaPool: false,
     publishesTrust: false,
     postsToBroker: false,
+    deadLetterSink: false,
+    usesKubernetes: true,
   },
   {
     name: "sign",
@@ -82,6 +97,8 @@ export const STEP_REGISTRY = [
     holdsCaPool: true,
     publishesTrust: false,
     postsToBroker: false,
+    deadLetterSink: false,
+    usesKubernetes: true,
   },
   {
     name: "deny",
@@ -92,6 +109,8 @@ export const STEP_REGISTRY = [
     holdsCaPool: false,
     publishesTrust: false,
     postsToBroker: false,
+    deadLetterSink: false,
+    usesKubernetes: true,
   },
   {
     name: "publish-trust",
@@ -103,6 +122,8 @@ export const STEP_REGISTRY = [
     holdsCaPool: false,
     publishesTrust: true,
     postsToBroker: false,
+    deadLetterSink: false,
+    usesKubernetes: true,
   },
   {
     name: "resync",
@@ -116,6 +137,22 @@ export const STEP_REGISTRY = [
     holdsCaPool: false,
     publishesTrust: false,
     postsToBroker: true,
+    deadLetterSink: false,
+    usesKubernetes: true,
+  },
+  {
+    name: "dead-letter",
+    handlerExport: "deadLetter",
+    // The Broker's dead-letter sink (knative/broker.yaml), not routed by any Trigger: the Broker
+    // sends it what it could not deliver, of any type. It logs and counts each event, nothing else.
+    consumes: [],
+    emits: [],
+    acceptsAttestationsFrom: [],
+    holdsCaPool: false,
+    publishesTrust: false,
+    postsToBroker: false,
+    deadLetterSink: true,
+    usesKubernetes: false,
   },
 ] as const satisfies readonly StepEntry[];
 
@@ -125,6 +162,18 @@ export const STEPS: readonly StepName[] = STEP_REGISTRY.map((s) => s.name);
 /** The steps that hand on events, hence attest: the keys of a step event's attestations. */
 export type AttestingStep = Extract<(typeof STEP_REGISTRY)[number], { emits: readonly [EventType, ...EventType[]] }>["name"];
 export const ATTESTING_STEPS = STEP_REGISTRY.filter((s) => s.emits.length > 0).map((s) => s.name) as readonly AttestingStep[];
+
+/** The steps with step keys (a Secret podcert-step-<name>): every one but the dead-letter sink. */
+export type KeyedStep = Extract<(typeof STEP_REGISTRY)[number], { deadLetterSink: false }>["name"];
+export const KEYED_STEPS = STEP_REGISTRY.filter((s) => !s.deadLetterSink).map((s) => s.name) as readonly KeyedStep[];
+export function isKeyedStep(name: string): name is KeyedStep {
+  return (KEYED_STEPS as readonly string[]).includes(name);
+}
+
+/** Whether `type` is one of podcert's own event types (the others are label value "other" in metrics). */
+export function isPodcertEventType(type: string): type is EventType {
+  return (Object.values(EVENT_TYPES) as string[]).includes(type);
+}
 
 export function stepEntry(name: StepName): StepEntry {
   const entry = STEP_REGISTRY.find((s) => s.name === name);

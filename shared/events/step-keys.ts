@@ -7,7 +7,7 @@ import { createPrivateKey, createPublicKey, generateKeyPairSync, type KeyObject 
 import { ConfigError } from "../errors.js";
 import * as z from "../zod.js";
 import type { StepKeys } from "./attestation.js";
-import { acceptsFrom, STEPS, type StepName } from "../steps.js";
+import { acceptsFrom, KEYED_STEPS, type KeyedStep, type StepName } from "../steps.js";
 
 export const SIGNING_KEY_FILE = "step-key.jwk";
 export const ACCEPTED_KEYS_FILE = "accepted-keys.jwks";
@@ -16,7 +16,7 @@ const publicJwkSchema = z.strictObject({
   kty: z.literal("OKP"),
   crv: z.literal("Ed25519"),
   x: z.string().check(z.maxLength(64)),
-  kid: z.enum(STEPS),
+  kid: z.enum(KEYED_STEPS),
   alg: z.optional(z.literal("EdDSA")),
   use: z.optional(z.literal("sig")),
 });
@@ -28,16 +28,16 @@ export interface StepSecretFiles {
   [ACCEPTED_KEYS_FILE]: string;
 }
 
-/** Fresh keys for every step, as the files each step's Secret holds. */
-export function generateStepSecrets(): Record<StepName, StepSecretFiles> {
-  const pairs = new Map(STEPS.map((step) => [step, generateKeyPairSync("ed25519")] as const));
-  const publicJwk = (step: StepName) => ({ ...pairs.get(step)!.publicKey.export({ format: "jwk" }), kid: step, alg: "EdDSA", use: "sig" });
-  const out = {} as Record<StepName, StepSecretFiles>;
-  for (const step of STEPS) {
+/** Fresh keys for every step that has them (not the dead-letter sink), as the files each step's Secret holds. */
+export function generateStepSecrets(): Record<KeyedStep, StepSecretFiles> {
+  const pairs = new Map(KEYED_STEPS.map((step) => [step, generateKeyPairSync("ed25519")] as const));
+  const publicJwk = (step: KeyedStep) => ({ ...pairs.get(step)!.publicKey.export({ format: "jwk" }), kid: step, alg: "EdDSA", use: "sig" });
+  const out = {} as Record<KeyedStep, StepSecretFiles>;
+  for (const step of KEYED_STEPS) {
     const priv = { ...pairs.get(step)!.privateKey.export({ format: "jwk" }), kid: step, alg: "EdDSA", use: "sig" };
     out[step] = {
       [SIGNING_KEY_FILE]: `${JSON.stringify(priv)}\n`,
-      [ACCEPTED_KEYS_FILE]: `${JSON.stringify({ keys: acceptsFrom(step).map(publicJwk) }, null, 2)}\n`,
+      [ACCEPTED_KEYS_FILE]: `${JSON.stringify({ keys: (acceptsFrom(step) as readonly KeyedStep[]).map(publicJwk) }, null, 2)}\n`,
     };
   }
   return out;
@@ -81,7 +81,7 @@ export function loadStepKeys(step: StepName, files: StepSecretFiles): StepKeys {
 }
 
 /** In-memory keys for every step (for `podcert issue` without --keys, and tests). */
-export function ephemeralStepKeys(): Record<StepName, StepKeys> {
+export function ephemeralStepKeys(): Record<KeyedStep, StepKeys> {
   const secrets = generateStepSecrets();
-  return Object.fromEntries(STEPS.map((s) => [s, loadStepKeys(s, secrets[s])])) as Record<StepName, StepKeys>;
+  return Object.fromEntries(KEYED_STEPS.map((s) => [s, loadStepKeys(s, secrets[s])])) as Record<KeyedStep, StepKeys>;
 }

@@ -18,7 +18,8 @@ import type { Metrics } from "./metrics.js";
 export interface FunctionContext {
   config: SignerConfig;
   cluster: ClusterApi;
-  keys: StepKeys;
+  /** Its step keys; absent only for the dead-letter sink, which attests and verifies nothing (shared/steps.ts). */
+  keys?: StepKeys;
   /**
    * Only `sign` is given one. Read per request (`current()`): the function's follows the pool file
    * as kubelet updates it (ca/pool-source.ts); the CLI's is fixed.
@@ -88,6 +89,12 @@ export interface FunctionDefinition {
   /** GET paths it serves under `getPrefix` (e.g. /bundles/); undefined answers 404. */
   getPrefix?: string;
   get?(path: string, ctx: FunctionContext): Promise<GetAnswer | undefined>;
+}
+
+/** The step keys of a step that has them; a step without (the dead-letter sink) asking for them is a bug. */
+export function stepKeys(ctx: FunctionContext): StepKeys {
+  if (ctx.keys === undefined) throw new Error("this function has no step keys (shared/steps.ts: the dead-letter sink has none)");
+  return ctx.keys;
 }
 
 /** A reply to `input`: carries its traceparent so one trace spans the pipeline. */

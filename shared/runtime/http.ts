@@ -14,6 +14,7 @@ import { isPodcertError, RejectedEventError, TransientError } from "../errors.js
 import { eventFromHttp, eventToBinaryHttp, MAX_EVENT_BYTES, type OnDroppedAttribute } from "../events/codec.js";
 import { jsonShapeProblem } from "../events/json-shape.js";
 import type { PodcertEvent } from "../events/types.js";
+import { STEP_REGISTRY } from "../steps.js";
 import { BODY_TIMEOUT_MS, CONNECTIONS_CHECK_INTERVAL_MS, HEADERS_TIMEOUT_MS, readBody, type BodyResult } from "./body.js";
 import { OIDC_JWKS_TIMEOUT_MS, type DeliveryAuth } from "./delivery-auth.js";
 import type { FunctionContext, FunctionDefinition } from "./function.js";
@@ -93,7 +94,8 @@ export function statusForError(e: unknown): number {
 
 /** Runs the handler for one event and maps the outcome to an HTTP status, without HTTP. */
 export async function dispatch(def: FunctionDefinition, ctx: FunctionContext, event: PodcertEvent): Promise<{ status: number; reply?: PodcertEvent; error?: unknown }> {
-  if (!def.consumes.includes(event.type)) {
+  // The dead-letter sink takes what the Broker could not deliver, whatever its type.
+  if (!isDeadLetterSink(def.step) && !def.consumes.includes(event.type)) {
     return { status: 400, error: new RejectedEventError(`${def.step} does not consume events of type ${event.type.slice(0, 100)}`) };
   }
   try {
@@ -105,6 +107,10 @@ export async function dispatch(def: FunctionDefinition, ctx: FunctionContext, ev
   } catch (e) {
     return { status: statusForError(e), error: e };
   }
+}
+
+function isDeadLetterSink(step: string): boolean {
+  return STEP_REGISTRY.some((s) => s.name === step && s.deadLetterSink);
 }
 
 export interface RunningServer {

@@ -16,9 +16,10 @@
  */
 import { openCaPoolFile } from "../ca/pool-source.js";
 import { ConfigError, isPodcertError } from "../errors.js";
-import { stepEntry } from "../steps.js";
+import { isKeyedStep, isPodcertEventType, stepEntry } from "../steps.js";
 import { describeCertificatesApis } from "../kube/api-versions.js";
 import { KubeClusterApi, loadKubeConfig, missingCredentials } from "../kube/client-node.js";
+import { noCluster } from "../kube/no-cluster.js";
 import { createEventRecorder } from "../kube/event-recorder.js";
 import { DEFAULT_LOOKUP_CACHE_SECONDS, withLookupCache } from "../kube/lookup-cache.js";
 import { DEFAULT_RESYNC_GRACE_SECONDS, DEFAULT_RESYNC_MAX_EVENTS } from "../policy/resync.js";
@@ -81,21 +82,26 @@ export async function runFunction(def: FunctionDefinition): Promise<void> {
     const host = envString("HOST", "0.0.0.0");
     const maxConnections = envInt("PODCERT_MAX_CONNECTIONS", DEFAULT_MAX_CONNECTIONS, { min: 1, max: 10_000 });
     const config = loadSignerConfig(envOptional("PODCERT_CONFIG"));
-    const keys = loadStepKeysDir(def.step, envString("PODCERT_KEYS_DIR", "/var/run/podcert/keys"));
+    const entry = stepEntry(def.step);
+    // The dead-letter sink has no step keys (it attests and verifies nothing): none are read.
+    const keys = isKeyedStep(def.step) ? loadStepKeysDir(def.step, envString("PODCERT_KEYS_DIR", "/var/run/podcert/keys")) : undefined;
     const metrics = lazyMetrics(def.step, log);
     const lookupCacheSeconds = envInt("PODCERT_LOOKUP_CACHE_SECONDS", DEFAULT_LOOKUP_CACHE_SECONDS, { min: 0, max: 60 });
-    const kubeconfig = loadKubeConfig();
+    // A function the registry keeps off the Kubernetes API (usesKubernetes: false) reads no
+    // kubeconfig, has no client (every call refused: kube/no-cluster.ts) and records no Events:
+    // its pod mounts no ServiceAccount token, and its readiness must not wait for one.
+    const kubeconfig = entry.usesKubernetes ? loadKubeConfig() : undefined;
     // Which certificates.k8s.io version and why, once discovery (the readiness check's) answered.
-    const api = new KubeClusterApi(kubeconfig, metrics.apiCall, {
+    const api = kubeconfig === undefined ? undefined : new KubeClusterApi(kubeconfig, metrics.apiCall, {
       onCertificatesApis: (apis) => log.info("Kubernetes API versions", { certificates: describeCertificatesApis(apis) }),
     });
-    const cluster = withLookupCache(api, { ttlMs: lookupCacheSeconds * 1000 });
-    const events = envBool("PODCERT_RECORD_EVENTS", true) ? createEventRecorder(cluster, log) : undefined;
+    const cluster = api === undefined ? noCluster(def.step) : withLookupCache(api, { ttlMs: lookupCacheSeconds * 1000 });
+    const events = api !== undefined && envBool("PODCERT_RECORD_EVENTS", true) ? createEventRecorder(cluster, log) : undefined;
     if (events !== undefined) flushEvents = (ms) => events.flush(ms);
-    const ctx: FunctionContext = { config, cluster, metrics, keys, now: () => new Date(), log, ...(events ? { events } : {}) };
+    const ctx: FunctionContext = { config, cluster, metrics, now: () => new Date(), log, ...(keys ? { keys } : {}), ...(events ? { events } : {}) };
     // Only sign is ever given a CA pool; the other functions never open one. It follows the file
     // (a Secret kubelet updates in place) without a restart: ca/pool-source.ts.
-    if (stepEntry(def.step).holdsCaPool) {
+    if (entry.holdsCaPool) {
       const caPool = openCaPoolFile(envString("PODCERT_CA_POOL", "/var/run/podcert/ca/ca-pool.yaml"), { log, signers: config.signers.keys() });
       ctx.caPool = caPool;
       metrics.watchCaPool(caPool);
@@ -103,7 +109,8 @@ export async function runFunction(def: FunctionDefinition): Promise<void> {
     }
     // The trust publisher reads the CA certificates (never the keys), at start to fail early on a
     // broken file, then again at each run (the mounted Secret changes in place).
-    if (stepEntry(def.step).publishesTrust) {
+    if (entry.publishesTrust) {
+      if (api === undefined) throw new ConfigError(`${def.step} publishes trust but the registry says it does not use Kubernetes (shared/steps.ts)`);
       const path = envString("PODCERT_CA_TRUST", "/var/run/podcert/trust/ca-trust.yaml");
       loadCaTrustFile(path);
       ctx.trust = {
@@ -117,7 +124,8 @@ export async function runFunction(def: FunctionDefinition): Promise<void> {
 
     // The resync sender posts its events itself, to the Broker that a SinkBinding names in K_SINK;
     // without one it could only fail at every tick, so it does not start.
-    if (stepEntry(def.step).postsToBroker) {
+    if (entry.postsToBroker) {
+      if (api === undefined) throw new ConfigError(`${def.step} posts resync events but the registry says it does not use Kubernetes (shared/steps.ts)`);
       ctx.resync = {
         api,
         sink: envUrl("K_SINK"),
@@ -137,8 +145,7 @@ export async function runFunction(def: FunctionDefinition): Promise<void> {
     const { caPool, trust } = ctx;
     const readiness = createReadiness({
       log,
-      credentials: missingCredentials(kubeconfig),
-      checkApi: () => api.checkAccess(),
+      ...(kubeconfig !== undefined && api !== undefined ? { kubernetes: { credentials: missingCredentials(kubeconfig), checkApi: () => api.checkAccess() } } : {}),
       checks: () => [
         ...(caPool !== undefined ? caPoolProblems(caPool.current(), signers, ctx.now()) : []),
         ...(trust !== undefined ? trustProblems(trust, signers, ctx.now()) : []),
@@ -159,7 +166,9 @@ export async function runFunction(def: FunctionDefinition): Promise<void> {
       routes: { "/metrics": () => metrics.render() },
       // Event types come from the network: only known ones become label values.
       onHandled: (h) => {
-        const type = h.event === undefined ? "invalid" : def.consumes.includes(h.event.type) ? h.event.type : "other";
+        // The dead-letter sink consumes every type: podcert's own are kept, the rest are "other".
+        const known = h.event !== undefined && (def.consumes.includes(h.event.type) || (entry.deadLetterSink && isPodcertEventType(h.event.type)));
+        const type = h.event === undefined ? "invalid" : known ? h.event.type : "other";
         metrics.eventHandled({ fn: def.step, type, status: h.status, seconds: h.seconds });
         setImmediate(() => void metrics.load());
       },
@@ -254,6 +263,7 @@ function lazyMetrics(step: string, log: Logger): Metrics & { load(): Promise<Met
   return {
     eventHandled: (o) => observe((m) => m.eventHandled(o)),
     decision: (o) => observe((m) => m.decision(o)),
+    deadLettered: (o) => observe((m) => m.deadLettered(o)),
     issued: (o) => observe((m) => m.issued(o)),
     apiCall: (c) => observe((m) => m.apiCall(c)),
     trustPublished: (o) => observe((m) => m.trustPublished(o)),

@@ -22,6 +22,8 @@ export interface Metrics {
   signerLimits(o: { signer: string; maxLifetimeSeconds: number }[]): void;
   /** resync: the pending PCRs of the configured signers it listed at `at`, by signer and age bucket (every bucket, zeros too). */
   pendingListed(o: { at: Date; counts: { signer: string; age: string; count: number }[] }): void;
+  /** dead-letter: one event the Broker could not deliver, by type (one of podcert's, or "other"). */
+  deadLettered(o: { type: string }): void;
   /** sign: the CA gauges read this pool file's state at each scrape (so they follow reloads). */
   watchCaPool(file: { state(): CaPoolFileState }): void;
   render(): Promise<{ contentType: string; body: string }>;
@@ -43,6 +45,12 @@ export function createMetrics(fn: string): Metrics {
   const apiErrors = new Counter({ name: "podcert_kubernetes_api_errors_total", help: "Kubernetes API calls that failed (not 404/409)", labelNames: ["operation"], registers: [registry] });
   new Gauge({ name: "podcert_build_info", help: "1, labelled with the podcert version this function was built from", labelNames: ["version"], registers: [registry] }).set({ version: PODCERT_BUILD_VERSION }, 1);
   const maxLifetime = new Gauge({ name: "podcert_signer_max_lifetime_seconds", help: "The longest certificate lifetime the configuration grants for the signer (sign)", labelNames: ["signer"], registers: [registry] });
+  const deadLetters = new Counter({
+    name: "podcert_dead_letters_total",
+    help: "Events the Broker dead-lettered (retries exhausted, or a 4xx answer), received by the dead-letter function, by event type (podcert's types; any other is \"other\")",
+    labelNames: ["type"],
+    registers: [registry],
+  });
   const pending = new Gauge({
     name: "podcert_pending_requests",
     help: "PCRs of the signer without a terminal condition at resync's last listing, by age since creation (0-1m, 1-5m, 5-15m, 15m+; kube-controller-manager deletes them at 15m)",
@@ -130,6 +138,7 @@ export function createMetrics(fn: string): Metrics {
       events.inc({ type, status: String(status) });
       eventSeconds.observe({ type }, seconds);
     },
+    deadLettered: ({ type }) => deadLetters.inc({ type }),
     decision: ({ signer, outcome, reason }) => outcomes.inc({ signer, outcome, reason: reason ?? "" }),
     issued: ({ signer, signSeconds, secondsSinceCreation }) => {
       signing.observe({ signer }, signSeconds);

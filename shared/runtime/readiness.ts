@@ -2,7 +2,7 @@
  * What GET /healthz (readiness) answers: whether this function can do its job now. Liveness
  * (/livez) stays trivial: a restart fixes none of what is checked here.
  *
- * - Kubernetes: the API server reached with the kubeconfig's credentials once (a kubeconfig without
+ * - Kubernetes, for a function that uses it (shared/steps.ts usesKubernetes): the API server reached with the kubeconfig's credentials once (a kubeconfig without
  *   any is named as the likely cause). Checked at start and retried until it succeeds, then never
  *   again: one API blip must not take every pod out of its Service at once (the handlers answer
  *   503 for that, and the broker retries).
@@ -28,17 +28,21 @@ const MAX_RETRY_MS = 30_000;
 
 export function createReadiness(o: {
   log: Logger;
-  /** Why no API call can authenticate (fixed at start), or undefined: named with the API check's failure. */
-  credentials: string | undefined;
-  /** undefined when the API server answered with these credentials, else why not. Never throws. */
-  checkApi: () => Promise<string | undefined>;
+  /** Absent for a function without Kubernetes access (the dead-letter sink): nothing to wait for. */
+  kubernetes?: {
+    /** Why no API call can authenticate (fixed at start), or undefined: named with the API check's failure. */
+    credentials: string | undefined;
+    /** undefined when the API server answered with these credentials, else why not. Never throws. */
+    checkApi: () => Promise<string | undefined>;
+  };
   /** The step's own checks, cheap enough for every probe. */
   checks?: () => string[];
 }): Readiness {
-  let api: string | undefined = o.credentials ?? "the Kubernetes API server has not been reached yet";
+  const kube = o.kubernetes;
+  let api: string | undefined = kube === undefined ? undefined : (kube.credentials ?? "the Kubernetes API server has not been reached yet");
   let logged: string | undefined;
   // Probes during the first API check are answered (503) but not logged: it takes milliseconds.
-  let settled = false;
+  let settled = kube === undefined;
 
   const problems = (): string[] => {
     let own: string[];
@@ -58,10 +62,14 @@ export function createReadiness(o: {
   };
 
   // Tried even without credentials: an API server may serve anonymous clients (kubectl proxy).
+  if (kube === undefined) {
+    problems();
+    return { problems };
+  }
   let delay = FIRST_RETRY_MS;
   const attempt = async () => {
-    const problem = await o.checkApi();
-    api = problem === undefined ? undefined : o.credentials === undefined ? problem : `${o.credentials}; ${problem}`;
+    const problem = await kube.checkApi();
+    api = problem === undefined ? undefined : kube.credentials === undefined ? problem : `${kube.credentials}; ${problem}`;
     settled = true;
     problems();
     if (api === undefined) return;

@@ -36,7 +36,7 @@ import { EVENT_TYPES, registered, type StepName } from "../steps.js";
 import type { PcrRef, PcrStatus, PodCertificateRequest } from "../pcr/model.js";
 import { pcrStatusUpdateErrors } from "../pcr/status-rules.js";
 import type { SignerProfile } from "../profiles/config.js";
-import type { FunctionContext, FunctionDefinition } from "./function.js";
+import { stepKeys, type FunctionContext, type FunctionDefinition } from "./function.js";
 import { profileFor } from "./profile.js";
 import { handOn, logDecision, readPendingPcr, recordPcrEvent, writeStatus } from "./steps.js";
 
@@ -268,7 +268,7 @@ async function verifyExpected(
   const verify = ([kind, by]: (typeof expected)[number]): Promise<AttestationClaims> => {
     const from = typeof by === "function" ? by(data) : by;
     const expect = { from, kind, pcr: data.pcr, signerName: profile.name, maxLifetimeSeconds: ctx.config.attestationTTLSeconds };
-    return verifyAttestation(ctx.keys, data.attestations[from], expect, now);
+    return verifyAttestation(stepKeys(ctx), data.attestations[from], expect, now);
   };
   const claims = expected.length === 1 ? [await verify(expected[0]!)] : await Promise.all(expected.map(verify));
   const first = claims[0]!;

@@ -9,7 +9,7 @@ import { ConflictError, TransientError } from "../errors.js";
 import { MAX_EVENT_NOTE_BYTES, truncateUtf8 } from "../limits.js";
 import { describePcr, pcrRef, terminalCondition, type PcrRef, type PcrStatus, type PodCertificateRequest } from "../pcr/model.js";
 import { certificatesApiVersion } from "../kube/api-versions.js";
-import { replyEvent, type FunctionContext } from "./function.js";
+import { replyEvent, stepKeys, type FunctionContext } from "./function.js";
 
 /**
  * Reads the PCR an event is about. Returns why there is nothing to do when it is gone, was
@@ -39,13 +39,14 @@ export async function handOn(
   },
 ): Promise<PodcertEvent> {
   const now = ctx.now();
-  const token = await attest(ctx.keys, { pcr: o.pcr, signerName: o.signerName, spkiSha256: o.spkiSha256, decision: o.decision }, { now, ttlSeconds: ctx.config.attestationTTLSeconds });
+  const keys = stepKeys(ctx);
+  const token = await attest(keys, { pcr: o.pcr, signerName: o.signerName, spkiSha256: o.spkiSha256, decision: o.decision }, { now, ttlSeconds: ctx.config.attestationTTLSeconds });
   const data: StepEventData = {
     pcr: o.pcr,
     signerName: o.signerName,
-    attestations: { ...o.previous, [ctx.keys.step]: token },
+    attestations: { ...o.previous, [keys.step]: token },
   };
-  return replyEvent(input, { step: ctx.keys.step, type: o.type, subject: describePcr(o.pcr), data, now });
+  return replyEvent(input, { step: keys.step, type: o.type, subject: describePcr(o.pcr), data, now });
 }
 
 /** The one log line per decision the operator reads. */
@@ -55,9 +56,9 @@ export function logDecision(
   o: { pcr: PcrRef; signerName: string; outcome: string; reason?: string; message?: string; [k: string]: unknown },
 ): void {
   const { pcr, ...rest } = o;
-  ctx.metrics?.decision({ fn: ctx.keys.step, signer: o.signerName, outcome: o.outcome, ...(o.reason === undefined ? {} : { reason: o.reason }) });
+  ctx.metrics?.decision({ fn: stepKeys(ctx).step, signer: o.signerName, outcome: o.outcome, ...(o.reason === undefined ? {} : { reason: o.reason }) });
   ctx.log.info("decision", {
-    step: ctx.keys.step,
+    step: stepKeys(ctx).step,
     eventId: event.id,
     eventType: event.type,
     pcrNamespace: pcr.namespace,
@@ -94,6 +95,6 @@ export function recordPcrEvent(ctx: FunctionContext, pcr: PcrRef, type: "Normal"
     type,
     reason,
     message: truncateUtf8(message, MAX_EVENT_NOTE_BYTES),
-    reportingComponent: `podcert-${ctx.keys.step}`,
+    reportingComponent: `podcert-${stepKeys(ctx).step}`,
   });
 }

@@ -19,7 +19,7 @@ import { apiServerAddEvent } from "../../shared/events/pcr-event.js";
 import type { PodcertEvent } from "../../shared/events/types.js";
 import type { StepName } from "../../shared/steps.js";
 import { loadKnativeIdentities, manifestNamespaces, userOfService } from "../../local-cluster/identities.js";
-import { serviceName, stepEntry } from "../../shared/steps.js";
+import { isKeyedStep, serviceName, stepEntry } from "../../shared/steps.js";
 import { buildPodCertificateRequest, type PodCertificateProjection } from "../../local-cluster/kubelet/request.js";
 import type { KeyType, Node, Pod, PodCertificateRequest, ServiceAccount } from "../../shared/pcr/model.js";
 import { podcert } from "../integration/cli.js";
@@ -83,8 +83,10 @@ export async function startBundleEnv(o: { clusterFile?: string; objects?: readon
       env: {
         ...process.env,
         PORT: "0",
-        KUBECONFIG: kubeconfigOf(fn),
-        PODCERT_KEYS_DIR: join(keysDir, fn),
+        // As in its pod: a step without Kubernetes access (the dead-letter sink) gets no
+        // kubeconfig and, having no step keys, no keys folder.
+        KUBECONFIG: stepEntry(fn).usesKubernetes ? kubeconfigOf(fn) : "",
+        ...(isKeyedStep(fn) ? { PODCERT_KEYS_DIR: join(keysDir, fn) } : {}),
         ...(stepEntry(fn).holdsCaPool ? { PODCERT_CA_POOL: caPoolPath } : {}),
         ...(stepEntry(fn).publishesTrust ? { PODCERT_CA_TRUST: caTrustPath, POD_NAMESPACE: "podcert" } : {}),
         // Its SinkBinding's K_SINK: here an address nothing listens on, unless the test gives its own sink.

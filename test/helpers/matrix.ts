@@ -72,15 +72,16 @@ export function procMemoryMiB(pid: number, field: "VmRSS" | "VmHWM"): number | u
   }
 }
 
-/** A Service's container memory limit in knative/services.yaml, in MiB. */
+/** A Service's container memory limit in knative/services.yaml (the dead-letter sink's: dead-letter.yaml), in MiB. */
 export function memoryLimitMiB(service: string): number {
-  for (const doc of parseAllDocuments(readFileSync("knative/services.yaml", "utf8"))) {
+  const docs = ["knative/services.yaml", "knative/dead-letter.yaml"].flatMap((f) => parseAllDocuments(readFileSync(f, "utf8")));
+  for (const doc of docs) {
     const s = doc.toJSON() as { kind?: string; metadata?: { name?: string }; spec?: { template?: { spec?: { containers?: { resources?: { limits?: { memory?: string } } }[] } } } } | null;
     if (s?.kind !== "Service" || s.metadata?.name !== service) continue;
     const m = /^(\d+)(Mi|Gi)$/.exec(s.spec?.template?.spec?.containers?.[0]?.resources?.limits?.memory ?? "");
     if (m) return Number(m[1]) * (m[2] === "Gi" ? 1024 : 1);
   }
-  throw new Error(`no memory limit for ${service} in knative/services.yaml`);
+  throw new Error(`no memory limit for ${service} in knative/services.yaml or dead-letter.yaml`);
 }
 
 /**

@@ -1,12 +1,12 @@
 // The podcert command's set-up subcommands, as an operator runs them.
 import { tempDir } from "../helpers/temp.js";
 import { X509Certificate } from "node:crypto";
-import { readFileSync, statSync, writeFileSync } from "node:fs";
+import { existsSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { parse } from "yaml";
 import { beforeAll, describe, expect, it } from "vitest";
 import { ACCEPTED_KEYS_FILE, SIGNING_KEY_FILE } from "../../shared/events/step-keys.js";
-import { acceptsFrom, STEPS } from "../../shared/steps.js";
+import { acceptsFrom, KEYED_STEPS } from "../../shared/steps.js";
 import { parseCaTrust, trustBundlePem } from "../../shared/ca/pool.js";
 import { podcert } from "./cli.js";
 import { COMMANDS } from "../../cli/main.js";
@@ -107,10 +107,11 @@ describe("podcert ca", () => {
 });
 
 describe("podcert keys init", () => {
-  it("writes each function its own private key and only the public keys it accepts", async () => {
+  it("writes each function its own private key and only the public keys it accepts; the dead-letter sink none", async () => {
     const out = join(dir, "keys");
     expect((await podcert(["keys", "init", "--out", out])).code).toBe(0);
-    for (const step of STEPS) {
+    expect(existsSync(join(out, "dead-letter"))).toBe(false);
+    for (const step of KEYED_STEPS) {
       const priv = JSON.parse(readFileSync(join(out, step, SIGNING_KEY_FILE), "utf8")) as { kid: string; d?: string };
       expect(priv.kid).toBe(step);
       expect(priv.d).toBeTruthy();
@@ -120,6 +121,19 @@ describe("podcert keys init", () => {
       expect(accepted.keys.every((k) => k.d === undefined)).toBe(true);
     }
     expect((await podcert(["keys", "init", "--out", out])).code).toBe(78);
+  });
+});
+
+describe("podcert invoke dead-letter", () => {
+  it("needs no --keys or --cluster (it has neither), logs the dead letter and exits 0", async () => {
+    const event = join(dir, "dead-letter.json");
+    writeFileSync(event, JSON.stringify({ specversion: "1.0", id: "dl-cli", source: "/s", type: "anything", subject: "team-a/pcr-1", knativeerrorcode: "503", data: { secret: "never-logged" } }));
+    const r = await podcert(["invoke", "dead-letter", "--event", event]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toBe("");
+    expect(r.stderr).toContain('"msg":"event dead-lettered"');
+    expect(r.stderr).toContain('"pcrName":"pcr-1"');
+    expect(r.stderr).not.toContain("never-logged");
   });
 });
 

@@ -14,7 +14,7 @@ import { requestPodCertificates } from "../../local-cluster/kubelet/emulator.js"
 import { handOn } from "../../shared/runtime/steps.js";
 import { ephemeralStepKeys } from "../../shared/events/step-keys.js";
 import { type PodcertEvent } from "../../shared/events/types.js";
-import { EVENT_TYPES, type StepName } from "../../shared/steps.js";
+import { EVENT_TYPES, type KeyedStep, type StepName } from "../../shared/steps.js";
 import type { Decision, StepKeys } from "../../shared/events/attestation.js";
 import { loadKubeConfig } from "../../shared/kube/client-node.js";
 import { pcrRef, terminalCondition, type PcrSpec, type PodCertificateRequest } from "../../shared/pcr/model.js";
@@ -38,7 +38,7 @@ async function setup(o: { clusterYaml?: string; config?: SignerConfig; caPool?: 
   const config = o.config ?? defaultSignerConfig();
   const caPool = o.caPool ?? parseCaPool(serializeCaPool(await createCaPool([...config.signers.keys()], { keyAlgorithm: "ECDSAP256", validityDays: 30, now: new Date() })));
   const cluster = clusterApiFor(server);
-  const keys: Record<StepName, StepKeys> = ephemeralStepKeys();
+  const keys: Record<KeyedStep, StepKeys> = ephemeralStepKeys();
   const contexts = stepContexts({ config, cluster, keys, caPool, log: silentLogger, ...(o.now ? { now: o.now } : {}) });
   const pcrFor = (pod: string, signer?: string) => {
     const r = requests.find((x) => x.pod.name === pod && (signer === undefined || x.pcr.spec.signerName === signer));

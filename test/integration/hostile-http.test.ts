@@ -79,7 +79,8 @@ describe("uploads and connections, against a bundle", () => {
 
   it("by default accepts the connections knative/services.yaml sends it, with room to spare", () => {
     // queue-proxy admits containerConcurrency requests per pod and pools as many connections
-    const concurrency = parseContainerConcurrency(readFileSync("knative/services.yaml", "utf8"));
+    // The functions' Services, and the dead-letter sink's in its own file.
+    const concurrency = new Map([...parseContainerConcurrency(readFileSync("knative/services.yaml", "utf8")), ...parseContainerConcurrency(readFileSync("knative/dead-letter.yaml", "utf8"))]);
     expect([...concurrency.keys()].sort()).toEqual(STEPS.map(serviceName).sort());
     for (const [service, cc] of concurrency) expect(DEFAULT_MAX_CONNECTIONS, service).toBeGreaterThan(cc);
   });

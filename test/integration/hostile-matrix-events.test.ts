@@ -5,7 +5,7 @@
 // still issued. (Stalled and abandoned uploads, and the connection cap: hostile-http.test.ts.)
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { MAX_EVENT_BYTES } from "../../shared/events/codec.js";
-import { STEP_REGISTRY, STEPS, type StepName } from "../../shared/steps.js";
+import { EVENT_TYPES, STEP_REGISTRY, STEPS, type StepName } from "../../shared/steps.js";
 import { startBundleEnv, type BundleEnv, type ServedBundle } from "../helpers/bundles.js";
 import { expectAlive, expectApiUnchanged, expectIssuedEndToEnd, expectMemoryBounded, serveEveryStep, snapshotApi } from "../helpers/matrix.js";
 import { chunk, openRaw, postHead, rawPost, type RawResponse } from "../helpers/raw-http.js";
@@ -63,11 +63,18 @@ interface Case {
 
 /**
  * The malformed events for a step, each with the type it consumes where the event has a type:
- * whatever a case is refused for, it is not that the step ignores the type.
+ * whatever a case is refused for, it is not that the step ignores the type. The dead-letter sink
+ * consumes every type (a denial stands in for one), so a well-formed event of a type no step
+ * consumes is taken there (204), not refused.
  */
 function casesFor(fn: StepName): Case[] {
-  const type = STEP_REGISTRY.find((s) => s.name === fn)!.consumes[0];
+  const entry = STEP_REGISTRY.find((s) => s.name === fn)!;
+  const type: string = entry.consumes[0] ?? EVENT_TYPES.denied;
   const json = JSON.stringify;
+  const notConsumed = (what: string, headers: Record<string, string>, body: Buffer | string): Case =>
+    entry.deadLetterSink
+      ? { case: `${what} (taken: the dead-letter sink consumes every type)`, headers, body, status: 204, says: /^$/ }
+      : { case: what, headers, body, status: 400, says: new RegExp(`${fn} does not consume events of type ${NOT_CONSUMED}`) };
   return [
     ...REQUIRED.map((a) => ({ case: `binary mode without ce-${a}`, headers: without(binaryHeaders(type), `ce-${a}`), body: "{}", status: 400, says: new RegExp(`lacks ${a}`) })),
     ...REQUIRED.map((a) => ({ case: `structured mode without ${a}`, headers: STRUCTURED, body: json(without(structured(type), a)), status: 400, says: new RegExp(`lacks ${a}`) })),
@@ -86,9 +93,9 @@ function casesFor(fn: StepName): Case[] {
     { case: "100,000 levels of [", headers: binaryHeaders(type), body: "[".repeat(100_000), status: 413, says: /too complex to parse: JSON nested deeper than/ },
     { case: "100,000 levels of {\"a\":", headers: STRUCTURED, body: '{"a":'.repeat(100_000), status: 413, says: /too complex to parse/ },
     // Read and parsed in full: what refuses it is its type, not its size.
-    { case: `exactly MAX_EVENT_BYTES (${MAX_EVENT_BYTES}), of a type it does not consume`, headers: STRUCTURED, body: paddedEvent(MAX_EVENT_BYTES), status: 400, says: new RegExp(`${fn} does not consume events of type ${NOT_CONSUMED}`) },
+    notConsumed(`exactly MAX_EVENT_BYTES (${MAX_EVENT_BYTES}), of a type it does not consume`, STRUCTURED, paddedEvent(MAX_EVENT_BYTES)),
     { case: "one byte over MAX_EVENT_BYTES", headers: STRUCTURED, body: paddedEvent(MAX_EVENT_BYTES + 1), status: 413, says: new RegExp(`event larger than ${MAX_EVENT_BYTES} bytes`) },
-    { case: "a small event of a type it does not consume", headers: binaryHeaders(NOT_CONSUMED), body: "{}", status: 400, says: new RegExp(`does not consume events of type ${NOT_CONSUMED}`) },
+    notConsumed("a small event of a type it does not consume", binaryHeaders(NOT_CONSUMED), "{}"),
   ];
 }
 

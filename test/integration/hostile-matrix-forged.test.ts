@@ -13,7 +13,7 @@ import type { Decision } from "../../shared/events/attestation.js";
 import type { PodcertEvent, StepEventData } from "../../shared/events/types.js";
 import type { PcrRef } from "../../shared/pcr/model.js";
 import { loadStepKeysDir } from "../../shared/runtime/load.js";
-import { acceptsFrom, EVENT_TYPES, STEP_REGISTRY, STEPS, type StepName } from "../../shared/steps.js";
+import { acceptsFrom, EVENT_TYPES, KEYED_STEPS, STEP_REGISTRY, STEPS, type StepName } from "../../shared/steps.js";
 import { createPcr, postEvent, startBundleEnv, type BundleEnv, type ServedBundle } from "../helpers/bundles.js";
 import { expectAlive, expectApiUnchanged, expectIssuedEndToEnd, expectMemoryBounded, serveEveryStep, snapshotApi } from "../helpers/matrix.js";
 
@@ -227,7 +227,8 @@ function casesFor(fn: StepName, type: string): Case[] {
 
 /** Denials nobody who may deny made. */
 function denialForgeries(fn: StepName): Case[] {
-  const mayNotDeny = STEPS.filter((s) => !(acceptsFrom(fn) as readonly string[]).includes(s));
+  // Only steps with a key can re-sign (the dead-letter sink has none).
+  const mayNotDeny = KEYED_STEPS.filter((s) => !(acceptsFrom(fn) as readonly string[]).includes(s));
   return [
     {
       case: "validate's attestation that it validated, sent as a denial",

@@ -1,12 +1,12 @@
 // The Dockerfile builds one image per function from its bundle in dist/, on Node 22, as a
 // non-root user, with nothing but the bundle; and the bundle really needs nothing else.
-import { execFile } from "node:child_process";
+import { execFile, spawn } from "node:child_process";
 import { copyFileSync, existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { describe, expect, it } from "vitest";
-import { STEPS } from "../../shared/steps.js";
+import { isKeyedStep, STEPS } from "../../shared/steps.js";
 import { find, loadDir, ROOT, serviceName } from "./manifests.js";
 
 interface Instruction {
@@ -88,13 +88,21 @@ describe("Dockerfile", () => {
   });
 
   // The image holds the bundle alone: run each bundle from an empty folder (no node_modules
-  // anywhere above it) and see it load every module and get as far as reading its step keys.
+  // anywhere above it) and see it load every module and get as far as reading its step keys; the
+  // dead-letter sink, which has none, as far as listening (then it is stopped).
   it.each(STEPS)("dist/%s.mjs runs with no node_modules", async (fn) => {
     const bundle = join(ROOT, "dist", `${fn}.mjs`);
     expect(existsSync(bundle), "npm run build writes it (the test setup runs it)").toBe(true);
     const dir = mkdtempSync(join(tmpdir(), "podcert-image-"));
     try {
       copyFileSync(bundle, join(dir, "function.mjs"));
+      if (!isKeyedStep(fn)) {
+        // No keys, no kubeconfig: it starts and listens; its output up to then shows no missing module.
+        const out = await untilListening(join(dir, "function.mjs"), dir);
+        expect(out).not.toMatch(/ERR_MODULE_NOT_FOUND|Cannot find (package|module)/);
+        expect(out).toContain('"msg":"listening"');
+        return;
+      }
       const missing = join(dir, "no-keys");
       const result = await promisify(execFile)(process.execPath, [join(dir, "function.mjs")], {
         cwd: dir,
@@ -112,3 +120,29 @@ describe("Dockerfile", () => {
     }
   });
 });
+
+/** Runs a bundle (PORT 0, nothing else set) until it logs "listening", then stops it; its output so far. */
+function untilListening(script: string, cwd: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [script], { cwd, env: { PATH: process.env.PATH ?? "", PORT: "0", KUBECONFIG: "" }, stdio: ["ignore", "pipe", "pipe"] });
+    let out = "";
+    const timer = setTimeout(() => {
+      child.kill("SIGKILL");
+      reject(new Error(`not listening within 20 s:\n${out}`));
+    }, 20_000);
+    const seen = (chunk: Buffer) => {
+      out += chunk.toString("utf8");
+      if (out.includes('"msg":"listening"')) {
+        clearTimeout(timer);
+        child.kill("SIGTERM");
+        resolve(out);
+      }
+    };
+    child.stdout.on("data", seen);
+    child.stderr.on("data", seen);
+    child.on("exit", (code) => {
+      clearTimeout(timer);
+      if (!out.includes('"msg":"listening"')) reject(new Error(`exited (${String(code)}) before listening:\n${out}`));
+    });
+  });
+}

@@ -26,7 +26,7 @@ import { SinkBinding } from "@kubernetes-models/knative/sources.knative.dev/v1/S
 import { parseIsoDurationMs } from "../../local-cluster/broker.js";
 import { BROKER_NAME, routeEvent, triggerFilter, type TriggerRoute } from "../../local-cluster/router.js";
 import type { PodcertEvent } from "../../shared/events/types.js";
-import { EVENT_TYPES, isStepName, serviceName, STEP_REGISTRY, stepEntry } from "../../shared/steps.js";
+import { EVENT_TYPES, isKeyedStep, isStepName, serviceName, STEP_REGISTRY, stepEntry } from "../../shared/steps.js";
 
 export const ROOT = fileURLToPath(new URL("../../", import.meta.url));
 export const KNATIVE_DIR = join(ROOT, "knative");
@@ -611,8 +611,20 @@ export function functionServiceProblems(docs: readonly Doc[], fn: string, stepKe
   const holdsCaPool = isStepName(fn) && stepEntry(fn).holdsCaPool;
   const publishesTrust = isStepName(fn) && stepEntry(fn).publishesTrust;
   if (holdsCaPool && publishesTrust) p("holds the CA pool and publishes trust: the publisher must never hold a CA key (shared/steps.ts)");
+  // The dead-letter sink (registry: deadLetterSink) has no step keys and no use for the signer
+  // configuration; a step without Kubernetes access (usesKubernetes false) gets no token.
+  const keyed = isStepName(fn) && isKeyedStep(fn);
+  const deadLetterSink = isStepName(fn) && stepEntry(fn).deadLetterSink;
+  const usesKubernetes = isStepName(fn) && stepEntry(fn).usesKubernetes;
+  if (!usesKubernetes && spec.automountServiceAccountToken !== false) p("does not use Kubernetes (shared/steps.ts): automountServiceAccountToken must be false");
+  if (usesKubernetes && spec.automountServiceAccountToken === false) p("uses Kubernetes (shared/steps.ts), yet its ServiceAccount token is not mounted");
   const env = new Map<string, Obj>((c.env ?? []).map((e: Obj) => [e.name, e]));
-  const expectEnv: Record<string, string> = { PODCERT_KEYS_DIR: CONTRACT.keysDir, PODCERT_CONFIG: CONTRACT.config };
+  const expectEnv: Record<string, string> = {
+    ...(keyed ? { PODCERT_KEYS_DIR: CONTRACT.keysDir } : {}),
+    ...(deadLetterSink ? {} : { PODCERT_CONFIG: CONTRACT.config }),
+  };
+  if (!keyed && env.has("PODCERT_KEYS_DIR")) p("has no step keys (shared/steps.ts), yet is given PODCERT_KEYS_DIR");
+  if (deadLetterSink && env.has("PODCERT_CONFIG")) p("the dead-letter sink reads no signer configuration, yet is given PODCERT_CONFIG");
   if (holdsCaPool) expectEnv.PODCERT_CA_POOL = CONTRACT.caPool;
   if (publishesTrust) {
     expectEnv.PODCERT_CA_TRUST = CONTRACT.caTrust;
@@ -643,14 +655,20 @@ export function functionServiceProblems(docs: readonly Doc[], fn: string, stepKe
   if (c.envFrom !== undefined) p("envFrom: name each variable");
 
   // Mounts: each env path is backed by the right Secret/ConfigMap key, read-only.
-  const keys = mountedFile(template, c, `${CONTRACT.keysDir}/x`);
-  keys.problems.forEach(p);
-  if (keys.volume && keys.volume.secret?.secretName !== CONTRACT.stepSecret(fn)) p(`${CONTRACT.keysDir} must be Secret ${CONTRACT.stepSecret(fn)}`);
-  for (const f of stepKeyFiles) if (keys.volume && !projectsKey(keys.volume.secret, f, f)) p(`${CONTRACT.keysDir}/${f} is not projected from its Secret`);
-  const config = mountedFile(template, c, CONTRACT.config);
-  config.problems.forEach(p);
-  if (config.volume && config.volume.configMap?.name !== CONTRACT.configMap) p(`${dirname(CONTRACT.config)} must be ConfigMap ${CONTRACT.configMap}`);
-  if (config.volume && !projectsKey(config.volume.configMap, CONTRACT.configKey, basename(CONTRACT.config))) p(`${CONTRACT.config} is not key ${CONTRACT.configKey}`);
+  if (keyed) {
+    const keys = mountedFile(template, c, `${CONTRACT.keysDir}/x`);
+    keys.problems.forEach(p);
+    if (keys.volume && keys.volume.secret?.secretName !== CONTRACT.stepSecret(fn)) p(`${CONTRACT.keysDir} must be Secret ${CONTRACT.stepSecret(fn)}`);
+    for (const f of stepKeyFiles) if (keys.volume && !projectsKey(keys.volume.secret, f, f)) p(`${CONTRACT.keysDir}/${f} is not projected from its Secret`);
+  }
+  if (!deadLetterSink) {
+    const config = mountedFile(template, c, CONTRACT.config);
+    config.problems.forEach(p);
+    if (config.volume && config.volume.configMap?.name !== CONTRACT.configMap) p(`${dirname(CONTRACT.config)} must be ConfigMap ${CONTRACT.configMap}`);
+    if (config.volume && !projectsKey(config.volume.configMap, CONTRACT.configKey, basename(CONTRACT.config))) p(`${CONTRACT.config} is not key ${CONTRACT.configKey}`);
+  } else if ((spec.volumes ?? []).length > 0) {
+    p("the dead-letter sink mounts nothing");
+  }
   if (holdsCaPool) {
     const ca = mountedFile(template, c, CONTRACT.caPool);
     ca.problems.forEach(p);
@@ -664,7 +682,7 @@ export function functionServiceProblems(docs: readonly Doc[], fn: string, stepKe
     if (trust.volume && !projectsKey(trust.volume.secret, CONTRACT.caTrustKey, basename(CONTRACT.caTrust))) p(`${CONTRACT.caTrust} is not key ${CONTRACT.caTrustKey}`);
   }
   // Exactly these: in particular the trust publisher never reads the CA pool, only sign does.
-  const expectedSecrets = [CONTRACT.stepSecret(fn), ...(holdsCaPool ? [CONTRACT.caSecret] : []), ...(publishesTrust ? [CONTRACT.caTrustSecret] : [])].sort();
+  const expectedSecrets = [...(keyed ? [CONTRACT.stepSecret(fn)] : []), ...(holdsCaPool ? [CONTRACT.caSecret] : []), ...(publishesTrust ? [CONTRACT.caTrustSecret] : [])].sort();
   const secrets = [...secretsOf(template)].sort();
   if (JSON.stringify(secrets) !== JSON.stringify(expectedSecrets)) p(`reads Secrets [${secrets.join(", ")}], expected exactly [${expectedSecrets.join(", ")}]`);
   for (const m of c.volumeMounts ?? []) if (m.readOnly !== true) p(`mount ${m.name} is not read-only`);

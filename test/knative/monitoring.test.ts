@@ -1,8 +1,8 @@
 // knative/monitoring/ (issue 12): the PrometheusRule's alerts, unit-tested with the real
 // `promtool test rules` (test/knative/prometheusrule.promtool.yaml), and the Grafana dashboard.
 // Every metric the rules and the dashboard query is one podcert exports (read from a registry fed
-// one observation of each kind, so each series and its labels show), or one of the two named
-// below that podcert cannot know.
+// one observation of each kind, so each series and its labels show), or the one named below that
+// podcert cannot know.
 import { spawnSync } from "node:child_process";
 import { copyFileSync, cpSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
@@ -18,7 +18,6 @@ const DIR = "knative/monitoring";
 
 /** Queried but not podcert's: who exports them, and the one alert that may use each. */
 const EXTERNAL: Record<string, { from: string; alert: string }> = {
-  revision_request_count: { from: "Knative Serving's queue-proxy", alert: "PodcertEventsDeadLettered" },
   kube_pod_container_status_ready: { from: "kube-state-metrics", alert: "PodcertFunctionNotReady" },
 };
 
@@ -48,6 +47,7 @@ async function exported(): Promise<Map<string, Set<string>>> {
   m.trustPublished({ signer: "s", at: new Date() });
   m.signerLimits([{ signer: "s", maxLifetimeSeconds: 86400 }]);
   m.pendingListed({ at: new Date(), counts: [{ signer: "s", age: "0-1m", count: 1 }] });
+  m.deadLettered({ type: "other" });
   const ca = { serialHex: "01", state: "active", notAfter: new Date(Date.now() + 86_400_000) } as LoadedCa;
   const state: CaPoolFileState = { pool: { signers: new Map([["s", [ca]]]) }, loadedAt: new Date(), upToDate: true, refusals: 0 };
   m.watchCaPool({ state: () => state });
@@ -78,7 +78,7 @@ const queries = [
 ];
 
 describe("knative/monitoring/", () => {
-  it("queries only metrics podcert exports, with labels they carry (or the two external ones, each where documented)", async () => {
+  it("queries only metrics podcert exports, with labels they carry (or the external one, where documented)", async () => {
     const series = await exported();
     const problems: string[] = [];
     for (const q of queries) {
@@ -100,7 +100,7 @@ describe("knative/monitoring/", () => {
     }
     expect(problems).toEqual([]);
     // The check sees what it should: the CA gauges and the new series are exported.
-    for (const name of ["podcert_ca_seconds_until_expiry", "podcert_build_info", "podcert_pending_requests", "podcert_signer_max_lifetime_seconds", "podcert_time_to_issue_seconds_bucket"]) {
+    for (const name of ["podcert_ca_seconds_until_expiry", "podcert_build_info", "podcert_pending_requests", "podcert_signer_max_lifetime_seconds", "podcert_time_to_issue_seconds_bucket", "podcert_dead_letters_total"]) {
       expect(series.has(name), name).toBe(true);
     }
     expect(selected('sum(rate(podcert_not_a_metric{x="1"}[5m])) + other_metric{a="b"}').map((s) => s.name)).toEqual(["podcert_not_a_metric", "other_metric"]);

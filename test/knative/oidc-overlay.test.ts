@@ -65,6 +65,13 @@ function overlayProblems(objs: readonly Obj[]): string[] {
       continue;
     }
     const env = envOf(svc);
+    // A function without Kubernetes access (the dead-letter sink) has no ServiceAccount token to
+    // read the API server's JWKS with, so it verifies no delivery token: it holds nothing a forged
+    // dead letter could reach (it logs and counts), and the NetworkPolicy still admits only Knative.
+    if (!step.usesKubernetes) {
+      if (Object.keys(env).some((k) => k.startsWith("PODCERT_OIDC_"))) problems.push(`${name}: OIDC configured without a token to read the JWKS with`);
+      continue;
+    }
     let config: ReturnType<typeof deliveryAuthConfigFromEnv>;
     try {
       config = deliveryAuthConfigFromEnv(env);

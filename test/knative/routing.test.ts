@@ -7,7 +7,7 @@ import { join } from "node:path";
 import { parseBrokerDelivery, parseIsoDurationMs } from "../../local-cluster/broker.js";
 import { parseTriggers } from "../../local-cluster/router.js";
 import { parseSignerConfig } from "../../shared/profiles/config.js";
-import { EVENT_TYPES, stepEntry, type StepName } from "../../shared/steps.js";
+import { EVENT_TYPES, STEP_REGISTRY, stepEntry, type StepName } from "../../shared/steps.js";
 import {
   API_SERVER_TYPES,
   clone,
@@ -155,7 +155,7 @@ describe("Triggers", () => {
 describe("Broker", () => {
   const broker = find(docs, "Broker", "podcert");
 
-  it("is in broker.yaml with retries, exponential backoff and a dead-letter Knative Service", () => {
+  it("is in broker.yaml with retries, exponential backoff and the registry's dead-letter sink as dead-letter Knative Service", () => {
     expect(ofKind(docs, "eventing.knative.dev/v1", "Broker").map((d) => d.file)).toEqual(["broker.yaml"]);
     const d = broker.spec.delivery;
     expect(Number.isInteger(d.retry) && d.retry > 0).toBe(true);
@@ -163,7 +163,11 @@ describe("Broker", () => {
     expect(parseIsoDurationMs(d.backoffDelay)).toBeGreaterThan(0);
     expect(d.deadLetterSink.ref).toMatchObject({ apiVersion: "serving.knative.dev/v1", kind: "Service" });
     expect(knativeServices(docs).map((s) => s.obj.metadata.name)).toContain(d.deadLetterSink.ref.name);
-    expect(Object.keys(REGISTERED).map(serviceName)).not.toContain(d.deadLetterSink.ref.name);
+    // podcert's own dead-letter function (shared/steps.ts deadLetterSink), which no Trigger routes to.
+    const sinks = STEP_REGISTRY.filter((s) => s.deadLetterSink);
+    expect(sinks.map((s) => serviceName(s.name))).toEqual([d.deadLetterSink.ref.name]);
+    expect(sinks.flatMap((s) => s.consumes)).toEqual([]);
+    expect(triggers(docs).map((t) => t.obj.spec?.subscriber?.ref?.name)).not.toContain(d.deadLetterSink.ref.name);
   });
 
   /**

@@ -40,26 +40,27 @@ describe("Knative Services", () => {
     expect(functionServiceProblems(docs, fn, STEP_KEY_FILES)).toEqual([]);
   });
 
-  it("are the functions of the registry plus the dead-letter sink, nothing else", () => {
-    expect(knativeServices(docs).map((d) => d.obj.metadata.name).sort()).toEqual([...FNS.map(serviceName), "podcert-dead-letter"].sort());
+  it("are the functions of the registry (the dead-letter sink among them), nothing else", () => {
+    expect(knativeServices(docs).map((d) => d.obj.metadata.name).sort()).toEqual(FNS.map(serviceName).sort());
+    expect(STEP_REGISTRY.filter((s) => s.deadLetterSink).map((s) => s.name)).toEqual(["dead-letter"]);
   });
 
-  it("only sign mounts the CA pool, only publish-trust the CA trust; each function only its own step key", () => {
+  it("only sign mounts the CA pool, only publish-trust the CA trust; each function only its own step key, the dead-letter sink none", () => {
     // The registry says who holds what; the Services follow it.
     expect(STEP_REGISTRY.filter((s) => s.holdsCaPool).map((s) => s.name)).toEqual(["sign"]);
     expect(STEP_REGISTRY.filter((s) => s.publishesTrust).map((s) => s.name)).toEqual(["publish-trust"]);
-    const expected: Record<string, string[]> = { sign: ["podcert-ca-pool", "podcert-step-sign"], "publish-trust": ["podcert-ca-trust", "podcert-step-publish-trust"] };
+    const expected: Record<string, string[]> = { sign: ["podcert-ca-pool", "podcert-step-sign"], "publish-trust": ["podcert-ca-trust", "podcert-step-publish-trust"], "dead-letter": [] };
     for (const fn of FNS) {
       const svc = find(docs, "Service", serviceName(fn));
-      const secrets = (svc.spec.template.spec.volumes as { secret?: { secretName: string } }[]).flatMap((v) => (v.secret ? [v.secret.secretName] : []));
+      const secrets = ((svc.spec.template.spec.volumes ?? []) as { secret?: { secretName: string } }[]).flatMap((v) => (v.secret ? [v.secret.secretName] : []));
       expect(secrets.sort(), fn).toEqual(expected[fn] ?? [`podcert-step-${fn}`]);
     }
   });
 
-  it("keep a warm pod for the steps an Issued status waits on, and let deny, publish-trust and resync scale to zero", () => {
+  it("keep a warm pod for the steps an Issued status waits on, and let deny, publish-trust, resync and dead-letter scale to zero", () => {
     expect([...issuancePath(REGISTERED)].sort()).toEqual(["derive-sans", "sign", "validate"]);
     const minScale = (fn: string) => find(docs, "Service", serviceName(fn)).spec.template.metadata.annotations["autoscaling.knative.dev/min-scale"];
-    expect(Object.fromEntries(FNS.map((fn) => [fn, minScale(fn)]))).toEqual({ validate: "1", "derive-sans": "1", sign: "1", deny: "0", "publish-trust": "0", resync: "0" });
+    expect(Object.fromEntries(FNS.map((fn) => [fn, minScale(fn)]))).toEqual({ validate: "1", "derive-sans": "1", sign: "1", deny: "0", "publish-trust": "0", resync: "0", "dead-letter": "0" });
     // A step whose denial led on to issuance would join the warm path.
     const chained = { ...REGISTERED, deny: { ...REGISTERED.deny!, emits: ["dev.ate.podcert.request.resync"] } };
     expect(issuancePath(chained).has("deny")).toBe(true);

@@ -4,7 +4,7 @@ import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { loadFunctions } from "../../local-cluster/functions.js";
-import { acceptsFrom, ATTESTING_STEPS, EVENT_TYPES, STEP_REGISTRY, STEPS, stepEntry } from "../../shared/steps.js";
+import { acceptsFrom, ATTESTING_STEPS, EVENT_TYPES, KEYED_STEPS, STEP_REGISTRY, STEPS, stepEntry } from "../../shared/steps.js";
 
 describe("the step registry", () => {
   it("names each step once, and each name is a folder of functions/ with a handler", () => {
@@ -39,6 +39,18 @@ describe("the step registry", () => {
 
   it("gives the CA pool only to steps that issue", () => {
     for (const s of STEP_REGISTRY) expect(stepEntry(s.name).holdsCaPool, s.name).toBe((s.emits as readonly string[]).includes(EVENT_TYPES.issued));
+  });
+
+  it("has one dead-letter sink: routed by no Trigger (consumes nothing), replying nothing, holding nothing, without Kubernetes access or step keys", () => {
+    const sinks = STEP_REGISTRY.filter((s) => s.deadLetterSink);
+    expect(sinks.map((s) => s.name)).toEqual(["dead-letter"]);
+    for (const s of sinks) {
+      expect(s).toMatchObject({ consumes: [], emits: [], acceptsAttestationsFrom: [], holdsCaPool: false, publishesTrust: false, postsToBroker: false, usesKubernetes: false });
+      expect(KEYED_STEPS).not.toContain(s.name);
+    }
+    expect([...KEYED_STEPS].sort()).toEqual(STEP_REGISTRY.filter((s) => !s.deadLetterSink).map((s) => s.name).sort());
+    // What needs the API (the CA pool's writes, trust publication, resync's listing) needs Kubernetes.
+    for (const s of STEP_REGISTRY) if (s.holdsCaPool || s.publishesTrust || s.postsToBroker || s.consumes.length > 0) expect(s.usesKubernetes, s.name).toBe(true);
   });
 });
 

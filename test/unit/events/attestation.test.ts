@@ -4,7 +4,7 @@ import { beforeAll, describe, expect, it } from "vitest";
 import { ConfigError, RejectedEventError } from "../../../shared/errors.js";
 import { attest, verifyAttestation, type AttestationClaims, type AttestationExpectation, type Decision, type StepKeys } from "../../../shared/events/attestation.js";
 import { ACCEPTED_KEYS_FILE, ephemeralStepKeys, generateStepSecrets, loadStepKeys, SIGNING_KEY_FILE, type StepSecretFiles } from "../../../shared/events/step-keys.js";
-import { acceptsFrom, STEPS, type StepName } from "../../../shared/steps.js";
+import { acceptsFrom, KEYED_STEPS, type KeyedStep, type StepName } from "../../../shared/steps.js";
 import type { PcrRef } from "../../../shared/pcr/model.js";
 
 const NOW = new Date("2026-05-01T10:00:00.000Z");
@@ -29,12 +29,12 @@ const SANS: Decision = {
   lifetimeSeconds: 86400,
 };
 
-let secrets: Record<StepName, StepSecretFiles>;
-let keys: Record<StepName, StepKeys>;
+let secrets: Record<KeyedStep, StepSecretFiles>;
+let keys: Record<KeyedStep, StepKeys>;
 
 beforeAll(() => {
   secrets = generateStepSecrets();
-  keys = Object.fromEntries(STEPS.map((s) => [s, loadStepKeys(s, secrets[s])])) as Record<StepName, StepKeys>;
+  keys = Object.fromEntries(KEYED_STEPS.map((s) => [s, loadStepKeys(s, secrets[s])])) as Record<KeyedStep, StepKeys>;
 });
 
 const claims = (decision: Decision = VALIDATED) => ({ pcr: PCR, signerName: SIGNER, spkiSha256: SPKI, decision });
@@ -80,15 +80,15 @@ const decodePart = (part: string) => JSON.parse(Buffer.from(part, "base64url").t
 
 describe("step keys", () => {
   it("generateStepSecrets gives every step its own private key and exactly the public keys it accepts", () => {
-    expect(Object.keys(secrets).sort()).toEqual([...STEPS].sort());
+    expect(Object.keys(secrets).sort()).toEqual([...KEYED_STEPS].sort());
     const privates = new Map<StepName, Record<string, unknown>>();
-    for (const step of STEPS) {
+    for (const step of KEYED_STEPS) {
       const priv = JSON.parse(secrets[step][SIGNING_KEY_FILE]) as Record<string, unknown>;
       expect(priv).toMatchObject({ kty: "OKP", crv: "Ed25519", kid: step });
       expect(typeof priv.d).toBe("string");
       privates.set(step, priv);
     }
-    for (const step of STEPS) {
+    for (const step of KEYED_STEPS) {
       const set = JSON.parse(secrets[step][ACCEPTED_KEYS_FILE]) as { keys: Record<string, unknown>[] };
       expect(set.keys.map((k) => k.kid)).toEqual([...acceptsFrom(step)]);
       for (const k of set.keys) {
@@ -98,18 +98,18 @@ describe("step keys", () => {
       }
       // no other step's private key anywhere in this step's files
       const text = secrets[step][SIGNING_KEY_FILE] + secrets[step][ACCEPTED_KEYS_FILE];
-      for (const other of STEPS) if (other !== step) expect(text).not.toContain(privates.get(other)!.d as string);
+      for (const other of KEYED_STEPS) if (other !== step) expect(text).not.toContain(privates.get(other)!.d as string);
     }
   });
 
   it("each generation makes fresh keys, distinct per step", () => {
     const again = generateStepSecrets();
-    const ds = [...STEPS.map((s) => secrets[s]), ...STEPS.map((s) => again[s])].map((f) => (JSON.parse(f[SIGNING_KEY_FILE]) as { d: string }).d);
+    const ds = [...KEYED_STEPS.map((s) => secrets[s]), ...KEYED_STEPS.map((s) => again[s])].map((f) => (JSON.parse(f[SIGNING_KEY_FILE]) as { d: string }).d);
     expect(new Set(ds).size).toBe(ds.length);
   });
 
   it("loadStepKeys loads the signing key and the accepted public keys", () => {
-    for (const step of STEPS) {
+    for (const step of KEYED_STEPS) {
       const k = keys[step];
       expect(k.step).toBe(step);
       expect(k.signingKey.type).toBe("private");
@@ -117,14 +117,14 @@ describe("step keys", () => {
       expect([...k.accepted.keys()]).toEqual([...acceptsFrom(step)]);
       for (const [from, pub] of k.accepted) {
         expect(pub.type).toBe("public");
-        expect(pub.equals(createPublicKey(keys[from].signingKey))).toBe(true);
+        expect(pub.equals(createPublicKey(keys[from as KeyedStep].signingKey))).toBe(true);
       }
     }
   });
 
   it("ephemeralStepKeys gives working keys for every step", async () => {
     const eph = ephemeralStepKeys();
-    expect(Object.keys(eph).sort()).toEqual([...STEPS].sort());
+    expect(Object.keys(eph).sort()).toEqual([...KEYED_STEPS].sort());
     const token = await attest(eph.validate, claims(), { now: NOW, ttlSeconds: TTL });
     await expect(verifyAttestation(eph["derive-sans"], token, expectFrom("validate", "validated"), NOW)).resolves.toMatchObject({ step: "validate" });
     // and they are not the keys of another generation
@@ -195,7 +195,7 @@ describe("step keys", () => {
       expect(e.message).toMatch(says);
       // no private key value of any step, in the message or anywhere in the error
       const dump = `${e.message} ${e.stack ?? ""} ${JSON.stringify(e)} ${String(e.cause ?? "")}`;
-      for (const s of STEPS) {
+      for (const s of KEYED_STEPS) {
         const d = (JSON.parse(secrets[s][SIGNING_KEY_FILE]) as { d: string }).d;
         expect(dump).not.toContain(d);
         expect(dump).not.toContain(d.slice(0, 20));

@@ -70,7 +70,8 @@ describe("routing from knative/triggers.yaml", () => {
 
   it("knows the step behind each Knative Service, and no other", () => {
     for (const step of STEPS) expect(stepOfService(serviceName(step))).toBe(step);
-    expect(stepOfService("podcert-dead-letter")).toBeUndefined();
+    expect(stepOfService("podcert-dead-letter")).toBe("dead-letter");
+    expect(stepOfService("podcert-event-display")).toBeUndefined();
   });
 });
 

@@ -31,7 +31,7 @@ describe("createReadiness", () => {
   it("without credentials: names them with the API server's answer, and is ready if it serves anonymous clients", async () => {
     const { log, lines } = recordingLog();
     const api = scriptedApi();
-    const r = createReadiness({ log, credentials: "no Kubernetes credentials: x", checkApi: api.check });
+    const r = createReadiness({ log, kubernetes: { credentials: "no Kubernetes credentials: x", checkApi: api.check } });
     expect(r.problems()).toEqual(["no Kubernetes credentials: x"]);
     await api.answer("connection refused");
     expect(r.problems()).toEqual(["no Kubernetes credentials: x; connection refused"]);
@@ -43,7 +43,7 @@ describe("createReadiness", () => {
   it("not ready until the API server is reached, then ready for good (one blip later changes nothing)", async () => {
     const { log, lines } = recordingLog();
     const api = scriptedApi();
-    const r = createReadiness({ log, credentials: undefined, checkApi: api.check });
+    const r = createReadiness({ log, kubernetes: { credentials: undefined, checkApi: api.check } });
     expect(r.problems()).toEqual(["the Kubernetes API server has not been reached yet"]);
     expect(lines).toEqual([]); // the first check is still running: nothing to report yet
     await api.answer("connection refused");
@@ -58,7 +58,7 @@ describe("createReadiness", () => {
     const { log, lines } = recordingLog();
     const api = scriptedApi();
     let own: string[] = ["no usable CA for signer s"];
-    const r = createReadiness({ log, credentials: undefined, checkApi: api.check, checks: () => own });
+    const r = createReadiness({ log, kubernetes: { credentials: undefined, checkApi: api.check }, checks: () => own });
     await api.answer(undefined);
     expect(r.problems()).toEqual(["no usable CA for signer s"]);
     own = [];
@@ -68,5 +68,14 @@ describe("createReadiness", () => {
       ["not ready", ["no usable CA for signer s"]],
       ["ready", undefined],
     ]);
+  });
+
+  it("is ready at once for a function without Kubernetes access (the dead-letter sink): no API check, no kubeconfig", () => {
+    const { log, lines } = recordingLog();
+    const r = createReadiness({ log });
+    expect(r.problems()).toEqual([]);
+    expect(lines.map((l) => l.msg)).toEqual(["ready"]);
+    // Its own checks still count.
+    expect(createReadiness({ log, checks: () => ["x"] }).problems()).toEqual(["x"]);
   });
 });

@@ -9,7 +9,7 @@ import { attest, type Decision, type StepKeys } from "../../../shared/events/att
 import { apiServerAddEvent } from "../../../shared/events/pcr-event.js";
 import { ephemeralStepKeys } from "../../../shared/events/step-keys.js";
 import { readStepEventData, type PodcertEvent } from "../../../shared/events/types.js";
-import { EVENT_TYPES, type StepName } from "../../../shared/steps.js";
+import { EVENT_TYPES, type KeyedStep } from "../../../shared/steps.js";
 import type { ClusterApi, KubernetesEvent } from "../../../shared/kube/cluster.js";
 import { pcrRef, type PcrStatus, type PodCertificateRequest } from "../../../shared/pcr/model.js";
 import { deniedStatus } from "../../../shared/pcr/status.js";
@@ -20,7 +20,7 @@ import { createLogger } from "../../../shared/runtime/log.js";
 import { attestedStep, denied, reply, skip, sourceStep, wait, type Outcome } from "../../../shared/runtime/run-step.js";
 import { pcrFor, pod } from "../../helpers/objects.js";
 
-const KEYS: Record<StepName, StepKeys> = ephemeralStepKeys();
+const KEYS: Record<KeyedStep, StepKeys> = ephemeralStepKeys();
 const NOW = new Date();
 const SPKI = "spki-hash";
 
@@ -44,7 +44,7 @@ function fakeCluster(pcr: PodCertificateRequest | undefined) {
   return { api: api as ClusterApi, state };
 }
 
-function context(step: StepName, cluster: ClusterApi) {
+function context(step: KeyedStep, cluster: ClusterApi) {
   const lines: Record<string, unknown>[] = [];
   const events: KubernetesEvent[] = [];
   const ctx: FunctionContext = {
@@ -69,7 +69,7 @@ beforeEach(() => {
 async function stepEvent(type: string, decisions: Partial<Record<"validate" | "derive-sans" | "sign", Decision>>, o: { spki?: Partial<Record<string, string>> } = {}): Promise<PodcertEvent> {
   const attestations: Record<string, string> = {};
   for (const [from, decision] of Object.entries(decisions)) {
-    attestations[from] = await attest(KEYS[from as StepName], { pcr: pcrRef(pcr), signerName: ATESYSTEM_SIGNER, spkiSha256: o.spki?.[from] ?? SPKI, decision }, { now: NOW, ttlSeconds: 900 });
+    attestations[from] = await attest(KEYS[from as KeyedStep], { pcr: pcrRef(pcr), signerName: ATESYSTEM_SIGNER, spkiSha256: o.spki?.[from] ?? SPKI, decision }, { now: NOW, ttlSeconds: 900 });
   }
   return {
     specversion: "1.0",
