@@ -207,7 +207,9 @@ const PRINTERS: Readonly<Record<string, Printer>> = {
     columns: [NAME, col("SignerName")],
     row: (obj) => [obj.metadata.name, str(rec(obj.spec).signerName) || NONE],
   },
-  // printers.go's podCertificateRequestColumnDefinitions (Kubernetes 1.34+; see the report).
+  // Not verified against kube-apiserver: no stored version of printers.go has a PCR handler (the
+  // indexed ones predate PCRs, 1.34), and without one kube-apiserver prints NAME and AGE. These
+  // columns say what an operator looks for (docs/kubernetes-versions.md, "Unclear").
   PodCertificateRequest: {
     columns: [NAME, col("PodName"), col("ServiceAccountName"), col("NodeName"), col("SignerName"), col("State"), AGE],
     row: (obj, now) => {
