@@ -42,7 +42,7 @@ export async function runBurst(o: { pcrs?: number; timeoutSeconds?: number; say?
     await mapLimit(pcrs, 32, async (pcr) => {
       const body = JSON.stringify({ ...pcr, metadata: { name: pcr.metadata.name, namespace: pcr.metadata.namespace } });
       const t = performance.now();
-      const res = await request(`${flow.api.url}/apis/certificates.k8s.io/v1beta1/namespaces/${pcr.metadata.namespace}/podcertificaterequests`, {
+      const res = await request(`${flow.api.url}/apis/${pcr.apiVersion}/namespaces/${pcr.metadata.namespace}/podcertificaterequests`, {
         method: "POST",
         // The kubelets' stand-in is the cluster admin (the flow's API server enforces RBAC).
         headers: { "content-type": "application/json", accept: "application/json", authorization: `Bearer ${flow.api.token()}` },

@@ -111,7 +111,7 @@ export async function runMix(o: {
     await mapLimit(o.scenario.requests, 32, async (r) => {
       const key = `${r.pcr.metadata.namespace}/${r.pcr.metadata.name}`;
       observed.get(key)!.createdAt = performance.now();
-      await create(flow, "/apis/certificates.k8s.io/v1beta1", r.pcr as unknown as Record<string, unknown>);
+      await create(flow, `/apis/${r.pcr.apiVersion}`, r.pcr as unknown as Record<string, unknown>);
     });
 
     const deadline = started + timing.deadlineMs;

@@ -1,9 +1,10 @@
 /**
  * The chaos harness's cluster: pods of both signers with real keys and proofs (mixed key types and
- * both public-key forms), Services they opt in to, Services that appear only after the burst, and
+ * a mixed fleet: half the kubelets of the control plane's version, half 1.35 ones with PKIX keys), Services they opt in to, Services that appear only after the burst, and
  * requests that must be denied. Each request carries what it must end as, worked out here from
  * how the cluster is built (not by asking podcert), so the verdict has an independent oracle.
  */
+import { kubeletRequestBehaviour, kubernetesVersionFromEnv, type KubernetesVersion } from "../local-cluster/kubernetes-versions.js";
 import { createPublicKey } from "node:crypto";
 import { buildPodCertificateRequest } from "../local-cluster/kubelet/request.js";
 import { seededRandom } from "../local-cluster/faults.js";
@@ -77,8 +78,10 @@ function service(name: string, ns: string, selector: Record<string, string>): Re
  * `pcrs` requests, their composition drawn from `seed`. `lateServices` Services (default one per
  * 25 late requests, at least one) are held back for the harness to create during the burst.
  */
-export function buildScenario(o: { pcrs: number; seed: number }): ChaosScenario {
+export function buildScenario(o: { pcrs: number; seed: number; kubernetesVersion?: KubernetesVersion }): ChaosScenario {
   const random = seededRandom(o.seed);
+  // A mixed fleet: half the kubelets are the control plane's version, half 1.35 (PKIX keys, v1beta1).
+  const kubelets = [kubeletRequestBehaviour(o.kubernetesVersion ?? kubernetesVersionFromEnv()), kubeletRequestBehaviour("1.35")] as const;
   const ate = "ate-system";
   const workers = "workers";
   const unlabelled = "batch";
@@ -105,7 +108,7 @@ export function buildScenario(o: { pcrs: number; seed: number }): ChaosScenario 
   for (let i = 0; i < o.pcrs; i++) {
     const kind = pick(random, KINDS);
     const keyType = pick(random, KEYS);
-    const form = random() < 0.5 ? "csr" : "pkix";
+    const kubelet = kubelets[random() < 0.5 ? 0 : 1];
     let ns = ate;
     let labels: Record<string, string> = {};
     let signerName = ATESYSTEM_SIGNER;
@@ -161,8 +164,8 @@ export function buildScenario(o: { pcrs: number; seed: number }): ChaosScenario 
     objects.push(pod as unknown as Record<string, unknown>);
     const { pcr, privateKey } = buildPodCertificateRequest(
       pod,
-      { signerName, keyType, publicKeyForm: form, ...(annotations ? { userAnnotations: annotations } : {}) },
-      { nodeUID: NODE.uid, serviceAccountUID: saUids.get(ns)!, name: `req-${i}` },
+      { signerName, keyType, publicKeyForm: kubelet.form, ...(annotations ? { userAnnotations: annotations } : {}) },
+      { nodeUID: NODE.uid, serviceAccountUID: saUids.get(ns)!, name: `req-${i}`, apiVersion: kubelet.apiVersion },
     );
     delete pcr.metadata.generateName;
     requests.push({ pcr, expected, kind, spki: createPublicKey(privateKey).export({ type: "spki", format: "der" }) });
