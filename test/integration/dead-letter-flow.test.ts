@@ -96,18 +96,22 @@ describe("the broker's delivery to the dead-letter sink", () => {
     expect(unanswered.data).toEqual(event.data);
   });
 
-  it("does not loop: a sink that fails gets each dead letter once (plus its retries), never its own failures", async () => {
+  /**
+   * A broker whose one Trigger's subscriber (podcert-deny) and dead-letter sink (podcert-dead-letter)
+   * are one local server: the subscriber refuses every event (400, final), the sink answers
+   * `sinkStatus` with `sinkBody`.
+   */
+  async function brokerWithSink(sinkStatus: number, sinkBody = "") {
     const { createServer } = await import("node:http");
-    let sinkHits = 0;
-    const subscriberHits: string[] = [];
+    const hits = { sink: 0, subscriber: [] as string[] };
     const server = createServer((req, res) => {
       req.resume();
       req.on("end", () => {
         if (req.url === "/sink") {
-          sinkHits++;
-          res.writeHead(400).end("the sink refuses\n");
+          hits.sink++;
+          res.writeHead(sinkStatus).end(sinkBody);
         } else {
-          subscriberHits.push(String(req.headers["ce-id"]));
+          hits.subscriber.push(String(req.headers["ce-id"]));
           res.writeHead(400).end("refused\n");
         }
       });
@@ -127,55 +131,39 @@ describe("the broker's delivery to the dead-letter sink", () => {
       onDeadLetter: (d) => deadLetters.push(d.event.id),
       onSinkDelivery: (d) => sinkResults.push(d),
     });
-    try {
-      broker.publish(badDenial("loop-1"));
-      await expect.poll(() => sinkResults.length, { timeout: 10_000 }).toBe(1);
-      // 400 is final: one attempt, no retry, and no second dead letter for the sink's failure.
-      await new Promise((r) => setTimeout(r, 200));
-      expect(sinkResults).toMatchObject([{ status: 400, attempts: 1, error: "the sink refuses" }]);
-      expect(sinkHits).toBe(1);
-      expect(deadLetters).toEqual(["loop-1"]);
-      expect(subscriberHits).toEqual(["loop-1"]);
-    } finally {
+    const close = async () => {
       await broker.close();
       await new Promise<void>((r) => server.close(() => r()));
+    };
+    return { broker, hits, sinkResults, deadLetters, close };
+  }
+
+  it("does not loop: a sink that fails gets each dead letter once (plus its retries), never its own failures", async () => {
+    const t = await brokerWithSink(400, "the sink refuses\n");
+    try {
+      t.broker.publish(badDenial("loop-1"));
+      await expect.poll(() => t.sinkResults.length, { timeout: 10_000 }).toBe(1);
+      // 400 is final: one attempt, no retry, and no second dead letter for the sink's failure.
+      await new Promise((r) => setTimeout(r, 200));
+      expect(t.sinkResults).toMatchObject([{ status: 400, attempts: 1, error: "the sink refuses" }]);
+      expect(t.hits.sink).toBe(1);
+      expect(t.deadLetters).toEqual(["loop-1"]);
+      expect(t.hits.subscriber).toEqual(["loop-1"]);
+    } finally {
+      await t.close();
     }
   });
 
   it("retries a sink that answers 503 as any delivery, then gives up without dead-lettering it", async () => {
-    const { createServer } = await import("node:http");
-    let sinkHits = 0;
-    const server = createServer((req, res) => {
-      req.resume();
-      req.on("end", () => {
-        if (req.url === "/sink") sinkHits++;
-        res.writeHead(req.url === "/sink" ? 503 : 400).end();
-      });
-    });
-    await new Promise<void>((r) => server.listen(0, "127.0.0.1", () => r()));
-    const port = (server.address() as { port: number }).port;
-    const sinkResults: SinkDelivery[] = [];
-    const deadLetters: string[] = [];
-    const broker = new LocalBroker({
-      routes: [{ name: "t", broker: "podcert", subscriber: "podcert-deny", filter: { type: EVENT_TYPES.denied } }],
-      delivery: { retry: 2, backoffPolicy: "linear", backoffDelayMs: 1, deadLetterSink: "podcert-dead-letter" },
-      brokerName: "podcert",
-      subscribers: new Map([
-        ["podcert-deny", `http://127.0.0.1:${port}/`],
-        ["podcert-dead-letter", `http://127.0.0.1:${port}/sink`],
-      ]),
-      onDeadLetter: (d) => deadLetters.push(d.event.id),
-      onSinkDelivery: (d) => sinkResults.push(d),
-    });
+    const t = await brokerWithSink(503);
     try {
-      broker.publish(badDenial("retry-1"));
-      await expect.poll(() => sinkResults.length, { timeout: 10_000 }).toBe(1);
-      expect(sinkResults).toMatchObject([{ status: 503, attempts: 3 }]);
-      expect(sinkHits).toBe(3);
-      expect(deadLetters).toEqual(["retry-1"]);
+      t.broker.publish(badDenial("retry-1"));
+      await expect.poll(() => t.sinkResults.length, { timeout: 10_000 }).toBe(1);
+      expect(t.sinkResults).toMatchObject([{ status: 503, attempts: 3 }]);
+      expect(t.hits.sink).toBe(3);
+      expect(t.deadLetters).toEqual(["retry-1"]);
     } finally {
-      await broker.close();
-      await new Promise<void>((r) => server.close(() => r()));
+      await t.close();
     }
   });
 });
