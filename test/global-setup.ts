@@ -28,20 +28,39 @@ function alive(pid: number): boolean {
   }
 }
 
+/**
+ * One run temp folder however many projects the run has: vitest calls the global set-up once per
+ * project of the test matrix (vitest.config.ts), in one process; the first call makes the folder,
+ * the last teardown checks and removes it. (Per call, each folder would be made inside the
+ * previous one and every teardown but the last would find the next project's folder in it.)
+ */
+interface RunTemp {
+  dir: string;
+  outer: string | undefined;
+  users: number;
+}
+const shared = globalThis as { podcertRunTemp?: RunTemp };
+
 export default function setup(): () => void {
-  execFileSync(process.execPath, ["esbuild.config.mjs"], { stdio: "inherit" });
-  // Set before vitest starts its workers, so they (and every process they start) inherit it:
-  // os.tmpdir() and mktemp follow TMPDIR. Other processes on the machine keep the shared /tmp.
-  removeAbandonedRuns();
-  const runTemp = mkdtempSync(join(tmpdir(), `podcert-test-run-${process.pid}-`));
-  const outer = process.env.TMPDIR;
-  process.env.TMPDIR = runTemp;
+  if (shared.podcertRunTemp === undefined) {
+    execFileSync(process.execPath, ["esbuild.config.mjs"], { stdio: "inherit" });
+    // Set before vitest starts its workers, so they (and every process they start) inherit it:
+    // os.tmpdir() and mktemp follow TMPDIR. Other processes on the machine keep the shared /tmp.
+    removeAbandonedRuns();
+    const dir = mkdtempSync(join(tmpdir(), `podcert-test-run-${process.pid}-`));
+    shared.podcertRunTemp = { dir, outer: process.env.TMPDIR, users: 0 };
+    process.env.TMPDIR = dir;
+  }
+  const run = shared.podcertRunTemp;
+  run.users++;
   return () => {
-    if (outer === undefined) delete process.env.TMPDIR;
-    else process.env.TMPDIR = outer;
-    const left = leftovers(runTemp);
+    if (--run.users > 0) return;
+    shared.podcertRunTemp = undefined;
+    if (run.outer === undefined) delete process.env.TMPDIR;
+    else process.env.TMPDIR = run.outer;
+    const left = leftovers(run.dir);
     // Removed either way: what a failing test left may hold private keys.
-    rmSync(runTemp, { recursive: true, force: true });
+    rmSync(run.dir, { recursive: true, force: true });
     // What outlived its test file (test/temp-guard.ts checks each file): vitest only logs an
     // error thrown here, so the exit code says it.
     if (left.length > 0) {
