@@ -12,6 +12,7 @@ import type { LocalFlow } from "../local-cluster/flow.js";
 import type { Credential } from "../local-cluster/mtls.js";
 import { terminalCondition, type PodCertificateRequest } from "../shared/pcr/model.js";
 import { pemEncode } from "../shared/x509/pem.js";
+import { progressReporter, type ProgressOutput } from "./progress.js";
 
 /** A signer's file name in out/trust/ and out/<namespace>/<pod>/: "<signer with / as :>.pem". */
 export function signerFileName(signerName: string): string {
@@ -46,21 +47,24 @@ export interface IssuedCredential {
 /**
  * Waits until every request has finished, or nothing has been in flight for a second (the rest
  * stay pending: their retries went to the dead letter), or `timeoutMs` has passed; then reads
- * each request's outcome from the API server.
+ * each request's outcome from the API server. The count goes to `progressOut` (the demo's
+ * stderr) through the progress reporter: polled every 50 ms, a line per change would fill a log
+ * over a large cluster file.
  */
-export async function collectOutcomes(flow: LocalFlow, requests: readonly EmulatedRequest[], timeoutMs: number, say: (m: string) => void): Promise<Row[]> {
+export async function collectOutcomes(flow: LocalFlow, requests: readonly EmulatedRequest[], timeoutMs: number, progressOut: ProgressOutput): Promise<Row[]> {
   const deadline = performance.now() + timeoutMs;
   let quietSince = performance.now();
-  let reported = -1;
+  const progress = progressReporter({ out: progressOut, format: (done, total) => `      ${done}/${total} requests finished` });
   for (;;) {
     const done = requests.filter((r) => flow.finishedAt.has(r.pcr.metadata.uid ?? "")).length;
-    if (done !== reported) say(`      ${done}/${requests.length} requests finished`);
-    reported = done;
+    progress.update(done, requests.length);
     if (done === requests.length) break;
     if (flow.broker.pending > 0) quietSince = performance.now();
     if (performance.now() - quietSince > 1000 || performance.now() > deadline) break;
     await new Promise((r) => setTimeout(r, 50));
   }
+  // The count where the wait stopped, when that was before every request finished.
+  progress.finish();
   return requests.map((request) => {
     const p = flow.api.store.get("podcertificaterequests", request.pcr.metadata.namespace, request.pcr.metadata.name) as unknown as PodCertificateRequest | undefined;
     const c = p ? terminalCondition(p) : undefined;

@@ -183,7 +183,8 @@ async function rotate(
   // ---- new certificates
   step(3, "CA rotation: kubelet requests new certificates for the same pods");
   const requests = await requestPodCertificates(flow.kubeconfig, (m) => say(`      ${m}`), { generateName: ROTATED_PCR_PREFIX });
-  const rows = await collectOutcomes(flow, requests, o.timeoutMs, say);
+  // process.stderr, where the demo's say writes too: the progress reporter needs the stream (isTTY), not a line writer.
+  const rows = await collectOutcomes(flow, requests, o.timeoutMs, process.stderr);
   process.stdout.write(`\n${outcomeTable(rows)}\n`);
   const unmet = unmetExpectations(rows);
   record({

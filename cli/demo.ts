@@ -196,7 +196,7 @@ export async function runDemo(args: string[]): Promise<number> {
     say("      clusterTrustBundle projection (signerName, labelSelector app.kubernetes.io/managed-by: podcert) reads from them through the API");
     step(4, `emulated ApiServerSource watching ${flow.sourceApiVersion} PodCertificateRequests; kubelet creates the requests now`);
     const requests = await requestPodCertificates(kc, (m) => say(`      ${m}`));
-    const rows = await collectOutcomes(flow, requests, timeoutSeconds * 1000, say);
+    const rows = await collectOutcomes(flow, requests, timeoutSeconds * 1000, process.stderr);
     const issued = writeCredentials(outDir, rows);
     step(5, "outcomes");
     process.stdout.write(`${outcomeTable(rows)}\n`);

@@ -7,8 +7,9 @@ import { terminalCondition } from "../shared/pcr/model.js";
 import { loadCaPoolFile, loadSignerConfig, loadStepKeysDir } from "../shared/runtime/load.js";
 import { createLogger, type LogLevel } from "../shared/runtime/log.js";
 import { clusterApiFor, kubernetesVersionOption, startClusterFromFile, stepContexts } from "./cluster.js";
-import { issueAll, pendingRequests } from "./issue.js";
+import { issueAll, pendingRequests, type IssueResult } from "./issue.js";
 import { EXIT, optional, parse, required } from "./args.js";
+import { progressReporter } from "./progress.js";
 
 /** `logLevel`: for the steps' logs on stderr (main.ts reads it from LOG_LEVEL). */
 export async function runIssue(args: string[], o: { logLevel: LogLevel }): Promise<number> {
@@ -26,12 +27,20 @@ export async function runIssue(args: string[], o: { logLevel: LogLevel }): Promi
     const cluster = clusterApiFor(server);
     const log = createLogger({ level: o.logLevel });
     const clusterPath = required(values, "cluster");
-    if ((await cluster.listPcrs()).length === 0) process.stderr.write(`podcert: cluster file ${clusterPath} has no PodCertificateRequests; nothing to issue\n`);
-    const result = await issueAll({
-      cluster,
-      contexts: stepContexts({ config, cluster, keys, caPool, log }),
-      onProgress: (done, total) => process.stderr.write(`\rprocessed ${done}/${total} PCRs${done === total ? "\n" : ""}`),
-    });
+    const pcrCount = (await cluster.listPcrs()).length;
+    if (pcrCount === 0) process.stderr.write(`podcert: cluster file ${clusterPath} has no PodCertificateRequests; nothing to issue\n`);
+    // One redrawn line on a terminal, a line every few seconds in a log (cli/progress.ts), ending with "processed N/N PCRs".
+    const progress = progressReporter({ out: process.stderr, format: (done, total) => `processed ${done}/${total} PCRs` });
+    // The total up front, so that a run that fails before its first PCR ends "processed 0/N"; an
+    // empty cluster writes its final "processed 0/0 PCRs" here.
+    progress.update(0, pcrCount);
+    let result: IssueResult;
+    try {
+      result = await issueAll({ cluster, contexts: stepContexts({ config, cluster, keys, caPool, log }), onProgress: (done, total) => progress.update(done, total) });
+    } finally {
+      // Also when issueAll throws: the terminal line is ended before the error is printed.
+      progress.finish();
+    }
     process.stdout.write(`${JSON.stringify({ apiVersion: "v1", kind: "List", metadata: {}, items: result.pcrs }, null, 2)}\n`);
     const pending = pendingRequests(result, new Set(config.signers.keys()));
     const count = (type: string) => result.pcrs.filter((p) => terminalCondition(p)?.type === type).length;

@@ -111,6 +111,16 @@ describe("podcert issue on the issued fixture cluster", () => {
   // server prefers, and v1 (1.37) shows a PKIX-key request without its key.
   const requested = (pcr: PodCertificateRequest) => objects.find((o) => o.kind === "PodCertificateRequest" && o.metadata.name === pcr.metadata.name) as unknown as PodCertificateRequest;
 
+  it("reports progress on a piped stderr as plain lines, without carriage returns, the last one processed N/N PCRs", () => {
+    // The test's pipe is not a terminal: no redrawn line (issue 14), at most a line every few
+    // seconds (cli/progress.ts), and the final line exactly once.
+    expect(issueStderr).not.toMatch(/[\r\x1b]/);
+    const progress = issueStderr.split("\n").filter((l) => l.startsWith("processed "));
+    expect(progress.at(-1)).toBe(`processed ${pcrs.length}/${pcrs.length} PCRs`);
+    expect(progress.filter((l) => l === `processed ${pcrs.length}/${pcrs.length} PCRs`)).toHaveLength(1);
+    for (const l of progress.slice(0, -1)) expect(l).toMatch(new RegExp(`^processed \\d+/${pcrs.length} PCRs$`));
+  });
+
   it("issues every request in the fixture", () => {
     const fixturePcrs = objects.filter((o) => o.kind === "PodCertificateRequest");
     expect(pcrs).toHaveLength(fixturePcrs.length);
@@ -277,5 +287,7 @@ describe("podcert issue's exit code", () => {
     const r = await podcert(["issue", "--cluster", empty, "--ca-pool", caPool]);
     expect(r.code, r.stderr).toBe(0);
     expect(r.stderr).toContain(`cluster file ${empty} has no PodCertificateRequests; nothing to issue`);
+    // The progress still ends with its final line, once.
+    expect(r.stderr.split("\n").filter((l) => l.startsWith("processed "))).toEqual(["processed 0/0 PCRs"]);
   });
 });
