@@ -96,7 +96,12 @@ export async function runFunction(def: FunctionDefinition): Promise<void> {
       onCertificatesApis: (apis) => log.info("Kubernetes API versions", { certificates: describeCertificatesApis(apis) }),
     });
     const cluster = api === undefined ? noCluster(def.step) : withLookupCache(api, { ttlMs: lookupCacheSeconds * 1000 });
-    const events = api !== undefined && envBool("PODCERT_RECORD_EVENTS", true) ? createEventRecorder(cluster, log) : undefined;
+    const events = api !== undefined && envBool("PODCERT_RECORD_EVENTS", true)
+      ? createEventRecorder(cluster, log, {
+        ratePerSecond: envInt("PODCERT_EVENTS_PER_SECOND", 10, { min: 0, max: 10_000 }),
+        burst: envInt("PODCERT_EVENTS_BURST", 100, { min: 2, max: 100_000 }),
+      })
+      : undefined;
     if (events !== undefined) flushEvents = (ms) => events.flush(ms);
     const ctx: FunctionContext = { config, cluster, metrics, now: () => new Date(), log, ...(keys ? { keys } : {}), ...(events ? { events } : {}) };
     // Only sign is ever given a CA pool; the other functions never open one. It follows the file

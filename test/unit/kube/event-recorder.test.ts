@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import type { KubernetesEvent } from "../../../shared/kube/cluster.js";
-import { createEventRecorder } from "../../../shared/kube/event-recorder.js";
+import { createEventRecorder, takeEventToken, type EventBudget } from "../../../shared/kube/event-recorder.js";
 import { createLogger } from "../../../shared/runtime/log.js";
 
 const event = (i: number): KubernetesEvent => ({
@@ -119,5 +119,51 @@ describe("event recorder", () => {
     const warn = lines.find((l) => l.msg === "could not record Kubernetes Event");
     expect(warn).toMatchObject({ level: "warn", pcrName: "pcr-1", reason: "Issued" });
     expect(JSON.stringify(warn)).toContain("API down for pcr-1");
+  });
+});
+
+describe("the Event budget (sampling under load)", () => {
+  const RATE = { ratePerSecond: 10, burst: 100 };
+  const warning = (i: number): KubernetesEvent => ({ ...event(i), type: "Warning", reason: "PodMismatch" });
+
+  it("lets Normal Events use only the upper half of the bucket, and Warnings all of it", () => {
+    const b: EventBudget = { tokens: 100, lastMs: 0 };
+    let normal = 0;
+    while (takeEventToken(b, "Normal", 0, RATE)) normal++;
+    // 100 tokens; a Normal Event needs at least 51 left: 50 pass, the other 50 are the Warnings' reserve.
+    expect(normal).toBe(50);
+    let warnings = 0;
+    while (takeEventToken(b, "Warning", 0, RATE)) warnings++;
+    expect(warnings).toBe(50);
+    expect(takeEventToken(b, "Warning", 0, RATE)).toBe(false);
+  });
+
+  it("refills at the rate, never beyond the burst", () => {
+    const b: EventBudget = { tokens: 0, lastMs: 0 };
+    expect(takeEventToken(b, "Warning", 50, RATE)).toBe(false); // half a token after 50 ms
+    expect(takeEventToken(b, "Warning", 100, RATE)).toBe(true); // one after 100 ms
+    expect(takeEventToken(b, "Warning", 3_600_000, RATE)).toBe(true);
+    expect(b.tokens).toBe(99); // capped at 100, one taken
+  });
+
+  it("is off with a rate of 0 (or Infinity)", () => {
+    const b: EventBudget = { tokens: 0, lastMs: 0 };
+    expect(takeEventToken(b, "Normal", 0, { ratePerSecond: 0, burst: 2 })).toBe(true);
+    expect(takeEventToken(b, "Normal", 0, { ratePerSecond: Number.POSITIVE_INFINITY, burst: 2 })).toBe(true);
+  });
+
+  it("in a burst, sends the Warnings and samples the Normal Events, counting and logging once", async () => {
+    const g = gatedApi();
+    const { lines, log } = logger();
+    const r = createEventRecorder(g.api, log, { ratePerSecond: 10, burst: 20, nowMs: () => 0 });
+    for (let i = 0; i < 30; i++) r.record(event(i));
+    for (let i = 100; i < 105; i++) r.record(warning(i));
+    await drain(g, r.flush());
+    // 20 tokens: Normal Events while at least 11 are left (10), then every Warning.
+    expect(g.sent.filter((n) => Number(n.slice(4)) < 100)).toHaveLength(10);
+    expect(g.sent.filter((n) => Number(n.slice(4)) >= 100)).toEqual(["pcr-100", "pcr-101", "pcr-102", "pcr-103", "pcr-104"]);
+    expect(r.sampled).toBe(20);
+    expect(r.dropped).toBe(0);
+    expect(lines.filter((l) => l.msg === "sampling Kubernetes Events: more than the rate budget allows")).toHaveLength(1);
   });
 });

@@ -53,7 +53,7 @@ function context(step: KeyedStep, cluster: ClusterApi) {
     keys: KEYS[step],
     now: () => NOW,
     log: createLogger({ write: (l) => lines.push(JSON.parse(l) as Record<string, unknown>) }),
-    events: { record: (e) => void events.push(e), flush: async () => true, dropped: 0 },
+    events: { record: (e) => void events.push(e), flush: async () => true, dropped: 0, sampled: 0 },
   };
   const decisions = () => lines.filter((l) => l.msg === "decision");
   return { ctx, decisions, events };
