@@ -97,7 +97,8 @@ describe("the local run with delivery faults", () => {
     expect(flow.faults.get("killMidRequest")).toBeGreaterThan(0);
     expect(flow.kills.length).toBeGreaterThan(0);
     expect(flow.kills.every((k) => k.signal === "SIGKILL")).toBe(true);
-    await expect.poll(() => flow.kills.every((k) => k.restarted?.ok === true), { timeout: 20_000, interval: 100 }).toBe(true);
+    // Generous: on a machine at load 15 (CI beside other test runs) a replacement took over 20 s to be ready.
+    await expect.poll(() => flow.kills.every((k) => k.restarted?.ok === true), { timeout: 60_000, interval: 100 }).toBe(true);
     expect(said.some((m) => /killed mid-request \(fault injection\)/.test(m))).toBe(true);
     expect(deliveries.filter((d) => d.fault === "duplicate").length).toBeGreaterThan(1);
     // A killed attempt failed and a retry was answered (by the restarted process).
