@@ -182,14 +182,18 @@ Examples:
   },
   {
     name: "fixtures",
-    usage: "podcert fixtures --out <dir>",
-    help: `Regenerates the test fixtures (cluster files and events) with fresh keys and real proofs.
+    usage: "podcert fixtures --out <dir> [--kubernetes-version 1.36]",
+    help: `Regenerates the test fixtures (cluster files and events) with fresh keys and real proofs, as the
+kubelets and the ApiServerSource of one control-plane version write them.
 
 Options:
   --out <dir>              where clusters/ and events/ go                     (required)
+${KUBERNETES_VERSION_OPTION}
 
-Example:
-  podcert fixtures --out test/fixtures      (npm run fixtures)`,
+Examples:
+  podcert fixtures --out test/fixtures
+  podcert fixtures --kubernetes-version 1.37 --out test/fixtures/kubernetes-1.37
+  (npm run fixtures writes all three sets)`,
     run: runFixtures,
   },
   {
