@@ -36,8 +36,8 @@ export interface FunctionProcess {
   exits: FunctionExit[];
   /** Set by stopFunctionProcess: exits from then on are expected. */
   stopping: boolean;
-  /** When (performance.now()) the process serving now answered its first /healthz. */
-  readyAt: number;
+  /** When (performance.now()) the process serving now answered its first /healthz; undefined while a replacement starts. */
+  readyAt: number | undefined;
   /** The pid killFunctionProcess killed: its exit is a replacement, not a crash. */
   killedPid?: number;
 }
@@ -105,6 +105,8 @@ export async function startFunctionProcess(o: {
         const t0 = performance.now();
         const next = spawnChild();
         p.child = next;
+        // Not ready until /healthz says so: Knative routes nothing to such a pod, so no fault kills it.
+        p.readyAt = undefined;
         supervise(next);
         try {
           await waitReady(o.name, url, next, o.onLog !== undefined);
@@ -149,7 +151,7 @@ export function bundlePath(distDir: string, fn: string): string {
 export function killFunctionProcess(p: FunctionProcess, minUptimeMs = 0): boolean {
   const child = p.child;
   if (p.stopping || child.pid === undefined || child.exitCode !== null || child.signalCode !== null) return false;
-  if (performance.now() - p.readyAt < minUptimeMs) return false;
+  if (p.readyAt === undefined || performance.now() - p.readyAt < minUptimeMs) return false;
   p.killedPid = child.pid;
   child.kill("SIGKILL");
   return true;

@@ -328,6 +328,11 @@ createServer((req, res) => {
       expect(replacement.signalCode).toBeNull();
       expect(killFunctionProcess(fn, 0)).toBe(true);
       expect(fn.killedPid).toBe(replacement.pid);
+      // Its replacement, still starting, is not ready: no fault kills it (Knative routes nothing to it).
+      await expect.poll(() => fn.child !== replacement, { timeout: 10_000 }).toBe(true);
+      expect(fn.readyAt).toBeUndefined();
+      expect(killFunctionProcess(fn, 0)).toBe(false);
+      await expect.poll(() => fn.readyAt !== undefined, { timeout: 20_000 }).toBe(true);
     } finally {
       await stopFunctionProcess(fn);
     }
