@@ -73,12 +73,23 @@ export function projectClusterTrustBundles(bundles: readonly ClusterTrustBundleL
 }
 
 /**
+ * One client per kubeconfig, so discovery is asked once (as a kubelet asks at start), not on
+ * every read: waitForPublishedTrust reads every 100 ms.
+ */
+const discovery = new WeakMap<KubeConfig, KubeClusterApi>();
+function discoveryFor(kc: KubeConfig): KubeClusterApi {
+  let api = discovery.get(kc);
+  if (api === undefined) discovery.set(kc, (api = new KubeClusterApi(kc)));
+  return api;
+}
+
+/**
  * The same, reading the bundles from the API as kubelet's informer would: the named bundle, or
  * the signer's bundles listed with its field selector and the projection's label selector, in
  * the version the API server serves them in (v1 from 1.37, v1beta1 before).
  */
 export async function readClusterTrustBundleProjection(kc: KubeConfig, source: ClusterTrustBundleProjection, o: ProjectionOptions = {}): Promise<string> {
-  const { ctb } = await new KubeClusterApi(kc).certificatesApis();
+  const { ctb } = await discoveryFor(kc).certificatesApis();
   if (ctb === undefined) throw new Error("the API server serves no ClusterTrustBundles");
   const where = { group: "certificates.k8s.io", version: ctb, plural: "clustertrustbundles" };
   const objects = kc.makeApiClient(CustomObjectsApi);
