@@ -12,6 +12,7 @@ import {
   constants,
   createPrivateKey,
   createPublicKey,
+  generateKeyPairSync,
   randomBytes,
   sign,
   verify,
@@ -21,6 +22,7 @@ import {
   type VerifyKeyObjectInput,
 } from "node:crypto";
 import { CA_KEY_ALGORITHMS, createCa, type CaKeyAlgorithm } from "../cli/ca-create.js";
+import { jwtVerify, SignJWT } from "jose";
 import { attest, verifyAttestation, type StepKeys } from "../shared/events/attestation.js";
 import { ephemeralStepKeys } from "../shared/events/step-keys.js";
 import type { KeyedStep } from "../shared/steps.js";
@@ -327,6 +329,39 @@ function attestationRound(keys: Record<KeyedStep, StepKeys>): () => Promise<void
 }
 
 /**
+ * The same pair as the attestations were before the per-edge MACs (0.1.0 development): a compact
+ * JWS, jose EdDSA (Ed25519) SignJWT + jwtVerify with the same claims and verify options, without
+ * the claims' zod check (a few µs). Kept so one run shows what the change bought.
+ */
+function formerEd25519Round(): () => Promise<void> {
+  const { privateKey, publicKey } = generateKeyPairSync("ed25519");
+  const pcr = { namespace: "ate-system", name: "req-api-ecdsap256", uid: "44444444-0000-4000-8000-000000000007" };
+  const decision = { kind: "sans-derived", uris: ["spiffe://cluster.local/ns/ate-system/sa/ate-apiserver"], dnsNames: ["api.ate-system.svc", "api.ate-system.svc.cluster.local"], lifetimeSeconds: 86_400 };
+  return async () => {
+    const now = new Date();
+    const iat = Math.floor(now.getTime() / 1000);
+    const token = await new SignJWT({ pcr, signer: SIGNER, spki: "n4bQgYhMfWWaL-qgxVrQFaO_TxsrC4Is0V1sFbDwCgg", decision })
+      .setProtectedHeader({ alg: "EdDSA", typ: "podcert-attestation+jwt", kid: "derive-sans" })
+      .setIssuer("derive-sans")
+      .setSubject(`${pcr.namespace}/${pcr.name}/${pcr.uid}`)
+      .setAudience("podcert")
+      .setIssuedAt(iat)
+      .setExpirationTime(iat + 900)
+      .sign(privateKey);
+    await jwtVerify(token, publicKey, {
+      algorithms: ["EdDSA"],
+      typ: "podcert-attestation+jwt",
+      issuer: "derive-sans",
+      audience: "podcert",
+      currentDate: now,
+      requiredClaims: ["exp", "iat", "sub"],
+      clockTolerance: 30,
+      maxTokenAge: 900,
+    });
+  };
+}
+
+/**
  * (a) issueLeaf per second for each CA key type (P-256 request key, SPIFFE URI + 2 DNS names,
  * 24 h) as a ratio to that CA type's raw sign rate (target ≥ 0.5); (b) with a P-256 CA, issueLeaf
  * against @peculiar/x509's generator for every request key type (target ≥ 10×); (c) readRequestKey
@@ -417,12 +452,16 @@ export async function runLeafAndProof(limits?: CryptoLimits, o: CryptoBenchOptio
     drift(`raw ${kt} proof verify`, m.rates[1]!, limits?.proofVerify[kt]);
   }
 
-  // The step attestations: one jose EdDSA sign + verify (with zod checks of the claims).
+  // The step attestations: derive-sans' attest (two HS256 MACs, General JWS) and sign's verify
+  // (with zod checks of the claims), interleaved with the former Ed25519 pair.
   const keys = ephemeralStepKeys();
   const round = attestationRound(keys);
+  const former = formerEd25519Round();
   await round();
-  const att = (await interleaved([{ async: round }], o)).rates[0]!;
-  row("step attestation: attest + verifyAttestation (jose EdDSA)", "ED25519", att, "", "", "", "(none)");
+  await former();
+  const am = await interleaved([{ async: round }, { async: former }], o);
+  const att = am.rates[0]!;
+  row("step attestation: attest + verifyAttestation (jose HS256 per edge, General JWS)", "HS256", att, "former jose EdDSA compact SignJWT + jwtVerify", am.rates[1]!, am.ratio(0, 1), "(none)");
 
   const us = (measure: string, kt: string) => Number(rows.find((r) => r.measure === measure && r["key type"] === kt)!["µs each"]);
   const leafUs = us("issueLeaf, P-256 request key", "ECDSAP256 CA");
@@ -438,7 +477,7 @@ export async function runLeafAndProof(limits?: CryptoLimits, o: CryptoBenchOptio
       "issueLeaf template: SPIFFE URI + 2 DNS SANs, 24 h; the CaSigner is prepared once per CA (createCa + prepareCaSigner)",
       "naive generator: @peculiar/x509 X509CertificateGenerator.create with the same issuer, validity, extensions and keys (WebCrypto ECDSA P-256 signing key), extensions built per certificate, awaited one after another",
       "readRequestKey includes the strict base64 and DER checks, the key import, the verification and the SPKI SHA-256",
-      `step attestations: each issuance makes 3 (validate, derive-sans, sign) and verifies 3 (derive-sans 1, sign 2); a P-256 issuance's CPU without I/O is issueLeaf + readRequestKey + 3 attestation rounds ≈ ${perIssuanceUs.toFixed(0)} µs (≈ ${Math.round(1e6 / perIssuanceUs)} per second per core), of which the attestations are ${(((3 * 1e6) / att / perIssuanceUs) * 100).toFixed(0)}%`,
+      `step attestations: each issuance makes 3 (validate, derive-sans, sign; one HS256 MAC per receiver of the sender, 3 + 2 + 1) and verifies 3 (derive-sans 1, sign 2); a P-256 issuance's CPU without I/O is issueLeaf + readRequestKey + 3 attestation rounds ≈ ${perIssuanceUs.toFixed(0)} µs (≈ ${Math.round(1e6 / perIssuanceUs)} per second per core), of which the attestations are ${(((3 * 1e6) / att / perIssuanceUs) * 100).toFixed(0)}%`,
       ...notes,
     ],
   };
