@@ -5,10 +5,10 @@
  * and those it receives on, never another edge's. A step that is no edge's end (publish-trust,
  * resync) has an empty set; the dead-letter sink has no Secret.
  */
-import { createSecretKey, randomBytes, type KeyObject } from "node:crypto";
+import { createSecretKey, randomBytes } from "node:crypto";
 import { ConfigError } from "../errors.js";
 import * as z from "../zod.js";
-import type { StepKeys } from "./attestation.js";
+import type { EdgeKey, StepKeys } from "./attestation.js";
 import { edgeKid, edgesOf, KEYED_STEPS, type KeyedStep, type StepName } from "../steps.js";
 
 export const EDGE_KEYS_FILE = "edge-keys.jwks";
@@ -60,8 +60,8 @@ export function loadStepKeys(step: StepName, files: StepSecretFiles): StepKeys {
   const keys = z.strictObject({ keys: z.array(z.unknown()).check(z.maxLength(16)) }).safeParse(set);
   if (!keys.success) throw new ConfigError(`${file} is not a JWK Set`);
   const wanted = new Map(edgesOf(step).map((e) => [edgeKid(e), e] as const));
-  const sending = new Map<StepName, KeyObject>();
-  const accepted = new Map<StepName, KeyObject>();
+  const sending = new Map<StepName, EdgeKey>();
+  const accepted = new Map<StepName, EdgeKey>();
   const seen = new Set<string>();
   for (const [i, raw] of keys.data.keys.entries()) {
     const parsed = edgeJwkSchema.safeParse(raw);
@@ -74,14 +74,16 @@ export function loadStepKeys(step: StepName, files: StepSecretFiles): StepKeys {
     seen.add(kid);
     const bytes = Buffer.from(k, "base64url");
     if (bytes.length !== KEY_BYTES) throw new ConfigError(`${file}: key ${i} (edge ${kid}) is not ${KEY_BYTES} bytes`);
-    const key = createSecretKey(bytes);
+    // Not extractable: nothing holding the StepKeys can read the key back out.
+    const key = createSecretKey(bytes).toCryptoKey({ name: "HMAC", hash: "SHA-256" }, false, ["sign", "verify"]);
+    bytes.fill(0);
     if (edge.from === step) sending.set(edge.to, key);
     else accepted.set(edge.from, key);
   }
   const missing = [...wanted.keys()].filter((kid) => !seen.has(kid));
   if (missing.length > 0) throw new ConfigError(`${file} lacks the key of edge ${missing.join(", ")}`);
   // In registry order, whatever the file's: attest signs for the receivers in this order.
-  const ordered = (m: Map<StepName, KeyObject>, ends: readonly StepName[]) => new Map(ends.filter((s) => m.has(s)).map((s) => [s, m.get(s)!] as const));
+  const ordered = (m: Map<StepName, EdgeKey>, ends: readonly StepName[]) => new Map(ends.filter((s) => m.has(s)).map((s) => [s, m.get(s)!] as const));
   const edges = [...wanted.values()];
   return { step, sending: ordered(sending, edges.map((e) => e.to)), accepted: ordered(accepted, edges.map((e) => e.from)) };
 }

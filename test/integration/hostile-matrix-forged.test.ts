@@ -9,7 +9,7 @@ import { createSecretKey, generateKeyPairSync, randomBytes, type KeyObject } fro
 import { join } from "node:path";
 import { GeneralSign, type JWTPayload } from "jose";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { Decision } from "../../shared/events/attestation.js";
+import type { Decision, EdgeKey } from "../../shared/events/attestation.js";
 import type { PodcertEvent, StepEventData } from "../../shared/events/types.js";
 import type { PcrRef } from "../../shared/pcr/model.js";
 import { loadStepKeysDir } from "../../shared/runtime/load.js";
@@ -83,7 +83,7 @@ const withToken = (e: PodcertEvent, slot: string, token: string | undefined): Po
 // --- tokens --------------------------------------------------------------------------------------
 
 /** The key of edge from→to, as the receiver's Secret (written by `podcert keys init`) holds it. */
-const edgeKey = (from: StepName, to: StepName): KeyObject => loadStepKeysDir(to, join(env.keysDir, to)).accepted.get(from)!;
+const edgeKey = (from: StepName, to: StepName): EdgeKey => loadStepKeysDir(to, join(env.keysDir, to)).accepted.get(from)!;
 const b64url = (o: unknown) => Buffer.from(JSON.stringify(o)).toString("base64url");
 const b64json = (part: string) => JSON.parse(Buffer.from(part, "base64url").toString("utf8")) as Record<string, unknown>;
 interface General {
@@ -99,7 +99,7 @@ const headerOf = (t: string, from: StepName, to: StepName) => {
 };
 const claimsOf = (t: string) => b64json(generalOf(t).payload) as JWTPayload;
 /** A General JWS of `claims` with one signature: `header`, made with `key`. */
-const mint = async (key: KeyObject, header: Record<string, unknown>, claims: JWTPayload) => {
+const mint = async (key: EdgeKey | KeyObject, header: Record<string, unknown>, claims: JWTPayload) => {
   const jws = new GeneralSign(new TextEncoder().encode(JSON.stringify(claims)));
   jws.addSignature(key).setProtectedHeader(header as { alg: string });
   return JSON.stringify(await jws.sign());
@@ -168,8 +168,9 @@ const TOKEN_FORGERIES: TokenForgery[] = [
     says: (s) => new RegExp(`attestation from ${s} rejected: ERR_JOSE_ALG_NOT_ALLOWED`),
   },
   {
-    case: "HS512 with the real edge key",
-    forge: (t, slot, fn) => mint(edgeKey(slot, fn), { ...headerOf(t, slot, fn), alg: "HS512" }, claimsOf(t)),
+    // (The edge keys are bound to SHA-256: the real one cannot make an HS512 MAC.)
+    case: "HS512 with a fresh key",
+    forge: (t, slot, fn) => mint(createSecretKey(randomBytes(64)), { ...headerOf(t, slot, fn), alg: "HS512" }, claimsOf(t)),
     status: 403,
     says: (s) => new RegExp(`attestation from ${s} rejected: ERR_JOSE_ALG_NOT_ALLOWED`),
   },

@@ -1,8 +1,8 @@
-import { createSecretKey, generateKeyPairSync, randomBytes, type KeyObject } from "node:crypto";
+import { createSecretKey, generateKeyPairSync, randomBytes, webcrypto, type KeyObject } from "node:crypto";
 import { GeneralSign, SignJWT } from "jose";
 import { beforeAll, describe, expect, it } from "vitest";
 import { ConfigError, RejectedEventError } from "../../../shared/errors.js";
-import { attest, verifyAttestation, type AttestationClaims, type AttestationExpectation, type Decision, type StepKeys } from "../../../shared/events/attestation.js";
+import { attest, verifyAttestation, type AttestationClaims, type AttestationExpectation, type Decision, type EdgeKey, type StepKeys } from "../../../shared/events/attestation.js";
 import { EDGE_KEYS_FILE, ephemeralStepKeys, generateStepSecrets, loadStepKeys, type StepSecretFiles } from "../../../shared/events/step-keys.js";
 import { acceptsFrom, attestationEdges, attestsTo, edgeKid, edgesOf, KEYED_STEPS, type KeyedStep, type StepName } from "../../../shared/steps.js";
 import type { PcrRef } from "../../../shared/pcr/model.js";
@@ -63,14 +63,14 @@ async function rejected(p: Promise<unknown>, statuses: readonly number[] = [403]
 }
 
 /** The key of edge from→to, as both its ends hold it. */
-const edgeKey = (from: KeyedStep, to: KeyedStep): KeyObject => keys[from].sending.get(to)!;
+const edgeKey = (from: KeyedStep, to: KeyedStep): EdgeKey => keys[from].sending.get(to)!;
 
 /**
  * A token with the right shape, MACed with `key` for edge `kid` (default validate->derive-sans),
  * with any header/claims the test wants.
  */
 async function customToken(
-  key: KeyObject,
+  key: EdgeKey | KeyObject | Uint8Array,
   o: { iss?: string; kid?: string; typ?: string; aud?: string; alg?: string; payload?: Record<string, unknown> } = {},
 ): Promise<string> {
   const iat = Math.floor(NOW.getTime() / 1000);
@@ -128,15 +128,19 @@ describe("step keys", () => {
     expect(new Set(ks).size).toBe(ks.length / 2);
   });
 
-  it("loadStepKeys loads the keys it sends with, by receiver, and those it accepts, by sender", () => {
+  it("loadStepKeys loads the keys it sends with, by receiver, and those it accepts, by sender: HMAC SHA-256, not extractable", async () => {
+    const mac = async (key: EdgeKey) => Buffer.from(await webcrypto.subtle.sign("HMAC", key, Buffer.from("probe"))).toString("hex");
     for (const step of KEYED_STEPS) {
       const k = keys[step];
       expect(k.step).toBe(step);
       expect([...k.sending.keys()]).toEqual([...attestsTo(step)]);
       expect([...k.accepted.keys()]).toEqual([...acceptsFrom(step)]);
-      for (const key of [...k.sending.values(), ...k.accepted.values()]) expect(key.type).toBe("secret");
+      for (const key of [...k.sending.values(), ...k.accepted.values()]) {
+        expect(key).toMatchObject({ type: "secret", extractable: false, algorithm: { name: "HMAC", hash: { name: "SHA-256" }, length: 256 } });
+        await expect(webcrypto.subtle.exportKey("raw", key)).rejects.toThrow();
+      }
       // both ends of an edge hold the same key
-      for (const [from, key] of k.accepted) expect(key.equals(keys[from as KeyedStep].sending.get(step)!)).toBe(true);
+      for (const [from, key] of k.accepted) expect(await mac(key)).toBe(await mac(keys[from as KeyedStep].sending.get(step)!));
     }
   });
 
@@ -358,12 +362,13 @@ describe("attest / verifyAttestation", () => {
   });
 
   it("rejects a token MACed with a key of the right length that is not the edge's", async () => {
-    await rejected(verifyAttestation(keys["derive-sans"], await customToken(new Uint8Array(32) as unknown as KeyObject), expectFrom("validate", "validated"), NOW), [403], /signature does not verify/);
+    await rejected(verifyAttestation(keys["derive-sans"], await customToken(new Uint8Array(32)), expectFrom("validate", "validated"), NOW), [403], /signature does not verify/);
     await rejected(verifyAttestation(keys["derive-sans"], await customToken(createSecretKey(randomBytes(32))), expectFrom("validate", "validated"), NOW), [403], /signature does not verify/);
   });
 
-  it("rejects the right edge key under another algorithm, and an asymmetric signature", async () => {
-    await rejected(verifyAttestation(keys["derive-sans"], await customToken(edgeKey("validate", "derive-sans"), { alg: "HS512" }), expectFrom("validate", "validated"), NOW), [403], /ALG_NOT_ALLOWED/);
+  it("rejects another HMAC algorithm and an asymmetric signature", async () => {
+    // (The edge's CryptoKey is bound to SHA-256: it cannot even make an HS512 MAC.)
+    await rejected(verifyAttestation(keys["derive-sans"], await customToken(createSecretKey(randomBytes(64)), { alg: "HS512" }), expectFrom("validate", "validated"), NOW), [403], /ALG_NOT_ALLOWED/);
     const ed = generateKeyPairSync("ed25519").privateKey;
     await rejected(verifyAttestation(keys["derive-sans"], await customToken(ed, { alg: "EdDSA" }), expectFrom("validate", "validated"), NOW), [403], /ALG_NOT_ALLOWED/);
   });
