@@ -12,6 +12,7 @@
 import type { webcrypto } from "node:crypto";
 import { GeneralSign, jwtVerify, errors as joseErrors, type JWTPayload } from "jose";
 import { RejectedEventError } from "../errors.js";
+import { jsonShapeProblem } from "./json-shape.js";
 import {
   MAX_CONDITION_MESSAGE_BYTES,
   MAX_CONDITION_REASON_LENGTH,
@@ -166,6 +167,12 @@ const headerKidSchema = z.object({ kid: z.string() });
  * A problem when the token has no signature for that edge, or more than one (a sender makes one).
  */
 function compactFor(token: string, kid: string): { compact: string } | { problem: string } {
+  // The event's budget (json-shape.ts) counted this string as one value: its own structure is
+  // bounded here, before parsing, to what a sender makes (an object, two members, a signature
+  // object per receiver).
+  if (jsonShapeProblem(Buffer.from(token), { maxValues: 8 * STEPS.length, maxDepth: 3 }) !== undefined) {
+    return { problem: "not a valid token (not a General JWS)" };
+  }
   let json: unknown;
   try {
     json = JSON.parse(token);

@@ -274,6 +274,10 @@ describe("attest / verifyAttestation", () => {
     await rejected(verifyAttestation(keys["derive-sans"], withHeader, expectFrom("validate", "validated"), NOW), [403], /not a General JWS/);
     const many = JSON.stringify({ ...jws, signatures: Array.from({ length: 50 }, () => jws.signatures[1]) });
     await rejected(verifyAttestation(keys["derive-sans"], many, expectFrom("validate", "validated"), NOW), [403], /not a General JWS/);
+    // structure beyond a General JWS's is refused before it is parsed
+    for (const shaped of ["[".repeat(40_000), JSON.stringify({ ...jws, extra: Array.from({ length: 10_000 }, () => ({})) }), JSON.stringify({ ...jws, signatures: [{ ...jws.signatures[0], x: [[[1]]] }] })]) {
+      await rejected(verifyAttestation(keys["derive-sans"], shaped, expectFrom("validate", "validated"), NOW), [403], /not a General JWS/);
+    }
   });
 
   it("rejects derive-sans's genuine token offered as validate's", async () => {
