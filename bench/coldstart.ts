@@ -25,7 +25,7 @@ import { createCaPool } from "../cli/ca-create.js";
 import { clusterApiFor, stepContexts } from "../cli/cluster.js";
 import { loadFunctions } from "../local-cluster/functions.js";
 import { eventFromJson, eventToBinaryHttp } from "../shared/events/codec.js";
-import { ACCEPTED_KEYS_FILE, generateStepSecrets, loadStepKeys, SIGNING_KEY_FILE } from "../shared/events/step-keys.js";
+import { EDGE_KEYS_FILE, generateStepSecrets, loadStepKeys } from "../shared/events/step-keys.js";
 import { type PodcertEvent } from "../shared/events/types.js";
 import { EVENT_TYPES, KEYED_STEPS, stepEntry, STEPS, type KeyedStep, type StepName } from "../shared/steps.js";
 import { dispatch } from "../shared/runtime/http.js";
@@ -308,8 +308,7 @@ export async function runColdStart(o: ColdStartOptions = {}): Promise<BenchPart>
     const secrets = generateStepSecrets();
     for (const step of KEYED_STEPS) {
       mkdirSync(join(dir, "keys", step), { recursive: true });
-      writeFileSync(join(dir, "keys", step, SIGNING_KEY_FILE), secrets[step][SIGNING_KEY_FILE], { mode: 0o600 });
-      writeFileSync(join(dir, "keys", step, ACCEPTED_KEYS_FILE), secrets[step][ACCEPTED_KEYS_FILE]);
+      writeFileSync(join(dir, "keys", step, EDGE_KEYS_FILE), secrets[step][EDGE_KEYS_FILE], { mode: 0o600 });
     }
     const config = loadSignerConfig(undefined);
     const caPoolText = serializeCaPool(await createCaPool([...config.signers.keys()], { keyAlgorithm: "ECDSAP256", validityDays: 30, now: new Date() }));

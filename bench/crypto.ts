@@ -11,7 +11,9 @@ import * as x509 from "@peculiar/x509";
 import {
   constants,
   createPrivateKey,
+  createHmac,
   createPublicKey,
+  generateKeyPairSync,
   randomBytes,
   sign,
   verify,
@@ -21,6 +23,7 @@ import {
   type VerifyKeyObjectInput,
 } from "node:crypto";
 import { CA_KEY_ALGORITHMS, createCa, type CaKeyAlgorithm } from "../cli/ca-create.js";
+import { jwtVerify, SignJWT } from "jose";
 import { attest, verifyAttestation, type StepKeys } from "../shared/events/attestation.js";
 import { ephemeralStepKeys } from "../shared/events/step-keys.js";
 import type { KeyedStep } from "../shared/steps.js";
@@ -327,6 +330,63 @@ function attestationRound(keys: Record<KeyedStep, StepKeys>): () => Promise<void
 }
 
 /**
+ * The same pair as the attestations were before the per-edge MACs (0.1.0 development): a compact
+ * JWS, jose EdDSA (Ed25519) SignJWT + jwtVerify with the same claims and verify options, without
+ * the claims' zod check (a few µs). Kept so one run shows what the change bought.
+ */
+function formerEd25519Round(): () => Promise<void> {
+  const { privateKey, publicKey } = generateKeyPairSync("ed25519");
+  const pcr = { namespace: "ate-system", name: "req-api-ecdsap256", uid: "44444444-0000-4000-8000-000000000007" };
+  const decision = { kind: "sans-derived", uris: ["spiffe://cluster.local/ns/ate-system/sa/ate-apiserver"], dnsNames: ["api.ate-system.svc", "api.ate-system.svc.cluster.local"], lifetimeSeconds: 86_400 };
+  return async () => {
+    const now = new Date();
+    const iat = Math.floor(now.getTime() / 1000);
+    const token = await new SignJWT({ pcr, signer: SIGNER, spki: "n4bQgYhMfWWaL-qgxVrQFaO_TxsrC4Is0V1sFbDwCgg", decision })
+      .setProtectedHeader({ alg: "EdDSA", typ: "podcert-attestation+jwt", kid: "derive-sans" })
+      .setIssuer("derive-sans")
+      .setSubject(`${pcr.namespace}/${pcr.name}/${pcr.uid}`)
+      .setAudience("podcert")
+      .setIssuedAt(iat)
+      .setExpirationTime(iat + 900)
+      .sign(privateKey);
+    await jwtVerify(token, publicKey, {
+      algorithms: ["EdDSA"],
+      typ: "podcert-attestation+jwt",
+      issuer: "derive-sans",
+      audience: "podcert",
+      currentDate: now,
+      requiredClaims: ["exp", "iat", "sub"],
+      clockTolerance: 30,
+      maxTokenAge: 900,
+    });
+  };
+}
+
+/**
+ * A reference, not podcert's code: what the same round's three MACs (derive-sans' two, sign's
+ * check of its own) cost with node:crypto's synchronous HMAC over the same signing inputs. jose
+ * runs on WebCrypto, whose every call is an asynchronous job (about 50 µs here, however small the
+ * work), so this shows how much of the per-edge MAC's cost is that, not SHA-256.
+ */
+async function nodeHmacReference(keys: Record<KeyedStep, StepKeys>): Promise<() => void> {
+  // Signing inputs of the real size: those of one real token.
+  const pcr = { namespace: "ate-system", name: "req-api-ecdsap256", uid: "44444444-0000-4000-8000-000000000007" };
+  const key = randomBytes(32);
+  const token = JSON.parse(
+    await attest(
+      keys["derive-sans"],
+      { pcr, signerName: SIGNER, spkiSha256: "n4bQgYhMfWWaL-qgxVrQFaO_TxsrC4Is0V1sFbDwCgg", decision: { kind: "sans-derived", uris: ["spiffe://cluster.local/ns/ate-system/sa/ate-apiserver"], dnsNames: ["api.ate-system.svc", "api.ate-system.svc.cluster.local"], lifetimeSeconds: 86_400 } },
+      { now: new Date(), ttlSeconds: 900 },
+    ),
+  ) as { payload: string; signatures: { protected: string; signature: string }[] };
+  const inputs = token.signatures.map((s) => Buffer.from(`${s.protected}.${token.payload}`));
+  return () => {
+    for (const input of inputs) createHmac("sha256", key).update(input).digest();
+    createHmac("sha256", key).update(inputs[0]!).digest();
+  };
+}
+
+/**
  * (a) issueLeaf per second for each CA key type (P-256 request key, SPIFFE URI + 2 DNS names,
  * 24 h) as a ratio to that CA type's raw sign rate (target ≥ 0.5); (b) with a P-256 CA, issueLeaf
  * against @peculiar/x509's generator for every request key type (target ≥ 10×); (c) readRequestKey
@@ -417,12 +477,19 @@ export async function runLeafAndProof(limits?: CryptoLimits, o: CryptoBenchOptio
     drift(`raw ${kt} proof verify`, m.rates[1]!, limits?.proofVerify[kt]);
   }
 
-  // The step attestations: one jose EdDSA sign + verify (with zod checks of the claims).
+  // The step attestations: derive-sans' attest (two HS256 MACs, General JWS) and sign's verify
+  // (with zod checks of the claims), interleaved with the former Ed25519 pair.
   const keys = ephemeralStepKeys();
   const round = attestationRound(keys);
+  const former = formerEd25519Round();
   await round();
-  const att = (await interleaved([{ async: round }], o)).rates[0]!;
-  row("step attestation: attest + verifyAttestation (jose EdDSA)", "ED25519", att, "", "", "", "(none)");
+  await former();
+  const am = await interleaved([{ async: round }, { async: former }], o);
+  const att = am.rates[0]!;
+  row("step attestation: attest + verifyAttestation (jose HS256 per edge, General JWS)", "HS256", att, "former jose EdDSA compact SignJWT + jwtVerify", am.rates[1]!, am.ratio(0, 1), "(none)");
+  const ref = await nodeHmacReference(keys);
+  const hm = await interleaved([{ async: round }, { sync: ref }], o);
+  row("step attestation: attest + verifyAttestation (jose HS256 per edge, General JWS)", "HS256", hm.rates[0]!, "reference: its 3 MACs with node:crypto createHmac, no JWS", hm.rates[1]!, hm.ratio(0, 1), "(none)");
 
   const us = (measure: string, kt: string) => Number(rows.find((r) => r.measure === measure && r["key type"] === kt)!["µs each"]);
   const leafUs = us("issueLeaf, P-256 request key", "ECDSAP256 CA");
@@ -438,7 +505,7 @@ export async function runLeafAndProof(limits?: CryptoLimits, o: CryptoBenchOptio
       "issueLeaf template: SPIFFE URI + 2 DNS SANs, 24 h; the CaSigner is prepared once per CA (createCa + prepareCaSigner)",
       "naive generator: @peculiar/x509 X509CertificateGenerator.create with the same issuer, validity, extensions and keys (WebCrypto ECDSA P-256 signing key), extensions built per certificate, awaited one after another",
       "readRequestKey includes the strict base64 and DER checks, the key import, the verification and the SPKI SHA-256",
-      `step attestations: each issuance makes 3 (validate, derive-sans, sign) and verifies 3 (derive-sans 1, sign 2); a P-256 issuance's CPU without I/O is issueLeaf + readRequestKey + 3 attestation rounds ≈ ${perIssuanceUs.toFixed(0)} µs (≈ ${Math.round(1e6 / perIssuanceUs)} per second per core), of which the attestations are ${(((3 * 1e6) / att / perIssuanceUs) * 100).toFixed(0)}%`,
+      `step attestations: each issuance makes 3 (validate, derive-sans, sign; one HS256 MAC per receiver of the sender, 3 + 2 + 1) and verifies 3 (derive-sans 1, sign 2); a P-256 issuance's CPU without I/O is issueLeaf + readRequestKey + 3 attestation rounds ≈ ${perIssuanceUs.toFixed(0)} µs (≈ ${Math.round(1e6 / perIssuanceUs)} per second per core), of which the attestations are ${(((3 * 1e6) / att / perIssuanceUs) * 100).toFixed(0)}%`,
       ...notes,
     ],
   };

@@ -1,4 +1,4 @@
-/** `podcert keys init`: one folder per function with step keys (all but the dead-letter sink), holding what that function's Secret holds. */
+/** `podcert keys init`: one folder per function with step keys (all but the dead-letter sink), holding what that function's Secret holds: its edge keys (shared/events/step-keys.ts). */
 import { existsSync, mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { ConfigError } from "../shared/errors.js";
@@ -18,6 +18,6 @@ export async function runKeysInit(args: string[]): Promise<number> {
     mkdirSync(dir, { recursive: true, mode: 0o700 });
     for (const [file, content] of Object.entries(secrets[step])) writeFileSync(join(dir, file), content, { flag: "wx", mode: 0o600 });
   }
-  process.stderr.write(`wrote step keys for ${KEYED_STEPS.join(", ")} under ${out}/<function>/\n`);
+  process.stderr.write(`wrote edge keys for ${KEYED_STEPS.join(", ")} under ${out}/<function>/\n`);
   return EXIT.ok;
 }

@@ -121,7 +121,8 @@ Example:
   {
     name: "keys init",
     usage: "podcert keys init --out <dir>",
-    help: `Writes each function's step key and the public keys it accepts: <dir>/<function>/.
+    help: `Writes each function's edge keys: <dir>/<function>/edge-keys.jwks, the HS256 keys of
+exactly the attestation edges it is an end of (each edge's key in its two ends' files only).
 
 Options:
   --out <dir>              where the folders go; never overwrites             (required)

@@ -67,10 +67,12 @@ export const MAX_URI_LENGTH = 2048;
 // What podcert hands on and accepts (derived from the above)
 
 /**
- * One step attestation (a compact JWS). The largest a step can make is derive-sans' with
- * MAX_DNS_NAMES_BYTES of names (every name quoted in JSON, then base64url: about 88 KiB), or a
- * denial quoting a message of MAX_CONDITION_MESSAGE_BYTES (escaped quotes at worst double it:
- * about 86 KiB); 96 KiB leaves room for the claims around them.
+ * One step attestation (a General JWS as JSON text: one payload, one signature per receiver). The
+ * largest a step can make is derive-sans' with MAX_DNS_NAMES_BYTES of names (every name quoted in
+ * JSON, then base64url: about 88 KiB), or a denial quoting a message of
+ * MAX_CONDITION_MESSAGE_BYTES (escaped quotes at worst double it: about 86 KiB); 96 KiB leaves
+ * room for the claims around them and the signatures (about 150 bytes each, at most three: a
+ * sender has one per receiver, validate the most), so the per-edge MACs did not change the bound.
  */
 export const MAX_ATTESTATION_BYTES = 96 * 1024;
 

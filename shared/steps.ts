@@ -198,3 +198,34 @@ export const serviceName = (step: string): string => `podcert-${step}`;
 export function acceptsFrom(step: StepName): readonly StepName[] {
   return stepEntry(step).acceptsAttestationsFrom as readonly StepName[];
 }
+
+/**
+ * One attestation edge: `to` accepts attestations from `from`. The routing graph is fixed, so the
+ * edges are too; each has its own MAC key, held by exactly its two ends (shared/events/step-keys.ts).
+ */
+export interface AttestationEdge {
+  readonly from: StepName;
+  readonly to: StepName;
+}
+
+/** Every edge of the registry, receivers in registry order, each receiver's senders in its order. */
+export function attestationEdges(): readonly AttestationEdge[] {
+  return STEP_REGISTRY.flatMap((r) => (r.acceptsAttestationsFrom as readonly StepName[]).map((from) => ({ from, to: r.name as StepName })));
+}
+
+/** The edge's key id (a JWK kid and a JWS header kid): ASCII, as header values are best kept. */
+export function edgeKid(e: AttestationEdge): string {
+  return `${e.from}->${e.to}`;
+}
+
+/** The steps `step` attests to: the receivers of its edges, in registry order. */
+export function attestsTo(step: StepName): readonly StepName[] {
+  return attestationEdges()
+    .filter((e) => e.from === step)
+    .map((e) => e.to);
+}
+
+/** The edges `step` is an end of, as sender or receiver: the keys its Secret holds. */
+export function edgesOf(step: StepName): readonly AttestationEdge[] {
+  return attestationEdges().filter((e) => e.from === step || e.to === step);
+}

@@ -1,83 +1,91 @@
 /**
- * Step key material. Each step's Secret holds its own Ed25519 private key (a JWK whose `kid` is the
- * step's name) and a JWK Set of the public keys of the steps it accepts events from; no step ever
- * holds another step's private key.
+ * Step key material: one random 256-bit MAC key per attestation edge (shared/steps.ts
+ * attestationEdges), held by exactly the edge's two ends. Each step's Secret is one file, a JWK
+ * Set of `kty: oct` keys whose kid names the edge (`<sender>-><receiver>`): the edges it sends on
+ * and those it receives on, never another edge's. A step that is no edge's end (publish-trust,
+ * resync) has an empty set; the dead-letter sink has no Secret.
  */
-import { createPrivateKey, createPublicKey, generateKeyPairSync, type KeyObject } from "node:crypto";
+import { createSecretKey, randomBytes } from "node:crypto";
 import { ConfigError } from "../errors.js";
 import * as z from "../zod.js";
-import type { StepKeys } from "./attestation.js";
-import { acceptsFrom, KEYED_STEPS, type KeyedStep, type StepName } from "../steps.js";
+import type { EdgeKey, StepKeys } from "./attestation.js";
+import { edgeKid, edgesOf, KEYED_STEPS, type KeyedStep, type StepName } from "../steps.js";
 
-export const SIGNING_KEY_FILE = "step-key.jwk";
-export const ACCEPTED_KEYS_FILE = "accepted-keys.jwks";
+export const EDGE_KEYS_FILE = "edge-keys.jwks";
 
-const publicJwkSchema = z.strictObject({
-  kty: z.literal("OKP"),
-  crv: z.literal("Ed25519"),
-  x: z.string().check(z.maxLength(64)),
-  kid: z.enum(KEYED_STEPS),
-  alg: z.optional(z.literal("EdDSA")),
+/** HS256 keys as long as the hash (RFC 7518 §3.2 asks for at least that much). */
+const KEY_BYTES = 32;
+
+const edgeJwkSchema = z.strictObject({
+  kty: z.literal("oct"),
+  // base64url of KEY_BYTES bytes, no padding.
+  k: z.string().check(z.length(Math.ceil((KEY_BYTES * 4) / 3)), z.regex(/^[A-Za-z0-9_-]+$/)),
+  kid: z.string().check(z.maxLength(64)),
+  alg: z.optional(z.literal("HS256")),
   use: z.optional(z.literal("sig")),
 });
-const privateJwkSchema = z.extend(publicJwkSchema, { d: z.string().check(z.maxLength(64)) });
 
-/** The two files of one step's Secret, as text. */
+/** The one file of one step's Secret, as text. */
 export interface StepSecretFiles {
-  [SIGNING_KEY_FILE]: string;
-  [ACCEPTED_KEYS_FILE]: string;
+  [EDGE_KEYS_FILE]: string;
 }
 
-/** Fresh keys for every step that has them (not the dead-letter sink), as the files each step's Secret holds. */
+/** Fresh edge keys, as the files each step's Secret holds (every step but the dead-letter sink). */
 export function generateStepSecrets(): Record<KeyedStep, StepSecretFiles> {
-  const pairs = new Map(KEYED_STEPS.map((step) => [step, generateKeyPairSync("ed25519")] as const));
-  const publicJwk = (step: KeyedStep) => ({ ...pairs.get(step)!.publicKey.export({ format: "jwk" }), kid: step, alg: "EdDSA", use: "sig" });
+  const keyOf = new Map<string, string>();
+  const jwk = (kid: string) => {
+    let k = keyOf.get(kid);
+    if (k === undefined) keyOf.set(kid, (k = randomBytes(KEY_BYTES).toString("base64url")));
+    return { kty: "oct", k, kid, alg: "HS256", use: "sig" };
+  };
   const out = {} as Record<KeyedStep, StepSecretFiles>;
   for (const step of KEYED_STEPS) {
-    const priv = { ...pairs.get(step)!.privateKey.export({ format: "jwk" }), kid: step, alg: "EdDSA", use: "sig" };
-    out[step] = {
-      [SIGNING_KEY_FILE]: `${JSON.stringify(priv)}\n`,
-      [ACCEPTED_KEYS_FILE]: `${JSON.stringify({ keys: (acceptsFrom(step) as readonly KeyedStep[]).map(publicJwk) }, null, 2)}\n`,
-    };
+    out[step] = { [EDGE_KEYS_FILE]: `${JSON.stringify({ keys: edgesOf(step).map((e) => jwk(edgeKid(e))) }, null, 2)}\n` };
   }
   return out;
 }
 
-/** Builds StepKeys from the Secret's two files; errors never echo key material. */
+/**
+ * Builds StepKeys from the Secret's file: exactly the keys of the edges `step` is an end of, each
+ * once. Errors name the key by its kid or position, never echo key material.
+ */
 export function loadStepKeys(step: StepName, files: StepSecretFiles): StepKeys {
-  let signingKey: KeyObject;
-  let json: unknown;
-  try {
-    json = JSON.parse(files[SIGNING_KEY_FILE]);
-  } catch {
-    throw new ConfigError(`${SIGNING_KEY_FILE} of step ${step} is not JSON`);
-  }
-  const priv = privateJwkSchema.safeParse(json);
-  if (!priv.success) throw new ConfigError(`${SIGNING_KEY_FILE} of step ${step} is not an Ed25519 private JWK with a step name as kid`);
-  if (priv.data.kid !== step) throw new ConfigError(`${SIGNING_KEY_FILE} holds the key of step ${priv.data.kid}, not of ${step}`);
-  try {
-    signingKey = createPrivateKey({ key: priv.data, format: "jwk" });
-  } catch {
-    throw new ConfigError(`${SIGNING_KEY_FILE} of step ${step} does not hold a usable Ed25519 key`);
-  }
-
+  const file = `${EDGE_KEYS_FILE} of step ${step}`;
   let set: unknown;
   try {
-    set = JSON.parse(files[ACCEPTED_KEYS_FILE]);
+    set = JSON.parse(files[EDGE_KEYS_FILE]);
   } catch {
-    throw new ConfigError(`${ACCEPTED_KEYS_FILE} of step ${step} is not JSON`);
+    throw new ConfigError(`${file} is not JSON`);
   }
-  const keys = z.object({ keys: z.array(z.unknown()).check(z.maxLength(16)) }).safeParse(set);
-  if (!keys.success) throw new ConfigError(`${ACCEPTED_KEYS_FILE} of step ${step} is not a JWK Set`);
-  const accepted = new Map<StepName, KeyObject>();
+  const keys = z.strictObject({ keys: z.array(z.unknown()).check(z.maxLength(16)) }).safeParse(set);
+  if (!keys.success) throw new ConfigError(`${file} is not a JWK Set`);
+  const wanted = new Map(edgesOf(step).map((e) => [edgeKid(e), e] as const));
+  const sending = new Map<StepName, EdgeKey>();
+  const accepted = new Map<StepName, EdgeKey>();
+  const seen = new Set<string>();
   for (const [i, raw] of keys.data.keys.entries()) {
-    const parsed = publicJwkSchema.safeParse(raw);
-    if (!parsed.success) {
-      throw new ConfigError(`${ACCEPTED_KEYS_FILE} of step ${step}: key ${i} is not an Ed25519 public JWK with a step name as kid (private members are refused)`);
-    }
-    accepted.set(parsed.data.kid, createPublicKey({ key: parsed.data, format: "jwk" }));
+    const parsed = edgeJwkSchema.safeParse(raw);
+    if (!parsed.success) throw new ConfigError(`${file}: key ${i} is not an HS256 JWK of ${KEY_BYTES} bytes (kty oct, k, kid, nothing else)`);
+    const { kid, k } = parsed.data;
+    const edge = wanted.get(kid);
+    // kid is bounded by the schema; it names an edge, it is no secret.
+    if (edge === undefined) throw new ConfigError(`${file}: key ${i} (kid ${JSON.stringify(kid)}) is not the key of an edge ${step} is an end of`);
+    if (seen.has(kid)) throw new ConfigError(`${file}: key ${i} repeats the key of edge ${kid}`);
+    seen.add(kid);
+    const bytes = Buffer.from(k, "base64url");
+    if (bytes.length !== KEY_BYTES) throw new ConfigError(`${file}: key ${i} (edge ${kid}) is not ${KEY_BYTES} bytes`);
+    // Not extractable: nothing holding the StepKeys can read the key back out.
+    const key = createSecretKey(bytes).toCryptoKey({ name: "HMAC", hash: "SHA-256" }, false, ["sign", "verify"]);
+    bytes.fill(0);
+    if (edge.from === step) sending.set(edge.to, key);
+    else accepted.set(edge.from, key);
   }
-  return { step, signingKey, accepted };
+  const missing = [...wanted.keys()].filter((kid) => !seen.has(kid));
+  if (missing.length > 0) throw new ConfigError(`${file} lacks the key of edge ${missing.join(", ")}`);
+  // In registry order, whatever the file's: attest signs for the receivers in this order.
+  const ordered = (m: Map<StepName, EdgeKey>, ends: readonly StepName[]) => new Map(ends.filter((s) => m.has(s)).map((s) => [s, m.get(s)!] as const));
+  const edges = [...wanted.values()];
+  return { step, sending: ordered(sending, edges.map((e) => e.to)), accepted: ordered(accepted, edges.map((e) => e.from)) };
 }
 
 /** In-memory keys for every step (for `podcert issue` without --keys, and tests). */

@@ -4,7 +4,7 @@ import { join } from "node:path";
 import { ConfigError } from "../errors.js";
 import { parseCaPool, parseCaTrust, type CaPool, type CaTrust } from "../ca/pool.js";
 import type { StepKeys } from "../events/attestation.js";
-import { ACCEPTED_KEYS_FILE, loadStepKeys, SIGNING_KEY_FILE } from "../events/step-keys.js";
+import { EDGE_KEYS_FILE, loadStepKeys } from "../events/step-keys.js";
 import type { StepName } from "../steps.js";
 import { parseSignerConfig, type SignerConfig } from "../profiles/config.js";
 import { defaultSignerConfig } from "../profiles/defaults.js";
@@ -23,12 +23,9 @@ export function loadSignerConfig(path: string | undefined): SignerConfig {
   return path === undefined ? defaultSignerConfig() : parseSignerConfig(readText(path, "configuration file"), path);
 }
 
-/** One step's keys from its Secret's folder (the two files `podcert keys init` writes). */
+/** One step's keys from its Secret's folder (the file `podcert keys init` writes). */
 export function loadStepKeysDir(step: StepName, dir: string): StepKeys {
-  return loadStepKeys(step, {
-    [SIGNING_KEY_FILE]: readText(join(dir, SIGNING_KEY_FILE), `step key of ${step}`),
-    [ACCEPTED_KEYS_FILE]: readText(join(dir, ACCEPTED_KEYS_FILE), `accepted keys of ${step}`),
-  });
+  return loadStepKeys(step, { [EDGE_KEYS_FILE]: readText(join(dir, EDGE_KEYS_FILE), `edge keys of ${step}`) });
 }
 
 export function loadCaPoolFile(path: string): CaPool {

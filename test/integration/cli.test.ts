@@ -5,8 +5,8 @@ import { existsSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { parse } from "yaml";
 import { beforeAll, describe, expect, it } from "vitest";
-import { ACCEPTED_KEYS_FILE, SIGNING_KEY_FILE } from "../../shared/events/step-keys.js";
-import { acceptsFrom, KEYED_STEPS } from "../../shared/steps.js";
+import { EDGE_KEYS_FILE } from "../../shared/events/step-keys.js";
+import { attestationEdges, edgeKid, edgesOf, KEYED_STEPS } from "../../shared/steps.js";
 import { parseCaTrust, trustBundlePem } from "../../shared/ca/pool.js";
 import { podcert } from "./cli.js";
 import { COMMANDS } from "../../cli/main.js";
@@ -107,19 +107,24 @@ describe("podcert ca", () => {
 });
 
 describe("podcert keys init", () => {
-  it("writes each function its own private key and only the public keys it accepts; the dead-letter sink none", async () => {
+  it("writes each function the keys of exactly the edges it is an end of, both ends the same key; the dead-letter sink none", async () => {
     const out = join(dir, "keys");
     expect((await podcert(["keys", "init", "--out", out])).code).toBe(0);
     expect(existsSync(join(out, "dead-letter"))).toBe(false);
+    const byKid = new Map<string, string[]>();
     for (const step of KEYED_STEPS) {
-      const priv = JSON.parse(readFileSync(join(out, step, SIGNING_KEY_FILE), "utf8")) as { kid: string; d?: string };
-      expect(priv.kid).toBe(step);
-      expect(priv.d).toBeTruthy();
-      expect(statSync(join(out, step, SIGNING_KEY_FILE)).mode & 0o077).toBe(0);
-      const accepted = JSON.parse(readFileSync(join(out, step, ACCEPTED_KEYS_FILE), "utf8")) as { keys: { kid: string; d?: string }[] };
-      expect(accepted.keys.map((k) => k.kid).sort()).toEqual([...acceptsFrom(step)].sort());
-      expect(accepted.keys.every((k) => k.d === undefined)).toBe(true);
+      expect(statSync(join(out, step, EDGE_KEYS_FILE)).mode & 0o077).toBe(0);
+      const set = JSON.parse(readFileSync(join(out, step, EDGE_KEYS_FILE), "utf8")) as { keys: { kty: string; kid: string; k: string }[] };
+      expect(set.keys.map((k) => k.kid)).toEqual(edgesOf(step).map(edgeKid));
+      for (const k of set.keys) {
+        expect(k.kty).toBe("oct");
+        byKid.set(k.kid, [...(byKid.get(k.kid) ?? []), k.k]);
+      }
     }
+    // Every edge's key is in exactly its two ends' files, the same there, and no two edges share one.
+    expect([...byKid.keys()].sort()).toEqual(attestationEdges().map(edgeKid).sort());
+    for (const [kid, ks] of byKid) expect(ks.length === 2 && ks[0] === ks[1], kid).toBe(true);
+    expect(new Set([...byKid.values()].map((ks) => ks[0])).size).toBe(byKid.size);
     expect((await podcert(["keys", "init", "--out", out])).code).toBe(78);
   });
 });

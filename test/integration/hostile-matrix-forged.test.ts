@@ -5,15 +5,15 @@
 // not match the event; shared/events/attestation.ts), or 400 when the hand-off itself is
 // malformed, write nothing and leave the bundle healthy; afterwards memory is bounded and a real
 // request is still issued.
-import { createPublicKey, generateKeyPairSync, type KeyObject } from "node:crypto";
+import { createSecretKey, generateKeyPairSync, randomBytes, type KeyObject } from "node:crypto";
 import { join } from "node:path";
-import { decodeJwt, decodeProtectedHeader, SignJWT, type JWTPayload } from "jose";
+import { GeneralSign, type JWTPayload } from "jose";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { Decision } from "../../shared/events/attestation.js";
+import type { Decision, EdgeKey } from "../../shared/events/attestation.js";
 import type { PodcertEvent, StepEventData } from "../../shared/events/types.js";
 import type { PcrRef } from "../../shared/pcr/model.js";
 import { loadStepKeysDir } from "../../shared/runtime/load.js";
-import { acceptsFrom, EVENT_TYPES, KEYED_STEPS, STEP_REGISTRY, STEPS, type StepName } from "../../shared/steps.js";
+import { acceptsFrom, attestationEdges, edgeKid, EVENT_TYPES, KEYED_STEPS, STEP_REGISTRY, STEPS, type StepName } from "../../shared/steps.js";
 import { createPcr, postEvent, startBundleEnv, type BundleEnv, type ServedBundle } from "../helpers/bundles.js";
 import { expectAlive, expectApiUnchanged, expectIssuedEndToEnd, expectMemoryBounded, serveEveryStep, snapshotApi } from "../helpers/matrix.js";
 
@@ -82,12 +82,28 @@ const withToken = (e: PodcertEvent, slot: string, token: string | undefined): Po
 
 // --- tokens --------------------------------------------------------------------------------------
 
-const signingKey = (step: StepName): KeyObject => loadStepKeysDir(step, join(env.keysDir, step)).signingKey;
+/** The key of edge from→to, as the receiver's Secret (written by `podcert keys init`) holds it. */
+const edgeKey = (from: StepName, to: StepName): EdgeKey => loadStepKeysDir(to, join(env.keysDir, to)).accepted.get(from)!;
 const b64url = (o: unknown) => Buffer.from(JSON.stringify(o)).toString("base64url");
-const headerOf = (t: string) => decodeProtectedHeader(t) as Record<string, unknown>;
-const claimsOf = (t: string) => decodeJwt(t);
-const mint = (key: KeyObject | Uint8Array, header: Record<string, unknown>, claims: JWTPayload) =>
-  new SignJWT(claims).setProtectedHeader(header as { alg: string }).sign(key);
+const b64json = (part: string) => JSON.parse(Buffer.from(part, "base64url").toString("utf8")) as Record<string, unknown>;
+interface General {
+  payload: string;
+  signatures: { protected: string; signature: string }[];
+}
+const generalOf = (t: string) => JSON.parse(t) as General;
+/** The protected header of the real token's signature for edge from→to. */
+const headerOf = (t: string, from: StepName, to: StepName) => {
+  const h = generalOf(t).signatures.map((sig) => b64json(sig.protected)).find((x) => x.kid === edgeKid({ from, to }));
+  if (h === undefined) throw new Error(`the real token has no signature for ${edgeKid({ from, to })}`);
+  return h;
+};
+const claimsOf = (t: string) => b64json(generalOf(t).payload) as JWTPayload;
+/** A General JWS of `claims` with one signature: `header`, made with `key`. */
+const mint = async (key: EdgeKey | KeyObject, header: Record<string, unknown>, claims: JWTPayload) => {
+  const jws = new GeneralSign(new TextEncoder().encode(JSON.stringify(claims)));
+  jws.addSignature(key).setProtectedHeader(header as { alg: string });
+  return JSON.stringify(await jws.sign());
+};
 const nowSeconds = () => Math.floor(Date.now() / 1000);
 
 /** The decision changed in a way that would pay off for an attacker, per kind. */
@@ -106,8 +122,8 @@ function tampered(d: Decision): Decision {
 
 interface TokenForgery {
   case: string;
-  /** The token to put in the slot instead of the real one (undefined: none). */
-  forge(real: string, slot: StepName): Promise<string | undefined> | string | undefined;
+  /** The token to put in the slot instead of the real one (undefined: none); `fn` receives it. */
+  forge(real: string, slot: StepName, fn: StepName): Promise<string | undefined> | string | undefined;
   status: 401 | 403;
   says: (slot: StepName) => RegExp;
 }
@@ -116,55 +132,83 @@ interface TokenForgery {
 const TOKEN_FORGERIES: TokenForgery[] = [
   { case: "no attestation", forge: () => undefined, status: 401, says: (s) => new RegExp(`missing attestation from step ${s}`) },
   {
-    case: "a fresh Ed25519 key with the right kid",
-    forge: (t) => mint(generateKeyPairSync("ed25519").privateKey, headerOf(t), claimsOf(t)),
+    case: "a fresh random HS256 key with the right kid",
+    forge: (t, slot, fn) => mint(createSecretKey(randomBytes(32)), headerOf(t, slot, fn), claimsOf(t)),
     status: 403,
     says: (s) => new RegExp(`attestation from ${s} rejected: signature does not verify`),
   },
-  { case: "alg none, no signature", forge: (t) => `${b64url({ ...headerOf(t), alg: "none" })}.${t.split(".")[1]}.`, status: 403, says: (s) => new RegExp(`attestation from ${s} rejected`) },
   {
-    case: "HS256 keyed with the step's public key",
-    forge: (t, slot) => mint(createPublicKey(signingKey(slot)).export({ format: "der", type: "spki" }), { ...headerOf(t), alg: "HS256" }, claimsOf(t)),
+    // The same sender's key for another receiver: what that receiver, compromised, holds. (Every
+    // other edge's key is tried on deny below and in the unit tests.)
+    case: "MACed with the sender's key of another edge, labelled as this edge",
+    forge: (t, slot, fn) => {
+      const others = attestationEdges().filter((e) => !(e.from === slot && e.to === fn));
+      const other = others.find((e) => e.from === slot) ?? others[0]!;
+      return mint(edgeKey(other.from, other.to), headerOf(t, slot, fn), claimsOf(t));
+    },
+    status: 403,
+    says: (s) => new RegExp(`attestation from ${s} rejected: signature does not verify`),
+  },
+  {
+    case: "alg none, no signature",
+    forge: (t, slot, fn) => JSON.stringify({ payload: generalOf(t).payload, signatures: [{ protected: b64url({ ...headerOf(t, slot, fn), alg: "none" }), signature: "" }] }),
+    status: 403,
+    says: (s) => new RegExp(`attestation from ${s} rejected`),
+  },
+  {
+    case: "alg none, with a signature member",
+    forge: (t, slot, fn) => JSON.stringify({ payload: generalOf(t).payload, signatures: [{ protected: b64url({ ...headerOf(t, slot, fn), alg: "none" }), signature: "AA" }] }),
+    status: 403,
+    says: (s) => new RegExp(`attestation from ${s} rejected`),
+  },
+  {
+    case: "an EdDSA signature by a fresh key (an asymmetric alg)",
+    forge: (t, slot, fn) => mint(generateKeyPairSync("ed25519").privateKey, { ...headerOf(t, slot, fn), alg: "EdDSA" }, claimsOf(t)),
     status: 403,
     says: (s) => new RegExp(`attestation from ${s} rejected: ERR_JOSE_ALG_NOT_ALLOWED`),
   },
   {
-    case: "HS256 keyed with the raw public key (the JWK's x)",
-    forge: (t, slot) => mint(Buffer.from(createPublicKey(signingKey(slot)).export({ format: "jwk" }).x!, "base64url"), { ...headerOf(t), alg: "HS256" }, claimsOf(t)),
+    // (The edge keys are bound to SHA-256: the real one cannot make an HS512 MAC.)
+    case: "HS512 with a fresh key",
+    forge: (t, slot, fn) => mint(createSecretKey(randomBytes(64)), { ...headerOf(t, slot, fn), alg: "HS512" }, claimsOf(t)),
     status: 403,
     says: (s) => new RegExp(`attestation from ${s} rejected: ERR_JOSE_ALG_NOT_ALLOWED`),
   },
-  { case: "typ changed to JWT (signed with the real key)", forge: (t, slot) => mint(signingKey(slot), { ...headerOf(t), typ: "JWT" }, claimsOf(t)), status: 403, says: (s) => new RegExp(`attestation from ${s} rejected: claim typ`) },
   {
-    case: "kid naming another step (signed with the real key)",
-    forge: (t, slot) => mint(signingKey(slot), { ...headerOf(t), kid: slot === "validate" ? "sign" : "validate" }, claimsOf(t)),
+    case: "typ changed to JWT (MACed with the real key)",
+    forge: (t, slot, fn) => mint(edgeKey(slot, fn), { ...headerOf(t, slot, fn), typ: "JWT" }, claimsOf(t)),
     status: 403,
-    says: (s) => new RegExp(`attestation from ${s} names key`),
+    says: (s) => new RegExp(`attestation from ${s} rejected: claim typ`),
   },
   {
-    case: "expired (signed with the real key)",
-    forge: (t, slot) => mint(signingKey(slot), headerOf(t), { ...claimsOf(t), iat: nowSeconds() - 3600, exp: nowSeconds() - 2700 }),
+    case: "kid naming another edge (MACed with the real key)",
+    forge: (t, slot, fn) => mint(edgeKey(slot, fn), { ...headerOf(t, slot, fn), kid: `${slot}->validate` }, claimsOf(t)),
+    status: 403,
+    says: (s) => new RegExp(`attestation from ${s} rejected: no signature for edge ${s}->`),
+  },
+  {
+    case: "expired (MACed with the real key)",
+    forge: (t, slot, fn) => mint(edgeKey(slot, fn), headerOf(t, slot, fn), { ...claimsOf(t), iat: nowSeconds() - 3600, exp: nowSeconds() - 2700 }),
     status: 403,
     says: (s) => new RegExp(`attestation from ${s} rejected: expired`),
   },
   {
-    case: "issued an hour from now (signed with the real key)",
-    forge: (t, slot) => mint(signingKey(slot), headerOf(t), { ...claimsOf(t), iat: nowSeconds() + 3600, exp: nowSeconds() + 3600 + 900 }),
+    case: "issued an hour from now (MACed with the real key)",
+    forge: (t, slot, fn) => mint(edgeKey(slot, fn), headerOf(t, slot, fn), { ...claimsOf(t), iat: nowSeconds() + 3600, exp: nowSeconds() + 3600 + 900 }),
     status: 403,
     says: (s) => new RegExp(`attestation from ${s} rejected: issued in the future`),
   },
   {
-    case: "not valid before an hour from now (signed with the real key)",
-    forge: (t, slot) => mint(signingKey(slot), headerOf(t), { ...claimsOf(t), nbf: nowSeconds() + 3600 }),
+    case: "not valid before an hour from now (MACed with the real key)",
+    forge: (t, slot, fn) => mint(edgeKey(slot, fn), headerOf(t, slot, fn), { ...claimsOf(t), nbf: nowSeconds() + 3600 }),
     status: 403,
     says: (s) => new RegExp(`attestation from ${s} rejected: claim nbf`),
   },
   {
-    case: "its decision rewritten (SANs, service account, reason), signature kept",
+    case: "its decision rewritten (SANs, service account, reason), signatures kept",
     forge: (t) => {
-      const [h, , sig] = t.split(".");
       const c = claimsOf(t);
-      return `${h}.${b64url({ ...c, decision: tampered(c.decision as Decision) })}.${sig}`;
+      return JSON.stringify({ ...generalOf(t), payload: b64url({ ...c, decision: tampered(c.decision as Decision) }) });
     },
     status: 403,
     says: (s) => new RegExp(`attestation from ${s} rejected: signature does not verify`),
@@ -188,7 +232,7 @@ function casesFor(fn: StepName, type: string): Case[] {
       event: async () => {
         const e = base("worker", type);
         expect(slots(e)).toContain(slot);
-        return withToken(e, slot, await f.forge(dataOf(e).attestations[slot as keyof StepEventData["attestations"]]!, slot));
+        return withToken(e, slot, await f.forge(dataOf(e).attestations[slot as keyof StepEventData["attestations"]]!, slot, fn));
       },
       status: f.status,
       says: f.says(slot),
@@ -227,7 +271,7 @@ function casesFor(fn: StepName, type: string): Case[] {
 
 /** Denials nobody who may deny made. */
 function denialForgeries(fn: StepName): Case[] {
-  // Only steps with a key can re-sign (the dead-letter sink has none).
+  // The keyed steps whose attestations fn does not accept (the dead-letter sink holds nothing).
   const mayNotDeny = KEYED_STEPS.filter((s) => !(acceptsFrom(fn) as readonly string[]).includes(s));
   return [
     {
@@ -242,30 +286,32 @@ function denialForgeries(fn: StepName): Case[] {
       status: 403,
       says: /attestation from derive-sans does not match the event: it attests a sans-derived decision, not denied/,
     },
-    ...mayNotDeny.flatMap((step) => [
-      {
-        case: `a real denial re-signed with ${step}'s key (a step that may not deny), claiming to be validate`,
+    // A step that may not deny holds no key of an edge ending here; what it can make with the keys
+    // of the edges it is an end of (each edge not into fn) does not verify as validate's.
+    ...attestationEdges()
+      .filter((e) => e.to !== fn)
+      .map((e) => ({
+        case: `a real denial re-MACed with the key of edge ${edgeKid(e)}, claiming to be validate's`,
         event: async () => {
-          const e = base("worker", EVENT_TYPES.denied);
-          const t = dataOf(e).attestations.validate!;
-          return withToken(e, "validate", await mint(signingKey(step), headerOf(t), claimsOf(t)));
+          const e0 = base("worker", EVENT_TYPES.denied);
+          const t = dataOf(e0).attestations.validate!;
+          return withToken(e0, "validate", await mint(edgeKey(e.from, e.to), headerOf(t, "validate", fn), claimsOf(t)));
         },
-        status: 403,
+        status: 403 as const,
         says: /attestation from validate rejected: signature does not verify/,
+      })),
+    ...mayNotDeny.map((step) => ({
+      case: `a denial made under ${step}'s own name`,
+      event: async () => {
+        const e = base("worker", EVENT_TYPES.denied);
+        const t = dataOf(e).attestations.validate!;
+        const own = await mint(createSecretKey(randomBytes(32)), { ...headerOf(t, "validate", fn), kid: `${step}->${fn}` }, { ...claimsOf(t), iss: step });
+        return withData(e, { ...dataOf(e), attestations: { [step]: own } });
       },
-      {
-        case: `a denial signed with ${step}'s key under its own name`,
-        event: async () => {
-          const e = base("worker", EVENT_TYPES.denied);
-          const t = dataOf(e).attestations.validate!;
-          const own = await mint(signingKey(step), { ...headerOf(t), kid: step }, { ...claimsOf(t), iss: step });
-          return withData(e, { ...dataOf(e), attestations: { [step]: own } });
-        },
-        // The hand-off has no place for its attestation: malformed, before any key is looked at.
-        status: 400,
-        says: /malformed data/,
-      },
-    ]),
+      // The hand-off has no place for its attestation: malformed, before any key is looked at.
+      status: 400,
+      says: /malformed data/,
+    })),
   ];
 }
 

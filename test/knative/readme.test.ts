@@ -15,7 +15,7 @@ import { caTrustDocument, clusterTrustBundleManifest, parseCaPool, parseCaTrust,
 import { desiredTrustBundle } from "../../shared/ca/publication.js";
 import { createCaPool } from "../../cli/ca-create.js";
 import { KEYED_STEPS, STEPS } from "../../shared/steps.js";
-import { ACCEPTED_KEYS_FILE, SIGNING_KEY_FILE } from "../../shared/events/step-keys.js";
+import { EDGE_KEYS_FILE } from "../../shared/events/step-keys.js";
 import { parseSignerConfig } from "../../shared/profiles/config.js";
 import { CONTRACT, find, isKustomization, KNATIVE_DIR, loadDir, type Obj, parseYaml, ROOT, schemaProblems, selects, serviceName } from "./manifests.js";
 import { hasKubectl } from "../helpers/tools.js";
@@ -184,7 +184,7 @@ describe.skipIf(!hasKubectl)("with kubectl (offline)", () => {
         timeout: 30_000,
       });
       const secret = parse(stdout) as Obj;
-      expect(Object.keys(secret.data).sort()).toEqual([ACCEPTED_KEYS_FILE, SIGNING_KEY_FILE].sort());
+      expect(Object.keys(secret.data).sort()).toEqual([EDGE_KEYS_FILE]);
       const projected = find(docs, "Service", serviceName(fn)).spec.template.spec.volumes.find((v: Obj) => v.secret?.secretName === `podcert-step-${fn}`).secret.items.map((i: Obj) => i.key);
       expect(projected.sort()).toEqual(Object.keys(secret.data).sort());
     }

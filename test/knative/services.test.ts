@@ -5,7 +5,7 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { STEP_REGISTRY, STEPS } from "../../shared/steps.js";
-import { ACCEPTED_KEYS_FILE, SIGNING_KEY_FILE } from "../../shared/events/step-keys.js";
+import { EDGE_KEYS_FILE } from "../../shared/events/step-keys.js";
 import {
   autoscalingAim,
   autoscalingProblems,
@@ -24,7 +24,7 @@ import {
 } from "./manifests.js";
 
 const { docs } = loadDir();
-const STEP_KEY_FILES = [SIGNING_KEY_FILE, ACCEPTED_KEYS_FILE];
+const STEP_KEY_FILES = [EDGE_KEYS_FILE];
 const FNS = STEPS;
 
 /** The autoscaling aim per pod a text states ("aims at N in-flight events per pod"), YAML comment marks ignored. */

@@ -4,7 +4,7 @@ import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { loadFunctions } from "../../local-cluster/functions.js";
-import { acceptsFrom, ATTESTING_STEPS, EVENT_TYPES, KEYED_STEPS, STEP_REGISTRY, STEPS, stepEntry } from "../../shared/steps.js";
+import { acceptsFrom, attestationEdges, attestsTo, ATTESTING_STEPS, edgeKid, edgesOf, EVENT_TYPES, KEYED_STEPS, STEP_REGISTRY, STEPS, stepEntry } from "../../shared/steps.js";
 
 describe("the step registry", () => {
   it("names each step once, and each name is a folder of functions/ with a handler", () => {
@@ -35,6 +35,29 @@ describe("the step registry", () => {
         expect(ATTESTING_STEPS).toContain(from);
       }
     }
+  });
+
+  it("lists the attestation edges, one per (sender, receiver) the registry's acceptsAttestationsFrom names", () => {
+    expect(attestationEdges().map(edgeKid)).toEqual([
+      "validate->derive-sans",
+      "validate->sign",
+      "derive-sans->sign",
+      "validate->deny",
+      "derive-sans->deny",
+      "sign->deny",
+    ]);
+    // Each edge once; every kid distinct and ASCII (it goes into JWS headers and JWK Sets).
+    const kids = attestationEdges().map(edgeKid);
+    expect(new Set(kids).size).toBe(kids.length);
+    for (const k of kids) expect(k).toMatch(/^[a-z-]+->[a-z-]+$/);
+    for (const step of STEPS) for (const from of acceptsFrom(step)) expect(kids).toContain(edgeKid({ from, to: step }));
+  });
+
+  it("gives every step that hands on at least one receiver, and the dead-letter sink no edge", () => {
+    for (const step of ATTESTING_STEPS) expect(attestsTo(step).length, step).toBeGreaterThan(0);
+    expect(attestsTo("validate")).toEqual(["derive-sans", "sign", "deny"]);
+    expect(edgesOf("sign").map(edgeKid)).toEqual(["validate->sign", "derive-sans->sign", "sign->deny"]);
+    for (const step of ["dead-letter", "publish-trust", "resync"] as const) expect(edgesOf(step), step).toEqual([]);
   });
 
   it("gives the CA pool only to steps that issue", () => {

@@ -1,10 +1,10 @@
-import { createPrivateKey, createPublicKey, generateKeyPairSync, type KeyObject } from "node:crypto";
-import { SignJWT } from "jose";
+import { createSecretKey, generateKeyPairSync, randomBytes, webcrypto, type KeyObject } from "node:crypto";
+import { GeneralSign, SignJWT } from "jose";
 import { beforeAll, describe, expect, it } from "vitest";
 import { ConfigError, RejectedEventError } from "../../../shared/errors.js";
-import { attest, verifyAttestation, type AttestationClaims, type AttestationExpectation, type Decision, type StepKeys } from "../../../shared/events/attestation.js";
-import { ACCEPTED_KEYS_FILE, ephemeralStepKeys, generateStepSecrets, loadStepKeys, SIGNING_KEY_FILE, type StepSecretFiles } from "../../../shared/events/step-keys.js";
-import { acceptsFrom, KEYED_STEPS, type KeyedStep, type StepName } from "../../../shared/steps.js";
+import { attest, verifyAttestation, type AttestationClaims, type AttestationExpectation, type Decision, type EdgeKey, type StepKeys } from "../../../shared/events/attestation.js";
+import { EDGE_KEYS_FILE, ephemeralStepKeys, generateStepSecrets, loadStepKeys, type StepSecretFiles } from "../../../shared/events/step-keys.js";
+import { acceptsFrom, attestationEdges, attestsTo, edgeKid, edgesOf, KEYED_STEPS, type KeyedStep, type StepName } from "../../../shared/steps.js";
 import type { PcrRef } from "../../../shared/pcr/model.js";
 
 const NOW = new Date("2026-05-01T10:00:00.000Z");
@@ -62,63 +62,85 @@ async function rejected(p: Promise<unknown>, statuses: readonly number[] = [403]
   return r;
 }
 
-/** A token with the right shape, signed by `key`, with any header/claims the test wants. */
-async function customToken(key: KeyObject, o: { iss?: string; kid?: string; typ?: string; aud?: string; payload?: Record<string, unknown> } = {}): Promise<string> {
+/** The key of edge from→to, as both its ends hold it. */
+const edgeKey = (from: KeyedStep, to: KeyedStep): EdgeKey => keys[from].sending.get(to)!;
+
+/**
+ * A token with the right shape, MACed with `key` for edge `kid` (default validate->derive-sans),
+ * with any header/claims the test wants.
+ */
+async function customToken(
+  key: EdgeKey | KeyObject | Uint8Array,
+  o: { iss?: string; kid?: string; typ?: string; aud?: string; alg?: string; payload?: Record<string, unknown> } = {},
+): Promise<string> {
   const iat = Math.floor(NOW.getTime() / 1000);
-  return new SignJWT(o.payload ?? { pcr: PCR, signer: SIGNER, spki: SPKI, decision: VALIDATED })
-    .setProtectedHeader({ alg: "EdDSA", typ: o.typ ?? "podcert-attestation+jwt", kid: o.kid ?? "validate" })
-    .setIssuer(o.iss ?? "validate")
-    .setSubject(`${PCR.namespace}/${PCR.name}/${PCR.uid}`)
-    .setAudience(o.aud ?? "podcert")
-    .setIssuedAt(iat)
-    .setExpirationTime(iat + TTL)
-    .sign(key);
+  const claims = {
+    ...(o.payload ?? { pcr: PCR, signer: SIGNER, spki: SPKI, decision: VALIDATED }),
+    iss: o.iss ?? "validate",
+    sub: `${PCR.namespace}/${PCR.name}/${PCR.uid}`,
+    aud: o.aud ?? "podcert",
+    iat,
+    exp: iat + TTL,
+  };
+  const jws = new GeneralSign(new TextEncoder().encode(JSON.stringify(claims)));
+  jws.addSignature(key).setProtectedHeader({ alg: o.alg ?? "HS256", typ: o.typ ?? "podcert-attestation+jwt", kid: o.kid ?? "validate->derive-sans" });
+  return JSON.stringify(await jws.sign());
 }
 
+const general = (token: string) => JSON.parse(token) as { payload: string; signatures: { protected: string; signature: string }[] };
 const b64url = (o: unknown) => Buffer.from(JSON.stringify(o)).toString("base64url");
 const decodePart = (part: string) => JSON.parse(Buffer.from(part, "base64url").toString("utf8")) as Record<string, unknown>;
 
+const kOf = (files: StepSecretFiles) => (JSON.parse(files[EDGE_KEYS_FILE]) as { keys: { kty: string; k: string; kid: string }[] }).keys;
+const allKeyValues = () => KEYED_STEPS.flatMap((s) => kOf(secrets[s]).map((k) => k.k));
+
 describe("step keys", () => {
-  it("generateStepSecrets gives every step its own private key and exactly the public keys it accepts", () => {
+  it("generateStepSecrets gives every step exactly the keys of the edges it is an end of, each edge its own key", () => {
     expect(Object.keys(secrets).sort()).toEqual([...KEYED_STEPS].sort());
-    const privates = new Map<StepName, Record<string, unknown>>();
+    const byKid = new Map<string, Set<string>>();
+    const holders = new Map<string, StepName[]>();
     for (const step of KEYED_STEPS) {
-      const priv = JSON.parse(secrets[step][SIGNING_KEY_FILE]) as Record<string, unknown>;
-      expect(priv).toMatchObject({ kty: "OKP", crv: "Ed25519", kid: step });
-      expect(typeof priv.d).toBe("string");
-      privates.set(step, priv);
-    }
-    for (const step of KEYED_STEPS) {
-      const set = JSON.parse(secrets[step][ACCEPTED_KEYS_FILE]) as { keys: Record<string, unknown>[] };
-      expect(set.keys.map((k) => k.kid)).toEqual([...acceptsFrom(step)]);
-      for (const k of set.keys) {
-        expect(k.d, `${step} must hold no private key`).toBeUndefined();
-        // the public key is the one belonging to that step's private key
-        expect(k.x).toBe(privates.get(k.kid as StepName)!.x);
+      const set = kOf(secrets[step]);
+      expect(set.map((k) => k.kid)).toEqual(edgesOf(step).map(edgeKid));
+      for (const k of set) {
+        expect(k).toMatchObject({ kty: "oct", alg: "HS256" });
+        expect(Buffer.from(k.k, "base64url")).toHaveLength(32);
+        byKid.set(k.kid, (byKid.get(k.kid) ?? new Set()).add(k.k));
+        holders.set(k.kid, [...(holders.get(k.kid) ?? []), step]);
       }
-      // no other step's private key anywhere in this step's files
-      const text = secrets[step][SIGNING_KEY_FILE] + secrets[step][ACCEPTED_KEYS_FILE];
-      for (const other of KEYED_STEPS) if (other !== step) expect(text).not.toContain(privates.get(other)!.d as string);
     }
+    for (const e of attestationEdges()) {
+      // held by exactly its two ends, the same key at both
+      expect(holders.get(edgeKid(e))!.sort()).toEqual([e.from, e.to].sort());
+      expect(byKid.get(edgeKid(e))!.size).toBe(1);
+    }
+    // no two edges share a key
+    expect(new Set([...byKid.values()].map((v) => [...v][0])).size).toBe(attestationEdges().length);
+    // steps that are no edge's end hold an empty set
+    expect(kOf(secrets["publish-trust"])).toEqual([]);
+    expect(kOf(secrets.resync)).toEqual([]);
   });
 
-  it("each generation makes fresh keys, distinct per step", () => {
+  it("each generation makes fresh keys", () => {
     const again = generateStepSecrets();
-    const ds = [...KEYED_STEPS.map((s) => secrets[s]), ...KEYED_STEPS.map((s) => again[s])].map((f) => (JSON.parse(f[SIGNING_KEY_FILE]) as { d: string }).d);
-    expect(new Set(ds).size).toBe(ds.length);
+    const ks = [...allKeyValues(), ...KEYED_STEPS.flatMap((s) => kOf(again[s]).map((k) => k.k))];
+    // each key appears twice per generation (both ends), never across generations
+    expect(new Set(ks).size).toBe(ks.length / 2);
   });
 
-  it("loadStepKeys loads the signing key and the accepted public keys", () => {
+  it("loadStepKeys loads the keys it sends with, by receiver, and those it accepts, by sender: HMAC SHA-256, not extractable", async () => {
+    const mac = async (key: EdgeKey) => Buffer.from(await webcrypto.subtle.sign("HMAC", key, Buffer.from("probe"))).toString("hex");
     for (const step of KEYED_STEPS) {
       const k = keys[step];
       expect(k.step).toBe(step);
-      expect(k.signingKey.type).toBe("private");
-      expect(k.signingKey.asymmetricKeyType).toBe("ed25519");
+      expect([...k.sending.keys()]).toEqual([...attestsTo(step)]);
       expect([...k.accepted.keys()]).toEqual([...acceptsFrom(step)]);
-      for (const [from, pub] of k.accepted) {
-        expect(pub.type).toBe("public");
-        expect(pub.equals(createPublicKey(keys[from as KeyedStep].signingKey))).toBe(true);
+      for (const key of [...k.sending.values(), ...k.accepted.values()]) {
+        expect(key).toMatchObject({ type: "secret", extractable: false, algorithm: { name: "HMAC", hash: { name: "SHA-256" }, length: 256 } });
+        await expect(webcrypto.subtle.exportKey("raw", key)).rejects.toThrow();
       }
+      // both ends of an edge hold the same key
+      for (const [from, key] of k.accepted) expect(await mac(key)).toBe(await mac(keys[from as KeyedStep].sending.get(step)!));
     }
   });
 
@@ -131,55 +153,23 @@ describe("step keys", () => {
     await rejected(verifyAttestation(keys["derive-sans"], token, expectFrom("validate", "validated"), NOW));
   });
 
-  describe("loadStepKeys refuses bad files, never echoing the private key", () => {
+  describe("loadStepKeys refuses bad files, never echoing key material", () => {
+    const withSet = (step: KeyedStep, change: (set: Record<string, unknown>[]) => unknown): StepSecretFiles => {
+      const set = kOf(secrets[step]) as unknown as Record<string, unknown>[];
+      return { [EDGE_KEYS_FILE]: JSON.stringify({ keys: change(set) ?? set }) };
+    };
     const bad = (): { case: string; step: StepName; files: () => StepSecretFiles; says: RegExp }[] => [
-      { case: "a signing key that is not JSON", step: "sign", files: () => ({ ...secrets.sign, [SIGNING_KEY_FILE]: `${secrets.sign[SIGNING_KEY_FILE]}}}` }), says: /not JSON/ },
-      { case: "another step's signing key", step: "sign", files: () => ({ ...secrets.sign, [SIGNING_KEY_FILE]: secrets.validate[SIGNING_KEY_FILE] }), says: /holds the key of step validate, not of sign/ },
-      {
-        case: "a signing key without its private part",
-        step: "sign",
-        files: () => {
-          const { d: _d, ...pub } = JSON.parse(secrets.sign[SIGNING_KEY_FILE]) as Record<string, unknown>;
-          return { ...secrets.sign, [SIGNING_KEY_FILE]: JSON.stringify(pub) };
-        },
-        says: /not an Ed25519 private JWK/,
-      },
-      {
-        case: "a P-256 signing key",
-        step: "sign",
-        files: () => {
-          const jwk = generateKeyPairSync("ec", { namedCurve: "P-256" }).privateKey.export({ format: "jwk" });
-          return { ...secrets.sign, [SIGNING_KEY_FILE]: JSON.stringify({ ...jwk, kid: "sign" }) };
-        },
-        says: /not an Ed25519 private JWK/,
-      },
-      {
-        case: "a signing key whose d does not decode to a key",
-        step: "sign",
-        files: () => {
-          const jwk = JSON.parse(secrets.sign[SIGNING_KEY_FILE]) as Record<string, unknown>;
-          return { ...secrets.sign, [SIGNING_KEY_FILE]: JSON.stringify({ ...jwk, d: `${String(jwk.d).slice(0, 20)}` }) };
-        },
-        says: /usable Ed25519 key|not an Ed25519 private JWK/,
-      },
-      { case: "accepted keys that are not JSON", step: "sign", files: () => ({ ...secrets.sign, [ACCEPTED_KEYS_FILE]: "{" }), says: /accepted-keys\.jwks of step sign is not JSON/ },
-      { case: "accepted keys that are not a JWK Set", step: "sign", files: () => ({ ...secrets.sign, [ACCEPTED_KEYS_FILE]: "[]" }), says: /not a JWK Set/ },
-      {
-        case: "accepted keys with private members",
-        step: "sign",
-        files: () => ({ ...secrets.sign, [ACCEPTED_KEYS_FILE]: JSON.stringify({ keys: [JSON.parse(secrets.validate[SIGNING_KEY_FILE])] }) }),
-        says: /key 0 .*private members are refused/,
-      },
-      {
-        case: "an accepted key with a kid that is no step",
-        step: "sign",
-        files: () => {
-          const set = JSON.parse(secrets.sign[ACCEPTED_KEYS_FILE]) as { keys: Record<string, unknown>[] };
-          set.keys[1] = { ...set.keys[1], kid: "mallory" };
-          return { ...secrets.sign, [ACCEPTED_KEYS_FILE]: JSON.stringify(set) };
-        },
-        says: /key 1 is not an Ed25519 public JWK/,
-      },
+      { case: "a file that is not JSON", step: "sign", files: () => ({ [EDGE_KEYS_FILE]: `${secrets.sign[EDGE_KEYS_FILE]}}}` }), says: /edge-keys\.jwks of step sign is not JSON/ },
+      { case: "a file that is not a JWK Set", step: "sign", files: () => ({ [EDGE_KEYS_FILE]: "[]" }), says: /not a JWK Set/ },
+      { case: "another step's file", step: "sign", files: () => secrets.validate, says: /key 0 \(kid "validate->derive-sans"\) is not the key of an edge sign is an end of/ },
+      { case: "a key of an edge the step is no end of, added", step: "sign", files: () => withSet("sign", (set) => [...set, kOf(secrets.validate)[0]]), says: /key 3 .*validate->derive-sans.* not the key of an edge sign is an end of/ },
+      { case: "a key missing", step: "sign", files: () => withSet("sign", (set) => set.slice(1)), says: /lacks the key of edge validate->sign/ },
+      { case: "a key twice", step: "sign", files: () => withSet("sign", (set) => [...set, set[0]]), says: /key 3 repeats the key of edge validate->sign/ },
+      { case: "a key of 16 bytes", step: "sign", files: () => withSet("sign", (set) => [{ ...set[0], k: randomBytes(16).toString("base64url") }, ...set.slice(1)]), says: /key 0 is not an HS256 JWK of 32 bytes/ },
+      { case: "an asymmetric key", step: "sign", files: () => withSet("sign", (set) => [{ ...generateKeyPairSync("ed25519").privateKey.export({ format: "jwk" }), kid: "validate->sign" }, ...set.slice(1)]), says: /key 0 is not an HS256 JWK/ },
+      { case: "a key for another algorithm", step: "sign", files: () => withSet("sign", (set) => [{ ...set[0], alg: "HS512" }, ...set.slice(1)]), says: /key 0 is not an HS256 JWK/ },
+      { case: "a key with extra members", step: "sign", files: () => withSet("sign", (set) => [{ ...set[0], d: "x" }, ...set.slice(1)]), says: /key 0 is not an HS256 JWK/ },
+      { case: "keys for a step that is no edge's end", step: "resync", files: () => withSet("sign", () => undefined), says: /key 0 .* not the key of an edge resync is an end of/ },
     ];
 
     it.each(bad())("$case", ({ step, files, says }) => {
@@ -193,12 +183,11 @@ describe("step keys", () => {
       expect(err).toBeInstanceOf(ConfigError);
       const e = err as ConfigError;
       expect(e.message).toMatch(says);
-      // no private key value of any step, in the message or anywhere in the error
+      // no key value of any edge, in the message or anywhere in the error
       const dump = `${e.message} ${e.stack ?? ""} ${JSON.stringify(e)} ${String(e.cause ?? "")}`;
-      for (const s of KEYED_STEPS) {
-        const d = (JSON.parse(secrets[s][SIGNING_KEY_FILE]) as { d: string }).d;
-        expect(dump).not.toContain(d);
-        expect(dump).not.toContain(d.slice(0, 20));
+      for (const k of allKeyValues()) {
+        expect(dump).not.toContain(k);
+        expect(dump).not.toContain(k.slice(0, 20));
       }
     });
   });
@@ -219,11 +208,20 @@ describe("attest / verifyAttestation", () => {
     expect((await verifyAttestation(keys.sign, fromValidate, expectFrom("validate", "validated"), NOW)).decision).toEqual(VALIDATED);
   });
 
-  it("the token carries the step as kid and issuer, and the expiry from ttlSeconds", async () => {
+  it("the token is a General JWS with one HS256 signature per receiver, kid naming the edge; the step as issuer, the expiry from ttlSeconds", async () => {
     const token = await attest(keys["derive-sans"], claims(SANS), { now: NOW, ttlSeconds: 1234 });
-    const [h, p] = token.split(".");
-    expect(decodePart(h!)).toMatchObject({ alg: "EdDSA", kid: "derive-sans" });
-    const payload = decodePart(p!);
+    const jws = general(token);
+    expect(Object.keys(jws).sort()).toEqual(["payload", "signatures"]);
+    expect(jws.signatures.map((sig) => decodePart(sig.protected))).toEqual([
+      { alg: "HS256", typ: "podcert-attestation+jwt", kid: "derive-sans->sign" },
+      { alg: "HS256", typ: "podcert-attestation+jwt", kid: "derive-sans->deny" },
+    ]);
+    expect(general(await attest(keys.validate, claims(), { now: NOW, ttlSeconds: TTL })).signatures.map((sig) => decodePart(sig.protected).kid)).toEqual([
+      "validate->derive-sans",
+      "validate->sign",
+      "validate->deny",
+    ]);
+    const payload = decodePart(jws.payload);
     expect(payload.iss).toBe("derive-sans");
     expect(payload.iat).toBe(NOW.getTime() / 1000);
     expect(payload.exp).toBe(NOW.getTime() / 1000 + 1234);
@@ -245,11 +243,41 @@ describe("attest / verifyAttestation", () => {
     await rejected(verifyAttestation(keys.validate, token, expectFrom("sign", "validated"), NOW), [403], /does not accept attestations from sign/);
   });
 
-  it("rejects a token signed by another step's key, even claiming to be validate", async () => {
-    // derive-sans's key, but kid and issuer say validate
-    const impostor: StepKeys = { step: "validate", signingKey: keys["derive-sans"].signingKey, accepted: new Map() };
+  it("rejects a token MACed with another edge's key, even claiming to be validate's for sign", async () => {
+    // derive-sans holds validate->derive-sans: what it can make with it, labelled validate->sign
+    const impostor: StepKeys = { step: "validate", sending: new Map([["sign", edgeKey("validate", "derive-sans")]]), accepted: new Map() };
     const token = await attest(impostor, claims(), { now: NOW, ttlSeconds: TTL });
-    await rejected(verifyAttestation(keys.sign, token, expectFrom("validate", "validated"), NOW), [401, 403], /signature/);
+    await rejected(verifyAttestation(keys.sign, token, expectFrom("validate", "validated"), NOW), [403], /attestation from validate rejected: signature does not verify/);
+    // and with every key derive-sans holds
+    for (const key of [...keys["derive-sans"].sending.values(), ...keys["derive-sans"].accepted.values()]) {
+      const t = await customToken(key, { kid: "validate->sign" });
+      await rejected(verifyAttestation(keys.sign, t, expectFrom("validate", "validated"), NOW), [403], /signature does not verify/);
+    }
+  });
+
+  it("a receiver checks only its own edge's signature: another edge's, broken, is ignored; its own, missing or broken, is not", async () => {
+    const token = await attest(keys.validate, claims(), { now: NOW, ttlSeconds: TTL });
+    const jws = general(token);
+    const breakSig = (i: number) => JSON.stringify({ ...jws, signatures: jws.signatures.map((sig, j) => (j === i ? { ...sig, signature: `${sig.signature.slice(0, -2)}AA` } : sig)) });
+    // derive-sans' is the first; sign's the second
+    await expect(verifyAttestation(keys["derive-sans"], breakSig(1), expectFrom("validate", "validated"), NOW)).resolves.toBeDefined();
+    await rejected(verifyAttestation(keys["derive-sans"], breakSig(0), expectFrom("validate", "validated"), NOW), [403], /signature does not verify/);
+    const without = JSON.stringify({ ...jws, signatures: jws.signatures.slice(1) });
+    await rejected(verifyAttestation(keys["derive-sans"], without, expectFrom("validate", "validated"), NOW), [403], /no signature for edge validate->derive-sans/);
+    const twice = JSON.stringify({ ...jws, signatures: [jws.signatures[0], ...jws.signatures] });
+    await rejected(verifyAttestation(keys["derive-sans"], twice, expectFrom("validate", "validated"), NOW), [403], /2 signatures for edge validate->derive-sans/);
+  });
+
+  it("rejects members a sender never makes (an unprotected header) and too many signatures", async () => {
+    const jws = general(await attest(keys.validate, claims(), { now: NOW, ttlSeconds: TTL }));
+    const withHeader = JSON.stringify({ ...jws, signatures: jws.signatures.map((sig) => ({ ...sig, header: { kid: "validate->derive-sans" } })) });
+    await rejected(verifyAttestation(keys["derive-sans"], withHeader, expectFrom("validate", "validated"), NOW), [403], /not a General JWS/);
+    const many = JSON.stringify({ ...jws, signatures: Array.from({ length: 50 }, () => jws.signatures[1]) });
+    await rejected(verifyAttestation(keys["derive-sans"], many, expectFrom("validate", "validated"), NOW), [403], /not a General JWS/);
+    // structure beyond a General JWS's is refused before it is parsed
+    for (const shaped of ["[".repeat(40_000), JSON.stringify({ ...jws, extra: Array.from({ length: 10_000 }, () => ({})) }), JSON.stringify({ ...jws, signatures: [{ ...jws.signatures[0], x: [[[1]]] }] })]) {
+      await rejected(verifyAttestation(keys["derive-sans"], shaped, expectFrom("validate", "validated"), NOW), [403], /not a General JWS/);
+    }
   });
 
   it("rejects derive-sans's genuine token offered as validate's", async () => {
@@ -263,18 +291,20 @@ describe("attest / verifyAttestation", () => {
   });
 
   it("rejects a token with the right key but another issuer", async () => {
-    const token = await customToken(keys.validate.signingKey, { iss: "derive-sans" });
+    const token = await customToken(edgeKey("validate", "derive-sans"), { iss: "derive-sans" });
     await rejected(verifyAttestation(keys["derive-sans"], token, expectFrom("validate", "validated"), NOW), [401, 403], /iss/);
   });
 
-  it("rejects a token with the right key and issuer but another step's kid", async () => {
-    const token = await customToken(keys.validate.signingKey, { kid: "derive-sans" });
-    await rejected(verifyAttestation(keys["derive-sans"], token, expectFrom("validate", "validated"), NOW), [401, 403]);
+  it("rejects a token with the right key and issuer but another edge's kid", async () => {
+    const token = await customToken(edgeKey("validate", "derive-sans"), { kid: "validate->sign" });
+    await rejected(verifyAttestation(keys["derive-sans"], token, expectFrom("validate", "validated"), NOW), [403], /no signature for edge validate->derive-sans/);
+    // sign finds "its" signature, which does not verify under its key
+    await rejected(verifyAttestation(keys.sign, token, expectFrom("validate", "validated"), NOW), [403], /signature does not verify/);
   });
 
   it("rejects a token of another type or audience", async () => {
-    await rejected(verifyAttestation(keys["derive-sans"], await customToken(keys.validate.signingKey, { typ: "JWT" }), expectFrom("validate", "validated"), NOW), [401, 403]);
-    await rejected(verifyAttestation(keys["derive-sans"], await customToken(keys.validate.signingKey, { aud: "other" }), expectFrom("validate", "validated"), NOW), [401, 403], /aud/);
+    await rejected(verifyAttestation(keys["derive-sans"], await customToken(edgeKey("validate", "derive-sans"), { typ: "JWT" }), expectFrom("validate", "validated"), NOW), [401, 403]);
+    await rejected(verifyAttestation(keys["derive-sans"], await customToken(edgeKey("validate", "derive-sans"), { aud: "other" }), expectFrom("validate", "validated"), NOW), [401, 403], /aud/);
   });
 
   it("accepts a token until it expires (with at most 30 s of clock tolerance) and rejects it after", async () => {
@@ -318,36 +348,48 @@ describe("attest / verifyAttestation", () => {
     { case: "another PCR uid", change: (p: Record<string, unknown>) => ((p.pcr as PcrRef).uid = "00000000-0000-4000-8000-000000000000") },
     { case: "a later expiry", change: (p: Record<string, unknown>) => (p.exp = (p.exp as number) + 86400) },
   ])("rejects a tampered payload ($case)", async ({ change }) => {
-    const token = await attest(keys["derive-sans"], claims(SANS), { now: NOW, ttlSeconds: TTL });
-    const [h, p, s] = token.split(".");
-    const payload = decodePart(p!);
+    const jws = general(await attest(keys["derive-sans"], claims(SANS), { now: NOW, ttlSeconds: TTL }));
+    const payload = decodePart(jws.payload);
     change(payload);
-    const tampered = `${h}.${b64url(payload)}.${s}`;
+    const tampered = JSON.stringify({ ...jws, payload: b64url(payload) });
     await rejected(verifyAttestation(keys.sign, tampered, expectFrom("derive-sans", "sans-derived", { pcr: payload.pcr as PcrRef }), NOW), [401, 403]);
   });
 
   it("rejects an unsigned token (alg none)", async () => {
-    const token = await attest(keys.validate, claims(), { now: NOW, ttlSeconds: TTL });
-    const payload = token.split(".")[1]!;
+    const jws = general(await attest(keys.validate, claims(), { now: NOW, ttlSeconds: TTL }));
     for (const alg of ["none", "None", "NONE"]) {
-      const unsigned = `${b64url({ alg, typ: "podcert-attestation+jwt", kid: "validate" })}.${payload}.`;
-      await rejected(verifyAttestation(keys["derive-sans"], unsigned, expectFrom("validate", "validated"), NOW), [401, 403]);
+      const unsigned = JSON.stringify({ payload: jws.payload, signatures: [{ protected: b64url({ alg, typ: "podcert-attestation+jwt", kid: "validate->derive-sans" }), signature: "" }] });
+      await rejected(verifyAttestation(keys["derive-sans"], unsigned, expectFrom("validate", "validated"), NOW), [403]);
+      const emptySig = JSON.stringify({ payload: jws.payload, signatures: [{ protected: b64url({ alg, typ: "podcert-attestation+jwt", kid: "validate->derive-sans" }), signature: "AA" }] });
+      await rejected(verifyAttestation(keys["derive-sans"], emptySig, expectFrom("validate", "validated"), NOW), [403], /rejected/);
     }
   });
 
-  it("rejects a token signed with a symmetric key under alg HS256", async () => {
+  it("rejects a token MACed with a key of the right length that is not the edge's", async () => {
+    await rejected(verifyAttestation(keys["derive-sans"], await customToken(new Uint8Array(32)), expectFrom("validate", "validated"), NOW), [403], /signature does not verify/);
+    await rejected(verifyAttestation(keys["derive-sans"], await customToken(createSecretKey(randomBytes(32))), expectFrom("validate", "validated"), NOW), [403], /signature does not verify/);
+  });
+
+  it("rejects another HMAC algorithm and an asymmetric signature", async () => {
+    // (The edge's CryptoKey is bound to SHA-256: it cannot even make an HS512 MAC.)
+    await rejected(verifyAttestation(keys["derive-sans"], await customToken(createSecretKey(randomBytes(64)), { alg: "HS512" }), expectFrom("validate", "validated"), NOW), [403], /ALG_NOT_ALLOWED/);
+    const ed = generateKeyPairSync("ed25519").privateKey;
+    await rejected(verifyAttestation(keys["derive-sans"], await customToken(ed, { alg: "EdDSA" }), expectFrom("validate", "validated"), NOW), [403], /ALG_NOT_ALLOWED/);
+  });
+
+  it("rejects a compact JWS (the former format), even one MACed with the edge's key", async () => {
     const token = await new SignJWT({ pcr: PCR, signer: SIGNER, spki: SPKI, decision: VALIDATED })
-      .setProtectedHeader({ alg: "HS256", typ: "podcert-attestation+jwt", kid: "validate" })
+      .setProtectedHeader({ alg: "HS256", typ: "podcert-attestation+jwt", kid: "validate->derive-sans" })
       .setIssuer("validate")
       .setSubject("x")
       .setAudience("podcert")
       .setIssuedAt(NOW.getTime() / 1000)
       .setExpirationTime(NOW.getTime() / 1000 + TTL)
-      .sign(new Uint8Array(32));
-    await rejected(verifyAttestation(keys["derive-sans"], token, expectFrom("validate", "validated"), NOW), [401, 403]);
+      .sign(edgeKey("validate", "derive-sans"));
+    await rejected(verifyAttestation(keys["derive-sans"], token, expectFrom("validate", "validated"), NOW), [403], /not a valid token/);
   });
 
-  it.each(["", "garbage", "a.b.c", "a.b"])("rejects a malformed token %j", async (token) => {
+  it.each(["", "garbage", "a.b.c", "a.b", "{}", "[]", "null", '{"payload":"e30","signatures":[]}'])("rejects a malformed token %j", async (token) => {
     await rejected(verifyAttestation(keys["derive-sans"], token, expectFrom("validate", "validated"), NOW), [400, 401, 403]);
   });
 
@@ -357,12 +399,12 @@ describe("attest / verifyAttestation", () => {
     { case: "no PCR", payload: { signer: SIGNER, spki: SPKI, decision: VALIDATED } },
     { case: "a lifetime below an hour", payload: { pcr: PCR, signer: SIGNER, spki: SPKI, decision: { ...SANS, lifetimeSeconds: 60 } } },
   ])("rejects a correctly signed token with malformed claims ($case)", async ({ payload }) => {
-    const token = await customToken(keys.validate.signingKey, { payload });
+    const token = await customToken(edgeKey("validate", "derive-sans"), { payload });
     await rejected(verifyAttestation(keys["derive-sans"], token, expectFrom("validate", "validated"), NOW), [403], /malformed claims/);
   });
 
   it("names every malformed claim", async () => {
-    const token = await customToken(keys.validate.signingKey, { payload: { pcr: { ...PCR, uid: 7 }, signer: SIGNER, spki: 8, decision: VALIDATED } });
+    const token = await customToken(edgeKey("validate", "derive-sans"), { payload: { pcr: { ...PCR, uid: 7 }, signer: SIGNER, spki: 8, decision: VALIDATED } });
     const err = await rejected(verifyAttestation(keys["derive-sans"], token, expectFrom("validate", "validated"), NOW), [403], /malformed claims/);
     expect(err.message).toContain("pcr.uid: Invalid input: expected string, received number");
     expect(err.message).toContain("spki: Invalid input: expected string, received number");
@@ -370,10 +412,12 @@ describe("attest / verifyAttestation", () => {
 
   it("never puts key material in the token", async () => {
     const token = await attest(keys.validate, claims(), { now: NOW, ttlSeconds: TTL });
-    const d = (JSON.parse(secrets.validate[SIGNING_KEY_FILE]) as { d: string }).d;
-    expect(Buffer.from(token.split(".").slice(0, 2).join("."), "utf8").toString()).not.toContain(d);
-    expect(decodePart(token.split(".")[0]!)).not.toHaveProperty("jwk");
-    // sanity: the private key really is d
-    expect(createPrivateKey({ key: JSON.parse(secrets.validate[SIGNING_KEY_FILE]), format: "jwk" }).asymmetricKeyType).toBe("ed25519");
+    const jws = general(token);
+    const text = [token, Buffer.from(jws.payload, "base64url").toString(), ...jws.signatures.map((sig) => Buffer.from(sig.protected, "base64url").toString())].join(" ");
+    for (const k of allKeyValues()) {
+      expect(text).not.toContain(k);
+      expect(text).not.toContain(Buffer.from(k, "base64url").toString("hex"));
+    }
+    for (const sig of jws.signatures) expect(decodePart(sig.protected)).not.toHaveProperty("jwk");
   });
 });
