@@ -74,8 +74,8 @@ export function loadStepKeys(step: StepName, files: StepSecretFiles): StepKeys {
     seen.add(kid);
     const bytes = Buffer.from(k, "base64url");
     if (bytes.length !== KEY_BYTES) throw new ConfigError(`${file}: key ${i} (edge ${kid}) is not ${KEY_BYTES} bytes`);
-    // Not extractable: nothing holding the StepKeys can read the key back out.
-    const key = createSecretKey(bytes).toCryptoKey({ name: "HMAC", hash: "SHA-256" }, false, ["sign", "verify"]);
+    // A KeyObject holds its own copy: the decoded bytes are wiped, and logging the key shows only its size.
+    const key = createSecretKey(bytes);
     bytes.fill(0);
     if (edge.from === step) sending.set(edge.to, key);
     else accepted.set(edge.from, key);

@@ -1,5 +1,6 @@
-import { createSecretKey, generateKeyPairSync, randomBytes, webcrypto, type KeyObject } from "node:crypto";
-import { GeneralSign, SignJWT } from "jose";
+import { createHmac, createSecretKey, generateKeyPairSync, randomBytes, type KeyObject } from "node:crypto";
+import { inspect } from "node:util";
+import { GeneralSign, SignJWT, generalVerify, jwtVerify, type GeneralJWSInput } from "jose";
 import { beforeAll, describe, expect, it } from "vitest";
 import { ConfigError, RejectedEventError } from "../../../shared/errors.js";
 import { attest, verifyAttestation, type AttestationClaims, type AttestationExpectation, type Decision, type EdgeKey, type StepKeys } from "../../../shared/events/attestation.js";
@@ -128,19 +129,24 @@ describe("step keys", () => {
     expect(new Set(ks).size).toBe(ks.length / 2);
   });
 
-  it("loadStepKeys loads the keys it sends with, by receiver, and those it accepts, by sender: HMAC SHA-256, not extractable", async () => {
-    const mac = async (key: EdgeKey) => Buffer.from(await webcrypto.subtle.sign("HMAC", key, Buffer.from("probe"))).toString("hex");
+  it("loadStepKeys loads the keys it sends with, by receiver, and those it accepts, by sender: 256-bit secrets that never print", () => {
+    const mac = (key: EdgeKey) => createHmac("sha256", key).update("probe").digest("hex");
+    const files = new Set(allKeyValues());
     for (const step of KEYED_STEPS) {
       const k = keys[step];
       expect(k.step).toBe(step);
       expect([...k.sending.keys()]).toEqual([...attestsTo(step)]);
       expect([...k.accepted.keys()]).toEqual([...acceptsFrom(step)]);
       for (const key of [...k.sending.values(), ...k.accepted.values()]) {
-        expect(key).toMatchObject({ type: "secret", extractable: false, algorithm: { name: "HMAC", hash: { name: "SHA-256" }, length: 256 } });
-        await expect(webcrypto.subtle.exportKey("raw", key)).rejects.toThrow();
+        expect(key).toMatchObject({ type: "secret", symmetricKeySize: 32 });
+        // the key loaded is one of the file's, and printing or serializing it shows no part of it
+        expect(files.has(key.export().toString("base64url"))).toBe(true);
+        for (const shown of [inspect(key, { depth: 5, showHidden: true }), JSON.stringify(key), String(key)]) {
+          for (const v of files) expect(shown).not.toContain(v);
+        }
       }
       // both ends of an edge hold the same key
-      for (const [from, key] of k.accepted) expect(await mac(key)).toBe(await mac(keys[from as KeyedStep].sending.get(step)!));
+      for (const [from, key] of k.accepted) expect(mac(key)).toBe(mac(keys[from as KeyedStep].sending.get(step)!));
     }
   });
 
@@ -371,10 +377,12 @@ describe("attest / verifyAttestation", () => {
   });
 
   it("rejects another HMAC algorithm and an asymmetric signature", async () => {
-    // (The edge's CryptoKey is bound to SHA-256: it cannot even make an HS512 MAC.)
-    await rejected(verifyAttestation(keys["derive-sans"], await customToken(createSecretKey(randomBytes(64)), { alg: "HS512" }), expectFrom("validate", "validated"), NOW), [403], /ALG_NOT_ALLOWED/);
+    // an HS512 MAC made with the edge's own key, and with another
+    for (const key of [edgeKey("validate", "derive-sans"), createSecretKey(randomBytes(64))]) {
+      await rejected(verifyAttestation(keys["derive-sans"], await customToken(key, { alg: "HS512" }), expectFrom("validate", "validated"), NOW), [403], /algorithm "HS512" is not allowed/);
+    }
     const ed = generateKeyPairSync("ed25519").privateKey;
-    await rejected(verifyAttestation(keys["derive-sans"], await customToken(ed, { alg: "EdDSA" }), expectFrom("validate", "validated"), NOW), [403], /ALG_NOT_ALLOWED/);
+    await rejected(verifyAttestation(keys["derive-sans"], await customToken(ed, { alg: "EdDSA" }), expectFrom("validate", "validated"), NOW), [403], /algorithm "EdDSA" is not allowed/);
   });
 
   it("rejects a compact JWS (the former format), even one MACed with the edge's key", async () => {
@@ -408,6 +416,57 @@ describe("attest / verifyAttestation", () => {
     const err = await rejected(verifyAttestation(keys["derive-sans"], token, expectFrom("validate", "validated"), NOW), [403], /malformed claims/);
     expect(err.message).toContain("pcr.uid: Invalid input: expected string, received number");
     expect(err.message).toContain("spki: Invalid input: expected string, received number");
+  });
+
+  it("interoperates with jose both ways: jose verifies every signature podcert makes, podcert accepts what jose makes", async () => {
+    const token = await attest(keys.validate, claims(), { now: NOW, ttlSeconds: TTL });
+    for (const to of attestsTo("validate")) {
+      const key = keys[to as KeyedStep].accepted.get("validate")!;
+      const { payload, protectedHeader } = await generalVerify(JSON.parse(token) as GeneralJWSInput, key, { algorithms: ["HS256"] });
+      expect(protectedHeader).toEqual({ alg: "HS256", typ: "podcert-attestation+jwt", kid: `validate->${to}` });
+      const sig = general(token).signatures.find((x) => decodePart(x.protected).kid === `validate->${to}`)!;
+      const verified = await jwtVerify(`${sig.protected}.${general(token).payload}.${sig.signature}`, key, { currentDate: NOW, issuer: "validate", audience: "podcert", typ: "podcert-attestation+jwt" });
+      expect(verified.payload).toEqual(JSON.parse(Buffer.from(payload).toString()));
+      expect(verified.payload).toMatchObject({ sub: `${PCR.namespace}/${PCR.name}/${PCR.uid}`, iat: NOW.getTime() / 1000, exp: NOW.getTime() / 1000 + TTL });
+    }
+    const fromJose = await customToken(edgeKey("validate", "derive-sans"));
+    const c = await verifyAttestation(keys["derive-sans"], fromJose, expectFrom("validate", "validated"), NOW);
+    expect(c.decision).toEqual(VALIDATED);
+  });
+
+  it("refuses what the hand-written checks must: header members beyond alg/typ/kid, non-base64url parts, a short MAC, claims missing or of the wrong type", async () => {
+    const key = edgeKey("validate", "derive-sans");
+    const jws = general(await attest(keys.validate, claims(), { now: NOW, ttlSeconds: TTL }));
+    const mine = jws.signatures[0]!;
+    const expectVd = expectFrom("validate", "validated");
+    // a `crit` (or any other) member: the signature is nobody's
+    const macd = (protectedPart: string, payload = jws.payload) =>
+      JSON.stringify({ payload, signatures: [{ protected: protectedPart, signature: createHmac("sha256", key).update(`${protectedPart}.${payload}`).digest("base64url") }] });
+    const crit = b64url({ alg: "HS256", typ: "podcert-attestation+jwt", kid: "validate->derive-sans", crit: ["exp"] });
+    await rejected(verifyAttestation(keys["derive-sans"], macd(crit), expectVd, NOW), [403], /no signature for edge validate->derive-sans/);
+    // padding or base64 (not base64url) characters, which Buffer's decoder would skip
+    for (const bad of [`${mine.signature}=`, mine.signature.replace(/[-_]/g, "+") === mine.signature ? `+${mine.signature}` : mine.signature.replace(/[-_]/g, "+")]) {
+      const t = JSON.stringify({ ...jws, signatures: [{ ...mine, signature: bad }] });
+      await rejected(verifyAttestation(keys["derive-sans"], t, expectVd, NOW), [403], /not a General JWS/);
+    }
+    // a truncated MAC of the right prefix
+    await rejected(verifyAttestation(keys["derive-sans"], JSON.stringify({ ...jws, signatures: [{ ...mine, signature: mine.signature.slice(0, 22) }] }), expectVd, NOW), [403], /signature does not verify/);
+    // correctly MACed, but the payload is not the claims a sender makes
+    const header = mine.protected;
+    const iat = NOW.getTime() / 1000;
+    const base = { pcr: PCR, signer: SIGNER, spki: SPKI, decision: VALIDATED, iss: "validate", sub: `${PCR.namespace}/${PCR.name}/${PCR.uid}`, aud: "podcert", iat, exp: iat + TTL };
+    for (const payload of [
+      Buffer.from("not json").toString("base64url"),
+      b64url([base]),
+      b64url({ ...base, exp: undefined }),
+      b64url({ ...base, iat: String(iat) }),
+      b64url({ ...base, exp: iat + 0.5 }),
+      b64url({ ...base, nbf: iat }),
+    ]) {
+      await rejected(verifyAttestation(keys["derive-sans"], macd(header, payload), expectVd, NOW), [403], /malformed claims/);
+    }
+    await rejected(verifyAttestation(keys["derive-sans"], macd(header, b64url({ ...base, sub: "other/x/y" })), expectVd, NOW), [403], /claim sub does not match/);
+    await expect(verifyAttestation(keys["derive-sans"], macd(header, b64url(base)), expectVd, NOW)).resolves.toBeDefined();
   });
 
   it("never puts key material in the token", async () => {
