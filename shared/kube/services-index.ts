@@ -19,7 +19,8 @@
  * namespace's index: the next request lists again and seeds it anew. Bounded: at most
  * `maxNamespaces` namespaces and `maxServices` Services held; beyond that, or with more than
  * `maxCandidates` candidates, a request lists as without the index. A namespace no request asked
- * about for `idleMs` is dropped (its watch closed). Watch failures are logged, never thrown.
+ * about for `idleMs` is dropped (its watch closed). Watch failures are logged, never thrown; one
+ * that fails as it opens (a ClusterRole without `watch`) is not tried again for `retryMs`.
  */
 import type { Service } from "../pcr/model.js";
 import type { Logger } from "../runtime/log.js";
@@ -36,6 +37,11 @@ export interface ServicesIndexOptions {
   idleMs?: number;
   /** Each watch's timeoutSeconds (the API server ends it; it is resumed); default 300, jittered up to +20 %. */
   watchSeconds?: number;
+  /**
+   * After a watch that failed at once (refused: no `watch` in the ClusterRole; or ended as it
+   * opened), requests in that namespace list without seeding it for this long; default 60 s.
+   */
+  retryMs?: number;
   log?: Logger;
   /** Clock, for tests; default performance.now. */
   nowMs?: () => number;
@@ -113,12 +119,15 @@ export class ServicesIndex {
   /** Namespaces a request is seeding now (its list in flight). */
   private readonly seeding = new Set<string>();
   private held = 0;
+  /** Namespaces whose watch failed at once → when they may be seeded again. */
+  private readonly heldOff = new Map<string, number>();
   private closed = false;
   private readonly maxNamespaces: number;
   private readonly maxServices: number;
   private readonly maxCandidates: number;
   private readonly idleMs: number;
   private readonly watchSeconds: number;
+  private readonly retryMs: number;
   private readonly nowMs: () => number;
 
   constructor(
@@ -130,6 +139,7 @@ export class ServicesIndex {
     this.maxCandidates = o.maxCandidates ?? 64;
     this.idleMs = o.idleMs ?? 15 * 60_000;
     this.watchSeconds = o.watchSeconds ?? 300;
+    this.retryMs = o.retryMs ?? 60_000;
     this.nowMs = o.nowMs ?? (() => performance.now());
   }
 
@@ -164,7 +174,7 @@ export class ServicesIndex {
   }
 
   private async listAndSeed(namespace: string): Promise<Service[]> {
-    const seed = !this.closed && !this.namespaces.has(namespace) && !this.seeding.has(namespace) && this.namespaces.size + this.seeding.size < this.maxNamespaces;
+    const seed = !this.closed && !this.namespaces.has(namespace) && !this.seeding.has(namespace) && this.namespaces.size + this.seeding.size < this.maxNamespaces && !this.isHeldOff(namespace);
     if (seed) this.seeding.add(namespace);
     try {
       const list = await this.api.listServicesVersioned(namespace);
@@ -181,11 +191,19 @@ export class ServicesIndex {
     }
   }
 
+  private isHeldOff(namespace: string): boolean {
+    const until = this.heldOff.get(namespace);
+    if (until === undefined) return false;
+    if (this.nowMs() < until) return true;
+    this.heldOff.delete(namespace);
+    return false;
+  }
+
   /** Keeps `ns` current until it fails, idles or the index closes; never throws. */
   private async watch(ns: NamespaceServices): Promise<void> {
     const { namespace } = ns;
     this.o.log?.debug("Services index: watching", { namespace, services: ns.size, resourceVersion: ns.resourceVersion });
-    while (!ns.abort.signal.aborted) {
+    for (let first = true; !ns.abort.signal.aborted; first = false) {
       if (this.nowMs() - ns.lastUsed > this.idleMs) {
         this.o.log?.debug("Services index: no request asked, dropped", { namespace });
         this.drop(ns);
@@ -199,8 +217,17 @@ export class ServicesIndex {
         if (this.nowMs() - opened < MIN_WATCH_MS) throw new Error("the API server ended the watch at once");
       } catch (e) {
         if (ns.abort.signal.aborted) return;
-        // Changes may have been missed: the next request lists and seeds it again.
-        this.o.log?.info("Services index: watch failed, listing again on the next request", { namespace, error: e instanceof Error ? e.message : String(e) });
+        const error = e instanceof Error ? e.message : String(e);
+        if (first && this.nowMs() - opened < MIN_WATCH_MS) {
+          // It never worked (refused, most likely): list per request for a while rather than
+          // have every request list and be refused a watch again.
+          this.o.log?.warn("Services index: the watch failed as it opened; listing every Service per request for now", { namespace, error, retryMs: this.retryMs });
+          if (this.heldOff.size >= 4 * this.maxNamespaces) this.heldOff.clear();
+          this.heldOff.set(namespace, this.nowMs() + this.retryMs);
+        } else {
+          // Changes may have been missed: the next request lists and seeds it again.
+          this.o.log?.info("Services index: watch failed, listing again on the next request", { namespace, error });
+        }
         this.drop(ns);
         return;
       }

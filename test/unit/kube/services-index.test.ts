@@ -101,7 +101,8 @@ describe("Services index", () => {
   });
 
   it("drops a namespace whose watch breaks, and the next request lists and seeds it again", async () => {
-    const { server, index } = await setup({ objects: [v1("Service", service("web"))] });
+    // retryMs 0: this watch ends as it opens, which would otherwise hold the namespace off.
+    const { server, index } = await setup({ objects: [v1("Service", service("web"))], index: { retryMs: 0 } });
     await index.selecting(NS, { app: "web" });
     server.setFaults({ watchCloseEarly: 1 });
     create(server, service("api"));
@@ -111,6 +112,29 @@ describe("Services index", () => {
     expect(names(await index.selecting(NS, { app: "web" }))).toEqual(["api", "web"]);
     expect(served(server, from).lists).toBe(1);
     expect(index.isIndexed(NS)).toBe(true);
+  });
+
+  it("without `watch` in its ClusterRole: refused once, then lists per request without asking again for retryMs", async () => {
+    const user = { name: "system:serviceaccount:podcert:podcert-derive-sans", groups: ["system:serviceaccounts", "system:authenticated"] };
+    const rbac = [
+      { apiVersion: "rbac.authorization.k8s.io/v1", kind: "ClusterRole", metadata: { name: "read-services" }, rules: [{ apiGroups: [""], resources: ["services"], verbs: ["get", "list"] }] },
+      {
+        apiVersion: "rbac.authorization.k8s.io/v1",
+        kind: "ClusterRoleBinding",
+        metadata: { name: "read-services" },
+        roleRef: { apiGroup: "rbac.authorization.k8s.io", kind: "ClusterRole", name: "read-services" },
+        subjects: [{ kind: "ServiceAccount", namespace: "podcert", name: "podcert-derive-sans" }],
+      },
+    ];
+    const server = await startApiServer({ objects: [v1("Namespace", namespace(NS)), v1("Service", service("web"))], authorization: { rbac, users: [user] } });
+    stops.push(() => server.stop());
+    const index = new ServicesIndex(new KubeClusterApi(loadKubeConfig({ kubeconfigText: server.kubeconfig(user.name) })));
+    stops.push(() => index.close());
+    expect(names(await index.selecting(NS, { app: "web" }))).toEqual(["web"]);
+    await until(() => !index.isIndexed(NS));
+    for (let i = 0; i < 3; i++) expect(names(await index.selecting(NS, { app: "web" }))).toEqual(["web"]);
+    expect(server.refusedRequests().map((r) => r.verb)).toEqual(["watch"]);
+    expect(index.isIndexed(NS)).toBe(false);
   });
 
   it("survives the API server going away: the watch fails, nothing is thrown, the namespace is dropped", async () => {
