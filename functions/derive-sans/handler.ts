@@ -33,10 +33,11 @@ export const deriveSans = attestedStep({
 });
 
 /**
- * The pod and the Services it asked for, read in parallel. Named Services are read one by one: the
- * cost follows the names asked for, not the number of Services in the namespace. "true" needs all
- * that select the pod: with the Services index (kube/services-index.ts), the candidates it finds
- * for the pod's labels, each read again; without, every Service in the namespace.
+ * The pod and the Services it asked for. Named Services are read one by one, alongside the pod:
+ * the cost follows the names asked for, not the number of Services in the namespace. "true" needs
+ * all that select the pod: with the Services index (kube/services-index.ts), the candidates it
+ * finds for the pod's labels (so after the pod), each read again; without, every Service in the
+ * namespace, alongside the pod.
  */
 async function readPodAndServices(
   ctx: FunctionContext,
