@@ -19,7 +19,7 @@ import { dispatch } from "../shared/runtime/http.js";
 import { silentLogger } from "../shared/runtime/log.js";
 import { startApiServerThread } from "./apiserver-thread.js";
 import { syntheticCluster } from "./cluster.js";
-import { target, type BenchPart } from "./report.js";
+import { percentile, target, type BenchPart } from "./report.js";
 
 /** Wraps a ClusterApi, counting calls (the Services index's list and watch too). */
 function counting<T extends ClusterApi>(inner: T): { api: T; calls: () => number; reset: () => void } {
@@ -75,8 +75,13 @@ export async function runSans(o: { sizes?: number[]; requests?: number } = {}): 
         const firstMs = performance.now() - start;
         const firstCalls = c.calls();
         c.reset();
+        const each: number[] = [];
         start = performance.now();
-        for (const e of rest) await derive(e);
+        for (const e of rest) {
+          const t0 = performance.now();
+          await derive(e);
+          each.push(performance.now() - t0);
+        }
         const ms = (performance.now() - start) / rest.length;
         const perRequest = c.calls() / rest.length;
         callsPerRequest.push(perRequest);
@@ -85,6 +90,8 @@ export async function runSans(o: { sizes?: number[]; requests?: number } = {}): 
           Services: services,
           annotation: mode === "true" ? '"true" (all selecting)' : '"api" (named)',
           "ms per request": ms,
+          "p50 ms": percentile(each.sort((a, b) => a - b), 50),
+          "p99 ms": percentile(each, 99),
           "API calls per request": perRequest,
           "first request ms": firstMs,
           "first request API calls": firstCalls,

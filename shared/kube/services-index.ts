@@ -19,7 +19,8 @@
  * namespace's index: the next request lists again and seeds it anew. Bounded: at most
  * `maxNamespaces` namespaces and `maxServices` Services held; beyond that, or with more than
  * `maxCandidates` candidates, a request lists as without the index. A namespace no request asked
- * about for `idleMs` is dropped (its watch closed). Watch failures are logged, never thrown; one
+ * about for `idleMs` is dropped (its watch closed), and one listed more than `relistMs` ago when
+ * its watch next ends (a bound on what a missed event can cost). Watch failures are logged, never thrown; one
  * that fails as it opens (a ClusterRole without `watch`) is not tried again for `retryMs`.
  */
 import type { Service } from "../pcr/model.js";
@@ -37,6 +38,12 @@ export interface ServicesIndexOptions {
   idleMs?: number;
   /** Each watch's timeoutSeconds (the API server ends it; it is resumed); default 300, jittered up to +20 %. */
   watchSeconds?: number;
+  /**
+   * A namespace listed longer ago than this is dropped when its watch next ends (then the next
+   * request lists and seeds it again): a bound on how long an event the index missed (a lossy
+   * watch) can keep a name out. Default 30 minutes.
+   */
+  relistMs?: number;
   /**
    * After a watch that failed at once (refused: no `watch` in the ClusterRole; or ended as it
    * opened), requests in that namespace list without seeding it for this long; default 60 s.
@@ -60,6 +67,7 @@ class NamespaceServices {
   readonly byPair = new Map<string, Set<string>>();
   readonly abort = new AbortController();
   lastUsed: number;
+  readonly listedAt: number;
 
   constructor(
     readonly namespace: string,
@@ -67,6 +75,7 @@ class NamespaceServices {
     now: number,
   ) {
     this.lastUsed = now;
+    this.listedAt = now;
   }
 
   get size(): number {
@@ -128,6 +137,7 @@ export class ServicesIndex {
   private readonly idleMs: number;
   private readonly watchSeconds: number;
   private readonly retryMs: number;
+  private readonly relistMs: number;
   private readonly nowMs: () => number;
 
   constructor(
@@ -140,6 +150,7 @@ export class ServicesIndex {
     this.idleMs = o.idleMs ?? 15 * 60_000;
     this.watchSeconds = o.watchSeconds ?? 300;
     this.retryMs = o.retryMs ?? 60_000;
+    this.relistMs = o.relistMs ?? 30 * 60_000;
     this.nowMs = o.nowMs ?? (() => performance.now());
   }
 
@@ -162,7 +173,7 @@ export class ServicesIndex {
     return this.listAndSeed(namespace);
   }
 
-  /** Whether `namespace` is indexed now (for tests and the benchmark). */
+  /** Whether `namespace` is indexed now (for tests). */
   isIndexed(namespace: string): boolean {
     return this.namespaces.has(namespace);
   }
@@ -206,6 +217,11 @@ export class ServicesIndex {
     for (let first = true; !ns.abort.signal.aborted; first = false) {
       if (this.nowMs() - ns.lastUsed > this.idleMs) {
         this.o.log?.debug("Services index: no request asked, dropped", { namespace });
+        this.drop(ns);
+        return;
+      }
+      if (!first && this.nowMs() - ns.listedAt > this.relistMs) {
+        this.o.log?.debug("Services index: listed long ago, dropped (the next request lists)", { namespace });
         this.drop(ns);
         return;
       }

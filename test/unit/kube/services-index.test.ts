@@ -114,6 +114,22 @@ describe("Services index", () => {
     expect(index.isIndexed(NS)).toBe(true);
   });
 
+  it("resumes a watch the API server ended, and drops a namespace listed longer than relistMs ago", async () => {
+    const { server, index } = await setup({ objects: [v1("Service", service("web"))], index: { watchSeconds: 1 } });
+    await index.selecting(NS, { app: "web" });
+    const watches = () => server.servedRequests().filter((r) => r.url.includes("watch=true")).length;
+    await until(() => watches() >= 2); // the first ended after its timeoutSeconds, and was resumed
+    expect(index.isIndexed(NS)).toBe(true);
+    create(server, service("api"));
+    await caughtUp(server, index);
+    expect(names(await index.selecting(NS, { app: "web" }))).toEqual(["api", "web"]);
+
+    const relisting = new ServicesIndex(new KubeClusterApi(loadKubeConfig({ kubeconfigText: server.kubeconfig() })), { watchSeconds: 1, relistMs: 0 });
+    stops.push(() => relisting.close());
+    await relisting.selecting(NS, { app: "web" });
+    await until(() => !relisting.isIndexed(NS));
+  });
+
   it("without `watch` in its ClusterRole: refused once, then lists per request without asking again for retryMs", async () => {
     const user = { name: "system:serviceaccount:podcert:podcert-derive-sans", groups: ["system:serviceaccounts", "system:authenticated"] };
     const rbac = [
