@@ -9,8 +9,9 @@ import { fixedCaPool } from "../shared/ca/pool-source.js";
 import type { StepKeys } from "../shared/events/attestation.js";
 import { isKeyedStep, stepEntry, STEPS, type KeyedStep, type StepName } from "../shared/steps.js";
 import { KubeClusterApi, loadKubeConfig } from "../shared/kube/client-node.js";
-import type { ClusterApi } from "../shared/kube/cluster.js";
+import type { ClusterApi, ServicesWatchApi } from "../shared/kube/cluster.js";
 import { noCluster } from "../shared/kube/no-cluster.js";
+import type { ServicesIndex } from "../shared/kube/services-index.js";
 import { createEventRecorder, type EventRecorder } from "../shared/kube/event-recorder.js";
 import { DEFAULT_LOOKUP_CACHE_SECONDS, withLookupCache } from "../shared/kube/lookup-cache.js";
 import type { SignerConfig } from "../shared/profiles/config.js";
@@ -64,12 +65,18 @@ export function stepContexts(o: {
   events?: EventRecorder | false;
   /** Default: DEFAULT_LOOKUP_CACHE_SECONDS, as the functions; 0 reads every lookup live. */
   lookupCacheSeconds?: number;
+  /**
+   * Give the steps the registry says index Services one index per API, as the function server
+   * does (kube/services-index.ts); the caller closes it (its watches stay open until then).
+   * Default: none, so a one-shot run leaves nothing open; every Service is listed.
+   */
+  servicesIndexes?: (api: ServicesWatchApi) => ServicesIndex;
 }): Record<StepName, FunctionContext> {
   const out = {} as Record<StepName, FunctionContext>;
   const given = o.cluster;
   const apiOf = (step: StepName): ClusterApi => (isClusterApi(given) ? given : given[step]);
   // One lookup cache and one Event recorder per distinct API, as one per process in a cluster.
-  const perApi = new Map<ClusterApi, { cluster: ClusterApi; events: EventRecorder | undefined }>();
+  const perApi = new Map<ClusterApi, { cluster: ClusterApi; events: EventRecorder | undefined; index: ServicesIndex | undefined }>();
   for (const step of STEPS) {
     // A step without Kubernetes access (the dead-letter sink) gets none here either.
     if (!stepEntry(step).usesKubernetes) {
@@ -81,9 +88,10 @@ export function stepContexts(o: {
       perApi.set(api, {
         cluster: withLookupCache(api, { ttlMs: (o.lookupCacheSeconds ?? DEFAULT_LOOKUP_CACHE_SECONDS) * 1000 }),
         events: o.events === false ? undefined : (o.events ?? createEventRecorder(api, o.log)),
+        index: o.servicesIndexes !== undefined && isServicesWatchApi(api) ? o.servicesIndexes(api) : undefined,
       });
     }
-    const { cluster, events } = perApi.get(api)!;
+    const { cluster, events, index } = perApi.get(api)!;
     const ctx: FunctionContext = {
       config: o.config,
       cluster,
@@ -92,11 +100,17 @@ export function stepContexts(o: {
       log: o.log.child({ function: step }),
     };
     if (events) ctx.events = events;
+    if (index !== undefined && stepEntry(step).indexesServices) ctx.servicesIndex = index;
     // In-process runs read the pool once: fixed for the run.
     if (stepEntry(step).holdsCaPool && o.caPool) ctx.caPool = fixedCaPool(o.caPool);
     out[step] = ctx;
   }
   return out;
+}
+
+function isServicesWatchApi(x: ClusterApi): x is ClusterApi & ServicesWatchApi {
+  const w = x as Partial<ServicesWatchApi>;
+  return typeof w.listServicesVersioned === "function" && typeof w.watchServices === "function";
 }
 
 function isClusterApi(x: ClusterApi | Readonly<Record<StepName, ClusterApi>>): x is ClusterApi {

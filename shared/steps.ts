@@ -57,6 +57,12 @@ export interface StepEntry {
    * ServiceAccount token is not mounted) and its readiness does not wait for an API server.
    */
   readonly usesKubernetes: boolean;
+  /**
+   * Whether it keeps a Services index (kube/services-index.ts: list and watch Services, in the
+   * namespaces whose pods ask for every Service selecting them). Its ClusterRole must allow
+   * `watch` on services (knative/rbac.yaml).
+   */
+  readonly indexesServices: boolean;
 }
 
 /** In pipeline order (the local run gives them ports in this order). */
@@ -72,6 +78,7 @@ export const STEP_REGISTRY = [
     postsToBroker: false,
     deadLetterSink: false,
     usesKubernetes: true,
+    indexesServices: false,
   },
   {
     name: "derive-sans",
@@ -84,6 +91,7 @@ export const STEP_REGISTRY = [
     postsToBroker: false,
     deadLetterSink: false,
     usesKubernetes: true,
+    indexesServices: true,
   },
   {
     name: "sign",
@@ -99,6 +107,7 @@ export const STEP_REGISTRY = [
     postsToBroker: false,
     deadLetterSink: false,
     usesKubernetes: true,
+    indexesServices: false,
   },
   {
     name: "deny",
@@ -111,6 +120,7 @@ export const STEP_REGISTRY = [
     postsToBroker: false,
     deadLetterSink: false,
     usesKubernetes: true,
+    indexesServices: false,
   },
   {
     name: "publish-trust",
@@ -124,6 +134,7 @@ export const STEP_REGISTRY = [
     postsToBroker: false,
     deadLetterSink: false,
     usesKubernetes: true,
+    indexesServices: false,
   },
   {
     name: "resync",
@@ -139,6 +150,7 @@ export const STEP_REGISTRY = [
     postsToBroker: true,
     deadLetterSink: false,
     usesKubernetes: true,
+    indexesServices: false,
   },
   {
     name: "dead-letter",
@@ -153,6 +165,7 @@ export const STEP_REGISTRY = [
     postsToBroker: false,
     deadLetterSink: true,
     usesKubernetes: false,
+    indexesServices: false,
   },
 ] as const satisfies readonly StepEntry[];
 

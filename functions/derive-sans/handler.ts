@@ -33,9 +33,11 @@ export const deriveSans = attestedStep({
 });
 
 /**
- * The pod and the Services it asked for, read in parallel. Named Services are read one by one: the
- * cost follows the names asked for, not the number of Services in the namespace. "true" needs them
- * all to find the selecting ones.
+ * The pod and the Services it asked for. Named Services are read one by one, alongside the pod:
+ * the cost follows the names asked for, not the number of Services in the namespace. "true" needs
+ * all that select the pod: with the Services index (kube/services-index.ts), the candidates it
+ * finds for the pod's labels (so after the pod), each read again; without, every Service in the
+ * namespace, alongside the pod.
  */
 async function readPodAndServices(
   ctx: FunctionContext,
@@ -43,10 +45,15 @@ async function readPodAndServices(
   podName: string,
   selection: Exclude<ServiceSelection, { kind: "none" }>,
 ): Promise<LivePodServices> {
+  const podRead = ctx.cluster.readPod(namespace, podName);
+  const index = ctx.servicesIndex;
   const servicesRead =
     selection.kind === "named"
       ? Promise.all(selection.names.map((name) => ctx.cluster.readService(namespace, name))).then((s) => s.filter((x) => x !== undefined))
-      : ctx.cluster.listServices(namespace);
-  const [pod, services] = await Promise.all([ctx.cluster.readPod(namespace, podName), servicesRead]);
+      : index === undefined
+        ? ctx.cluster.listServices(namespace)
+        // A pod that is gone is PodMismatch whatever the Services: nothing to look for.
+        : podRead.then((pod) => (pod === undefined ? [] : index.selecting(namespace, pod.metadata.labels ?? {})));
+  const [pod, services] = await Promise.all([podRead, servicesRead]);
   return { pod, services };
 }

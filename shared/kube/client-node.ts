@@ -30,7 +30,7 @@ import {
   type CertificatesVersion,
   type ServedResources,
 } from "./api-versions.js";
-import type { ClusterApi, ClusterTrustBundle, ConfigMap, CoreV1Event, KubernetesEvent, PcrPage, ResyncApi, TrustApi } from "./cluster.js";
+import { ResourceExpiredError, type ClusterApi, type ClusterTrustBundle, type ConfigMap, type CoreV1Event, type KubernetesEvent, type PcrPage, type ResyncApi, type ServiceList, type ServicesWatchApi, type ServiceWatchEvent, type TrustApi } from "./cluster.js";
 
 /** Observes every API call (for metrics); never sees bodies. */
 export type ApiCallObserver = (call: { operation: string; seconds: number; outcome: "ok" | "absent" | "conflict" | "error" }) => void;
@@ -112,7 +112,7 @@ interface Response {
   text: string;
 }
 
-export class KubeClusterApi implements ClusterApi, TrustApi, ResyncApi {
+export class KubeClusterApi implements ClusterApi, TrustApi, ResyncApi, ServicesWatchApi {
   private readonly server: string;
   private readonly timeoutMs: number;
   private readonly onCertificatesApis: ((apis: CertificatesApis) => void) | undefined;
@@ -132,6 +132,13 @@ export class KubeClusterApi implements ClusterApi, TrustApi, ResyncApi {
   }
 
   private async send(method: HttpMethod, path: string, body?: unknown): Promise<Response> {
+    const res = await this.open(method, path, { body });
+    return { status: res.statusCode, text: await res.body.text() };
+  }
+
+  /** The request sent, its answer's body unread (a watch streams it). */
+  private async open(method: HttpMethod, path: string, o: { body?: unknown; bodyTimeoutMs?: number; signal?: AbortSignal } = {}): Promise<Dispatcher.ResponseData> {
+    const { body } = o;
     const ctx = new RequestContext(`${this.server}${path}`, method);
     ctx.setHeaderParam("Accept", "application/json");
     if (body !== undefined) {
@@ -143,7 +150,7 @@ export class KubeClusterApi implements ClusterApi, TrustApi, ResyncApi {
     // newline (as `echo` writes one) would make an invalid header. client-go trims it; so do we.
     const headers = Object.fromEntries(Object.entries(ctx.getHeaders()).map(([k, v]) => [k, v.trim()]));
     const dispatcher = (ctx.getDispatcher() as Dispatcher | undefined) ?? getGlobalDispatcher();
-    const res = await request(ctx.getUrl(), {
+    return request(ctx.getUrl(), {
       method: method as Dispatcher.HttpMethod,
       headers,
       body: ctx.getBody() as string | undefined,
@@ -151,9 +158,9 @@ export class KubeClusterApi implements ClusterApi, TrustApi, ResyncApi {
       // A hung API server fails the call (transient, retried by the broker) well before the
       // delivery itself times out, rather than holding the request for undici's 5 minutes.
       headersTimeout: this.timeoutMs,
-      bodyTimeout: this.timeoutMs,
+      bodyTimeout: o.bodyTimeoutMs ?? this.timeoutMs,
+      ...(o.signal === undefined ? {} : { signal: o.signal }),
     });
-    return { status: res.statusCode, text: await res.body.text() };
   }
 
   /**
@@ -346,8 +353,62 @@ export class KubeClusterApi implements ClusterApi, TrustApi, ResyncApi {
   }
 
   async listServices(namespace: string) {
-    const list = await this.call<{ items?: Service[] }>("list services", HttpMethod.GET, `/api/v1/namespaces/${seg(namespace)}/services`);
-    return list.items ?? [];
+    return (await this.listServicesVersioned(namespace)).items;
+  }
+
+  async listServicesVersioned(namespace: string): Promise<ServiceList> {
+    const list = await this.call<{ items?: Service[]; metadata?: { resourceVersion?: string } }>("list services", HttpMethod.GET, `/api/v1/namespaces/${seg(namespace)}/services`);
+    return { items: list.items ?? [], resourceVersion: list.metadata?.resourceVersion ?? "" };
+  }
+
+  /**
+   * A watch of a namespace's Services from `resourceVersion`, with BOOKMARKs, ended by the API
+   * server after `timeoutSeconds`. A stream silent for longer than that plus a minute is broken
+   * (kube-apiserver sends a BOOKMARK about every minute): TransientError. Only the opening is
+   * observed as an API call (the stream's length would say nothing about the API server).
+   */
+  async watchServices(namespace: string, o: { resourceVersion: string; timeoutSeconds: number; signal: AbortSignal }, onEvent: (e: ServiceWatchEvent) => void): Promise<void> {
+    const query = new URLSearchParams({ watch: "true", allowWatchBookmarks: "true", timeoutSeconds: String(o.timeoutSeconds) });
+    if (o.resourceVersion !== "") query.set("resourceVersion", o.resourceVersion);
+    const operation = "watch services";
+    const start = performance.now();
+    const done = (outcome: "ok" | "error") => this.observe({ operation, seconds: (performance.now() - start) / 1000, outcome });
+    let res: Dispatcher.ResponseData;
+    try {
+      res = await this.open(HttpMethod.GET, `/api/v1/namespaces/${seg(namespace)}/services?${query.toString()}`, {
+        bodyTimeoutMs: (o.timeoutSeconds + 60) * 1000,
+        signal: o.signal,
+      });
+    } catch (e) {
+      if (o.signal.aborted) return;
+      done("error");
+      throw new TransientError(`Kubernetes API ${operation} failed: ${(e as Error).message}`, { cause: e });
+    }
+    if (res.statusCode !== 200) {
+      const text = await res.body.text().catch(() => "");
+      done("error");
+      if (res.statusCode === 410) throw new ResourceExpiredError(`Kubernetes API ${operation}: ${statusMessage(text)}`);
+      throw new TransientError(`Kubernetes API ${operation} failed with HTTP ${res.statusCode}: ${statusMessage(text)}`, { overloaded: res.statusCode === 429 });
+    }
+    done("ok");
+    let buffered = "";
+    try {
+      res.body.setEncoding("utf8");
+      for await (const chunk of res.body as AsyncIterable<string>) {
+        buffered += chunk;
+        for (let nl = buffered.indexOf("\n"); nl >= 0; nl = buffered.indexOf("\n")) {
+          const line = buffered.slice(0, nl).trim();
+          buffered = buffered.slice(nl + 1);
+          if (line !== "") onEvent(watchEvent(line, operation));
+        }
+      }
+    } catch (e) {
+      if (o.signal.aborted) return;
+      if (e instanceof TransientError) throw e;
+      throw new TransientError(`Kubernetes API ${operation}: the stream broke: ${(e as Error).message}`, { cause: e });
+    } finally {
+      res.body.destroy();
+    }
   }
 
   async listTrustBundles(labelSelector: string) {
@@ -426,6 +487,30 @@ function listItems<T extends { apiVersion?: string; kind?: string }, K extends s
 ): (T & { apiVersion: string; kind: K })[] {
   const apiVersion = certificatesVersionOf(list.apiVersion) === undefined ? certificatesApiVersion(version) : list.apiVersion!;
   return (list.items ?? []).map((item) => ({ ...item, apiVersion: item.apiVersion ?? apiVersion, kind }));
+}
+
+/** One line of a watch stream; an ERROR event is thrown (410: ResourceExpiredError). */
+function watchEvent(line: string, operation: string): ServiceWatchEvent {
+  let parsed: { type?: unknown; object?: { code?: unknown; message?: unknown; metadata?: { resourceVersion?: unknown } } };
+  try {
+    parsed = JSON.parse(line) as typeof parsed;
+  } catch {
+    throw new TransientError(`Kubernetes API ${operation}: a line of the stream is not JSON`);
+  }
+  const { type, object } = parsed;
+  if (object === null || typeof object !== "object") throw new TransientError(`Kubernetes API ${operation}: an event without an object`);
+  if (type === "ERROR") {
+    const message = typeof object.message === "string" ? object.message.slice(0, 500) : "no details";
+    if (object.code === 410) throw new ResourceExpiredError(`Kubernetes API ${operation}: ${message}`);
+    throw new TransientError(`Kubernetes API ${operation} failed: ${message}`);
+  }
+  if (type === "BOOKMARK") {
+    const rv = object.metadata?.resourceVersion;
+    if (typeof rv !== "string" || rv === "") throw new TransientError(`Kubernetes API ${operation}: a BOOKMARK without a resourceVersion`);
+    return { type, resourceVersion: rv };
+  }
+  if (type === "ADDED" || type === "MODIFIED" || type === "DELETED") return { type, object: object as unknown as Service };
+  throw new TransientError(`Kubernetes API ${operation}: an event of unknown type ${JSON.stringify(type)?.slice(0, 40)}`);
 }
 
 /** The message of a Kubernetes Status body, bounded; never the whole body. */

@@ -5,6 +5,7 @@
  * else (5xx, 403, 429, network) is a TransientError, so the broker retries and no request is denied
  * because the API server was unwell.
  */
+import { TransientError } from "../errors.js";
 import type { Namespace, Node, Pod, PodCertificateRequest, PcrStatus, Service, ServiceAccount } from "../pcr/model.js";
 
 export interface KubernetesEvent {
@@ -77,6 +78,41 @@ export interface TrustApi {
   readConfigMap(namespace: string, name: string): Promise<ConfigMap | undefined>;
   /** Creates it without a resourceVersion, else replaces it (ConflictError when stale). */
   writeConfigMap(configMap: ConfigMap): Promise<void>;
+}
+
+/** A namespace's Services and the resourceVersion of that list, for a watch to start from. */
+export interface ServiceList {
+  items: Service[];
+  resourceVersion: string;
+}
+
+/** One event of a Services watch; a BOOKMARK only moves the resourceVersion on. */
+export type ServiceWatchEvent =
+  | { type: "ADDED" | "MODIFIED" | "DELETED"; object: Service }
+  | { type: "BOOKMARK"; resourceVersion: string };
+
+/**
+ * The watch's resourceVersion is older than the API server keeps (410 Gone / Expired): the changes
+ * since are lost, so the watcher must list again. Transient for anyone who does not handle it.
+ */
+export class ResourceExpiredError extends TransientError {
+  override readonly name = "ResourceExpiredError";
+}
+
+/** What the Services index (kube/services-index.ts) reads: list with its version, watch, get. */
+export interface ServicesWatchApi {
+  listServicesVersioned(namespace: string): Promise<ServiceList>;
+  /**
+   * Sends `onEvent` every change after `resourceVersion` (and BOOKMARKs) until the API server ends
+   * the stream (resolves; resume from the last version seen) or `signal` aborts (resolves). Rejects
+   * with ResourceExpiredError on 410, else a TransientError.
+   */
+  watchServices(
+    namespace: string,
+    o: { resourceVersion: string; timeoutSeconds: number; signal: AbortSignal },
+    onEvent: (e: ServiceWatchEvent) => void,
+  ): Promise<void>;
+  readService(namespace: string, name: string): Promise<Service | undefined>;
 }
 
 /** One page of a LIST: the items and the token for the next page, if any. */

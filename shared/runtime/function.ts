@@ -11,6 +11,7 @@ import type { PodcertEvent } from "../events/types.js";
 import type { StepName } from "../steps.js";
 import type { ClusterApi, ResyncApi, TrustApi } from "../kube/cluster.js";
 import type { EventRecorder } from "../kube/event-recorder.js";
+import type { ServicesIndex } from "../kube/services-index.js";
 import type { SignerConfig } from "../profiles/config.js";
 import type { Logger } from "./log.js";
 import type { Metrics } from "./metrics.js";
@@ -31,6 +32,12 @@ export interface FunctionContext {
   events?: EventRecorder;
   /** Absent in one-shot CLI runs. */
   metrics?: Metrics;
+  /**
+   * Only derive-sans is given one, and only in a process that lives on (the function server): it
+   * finds the Services selecting a pod without listing them all (kube/services-index.ts). Absent:
+   * list them.
+   */
+  servicesIndex?: ServicesIndex;
   /** Only the trust publisher is given one (its registry entry says publishesTrust). */
   trust?: TrustContext;
   /** Only the resync sender is given one (its registry entry says postsToBroker). */

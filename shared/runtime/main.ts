@@ -22,6 +22,7 @@ import { KubeClusterApi, loadKubeConfig, missingCredentials } from "../kube/clie
 import { noCluster } from "../kube/no-cluster.js";
 import { createEventRecorder } from "../kube/event-recorder.js";
 import { DEFAULT_LOOKUP_CACHE_SECONDS, withLookupCache } from "../kube/lookup-cache.js";
+import { ServicesIndex } from "../kube/services-index.js";
 import { DEFAULT_RESYNC_GRACE_SECONDS, DEFAULT_RESYNC_MAX_EVENTS } from "../policy/resync.js";
 import { createDeliveryAuth, deliveryAuthConfigFromEnv, describeDeliveryAuth } from "./delivery-auth.js";
 import { envBool, envChoice, envInt, envOptional, envString } from "./env.js";
@@ -104,6 +105,9 @@ export async function runFunction(def: FunctionDefinition): Promise<void> {
       : undefined;
     if (events !== undefined) flushEvents = (ms) => events.flush(ms);
     const ctx: FunctionContext = { config, cluster, metrics, now: () => new Date(), log, ...(keys ? { keys } : {}), ...(events ? { events } : {}) };
+    // Created empty: it lists and watches a namespace only once a request there asks for every
+    // Service selecting its pod. Its watches end with the process.
+    if (entry.indexesServices && api !== undefined) ctx.servicesIndex = new ServicesIndex(api, { log });
     // Only sign is ever given a CA pool; the other functions never open one. It follows the file
     // (a Secret kubelet updates in place) without a restart: ca/pool-source.ts.
     if (entry.holdsCaPool) {

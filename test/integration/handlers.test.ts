@@ -16,6 +16,8 @@ import { type PodcertEvent } from "../../shared/events/types.js";
 import { EVENT_TYPES, type KeyedStep, type StepName } from "../../shared/steps.js";
 import type { Decision, StepKeys } from "../../shared/events/attestation.js";
 import { loadKubeConfig } from "../../shared/kube/client-node.js";
+import type { ServicesWatchApi } from "../../shared/kube/cluster.js";
+import { ServicesIndex } from "../../shared/kube/services-index.js";
 import { pcrRef, terminalCondition, type PcrSpec, type PodCertificateRequest } from "../../shared/pcr/model.js";
 import { parseSignerConfig, type SignerConfig } from "../../shared/profiles/config.js";
 import { ATESYSTEM_SIGNER, defaultSignerConfig, WORKERPOOL_SIGNER } from "../../shared/profiles/defaults.js";
@@ -29,11 +31,13 @@ const servers: EmbeddedApiServer[] = [];
 /** The claims of an attestation (a General JWS as JSON text), unverified. */
 const decodePayload = (token: string) => JSON.parse(Buffer.from((JSON.parse(token) as { payload: string }).payload, "base64url").toString("utf8")) as Record<string, unknown>;
 
+const indexes: ServicesIndex[] = [];
 afterEach(async () => {
+  for (const i of indexes.splice(0)) i.close();
   for (const s of servers.splice(0)) await s.stop();
 });
 
-async function setup(o: { clusterYaml?: string; config?: SignerConfig; caPool?: CaPool; now?: () => Date } = {}) {
+async function setup(o: { clusterYaml?: string; config?: SignerConfig; caPool?: CaPool; now?: () => Date; servicesIndex?: boolean } = {}) {
   const server = await startApiServer({ objects: parseClusterFile(o.clusterYaml ?? readFileSync("examples/cluster.yaml", "utf8")) });
   servers.push(server);
   const requests = await requestPodCertificates(loadKubeConfig({ kubeconfigText: server.kubeconfig() }));
@@ -41,7 +45,12 @@ async function setup(o: { clusterYaml?: string; config?: SignerConfig; caPool?: 
   const caPool = o.caPool ?? parseCaPool(serializeCaPool(await createCaPool([...config.signers.keys()], { keyAlgorithm: "ECDSAP256", validityDays: 30, now: new Date() })));
   const cluster = clusterApiFor(server);
   const keys: Record<KeyedStep, StepKeys> = ephemeralStepKeys();
-  const contexts = stepContexts({ config, cluster, keys, caPool, log: silentLogger, ...(o.now ? { now: o.now } : {}) });
+  const servicesIndexes = (api: ServicesWatchApi) => {
+    const index = new ServicesIndex(api);
+    indexes.push(index);
+    return index;
+  };
+  const contexts = stepContexts({ config, cluster, keys, caPool, log: silentLogger, ...(o.now ? { now: o.now } : {}), ...(o.servicesIndex ? { servicesIndexes } : {}) });
   const pcrFor = (pod: string, signer?: string) => {
     const r = requests.find((x) => x.pod.name === pod && (signer === undefined || x.pcr.spec.signerName === signer));
     if (!r) throw new Error(`no PCR for ${pod}`);
@@ -358,6 +367,34 @@ describe("validate", () => {
     expect(r.reply?.type).toBe(EVENT_TYPES.denied);
     await t.run("deny", r.reply!);
     expect(terminalCondition(await t.read(pcr))).toMatchObject({ type: "Denied", reason: "PodMismatch" });
+  });
+});
+
+describe("derive-sans with its Services index, as the function server runs it", () => {
+  it("names only what the Service justifies now, even when the index missed its change", async () => {
+    const t = await setup({ servicesIndex: true });
+    const pcr = t.pcrFor("valkey-0"); // expects-service "true"; Service valkey (headless) selects it
+    const v = await t.run("validate", apiServerAddEvent(pcr));
+    expect((await t.run("derive-sans", v.reply!)).reply?.type).toBe(EVENT_TYPES.sansDerived); // lists, seeds the index
+
+    // Every watch event lost from here: the index still sees valkey selecting app=valkey.
+    t.server.setFaults({ watchSkip: 1 });
+    const valkey = t.server.store.get("services", "ate-system", "valkey")!;
+    t.server.store.replace({ ...valkey, spec: { ...(valkey.spec as object), selector: { app: "other" } } });
+    const from = t.server.servedRequests().length;
+    const stale = await t.run("derive-sans", v.reply!);
+    expect(stale.status).toBe(503); // waiting: no Service selects the pod now
+    expect(stale.reply).toBeUndefined();
+    // (The index's own watch may be logged here too, whenever it opened: not this request's.)
+    const calls = t.server.servedRequests().slice(from).filter((r) => !r.url.includes("watch=true")).map((r) => `${r.method} ${r.url}`);
+    expect(calls).toEqual(["GET /api/v1/namespaces/ate-system/pods/valkey-0", "GET /api/v1/namespaces/ate-system/services/valkey"]);
+
+    t.server.store.replace({ ...valkey, metadata: { ...valkey.metadata, resourceVersion: undefined } });
+    const d = await t.run("derive-sans", v.reply!);
+    expect(d.reply?.type).toBe(EVENT_TYPES.sansDerived);
+    expect((await t.run("sign", d.reply!)).status).toBe(200);
+    const { X509Certificate } = await import("node:crypto");
+    expect(new X509Certificate((await t.read(pcr)).status!.certificateChain!).subjectAltName).toContain("DNS:valkey-0.valkey.ate-system.svc");
   });
 });
 

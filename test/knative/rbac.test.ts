@@ -26,10 +26,11 @@ const EXPECTED: Record<string, Set<Grant>> = {
     ["", "namespaces", ["get"]],
     ["", "nodes", ["get"]],
   ]),
-  // get: the Services a pod names; list: all of them, for expects-service "true".
+  // get: the Services a pod names, and the index's candidates; list and watch: the Services index
+  // for expects-service "true" (its seed list, and its watch).
   "podcert/podcert-derive-sans": grantsOf([
     ["", "pods", ["get"]],
-    ["", "services", ["get", "list"]],
+    ["", "services", ["get", "list", "watch"]],
   ]),
   // sign also reads the pod once more, just before it writes the certificate.
   "podcert/podcert-sign": new Set([...STATUS_WRITER, ...grantsOf([["", "pods", ["get"]]])]),
@@ -106,7 +107,7 @@ describe("RBAC", () => {
     ]);
 
     const missing = clone(docs);
-    find(missing, "ClusterRole", "podcert-derive-sans").rules[1].verbs = ["list"];
+    find(missing, "ClusterRole", "podcert-derive-sans").rules[1].verbs = ["list", "watch"];
     expect(rbacProblems(missing)).toEqual(["podcert/podcert-derive-sans lacks: cluster core services get *"]);
 
     const builtIn = clone(docs);

@@ -17,6 +17,7 @@ import { controlPlaneApis } from "../../../local-cluster/kubernetes-versions.js"
 import { activeCa, parseCaPool, serializeCaPool, trustBundlePem } from "../../../shared/ca/pool.js";
 import { createCaPool } from "../../../cli/ca-create.js";
 import { ConflictError, TransientError } from "../../../shared/errors.js";
+import { ResourceExpiredError } from "../../../shared/kube/cluster.js";
 import { API_TIMEOUT_MS, KubeClusterApi, loadKubeConfig, missingCredentials, type ApiCallObserver } from "../../../shared/kube/client-node.js";
 import { deniedStatus } from "../../../shared/pcr/status.js";
 import { issueLeaf } from "../../../shared/x509/leaf.js";
@@ -375,5 +376,40 @@ describe("failures", () => {
     const kubeconfig = kubeconfigFor("http://127.0.0.1:1").replace(/current-context: .*/, "");
     expect(kubeconfig).not.toContain("current-context");
     expect(() => new KubeClusterApi(loadKubeConfig({ kubeconfigText: kubeconfig }))).toThrow(/names no cluster server/);
+  });
+});
+
+describe("watchServices", () => {
+  const watch = (api: KubeClusterApi) => api.watchServices(NS, { resourceVersion: "5", timeoutSeconds: 60, signal: new AbortController().signal }, () => {});
+  const scriptedApi = async (answer: Answer) => new KubeClusterApi(loadKubeConfig({ kubeconfigText: kubeconfigFor((await scripted(answer)).url) }));
+
+  it("asks from the resourceVersion with BOOKMARKs and a timeout, and hands on each event of the stream", async () => {
+    const lines = [
+      { type: "ADDED", object: { metadata: { name: "web", namespace: NS, resourceVersion: "6" }, spec: {} } },
+      { type: "BOOKMARK", object: { metadata: { resourceVersion: "7" } } },
+      { type: "DELETED", object: { metadata: { name: "web", namespace: NS, resourceVersion: "8" }, spec: {} } },
+    ];
+    const s = await scripted({ status: 200, body: lines.map((l) => JSON.stringify(l)).join("\n") + "\n" });
+    const api = new KubeClusterApi(loadKubeConfig({ kubeconfigText: kubeconfigFor(s.url) }));
+    const seen: string[] = [];
+    await api.watchServices(NS, { resourceVersion: "5", timeoutSeconds: 60, signal: new AbortController().signal }, (e) =>
+      seen.push(e.type === "BOOKMARK" ? `BOOKMARK ${e.resourceVersion}` : `${e.type} ${e.object.metadata.name}`));
+    expect(seen).toEqual(["ADDED web", "BOOKMARK 7", "DELETED web"]);
+    expect(s.seen[0]?.url).toBe(`/api/v1/namespaces/${NS}/services?watch=true&allowWatchBookmarks=true&timeoutSeconds=60&resourceVersion=5`);
+  });
+
+  it("maps 410 (an answer or an ERROR event) to ResourceExpiredError, anything else to TransientError", async () => {
+    const expired = { kind: "Status", apiVersion: "v1", status: "Failure", code: 410, reason: "Expired", message: "too old resource version: 5 (9)" };
+    await expect(watch(await scriptedApi({ status: 410, body: JSON.stringify(expired) }))).rejects.toBeInstanceOf(ResourceExpiredError);
+    await expect(watch(await scriptedApi({ status: 200, body: `${JSON.stringify({ type: "ERROR", object: expired })}\n` }))).rejects.toBeInstanceOf(ResourceExpiredError);
+    for (const answer of [
+      { status: 403, body: JSON.stringify({ kind: "Status", code: 403, message: "forbidden" }) },
+      { status: 200, body: `${JSON.stringify({ type: "ERROR", object: { kind: "Status", code: 500, message: "internal" } })}\n` },
+      { status: 200, body: "not json\n" },
+    ]) {
+      const e = await watch(await scriptedApi(answer)).catch((x: unknown) => x);
+      expect(e).toBeInstanceOf(TransientError);
+      expect(e).not.toBeInstanceOf(ResourceExpiredError);
+    }
   });
 });
