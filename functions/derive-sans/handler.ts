@@ -3,10 +3,15 @@
  * the SPIFFE ID always, and the DNS names of the Services selecting the pod when it opted in.
  * Services that are expected but missing are transient (503, retried), never a certificate
  * without the names. The decision is policy/sans.ts's decideSans.
+ *
+ * The pod is the one validate attested (labels, hostname, subdomain): only the Services are read.
+ * When its labels were too many to attest, the pod is read here too (one call more). sign looks at
+ * the live pod once more, and compares its labels with the attested ones, before it writes.
  */
 import { EVENT_TYPES } from "../../shared/steps.js";
 import type { ServiceSelection } from "../../shared/policy/annotations.js";
-import { decideSans, type LivePodServices } from "../../shared/policy/sans.js";
+import { decideSans, podFromAttested, type LivePodServices } from "../../shared/policy/sans.js";
+import type { DecisionOf } from "../../shared/events/attestation.js";
 import type { FunctionContext } from "../../shared/runtime/function.js";
 import { attestedStep, denied, reply, wait } from "../../shared/runtime/run-step.js";
 
@@ -16,7 +21,7 @@ export const deriveSans = attestedStep({
 
   async run({ ctx, ref, profile, attested: { validated }, spkiSha256 }) {
     const { services } = validated;
-    const live = services.kind === "none" ? undefined : await readPodAndServices(ctx, ref.namespace, validated.podName, services);
+    const live = services.kind === "none" ? undefined : await readPodAndServices(ctx, ref.namespace, validated, services);
     const d = decideSans({ profile, clusterDomain: ctx.config.clusterDomain, namespace: ref.namespace, validated, live });
     switch (d.outcome) {
       case "waiting":
@@ -33,20 +38,22 @@ export const deriveSans = attestedStep({
 });
 
 /**
- * The pod and the Services it asked for, read in parallel. Named Services are read one by one: the
- * cost follows the names asked for, not the number of Services in the namespace. "true" needs them
- * all to find the selecting ones.
+ * The Services the pod asked for, and the pod: as validate attested it, else (labels over the
+ * limit) read in parallel with the Services. Named Services are read one by one: the cost follows
+ * the names asked for, not the number of Services in the namespace. "true" needs them all to find
+ * the selecting ones.
  */
 async function readPodAndServices(
   ctx: FunctionContext,
   namespace: string,
-  podName: string,
+  validated: DecisionOf<"validated">,
   selection: Exclude<ServiceSelection, { kind: "none" }>,
 ): Promise<LivePodServices> {
   const servicesRead =
     selection.kind === "named"
       ? Promise.all(selection.names.map((name) => ctx.cluster.readService(namespace, name))).then((s) => s.filter((x) => x !== undefined))
       : ctx.cluster.listServices(namespace);
-  const [pod, services] = await Promise.all([ctx.cluster.readPod(namespace, podName), servicesRead]);
+  const podRead = validated.pod === undefined ? ctx.cluster.readPod(namespace, validated.podName) : Promise.resolve(podFromAttested(validated, validated.pod));
+  const [pod, services] = await Promise.all([podRead, servicesRead]);
   return { pod, services };
 }
