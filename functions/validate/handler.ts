@@ -17,7 +17,7 @@ import type { SignerProfile } from "../../shared/profiles/config.js";
 import { decideValidation } from "../../shared/policy/validate.js";
 import type { FunctionContext } from "../../shared/runtime/function.js";
 import { denied, reply, sourceStep } from "../../shared/runtime/run-step.js";
-import { MAX_TIMESTAMP_LENGTH } from "../../shared/limits.js";
+import { MAX_RESOURCE_VERSION_LENGTH, MAX_TIMESTAMP_LENGTH } from "../../shared/limits.js";
 
 export const validate = sourceStep({
   step: "validate",
@@ -34,8 +34,11 @@ export const validate = sourceStep({
     const { key, services } = decision;
     const { resourceVersion, creationTimestamp } = pcr.metadata;
     const apiVersion = pcr.apiVersion;
-    // The API server always sets both; a copy without them cannot be written conditionally.
-    if (resourceVersion === undefined || resourceVersion === "") throw new Error(`PCR ${pcr.metadata.name} was read without a resourceVersion`);
+    // The API server always sets both; a copy without them cannot be written conditionally (and
+    // one the attestation's bound refuses would be refused by every next step: fail here, loudly).
+    if (resourceVersion === undefined || resourceVersion === "" || resourceVersion.length > MAX_RESOURCE_VERSION_LENGTH) {
+      throw new Error(`PCR ${pcr.metadata.name} was read without a resourceVersion of at most ${MAX_RESOURCE_VERSION_LENGTH} characters`);
+    }
     if (apiVersion !== "certificates.k8s.io/v1" && apiVersion !== "certificates.k8s.io/v1beta1") {
       throw new Error(`PCR ${pcr.metadata.name} was read as ${JSON.stringify(apiVersion)}, not a certificates.k8s.io version podcert writes`);
     }
