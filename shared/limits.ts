@@ -62,6 +62,19 @@ export const MAX_DNS_NAMES_BYTES = 60 * 1024;
 export const MAX_SERVICE_NAMES = MAX_DNS_NAMES / 2;
 /** The SPIFFE ID (SPIFFE allows 2048 bytes). */
 export const MAX_URI_LENGTH = 2048;
+/** A label key: an optional DNS-subdomain prefix (253), "/", a name (63). Values are MAX_LABEL_LENGTH. */
+export const MAX_LABEL_KEY_LENGTH = 317;
+/**
+ * The pod labels validate attests for derive-sans (so it does not read the pod again). A pod with
+ * more, or a key or value longer than Kubernetes allows, gets no labels attested and derive-sans
+ * reads the pod itself: one more API call, never a denial. Pods with Service names rarely carry
+ * more than a dozen; 32 at their longest keep validate's attestation within MAX_ATTESTATION_BYTES.
+ */
+export const MAX_ATTESTED_POD_LABELS = 32;
+/** metadata.resourceVersion as attested (etcd's are decimal uint64s, 20 digits at most). */
+export const MAX_RESOURCE_VERSION_LENGTH = 64;
+/** metadata.creationTimestamp as attested (RFC 3339). */
+export const MAX_TIMESTAMP_LENGTH = 64;
 
 // ---------------------------------------------------------------------------------------------
 // What podcert hands on and accepts (derived from the above)

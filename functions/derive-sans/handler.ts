@@ -3,10 +3,15 @@
  * the SPIFFE ID always, and the DNS names of the Services selecting the pod when it opted in.
  * Services that are expected but missing are transient (503, retried), never a certificate
  * without the names. The decision is policy/sans.ts's decideSans.
+ *
+ * The pod is the one validate attested (labels, hostname, subdomain): only the Services are read.
+ * When its labels were too many to attest, the pod is read here too (one call more). sign looks at
+ * the live pod once more, and compares its labels with the attested ones, before it writes.
  */
 import { EVENT_TYPES } from "../../shared/steps.js";
 import type { ServiceSelection } from "../../shared/policy/annotations.js";
-import { decideSans, type LivePodServices } from "../../shared/policy/sans.js";
+import { decideSans, podFromAttested, type LivePodServices } from "../../shared/policy/sans.js";
+import type { DecisionOf } from "../../shared/events/attestation.js";
 import type { FunctionContext } from "../../shared/runtime/function.js";
 import { attestedStep, denied, reply, wait } from "../../shared/runtime/run-step.js";
 
@@ -16,7 +21,7 @@ export const deriveSans = attestedStep({
 
   async run({ ctx, ref, profile, attested: { validated }, spkiSha256 }) {
     const { services } = validated;
-    const live = services.kind === "none" ? undefined : await readPodAndServices(ctx, ref.namespace, validated.podName, services);
+    const live = services.kind === "none" ? undefined : await readPodAndServices(ctx, ref.namespace, validated, services);
     const d = decideSans({ profile, clusterDomain: ctx.config.clusterDomain, namespace: ref.namespace, validated, live });
     switch (d.outcome) {
       case "waiting":
@@ -33,19 +38,19 @@ export const deriveSans = attestedStep({
 });
 
 /**
- * The pod and the Services it asked for. Named Services are read one by one, alongside the pod:
- * the cost follows the names asked for, not the number of Services in the namespace. "true" needs
- * all that select the pod: with the Services index (kube/services-index.ts), the candidates it
- * finds for the pod's labels (so after the pod), each read again; without, every Service in the
- * namespace, alongside the pod.
+ * The Services the pod asked for, and the pod: as validate attested it, else (labels over the
+ * limit) read. Named Services are read one by one: the cost follows the names asked for, not the
+ * number of Services in the namespace. "true" needs all that select the pod: with the Services
+ * index (kube/services-index.ts), the candidates it finds for the pod's labels, each read again;
+ * without, every Service in the namespace.
  */
 async function readPodAndServices(
   ctx: FunctionContext,
   namespace: string,
-  podName: string,
+  validated: DecisionOf<"validated">,
   selection: Exclude<ServiceSelection, { kind: "none" }>,
 ): Promise<LivePodServices> {
-  const podRead = ctx.cluster.readPod(namespace, podName);
+  const podRead = validated.pod === undefined ? ctx.cluster.readPod(namespace, validated.podName) : Promise.resolve(podFromAttested(validated, validated.pod));
   const index = ctx.servicesIndex;
   const servicesRead =
     selection.kind === "named"

@@ -1,16 +1,34 @@
 /**
  * sign: the only step that holds CA keys. It accepts a request only with both validate's and
- * derive-sans' attestations bound to the PCR as it is now (uid and key), looks at the pod once
- * more, issues the certificate with exactly the attested SANs and lifetime (policy/issuance.ts),
- * and writes the Issued status with the resourceVersion it read, so concurrent or duplicate
- * deliveries issue at most one status.
+ * derive-sans' attestations, looks at the pod once more, issues the certificate with exactly the
+ * attested SANs and lifetime (policy/issuance.ts), and writes the Issued status conditionally on
+ * the resourceVersion validate read, so concurrent or duplicate deliveries issue at most one
+ * status. It does not read the PCR: validate attested what sign needs of it (README
+ * "Performance"); only a conflicting write on a PCR still pending reads it back (steps.ts
+ * writeStatus).
+ *
+ * Why a certificate still goes only to the request's key (the security invariant): the key on the
+ * leaf is the one validate read from the stored PCR and verified the proof of, carried in its
+ * attestation and checked here against the key hash every attestation binds; the write is
+ * conditional on the resourceVersion validate read, so it lands only on that version of that PCR
+ * (a changed PCR is read back and compared with the attested request before any other write); and
+ * kube-apiserver itself (as the embedded API server, local-cluster/apiserver/store.ts, via
+ * pcr/status-rules.ts) refuses an Issued status whose leaf key is not the stored request's.
  */
 import type { CaPool } from "../../shared/ca/pool.js";
 import { RejectedEventError, TransientError } from "../../shared/errors.js";
 import { EVENT_TYPES } from "../../shared/steps.js";
 import { describePcr } from "../../shared/pcr/model.js";
 import { issuedStatus } from "../../shared/pcr/status.js";
-import { attestedIdentityProblem, planIssuance, podChangedSinceValidation, signingCa } from "../../shared/policy/issuance.js";
+import {
+  attestedIdentityProblem,
+  pcrAsValidated,
+  planIssuance,
+  podChangedSinceValidation,
+  podDnsFactsChanged,
+  signingCa,
+  storedRequestMismatches,
+} from "../../shared/policy/issuance.js";
 import { keyProblemDenial } from "../../shared/policy/validate.js";
 import type { FunctionContext } from "../../shared/runtime/function.js";
 import { attestedStep, denied, type Outcome } from "../../shared/runtime/run-step.js";
@@ -21,37 +39,44 @@ export const sign = attestedStep({
   step: "sign",
   expects: { validated: "validate", "sans-derived": "derive-sans" },
   holds: caPool,
-  readsPcr: true,
-  // The pod is read beside the PCR (no added wait): it may have been deleted or replaced since
-  // validate, and this is the last look before the certificate is written.
-  beside: ({ ctx, ref, attested }) => ctx.cluster.readPod(ref.namespace, attested.validated.podName),
 
-  run({ ref, now, profile, pcr, beside: pod, attested, spkiSha256, holds: pool }): Outcome {
-    // The key comes from the PCR as stored, never from the event; it must be the attested one.
-    // validate verified its proof and attested this key's hash, so the proof is not checked again.
-    const key = readRequestKey(pcr.spec, profile.allowedKeyTypes, { verify: false });
+  async run({ ctx, ref, now, profile, attested, spkiSha256, holds: pool }): Promise<Outcome> {
+    const validated = attested.validated;
+    // The request as validate read it from the API server; never from the event's own fields.
+    const request = pcrAsValidated(ref, profile.name, validated);
+    // validate verified the proof for this key and attested it; the proof is not checked again.
+    const key = readRequestKey(request.spec, profile.allowedKeyTypes, { verify: false });
     // validate accepted this key by the same rules; a profile that now refuses it fails loudly (500) as before.
     if (isRequestKeyProblem(key)) throw keyProblemDenial(key);
-    if (key.spkiSha256 !== spkiSha256 || pcr.spec.signerName !== profile.name) {
-      throw new RejectedEventError(`attestations do not match PCR ${describePcr(ref)} as stored`, 403);
+    if (key.spkiSha256 !== spkiSha256 || key.keyType !== validated.keyType) {
+      throw new RejectedEventError(`validate's attested key for PCR ${describePcr(ref)} is not the key its attestations bind`, 403);
     }
-    const changed = podChangedSinceValidation(pcr.spec, pod);
+    // The last look at the pod before the certificate is written: it may have been deleted,
+    // replaced, moved or relabelled since validate.
+    const pod = await ctx.cluster.readPod(ref.namespace, validated.podName);
+    const sans = attested["sans-derived"];
+    const changed = podChangedSinceValidation(request.spec, pod) ?? (pod === undefined ? undefined : podDnsFactsChanged({ attested: validated.pod, pod, dnsNames: sans.dnsNames }));
     if (changed) return denied(changed, spkiSha256, { withReceived: true });
 
-    const sans = attested["sans-derived"];
-    const identity = attestedIdentityProblem({ profile, namespace: ref.namespace, spec: pcr.spec, uris: sans.uris });
+    const identity = attestedIdentityProblem({ profile, namespace: ref.namespace, spec: request.spec, uris: sans.uris });
     if (identity !== undefined) throw new RejectedEventError(`${identity} (PCR ${describePcr(ref)})`, 403);
     // No CA that can sign, or one too close to its end: a WaitingError, so the request stays
     // pending and the PCR gets a Warning Event naming the CA and what to do (run-step.ts).
     const ca = signingCa(pool, profile.name, now);
-    const plan = planIssuance({ now, profile, ca, spec: pcr.spec, key, sans });
+    const plan = planIssuance({ now, profile, ca, spec: request.spec, key, sans });
     const signStart = performance.now();
     const leaf = issueLeaf(ca.signer, plan.template);
     const signSeconds = (performance.now() - signStart) / 1000;
     const status = issuedStatus({ chainPem: leaf.chainPem, ...plan.times, message: `issued by ${profile.name}, serial ${leaf.serialHex}`, now });
     return {
       kind: "writeStatus",
-      pcr,
+      pcr: request,
+      // Something else changed the PCR since validate read it (its resourceVersion moved on):
+      // write again only if the stored request is still the attested one.
+      recheck: (fresh) => {
+        const diff = storedRequestMismatches(fresh, request, spkiSha256);
+        if (diff.length > 0) throw new RejectedEventError(`attestations do not match PCR ${describePcr(ref)} as stored (${diff.join(", ")})`, 403);
+      },
       status,
       log: {
         outcome: "issued",

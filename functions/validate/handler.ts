@@ -3,14 +3,21 @@
  * hands on `request.validated` or `request.denied`. Input events (ApiServerSource, resync) are not
  * authenticated, so the PCR is read back from the API server and only that copy is trusted (the
  * runner does that; see shared/runtime/run-step.ts).
+ *
+ * The only step that reads the PCR on the way to a certificate: its `validated` attestation
+ * carries what the next steps would otherwise read again (README "Performance"): for sign, the
+ * stored request's facts, key and resourceVersion (sign writes conditionally on it); for
+ * derive-sans, when the pod opted in to Service names, the pod's labels, hostname and subdomain.
  */
 import { EVENT_TYPES } from "../../shared/steps.js";
+import { attestablePodFacts } from "../../shared/policy/sans.js";
 import { requestKeyBinding } from "../../shared/events/key-binding.js";
 import type { PodCertificateRequest } from "../../shared/pcr/model.js";
 import type { SignerProfile } from "../../shared/profiles/config.js";
 import { decideValidation } from "../../shared/policy/validate.js";
 import type { FunctionContext } from "../../shared/runtime/function.js";
 import { denied, reply, sourceStep } from "../../shared/runtime/run-step.js";
+import { MAX_RESOURCE_VERSION_LENGTH, MAX_TIMESTAMP_LENGTH } from "../../shared/limits.js";
 
 export const validate = sourceStep({
   step: "validate",
@@ -25,6 +32,19 @@ export const validate = sourceStep({
     if (decision.outcome === "denied") return denied(decision.error, requestKeyBinding(spec));
 
     const { key, services } = decision;
+    const { resourceVersion, creationTimestamp } = pcr.metadata;
+    const apiVersion = pcr.apiVersion;
+    // The API server always sets both; a copy without them cannot be written conditionally (and
+    // one the attestation's bound refuses would be refused by every next step: fail here, loudly).
+    if (resourceVersion === undefined || resourceVersion === "" || resourceVersion.length > MAX_RESOURCE_VERSION_LENGTH) {
+      throw new Error(`PCR ${pcr.metadata.name} was read without a resourceVersion of at most ${MAX_RESOURCE_VERSION_LENGTH} characters`);
+    }
+    if (apiVersion !== "certificates.k8s.io/v1" && apiVersion !== "certificates.k8s.io/v1beta1") {
+      throw new Error(`PCR ${pcr.metadata.name} was read as ${JSON.stringify(apiVersion)}, not a certificates.k8s.io version podcert writes`);
+    }
+    // decideValidation found the pod (a missing one is a denial). Labels over the limit: none
+    // attested, and derive-sans reads the pod itself.
+    const podFacts = services.kind === "none" || pod === undefined ? undefined : attestablePodFacts(pod);
     // A stub CSR's subject, extensions and attributes are not issued (only its key is used): say
     // what was left out, so an operator can see what a requester asked for and did not get.
     const ignored = key.ignoredCsrContent;
@@ -39,6 +59,16 @@ export const validate = sourceStep({
         podUID: spec.podUID,
         serviceAccountName: spec.serviceAccountName,
         ...(spec.maxExpirationSeconds === undefined ? {} : { maxExpirationSeconds: spec.maxExpirationSeconds }),
+        request: {
+          apiVersion,
+          resourceVersion,
+          ...(creationTimestamp === undefined || creationTimestamp.length > MAX_TIMESTAMP_LENGTH ? {} : { creationTimestamp }),
+          nodeName: spec.nodeName,
+          nodeUID: spec.nodeUID,
+          serviceAccountUID: spec.serviceAccountUID,
+          publicKey: key.spkiDer.toString("base64"),
+        },
+        ...(podFacts === undefined ? {} : { pod: podFacts }),
       },
       { outcome: "validated", keyType: key.keyType, ...(ignored.length > 0 ? { ignoredCsrContent: ignored } : {}) },
     );

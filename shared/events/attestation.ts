@@ -20,15 +20,20 @@ import { createHmac, timingSafeEqual, type KeyObject } from "node:crypto";
 import { RejectedEventError } from "../errors.js";
 import { jsonShapeProblem } from "./json-shape.js";
 import {
+  MAX_ATTESTED_POD_LABELS,
   MAX_CONDITION_MESSAGE_BYTES,
   MAX_CONDITION_REASON_LENGTH,
   MAX_DNS_NAME_LENGTH,
   MAX_DNS_NAMES,
+  MAX_LABEL_KEY_LENGTH,
   MAX_LABEL_LENGTH,
   MAX_NAME_LENGTH,
+  MAX_RESOURCE_VERSION_LENGTH,
   MAX_SERVICE_NAMES,
+  MAX_TIMESTAMP_LENGTH,
   MAX_UID_LENGTH,
   MAX_URI_LENGTH,
+  REQUEST_KEY_LIMITS,
 } from "../limits.js";
 import type { PcrRef } from "../pcr/model.js";
 import * as z from "../zod.js";
@@ -51,6 +56,35 @@ const decisionSchema = z.discriminatedUnion("kind", [
       z.strictObject({ kind: z.literal("all") }),
       z.strictObject({ kind: z.literal("named"), names: z.array(z.string().check(z.maxLength(MAX_LABEL_LENGTH))).check(z.maxLength(MAX_SERVICE_NAMES)) }),
     ]),
+    /**
+     * The stored PCR as validate read it, for sign, which does not read it again: it writes the
+     * status conditionally on this resourceVersion, through this apiVersion, and issues to this
+     * key (the request's SubjectPublicKeyInfo, base64 DER as in pkixPublicKey: public; its
+     * SHA-256 is the key hash every attestation binds).
+     */
+    request: z.strictObject({
+      apiVersion: z.enum(["certificates.k8s.io/v1", "certificates.k8s.io/v1beta1"]),
+      resourceVersion: z.string().check(z.minLength(1), z.maxLength(MAX_RESOURCE_VERSION_LENGTH)),
+      creationTimestamp: z.optional(z.string().check(z.maxLength(MAX_TIMESTAMP_LENGTH))),
+      nodeName: z.string().check(z.maxLength(MAX_NAME_LENGTH)),
+      nodeUID: z.string().check(z.maxLength(MAX_UID_LENGTH)),
+      serviceAccountUID: z.string().check(z.maxLength(MAX_UID_LENGTH)),
+      publicKey: z.string().check(z.maxLength(REQUEST_KEY_LIMITS.pkixPublicKey)),
+    }),
+    /**
+     * What derive-sans needs of the pod to derive DNS names (so it reads only the Services), and
+     * what sign compares the live pod with: only when the pod opted in to Service names and its
+     * labels fit MAX_ATTESTED_POD_LABELS (else absent, and derive-sans reads the pod).
+     */
+    pod: z.optional(
+      z.strictObject({
+        labels: z
+          .record(z.string().check(z.maxLength(MAX_LABEL_KEY_LENGTH)), z.string().check(z.maxLength(MAX_LABEL_LENGTH)))
+          .check(z.refine((l) => Object.keys(l).length <= MAX_ATTESTED_POD_LABELS, `at most ${MAX_ATTESTED_POD_LABELS} labels`)),
+        hostname: z.optional(z.string().check(z.maxLength(MAX_LABEL_LENGTH))),
+        subdomain: z.optional(z.string().check(z.maxLength(MAX_LABEL_LENGTH))),
+      }),
+    ),
   }),
   z.strictObject({
     kind: z.literal("sans-derived"),

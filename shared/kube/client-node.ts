@@ -30,7 +30,7 @@ import {
   type CertificatesVersion,
   type ServedResources,
 } from "./api-versions.js";
-import { ResourceExpiredError, type ClusterApi, type ClusterTrustBundle, type ConfigMap, type CoreV1Event, type KubernetesEvent, type PcrPage, type ResyncApi, type ServiceList, type ServicesWatchApi, type ServiceWatchEvent, type TrustApi } from "./cluster.js";
+import { ResourceExpiredError, type ClusterApi, type ClusterTrustBundle, type ConfigMap, type CoreV1Event, type KubernetesEvent, type PcrPage, type PcrStatusTarget, type ResyncApi, type ServiceList, type ServicesWatchApi, type ServiceWatchEvent, type TrustApi } from "./cluster.js";
 
 /** Observes every API call (for metrics); never sees bodies. */
 export type ApiCallObserver = (call: { operation: string; seconds: number; outcome: "ok" | "absent" | "conflict" | "error" }) => void;
@@ -291,22 +291,26 @@ export class KubeClusterApi implements ClusterApi, TrustApi, ResyncApi, Services
     );
   }
 
-  /** Through the version the PCR was read in: the body's spec must be the one that version shows. */
-  async replacePcrStatus(pcr: PodCertificateRequest, status: PcrStatus) {
+  /**
+   * Through the version the PCR was read in (a request made with a PKIX key through v1beta1 is
+   * written there: docs/kubernetes-versions.md). The body carries no spec: a status write keeps
+   * the stored spec whatever the body says (kube-apiserver's status strategy, and the embedded
+   * API server), and sign, which writes from validate's attestation, has no stored spec to send.
+   */
+  async replacePcrStatus(pcr: PcrStatusTarget, status: PcrStatus) {
     const { namespace, name, uid, resourceVersion } = pcr.metadata;
     const version = certificatesVersionOf(pcr.apiVersion) ?? (await this.certificatesApis()).pcr;
     const body = {
       apiVersion: pcr.apiVersion,
       kind: pcr.kind,
       metadata: { name, namespace, ...(uid === undefined ? {} : { uid }), ...(resourceVersion === undefined ? {} : { resourceVersion }) },
-      spec: pcr.spec,
       status,
     };
     return this.call<PodCertificateRequest>(
       "update podcertificaterequests/status",
       HttpMethod.PUT,
       `${certificatesPath(version)}/namespaces/${seg(namespace)}/podcertificaterequests/${seg(name)}/status`,
-      { body },
+      { body, absentOk: true },
     );
   }
 

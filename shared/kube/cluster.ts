@@ -37,10 +37,23 @@ export interface ReadOptions {
   fresh?: boolean;
 }
 
+/**
+ * What a status write names: the PCR (uid and resourceVersion are its preconditions) and the
+ * version it was read in. No spec: the status subresource keeps the stored one.
+ */
+export interface PcrStatusTarget {
+  apiVersion: string;
+  kind: string;
+  metadata: { namespace: string; name: string; uid?: string | undefined; resourceVersion?: string | undefined };
+}
+
 export interface ClusterApi {
   readPcr(namespace: string, name: string): Promise<PodCertificateRequest | undefined>;
-  /** PUT /status with the read resourceVersion; throws ConflictError when it is stale. */
-  replacePcrStatus(pcr: PodCertificateRequest, status: PcrStatus): Promise<PodCertificateRequest>;
+  /**
+   * PUT /status with the given resourceVersion; throws ConflictError when it is stale (or the uid
+   * is another's). undefined when the PCR does not exist (404).
+   */
+  replacePcrStatus(pcr: PcrStatusTarget, status: PcrStatus): Promise<PodCertificateRequest | undefined>;
   listPcrs(o?: { signerName?: string; namespace?: string }): Promise<PodCertificateRequest[]>;
   readPod(namespace: string, name: string): Promise<Pod | undefined>;
   readNamespace(name: string, o?: ReadOptions): Promise<Namespace | undefined>;

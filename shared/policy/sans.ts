@@ -7,7 +7,7 @@
  */
 import { RequestDeniedError } from "../errors.js";
 import { isNamespaceName, isServiceName } from "../kube/names.js";
-import { MAX_DNS_NAMES_BYTES } from "../limits.js";
+import { MAX_ATTESTED_POD_LABELS, MAX_DNS_NAMES_BYTES, MAX_LABEL_KEY_LENGTH, MAX_LABEL_LENGTH } from "../limits.js";
 import type { Pod, Service } from "../pcr/model.js";
 import type { SignerProfile } from "../profiles/config.js";
 import type { ServiceSelection } from "./annotations.js";
@@ -107,6 +107,36 @@ export function deriveDnsNames(facts: SanFacts): SanDecision {
   return { outcome: "derived", dnsNames };
 }
 
+/** What of the pod the DNS names depend on: validate attests it, derive-sans derives from it, sign compares. */
+export interface PodSanFacts {
+  labels: Record<string, string>;
+  hostname?: string | undefined;
+  subdomain?: string | undefined;
+}
+
+/**
+ * The pod's facts for validate to attest, or undefined when they do not fit the attestation's
+ * bounds (more than MAX_ATTESTED_POD_LABELS labels, or a key, value, hostname or subdomain longer
+ * than Kubernetes allows): then derive-sans reads the pod itself, one API call more.
+ */
+export function attestablePodFacts(pod: Pod): PodSanFacts | undefined {
+  const labels = pod.metadata.labels ?? {};
+  const entries = Object.entries(labels);
+  if (entries.length > MAX_ATTESTED_POD_LABELS) return undefined;
+  if (entries.some(([k, v]) => k.length > MAX_LABEL_KEY_LENGTH || typeof v !== "string" || v.length > MAX_LABEL_LENGTH)) return undefined;
+  const { hostname, subdomain } = pod.spec;
+  if ((hostname ?? "").length > MAX_LABEL_LENGTH || (subdomain ?? "").length > MAX_LABEL_LENGTH) return undefined;
+  return { labels: { ...labels }, ...(hostname === undefined ? {} : { hostname }), ...(subdomain === undefined ? {} : { subdomain }) };
+}
+
+/** The pod as validate saw it, rebuilt from its attested facts (what deriveDnsNames reads of it). */
+export function podFromAttested(v: Pick<ValidatedRequest, "podName" | "podUID">, facts: PodSanFacts): Pod {
+  return {
+    metadata: { name: v.podName, uid: v.podUID, labels: facts.labels },
+    spec: { ...(facts.hostname === undefined ? {} : { hostname: facts.hostname }), ...(facts.subdomain === undefined ? {} : { subdomain: facts.subdomain }) },
+  };
+}
+
 /** What validate attested about the request (its `validated` decision), as decideSans reads it. */
 export interface ValidatedRequest {
   podName: string;
@@ -128,9 +158,10 @@ export interface SansFacts {
   namespace: string;
   validated: ValidatedRequest;
   /**
-   * Read only when the pod asked for Service names (`validated.services` is not "none"), and
+   * Needed only when the pod asked for Service names (`validated.services` is not "none"), and
    * then required: without names to derive there is nothing to read (validate looked at the pod,
-   * and sign looks again before it writes).
+   * and sign looks again before it writes). The pod is the one validate attested
+   * ({@link podFromAttested}) or, when its labels did not fit the attestation, read again.
    */
   live: LivePodServices | undefined;
 }

@@ -8,13 +8,15 @@
  *    ({@link sourceStep}); a step event carries attestations ({@link attestedStep}), each verified
  *    against the decision kind the step expects from the step that made it, all bound to one key;
  * 2. resolves the signer profile (an unknown signer is a bad event, or not ours for a source event);
- * 3. reads the PCR back when the step needs it, and skips one that is gone, was re-created or is
- *    already terminal (deliveries are at least once; our own status writes come back as updates);
+ * 3. reads the PCR back when the step needs it (validate, deny; sign works from validate's
+ *    attestation of it), and skips one that is gone, was re-created or is already terminal
+ *    (deliveries are at least once; our own status writes come back as updates);
  * 4. runs the algorithm and carries out its outcome:
  *    - `handOn`: the attested reply event (validate's and derive-sans' decisions, any denial);
  *    - `writeStatus`: the status checked against kube-apiserver's rules and written with the
- *      resourceVersion read (a conflict that another delivery won is a skip, any other a retry),
- *      then the decision log, the Kubernetes Event and an optional reply;
+ *      resourceVersion read or attested (a conflict that another delivery won is a skip; any
+ *      other a retry, or for an attested resourceVersion one re-read and write: steps.ts
+ *      writeStatus), then the decision log, the Kubernetes Event and an optional reply;
  *    - `wait`: nothing written, 503, so the broker redelivers (derive-sans waiting for Services);
  *      a wait an operator must end (sign without a CA that can cover a certificate: a
  *      WaitingError from shared/policy/, turned into a `wait` here) is also recorded as a
@@ -64,11 +66,21 @@ export interface HandOn {
   withReceived?: boolean;
 }
 
-/** A terminal status for the PCR as read. */
+/** A terminal status for the PCR as read (deny) or as validate attested it (sign). */
 export interface WriteStatus {
   kind: "writeStatus";
-  /** The PCR as read: its resourceVersion makes the write conditional. */
+  /**
+   * The PCR as read, or as validate read it (sign: policy/issuance.ts pcrAsValidated): its
+   * resourceVersion makes the write conditional, and the status is checked against it.
+   */
   pcr: PodCertificateRequest;
+  /**
+   * Set when `pcr` is not this step's own read (sign): checks the copy read back after a
+   * conflict on a PCR still pending is the same request (throws a RejectedEventError when not),
+   * so the status is written once more with its resourceVersion rather than retried until the
+   * attestation expires.
+   */
+  recheck?: (fresh: PodCertificateRequest) => void;
   status: PcrStatus;
   /** Logged once the status is written (not when another delivery wrote first). */
   log: DecisionLog;
@@ -210,26 +222,21 @@ interface AttestedShape<E extends Expects, H> extends StepShape {
   holds?: (ctx: FunctionContext) => H;
 }
 
-/** A step that works from the attestations alone, without reading the PCR back (derive-sans). */
+/** A step that works from the attestations alone, without reading the PCR back (derive-sans, sign). */
 export function attestedStep<E extends Expects, H = undefined>(
   def: AttestedShape<E, H> & { readsPcr?: false; run(input: AttestedInput<E, H>): Promise<Outcome> | Outcome },
 ): FunctionDefinition;
-/**
- * A step that reads the PCR back before its algorithm (sign, deny), and `beside` it, in parallel
- * so the step waits no longer, whatever else it needs (sign: the pod).
- */
-export function attestedStep<E extends Expects, H = undefined, B = undefined>(
+/** A step that reads the PCR back before its algorithm (deny). */
+export function attestedStep<E extends Expects, H = undefined>(
   def: AttestedShape<E, H> & {
     readsPcr: true;
-    beside?: (input: AttestedInput<E, H>) => Promise<B>;
-    run(input: AttestedInput<E, H> & { pcr: PodCertificateRequest; beside: B }): Promise<Outcome> | Outcome;
+    run(input: AttestedInput<E, H> & { pcr: PodCertificateRequest }): Promise<Outcome> | Outcome;
   },
 ): FunctionDefinition;
-export function attestedStep<E extends Expects, H, B>(
+export function attestedStep<E extends Expects, H>(
   def: AttestedShape<E, H> & {
     readsPcr?: boolean;
-    beside?: (input: AttestedInput<E, H>) => Promise<B>;
-    run(input: AttestedInput<E, H> & { pcr?: PodCertificateRequest; beside?: B }): Promise<Outcome> | Outcome;
+    run(input: AttestedInput<E, H> & { pcr?: PodCertificateRequest }): Promise<Outcome> | Outcome;
   },
 ): FunctionDefinition {
   const expected = Object.entries(def.expects) as [DecisionKind, NonNullable<Expects[DecisionKind]>][];
@@ -245,10 +252,9 @@ export function attestedStep<E extends Expects, H, B>(
       const input: AttestedInput<E, H> = { ctx, profile, ref: data.pcr, now, attested: attested as Attested<E>, spkiSha256, holds };
       const at: Where = { ref: data.pcr, profile, received: data.attestations };
       if (def.readsPcr !== true) return carryOut(ctx, event, at, await algorithm(() => def.run(input)));
-      const [read, beside] =
-        def.beside === undefined ? [await readPendingPcr(ctx, data.pcr), undefined] : await Promise.all([readPendingPcr(ctx, data.pcr), def.beside(input)]);
+      const read = await readPendingPcr(ctx, data.pcr);
       if ("skip" in read) return carryOut(ctx, event, at, skip(read.skip));
-      return carryOut(ctx, event, at, await algorithm(() => def.run({ ...input, pcr: read.pcr, beside })));
+      return carryOut(ctx, event, at, await algorithm(() => def.run({ ...input, pcr: read.pcr })));
     },
   };
 }
@@ -323,8 +329,9 @@ async function carryOut(ctx: FunctionContext, event: PodcertEvent, at: Where, o:
       // (500, retried, then dead-lettered) rather than write something else.
       const problems = pcrStatusUpdateErrors(o.pcr, o.status, ctx.now());
       if (problems.length > 0) throw new Error(`refusing to write a status kube-apiserver would reject: ${problems.join("; ")}`);
-      if (!(await writeStatus(ctx, o.pcr, o.status))) {
-        log({ outcome: "skipped", message: "another delivery finished this PCR first" });
+      const written = await writeStatus(ctx, o.pcr, o.status, o.recheck === undefined ? {} : { recheck: o.recheck });
+      if ("skip" in written) {
+        log({ outcome: "skipped", message: written.skip });
         return undefined;
       }
       log(o.log);

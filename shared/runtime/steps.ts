@@ -9,6 +9,7 @@ import { ConflictError, TransientError } from "../errors.js";
 import { MAX_EVENT_NOTE_BYTES, truncateUtf8 } from "../limits.js";
 import { describePcr, pcrRef, terminalCondition, type PcrRef, type PcrStatus, type PodCertificateRequest } from "../pcr/model.js";
 import { certificatesApiVersion } from "../kube/api-versions.js";
+import { pcrStatusUpdateErrors } from "../pcr/status-rules.js";
 import { replyEvent, stepKeys, type FunctionContext } from "./function.js";
 
 /**
@@ -69,18 +70,35 @@ export function logDecision(
 }
 
 /**
- * PUT /status with the resourceVersion read. On a conflict, re-read: terminal means another
- * delivery won (done: false); still pending means something else changed it, so retry later.
+ * PUT /status with the resourceVersion given (read by this step, or attested by validate).
+ * Returns why nothing was written when there is nothing to do: the PCR is gone, or on a conflict
+ * the copy read back was re-created or is terminal (another delivery won). Still pending means
+ * something else changed the PCR (a label, an annotation): without `recheck` (the step read the
+ * PCR itself), retry later, when it reads it again; with `recheck` (sign, which writes on
+ * validate's attested resourceVersion and would conflict again on every redelivery until the
+ * attestation expires), check the fresh copy is still the attested request (recheck throws when
+ * not), then write once more with its resourceVersion.
  */
-export async function writeStatus(ctx: FunctionContext, pcr: PodCertificateRequest, status: PcrStatus): Promise<boolean> {
+export async function writeStatus(
+  ctx: FunctionContext,
+  pcr: PodCertificateRequest,
+  status: PcrStatus,
+  o: { recheck?: (fresh: PodCertificateRequest) => void } = {},
+): Promise<{ written: true } | { skip: string }> {
   try {
-    await ctx.cluster.replacePcrStatus(pcr, status);
-    return true;
+    if ((await ctx.cluster.replacePcrStatus(pcr, status)) === undefined) return { skip: "PCR no longer exists" };
+    return { written: true };
   } catch (e) {
     if (!(e instanceof ConflictError)) throw e;
-    const again = await ctx.cluster.readPcr(pcr.metadata.namespace, pcr.metadata.name);
-    if (again === undefined || again.metadata.uid !== pcr.metadata.uid || terminalCondition(again) !== undefined) return false;
-    throw new TransientError(`PCR ${describePcr(pcrRef(pcr))} changed while being written; retrying`, { cause: e });
+    const again = await readPendingPcr(ctx, pcrRef(pcr));
+    if ("skip" in again) return { skip: `${again.skip} (read back after a conflicting status write)` };
+    if (o.recheck === undefined) throw new TransientError(`PCR ${describePcr(pcrRef(pcr))} changed while being written; retrying`, { cause: e });
+    o.recheck(again.pcr);
+    // The fresh copy must take the status too (the rules the runner checked before the first write).
+    const problems = pcrStatusUpdateErrors(again.pcr, status, ctx.now());
+    if (problems.length > 0) throw new Error(`refusing to write a status kube-apiserver would reject: ${problems.join("; ")}`);
+    // Once: a second conflict is retried (TransientError) or, if another delivery won, a skip.
+    return writeStatus(ctx, again.pcr, status);
   }
 }
 

@@ -155,9 +155,12 @@ describe("the steps under request faults", () => {
     const r = await t.run("sign", derived.reply!);
     expect(r.status).toBe(503);
     expect(r.error).toBeInstanceOf(TransientError);
-    expect(t.server.faultCounts().get("conflict")).toBe(1);
+    // sign writes on the resourceVersion validate attested: after that conflict it reads the PCR
+    // back, finds it the attested request still pending, and writes once more with the fresh
+    // resourceVersion, which conflicts too (every write does here); then it gives up (retried).
+    expect(t.server.faultCounts().get("conflict")).toBe(2);
     const afterConflict = t.stored(pcr);
-    expect(afterConflict.metadata.annotations?.[CONCURRENT_WRITER_ANNOTATION]).toBe("1");
+    expect(afterConflict.metadata.annotations?.[CONCURRENT_WRITER_ANNOTATION]).toBe("2");
     expect(terminalCondition(afterConflict)).toBeUndefined();
     expect(afterConflict.status?.certificateChain).toBeUndefined();
 

@@ -13,11 +13,13 @@ import { requestPodCertificates } from "../../local-cluster/kubelet/emulator.js"
 import { handOn } from "../../shared/runtime/steps.js";
 import { ephemeralStepKeys } from "../../shared/events/step-keys.js";
 import { type PodcertEvent } from "../../shared/events/types.js";
-import { EVENT_TYPES, type KeyedStep, type StepName } from "../../shared/steps.js";
+import { EVENT_TYPES, STEPS, type KeyedStep, type StepName } from "../../shared/steps.js";
 import type { Decision, StepKeys } from "../../shared/events/attestation.js";
-import { loadKubeConfig } from "../../shared/kube/client-node.js";
+import { KubeClusterApi, loadKubeConfig } from "../../shared/kube/client-node.js";
 import type { ServicesWatchApi } from "../../shared/kube/cluster.js";
 import { ServicesIndex } from "../../shared/kube/services-index.js";
+import { MAX_ATTESTED_POD_LABELS } from "../../shared/limits.js";
+import { controlPlaneApis } from "../../local-cluster/kubernetes-versions.js";
 import { pcrRef, terminalCondition, type PcrSpec, type PodCertificateRequest } from "../../shared/pcr/model.js";
 import { parseSignerConfig, type SignerConfig } from "../../shared/profiles/config.js";
 import { ATESYSTEM_SIGNER, defaultSignerConfig, WORKERPOOL_SIGNER } from "../../shared/profiles/defaults.js";
@@ -37,7 +39,7 @@ afterEach(async () => {
   for (const s of servers.splice(0)) await s.stop();
 });
 
-async function setup(o: { clusterYaml?: string; config?: SignerConfig; caPool?: CaPool; now?: () => Date; servicesIndex?: boolean } = {}) {
+async function setup(o: { clusterYaml?: string; config?: SignerConfig; caPool?: CaPool; now?: () => Date; servicesIndex?: boolean; perStepClients?: boolean } = {}) {
   const server = await startApiServer({ objects: parseClusterFile(o.clusterYaml ?? readFileSync("examples/cluster.yaml", "utf8")) });
   servers.push(server);
   const requests = await requestPodCertificates(loadKubeConfig({ kubeconfigText: server.kubeconfig() }));
@@ -50,7 +52,19 @@ async function setup(o: { clusterYaml?: string; config?: SignerConfig; caPool?: 
     indexes.push(index);
     return index;
   };
-  const contexts = stepContexts({ config, cluster, keys, caPool, log: silentLogger, ...(o.now ? { now: o.now } : {}), ...(o.servicesIndex ? { servicesIndexes } : {}) });
+  // With perStepClients, each step has its own client (as one process per step), and the API
+  // calls each makes are recorded ("operation:outcome"), as bench/pipeline.ts counts them.
+  const calls = Object.fromEntries(STEPS.map((step) => [step, [] as string[]])) as Record<StepName, string[]>;
+  const perStep = Object.fromEntries(STEPS.map((step) => [step, new KubeClusterApi(loadKubeConfig({ kubeconfigText: server.kubeconfig() }), (c) => void calls[step].push(`${c.operation}:${c.outcome}`))])) as Record<StepName, KubeClusterApi>;
+  const contexts = stepContexts({
+    config,
+    cluster: o.perStepClients === true ? perStep : cluster,
+    keys,
+    caPool,
+    log: silentLogger,
+    ...(o.now ? { now: o.now } : {}),
+    ...(o.servicesIndex ? { servicesIndexes } : {}),
+  });
   const pcrFor = (pod: string, signer?: string) => {
     const r = requests.find((x) => x.pod.name === pod && (signer === undefined || x.pcr.spec.signerName === signer));
     if (!r) throw new Error(`no PCR for ${pod}`);
@@ -80,7 +94,10 @@ async function setup(o: { clusterYaml?: string; config?: SignerConfig; caPool?: 
     expect(again.metadata.uid).toBe(pcr.metadata.uid);
     return again;
   };
-  return { server, cluster, contexts, keys, config, run, derivedFor, pcrFor, read, recreateSameUid };
+  /** The calls a step made since the last look: hot-path ones only (cached lookups, Events and discovery aside), sorted. */
+  const hotCalls = (step: StepName) =>
+    calls[step].splice(0).filter((c) => !/^(get (serviceaccount|node|namespace)|create event|discover )/.test(c)).sort();
+  return { server, cluster, contexts, keys, config, run, derivedFor, pcrFor, read, recreateSameUid, hotCalls };
 }
 
 describe("sign", () => {
@@ -255,6 +272,105 @@ describe("sign", () => {
     const chain = (await t.read(t.pcrFor("atenet-router"))).status!.certificateChain!;
     const { X509Certificate } = await import("node:crypto");
     expect(new X509Certificate(chain).verify(new X509Certificate(newer.certificate).publicKey)).toBe(true);
+  });
+});
+
+describe("API calls per issued PCR (issue 14): validate reads, the others work from its attestation", () => {
+  const attested = (event: PodcertEvent, step: "validate" | "derive-sans" | "sign") =>
+    decodePayload((event.data as { attestations: Record<string, string> }).attestations[step]!).decision as Decision;
+  /**
+   * A PCR read: one GET, or two for a request a 1.35 kubelet made with a PKIX key on a control
+   * plane serving v1 (node-1's, at 1.37): v1 shows it without a key, so it is read again through
+   * v1beta1 (kube/api-versions.ts), and its status is written there, the version validate attests.
+   */
+  const pcrGets = async (t: Awaited<ReturnType<typeof setup>>, pcr: PodCertificateRequest) => {
+    const legacy = (await t.read(pcr)).apiVersion !== `certificates.k8s.io/${controlPlaneApis(t.server.kubernetesVersion).podCertificateRequests[0]}`;
+    return legacy ? ["get podcertificaterequest:ok", "get podcertificaterequest:ok"] : ["get podcertificaterequest:ok"];
+  };
+  /** Changes an object in the store (a new resourceVersion), as a controller or a user would. */
+  const edit = (t: Awaited<ReturnType<typeof setup>>, resource: "pods" | "podcertificaterequests", namespace: string, name: string, change: (o: { metadata: { labels?: Record<string, string> } }) => void) => {
+    const o = structuredClone(t.server.store.get(resource, namespace, name)!) as unknown as { metadata: { labels?: Record<string, string> } };
+    change(o);
+    t.server.store.replace(o);
+  };
+
+  it.each([
+    { pod: "atenet-router", dnsNames: false, deriveSans: [] },
+    { pod: "ate-apiserver", dnsNames: true, deriveSans: ["get service:ok"] },
+  ])("$pod (DNS names: $dnsNames): validate reads the PCR and the pod, derive-sans only the Services, sign the pod and writes", async ({ pod, dnsNames, deriveSans }) => {
+    const t = await setup({ perStepClients: true });
+    const pcr = t.pcrFor(pod);
+    const v = await t.run("validate", apiServerAddEvent(pcr));
+    expect(t.hotCalls("validate")).toEqual(["get pod:ok", ...(await pcrGets(t, pcr))]);
+    expect((attested(v.reply!, "validate") as { request: { apiVersion: string } }).request.apiVersion).toBe((await t.read(pcr)).apiVersion);
+    const d = await t.run("derive-sans", v.reply!);
+    expect(d.reply?.type, String(d.error)).toBe(EVENT_TYPES.sansDerived);
+    expect(t.hotCalls("derive-sans")).toEqual(deriveSans);
+    expect((attested(d.reply!, "derive-sans") as { dnsNames: string[] }).dnsNames.length > 0).toBe(dnsNames);
+    const s = await t.run("sign", d.reply!);
+    expect(s.status, String(s.error)).toBe(200);
+    expect(t.hotCalls("sign")).toEqual(["get pod:ok", "update podcertificaterequests/status:ok"]);
+    expect(terminalCondition(await t.read(pcr))?.type).toBe("Issued");
+  });
+
+  it("issues a PCR whose resourceVersion changed while it was pending: one re-read, compared with the attested request, and one more write", async () => {
+    const t = await setup({ perStepClients: true });
+    const pcr = t.pcrFor("atenet-router");
+    const derived = await t.derivedFor(pcr);
+    edit(t, "podcertificaterequests", pcr.metadata.namespace, pcr.metadata.name, (o) => (o.metadata.labels = { ...o.metadata.labels, touched: "yes" }));
+    t.hotCalls("sign");
+    const s = await t.run("sign", derived);
+    expect(s.status, String(s.error)).toBe(200);
+    expect(t.hotCalls("sign")).toEqual(["get pod:ok", ...(await pcrGets(t, pcr)), "update podcertificaterequests/status:conflict", "update podcertificaterequests/status:ok"]);
+    const stored = await t.read(pcr);
+    expect(terminalCondition(stored)?.type).toBe("Issued");
+    expect(stored.metadata.labels).toMatchObject({ touched: "yes" });
+  });
+
+  it("a duplicate delivery after Issued is a skip (204): the conflict, one re-read, nothing written", async () => {
+    const t = await setup({ perStepClients: true });
+    const pcr = t.pcrFor("atenet-router");
+    const derived = await t.derivedFor(pcr);
+    expect((await t.run("sign", derived)).status).toBe(200);
+    const issued = await t.read(pcr);
+    t.hotCalls("sign");
+    expect((await t.run("sign", derived)).status).toBe(204);
+    expect(t.hotCalls("sign")).toEqual(["get pod:ok", ...(await pcrGets(t, pcr)), "update podcertificaterequests/status:conflict"]);
+    expect(await t.read(pcr)).toEqual(issued);
+  });
+
+  it("denies PodMismatch when the pod's labels changed between validate and sign (its DNS names came from them)", async () => {
+    const t = await setup();
+    const pcr = t.pcrFor("ate-apiserver");
+    const derived = await t.derivedFor(pcr);
+    expect((attested(derived, "validate") as { pod?: { labels: Record<string, string> } }).pod?.labels).toEqual({ app: "ate-apiserver" });
+    edit(t, "pods", pcr.metadata.namespace, pcr.spec.podName, (o) => (o.metadata.labels = { ...o.metadata.labels, tier: "edge" }));
+    const s = await t.run("sign", derived);
+    expect(s.reply?.type, String(s.error)).toBe(EVENT_TYPES.denied);
+    expect(attested(s.reply!, "sign")).toMatchObject({
+      kind: "denied",
+      reason: "PodMismatch",
+      message: expect.stringMatching(/^pod ate-apiserver changed after its DNS names were derived: its labels changed \(tier\)/),
+    });
+    expect(terminalCondition(await t.read(pcr))).toBeUndefined();
+  });
+
+  it("a pod with more labels than validate attests: derive-sans reads the pod itself (one call more), and the request is issued", async () => {
+    const t = await setup({ perStepClients: true });
+    const pcr = t.pcrFor("ate-apiserver");
+    edit(t, "pods", pcr.metadata.namespace, pcr.spec.podName, (o) => {
+      for (let i = 0; i < MAX_ATTESTED_POD_LABELS; i++) o.metadata.labels = { ...o.metadata.labels, [`extra-${i}`]: "x" };
+    });
+    const v = await t.run("validate", apiServerAddEvent(pcr));
+    expect(v.reply?.type, String(v.error)).toBe(EVENT_TYPES.validated);
+    expect(attested(v.reply!, "validate")).not.toHaveProperty("pod");
+    t.hotCalls("derive-sans");
+    const d = await t.run("derive-sans", v.reply!);
+    expect(d.reply?.type, String(d.error)).toBe(EVENT_TYPES.sansDerived);
+    expect(t.hotCalls("derive-sans")).toEqual(["get pod:ok", "get service:ok"]);
+    expect((attested(d.reply!, "derive-sans") as { dnsNames: string[] }).dnsNames).toContain("api.ate-system.svc");
+    expect((await t.run("sign", d.reply!)).status).toBe(200);
+    expect(terminalCondition(await t.read(pcr))?.type).toBe("Issued");
   });
 });
 

@@ -212,7 +212,15 @@ describe("attestations are bounded in age (finding 6)", () => {
         pcr: ref,
         signerName: WORKER,
         spkiSha256: requestKeyBinding(pcr.spec),
-        decision: { kind: "validated", keyType: "ECDSAP256", podName: pcr.spec.podName, podUID: pcr.spec.podUID, serviceAccountName: pcr.spec.serviceAccountName, services: { kind: "none" } },
+        decision: {
+          kind: "validated",
+          keyType: "ECDSAP256",
+          podName: pcr.spec.podName,
+          podUID: pcr.spec.podUID,
+          serviceAccountName: pcr.spec.serviceAccountName,
+          services: { kind: "none" },
+          request: { apiVersion: pcr.apiVersion === "certificates.k8s.io/v1" ? "certificates.k8s.io/v1" : "certificates.k8s.io/v1beta1", resourceVersion: pcr.metadata.resourceVersion ?? "1", nodeName: pcr.spec.nodeName, nodeUID: pcr.spec.nodeUID, serviceAccountUID: pcr.spec.serviceAccountUID, publicKey: pcr.spec.pkixPublicKey ?? "" },
+        },
       },
       { now: new Date(Date.now() + iatOffsetSeconds * 1000), ttlSeconds },
     );

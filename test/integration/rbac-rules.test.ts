@@ -27,8 +27,10 @@ import { requestPodCertificates, type EmulatedRequest } from "../../local-cluste
 import { ephemeralStepKeys } from "../../shared/events/step-keys.js";
 import { EVENT_TYPES, stepEntry, STEPS, type StepName } from "../../shared/steps.js";
 import { KubeClusterApi, loadKubeConfig } from "../../shared/kube/client-node.js";
-import type { ClusterApi, ServicesWatchApi } from "../../shared/kube/cluster.js";
+import type { ClusterApi, PcrStatusTarget, ServicesWatchApi } from "../../shared/kube/cluster.js";
 import { ServicesIndex } from "../../shared/kube/services-index.js";
+import type { PcrStatus } from "../../shared/pcr/model.js";
+import { MAX_ATTESTED_POD_LABELS } from "../../shared/limits.js";
 import { startLocalFlow } from "../../local-cluster/flow.js";
 import { serviceName } from "../../shared/steps.js";
 import { loadKnativeIdentities, manifestNamespaces, userOfService } from "../../local-cluster/identities.js";
@@ -161,6 +163,13 @@ describe("without any one grant of a function's roles, the flow fails", () => {
     // For the trust publisher: podcert's namespace, atesystem's bundle drifted (an update), none yet
     // for workerpool (a create), and a managed bundle of a signer no longer configured (a delete).
     const stray = await createCa({ signerName: "example.com/retired", keyAlgorithm: "ECDSAP256", validityDays: 30, now: new Date() });
+    // Two paths the example's requests do not take by themselves, so that the grants only they
+    // use are proven too (issue 14): a pod with more labels than validate attests, whose Service
+    // names derive-sans derives from the pod it reads itself (`get pods`); and, in runFlow, a PCR
+    // changed while pending, which sign reads back after its conditional write conflicts (`get`
+    // on PCRs).
+    const apiPod = objects.find((o) => (o as { kind?: string; metadata?: { name?: string } }).kind === "Pod" && (o as { metadata: { name: string } }).metadata.name === "ate-apiserver") as { metadata: { labels?: Record<string, string> } };
+    for (let i = 0; i < MAX_ATTESTED_POD_LABELS; i++) apiPod.metadata.labels = { ...apiPod.metadata.labels, [`extra-${i}`]: "x" };
     objects.push(
       ...manifestNamespaces(ids, objects),
       managedBundle(ATESYSTEM_SIGNER, stray.certificate),
@@ -249,6 +258,18 @@ describe("without any one grant of a function's roles, the flow fails", () => {
     };
     try {
       const clusters = Object.fromEntries(STEPS.map((s) => [s, clusterApiFor(api, userOf(s))])) as Record<StepName, ClusterApi>;
+      // Something else (a label) changes the router's PCR just before sign's first status write.
+      const touch = new Set(requests.filter((r) => r.pod.name === "atenet-router").map((r) => r.pcr.metadata.name));
+      const signApi = clusters.sign;
+      clusters.sign = Object.assign(Object.create(signApi) as ClusterApi, {
+        replacePcrStatus: (pcr: PcrStatusTarget, status: PcrStatus) => {
+          if (touch.delete(pcr.metadata.name)) {
+            const stored = structuredClone(api.store.get("podcertificaterequests", pcr.metadata.namespace, pcr.metadata.name)!);
+            api.store.replace({ ...stored, metadata: { ...stored.metadata, labels: { touched: "true" } } });
+          }
+          return signApi.replacePcrStatus(pcr, status);
+        },
+      });
       const resynced = await resyncOnce(api, stepContexts({ config, cluster: clusters, keys, caPool, log: silentLogger })["resync"]);
       const result = await issueAll({
         // The ApiServerSource's stand-in lists the PCRs, as its ServiceAccount.

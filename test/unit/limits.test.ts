@@ -13,6 +13,11 @@ import { EVENT_TYPES } from "../../shared/steps.js";
 import { pcrFor, pod } from "../helpers/objects.js";
 import {
   MAX_ATTESTATION_BYTES,
+  MAX_ATTESTED_POD_LABELS,
+  MAX_LABEL_KEY_LENGTH,
+  MAX_RESOURCE_VERSION_LENGTH,
+  MAX_TIMESTAMP_LENGTH,
+  REQUEST_KEY_LIMITS,
   MAX_CONDITION_MESSAGE_BYTES,
   MAX_DNS_NAMES,
   MAX_DNS_NAMES_BYTES,
@@ -50,6 +55,21 @@ const LARGEST: Record<"validated" | "sans-derived" | "denied", Decision> = {
     serviceAccountName: "s".repeat(MAX_NAME_LENGTH),
     maxExpirationSeconds: 7862400,
     services: { kind: "named", names: Array.from({ length: MAX_SERVICE_NAMES }, (_, i) => `s${String(i).padStart(MAX_LABEL_LENGTH - 1, "0")}`) },
+    request: {
+      apiVersion: "certificates.k8s.io/v1beta1",
+      resourceVersion: "9".repeat(MAX_RESOURCE_VERSION_LENGTH),
+      creationTimestamp: "t".repeat(MAX_TIMESTAMP_LENGTH),
+      nodeName: "n".repeat(MAX_NAME_LENGTH),
+      nodeUID: "u".repeat(MAX_UID_LENGTH),
+      serviceAccountUID: "u".repeat(MAX_UID_LENGTH),
+      publicKey: "A".repeat(REQUEST_KEY_LIMITS.pkixPublicKey),
+    },
+    // As many labels as attested, each with the longest key and value Kubernetes allows.
+    pod: {
+      labels: Object.fromEntries(Array.from({ length: MAX_ATTESTED_POD_LABELS }, (_, i) => [`${String(i).padStart(2, "0")}${"k".repeat(MAX_LABEL_KEY_LENGTH - 2)}`, "v".repeat(MAX_LABEL_LENGTH)])),
+      hostname: "h".repeat(MAX_LABEL_LENGTH),
+      subdomain: "s".repeat(MAX_LABEL_LENGTH),
+    },
   },
   "sans-derived": { kind: "sans-derived", uris: [`spiffe://${"t".repeat(MAX_URI_LENGTH - 9)}`], dnsNames: largestDnsNames(), lifetimeSeconds: 7862400 },
   // Quotes are escaped in JSON: a message of nothing else doubles.
@@ -70,7 +90,7 @@ describe("limits", () => {
   });
 
   it.each([
-    { case: "validate's, naming the most Services", kind: "validated" as const, from: "validate" as const },
+    { case: "validate's, naming the most Services, with the largest key and the most labels", kind: "validated" as const, from: "validate" as const },
     { case: "derive-sans', with the most DNS names", kind: "sans-derived" as const, from: "derive-sans" as const },
     { case: "a denial quoting the longest message", kind: "denied" as const, from: "validate" as const },
   ])("the largest attestation ($case) fits MAX_ATTESTATION_BYTES and is accepted", async ({ kind, from }) => {

@@ -22,6 +22,16 @@ const VALIDATED: Decision = {
   serviceAccountName: "web",
   maxExpirationSeconds: 86400,
   services: { kind: "named", names: ["web", "api"] },
+  request: {
+    apiVersion: "certificates.k8s.io/v1",
+    resourceVersion: "4711",
+    creationTimestamp: "2026-05-01T09:59:58Z",
+    nodeName: "node-1",
+    nodeUID: "6f0b5c1e-1c1a-4c59-9a53-0d8f1d7c2a01",
+    serviceAccountUID: "0a9a8d3c-5b1e-4f5e-8c11-6e7d20000002",
+    publicKey: "MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE",
+  },
+  pod: { labels: { app: "web" }, hostname: "web-0", subdomain: "web" },
 };
 const SANS: Decision = {
   kind: "sans-derived",

@@ -156,7 +156,7 @@ describe("PodCertificateRequests", () => {
 
     const read = (await api.readPcr(NS, pcr.metadata.name))!;
     const status = deniedStatus({ reason: "UnsupportedKeyType", message: "no", permanent: false, now: new Date() });
-    const written = await api.replacePcrStatus(read, status);
+    const written = (await api.replacePcrStatus(read, status))!;
     expect(written.status?.conditions?.[0]).toMatchObject({ type: "Denied", reason: "UnsupportedKeyType" });
     expect(written.metadata.resourceVersion).not.toBe(read.metadata.resourceVersion);
     // The same write again carries a stale resourceVersion: the caller must re-read.
@@ -209,7 +209,7 @@ describe("API versions (kube/api-versions.ts)", () => {
 
     const status = deniedStatus({ reason: "UnsupportedKeyType", message: "no", permanent: false, now: new Date() });
     for (const read of [readCsr, readPkix]) {
-      const written = await api.replacePcrStatus(read, status);
+      const written = (await api.replacePcrStatus(read, status))!;
       expect(written.apiVersion).toBe(read.apiVersion);
       expect(written.status?.conditions?.[0]).toMatchObject({ type: "Denied" });
     }

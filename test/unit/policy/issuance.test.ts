@@ -4,10 +4,13 @@ import { createCa } from "../../../cli/ca-create.js";
 import { parseCaPool, serializeCaPool, type CaState } from "../../../shared/ca/pool.js";
 import { ConfigError, RequestDeniedError, TransientError, WaitingError } from "../../../shared/errors.js";
 import type { PcrSpec } from "../../../shared/pcr/model.js";
-import { attestedIdentityProblem, planIssuance, podChangedSinceValidation, signingCa } from "../../../shared/policy/issuance.js";
+import { attestedIdentityProblem, pcrAsValidated, planIssuance, podChangedSinceValidation, podDnsFactsChanged, signingCa, storedRequestMismatches } from "../../../shared/policy/issuance.js";
+import { attestablePodFacts } from "../../../shared/policy/sans.js";
+import { requestKeyBinding } from "../../../shared/events/key-binding.js";
+import { MAX_ATTESTED_POD_LABELS } from "../../../shared/limits.js";
 import { certificateTimes } from "../../../shared/policy/lifetime.js";
 import { podIdentityExtensionValue } from "../../../shared/x509/der.js";
-import { NODE_NAME, NODE_UID, POD_NAME, POD_UID, pod, SA_NAME, SA_UID } from "../../helpers/objects.js";
+import { NODE_NAME, NODE_UID, POD_NAME, POD_UID, pcrFor, pod, SA_NAME, SA_UID } from "../../helpers/objects.js";
 
 const SPEC = {
   podName: POD_NAME,
@@ -135,5 +138,79 @@ describe("attestedIdentityProblem", () => {
     const problem = attestedIdentityProblem({ profile: { trustDomain: "cluster.local" }, namespace: "ate-system", spec: { serviceAccountName: SA_NAME }, uris });
     if (ok) expect(problem).toBeUndefined();
     else expect(problem).toMatch(new RegExp(`are not the request's identity ${own.replaceAll(".", "\\.")}$`));
+  });
+});
+
+describe("podDnsFactsChanged (sign's look at what the DNS names came from)", () => {
+  const NAMES = ["web.ns.svc", "web.ns.svc.cluster.local"];
+  const HOST_NAMES = [...NAMES, "web-0.web.ns.svc", "web-0.web.ns.svc.cluster.local"];
+  const attested = { labels: { app: "web" }, hostname: "web-0", subdomain: "web" };
+  it.each([
+    { case: "the pod as attested", live: pod({ hostname: "web-0", subdomain: "web" }), dnsNames: HOST_NAMES, want: undefined },
+    { case: "no DNS names derived: labels do not matter", live: pod({ labels: { app: "other" } }), dnsNames: [], want: undefined },
+    { case: "a label added", live: pod({ labels: { app: "web", tier: "edge" }, hostname: "web-0", subdomain: "web" }), dnsNames: NAMES, want: /its labels changed \(tier\)/ },
+    { case: "a label changed", live: pod({ labels: { app: "api" }, hostname: "web-0", subdomain: "web" }), dnsNames: NAMES, want: /its labels changed \(app\)/ },
+    { case: "a label removed", live: pod({ labels: {}, hostname: "web-0", subdomain: "web" }), dnsNames: NAMES, want: /its labels changed \(app\)/ },
+    { case: "another hostname, which gave names", live: pod({ hostname: "web-1", subdomain: "web" }), dnsNames: HOST_NAMES, want: /hostname\.subdomain is web-1\.web, the DNS names were derived for web-0\.web/ },
+    { case: "another hostname, which gave none", live: pod({ hostname: "web-1", subdomain: "web" }), dnsNames: NAMES, want: undefined },
+  ])("$case", ({ live, dnsNames, want }) => {
+    const e = podDnsFactsChanged({ attested, pod: live, dnsNames });
+    if (want === undefined) expect(e).toBeUndefined();
+    else {
+      expect(e).toBeInstanceOf(RequestDeniedError);
+      expect(e?.reason).toBe("PodMismatch");
+      expect(e?.message).toMatch(want);
+    }
+  });
+
+  it("compares nothing when validate attested no labels (over the limit: derive-sans read the pod itself)", () => {
+    expect(podDnsFactsChanged({ attested: undefined, pod: pod({ labels: { other: "x" } }), dnsNames: NAMES })).toBeUndefined();
+  });
+});
+
+describe("attestablePodFacts", () => {
+  it("attests the labels, hostname and subdomain; none when the labels are over the limit", () => {
+    expect(attestablePodFacts(pod({ hostname: "web-0", subdomain: "web" }))).toEqual({ labels: { app: "web" }, hostname: "web-0", subdomain: "web" });
+    const many = Object.fromEntries(Array.from({ length: MAX_ATTESTED_POD_LABELS }, (_, i) => [`l${i}`, "x"]));
+    expect(attestablePodFacts(pod({ labels: many }))).toEqual({ labels: many });
+    expect(attestablePodFacts(pod({ labels: { ...many, one: "more" } }))).toBeUndefined();
+  });
+});
+
+describe("pcrAsValidated and storedRequestMismatches", () => {
+  const stored = pcrFor(pod(), { signerName: "example.com/signer" });
+  stored.metadata.resourceVersion = "12";
+  const validated = {
+    kind: "validated" as const,
+    keyType: "ECDSAP256",
+    podName: stored.spec.podName,
+    podUID: stored.spec.podUID,
+    serviceAccountName: stored.spec.serviceAccountName,
+    ...(stored.spec.maxExpirationSeconds === undefined ? {} : { maxExpirationSeconds: stored.spec.maxExpirationSeconds }),
+    services: { kind: "none" as const },
+    request: {
+      apiVersion: "certificates.k8s.io/v1beta1" as const,
+      resourceVersion: "12",
+      nodeName: stored.spec.nodeName,
+      nodeUID: stored.spec.nodeUID,
+      serviceAccountUID: stored.spec.serviceAccountUID,
+      publicKey: stored.spec.pkixPublicKey!,
+    },
+  };
+  const ref = { namespace: stored.metadata.namespace, name: stored.metadata.name, uid: stored.metadata.uid! };
+  const asValidated = pcrAsValidated(ref, "example.com/signer", validated);
+
+  it("rebuilds the request validate read: its version, resourceVersion, facts and key", () => {
+    expect(asValidated.metadata).toMatchObject({ ...ref, resourceVersion: "12" });
+    expect(asValidated.apiVersion).toBe("certificates.k8s.io/v1beta1");
+    expect(requestKeyBinding(asValidated.spec)).toBe(requestKeyBinding(stored.spec));
+    expect(storedRequestMismatches(stored, asValidated, requestKeyBinding(stored.spec))).toEqual([]);
+  });
+
+  it("names what differs in a PCR read back after a conflict", () => {
+    const other = pcrFor(pod(), { signerName: "example.com/signer" });
+    const changed = { ...stored, spec: { ...stored.spec, serviceAccountName: "admin", pkixPublicKey: other.spec.pkixPublicKey } };
+    expect(storedRequestMismatches(changed, asValidated, requestKeyBinding(stored.spec))).toEqual(["spec.serviceAccountName", "the request's key"]);
+    expect(storedRequestMismatches({ ...stored, metadata: { ...stored.metadata, uid: "other" } }, asValidated, requestKeyBinding(stored.spec))).toEqual(["uid"]);
   });
 });

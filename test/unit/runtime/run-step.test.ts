@@ -26,17 +26,18 @@ const SPKI = "spki-hash";
 
 /** An in-memory API server holding one PCR; `conflict` makes the next status write a 409. */
 function fakeCluster(pcr: PodCertificateRequest | undefined) {
-  const state = { pcr, writes: [] as PcrStatus[], conflict: undefined as undefined | ((p: PodCertificateRequest) => PodCertificateRequest | undefined) };
+  const state = { pcr, writes: [] as PcrStatus[], writtenAt: [] as (string | undefined)[], conflict: undefined as undefined | ((p: PodCertificateRequest) => PodCertificateRequest | undefined) };
   const api: Partial<ClusterApi> = {
     readPcr: async () => structuredClone(state.pcr),
     replacePcrStatus: async (p, status) => {
       if (state.conflict) {
-        state.pcr = state.conflict(p);
+        state.pcr = state.conflict(state.pcr!);
         state.conflict = undefined;
         throw new ConflictError("stale resourceVersion");
       }
       state.writes.push(status);
-      state.pcr = { ...p, status };
+      state.writtenAt.push(p.metadata.resourceVersion);
+      state.pcr = { ...state.pcr!, status };
       return state.pcr;
     },
     readPod: async () => pod(),
@@ -81,7 +82,15 @@ async function stepEvent(type: string, decisions: Partial<Record<"validate" | "d
   };
 }
 
-const VALIDATED: Decision = { kind: "validated", keyType: "ECDSAP256", podName: "web-0", podUID: "u", serviceAccountName: "web", services: { kind: "none" } };
+const VALIDATED: Decision = {
+  kind: "validated",
+  keyType: "ECDSAP256",
+  podName: "web-0",
+  podUID: "u",
+  serviceAccountName: "web",
+  services: { kind: "none" },
+  request: { apiVersion: "certificates.k8s.io/v1beta1", resourceVersion: "7", nodeName: "node-1", nodeUID: "n", serviceAccountUID: "s", publicKey: "AAAA" },
+};
 const DERIVED: Decision = { kind: "sans-derived", uris: ["spiffe://x/ns/a/sa/b"], dnsNames: [], lifetimeSeconds: 3600 };
 
 /** A derive-sans-like step whose algorithm returns `outcome` (and records what it was given). */
@@ -189,19 +198,6 @@ describe("attestedStep with readsPcr: the pending PCR", () => {
     expect(decisions()).toMatchObject([{ outcome: "skipped", message: why }]);
   });
 
-  it("reads `beside` in parallel and hands it over", async () => {
-    const def = attestedStep({
-      step: "deny",
-      expects: { denied: () => "validate" },
-      readsPcr: true,
-      beside: async ({ ref }) => `pod of ${ref.name}`,
-      run: ({ beside }) => skip(beside),
-    });
-    const { ctx, decisions } = context("deny", fakeCluster(pcr).api);
-    expect((await dispatch(def, ctx, await stepEvent(EVENT_TYPES.denied, { validate: DENIAL }))).status).toBe(204);
-    expect(decisions()).toMatchObject([{ outcome: "skipped", message: `pod of ${pcr.metadata.name}` }]);
-  });
-
   describe("writeStatus", () => {
     const write = (read: PodCertificateRequest): Outcome => ({
       kind: "writeStatus",
@@ -228,7 +224,7 @@ describe("attestedStep with readsPcr: the pending PCR", () => {
       const { ctx, decisions, events } = context("deny", api);
       const r = await dispatch(denyLike(write), ctx, await stepEvent(EVENT_TYPES.denied, { validate: DENIAL }));
       expect(r.status).toBe(204);
-      expect(decisions()).toMatchObject([{ outcome: "skipped", message: "another delivery finished this PCR first" }]);
+      expect(decisions()).toMatchObject([{ outcome: "skipped", message: "PCR is already Denied (read back after a conflicting status write)" }]);
       expect(events).toEqual([]);
     });
 
@@ -239,6 +235,35 @@ describe("attestedStep with readsPcr: the pending PCR", () => {
       const r = await dispatch(denyLike(write), ctx, await stepEvent(EVENT_TYPES.denied, { validate: DENIAL }));
       expect(r.status).toBe(503);
       expect(r.error).toBeInstanceOf(TransientError);
+      expect(decisions()).toEqual([]);
+    });
+
+    it("with a recheck (sign, writing on an attested resourceVersion): a conflict on a PCR still pending is read back, rechecked and written once more with its resourceVersion", async () => {
+      const { api, state } = fakeCluster(pcr);
+      state.conflict = (p) => ({ ...p, metadata: { ...p.metadata, resourceVersion: "8" } });
+      const checked: (string | undefined)[] = [];
+      const { ctx, decisions } = context("deny", api);
+      const withRecheck = (read: PodCertificateRequest): Outcome => ({ ...(write(read) as Extract<Outcome, { kind: "writeStatus" }>), recheck: (fresh) => void checked.push(fresh.metadata.resourceVersion) });
+      const r = await dispatch(denyLike(withRecheck), ctx, await stepEvent(EVENT_TYPES.denied, { validate: DENIAL }));
+      expect(r.status).toBe(204);
+      expect(checked).toEqual(["8"]);
+      expect(state.writtenAt).toEqual(["8"]);
+      expect(decisions()).toMatchObject([{ outcome: "denied" }]);
+    });
+
+    it("with a recheck that finds another request: its error (403), nothing written", async () => {
+      const { api, state } = fakeCluster(pcr);
+      state.conflict = (p) => ({ ...p, metadata: { ...p.metadata, resourceVersion: "8" } });
+      const { ctx, decisions } = context("deny", api);
+      const refusing = (read: PodCertificateRequest): Outcome => ({
+        ...(write(read) as Extract<Outcome, { kind: "writeStatus" }>),
+        recheck: () => {
+          throw new RejectedEventError("attestations do not match", 403);
+        },
+      });
+      const r = await dispatch(denyLike(refusing), ctx, await stepEvent(EVENT_TYPES.denied, { validate: DENIAL }));
+      expect(r.status).toBe(403);
+      expect(state.writes).toEqual([]);
       expect(decisions()).toEqual([]);
     });
 
