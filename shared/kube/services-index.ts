@@ -24,8 +24,17 @@
  * that fails as it opens (a ClusterRole without `watch`) is not tried again for `retryMs`.
  */
 import type { Service } from "../pcr/model.js";
-import type { Logger } from "../runtime/log.js";
 import type { ServicesWatchApi, ServiceWatchEvent } from "./cluster.js";
+
+/**
+ * The methods of shared/runtime's Logger the index uses, declared here because shared/kube sits
+ * below the runtime (as event-recorder.ts's WarningLog).
+ */
+export interface IndexLog {
+  debug(msg: string, fields?: Record<string, unknown>): void;
+  info(msg: string, fields?: Record<string, unknown>): void;
+  warn(msg: string, fields?: Record<string, unknown>): void;
+}
 
 export interface ServicesIndexOptions {
   /** Namespaces indexed at once; default 32. */
@@ -49,7 +58,7 @@ export interface ServicesIndexOptions {
    * opened), requests in that namespace list without seeding it for this long; default 60 s.
    */
   retryMs?: number;
-  log?: Logger;
+  log?: IndexLog;
   /** Clock, for tests; default performance.now. */
   nowMs?: () => number;
 }

@@ -503,7 +503,8 @@ describe("derive-sans with its Services index, as the function server runs it", 
     expect(stale.reply).toBeUndefined();
     // (The index's own watch may be logged here too, whenever it opened: not this request's.)
     const calls = t.server.servedRequests().slice(from).filter((r) => !r.url.includes("watch=true")).map((r) => `${r.method} ${r.url}`);
-    expect(calls).toEqual(["GET /api/v1/namespaces/ate-system/pods/valkey-0", "GET /api/v1/namespaces/ate-system/services/valkey"]);
+    // The pod's labels come from validate's attestation: only the candidate Service is read.
+    expect(calls).toEqual(["GET /api/v1/namespaces/ate-system/services/valkey"]);
 
     t.server.store.replace({ ...valkey, metadata: { ...valkey.metadata, resourceVersion: undefined } });
     const d = await t.run("derive-sans", v.reply!);
