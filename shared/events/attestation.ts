@@ -161,6 +161,17 @@ function mac(key: EdgeKey, signingInput: string): Buffer {
 const b64urlJson = (value: unknown) => Buffer.from(JSON.stringify(value), "utf8").toString("base64url");
 
 /**
+ * The protected header a sender makes for an edge, encoded: the same bytes every time, so they are
+ * made once per edge, and a receiver recognises its own edge's header by comparing the string.
+ */
+const headerCache = new Map<string, string>();
+function protectedHeaderOf(kid: string): string {
+  let h = headerCache.get(kid);
+  if (h === undefined) headerCache.set(kid, (h = b64urlJson({ alg: ALGORITHM, typ: TOKEN_TYPE, kid })));
+  return h;
+}
+
+/**
  * The attestation of `keys.step`'s decision for every step it sends to: one payload, one HS256
  * signature per receiver. Every receiver gets a signature on every token, whatever the event's
  * type, as the token is handed on further (sign reads validate's too): which receivers read it is
@@ -181,7 +192,7 @@ export async function attest(keys: StepKeys, claims: Omit<AttestationClaims, "st
     exp: iat + o.ttlSeconds,
   });
   const signatures = [...keys.sending].map(([to, key]) => {
-    const protectedHeader = b64urlJson({ alg: ALGORITHM, typ: TOKEN_TYPE, kid: edgeKid({ from: keys.step, to }) });
+    const protectedHeader = protectedHeaderOf(edgeKid({ from: keys.step, to }));
     return { protected: protectedHeader, signature: mac(key, `${protectedHeader}.${payload}`).toString("base64url") };
   });
   return JSON.stringify({ payload, signatures });
@@ -258,7 +269,14 @@ function signatureFor(token: string, kid: string): { header: Header; signingInpu
   const jws = generalJwsSchema.safeParse(json);
   if (!jws.success) return { problem: "not a valid token (not a General JWS)" };
   const mine: { header: Header; protected: string; signature: string }[] = [];
+  const ours = protectedHeaderOf(kid);
   for (const s of jws.data.signatures) {
+    // The header exactly as a sender makes it for this edge (the usual case) needs no parsing:
+    // those bytes decode to alg HS256, this typ and this kid, and nothing else.
+    if (s.protected === ours) {
+      mine.push({ header: { alg: ALGORITHM, typ: TOKEN_TYPE, kid }, protected: s.protected, signature: s.signature });
+      continue;
+    }
     const header = headerSchema.safeParse(parseBase64urlJson(s.protected));
     // A header that is not exactly {alg, typ, kid} names no edge: it is nobody's signature.
     if (header.success && header.data.kid === kid) mine.push({ header: header.data, protected: s.protected, signature: s.signature });
