@@ -322,6 +322,9 @@ createServer((req, res) => {
       expect(deliveries[0]!.attempts).toBeGreaterThanOrEqual(2);
       expect(dead).toEqual([]);
       expect((await fetch(`${fn.url}/healthz`)).status).toBe(200);
+      // The harness marks it ready when its own /healthz poll answers, which may come a moment
+      // after ours (the retried delivery can reach the process before that poll does).
+      await expect.poll(() => fn.readyAt !== undefined, { timeout: 20_000 }).toBe(true);
       // A process that became ready a moment ago is spared; one serving for long enough is not.
       const replacement = fn.child;
       expect(killFunctionProcess(fn, 3_600_000)).toBe(false);
