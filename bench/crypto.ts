@@ -308,24 +308,26 @@ async function naiveGenerator(ca: BenchCa): Promise<(t: LeafTemplate) => Promise
   };
 }
 
-/** The step attestations of one issuance, paired: one attest (validate) and its verification (derive-sans). */
+/** What every attestation figure below attests: derive-sans' decision for one P-256 request. */
+const ROUND_CLAIMS = {
+  pcr: { namespace: "ate-system", name: "req-api-ecdsap256", uid: "44444444-0000-4000-8000-000000000007" },
+  signerName: SIGNER,
+  spkiSha256: "n4bQgYhMfWWaL-qgxVrQFaO_TxsrC4Is0V1sFbDwCgg",
+  decision: {
+    kind: "sans-derived" as const,
+    uris: ["spiffe://cluster.local/ns/ate-system/sa/ate-apiserver"],
+    dnsNames: ["api.ate-system.svc", "api.ate-system.svc.cluster.local"],
+    lifetimeSeconds: 86_400,
+  },
+};
+
+/** One round of the step attestations: derive-sans' attest (a MAC per receiver) and sign's verification. */
 function attestationRound(keys: Record<KeyedStep, StepKeys>): () => Promise<void> {
-  const pcr = { namespace: "ate-system", name: "req-api-ecdsap256", uid: "44444444-0000-4000-8000-000000000007" };
-  const claims = {
-    pcr,
-    signerName: SIGNER,
-    spkiSha256: "n4bQgYhMfWWaL-qgxVrQFaO_TxsrC4Is0V1sFbDwCgg",
-    decision: {
-      kind: "sans-derived" as const,
-      uris: ["spiffe://cluster.local/ns/ate-system/sa/ate-apiserver"],
-      dnsNames: ["api.ate-system.svc", "api.ate-system.svc.cluster.local"],
-      lifetimeSeconds: 86_400,
-    },
-  };
+  const { pcr, spkiSha256 } = ROUND_CLAIMS;
   return async () => {
     const now = new Date();
-    const token = await attest(keys["derive-sans"], claims, { now, ttlSeconds: 900 });
-    await verifyAttestation(keys.sign, token, { from: "derive-sans", kind: "sans-derived", pcr, signerName: SIGNER, spkiSha256: claims.spkiSha256, maxLifetimeSeconds: 900 }, now);
+    const token = await attest(keys["derive-sans"], ROUND_CLAIMS, { now, ttlSeconds: 900 });
+    await verifyAttestation(keys.sign, token, { from: "derive-sans", kind: "sans-derived", pcr, signerName: SIGNER, spkiSha256, maxLifetimeSeconds: 900 }, now);
   };
 }
 
@@ -336,12 +338,11 @@ function attestationRound(keys: Record<KeyedStep, StepKeys>): () => Promise<void
  */
 function formerEd25519Round(): () => Promise<void> {
   const { privateKey, publicKey } = generateKeyPairSync("ed25519");
-  const pcr = { namespace: "ate-system", name: "req-api-ecdsap256", uid: "44444444-0000-4000-8000-000000000007" };
-  const decision = { kind: "sans-derived", uris: ["spiffe://cluster.local/ns/ate-system/sa/ate-apiserver"], dnsNames: ["api.ate-system.svc", "api.ate-system.svc.cluster.local"], lifetimeSeconds: 86_400 };
+  const { pcr, spkiSha256, decision } = ROUND_CLAIMS;
   return async () => {
     const now = new Date();
     const iat = Math.floor(now.getTime() / 1000);
-    const token = await new SignJWT({ pcr, signer: SIGNER, spki: "n4bQgYhMfWWaL-qgxVrQFaO_TxsrC4Is0V1sFbDwCgg", decision })
+    const token = await new SignJWT({ pcr, signer: SIGNER, spki: spkiSha256, decision })
       .setProtectedHeader({ alg: "EdDSA", typ: "podcert-attestation+jwt", kid: "derive-sans" })
       .setIssuer("derive-sans")
       .setSubject(`${pcr.namespace}/${pcr.name}/${pcr.uid}`)
@@ -368,15 +369,8 @@ function formerEd25519Round(): () => Promise<void> {
  */
 async function nodeHmacReference(keys: Record<KeyedStep, StepKeys>): Promise<() => void> {
   // Signing inputs of the real size: those of one real token.
-  const pcr = { namespace: "ate-system", name: "req-api-ecdsap256", uid: "44444444-0000-4000-8000-000000000007" };
   const key = randomBytes(32);
-  const token = JSON.parse(
-    await attest(
-      keys["derive-sans"],
-      { pcr, signerName: SIGNER, spkiSha256: "n4bQgYhMfWWaL-qgxVrQFaO_TxsrC4Is0V1sFbDwCgg", decision: { kind: "sans-derived", uris: ["spiffe://cluster.local/ns/ate-system/sa/ate-apiserver"], dnsNames: ["api.ate-system.svc", "api.ate-system.svc.cluster.local"], lifetimeSeconds: 86_400 } },
-      { now: new Date(), ttlSeconds: 900 },
-    ),
-  ) as { payload: string; signatures: { protected: string; signature: string }[] };
+  const token = JSON.parse(await attest(keys["derive-sans"], ROUND_CLAIMS, { now: new Date(), ttlSeconds: 900 })) as { payload: string; signatures: { protected: string; signature: string }[] };
   const inputs = token.signatures.map((s) => Buffer.from(`${s.protected}.${token.payload}`));
   return () => {
     for (const input of inputs) createHmac("sha256", key).update(input).digest();
