@@ -36,7 +36,6 @@ import { readPcrTrigger } from "../events/pcr-event.js";
 import { readStepEventData, type PodcertEvent, type StepEventData } from "../events/types.js";
 import { EVENT_TYPES, registered, type StepName } from "../steps.js";
 import type { PcrRef, PcrStatus, PodCertificateRequest } from "../pcr/model.js";
-import { pcrStatusUpdateErrors } from "../pcr/status-rules.js";
 import type { SignerProfile } from "../profiles/config.js";
 import { stepKeys, type FunctionContext, type FunctionDefinition } from "./function.js";
 import { profileFor } from "./profile.js";
@@ -325,10 +324,7 @@ async function carryOut(ctx: FunctionContext, event: PodcertEvent, at: Where, o:
       log(o.log);
       return send(o);
     case "writeStatus": {
-      // What kube-apiserver would refuse is a bug here, not a property of the request: fail loudly
-      // (500, retried, then dead-lettered) rather than write something else.
-      const problems = pcrStatusUpdateErrors(o.pcr, o.status, ctx.now());
-      if (problems.length > 0) throw new Error(`refusing to write a status kube-apiserver would reject: ${problems.join("; ")}`);
+      // writeStatus refuses, before every write, a status kube-apiserver would reject (a bug: 500).
       const written = await writeStatus(ctx, o.pcr, o.status, o.recheck === undefined ? {} : { recheck: o.recheck });
       if ("skip" in written) {
         log({ outcome: "skipped", message: written.skip });

@@ -85,6 +85,11 @@ export async function writeStatus(
   status: PcrStatus,
   o: { recheck?: (fresh: PodCertificateRequest) => void } = {},
 ): Promise<{ written: true } | { skip: string }> {
+  // What kube-apiserver would refuse is a bug here, not a property of the request: fail loudly
+  // (500, retried, then dead-lettered) rather than write something else. Checked before every
+  // write, the one after a conflict (on the fresh copy) included.
+  const problems = pcrStatusUpdateErrors(pcr, status, ctx.now());
+  if (problems.length > 0) throw new Error(`refusing to write a status kube-apiserver would reject: ${problems.join("; ")}`);
   try {
     if ((await ctx.cluster.replacePcrStatus(pcr, status)) === undefined) return { skip: "PCR no longer exists" };
     return { written: true };
@@ -94,9 +99,6 @@ export async function writeStatus(
     if ("skip" in again) return { skip: `${again.skip} (read back after a conflicting status write)` };
     if (o.recheck === undefined) throw new TransientError(`PCR ${describePcr(pcrRef(pcr))} changed while being written; retrying`, { cause: e });
     o.recheck(again.pcr);
-    // The fresh copy must take the status too (the rules the runner checked before the first write).
-    const problems = pcrStatusUpdateErrors(again.pcr, status, ctx.now());
-    if (problems.length > 0) throw new Error(`refusing to write a status kube-apiserver would reject: ${problems.join("; ")}`);
     // Once: a second conflict is retried (TransientError) or, if another delivery won, a skip.
     return writeStatus(ctx, again.pcr, status);
   }
