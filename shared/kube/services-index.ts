@@ -14,7 +14,7 @@
  *
  * Per namespace, started by the first request that asks (nothing at start, nothing for pods that
  * name their Services): that request lists the Services, as without the index, and its list seeds
- * the index; a watch from the list's resourceVersion keeps it current (resumed where it ended when
+ * the index (requests arriving while it lists wait for it, then read from the index); a watch from the list's resourceVersion keeps it current (resumed where it ended when
  * the API server ends it). A watch that fails (410 Gone, a broken stream, an error) drops the
  * namespace's index: the next request lists again and seeds it anew. Bounded: at most
  * `maxNamespaces` namespaces and `maxServices` Services held; beyond that, or with more than
@@ -24,7 +24,7 @@
  * that fails as it opens (a ClusterRole without `watch`) is not tried again for `retryMs`.
  */
 import type { Service } from "../pcr/model.js";
-import type { ServicesWatchApi, ServiceWatchEvent } from "./cluster.js";
+import { ResourceExpiredError, type ServicesWatchApi, type ServiceWatchEvent } from "./cluster.js";
 
 /**
  * The methods of shared/runtime's Logger the index uses, declared here because shared/kube sits
@@ -68,11 +68,18 @@ type Labels = Readonly<Record<string, string>>;
 /** A watch that ends sooner than this after it opened counts as broken (no tight reconnect loop). */
 const MIN_WATCH_MS = 1_000;
 
+/** A Service's selector as the index saw it, with the pair it is indexed under (its first key in order). */
+interface IndexedSelector {
+  selector: Labels;
+  /** pairKey of the selector's first key, or undefined when it has none (then it never selects a pod). */
+  pair: string | undefined;
+}
+
 /** One namespace's Services as the index saw them: selectors only, keyed by a selector pair. */
 class NamespaceServices {
   /** name → selector ({} when it has none: such a Service never selects a pod). */
-  readonly selectors = new Map<string, Labels>();
-  /** One pair of each Service's selector (its first key in order) → the names indexed under it. */
+  readonly selectors = new Map<string, IndexedSelector>();
+  /** One pair of each Service's selector → the names indexed under it. */
   readonly byPair = new Map<string, Set<string>>();
   readonly abort = new AbortController();
   lastUsed: number;
@@ -95,25 +102,23 @@ class NamespaceServices {
     const name = service.metadata.name;
     this.remove(name);
     const selector = { ...(service.spec.selector ?? {}) };
-    this.selectors.set(name, selector);
     const first = Object.keys(selector).sort()[0];
-    if (first === undefined) return;
-    const key = pairKey(first, selector[first]!);
-    let names = this.byPair.get(key);
-    if (names === undefined) this.byPair.set(key, (names = new Set()));
+    const pair = first === undefined ? undefined : pairKey(first, selector[first]!);
+    this.selectors.set(name, { selector, pair });
+    if (pair === undefined) return;
+    let names = this.byPair.get(pair);
+    if (names === undefined) this.byPair.set(pair, (names = new Set()));
     names.add(name);
   }
 
   remove(name: string): void {
-    const selector = this.selectors.get(name);
-    if (selector === undefined) return;
+    const indexed = this.selectors.get(name);
+    if (indexed === undefined) return;
     this.selectors.delete(name);
-    const first = Object.keys(selector).sort()[0];
-    if (first === undefined) return;
-    const key = pairKey(first, selector[first]!);
-    const names = this.byPair.get(key);
+    if (indexed.pair === undefined) return;
+    const names = this.byPair.get(indexed.pair);
     names?.delete(name);
-    if (names?.size === 0) this.byPair.delete(key);
+    if (names?.size === 0) this.byPair.delete(indexed.pair);
   }
 
   /** The Services whose selector, as last seen, the labels satisfy: a lookup per label, no scan. */
@@ -121,7 +126,7 @@ class NamespaceServices {
     const out: string[] = [];
     for (const [k, v] of Object.entries(labels)) {
       for (const name of this.byPair.get(pairKey(k, v)) ?? []) {
-        const selector = this.selectors.get(name)!;
+        const { selector } = this.selectors.get(name)!;
         if (Object.entries(selector).every(([sk, sv]) => labels[sk] === sv)) out.push(name);
       }
     }
@@ -134,33 +139,33 @@ const pairKey = (k: string, v: string) => `${k}\u0000${v}`;
 
 export class ServicesIndex {
   private readonly namespaces = new Map<string, NamespaceServices>();
-  /** Namespaces a request is seeding now (its list in flight). */
-  private readonly seeding = new Set<string>();
+  /**
+   * Namespaces whose seeding list is in flight → settles (never rejects) when it is done. A request
+   * arriving meanwhile waits for it and then asks the index, so a burst's first round makes one
+   * list per namespace, not one each.
+   */
+  private readonly seeding = new Map<string, Promise<void>>();
   private held = 0;
   /** Namespaces whose watch failed at once → when they may be seeded again. */
   private readonly heldOff = new Map<string, number>();
   private closed = false;
-  private readonly maxNamespaces: number;
-  private readonly maxServices: number;
-  private readonly maxCandidates: number;
-  private readonly idleMs: number;
-  private readonly watchSeconds: number;
-  private readonly retryMs: number;
-  private readonly relistMs: number;
-  private readonly nowMs: () => number;
+  private readonly o: Required<Omit<ServicesIndexOptions, "log">> & Pick<ServicesIndexOptions, "log">;
 
   constructor(
     private readonly api: ServicesWatchApi,
-    private readonly o: ServicesIndexOptions = {},
+    o: ServicesIndexOptions = {},
   ) {
-    this.maxNamespaces = o.maxNamespaces ?? 32;
-    this.maxServices = o.maxServices ?? 50_000;
-    this.maxCandidates = o.maxCandidates ?? 64;
-    this.idleMs = o.idleMs ?? 15 * 60_000;
-    this.watchSeconds = o.watchSeconds ?? 300;
-    this.retryMs = o.retryMs ?? 60_000;
-    this.relistMs = o.relistMs ?? 30 * 60_000;
-    this.nowMs = o.nowMs ?? (() => performance.now());
+    this.o = {
+      maxNamespaces: 32,
+      maxServices: 50_000,
+      maxCandidates: 64,
+      idleMs: 15 * 60_000,
+      watchSeconds: 300,
+      retryMs: 60_000,
+      relistMs: 30 * 60_000,
+      nowMs: () => performance.now(),
+      ...withoutUndefined(o),
+    };
   }
 
   /**
@@ -170,11 +175,13 @@ export class ServicesIndex {
    * (TransientError).
    */
   async selecting(namespace: string, labels: Labels): Promise<Service[]> {
+    const inFlight = this.seeding.get(namespace);
+    if (inFlight !== undefined) await inFlight;
     const ns = this.namespaces.get(namespace);
     if (ns !== undefined) {
-      ns.lastUsed = this.nowMs();
+      ns.lastUsed = this.o.nowMs();
       const names = ns.candidates(labels);
-      if (names.length <= this.maxCandidates) {
+      if (names.length <= this.o.maxCandidates) {
         const read = await Promise.all(names.map((name) => this.api.readService(namespace, name)));
         return read.filter((s): s is Service => s !== undefined);
       }
@@ -194,12 +201,14 @@ export class ServicesIndex {
   }
 
   private async listAndSeed(namespace: string): Promise<Service[]> {
-    const seed = !this.closed && !this.namespaces.has(namespace) && !this.seeding.has(namespace) && this.namespaces.size + this.seeding.size < this.maxNamespaces && !this.isHeldOff(namespace);
-    if (seed) this.seeding.add(namespace);
+    const seed = !this.closed && !this.namespaces.has(namespace) && !this.seeding.has(namespace) && this.namespaces.size + this.seeding.size < this.o.maxNamespaces && !this.isHeldOff(namespace);
+    const listing = this.api.listServicesVersioned(namespace);
+    if (!seed) return (await listing).items;
+    this.seeding.set(namespace, listing.then(() => undefined, () => undefined));
     try {
-      const list = await this.api.listServicesVersioned(namespace);
-      if (seed && !this.closed && list.resourceVersion !== "" && this.held + list.items.length <= this.maxServices) {
-        const ns = new NamespaceServices(namespace, list.resourceVersion, this.nowMs());
+      const list = await listing;
+      if (!this.closed && list.resourceVersion !== "" && this.held + list.items.length <= this.o.maxServices) {
+        const ns = new NamespaceServices(namespace, list.resourceVersion, this.o.nowMs());
         for (const s of list.items) ns.put(s);
         this.namespaces.set(namespace, ns);
         this.held += ns.size;
@@ -207,14 +216,14 @@ export class ServicesIndex {
       }
       return list.items;
     } finally {
-      if (seed) this.seeding.delete(namespace);
+      this.seeding.delete(namespace);
     }
   }
 
   private isHeldOff(namespace: string): boolean {
     const until = this.heldOff.get(namespace);
     if (until === undefined) return false;
-    if (this.nowMs() < until) return true;
+    if (this.o.nowMs() < until) return true;
     this.heldOff.delete(namespace);
     return false;
   }
@@ -224,31 +233,34 @@ export class ServicesIndex {
     const { namespace } = ns;
     this.o.log?.debug("Services index: watching", { namespace, services: ns.size, resourceVersion: ns.resourceVersion });
     for (let first = true; !ns.abort.signal.aborted; first = false) {
-      if (this.nowMs() - ns.lastUsed > this.idleMs) {
+      if (this.o.nowMs() - ns.lastUsed > this.o.idleMs) {
         this.o.log?.debug("Services index: no request asked, dropped", { namespace });
         this.drop(ns);
         return;
       }
-      if (!first && this.nowMs() - ns.listedAt > this.relistMs) {
+      if (!first && this.o.nowMs() - ns.listedAt > this.o.relistMs) {
         this.o.log?.debug("Services index: listed long ago, dropped (the next request lists)", { namespace });
         this.drop(ns);
         return;
       }
-      const opened = this.nowMs();
+      const opened = this.o.nowMs();
       try {
-        const timeoutSeconds = Math.round(this.watchSeconds * (1 + Math.random() * 0.2));
+        const timeoutSeconds = Math.round(this.o.watchSeconds * (1 + Math.random() * 0.2));
         await this.api.watchServices(namespace, { resourceVersion: ns.resourceVersion, timeoutSeconds, signal: ns.abort.signal }, (e) => this.apply(ns, e));
         if (ns.abort.signal.aborted) return;
-        if (this.nowMs() - opened < MIN_WATCH_MS) throw new Error("the API server ended the watch at once");
+        if (this.o.nowMs() - opened < MIN_WATCH_MS) throw new Error("the API server ended the watch at once");
       } catch (e) {
         if (ns.abort.signal.aborted) return;
         const error = e instanceof Error ? e.message : String(e);
-        if (first && this.nowMs() - opened < MIN_WATCH_MS) {
+        if (first && this.o.nowMs() - opened < MIN_WATCH_MS) {
           // It never worked (refused, most likely): list per request for a while rather than
           // have every request list and be refused a watch again.
-          this.o.log?.warn("Services index: the watch failed as it opened; listing every Service per request for now", { namespace, error, retryMs: this.retryMs });
-          if (this.heldOff.size >= 4 * this.maxNamespaces) this.heldOff.clear();
-          this.heldOff.set(namespace, this.nowMs() + this.retryMs);
+          this.o.log?.warn("Services index: the watch failed as it opened; listing every Service per request for now", { namespace, error, retryMs: this.o.retryMs });
+          if (this.heldOff.size >= 4 * this.o.maxNamespaces) this.heldOff.clear();
+          this.heldOff.set(namespace, this.o.nowMs() + this.o.retryMs);
+        } else if (e instanceof ResourceExpiredError) {
+          // 410: the API server no longer has changes that old (routine after a long quiet spell).
+          this.o.log?.debug("Services index: the watch's resourceVersion expired, listing again on the next request", { namespace });
         } else {
           // Changes may have been missed: the next request lists and seeds it again.
           this.o.log?.info("Services index: watch failed, listing again on the next request", { namespace, error });
@@ -273,8 +285,8 @@ export class ServicesIndex {
     else ns.put(e.object);
     this.held += ns.size - before;
     if (metadata.resourceVersion !== undefined) ns.resourceVersion = metadata.resourceVersion;
-    if (this.held > this.maxServices) {
-      this.o.log?.info("Services index: more Services than it holds, dropped", { namespace: ns.namespace, maxServices: this.maxServices });
+    if (this.held > this.o.maxServices) {
+      this.o.log?.info("Services index: more Services than it holds, dropped", { namespace: ns.namespace, maxServices: this.o.maxServices });
       this.drop(ns);
     }
   }
@@ -285,4 +297,9 @@ export class ServicesIndex {
     this.namespaces.delete(ns.namespace);
     this.held -= ns.size;
   }
+}
+
+/** `o` without the keys set to undefined, so that spreading it keeps the defaults for those. */
+function withoutUndefined<T extends object>(o: T): Partial<T> {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
 }

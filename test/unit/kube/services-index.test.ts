@@ -8,6 +8,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import { startApiServer, type EmbeddedApiServer } from "../../../local-cluster/apiserver/server.js";
 import { seededRandom } from "../../../local-cluster/faults.js";
 import { ResourceExpiredError, type ServiceWatchEvent } from "../../../shared/kube/cluster.js";
+import { TransientError } from "../../../shared/errors.js";
 import { KubeClusterApi, loadKubeConfig } from "../../../shared/kube/client-node.js";
 import { ServicesIndex, type ServicesIndexOptions } from "../../../shared/kube/services-index.js";
 import type { Service } from "../../../shared/pcr/model.js";
@@ -69,6 +70,38 @@ describe("Services index", () => {
     expect(served(server, from)).toEqual({ lists: 0, gets: 1 });
   });
 
+  it("makes one list for a burst's first round: requests arriving while it lists wait, then read from the index", async () => {
+    const others = Array.from({ length: 20 }, (_, i) => v1("Service", service(`other-${i}`, { selector: { app: `other-${i}` } })));
+    const { server, index } = await setup({ objects: [v1("Service", service("web")), ...others] });
+    const from = server.servedRequests().length;
+    const burst = await Promise.all(Array.from({ length: 10 }, () => index.selecting(NS, { app: "web" })));
+    expect(burst.map((r) => r.length)).toEqual([21, ...Array(9).fill(1)]); // the first has the list; the rest, the confirmed candidate
+    expect(served(server, from)).toEqual({ lists: 1, gets: 9 });
+  });
+
+  it("when the seeding list fails, the requests that waited for it list for themselves (no chain of waits)", async () => {
+    const server = await startApiServer({ objects: [v1("Namespace", namespace(NS)), v1("Service", service("web"))] });
+    stops.push(() => server.stop());
+    const api = new KubeClusterApi(loadKubeConfig({ kubeconfigText: server.kubeconfig() }));
+    let failNext = true;
+    // The real client, except that the first list fails as a broken connection would.
+    const flaky = Object.assign(Object.create(api) as KubeClusterApi, {
+      listServicesVersioned: async (ns: string) => {
+        if (!failNext) return api.listServicesVersioned(ns);
+        failNext = false;
+        await new Promise((r) => setTimeout(r, 20));
+        throw new TransientError("connection reset");
+      },
+    });
+    const index = new ServicesIndex(flaky);
+    stops.push(() => index.close());
+    const from = server.servedRequests().length;
+    const results = await Promise.allSettled(Array.from({ length: 4 }, () => index.selecting(NS, { app: "web" })));
+    expect(results.map((r) => r.status)).toEqual(["rejected", "fulfilled", "fulfilled", "fulfilled"]);
+    expect(served(server, from).lists).toBe(3);
+    expect(index.isIndexed(NS)).toBe(true);
+  });
+
   it("follows created, changed and deleted Services", async () => {
     const { server, index } = await setup({ objects: [v1("Service", service("web"))] });
     await index.selecting(NS, { app: "web" });
@@ -112,6 +145,31 @@ describe("Services index", () => {
     expect(names(await index.selecting(NS, { app: "web" }))).toEqual(["api", "web"]);
     expect(served(server, from).lists).toBe(1);
     expect(index.isIndexed(NS)).toBe(true);
+  });
+
+  it("a 410 (changes that old are gone) drops the namespace quietly: logged at debug, the next request lists", async () => {
+    const server = await startApiServer({ objects: [v1("Namespace", namespace(NS)), v1("Service", service("web"))] });
+    stops.push(() => server.stop());
+    const api = new KubeClusterApi(loadKubeConfig({ kubeconfigText: server.kubeconfig() }));
+    let now = 0;
+    // The real client, except that its watch runs a while (on the index's clock) and ends with a 410.
+    const expiring = Object.assign(Object.create(api) as KubeClusterApi, {
+      watchServices: async () => {
+        now += 5_000;
+        throw new ResourceExpiredError("too old resource version");
+      },
+    });
+    const logged: { level: string; msg: string }[] = [];
+    const record = (level: string) => (msg: string) => void logged.push({ level, msg });
+    const index = new ServicesIndex(expiring, { nowMs: () => now, log: { debug: record("debug"), info: record("info"), warn: record("warn") } });
+    stops.push(() => index.close());
+    await index.selecting(NS, { app: "web" });
+    await until(() => !index.isIndexed(NS));
+    expect(logged.filter((l) => l.level !== "debug")).toEqual([]);
+    expect(logged.map((l) => l.msg)).toContainEqual(expect.stringContaining("expired"));
+    const from = server.servedRequests().length;
+    expect(names(await index.selecting(NS, { app: "web" }))).toEqual(["web"]);
+    expect(served(server, from).lists).toBe(1);
   });
 
   it("resumes a watch the API server ended, and drops a namespace listed longer than relistMs ago", async () => {
