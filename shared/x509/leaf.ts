@@ -6,7 +6,7 @@
  * algorithm, authorityKeyIdentifier). {@link issueLeaf} then only writes a few lengths, copies
  * buffers and makes one signature. The DER is hand-encoded (see der.ts for why).
  */
-import { createHash, randomFillSync } from "node:crypto";
+import { hash, randomFillSync } from "node:crypto";
 import type { KeyType } from "../pcr/model.js";
 import { OID } from "./algorithms.js";
 import { isPreparedCaSigner, type CaSigner } from "./ca-signer.js";
@@ -132,6 +132,22 @@ function randomSerial(): Buffer {
   return s;
 }
 
+/**
+ * The Validity SEQUENCE for one (notBefore, notAfter) pair, remembered for the next leaf: leaves
+ * issued in the same second with the same lifetime share it, and encoding two dates costs more than
+ * the rest of the TBS together. Callers copy it, never change it.
+ */
+let lastValidity: { notBefore: number; notAfter: number; der: Buffer } | undefined;
+
+function validityDer(notBefore: Date, notAfter: Date): Buffer {
+  const nb = notBefore.getTime();
+  const na = notAfter.getTime();
+  if (lastValidity?.notBefore !== nb || lastValidity.notAfter !== na) {
+    lastValidity = { notBefore: nb, notAfter: na, der: sequence(time(notBefore), time(notAfter)) };
+  }
+  return lastValidity.der;
+}
+
 function truncate(d: Date, what: string): Date {
   const t = d instanceof Date ? d.getTime() : NaN;
   if (!Number.isFinite(t)) throw new Error(`${what} is not a valid Date`);
@@ -199,7 +215,7 @@ export function issueLeaf(ca: CaSigner, t: LeafTemplate): IssuedLeaf {
   // extKeyUsage, authorityKeyIdentifier, subjectKeyIdentifier, then the extra ones.
   const issuer = issuerParts(ca);
   const keyUsage = t.keyType === "RSA3072" || t.keyType === "RSA4096" ? KEY_USAGE_SIG_ENC : KEY_USAGE_SIG;
-  const ski = createHash("sha1").update(keyBits).digest();
+  const ski = hash("sha1", keyBits, "buffer");
   const sanOctets = headerLength(namesLength) + namesLength; // GeneralNames SEQUENCE
   const sanContent = SAN_OID.length + CRITICAL.length + headerLength(sanOctets) + sanOctets;
   let extsContent =
@@ -208,16 +224,14 @@ export function issueLeaf(ca: CaSigner, t: LeafTemplate): IssuedLeaf {
     SKI_EXT_PREFIX.length + ski.length;
   for (const e of extra) extsContent += e.length;
   const extsSequence = headerLength(extsContent) + extsContent;
-  const notBeforeDer = time(notBefore);
-  const notAfterDer = time(notAfter);
-  const validityContent = notBeforeDer.length + notAfterDer.length;
+  const validity = validityDer(notBefore, notAfter);
 
   const serial = randomSerial();
   const tbsContent =
     VERSION_3.length +
     headerLength(serial.length) + serial.length +
     issuer.afterSerial.length +
-    headerLength(validityContent) + validityContent +
+    validity.length +
     EMPTY_NAME.length +
     spki.length +
     headerLength(extsSequence) + extsSequence;
@@ -227,9 +241,7 @@ export function issueLeaf(ca: CaSigner, t: LeafTemplate): IssuedLeaf {
   p = writeHeader(tbs, p, TAG.INTEGER, serial.length); // positive, no leading zero needed (randomSerial)
   p += serial.copy(tbs, p);
   p += issuer.afterSerial.copy(tbs, p);
-  p = writeHeader(tbs, p, TAG.SEQUENCE, validityContent);
-  p += notBeforeDer.copy(tbs, p);
-  p += notAfterDer.copy(tbs, p);
+  p += validity.copy(tbs, p);
   p += EMPTY_NAME.copy(tbs, p);
   p += spki.copy(tbs, p);
   p = writeHeader(tbs, p, 0xa3, extsSequence); // [3] EXPLICIT Extensions
@@ -269,7 +281,7 @@ export function issueLeaf(ca: CaSigner, t: LeafTemplate): IssuedLeaf {
     der,
     pem,
     serialHex: serial.toString("hex"),
-    fingerprintSha256: createHash("sha256").update(der).digest("hex"),
+    fingerprintSha256: hash("sha256", der, "hex"),
     chainPem: pem + ca.intermediatesPem,
   };
 }

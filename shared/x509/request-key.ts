@@ -9,7 +9,7 @@
  * This is on the hot path of every request, so it uses node:crypto only (createPublicKey +
  * verify) and the small DER reader; no @peculiar.
  */
-import { constants, createHash, createPublicKey, verify, type JsonWebKey, type KeyObject } from "node:crypto";
+import { constants, createPublicKey, hash, verify, type JsonWebKey, type KeyObject } from "node:crypto";
 import { REQUEST_KEY_LIMITS } from "../limits.js";
 import { KEY_TYPES, type KeyType, type PcrSpec } from "../pcr/model.js";
 import { CSR_SIGNATURE_ALGORITHMS, describeKey, OID } from "./algorithms.js";
@@ -102,7 +102,7 @@ export function classifyPublicKey(publicKey: KeyObject): KeyType | undefined {
 }
 
 export function spkiSha256(spkiDer: Uint8Array): string {
-  return createHash("sha256").update(spkiDer).digest("base64url");
+  return hash("sha256", spkiDer, "base64url");
 }
 
 /**

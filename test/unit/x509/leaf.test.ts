@@ -268,6 +268,20 @@ describe("issueLeaf details", () => {
     expect(() => issueLeaf(s, template("ECDSAP256", { spkiDer: Buffer.from("3000ff", "hex") }))).toThrow(/SubjectPublicKeyInfo/);
   });
 
+  it("writes each leaf's own validity when consecutive leaves share one date and not the other", () => {
+    const nb = new Date(NOW.getTime() - 60_000);
+    const validities = [
+      [nb, new Date(NOW.getTime() + 3_600_000)],
+      [nb, new Date(NOW.getTime() + 7_200_000)], // same notBefore, another lifetime
+      [new Date(NOW.getTime() - 120_000), new Date(NOW.getTime() + 7_200_000)], // same notAfter
+      [nb, new Date(NOW.getTime() + 3_600_000)], // the first again
+    ] as const;
+    for (const [notBefore, notAfter] of validities) {
+      const cert = new X509Certificate(issueLeaf(cas.ECDSAP256.signer, template("ECDSAP256", { notBefore, notAfter })).der);
+      expect([cert.validFromDate.getTime(), cert.validToDate.getTime()]).toEqual([trunc(notBefore).getTime(), trunc(notAfter).getTime()]);
+    }
+  });
+
   it("round-trips random validity periods and names through node's X.509 parser (property)", () => {
     const date = fc.date({ min: new Date("1950-01-01T00:00:00Z"), max: new Date("9999-12-31T00:00:00Z"), noInvalidDate: true });
     const label = fc.stringMatching(/^[a-z0-9]([a-z0-9-]{0,20}[a-z0-9])?$/);
