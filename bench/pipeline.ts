@@ -135,7 +135,7 @@ export async function runPipeline(o: { pods?: number } = {}): Promise<BenchPart>
       rows.push({ "request key": keyType, signer, PCRs: r.total, issued: r.issued, seconds: r.seconds, "PCRs/s": Math.round(r.perSecond), "API calls per PCR": `${Math.round(calls * 100) / 100} (${bySteps}; cache fills ${lookups})` });
       if (keyType === "ECDSAP256") {
         const floor = await measureApiFloor({ pods: n, keyType, signer });
-        rows.push({ "request key": keyType, signer, PCRs: n, issued: n, seconds: floor.seconds, "PCRs/s": Math.round(floor.perSecond), "API calls per PCR": `floor: the same API calls alone (certificates made beforehand; no checks, attestations or crypto); calling thread ${Math.round(floor.callerBusy * 100)}% busy, ${floor.cores.toFixed(2)} cores in all` });
+        rows.push({ "request key": keyType, signer, PCRs: n, issued: n, seconds: floor.seconds, "PCRs/s": Math.round(floor.perSecond), "API calls per PCR": `floor: the same API calls alone (certificates made beforehand; no checks, attestations or crypto); calling thread ${Math.round(floor.callerBusy * 100)}% busy, ${floor.cores.toFixed(2)} cores in all, ${((floor.cores * 1000) / floor.perSecond).toFixed(2)} ms of CPU per PCR` });
         const floorNote = `the API calls alone reach ${Math.round(floor.perSecond)} PCRs/s in the same run (${floor.perSecond < 1000 ? "below the target: unreachable on this machine" : "above the target"}); the pipeline runs at ${(r.perSecond / floor.perSecond).toFixed(2)} of that`;
         targets.push(target(`in-process pipeline, P-256 requests, ${signer}`, r.perSecond, "min", 1000, "PCRs/s", r.perSecond < 1000 ? floorNote : undefined));
         // atesystem's synthetic pods opt in to DNS names (a Service read); workerpool's do not.
