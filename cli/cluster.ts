@@ -67,7 +67,8 @@ export function stepContexts(o: {
   lookupCacheSeconds?: number;
   /**
    * Give the steps the registry says index Services one index per API, as the function server
-   * does (kube/services-index.ts); the caller closes it (its watches stay open until then).
+   * does (kube/services-index.ts): called only for those steps' APIs (one call per distinct API),
+   * so the caller closes every index it returned (its watches stay open until then), no other.
    * Default: none, so a one-shot run leaves nothing open; every Service is listed.
    */
   servicesIndexes?: (api: ServicesWatchApi) => ServicesIndex;
@@ -75,8 +76,9 @@ export function stepContexts(o: {
   const out = {} as Record<StepName, FunctionContext>;
   const given = o.cluster;
   const apiOf = (step: StepName): ClusterApi => (isClusterApi(given) ? given : given[step]);
-  // One lookup cache and one Event recorder per distinct API, as one per process in a cluster.
-  const perApi = new Map<ClusterApi, { cluster: ClusterApi; events: EventRecorder | undefined; index: ServicesIndex | undefined }>();
+  // One lookup cache, one Event recorder and (for the steps that index Services) one Services
+  // index per distinct API, as one per process in a cluster.
+  const perApi = new Map<ClusterApi, { cluster: ClusterApi; events: EventRecorder | undefined; index?: ServicesIndex }>();
   for (const step of STEPS) {
     // A step without Kubernetes access (the dead-letter sink) gets none here either.
     if (!stepEntry(step).usesKubernetes) {
@@ -88,10 +90,10 @@ export function stepContexts(o: {
       perApi.set(api, {
         cluster: withLookupCache(api, { ttlMs: (o.lookupCacheSeconds ?? DEFAULT_LOOKUP_CACHE_SECONDS) * 1000 }),
         events: o.events === false ? undefined : (o.events ?? createEventRecorder(api, o.log)),
-        index: o.servicesIndexes !== undefined && isServicesWatchApi(api) ? o.servicesIndexes(api) : undefined,
       });
     }
-    const { cluster, events, index } = perApi.get(api)!;
+    const shared = perApi.get(api)!;
+    const { cluster, events } = shared;
     const ctx: FunctionContext = {
       config: o.config,
       cluster,
@@ -100,7 +102,9 @@ export function stepContexts(o: {
       log: o.log.child({ function: step }),
     };
     if (events) ctx.events = events;
-    if (index !== undefined && stepEntry(step).indexesServices) ctx.servicesIndex = index;
+    if (stepEntry(step).indexesServices && o.servicesIndexes !== undefined && isServicesWatchApi(api)) {
+      ctx.servicesIndex = shared.index ??= o.servicesIndexes(api);
+    }
     // In-process runs read the pool once: fixed for the run.
     if (stepEntry(step).holdsCaPool && o.caPool) ctx.caPool = fixedCaPool(o.caPool);
     out[step] = ctx;

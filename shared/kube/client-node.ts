@@ -164,21 +164,18 @@ export class KubeClusterApi implements ClusterApi, TrustApi, ResyncApi, Services
   }
 
   /**
-   * One API call: 2xx is parsed JSON, 404 is undefined where absence is an answer, 409 a
-   * ConflictError, anything else (and any network failure) a TransientError.
+   * One API call: 2xx is parsed JSON, 404 is undefined where absence is an answer, anything else
+   * (and any network failure) the error apiFailure maps it to.
    */
   private async call<T>(operation: string, method: HttpMethod, path: string, o: { body?: unknown; absentOk: true }): Promise<T | undefined>;
   private async call<T>(operation: string, method: HttpMethod, path: string, o?: { body?: unknown; absentOk?: false }): Promise<T>;
   private async call<T>(operation: string, method: HttpMethod, path: string, o: { body?: unknown; absentOk?: boolean } = {}): Promise<T | undefined> {
-    const start = performance.now();
-    const done = (outcome: "ok" | "absent" | "conflict" | "error") =>
-      this.observe({ operation, seconds: (performance.now() - start) / 1000, outcome });
+    const done = this.timed(operation);
     let res: Response;
     try {
       res = await this.send(method, path, o.body);
     } catch (e) {
-      done("error");
-      throw new TransientError(`Kubernetes API ${operation} failed: ${(e as Error).message}`, { cause: e });
+      throw done.failed(apiFailure(operation, { thrown: e }));
     }
     if (res.status >= 200 && res.status < 300) {
       let parsed: unknown;
@@ -199,13 +196,21 @@ export class KubeClusterApi implements ClusterApi, TrustApi, ResyncApi, Services
       done("absent");
       return undefined;
     }
-    if (res.status === 409) {
-      done("conflict");
-      throw new ConflictError(`${operation}: conflict (${statusMessage(res.text)})`);
-    }
-    done("error");
-    throw new TransientError(`Kubernetes API ${operation} failed with HTTP ${res.status}: ${statusMessage(res.text)}`, {
-      overloaded: res.status === 429,
+    throw done.failed(apiFailure(operation, res));
+  }
+
+  /**
+   * Observes one call of `operation` from now: called with its outcome once it is known, or
+   * `.failed` with the error it ends with, which it returns (a ConflictError is a conflict).
+   */
+  private timed(operation: string): ((outcome: "ok" | "absent" | "conflict" | "error") => void) & { failed: (e: Error) => Error } {
+    const start = performance.now();
+    const done = (outcome: "ok" | "absent" | "conflict" | "error") => this.observe({ operation, seconds: (performance.now() - start) / 1000, outcome });
+    return Object.assign(done, {
+      failed: (e: Error) => {
+        done(e instanceof ConflictError ? "conflict" : "error");
+        return e;
+      },
     });
   }
 
@@ -375,8 +380,7 @@ export class KubeClusterApi implements ClusterApi, TrustApi, ResyncApi, Services
     const query = new URLSearchParams({ watch: "true", allowWatchBookmarks: "true", timeoutSeconds: String(o.timeoutSeconds) });
     if (o.resourceVersion !== "") query.set("resourceVersion", o.resourceVersion);
     const operation = "watch services";
-    const start = performance.now();
-    const done = (outcome: "ok" | "error") => this.observe({ operation, seconds: (performance.now() - start) / 1000, outcome });
+    const done = this.timed(operation);
     let res: Dispatcher.ResponseData;
     try {
       res = await this.open(HttpMethod.GET, `/api/v1/namespaces/${seg(namespace)}/services?${query.toString()}`, {
@@ -385,14 +389,13 @@ export class KubeClusterApi implements ClusterApi, TrustApi, ResyncApi, Services
       });
     } catch (e) {
       if (o.signal.aborted) return;
-      done("error");
-      throw new TransientError(`Kubernetes API ${operation} failed: ${(e as Error).message}`, { cause: e });
+      throw done.failed(apiFailure(operation, { thrown: e }));
     }
     if (res.statusCode !== 200) {
       const text = await res.body.text().catch(() => "");
-      done("error");
-      if (res.statusCode === 410) throw new ResourceExpiredError(`Kubernetes API ${operation}: ${statusMessage(text)}`);
-      throw new TransientError(`Kubernetes API ${operation} failed with HTTP ${res.statusCode}: ${statusMessage(text)}`, { overloaded: res.statusCode === 429 });
+      // 410: the resourceVersion is too old; the watcher lists again (ServicesWatchApi).
+      if (res.statusCode === 410) throw done.failed(new ResourceExpiredError(`Kubernetes API ${operation}: ${statusMessage(text)}`));
+      throw done.failed(apiFailure(operation, { status: res.statusCode, text }));
     }
     done("ok");
     let buffered = "";
@@ -515,6 +518,18 @@ function watchEvent(line: string, operation: string): ServiceWatchEvent {
   }
   if (type === "ADDED" || type === "MODIFIED" || type === "DELETED") return { type, object: object as unknown as Service };
   throw new TransientError(`Kubernetes API ${operation}: an event of unknown type ${JSON.stringify(type)?.slice(0, 40)}`);
+}
+
+/**
+ * The error of a call that failed: with no answer (refused, reset, timed out) or with an HTTP
+ * status other than what the caller takes. 409 is a ConflictError, anything else a TransientError,
+ * overloaded on 429 (the function answers 429 and the broker backs off).
+ */
+function apiFailure(operation: string, failure: { thrown: unknown } | { status: number; text: string }): ConflictError | TransientError {
+  if ("thrown" in failure) return new TransientError(`Kubernetes API ${operation} failed: ${(failure.thrown as Error).message}`, { cause: failure.thrown });
+  const { status, text } = failure;
+  if (status === 409) return new ConflictError(`${operation}: conflict (${statusMessage(text)})`);
+  return new TransientError(`Kubernetes API ${operation} failed with HTTP ${status}: ${statusMessage(text)}`, { overloaded: status === 429 });
 }
 
 /** The message of a Kubernetes Status body, bounded; never the whole body. */

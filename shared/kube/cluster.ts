@@ -118,7 +118,8 @@ export interface ServicesWatchApi {
   /**
    * Sends `onEvent` every change after `resourceVersion` (and BOOKMARKs) until the API server ends
    * the stream (resolves; resume from the last version seen) or `signal` aborts (resolves). Rejects
-   * with ResourceExpiredError on 410, else a TransientError.
+   * with ResourceExpiredError on 410, else the error any other call fails with (a TransientError;
+   * a ConflictError on 409, which a watch is not expected to get).
    */
   watchServices(
     namespace: string,

@@ -412,4 +412,19 @@ describe("watchServices", () => {
       expect(e).not.toBeInstanceOf(ResourceExpiredError);
     }
   });
+
+  it("maps an HTTP status to the same error as any other call, with the same outcome observed", async () => {
+    for (const status of [403, 409, 429, 500]) {
+      const { url } = await scripted({ status, body: JSON.stringify({ kind: "Status", code: status, message: `status ${status}` }) });
+      const outcomes: string[] = [];
+      const api = new KubeClusterApi(loadKubeConfig({ kubeconfigText: kubeconfigFor(url) }), (c) => outcomes.push(c.outcome));
+      const fromCall = (await api.readService(NS, "web").catch((e: unknown) => e)) as Error;
+      const fromWatch = (await watch(api).catch((e: unknown) => e)) as Error;
+      expect(fromWatch.constructor).toBe(fromCall.constructor);
+      expect(fromCall).toBeInstanceOf(status === 409 ? ConflictError : TransientError);
+      expect(fromWatch.message).toBe(fromCall.message.replace("get service", "watch services"));
+      if (fromCall instanceof TransientError) expect((fromWatch as TransientError).overloaded).toBe(fromCall.overloaded);
+      expect(outcomes).toEqual([status === 409 ? "conflict" : "error", status === 409 ? "conflict" : "error"]);
+    }
+  });
 });
