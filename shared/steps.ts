@@ -207,11 +207,6 @@ export function isStepName(name: string): name is StepName {
 /** Its Knative Service, ServiceAccount and process name. */
 export const serviceName = (step: string): string => `podcert-${step}`;
 
-/** The steps whose attestations `step` verifies, in pipeline order. */
-export function acceptsFrom(step: StepName): readonly StepName[] {
-  return stepEntry(step).acceptsAttestationsFrom as readonly StepName[];
-}
-
 /**
  * One attestation edge: `to` accepts attestations from `from`. The routing graph is fixed, so the
  * edges are too; each has its own MAC key, held by exactly its two ends (shared/events/step-keys.ts).
@@ -229,13 +224,6 @@ export function attestationEdges(): readonly AttestationEdge[] {
 /** The edge's key id (a JWK kid and a JWS header kid): ASCII, as header values are best kept. */
 export function edgeKid(e: AttestationEdge): string {
   return `${e.from}->${e.to}`;
-}
-
-/** The steps `step` attests to: the receivers of its edges, in registry order. */
-export function attestsTo(step: StepName): readonly StepName[] {
-  return attestationEdges()
-    .filter((e) => e.from === step)
-    .map((e) => e.to);
 }
 
 /** The edges `step` is an end of, as sender or receiver: the keys its Secret holds. */

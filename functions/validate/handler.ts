@@ -11,13 +11,14 @@
  */
 import { EVENT_TYPES } from "../../shared/steps.js";
 import { attestablePodFacts } from "../../shared/policy/sans.js";
+import { attestedRequestSchema } from "../../shared/events/attestation.js";
 import { requestKeyBinding } from "../../shared/events/key-binding.js";
 import type { PodCertificateRequest } from "../../shared/pcr/model.js";
 import type { SignerProfile } from "../../shared/profiles/config.js";
 import { decideValidation } from "../../shared/policy/validate.js";
 import type { FunctionContext } from "../../shared/runtime/function.js";
 import { denied, reply, sourceStep } from "../../shared/runtime/run-step.js";
-import { MAX_RESOURCE_VERSION_LENGTH, MAX_TIMESTAMP_LENGTH } from "../../shared/limits.js";
+import { MAX_RESOURCE_VERSION_LENGTH } from "../../shared/limits.js";
 
 export const validate = sourceStep({
   step: "validate",
@@ -32,16 +33,19 @@ export const validate = sourceStep({
     if (decision.outcome === "denied") return denied(decision.error, requestKeyBinding(spec));
 
     const { key, services } = decision;
-    const { resourceVersion, creationTimestamp } = pcr.metadata;
-    const apiVersion = pcr.apiVersion;
+    const { shape } = attestedRequestSchema;
     // The API server always sets both; a copy without them cannot be written conditionally (and
     // one the attestation's bound refuses would be refused by every next step: fail here, loudly).
-    if (resourceVersion === undefined || resourceVersion === "" || resourceVersion.length > MAX_RESOURCE_VERSION_LENGTH) {
+    const resourceVersion = shape.resourceVersion.safeParse(pcr.metadata.resourceVersion);
+    if (!resourceVersion.success) {
       throw new Error(`PCR ${pcr.metadata.name} was read without a resourceVersion of at most ${MAX_RESOURCE_VERSION_LENGTH} characters`);
     }
-    if (apiVersion !== "certificates.k8s.io/v1" && apiVersion !== "certificates.k8s.io/v1beta1") {
-      throw new Error(`PCR ${pcr.metadata.name} was read as ${JSON.stringify(apiVersion)}, not a certificates.k8s.io version podcert writes`);
+    const apiVersion = shape.apiVersion.safeParse(pcr.apiVersion);
+    if (!apiVersion.success) {
+      throw new Error(`PCR ${pcr.metadata.name} was read as ${JSON.stringify(pcr.apiVersion)}, not a certificates.k8s.io version podcert writes`);
     }
+    // Informational only: one that does not fit the bound is left out.
+    const creationTimestamp = shape.creationTimestamp.safeParse(pcr.metadata.creationTimestamp).data;
     // decideValidation found the pod (a missing one is a denial). Labels over the limit: none
     // attested, and derive-sans reads the pod itself.
     const podFacts = services.kind === "none" || pod === undefined ? undefined : attestablePodFacts(pod);
@@ -60,9 +64,9 @@ export const validate = sourceStep({
         serviceAccountName: spec.serviceAccountName,
         ...(spec.maxExpirationSeconds === undefined ? {} : { maxExpirationSeconds: spec.maxExpirationSeconds }),
         request: {
-          apiVersion,
-          resourceVersion,
-          ...(creationTimestamp === undefined || creationTimestamp.length > MAX_TIMESTAMP_LENGTH ? {} : { creationTimestamp }),
+          apiVersion: apiVersion.data,
+          resourceVersion: resourceVersion.data,
+          ...(creationTimestamp === undefined ? {} : { creationTimestamp }),
           nodeName: spec.nodeName,
           nodeUID: spec.nodeUID,
           serviceAccountUID: spec.serviceAccountUID,

@@ -35,6 +35,7 @@ import {
   MAX_URI_LENGTH,
   REQUEST_KEY_LIMITS,
 } from "../limits.js";
+import { CERTIFICATES_API_VERSIONS } from "../kube/api-versions.js";
 import type { PcrRef } from "../pcr/model.js";
 import * as z from "../zod.js";
 import { edgeKid, STEPS, type StepName } from "../steps.js";
@@ -42,6 +43,37 @@ import { withArticle } from "../words.js";
 
 const TOKEN_TYPE = "podcert-attestation+jwt";
 const AUDIENCE = "podcert";
+
+/**
+ * The stored PCR as validate read it (a `validated` decision's `request`), for sign, which does
+ * not read it again: it writes the status conditionally on this resourceVersion, through this
+ * apiVersion, and issues to this key (the request's SubjectPublicKeyInfo, base64 DER as in
+ * pkixPublicKey: public; its SHA-256 is the key hash every attestation binds). validate checks
+ * what it reads against these members before it attests (functions/validate/handler.ts).
+ */
+export const attestedRequestSchema = z.strictObject({
+  apiVersion: z.enum(CERTIFICATES_API_VERSIONS),
+  resourceVersion: z.string().check(z.minLength(1), z.maxLength(MAX_RESOURCE_VERSION_LENGTH)),
+  creationTimestamp: z.optional(z.string().check(z.maxLength(MAX_TIMESTAMP_LENGTH))),
+  nodeName: z.string().check(z.maxLength(MAX_NAME_LENGTH)),
+  nodeUID: z.string().check(z.maxLength(MAX_UID_LENGTH)),
+  serviceAccountUID: z.string().check(z.maxLength(MAX_UID_LENGTH)),
+  publicKey: z.string().check(z.maxLength(REQUEST_KEY_LIMITS.pkixPublicKey)),
+});
+
+/**
+ * What of the pod the DNS names depend on (a `validated` decision's `pod`): at most
+ * MAX_ATTESTED_POD_LABELS labels, and keys, values, hostname and subdomain no longer than
+ * Kubernetes allows. A pod whose facts do not fit is not attested (policy/sans.ts
+ * attestablePodFacts).
+ */
+export const attestedPodSchema = z.strictObject({
+  labels: z
+    .record(z.string().check(z.maxLength(MAX_LABEL_KEY_LENGTH)), z.string().check(z.maxLength(MAX_LABEL_LENGTH)))
+    .check(z.refine((l) => Object.keys(l).length <= MAX_ATTESTED_POD_LABELS, `at most ${MAX_ATTESTED_POD_LABELS} labels`)),
+  hostname: z.optional(z.string().check(z.maxLength(MAX_LABEL_LENGTH))),
+  subdomain: z.optional(z.string().check(z.maxLength(MAX_LABEL_LENGTH))),
+});
 
 const decisionSchema = z.discriminatedUnion("kind", [
   z.strictObject({
@@ -56,35 +88,14 @@ const decisionSchema = z.discriminatedUnion("kind", [
       z.strictObject({ kind: z.literal("all") }),
       z.strictObject({ kind: z.literal("named"), names: z.array(z.string().check(z.maxLength(MAX_LABEL_LENGTH))).check(z.maxLength(MAX_SERVICE_NAMES)) }),
     ]),
+    /** The stored PCR as validate read it, for sign: {@link attestedRequestSchema}. */
+    request: attestedRequestSchema,
     /**
-     * The stored PCR as validate read it, for sign, which does not read it again: it writes the
-     * status conditionally on this resourceVersion, through this apiVersion, and issues to this
-     * key (the request's SubjectPublicKeyInfo, base64 DER as in pkixPublicKey: public; its
-     * SHA-256 is the key hash every attestation binds).
+     * What derive-sans needs of the pod, and sign compares the live pod with: only when the pod
+     * opted in to Service names and its facts fit {@link attestedPodSchema} (else absent, and
+     * derive-sans reads the pod).
      */
-    request: z.strictObject({
-      apiVersion: z.enum(["certificates.k8s.io/v1", "certificates.k8s.io/v1beta1"]),
-      resourceVersion: z.string().check(z.minLength(1), z.maxLength(MAX_RESOURCE_VERSION_LENGTH)),
-      creationTimestamp: z.optional(z.string().check(z.maxLength(MAX_TIMESTAMP_LENGTH))),
-      nodeName: z.string().check(z.maxLength(MAX_NAME_LENGTH)),
-      nodeUID: z.string().check(z.maxLength(MAX_UID_LENGTH)),
-      serviceAccountUID: z.string().check(z.maxLength(MAX_UID_LENGTH)),
-      publicKey: z.string().check(z.maxLength(REQUEST_KEY_LIMITS.pkixPublicKey)),
-    }),
-    /**
-     * What derive-sans needs of the pod to derive DNS names (so it reads only the Services), and
-     * what sign compares the live pod with: only when the pod opted in to Service names and its
-     * labels fit MAX_ATTESTED_POD_LABELS (else absent, and derive-sans reads the pod).
-     */
-    pod: z.optional(
-      z.strictObject({
-        labels: z
-          .record(z.string().check(z.maxLength(MAX_LABEL_KEY_LENGTH)), z.string().check(z.maxLength(MAX_LABEL_LENGTH)))
-          .check(z.refine((l) => Object.keys(l).length <= MAX_ATTESTED_POD_LABELS, `at most ${MAX_ATTESTED_POD_LABELS} labels`)),
-        hostname: z.optional(z.string().check(z.maxLength(MAX_LABEL_LENGTH))),
-        subdomain: z.optional(z.string().check(z.maxLength(MAX_LABEL_LENGTH))),
-      }),
-    ),
+    pod: z.optional(attestedPodSchema),
   }),
   z.strictObject({
     kind: z.literal("sans-derived"),

@@ -59,33 +59,35 @@ export function loadStepKeys(step: StepName, files: StepSecretFiles): StepKeys {
   }
   const keys = z.strictObject({ keys: z.array(z.unknown()).check(z.maxLength(16)) }).safeParse(set);
   if (!keys.success) throw new ConfigError(`${file} is not a JWK Set`);
-  const wanted = new Map(edgesOf(step).map((e) => [edgeKid(e), e] as const));
-  const sending = new Map<StepName, EdgeKey>();
-  const accepted = new Map<StepName, EdgeKey>();
-  const seen = new Set<string>();
+  const edges = edgesOf(step);
+  const wanted = new Set(edges.map(edgeKid));
+  const byKid = new Map<string, EdgeKey>();
   for (const [i, raw] of keys.data.keys.entries()) {
     const parsed = edgeJwkSchema.safeParse(raw);
     if (!parsed.success) throw new ConfigError(`${file}: key ${i} is not an HS256 JWK of ${KEY_BYTES} bytes (kty oct, k, kid, nothing else)`);
     const { kid, k } = parsed.data;
-    const edge = wanted.get(kid);
     // kid is bounded by the schema; it names an edge, it is no secret.
-    if (edge === undefined) throw new ConfigError(`${file}: key ${i} (kid ${JSON.stringify(kid)}) is not the key of an edge ${step} is an end of`);
-    if (seen.has(kid)) throw new ConfigError(`${file}: key ${i} repeats the key of edge ${kid}`);
-    seen.add(kid);
+    if (!wanted.has(kid)) throw new ConfigError(`${file}: key ${i} (kid ${JSON.stringify(kid)}) is not the key of an edge ${step} is an end of`);
+    if (byKid.has(kid)) throw new ConfigError(`${file}: key ${i} repeats the key of edge ${kid}`);
     const bytes = Buffer.from(k, "base64url");
     if (bytes.length !== KEY_BYTES) throw new ConfigError(`${file}: key ${i} (edge ${kid}) is not ${KEY_BYTES} bytes`);
     // A KeyObject holds its own copy: the decoded bytes are wiped, and logging the key shows only its size.
-    const key = createSecretKey(bytes);
+    byKid.set(kid, createSecretKey(bytes));
     bytes.fill(0);
-    if (edge.from === step) sending.set(edge.to, key);
+  }
+  // One pass over the edges, in registry order whatever the file's: attest signs for the
+  // receivers in this order.
+  const sending = new Map<StepName, EdgeKey>();
+  const accepted = new Map<StepName, EdgeKey>();
+  const missing: string[] = [];
+  for (const edge of edges) {
+    const key = byKid.get(edgeKid(edge));
+    if (key === undefined) missing.push(edgeKid(edge));
+    else if (edge.from === step) sending.set(edge.to, key);
     else accepted.set(edge.from, key);
   }
-  const missing = [...wanted.keys()].filter((kid) => !seen.has(kid));
   if (missing.length > 0) throw new ConfigError(`${file} lacks the key of edge ${missing.join(", ")}`);
-  // In registry order, whatever the file's: attest signs for the receivers in this order.
-  const ordered = (m: Map<StepName, EdgeKey>, ends: readonly StepName[]) => new Map(ends.filter((s) => m.has(s)).map((s) => [s, m.get(s)!] as const));
-  const edges = [...wanted.values()];
-  return { step, sending: ordered(sending, edges.map((e) => e.to)), accepted: ordered(accepted, edges.map((e) => e.from)) };
+  return { step, sending, accepted };
 }
 
 /** In-memory keys for every step (for `podcert issue` without --keys, and tests). */

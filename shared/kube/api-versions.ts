@@ -18,6 +18,10 @@ import type { PodCertificateRequest } from "../pcr/model.js";
 export const CERTIFICATES_GROUP = "certificates.k8s.io";
 export const CERTIFICATES_VERSIONS = ["v1", "v1beta1"] as const;
 export type CertificatesVersion = (typeof CERTIFICATES_VERSIONS)[number];
+/** Every certificates.k8s.io apiVersion podcert speaks, in the order of CERTIFICATES_VERSIONS. */
+export const CERTIFICATES_API_VERSIONS = CERTIFICATES_VERSIONS.map(certificatesApiVersion) as unknown as {
+  readonly [I in keyof typeof CERTIFICATES_VERSIONS]: `${typeof CERTIFICATES_GROUP}/${(typeof CERTIFICATES_VERSIONS)[I] & string}`;
+};
 
 export const PCR_RESOURCE = "podcertificaterequests";
 export const CTB_RESOURCE = "clustertrustbundles";

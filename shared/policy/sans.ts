@@ -7,7 +7,8 @@
  */
 import { RequestDeniedError } from "../errors.js";
 import { isNamespaceName, isServiceName } from "../kube/names.js";
-import { MAX_ATTESTED_POD_LABELS, MAX_DNS_NAMES_BYTES, MAX_LABEL_KEY_LENGTH, MAX_LABEL_LENGTH } from "../limits.js";
+import { attestedPodSchema } from "../events/attestation.js";
+import { MAX_DNS_NAMES_BYTES } from "../limits.js";
 import type { Pod, Service } from "../pcr/model.js";
 import type { SignerProfile } from "../profiles/config.js";
 import type { ServiceSelection } from "./annotations.js";
@@ -116,17 +117,18 @@ export interface PodSanFacts {
 
 /**
  * The pod's facts for validate to attest, or undefined when they do not fit the attestation's
- * bounds (more than MAX_ATTESTED_POD_LABELS labels, or a key, value, hostname or subdomain longer
- * than Kubernetes allows): then derive-sans reads the pod itself, one API call more.
+ * bounds (attestedPodSchema: more than MAX_ATTESTED_POD_LABELS labels, or a key, value, hostname
+ * or subdomain longer than Kubernetes allows): then derive-sans reads the pod itself, one API call
+ * more.
  */
 export function attestablePodFacts(pod: Pod): PodSanFacts | undefined {
-  const labels = pod.metadata.labels ?? {};
-  const entries = Object.entries(labels);
-  if (entries.length > MAX_ATTESTED_POD_LABELS) return undefined;
-  if (entries.some(([k, v]) => k.length > MAX_LABEL_KEY_LENGTH || typeof v !== "string" || v.length > MAX_LABEL_LENGTH)) return undefined;
   const { hostname, subdomain } = pod.spec;
-  if ((hostname ?? "").length > MAX_LABEL_LENGTH || (subdomain ?? "").length > MAX_LABEL_LENGTH) return undefined;
-  return { labels: { ...labels }, ...(hostname === undefined ? {} : { hostname }), ...(subdomain === undefined ? {} : { subdomain }) };
+  const facts = attestedPodSchema.safeParse({
+    labels: pod.metadata.labels ?? {},
+    ...(hostname === undefined ? {} : { hostname }),
+    ...(subdomain === undefined ? {} : { subdomain }),
+  });
+  return facts.success ? facts.data : undefined;
 }
 
 /** The pod as validate saw it, rebuilt from its attested facts (what deriveDnsNames reads of it). */

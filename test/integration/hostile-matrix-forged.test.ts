@@ -13,7 +13,8 @@ import type { Decision, EdgeKey } from "../../shared/events/attestation.js";
 import type { PodcertEvent, StepEventData } from "../../shared/events/types.js";
 import type { PcrRef } from "../../shared/pcr/model.js";
 import { loadStepKeysDir } from "../../shared/runtime/load.js";
-import { acceptsFrom, attestationEdges, edgeKid, EVENT_TYPES, KEYED_STEPS, STEP_REGISTRY, STEPS, type StepName } from "../../shared/steps.js";
+import { attestationEdges, edgeKid, EVENT_TYPES, KEYED_STEPS, STEP_REGISTRY, STEPS, type StepName } from "../../shared/steps.js";
+import { acceptsFrom } from "../helpers/edges.js";
 import { createPcr, postEvent, startBundleEnv, type BundleEnv, type ServedBundle } from "../helpers/bundles.js";
 import { expectAlive, expectApiUnchanged, expectIssuedEndToEnd, expectMemoryBounded, serveEveryStep, snapshotApi } from "../helpers/matrix.js";
 

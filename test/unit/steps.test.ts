@@ -4,7 +4,8 @@ import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { loadFunctions } from "../../local-cluster/functions.js";
-import { acceptsFrom, attestationEdges, attestsTo, ATTESTING_STEPS, edgeKid, edgesOf, EVENT_TYPES, KEYED_STEPS, STEP_REGISTRY, STEPS, stepEntry } from "../../shared/steps.js";
+import { attestationEdges, ATTESTING_STEPS, edgeKid, edgesOf, EVENT_TYPES, KEYED_STEPS, STEP_REGISTRY, STEPS, stepEntry } from "../../shared/steps.js";
+import { acceptsFrom, attestsTo } from "../helpers/edges.js";
 
 describe("the step registry", () => {
   it("names each step once, and each name is a folder of functions/ with a handler", () => {

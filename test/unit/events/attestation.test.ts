@@ -5,7 +5,8 @@ import { beforeAll, describe, expect, it } from "vitest";
 import { ConfigError, RejectedEventError } from "../../../shared/errors.js";
 import { attest, verifyAttestation, type AttestationClaims, type AttestationExpectation, type Decision, type EdgeKey, type StepKeys } from "../../../shared/events/attestation.js";
 import { EDGE_KEYS_FILE, ephemeralStepKeys, generateStepSecrets, loadStepKeys, type StepSecretFiles } from "../../../shared/events/step-keys.js";
-import { acceptsFrom, attestationEdges, attestsTo, edgeKid, edgesOf, KEYED_STEPS, type KeyedStep, type StepName } from "../../../shared/steps.js";
+import { attestationEdges, edgeKid, edgesOf, KEYED_STEPS, type KeyedStep, type StepName } from "../../../shared/steps.js";
+import { acceptsFrom, attestsTo } from "../../helpers/edges.js";
 import type { PcrRef } from "../../../shared/pcr/model.js";
 
 const NOW = new Date("2026-05-01T10:00:00.000Z");
