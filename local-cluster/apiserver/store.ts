@@ -17,6 +17,10 @@
  *   objects in it. Services without a clusterIP get one from 10.96.0.0/12.
  * - Proofs of possession and CSRs are not verified on create (so the signer's own checks can be
  *   tested); required spec fields and the maxExpirationSeconds range are.
+ * - A Pod's spec is immutable on update except for images, activeDeadlineSeconds, added
+ *   tolerations, removed schedulingGates (pods.ts, as ValidatePodUpdate); spec.nodeName too (no
+ *   pods/binding subresource is served: a pod is created bound, or recreated). Status and metadata
+ *   (labels, annotations) updates are not affected.
  * - An update that changes nothing does not bump the resourceVersion or emit an event.
  * - Versions (versions.ts): the store serves the versions its Kubernetes version serves. Writes
  *   may use any of them and are converted to the internal form (fields the version lacks dropped
@@ -35,6 +39,7 @@ import type { PcrStatus, PodCertificateRequest } from "../../shared/pcr/model.js
 import { DEFAULT_KUBERNETES_VERSION, type KubernetesVersion } from "../kubernetes-versions.js";
 import { normalizeTime, pcrStatusUpdateFieldErrors } from "../../shared/pcr/status-rules.js";
 import { configMapDecodeError, validateConfigMapUpdate } from "./config-maps.js";
+import { validatePodUpdate } from "./pods.js";
 import {
   applyDefaults,
   fieldValue,
@@ -248,7 +253,8 @@ export class ObjectStore {
    * Replaces an object (identified by its apiVersion, kind, namespace and name). Its
    * metadata.uid / metadata.resourceVersion, when set, are preconditions (409 when stale). For
    * types with a status subresource the stored status is kept; PodCertificateRequest spec is
-   * immutable (422). A ClusterTrustBundle update must carry a resourceVersion (422 otherwise):
+   * immutable (422), and so is a Pod's but for the few fields ValidatePodUpdate lets change
+   * (pods.ts: 422 `spec: Forbidden: pod updates may not change fields other than …`). A ClusterTrustBundle update must carry a resourceVersion (422 otherwise):
    * its strategy does not allow unconditional updates (AllowUnconditionalUpdate, in
    * pkg/registry/certificates/clustertrustbundle/strategy.go).
    */
@@ -555,11 +561,13 @@ function resolve(ref: ResourceRef): ResourceType {
 
 /**
  * Kind-specific update validation (after defaults), besides the immutable fields checked in
- * replace(). ConfigMaps compare data as reflect.DeepEqual does (JSON equality).
+ * replace(). ConfigMaps compare data as reflect.DeepEqual does (JSON equality); Pods their spec as
+ * Semantic.DeepEqual does (empty equals absent), pods.ts.
  */
 function validateUpdate(t: ResourceType, next: KubeObject, old: KubeObject): StatusCause[] {
   if (t.kind === "ClusterTrustBundle") return validateClusterTrustBundleUpdate(next, old);
   if (t.kind === "ConfigMap") return validateConfigMapUpdate(next, old, (a, b) => deepEqual(a, b));
+  if (t.kind === "Pod") return validatePodUpdate(next, old, (a, b) => deepEqual(a, b, true));
   return [];
 }
 
