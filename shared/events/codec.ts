@@ -125,6 +125,21 @@ function toPodcertEvent(ce: CloudEvent<unknown>, onDropped: OnDroppedAttribute):
   return event;
 }
 
+/**
+ * Runs `fn` with no stack captured for the errors it creates. The SDK's JSON parser builds two
+ * ValidationErrors on every call, thrown or not; nothing reads their stacks (an SDK error becomes a
+ * RejectedEventError's message).
+ */
+function withoutStackTraces<T>(fn: () => T): T {
+  const limit = Error.stackTraceLimit;
+  Error.stackTraceLimit = 0;
+  try {
+    return fn();
+  } finally {
+    Error.stackTraceLimit = limit;
+  }
+}
+
 export function eventFromHttp(headers: Record<string, string | string[] | undefined>, body: string, onDropped: OnDroppedAttribute = () => {}): PodcertEvent {
   if (Buffer.byteLength(body) > MAX_EVENT_BYTES) throw new RejectedEventError(`event larger than ${MAX_EVENT_BYTES} bytes`, 413);
   const flat: Record<string, string> = {};
@@ -148,7 +163,7 @@ export function eventFromHttp(headers: Record<string, string | string[] | undefi
   let parsed: CloudEvent<unknown> | CloudEvent<unknown>[];
   try {
     // toEvent builds CloudEvent instances; its declared type is the wider interface.
-    parsed = HTTP.toEvent({ headers: flat, body }) as CloudEvent<unknown> | CloudEvent<unknown>[];
+    parsed = withoutStackTraces(() => HTTP.toEvent({ headers: flat, body }) as CloudEvent<unknown> | CloudEvent<unknown>[]);
   } catch (e) {
     throw new RejectedEventError(`not a CloudEvent: ${(e as Error).message.slice(0, 300)}`);
   }

@@ -101,6 +101,15 @@ describe("eventFromHttp: binary mode", () => {
     rejected(() => eventFromHttp(binaryHeaders(), "{not json"), 400);
   });
 
+  it("leaves Error.stackTraceLimit as it was (decoding turns stacks off for the SDK's errors), also after a refusal", () => {
+    const before = Error.stackTraceLimit;
+    eventFromHttp(binaryHeaders(), JSON.stringify(PCR_DATA));
+    expect(Error.stackTraceLimit).toBe(before);
+    rejected(() => eventFromHttp(binaryHeaders(), "{not json"), 400);
+    expect(Error.stackTraceLimit).toBe(before);
+    expect(new Error("still has a stack").stack).toMatch(/codec\.test/);
+  });
+
   it.each(["ce-id", "ce-source", "ce-type", "ce-specversion"])("rejects a message without %s with 400", (header) => {
     const h = binaryHeaders();
     delete h[header];
