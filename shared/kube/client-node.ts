@@ -14,7 +14,6 @@
  * streams) cost about as much CPU per call as the rest of a PCR's handling. Responses are the API
  * server's JSON.
  */
-import { createHash } from "node:crypto";
 import { HttpMethod, KubeConfig, RequestContext } from "@kubernetes/client-node";
 import { getGlobalDispatcher, request, type Dispatcher } from "undici";
 import { ConfigError, ConflictError, TransientError } from "../errors.js";
@@ -79,12 +78,12 @@ function reuseConnections(kc: KubeConfig): void {
       const raw = this[k];
       return Buffer.isBuffer(raw) ? raw.toString("base64") : v;
     });
-    const key = createHash("sha256").update(options).digest("base64");
-    if (!cache.has(key)) {
+    // The JSON itself is the key (a few KiB, at most 9 kept): hashing it cost more than the lookup.
+    if (!cache.has(options)) {
       if (cache.size > 8) cache.clear();
-      cache.set(key, original(cluster, agentOptions));
+      cache.set(options, original(cluster, agentOptions));
     }
-    return cache.get(key);
+    return cache.get(options);
   };
 }
 
