@@ -28,15 +28,15 @@ function peakRssMiB(pid: number | undefined): number {
  * CPU seconds (user + system) a process has used so far, from /proc (Linux); NaN elsewhere. The
  * kernel counts in ticks of 1/100 s (USER_HZ, 100 on every Linux build node runs on).
  */
-function cpuSeconds(pid: number | undefined): number {
-  if (pid === undefined) return Number.NaN;
+function cpuSeconds(pid: number | undefined): { user: number; system: number } {
+  if (pid === undefined) return { user: Number.NaN, system: Number.NaN };
   try {
     // The command name (field 2) is in parentheses and may hold spaces: count fields after it.
     const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
     const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    return (Number(fields[11]) + Number(fields[12])) / 100; // utime, stime (fields 14 and 15)
+    return { user: Number(fields[11]) / 100, system: Number(fields[12]) / 100 }; // utime, stime (fields 14 and 15)
   } catch {
-    return Number.NaN;
+    return { user: Number.NaN, system: Number.NaN };
   }
 }
 
@@ -86,8 +86,13 @@ export async function runBurst(o: { pcrs?: number; timeoutSeconds?: number; say?
     const p99 = percentile(latencies, 99);
     const harnessUsed = process.cpuUsage(harnessCpu);
     const cpu = [
-      { process: "harness: API server, broker, source, creates", seconds: (harnessUsed.user + harnessUsed.system) / 1e6 },
-      ...flow.processes.map((p, i) => ({ process: p.name, seconds: cpuSeconds(p.child.pid) - functionCpu[i]! })),
+      { process: "harness: API server, broker, source, creates", seconds: (harnessUsed.user + harnessUsed.system) / 1e6, system: harnessUsed.system / 1e6 },
+      ...flow.processes.map((p, i) => {
+        const now = cpuSeconds(p.child.pid);
+        const user = now.user - functionCpu[i]!.user;
+        const system = now.system - functionCpu[i]!.system;
+        return { process: p.name, seconds: user + system, system };
+      }),
     ];
     const cpuTotal = cpu.reduce((a, c) => a + c.seconds, 0);
     const standIns = cpu[0]!.seconds;
@@ -118,7 +123,7 @@ export async function runBurst(o: { pcrs?: number; timeoutSeconds?: number; say?
       ],
       notes: [
         "Creation time is recorded by the harness when it sends the create; Issued when the emulated ApiServerSource sees the status.",
-        `CPU from the first create to the end, per process (ms per PCR): ${cpu.map((c) => `${c.process} ${((c.seconds * 1000) / n).toFixed(1)}`).join(", ")}`,
+        `CPU from the first create to the end, per process (ms per PCR, of which in the kernel): ${cpu.map((c) => `${c.process} ${((c.seconds * 1000) / n).toFixed(1)} (${((c.system * 1000) / n).toFixed(1)})`).join(", ")}`,
       ],
     };
     const memory: BenchPart = {
