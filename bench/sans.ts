@@ -52,11 +52,15 @@ export async function runSans(o: { sizes?: number[]; requests?: number } = {}): 
       // On its own thread, as in part 2: kube-apiserver runs elsewhere in a cluster, so derive-sans'
       // thread pays for its own work, not for the server's (dist/bench-apiserver.mjs, bench/build.mjs).
       const api = await startApiServerThread(new URL("./bench-apiserver.mjs", import.meta.url), objects);
-      let index: ServicesIndex | undefined;
+      const indexes: ServicesIndex[] = [];
       try {
         const config = defaultSignerConfig();
         const c = counting(new KubeClusterApi(loadKubeConfig({ kubeconfigText: api.kubeconfig })));
-        const contexts = stepContexts({ config, cluster: c.api, keys: ephemeralStepKeys(), log: silentLogger, servicesIndexes: (a) => (index = new ServicesIndex(a)) });
+        const contexts = stepContexts({ config, cluster: c.api, keys: ephemeralStepKeys(), log: silentLogger, servicesIndexes: (a) => {
+          const index = new ServicesIndex(a);
+          indexes.push(index);
+          return index;
+        } });
         const validated: PodcertEvent[] = [];
         for (const pcr of pcrs) {
           const r = await dispatch((await loadFunctions()).validate, contexts.validate, apiServerAddEvent(pcr));
@@ -97,7 +101,7 @@ export async function runSans(o: { sizes?: number[]; requests?: number } = {}): 
           "first request API calls": firstCalls,
         });
       } finally {
-        index?.close();
+        for (const index of indexes) index.close();
         await api.stop();
       }
     }
