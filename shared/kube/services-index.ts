@@ -14,14 +14,15 @@
  *
  * Per namespace, started by the first request that asks (nothing at start, nothing for pods that
  * name their Services): that request lists the Services, as without the index, and its list seeds
- * the index (requests arriving while it lists wait for it, then read from the index); a watch from the list's resourceVersion keeps it current (resumed where it ended when
- * the API server ends it). A watch that fails (410 Gone, a broken stream, an error) drops the
- * namespace's index: the next request lists again and seeds it anew. Bounded: at most
- * `maxNamespaces` namespaces and `maxServices` Services held; beyond that, or with more than
- * `maxCandidates` candidates, a request lists as without the index. A namespace no request asked
- * about for `idleMs` is dropped (its watch closed), and one listed more than `relistMs` ago when
- * its watch next ends (a bound on what a missed event can cost). Watch failures are logged, never thrown; one
- * that fails as it opens (a ClusterRole without `watch`) is not tried again for `retryMs`.
+ * the index (requests arriving while it lists wait for it, then read from the index); a watch from
+ * the list's resourceVersion keeps it current (resumed where it ended when the API server ends
+ * it). A watch that fails (410 Gone, a broken stream, an error) drops the namespace's index: the
+ * next request lists again and seeds it anew. Bounded: at most `maxNamespaces` namespaces and
+ * `maxServices` Services held; beyond that, or with more than `maxCandidates` candidates, a
+ * request lists as without the index. A namespace no request asked about for `idleMs` is dropped
+ * (its watch closed), and one listed more than `relistMs` ago when its watch next ends (a bound on
+ * what a missed event can cost). Watch failures are logged, never thrown; one that fails as it
+ * opens (a ClusterRole without `watch`) is not tried again for `retryMs`.
  */
 import type { Service } from "../pcr/model.js";
 import { ResourceExpiredError, type ServicesWatchApi, type ServiceWatchEvent } from "./cluster.js";
@@ -156,15 +157,15 @@ export class ServicesIndex {
     o: ServicesIndexOptions = {},
   ) {
     this.o = {
-      maxNamespaces: 32,
-      maxServices: 50_000,
-      maxCandidates: 64,
-      idleMs: 15 * 60_000,
-      watchSeconds: 300,
-      retryMs: 60_000,
-      relistMs: 30 * 60_000,
-      nowMs: () => performance.now(),
-      ...withoutUndefined(o),
+      maxNamespaces: o.maxNamespaces ?? 32,
+      maxServices: o.maxServices ?? 50_000,
+      maxCandidates: o.maxCandidates ?? 64,
+      idleMs: o.idleMs ?? 15 * 60_000,
+      watchSeconds: o.watchSeconds ?? 300,
+      retryMs: o.retryMs ?? 60_000,
+      relistMs: o.relistMs ?? 30 * 60_000,
+      nowMs: o.nowMs ?? (() => performance.now()),
+      log: o.log,
     };
   }
 
@@ -297,9 +298,4 @@ export class ServicesIndex {
     this.namespaces.delete(ns.namespace);
     this.held -= ns.size;
   }
-}
-
-/** `o` without the keys set to undefined, so that spreading it keeps the defaults for those. */
-function withoutUndefined<T extends object>(o: T): Partial<T> {
-  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
 }
