@@ -28,6 +28,14 @@ export function target(name: string, value: number, kind: "min" | "max", t: numb
   return check;
 }
 
+/**
+ * What a floor measured in the same run says about a missed `min` target: out of reach on this
+ * machine when the floor itself is below it, else the miss is the code's.
+ */
+export function floorVerdict(floor: number, target: number): string {
+  return floor < target ? "below the target: unreachable on this machine" : "above the target";
+}
+
 /** Runs `fn` repeatedly for at least `ms` (after a warm-up) and returns operations per second. */
 export function opsPerSecond(fn: () => void, o: { ms?: number; warmupMs?: number } = {}): number {
   const until = (ms: number) => {
