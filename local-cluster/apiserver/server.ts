@@ -29,8 +29,9 @@
  * applies kube-apiserver's status rules (shared/pcr/status-rules.ts) and answers 422 with one cause
  * per broken rule; ClusterTrustBundles and ConfigMaps are validated as kube-apiserver validates
  * them (trust-bundles.ts, config-maps.ts); a PUT to a pod may change its metadata and the few
- * spec fields ValidatePodUpdate allows (images, …), any other spec change is 422 (pods.ts); a stale metadata.resourceVersion is 409 Conflict (a
- * ClusterTrustBundle update without one is 422); errors are `Status` objects.
+ * spec fields ValidatePodUpdate allows (images, …), any other spec change is 422 (pods.ts); a
+ * stale metadata.resourceVersion is 409 Conflict (a ClusterTrustBundle update without one is
+ * 422); errors are `Status` objects.
  * Versions: responses, list items, watch events and bookmarks are in the request's version; a
  * write's fields that version lacks are dropped with a `Warning` header (`unknown field
  * "spec.pkixPublicKey"`), or refused (400) with `?fieldValidation=Strict`; requests to a deprecated

@@ -254,8 +254,9 @@ export class ObjectStore {
    * metadata.uid / metadata.resourceVersion, when set, are preconditions (409 when stale). For
    * types with a status subresource the stored status is kept; PodCertificateRequest spec is
    * immutable (422), and so is a Pod's but for the few fields ValidatePodUpdate lets change
-   * (pods.ts: 422 `spec: Forbidden: pod updates may not change fields other than …`). A ClusterTrustBundle update must carry a resourceVersion (422 otherwise):
-   * its strategy does not allow unconditional updates (AllowUnconditionalUpdate, in
+   * (pods.ts: 422 `spec: Forbidden: pod updates may not change fields other than …`). A
+   * ClusterTrustBundle update must carry a resourceVersion (422 otherwise): its strategy does not
+   * allow unconditional updates (AllowUnconditionalUpdate, in
    * pkg/registry/certificates/clustertrustbundle/strategy.go).
    */
   replace(input: unknown, o: AdmissionOptions = {}): KubeObject {
