@@ -24,6 +24,7 @@
  * removed. Create-time pod validation (ValidatePodSpec) is not mirrored.
  */
 
+import { isRecord } from "./json.js";
 import { fieldCause, type StatusCause } from "./status.js";
 import type { ObjectLike } from "./validation-messages.js";
 
@@ -186,10 +187,6 @@ function setOrDelete(o: Rec, k: string, v: unknown): void {
 
 function isSet(v: unknown): boolean {
   return v !== undefined && v !== null;
-}
-
-function isRecord(v: unknown): v is Rec {
-  return v !== null && typeof v === "object" && !Array.isArray(v);
 }
 
 function record(v: unknown): Rec {

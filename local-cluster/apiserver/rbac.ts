@@ -24,6 +24,8 @@
  * the Node authorizer and webhooks, impersonation. Deny is the default: RBAC has no deny rules.
  */
 
+import { isRecord } from "./json.js";
+
 export interface UserInfo {
   name: string;
   groups: readonly string[];
@@ -361,8 +363,4 @@ export function forbiddenMessage(user: UserInfo, a: RequestAttributes): string {
 /** Go's %q for the printable ASCII strings Kubernetes names are: JSON's quoting is the same there. */
 export function goQuote(s: string): string {
   return JSON.stringify(s);
-}
-
-function isRecord(v: unknown): v is Record<string, unknown> {
-  return v !== null && typeof v === "object" && !Array.isArray(v);
 }

@@ -70,6 +70,7 @@ import {
   signerToAttest,
   validateClusterTrustBundleUpdate,
 } from "./trust-bundles.js";
+import { isRecord } from "./json.js";
 
 export type { KubeObject, ResourceType } from "./resources.js";
 
@@ -696,10 +697,6 @@ function normalizePcrStatus(status: PcrStatus): PcrStatus {
 /** obj.spec, or a detached {} when it has none (stored objects are frozen: never assign here). */
 function spec(obj: KubeObject): Record<string, unknown> {
   return isRecord(obj.spec) ? obj.spec : {};
-}
-
-function isRecord(v: unknown): v is Record<string, unknown> {
-  return v !== null && typeof v === "object" && !Array.isArray(v);
 }
 
 /** JSON equality ignoring key order and undefined keys; with `emptyEqual`, "", [], {} == absent. */

@@ -20,6 +20,7 @@ import {
   type PublicKeyForm,
 } from "../kubernetes-versions.js";
 import { storageType, type KubeObject, type ResourceType } from "./resources.js";
+import { isRecord } from "./json.js";
 
 export const CERTIFICATES_GROUP = "certificates.k8s.io";
 
@@ -178,8 +179,4 @@ export function parseFieldValidation(raw: string | null): FieldValidation | unde
 export function versionInfo(kv: KubernetesVersion): { major: string; minor: string; gitVersion: string } {
   const [major, minor] = kv.split(".") as [string, string];
   return { major, minor, gitVersion: `v${kv}.0-podcert-embedded` };
-}
-
-function isRecord(v: unknown): v is Record<string, unknown> {
-  return v !== null && typeof v === "object" && !Array.isArray(v);
 }
