@@ -4,7 +4,7 @@
  * The server runs on its own thread (as kube-apiserver runs elsewhere in a cluster); the pipeline
  * runs on the harness's one thread.
  */
-import { activeCa, parseCaPool, serializeCaPool } from "../shared/ca/pool.js";
+import { activeCa, parseCaPool, serializeCaPool, type CaPool } from "../shared/ca/pool.js";
 import { issuedStatus } from "../shared/pcr/status.js";
 import { certificateTimes } from "../shared/policy/lifetime.js";
 import { issueLeaf } from "../shared/x509/leaf.js";
@@ -15,7 +15,7 @@ import { stepContexts } from "../cli/cluster.js";
 import { issueAll } from "../cli/issue.js";
 import { ephemeralStepKeys } from "../shared/events/step-keys.js";
 import { KubeClusterApi, loadKubeConfig } from "../shared/kube/client-node.js";
-import { KEY_TYPES, terminalCondition, type KeyType } from "../shared/pcr/model.js";
+import { KEY_TYPES, terminalCondition, type KeyType, type PcrStatus, type PodCertificateRequest } from "../shared/pcr/model.js";
 import { STEPS, type StepName } from "../shared/steps.js";
 import { defaultSignerConfig } from "../shared/profiles/defaults.js";
 import { silentLogger } from "../shared/runtime/log.js";
@@ -72,25 +72,8 @@ export async function measureApiFloor(o: { pods: number; keyType: KeyType; signe
   try {
     const cluster = new KubeClusterApi(loadKubeConfig({ kubeconfigText: api.kubeconfig }));
     const signerName = pcrs[0]!.spec.signerName;
-    const config = defaultSignerConfig();
-    const caPool = parseCaPool(serializeCaPool(await createCaPool([...config.signers.keys()], { keyAlgorithm: "ECDSAP256", validityDays: 30, now: new Date() })));
-    const now = new Date();
-    const ca = activeCa(caPool, signerName, now);
-    const profile = config.signers.get(signerName)!;
-    const statuses = new Map(
-      pcrs.map((pcr) => {
-        const times = certificateTimes({ now, lifetimeSeconds: pcr.spec.maxExpirationSeconds ?? 86_400, ca, refreshFraction: profile.refreshFraction });
-        const leaf = issueLeaf(ca.signer, {
-          spkiDer: Buffer.from(pcr.spec.pkixPublicKey!, "base64"),
-          keyType: o.keyType,
-          uris: [spiffeId(profile.trustDomain, pcr.metadata.namespace, pcr.spec.serviceAccountName)],
-          dnsNames: [],
-          notBefore: times.notBefore,
-          notAfter: times.notAfter,
-        });
-        return [pcr.metadata.name, issuedStatus({ chainPem: leaf.chainPem, ...times, message: "floor", now })] as const;
-      }),
-    );
+    const caPool = parseCaPool(serializeCaPool(await createCaPool([...defaultSignerConfig().signers.keys()], { keyAlgorithm: "ECDSAP256", validityDays: 30, now: new Date() })));
+    const statuses = premadeStatuses(pcrs, caPool, o.keyType);
     const listed = await cluster.listPcrs({ signerName });
     const elu = performance.eventLoopUtilization();
     const cpu = process.cpuUsage();
@@ -102,7 +85,7 @@ export async function measureApiFloor(o: { pods: number; keyType: KeyType; signe
       await cluster.readPod(namespace, stored!.spec.podName);
       if (o.signer === "atesystem") await cluster.readService(namespace, "api");
       await cluster.readPod(namespace, stored!.spec.podName);
-      const written = await cluster.replacePcrStatus(stored!, statuses.get(name)!);
+      const written = await cluster.replacePcrStatus(stored!, statuses.get(`${namespace}/${name}`)!);
       if (written !== undefined && terminalCondition(written)?.type === "Issued") issued++;
     });
     const seconds = (performance.now() - start) / 1000;
@@ -115,6 +98,31 @@ export async function measureApiFloor(o: { pods: number; keyType: KeyType; signe
   } finally {
     await api.stop();
   }
+}
+
+/**
+ * For each PCR ("<namespace>/<name>"), the Issued status podcert would write, made now with the
+ * pool's active CA for its signer: what the floors write without doing any of the work.
+ */
+export function premadeStatuses(pcrs: readonly PodCertificateRequest[], caPool: CaPool, keyType: KeyType): Map<string, PcrStatus> {
+  const config = defaultSignerConfig();
+  const now = new Date();
+  return new Map(
+    pcrs.map((pcr) => {
+      const ca = activeCa(caPool, pcr.spec.signerName, now);
+      const profile = config.signers.get(pcr.spec.signerName)!;
+      const times = certificateTimes({ now, lifetimeSeconds: pcr.spec.maxExpirationSeconds ?? 86_400, ca, refreshFraction: profile.refreshFraction });
+      const leaf = issueLeaf(ca.signer, {
+        spkiDer: Buffer.from(pcr.spec.pkixPublicKey!, "base64"),
+        keyType,
+        uris: [spiffeId(profile.trustDomain, pcr.metadata.namespace, pcr.spec.serviceAccountName)],
+        dnsNames: [],
+        notBefore: times.notBefore,
+        notAfter: times.notAfter,
+      });
+      return [`${pcr.metadata.namespace}/${pcr.metadata.name}`, issuedStatus({ chainPem: leaf.chainPem, ...times, message: "floor", now })] as const;
+    }),
+  );
 }
 
 export async function runPipeline(o: { pods?: number } = {}): Promise<BenchPart> {

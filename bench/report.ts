@@ -29,11 +29,12 @@ export function target(name: string, value: number, kind: "min" | "max", t: numb
 }
 
 /**
- * What a floor measured in the same run says about a missed `min` target: out of reach on this
- * machine when the floor itself is below it, else the miss is the code's.
+ * What a floor measured in the same run says about a missed target: out of reach on this machine
+ * when the floor itself misses it (below a `min` target, above a `max` one), else the miss is the code's.
  */
-export function floorVerdict(floor: number, target: number): string {
-  return floor < target ? "below the target: unreachable on this machine" : "above the target";
+export function floorVerdict(floor: number, target: number, kind: "min" | "max" = "min"): string {
+  if (kind === "min") return floor < target ? "below the target: unreachable on this machine" : "above the target";
+  return floor > target ? "above the target: unreachable on this machine" : "within the target";
 }
 
 /** Runs `fn` repeatedly for at least `ms` (after a warm-up) and returns operations per second. */
