@@ -205,6 +205,25 @@ describe("Issued", () => {
     expectOnly(errorsFor(issued(leaf + junk)), /intermediate certificate 1 does not parse/);
     expectOnly(errorsFor(issued(leaf + leaf.replaceAll("CERTIFICATE", "X509 CRL"))), /must consist entirely of CERTIFICATE PEM blocks/);
   });
+  it("judges each intermediate by its own bytes, also when the same ones come again", async () => {
+    // The parse of an intermediate is remembered by its bytes: a CA certificate and the same bytes
+    // but for its serial's first octet (negative: Go refuses it) must each keep their own verdict,
+    // in any order and after more than the cache holds.
+    const leaf = await cert();
+    const good = await cert({ ca: true, publicKey: otherKey.publicKey, serialNumber: "01a2b3" });
+    const der = Buffer.from(good.replace(/-----[^-]+-----|\s/g, ""), "base64");
+    const serialAt = der.indexOf(Buffer.from([0x02, 0x03, 0x01, 0xa2, 0xb3]));
+    expect(serialAt).toBeGreaterThan(0);
+    der[serialAt + 2] = 0x81;
+    const bad = `-----BEGIN CERTIFICATE-----\n${der.toString("base64")}\n-----END CERTIFICATE-----\n`;
+    const others = await Promise.all(Array.from({ length: 20 }, (_, i) => cert({ ca: true, publicKey: otherKey.publicKey, serialNumber: (0x10 + i).toString(16) })));
+    for (const round of [0, 1]) {
+      expect(errorsFor(issued(leaf + good)), `round ${round}`).toEqual([]);
+      expectOnly(errorsFor(issued(leaf + bad)), /intermediate certificate 1 does not parse.*negative serial number/);
+      expect(errorsFor(issued(leaf + good + bad))).toEqual(["status.certificateChain: intermediate certificate 2 does not parse as valid X.509: negative serial number"]);
+      for (const other of others) expect(errorsFor(issued(leaf + other))).toEqual([]);
+    }
+  });
   it("needs the leaf to certify the requested key", async () => {
     const leaf = await cert({ publicKey: otherKey.publicKey });
     expectOnly(errorsFor(issued(leaf)), /^status\.certificateChain: leaf certificate was not issued to the requested public key/);
