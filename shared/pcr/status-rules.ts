@@ -165,7 +165,7 @@ export function pcrStatusUpdateFieldErrors(
           `leaf certificate's DNSName should not start or end with '.' (${JSON.stringify(name)})`);
       }
     }
-    const wanted = requestedPublicKey(old);
+    const wanted = requestedPublicKey(old, leaf);
     if (typeof wanted === "string") err("FieldValueInvalid", wanted, "must be a valid PKIX-serialized public key");
     else if (!wanted.equals(leaf.publicKey)) {
       err("FieldValueInvalid", "status.certificateChain", "leaf certificate was not issued to the requested public key");
@@ -391,6 +391,8 @@ export interface ParsedCert {
   notAfter: bigint;
   dnsNames: string[];
   publicKey: KeyObject;
+  /** The SubjectPublicKeyInfo's bytes, which `publicKey` was read from. */
+  spkiDer: Buffer;
 }
 
 const OID_SAN = "2.5.29.17";
@@ -453,8 +455,9 @@ export function parseCertificate(der: Buffer): ParsedCert | string {
     } catch (e) {
       return `does not parse (${(e as Error).message})`;
     }
-    const publicKey = createPublicKey({ key: der.subarray(spki.start, spki.end), format: "der", type: "spki" });
-    return { notBefore: decodeDerTime(nb!, der), notAfter: decodeDerTime(na!, der), dnsNames, publicKey };
+    const spkiDer = der.subarray(spki.start, spki.end);
+    const publicKey = createPublicKey({ key: spkiDer, format: "der", type: "spki" });
+    return { notBefore: decodeDerTime(nb!, der), notAfter: decodeDerTime(na!, der), dnsNames, publicKey, spkiDer };
   } catch (e) {
     return `malformed certificate (${(e as Error).message})`;
   }
@@ -481,21 +484,27 @@ function parseIntermediate(der: Buffer): ParsedCert | string {
   return parsed;
 }
 
-/** The public key the request asks for, or the field naming why it cannot be read. */
-function requestedPublicKey(pcr: PodCertificateRequest): KeyObject | string {
+/**
+ * The public key the request asks for, or the field naming why it cannot be read. When its bytes
+ * are the leaf's SubjectPublicKeyInfo (as they are for every certificate a signer issues to the
+ * request), the leaf's key is that key: the same bytes import to the same key, so they are not
+ * imported twice.
+ */
+function requestedPublicKey(pcr: PodCertificateRequest, leaf: ParsedCert): KeyObject | string {
   const { pkixPublicKey, stubPKCS10Request } = pcr.spec;
+  const imported = (spki: Buffer) => (spki.equals(leaf.spkiDer) ? leaf.publicKey : createPublicKey({ key: spki, format: "der", type: "spki" }));
   if (stubPKCS10Request) {
     try {
       const der = Buffer.from(stubPKCS10Request, "base64");
       const info = childrenOf(der, readTlv(der, 0))[0]!;
       const spki = childrenOf(der, info)[2]!;
-      return createPublicKey({ key: der.subarray(spki.start, spki.end), format: "der", type: "spki" });
+      return imported(der.subarray(spki.start, spki.end));
     } catch {
       return "spec.stubPKCS10Request";
     }
   }
   try {
-    return createPublicKey({ key: Buffer.from(pkixPublicKey ?? "", "base64"), format: "der", type: "spki" });
+    return imported(Buffer.from(pkixPublicKey ?? "", "base64"));
   } catch {
     return "spec.pkixPublicKey";
   }

@@ -236,6 +236,10 @@ describe("Issued", () => {
     expect(errorsFor(issued(await cert()), old)).toEqual([]);
     expectOnly(errorsFor(issued(await cert({ publicKey: otherKey.publicKey })), old), /not issued to the requested public key/);
   });
+  it("refuses a request whose key field is not a PKIX public key, whatever the leaf certifies", async () => {
+    const leaf = await cert();
+    expectOnly(errorsFor(issued(leaf), pcr({ pkixPublicKey: Buffer.from("not a key").toString("base64") })), /^spec\.pkixPublicKey: must be a valid PKIX-serialized public key/);
+  });
   it("checks the leaf's DNS names", async () => {
     expectOnly(errorsFor(issued(await cert({ dns: ["a..example"] }))), /should not contain '\.\.'/);
     expectOnly(errorsFor(issued(await cert({ dns: [".a.example"] }))), /should not start or end with '\.'/);
