@@ -213,7 +213,8 @@ function parseSpki(spkiDer: Buffer, allowed: readonly KeyType[]): ParsedSpki | R
   let material: KeyMaterial;
   if (canonical !== undefined) {
     // Fast path: the bytes are already the canonical encoding of a supported key type, so the
-    // classification and the re-encoding check below could only agree (see canonicalFixedKey).
+    // classification and the re-encoding check below could only agree (see canonicalFixedKey and
+    // canonicalRsaKey).
     if (!allowed.includes(canonical.keyType)) return unsupported(canonical.keyType, allowed);
     keyType = canonical.keyType;
     material = canonical.material;
@@ -311,8 +312,8 @@ const RSA_FORMS: readonly { keyType: KeyType; modulusBytes: number }[] = [
 
 /**
  * Whether `buf` holds at `at` the identifier `tag` and the two-octet length 82 hi lo of `length`:
- * the DER header of every RSA SPKI element but the exponent (DER writes that form exactly for
- * lengths 256 to 65535, so a length outside them is refused).
+ * the DER header of an RSA SPKI, its BIT STRING, its RSAPublicKey and its modulus (DER writes that
+ * form exactly for lengths 256 to 65535, so a length outside them is refused).
  */
 function hasLongHeader(buf: Buffer, at: number, tag: number, length: number): boolean {
   return length >= 0x100 && length <= 0xffff && buf[at] === tag && buf[at + 1] === 0x82 && buf[at + 2] === length >> 8 && buf[at + 3] === (length & 0xff);
