@@ -709,6 +709,168 @@ describe("readRequestKey: ECDSA points off the curve, out of range or at infinit
 });
 
 // ---------------------------------------------------------------------------------------------
+// RSA SubjectPublicKeyInfos are recognised by their bytes (request-key.ts canonicalRsaKey), without
+// the strict DER read: every SPKI below differs from a real key's canonical one in one thing, is
+// refused by the strict read or by OpenSSL's re-encoding, and so must not be read by the bytes.
+// ---------------------------------------------------------------------------------------------
+
+describe("readRequestKey: RSA SPKIs read by their bytes are only the canonical ones", () => {
+  const RSA_TYPES = ["RSA3072", "RSA4096"] as const;
+  const rsaAlgorithm = () => sequence(oid("1.2.840.113549.1.1.1"), nullValue());
+  /** The INTEGER contents of a real key's n (with its 00) and e. */
+  function integers(t: (typeof RSA_TYPES)[number]): { n: Buffer; e: Buffer } {
+    const jwk = keys[t].publicKey.export({ format: "jwk" });
+    return { n: Buffer.concat([Buffer.from([0]), Buffer.from(jwk.n!, "base64url")]), e: Buffer.from(jwk.e!, "base64url") };
+  }
+  const rsaPublicKey = (n: Buffer, e: Buffer) => sequence(tlv(0x02, n), tlv(0x02, e));
+  const spkiWith = (rsaPub: Buffer, alg = rsaAlgorithm()) => sequence(alg, bitString(rsaPub));
+  /** A DER header with a long-form length of `octets` length octets, minimal or not. */
+  const longHeader = (tag: number, length: number, octets: number) => {
+    const h = Buffer.alloc(2 + octets);
+    h[0] = tag;
+    h[1] = 0x80 | octets;
+    h.writeUIntBE(length, 2, octets);
+    return h;
+  };
+
+  /** Refused whether or not the proof is checked, the key read first. */
+  function refused(t: KeyType, spki: Buffer): void {
+    const spec = { podUID: POD_UID, pkixPublicKey: b64(spki), proofOfPossession: b64(proofOfPossession(keys[t].privateKey, POD_UID)) };
+    for (const o of [{}, { verify: false }]) {
+      const r = readRequestKey(spec, KEY_TYPES, o);
+      if (!isRequestKeyProblem(r)) throw new Error(`read a ${r.keyType} key from ${spki.toString("hex").slice(0, 80)}…`);
+      expect(["unusableKey", "unsupportedType"]).toContain(r.problem);
+    }
+  }
+
+  it.each(RSA_TYPES)("the helpers rebuild %s's canonical SPKI, which is read", (t) => {
+    const { n, e } = integers(t);
+    expect(spkiWith(rsaPublicKey(n, e)).equals(keys[t].spkiDer)).toBe(true);
+    expect(readKey(pkixSpec(keys[t]), KEY_TYPES).keyType).toBe(t);
+  });
+
+  const CASES: { case: string; spki: (n: Buffer, e: Buffer) => Buffer }[] = [
+    { case: "a redundant 00 before the modulus", spki: (n, e) => spkiWith(rsaPublicKey(Buffer.concat([Buffer.from([0]), n]), e)) },
+    { case: "the modulus without its 00 (negative)", spki: (n, e) => spkiWith(rsaPublicKey(n.subarray(1), e)) },
+    { case: "a redundant 00 before the exponent", spki: (n, e) => spkiWith(rsaPublicKey(n, Buffer.concat([Buffer.from([0]), e]))) },
+    { case: "a negative exponent", spki: (n, e) => spkiWith(rsaPublicKey(n, Buffer.concat([Buffer.from([e[0]! | 0x80]), e.subarray(1)]))) },
+    { case: "exponent 0", spki: (n) => spkiWith(rsaPublicKey(n, Buffer.from([0]))) },
+    { case: "an empty exponent", spki: (n) => spkiWith(rsaPublicKey(n, Buffer.alloc(0))) },
+    { case: "the exponent as an OCTET STRING", spki: (n, e) => spkiWith(sequence(tlv(0x02, n), tlv(0x04, e))) },
+    { case: "no exponent", spki: (n) => spkiWith(sequence(tlv(0x02, n))) },
+    { case: "a third INTEGER in the RSAPublicKey", spki: (n, e) => spkiWith(sequence(tlv(0x02, n), tlv(0x02, e), integer(1))) },
+    { case: "a SET for the RSAPublicKey", spki: (n, e) => spkiWith(tlv(0x31, Buffer.concat([tlv(0x02, n), tlv(0x02, e)]))) },
+    { case: "a byte after the RSAPublicKey, inside the BIT STRING", spki: (n, e) => spkiWith(Buffer.concat([rsaPublicKey(n, e), Buffer.from([0])])) },
+    { case: "a byte after the SubjectPublicKeyInfo", spki: (n, e) => Buffer.concat([spkiWith(rsaPublicKey(n, e)), Buffer.from([0])]) },
+    { case: "an element after the BIT STRING", spki: (n, e) => sequence(rsaAlgorithm(), bitString(rsaPublicKey(n, e)), nullValue()) },
+    { case: "a BIT STRING with an unused bit", spki: (n, e) => sequence(rsaAlgorithm(), bitString(rsaPublicKey(n, e), 1)) },
+    { case: "an OCTET STRING for the BIT STRING", spki: (n, e) => sequence(rsaAlgorithm(), tlv(0x04, Buffer.concat([Buffer.from([0]), rsaPublicKey(n, e)]))) },
+    { case: "no NULL parameters", spki: (n, e) => spkiWith(rsaPublicKey(n, e), sequence(oid("1.2.840.113549.1.1.1"))) },
+    { case: "NULL parameters with content", spki: (n, e) => spkiWith(rsaPublicKey(n, e), sequence(oid("1.2.840.113549.1.1.1"), tlv(0x05, Buffer.from([0])))) },
+    { case: "an empty OCTET STRING for the NULL parameters", spki: (n, e) => spkiWith(rsaPublicKey(n, e), sequence(oid("1.2.840.113549.1.1.1"), tlv(0x04, Buffer.alloc(0)))) },
+    { case: "the rsassaPss OID", spki: (n, e) => spkiWith(rsaPublicKey(n, e), sequence(oid("1.2.840.113549.1.1.10"), nullValue())) },
+    { case: "the exponent's length in long form (81 xx)", spki: (n, e) => spkiWith(sequence(tlv(0x02, n), Buffer.concat([longHeader(0x02, e.length, 1), e]))) },
+    {
+      case: "the RSAPublicKey's length in three octets (83 00 hi lo)",
+      spki: (n, e) => {
+        const body = Buffer.concat([tlv(0x02, n), tlv(0x02, e)]);
+        return spkiWith(Buffer.concat([longHeader(0x30, body.length, 3), body]));
+      },
+    },
+    {
+      case: "the modulus' length in three octets",
+      spki: (n, e) => spkiWith(sequence(Buffer.concat([longHeader(0x02, n.length, 3), n]), tlv(0x02, e))),
+    },
+    {
+      case: "an indefinite length for the SubjectPublicKeyInfo",
+      spki: (n, e) => Buffer.concat([Buffer.from([0x30, 0x80]), rsaAlgorithm(), bitString(rsaPublicKey(n, e)), Buffer.from([0, 0])]),
+    },
+  ];
+
+  for (const t of RSA_TYPES) {
+    it.each(CASES)(`refuses ${t} with $case`, ({ spki }) => {
+      const { n, e } = integers(t);
+      const altered = spki(n, e);
+      expect(altered.equals(keys[t].spkiDer)).toBe(false);
+      refused(t, altered);
+    });
+  }
+
+  it.each(RSA_TYPES)("refuses %s with any header length one more or one less", (t) => {
+    const spki = keys[t].spkiDer;
+    // The low octet of the SPKI's, the BIT STRING's, the RSAPublicKey's, the modulus' and the exponent's length.
+    const { n } = integers(t);
+    for (const at of [3, 22, 27, 31, 32 + n.length + 1]) {
+      for (const delta of [1, -1]) {
+        const altered = Buffer.from(spki);
+        altered[at] = (altered[at]! + delta) & 0xff;
+        refused(t, altered);
+      }
+    }
+  });
+
+  it.each(RSA_TYPES)("refuses %s with any one header octet changed", (t) => {
+    const spki = keys[t].spkiDer;
+    const { n } = integers(t);
+    const exponentHeader = 32 + n.length;
+    // Every octet up to the modulus' first significant one, and the exponent's tag and length.
+    const offsets = [...Array.from({ length: 34 }, (_, i) => i), exponentHeader, exponentHeader + 1];
+    expect(spki[exponentHeader]).toBe(0x02);
+    for (const at of offsets) {
+      for (const flip of [0x01, 0x02, 0x80, 0xff]) {
+        if (at === 33 && flip !== 0x80) continue; // the modulus' own bits: another key, still canonical
+        const altered = Buffer.from(spki);
+        altered[at]! ^= flip;
+        refused(t, altered);
+      }
+    }
+  });
+
+  it("refuses moduli next to 3072 and 4096 bits (real keys of 3070 and 3074 bits), naming their size", () => {
+    // OpenSSL makes odd sizes one bit short, so the real keys are the nearest even sizes.
+    for (const bits of [3070, 3074]) {
+      const { privateKey, publicKey } = generateKeyPairSync("rsa", { modulusLength: bits });
+      expect(publicKey.asymmetricKeyDetails?.modulusLength).toBe(bits);
+      const spki = publicKey.export({ type: "spki", format: "der" });
+      denied(
+        () => readRequestKey({ podUID: POD_UID, pkixPublicKey: b64(spki), proofOfPossession: b64(proofOfPossession(privateKey, POD_UID)) }, KEY_TYPES),
+        "UnsupportedKeyType",
+        new RegExp(`key type RSA${bits} is not supported`),
+      );
+    }
+  }, 60_000);
+
+  it.each([
+    // 384 octets with the top bit clear; 385 octets starting 01 (the length of a 3072-bit modulus' INTEGER).
+    { bits: 3071, n: "7f" + "ff".repeat(382) + "fd" },
+    { bits: 3073, n: "01" + "ff".repeat(383) + "fd" },
+    { bits: 4095, n: "7f" + "ff".repeat(510) + "fd" },
+    { bits: 4097, n: "01" + "ff".repeat(511) + "fd" },
+  ])("refuses a $bits-bit modulus, naming its size", ({ bits, n }) => {
+    const spki = rsaSpki(n, "010001");
+    expect(createPublicKey({ key: spki, format: "der", type: "spki" }).asymmetricKeyDetails?.modulusLength).toBe(bits);
+    denied(
+      () => readRequestKey({ podUID: POD_UID, pkixPublicKey: b64(spki), proofOfPossession: b64(Buffer.alloc(384, 1)) }, KEY_TYPES, { verify: false }),
+      "UnsupportedKeyType",
+      new RegExp(`key type RSA${bits} is not supported`),
+    );
+  });
+
+  it("judges long exponents (long-form lengths) as the general path does", () => {
+    const long = (octets: number, last: string) => "01" + "00".repeat(octets - 2) + last;
+    deniedOnEveryPath(rsaSpki(N3072_ODD, long(200, "01")), Buffer.alloc(384, 1), RSA_CSR, /RSA3072 public exponent of 200 bytes is above 2\^31-1/);
+    deniedOnEveryPath(rsaSpki(N4096_ODD, long(300, "02")), Buffer.alloc(512, 1), RSA_CSR, /RSA4096 public exponent of 300 bytes is even/);
+  });
+
+  it("shows exponents beyond 2^53 exactly", () => {
+    const above = 2n ** 53n + 1n;
+    deniedOnEveryPath(rsaSpki(N3072_ODD, above.toString(16).padStart(14, "0")), Buffer.alloc(384, 1), RSA_CSR, new RegExp(`public exponent ${above} is above 2\\^31-1`));
+    const even = 2n ** 64n - 2n;
+    deniedOnEveryPath(rsaSpki(N3072_ODD, `00${even.toString(16)}`), Buffer.alloc(384, 1), RSA_CSR, new RegExp(`public exponent ${even} is even`));
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
 // Test-only helper: Edwards25519 with BigInt (slow, exact), to check the table of small-order points.
 // ---------------------------------------------------------------------------------------------
 
