@@ -51,8 +51,9 @@ const FUNCTION_BUNDLES: readonly StepName[] = STEPS.filter((s) => !stepEntry(s).
 
 /**
  * The comparison bundles are built with the functions' options (esbuild.config.mjs) but without
- * its plugin, which treats client-node and @peculiar/x509 as free of side effects: each comparison
- * shows what a dependency costs as an application usually imports it.
+ * its plugins, which treat client-node and @peculiar/x509 as free of side effects and load Node.js
+ * built-ins with require: each comparison shows what a dependency costs as an application usually
+ * imports it.
  */
 const COMMON: BuildOptions = { ...common, metafile: true };
 
