@@ -4,6 +4,7 @@ import type { BuildOptions, Plugin } from "esbuild";
 export const FUNCTIONS: Readonly<Record<string, string>>;
 export const sideEffectFree: Plugin;
 export const builtinsByRequire: Plugin;
+export const undiciSlim: Plugin;
 /** The namespace of the stand-ins that load each Node.js built-in with require (they show in the metafiles). */
 export const BUILTIN_NS: string;
 export const common: BuildOptions;
