@@ -51,8 +51,9 @@ const FUNCTION_BUNDLES: readonly StepName[] = STEPS.filter((s) => !stepEntry(s).
 
 /**
  * The comparison bundles are built with the functions' options (esbuild.config.mjs) but without
- * its plugin, which treats client-node and @peculiar/x509 as free of side effects: each comparison
- * shows what a dependency costs as an application usually imports it.
+ * its plugins, which treat client-node and @peculiar/x509 as free of side effects and load Node.js
+ * built-ins with require: each comparison shows what a dependency costs as an application usually
+ * imports it.
  */
 const COMMON: BuildOptions = { ...common, metafile: true };
 
@@ -106,8 +107,8 @@ interface Candidate {
   times: number[];
   /** When the process logged that it listens (functions only; the log line may arrive late). */
   listening: number[];
-  /** Runs before each start (outside the timed window). */
-  before?: () => void;
+  /** Runs before each start (outside the timed window); may replace `request`. */
+  before?: () => void | Promise<void>;
 }
 
 function freePort(): Promise<number> {
@@ -246,14 +247,18 @@ function stats(xs: readonly number[]): { median: number; min: number } {
   return { median: s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2, min: s[0]! };
 }
 
-/** The events each function is started with, made in-process against `api` with the processes' step keys. */
+/**
+ * The events each function is started with, made in-process against `api` with the processes' step
+ * keys, and how to make sign's again (`signEvent`): it carries validate's attestation of the PCR's
+ * resourceVersion, which putting the PCR back moves on.
+ */
 async function makeEvents(o: {
   root: string;
   api: EmbeddedApiServer;
   deniedApi: EmbeddedApiServer;
   secrets: ReturnType<typeof generateStepSecrets>;
   caPoolText: string;
-}): Promise<Partial<Record<StepName, PodcertEvent>>> {
+}): Promise<{ events: Partial<Record<StepName, PodcertEvent>>; signEvent: () => Promise<PodcertEvent> }> {
   const config = loadSignerConfig(undefined);
   const keys = Object.fromEntries(KEYED_STEPS.map((s) => [s, loadStepKeys(s, o.secrets[s])])) as Record<KeyedStep, ReturnType<typeof loadStepKeys>>;
   const caPool = parseCaPool(o.caPoolText);
@@ -265,11 +270,12 @@ async function makeEvents(o: {
   };
   const fixture = (p: string) => eventFromJson(JSON.parse(readFileSync(join(o.root, p), "utf8")));
   const add = fixture("test/fixtures/events/issued/router-ed25519.json");
+  const signEvent = async () => run(o.api, "derive-sans", await run(o.api, "validate", add));
   const validated = await run(o.api, "validate", add);
   const derived = await run(o.api, "derive-sans", validated);
   const denied = await run(o.deniedApi, "validate", fixture("test/fixtures/events/denied/wrong-proof.json"));
   if (denied.type !== stepEntry("deny").consumes[0]) throw new Error(`wrong-proof.json was not denied by validate (got ${denied.type})`);
-  return { validate: add, "derive-sans": validated, sign: derived, deny: denied };
+  return { events: { validate: add, "derive-sans": validated, sign: derived, deny: denied }, signEvent };
 }
 
 /**
@@ -315,9 +321,11 @@ export async function runColdStart(o: ColdStartOptions = {}): Promise<BenchPart>
     const caPoolPath = join(dir, "ca-pool.yaml");
     writeFileSync(caPoolPath, caPoolText, { mode: 0o600 });
 
-    const events = await makeEvents({ root, api: issuedApi, deniedApi, secrets, caPoolText });
+    const { events, signEvent } = await makeEvents({ root, api: issuedApi, deniedApi, secrets, caPoolText });
     // sign and deny write the PCR's status: before every start the PCR is put back as it was
     // (same uid and creation time, no status), so every function takes its full path each time.
+    // Put back, it has a new resourceVersion: sign gets an event attesting that one, made anew,
+    // or its status write would conflict and take the conflict's path (read back, write again).
     const restorer = (api: EmbeddedApiServer, e: PodcertEvent): (() => void) => {
       // An ApiServerSource event carries the PCR itself; the steps' events carry a reference.
       const data = e.data as { pcr?: { namespace: string; name: string }; metadata?: { namespace: string; name: string } };
@@ -333,7 +341,7 @@ export async function runColdStart(o: ColdStartOptions = {}): Promise<BenchPart>
     const candidates: Candidate[] = [];
     for (const fn of FUNCTION_BUNDLES) {
       const e = events[fn]!;
-      candidates.push({
+      const c: Candidate = {
         name: fn,
         kind: "function",
         bundle: dist(fn),
@@ -353,7 +361,15 @@ export async function runColdStart(o: ColdStartOptions = {}): Promise<BenchPart>
         times: [],
         listening: [],
         before: restorer(fn === "deny" ? deniedApi : issuedApi, e),
-      });
+      };
+      if (fn === "sign") {
+        const restore = c.before!;
+        c.before = async () => {
+          await restore();
+          c.request = eventToBinaryHttp(await signEvent());
+        };
+      }
+      candidates.push(c);
     }
     for (const [i, cmp] of COMPARISONS.entries()) {
       const file = await buildComparison(cmp, dir, root, i);
@@ -372,7 +388,7 @@ export async function runColdStart(o: ColdStartOptions = {}): Promise<BenchPart>
 
     for (let r = 0; r < runs; r++) {
       for (const c of candidates) {
-        c.before?.();
+        await c.before?.();
         const t = await startOnce(c, root, timeoutMs);
         c.times.push(t.answered);
         if (t.listening !== undefined) c.listening.push(t.listening);

@@ -15,7 +15,7 @@
  * server's JSON.
  */
 import { HttpMethod, KubeConfig, RequestContext } from "@kubernetes/client-node";
-import { getGlobalDispatcher, request, type Dispatcher } from "undici";
+import { getGlobalDispatcher, type Dispatcher } from "undici";
 import { ConfigError, ConflictError, TransientError } from "../errors.js";
 import type { Namespace, Node, Pod, PodCertificateRequest, PcrStatus, Service, ServiceAccount } from "../pcr/model.js";
 import {
@@ -149,11 +149,16 @@ export class KubeClusterApi implements ClusterApi, TrustApi, ResyncApi, Services
     // newline (as `echo` writes one) would make an invalid header. client-go trims it; so do we.
     const headers = Object.fromEntries(Object.entries(ctx.getHeaders()).map(([k, v]) => [k, v.trim()]));
     const dispatcher = (ctx.getDispatcher() as Dispatcher | undefined) ?? getGlobalDispatcher();
-    return request(ctx.getUrl(), {
+    // The dispatcher's own `request`, not undici's top-level one (which only splits the URL and
+    // picks the dispatcher): that one lives in undici's index, which the function bundles load
+    // only when something uses it (esbuild.config.mjs undiciSlim).
+    const url = new URL(ctx.getUrl());
+    return dispatcher.request({
+      origin: url.origin,
+      path: `${url.pathname}${url.search}`,
       method: method as Dispatcher.HttpMethod,
       headers,
       body: ctx.getBody() as string | undefined,
-      dispatcher,
       // A hung API server fails the call (transient, retried by the broker) well before the
       // delivery itself times out, rather than holding the request for undici's 5 minutes.
       headersTimeout: this.timeoutMs,

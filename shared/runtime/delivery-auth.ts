@@ -16,7 +16,7 @@
  */
 import { readFileSync } from "node:fs";
 import { createLocalJWKSet, createRemoteJWKSet, customFetch, errors as joseErrors, jwtVerify, type FetchImplementation, type JWTVerifyGetKey } from "jose";
-import { Agent, request, type Dispatcher } from "undici";
+import { Agent, getGlobalDispatcher, type Dispatcher } from "undici";
 import { ConfigError, RejectedEventError, TransientError } from "../errors.js";
 
 /** Asymmetric algorithms only: an HMAC key would be a shared secret, and `none` no signature. */
@@ -132,7 +132,9 @@ function jwksFetch(source: Extract<JwksSource, { kind: "url" }>): FetchImplement
     });
     // Read at each fetch: kubelet rotates the projected token in place.
     if (source.tokenFile !== undefined) headers.authorization = `Bearer ${readFileSync(source.tokenFile, "utf8").trim()}`;
-    const res = await request(url, { method: "GET", headers, signal: init.signal, ...(dispatcher ? { dispatcher } : {}) });
+    // The dispatcher's own request (as kube/client-node.ts): undici's index stays unloaded.
+    const u = new URL(url);
+    const res = await (dispatcher ?? getGlobalDispatcher()).request({ origin: u.origin, path: `${u.pathname}${u.search}`, method: "GET", headers, signal: init.signal });
     return new Response(await res.body.arrayBuffer(), { status: res.statusCode });
   };
 }

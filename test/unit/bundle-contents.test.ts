@@ -5,7 +5,7 @@
 import { readdirSync, readFileSync } from "node:fs";
 import { join, sep } from "node:path";
 import { describe, expect, it } from "vitest";
-import { FUNCTIONS } from "../../esbuild.config.mjs";
+import { BUILTIN_NS, FUNCTIONS } from "../../esbuild.config.mjs";
 
 interface Metafile {
   inputs: Record<string, unknown>;
@@ -33,9 +33,16 @@ describe.each(Object.keys(FUNCTIONS))("the %s bundle", (name) => {
   });
 
   it("reads no source of the CLI, the local cluster or another function", () => {
-    const own = parsed.filter((p) => !p.includes("node_modules/") && !p.endsWith("-entry.ts"));
+    // The stand-ins that require Node.js built-ins (esbuild.config.mjs) are no source either.
+    const own = parsed.filter((p) => !p.includes("node_modules/") && !p.endsWith("-entry.ts") && !p.startsWith(`${BUILTIN_NS}:`));
     const foreign = own.filter((p) => !p.startsWith("shared/") && p !== `functions/${name}/handler.ts`);
     expect(foreign).toEqual([]);
+  });
+
+  it("imports no Node.js built-in as an ES module (each is required: esbuild.config.mjs)", () => {
+    const imported = readFileSync(`dist/${name}.mjs`, "utf8").match(/(?:^|[;}\n])\s*import\s*(?:[\w*{][^;]*?from\s*)?["'](?:node:)?[a-z_/]+["']/g) ?? [];
+    // The banner's one import of node:module gives the bundle its require.
+    expect(imported.filter((i) => !i.includes("createRequire"))).toEqual([]);
   });
 
   it("carries no CA-creation stack (@peculiar/x509, reflect-metadata)", () => {
