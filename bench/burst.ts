@@ -11,7 +11,7 @@ import { throwawayCaPool } from "../cli/ca-create.js";
 import { startApiServer } from "../local-cluster/apiserver/server.js";
 import { startApiServerSource } from "../local-cluster/apiserver-source.js";
 import { LocalBroker, parseBrokerDelivery, parseContainerConcurrency } from "../local-cluster/broker.js";
-import { startLocalFlow } from "../local-cluster/flow.js";
+import { noteFinished, startLocalFlow } from "../local-cluster/flow.js";
 import { loadKnativeIdentities, manifestNamespaces, userOfService } from "../local-cluster/identities.js";
 import { mapLimit } from "../local-cluster/pipeline.js";
 import { startFunctionProcess, stopFunctionProcess, type FunctionProcess } from "../local-cluster/processes.js";
@@ -154,8 +154,7 @@ export async function measureBurstFloor(o: { pcrs: number; floor: BurstFloor; kn
     stops.push(() => broker.close());
     const finishedAt = new Map<string, number>();
     const source = await startApiServerSource(loadKubeConfig({ kubeconfigText: api.kubeconfig(ids.source.name) }), (event) => {
-      const pcr = event.data as PodCertificateRequest;
-      if (event.type === EVENT_TYPES.apiServerUpdate && terminalCondition(pcr) && !finishedAt.has(pcr.metadata.uid ?? "")) finishedAt.set(pcr.metadata.uid ?? "", performance.now());
+      noteFinished(finishedAt, event);
       broker.publish(event);
     });
     stops.push(() => source.stop());

@@ -135,6 +135,16 @@ export interface LocalFlow {
   stop(): Promise<void>;
 }
 
+/**
+ * Records when (performance.now()) the source first saw a PCR's terminal status, by its uid: the
+ * status write comes back as an update event. Later updates of a finished PCR keep the first time.
+ */
+export function noteFinished(finishedAt: Map<string, number>, event: PodcertEvent): void {
+  const pcr = event.data as PodCertificateRequest;
+  const uid = pcr.metadata.uid ?? "";
+  if (event.type === EVENT_TYPES.apiServerUpdate && terminalCondition(pcr) && !finishedAt.has(uid)) finishedAt.set(uid, performance.now());
+}
+
 export async function startLocalFlow(o: LocalFlowOptions): Promise<LocalFlow> {
   const say = o.say ?? (() => {});
   const portBase = o.portBase ?? 0;
@@ -295,10 +305,7 @@ export async function startLocalFlow(o: LocalFlowOptions): Promise<LocalFlow> {
     const source: EmulatedSource = await startApiServerSource(
       loadKubeConfig({ kubeconfigText: api.kubeconfig(ids.source.name) }),
       (event: PodcertEvent) => {
-        const pcr = event.data as PodCertificateRequest;
-        if (event.type === EVENT_TYPES.apiServerUpdate && terminalCondition(pcr) && !finishedAt.has(pcr.metadata.uid ?? "")) {
-          finishedAt.set(pcr.metadata.uid ?? "", performance.now());
-        }
+        noteFinished(finishedAt, event);
         broker.publish(event);
       },
       { onError: (e) => say(`      ApiServerSource: watch interrupted (${(e as Error).message}); reconnecting`) },
