@@ -1,5 +1,6 @@
-// Bundles each function into one self-contained ESM file, dist/<function>.mjs, and the CLI into
-// dist/podcert.mjs (`node esbuild.config.mjs`). The functions are the steps of the registry,
+// Bundles each function into one self-contained ESM file, dist/<function>.mjs, the CLI into
+// dist/podcert.mjs and the embedded API server's thread (local-cluster/apiserver/thread.ts) into
+// dist/podcert-apiserver.mjs (`node esbuild.config.mjs`). The functions are the steps of the registry,
 // shared/steps.ts, which Node.js 22.18+ loads as it is (it strips the types). cloudevents is
 // CommonJS: the banner gives the bundle a `require` for it. The options are exported for the benchmark (bench/build.mjs and its
 // cold-start comparison bundles), so every bundle measured is built the same way.
@@ -193,7 +194,7 @@ export async function buildAll({ force = false } = {}) {
     result = await build({
       ...common,
       plugins: [entryModules, undiciSlim, builtinsByRequire, sideEffectFree],
-      entryPoints: { ...Object.fromEntries(names.map((n) => [n, `${ENTRY_NS}:${n}-entry.ts`])), podcert: "cli/main.ts" },
+      entryPoints: { ...Object.fromEntries(names.map((n) => [n, `${ENTRY_NS}:${n}-entry.ts`])), podcert: "cli/main.ts", "podcert-apiserver": "local-cluster/apiserver/thread-entry.ts" },
       outdir: "dist",
       outExtension: { ".js": ".mjs" },
     });

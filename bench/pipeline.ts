@@ -1,16 +1,22 @@
 /**
  * Part 2: the whole in-process pipeline (`podcert issue`): validate → derive-sans → sign, with
  * the step attestations and every Kubernetes API call going to the embedded API server over HTTP.
- * The server runs on its own thread (as kube-apiserver runs elsewhere in a cluster); the pipeline
- * runs on the harness's one thread.
+ * The server runs on its own thread (as kube-apiserver runs elsewhere in a cluster, and as
+ * `podcert issue` runs it); the pipeline runs on the harness's one thread. Then `podcert issue`
+ * itself, as a whole process over a JSON List.
  */
+import { spawn } from "node:child_process";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
 import { activeCa, parseCaPool, serializeCaPool, type CaPool } from "../shared/ca/pool.js";
 import { issuedStatus } from "../shared/pcr/status.js";
 import { certificateTimes } from "../shared/policy/lifetime.js";
 import { issueLeaf } from "../shared/x509/leaf.js";
 import { mapLimit } from "../local-cluster/pipeline.js";
 import { spiffeId } from "../shared/policy/identity.js";
-import { createCaPool } from "../cli/ca-create.js";
+import { createCaPool, throwawayCaPool } from "../cli/ca-create.js";
 import { stepContexts } from "../cli/cluster.js";
 import { issueAll } from "../cli/issue.js";
 import { ephemeralStepKeys } from "../shared/events/step-keys.js";
@@ -19,17 +25,17 @@ import { KEY_TYPES, terminalCondition, type KeyType, type PcrStatus, type PodCer
 import { STEPS, type StepName } from "../shared/steps.js";
 import { defaultSignerConfig } from "../shared/profiles/defaults.js";
 import { silentLogger } from "../shared/runtime/log.js";
-import { startApiServerThread } from "./apiserver-thread.js";
+import { startApiServerThread } from "../local-cluster/apiserver/thread.js";
 import { syntheticCluster } from "./cluster.js";
-import { floorVerdict, target, type BenchPart } from "./report.js";
+import { floorVerdict, percentile, target, type BenchPart } from "./report.js";
 
 /** validate's lookups that its cache answers (kube/lookup-cache.ts) once filled. */
 const CACHED_LOOKUPS = new Set(["get namespace", "get serviceaccount", "get node"]);
 
 export async function measurePipeline(o: { pods: number; keyType: KeyType; signer: "atesystem" | "workerpool"; concurrency?: number }) {
   const { objects } = syntheticCluster(o);
-  // dist/bench-apiserver.mjs sits next to the bundled harness (bench/build.mjs).
-  const api = await startApiServerThread(new URL("./bench-apiserver.mjs", import.meta.url), objects);
+  // dist/podcert-apiserver.mjs (what `podcert issue` runs) sits next to the bundled harness.
+  const api = await startApiServerThread(new URL("./podcert-apiserver.mjs", import.meta.url), { objects });
   try {
     const config = defaultSignerConfig();
     const caPool = parseCaPool(serializeCaPool(await createCaPool([...config.signers.keys()], { keyAlgorithm: "ECDSAP256", validityDays: 30, now: new Date() })));
@@ -68,7 +74,7 @@ export async function measurePipeline(o: { pods: number; keyType: KeyType; signe
  */
 export async function measureApiFloor(o: { pods: number; keyType: KeyType; signer: "atesystem" | "workerpool"; concurrency?: number }) {
   const { objects, pcrs } = syntheticCluster(o);
-  const api = await startApiServerThread(new URL("./bench-apiserver.mjs", import.meta.url), objects);
+  const api = await startApiServerThread(new URL("./podcert-apiserver.mjs", import.meta.url), { objects });
   try {
     const cluster = new KubeClusterApi(loadKubeConfig({ kubeconfigText: api.kubeconfig }));
     const signerName = pcrs[0]!.spec.signerName;
@@ -101,6 +107,57 @@ export async function measureApiFloor(o: { pods: number; keyType: KeyType; signe
 }
 
 /**
+ * `podcert issue` as a user runs it (bin/podcert.mjs, a process of its own, the embedded API
+ * server on its thread): over a JSON List of `small` and one of `large` fresh P-256 PCRs, `rounds`
+ * times each, one after the other. The rate is the `large - small` PCRs over the median of the
+ * rounds' differences of wall time, so the process' start, loading the CA pool and the steps cancel
+ * out; what is left is what each PCR costs it: reading the file, seeding the server, the pipeline,
+ * listing the PCRs and printing the List. The CA pool is written to a directory of its own
+ * (mode 0700) that is removed afterwards.
+ */
+export async function measureWholeProcess(o: { signer: "atesystem" | "workerpool"; small: number; large: number; rounds: number }) {
+  const dir = mkdtempSync(join(tmpdir(), "podcert-bench-issue-"));
+  try {
+    const caPoolPath = join(dir, "ca-pool.yaml");
+    writeFileSync(caPoolPath, serializeCaPool(await throwawayCaPool(defaultSignerConfig().signers.keys())), { mode: 0o600 });
+    const files = new Map<number, string>();
+    for (const n of [o.small, o.large]) {
+      const path = join(dir, `cluster-${n}.json`);
+      writeFileSync(path, JSON.stringify({ apiVersion: "v1", kind: "List", items: syntheticCluster({ pods: n, keyType: "ECDSAP256", signer: o.signer }).objects }));
+      files.set(n, path);
+    }
+    const differences: number[] = [];
+    for (let round = 0; round < o.rounds; round++) {
+      const small = await timeIssue(files.get(o.small)!, caPoolPath, o.small);
+      const large = await timeIssue(files.get(o.large)!, caPoolPath, o.large);
+      differences.push(large - small);
+    }
+    const seconds = percentile([...differences].sort((a, b) => a - b), 50);
+    return { perSecond: (o.large - o.small) / seconds, seconds, pcrs: o.large - o.small };
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/** Seconds from spawning `podcert issue` to its exit; throws unless it exits 0 having issued all `n`. */
+async function timeIssue(cluster: string, caPool: string, n: number): Promise<number> {
+  const bin = fileURLToPath(new URL("../bin/podcert.mjs", import.meta.url));
+  const start = performance.now();
+  const child = spawn(process.execPath, [bin, "issue", "--cluster", cluster, "--ca-pool", caPool], { stdio: ["ignore", "ignore", "pipe"] });
+  let stderr = "";
+  child.stderr.setEncoding("utf8").on("data", (d: string) => (stderr += d));
+  const code = await new Promise<number | null>((resolve) => {
+    child.once("close", resolve);
+    child.once("error", (e) => ((stderr += `\nspawn failed: ${e.message}`), resolve(null)));
+  });
+  const seconds = (performance.now() - start) / 1000;
+  if (code !== 0 || !stderr.includes(`\n${n} issued, 0 denied or failed, 0 pending\n`)) {
+    throw new Error(`podcert issue over ${n} PCRs exited ${code}:\n${stderr.slice(-2000)}`);
+  }
+  return seconds;
+}
+
+/**
  * For each PCR ("<namespace>/<name>"), the Issued status podcert would write, made now with the
  * pool's active CA for its signer: what the floors write without doing any of the work.
  */
@@ -125,8 +182,9 @@ export function premadeStatuses(pcrs: readonly PodCertificateRequest[], caPool: 
   );
 }
 
-export async function runPipeline(o: { pods?: number } = {}): Promise<BenchPart> {
+export async function runPipeline(o: { pods?: number; wholeProcess?: { small: number; large: number; rounds: number } } = {}): Promise<BenchPart> {
   const pods = o.pods ?? 1000;
+  const whole = o.wholeProcess ?? { small: 200, large: 2200, rounds: 3 };
   const rows: BenchPart["rows"] = [];
   const targets = [];
   for (const keyType of KEY_TYPES) {
@@ -143,6 +201,12 @@ export async function runPipeline(o: { pods?: number } = {}): Promise<BenchPart>
         rows.push({ "request key": keyType, signer, PCRs: n, issued: n, seconds: floor.seconds, "PCRs/s": Math.round(floor.perSecond), "API calls per PCR": `floor: the same API calls alone (certificates made beforehand; no checks, attestations or crypto); calling thread ${Math.round(floor.callerBusy * 100)}% busy, ${floor.cores.toFixed(2)} cores in all, ${((floor.cores * 1000) / floor.perSecond).toFixed(2)} ms of CPU per PCR` });
         const floorNote = `the API calls alone reach ${Math.round(floor.perSecond)} PCRs/s in the same run (${floorVerdict(floor.perSecond, 1000)}); the pipeline runs at ${(r.perSecond / floor.perSecond).toFixed(2)} of that`;
         targets.push(target(`in-process pipeline, P-256 requests, ${signer}`, r.perSecond, "min", 1000, "PCRs/s", r.perSecond < 1000 ? floorNote : undefined));
+        const w = await measureWholeProcess({ signer, ...whole });
+        rows.push({ "request key": keyType, signer, PCRs: w.pcrs, issued: w.pcrs, seconds: w.seconds, "PCRs/s": Math.round(w.perSecond), "API calls per PCR": `whole process: \`podcert issue\` over a JSON List of ${whole.large} fresh PCRs minus one of ${whole.small} (median of ${whole.rounds} rounds), so its start cancels out` });
+        // The same calls to the same server on its own thread, plus reading the file, seeding the
+        // server and printing the List: the API floor bounds this rate too.
+        const wholeNote = `the same API calls alone reach ${Math.round(floor.perSecond)} PCRs/s in the same run (${floorVerdict(floor.perSecond, 1000)}); the whole process runs at ${(w.perSecond / floor.perSecond).toFixed(2)} of that`;
+        targets.push(target(`\`podcert issue\` as a whole process, P-256 requests, ${signer}`, w.perSecond, "min", 1000, "PCRs/s", w.perSecond < 1000 ? wholeNote : undefined));
         // atesystem's synthetic pods opt in to DNS names (a Service read); workerpool's do not.
         targets.push(target(`Kubernetes API calls per issued PCR, ${signer === "atesystem" ? "with" : "without"} DNS names (hot path, Events aside)`, calls, "max", signer === "atesystem" ? 5 : 4, "calls"));
       }

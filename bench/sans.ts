@@ -17,7 +17,7 @@ import { ServicesIndex } from "../shared/kube/services-index.js";
 import { defaultSignerConfig } from "../shared/profiles/defaults.js";
 import { dispatch } from "../shared/runtime/http.js";
 import { silentLogger } from "../shared/runtime/log.js";
-import { startApiServerThread } from "./apiserver-thread.js";
+import { startApiServerThread } from "../local-cluster/apiserver/thread.js";
 import { syntheticCluster } from "./cluster.js";
 import { percentile, target, type BenchPart } from "./report.js";
 
@@ -50,8 +50,8 @@ export async function runSans(o: { sizes?: number[]; requests?: number } = {}): 
       const { objects, pcrs } = syntheticCluster({ pods: requests, keyType: "ECDSAP256", signer: "atesystem", services });
       for (const p of pcrs) p.spec.unverifiedUserAnnotations = { "atesystem.podcert.ate.dev/expects-service": mode };
       // On its own thread, as in part 2: kube-apiserver runs elsewhere in a cluster, so derive-sans'
-      // thread pays for its own work, not for the server's (dist/bench-apiserver.mjs, bench/build.mjs).
-      const api = await startApiServerThread(new URL("./bench-apiserver.mjs", import.meta.url), objects);
+      // thread pays for its own work, not for the server's (dist/podcert-apiserver.mjs, as `podcert issue` runs it).
+      const api = await startApiServerThread(new URL("./podcert-apiserver.mjs", import.meta.url), { objects });
       const indexes: ServicesIndex[] = [];
       try {
         const config = defaultSignerConfig();

@@ -4,6 +4,7 @@ import { KUBERNETES_VERSION_ENV, KUBERNETES_VERSIONS, kubernetesVersionFromEnv, 
 import { UsageError } from "./args.js";
 import type { KubeObject } from "../local-cluster/apiserver/store.js";
 import { startApiServer, type EmbeddedApiServer } from "../local-cluster/apiserver/server.js";
+import { startApiServerThread, type ApiServerThread } from "../local-cluster/apiserver/thread.js";
 import type { CaPool } from "../shared/ca/pool.js";
 import { fixedCaPool } from "../shared/ca/pool-source.js";
 import type { StepKeys } from "../shared/events/attestation.js";
@@ -42,6 +43,15 @@ export function loadClusterFile(path: string, kubernetesVersion: KubernetesVersi
 
 export async function startClusterFromFile(path: string, kubernetesVersion: KubernetesVersion = kubernetesVersionFromEnv()): Promise<EmbeddedApiServer> {
   return startApiServer({ objects: loadClusterFile(path, kubernetesVersion), kubernetesVersion });
+}
+
+/**
+ * The same, with the server on a thread of its own (local-cluster/apiserver/thread.ts), for a run
+ * whose own thread is busy with the whole pipeline (`podcert issue`). Only from the bundle: its
+ * thread's entry is dist/podcert-apiserver.mjs, next to dist/podcert.mjs.
+ */
+export async function startClusterThreadFromFile(path: string, kubernetesVersion: KubernetesVersion = kubernetesVersionFromEnv()): Promise<ApiServerThread> {
+  return startApiServerThread(new URL("./podcert-apiserver.mjs", import.meta.url), { objects: loadClusterFile(path, kubernetesVersion), kubernetesVersion });
 }
 
 /** A client of `server` authenticated as `user` (default: the cluster admin, when it authenticates at all). */

@@ -6,7 +6,8 @@ import { KEYED_STEPS, type KeyedStep } from "../shared/steps.js";
 import { terminalCondition } from "../shared/pcr/model.js";
 import { loadCaPoolFile, loadSignerConfig, loadStepKeysDir } from "../shared/runtime/load.js";
 import { createLogger, type LogLevel } from "../shared/runtime/log.js";
-import { clusterApiFor, kubernetesVersionOption, startClusterFromFile, stepContexts } from "./cluster.js";
+import { KubeClusterApi, loadKubeConfig } from "../shared/kube/client-node.js";
+import { kubernetesVersionOption, startClusterThreadFromFile, stepContexts } from "./cluster.js";
 import { issueAll, pendingRequests, type IssueResult } from "./issue.js";
 import { EXIT, optional, parse, required } from "./args.js";
 import { progressReporter } from "./progress.js";
@@ -22,9 +23,10 @@ export async function runIssue(args: string[], o: { logLevel: LogLevel }): Promi
     ? ephemeralStepKeys()
     : (Object.fromEntries(KEYED_STEPS.map((s) => [s, loadStepKeysDir(s, join(keysDir, s))])) as Record<KeyedStep, StepKeys>);
 
-  const server = await startClusterFromFile(required(values, "cluster"), kubernetesVersion);
+  // The server on its own thread: this one runs every step of the pipeline.
+  const server = await startClusterThreadFromFile(required(values, "cluster"), kubernetesVersion);
   try {
-    const cluster = clusterApiFor(server);
+    const cluster = new KubeClusterApi(loadKubeConfig({ kubeconfigText: server.kubeconfig }));
     const log = createLogger({ level: o.logLevel });
     const clusterPath = required(values, "cluster");
     const pcrCount = (await cluster.listPcrs()).length;

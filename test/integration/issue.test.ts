@@ -290,4 +290,14 @@ describe("podcert issue's exit code", () => {
     // The progress still ends with its final line, once.
     expect(r.stderr.split("\n").filter((l) => l.startsWith("processed "))).toEqual(["processed 0/0 PCRs"]);
   });
+
+  it("is 78, naming the object, when the embedded API server (on its own thread) refuses the cluster file", async () => {
+    const twice = join(dir, "twice.json");
+    const pod = { apiVersion: "v1", kind: "Pod", metadata: { name: "a", namespace: "x" } };
+    writeFileSync(twice, JSON.stringify({ apiVersion: "v1", kind: "List", items: [pod, pod] }));
+    const r = await podcert(["issue", "--cluster", twice, "--ca-pool", caPool]);
+    expect(r.code, r.stderr).toBe(78);
+    expect(r.stderr).toContain('object 1 (Pod x/a): pods "a" already exists');
+    expect(r.stdout).toBe("");
+  });
 });

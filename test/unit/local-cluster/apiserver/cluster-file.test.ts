@@ -63,6 +63,30 @@ describe("parseClusterFile", () => {
     expect(parseClusterFile("")).toEqual([]);
   });
 
+  it("reads one JSON text as the YAML parser reads it (typed lists filled in), and everything else as YAML", () => {
+    const list = {
+      apiVersion: "v1",
+      kind: "PodList",
+      metadata: { resourceVersion: "7" },
+      items: [{ metadata: { name: "web-0", namespace: "team-a", labels: { app: "web" } }, spec: { nodeName: "n", containers: [{ name: "c", image: "i" }] } }],
+    };
+    const json = JSON.stringify(list, null, 2);
+    // The same text with a second, empty document is no longer one JSON text: the YAML parser reads it.
+    const viaYaml = parseClusterFile(`${json}\n---\n`);
+    expect(parseClusterFile(`  \n${json}`)).toEqual(viaYaml);
+    expect(viaYaml[0]).toMatchObject({ apiVersion: "v1", kind: "Pod", metadata: { name: "web-0" } });
+    // YAML flow style starts with "{" too, and is no JSON.
+    expect(parseClusterFile("{apiVersion: v1, kind: Namespace, metadata: {name: x}}").map((o) => o.metadata.name)).toEqual(["x"]);
+    // Neither JSON nor YAML: the YAML parser's error, as before.
+    expect(configError(() => parseClusterFile('{"apiVersion": "v1", "kind": ')).message).toMatch(/^cluster file document 0: invalid YAML/);
+  });
+
+  it("keeps the last of a key repeated in a JSON object, as kube-apiserver's default decoding does; YAML refuses it", () => {
+    const text = '{"apiVersion": "v1", "kind": "Pod", "kind": "Namespace", "metadata": {"name": "a"}}';
+    expect(parseClusterFile(text).map((o) => o.kind)).toEqual(["Namespace"]);
+    expect(configError(() => parseClusterFile(`${text}\n---\n`)).message).toMatch(/invalid YAML: .*unique/i);
+  });
+
   it("names the document, the item and the problem", () => {
     const noName = configError(() => parseClusterFile("apiVersion: v1\nkind: Namespace\nmetadata: {name: a}\n---\napiVersion: v1\nkind: Pod\nmetadata: {}\n"));
     expect(noName.message).toMatch(/^cluster file document 1: metadata\.name: /);
