@@ -238,25 +238,27 @@ function rawProofVerify(t: KeyType, message: Buffer): () => boolean {
 }
 
 /**
- * The least any verifier of a key it has not seen before must do: import the key (as readRequestKey
- * does: the SPKI DER for ECDSA, the PKCS#1 RSAPublicKey DER for RSA, the JWK for Ed25519) and
- * verify the proof, nothing else. OpenSSL does per-key work on a key's first use that a reused key
- * has already done (for RSA, the modulus' Montgomery context), so this is below the raw rate
- * however little else is done.
+ * The least any verifier of a request's key it has not seen before must do: decode the two
+ * fields from the base64 the PCR carries them in (Buffer's lenient decoder, no checks), import
+ * the key (as readRequestKey does: the SPKI DER for ECDSA, the PKCS#1 RSAPublicKey inside the
+ * SPKI for RSA, a JWK of the point for Ed25519) and verify the proof, nothing else. OpenSSL does
+ * per-key work on a key's first use that a reused key has already done (for RSA, the modulus'
+ * Montgomery context), so this is below the raw rate however little else is done.
  */
 function freshKeyProofVerify(t: KeyType, message: Buffer): () => boolean {
   const req = benchRequestKey(t);
-  const proof = proofOfPossession(req.privateKey, message.toString("latin1"));
-  const jwk = req.publicKey.export({ format: "jwk" });
-  const pkcs1 = t.startsWith("RSA") ? req.publicKey.export({ format: "der", type: "pkcs1" }) : undefined;
+  const keyB64 = req.spkiDer.toString("base64");
+  const proofB64 = proofOfPossession(req.privateKey, message.toString("latin1")).toString("base64");
+  // Where the key material starts in the SPKI of each key type (fixed for the canonical encodings
+  // kubelet writes): RSA's RSAPublicKey after a 24-byte header, Ed25519's point after 12.
   const importKey = t.startsWith("ECDSA")
-    ? () => createPublicKey({ key: req.spkiDer, format: "der", type: "spki" })
-    : pkcs1
-      ? () => createPublicKey({ key: pkcs1, format: "der", type: "pkcs1" })
-      : () => createPublicKey({ key: jwk, format: "jwk" });
+    ? (spki: Buffer) => createPublicKey({ key: spki, format: "der", type: "spki" })
+    : t.startsWith("RSA")
+      ? (spki: Buffer) => createPublicKey({ key: spki.subarray(24), format: "der", type: "pkcs1" })
+      : (spki: Buffer) => createPublicKey({ key: { kty: "OKP", crv: "Ed25519", x: spki.subarray(12).toString("base64url") }, format: "jwk" });
   const once = () => {
-    const pv = proofVerifyArgs(t, importKey());
-    return verify(pv.hash, message, pv.key, proof);
+    const pv = proofVerifyArgs(t, importKey(Buffer.from(keyB64, "base64")));
+    return verify(pv.hash, message, pv.key, Buffer.from(proofB64, "base64"));
   };
   if (!once()) throw new Error(`fresh-key ${t} proof does not verify`);
   return once;
@@ -496,7 +498,7 @@ export async function runLeafAndProof(limits?: CryptoLimits, o: CryptoBenchOptio
     const ratio = m.ratio(0, 1);
     const floor = m.ratio(4, 1);
     row("readRequestKey, pkixPublicKey + proofOfPossession", kt, m.rates[0]!, `raw ${proofSignatureName(kt)} verify`, m.rates[1]!, ratio, "≥ 0.7");
-    row("floor: import a key not seen before + verify, nothing else", kt, m.rates[4]!, `raw ${proofSignatureName(kt)} verify`, m.rates[1]!, floor, "(none)");
+    row("floor: decode the two base64 fields, import a key not seen before, verify; nothing else", kt, m.rates[4]!, `raw ${proofSignatureName(kt)} verify`, m.rates[1]!, floor, "(none)");
     // A miss is the code's when the floor is above the target, OpenSSL's when it is not.
     const floorNote = `floor ${floor.toFixed(3)} in the same run (${floorVerdict(floor, 0.7)}); readRequestKey runs at ${m.ratio(0, 4).toFixed(2)} of the floor`;
     targets.push(target(`proof verification incl. key import / raw verify, ${kt}`, ratio, "min", 0.7, "ratio", ratio < 0.7 ? floorNote : undefined));
