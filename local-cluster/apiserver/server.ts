@@ -293,7 +293,8 @@ export async function startApiServer(o: StartApiServerOptions = {}): Promise<Emb
         status: fault === "reset" ? 0 : res.statusCode,
         ...(fault === undefined ? {} : { fault }),
       });
-      if (served.length > MAX_SERVED_KEPT) served.splice(0, served.length - MAX_SERVED_KEPT);
+      // Trimmed in halves, not one per request: splice moves every entry kept.
+      if (served.length >= 2 * MAX_SERVED_KEPT) served.splice(0, served.length - MAX_SERVED_KEPT);
     });
   };
   const server = createServer(onRequest);
@@ -322,7 +323,7 @@ export async function startApiServer(o: StartApiServerOptions = {}): Promise<Emb
     kubeconfig: (user?: string) => kubeconfigFor(url, token(user)),
     token,
     refusedRequests: () => [...refused],
-    servedRequests: () => [...served],
+    servedRequests: () => served.slice(-MAX_SERVED_KEPT),
     accessReview: (user, attrs) => auth === undefined || authorize(auth.policy, user, attrs).allowed,
     setFaults: (plan, fo) => ctx.faults.set(plan, fo?.seed),
     faultCounts: () => ctx.faults.counter,
