@@ -34,8 +34,7 @@ const CACHED_LOOKUPS = new Set(["get namespace", "get serviceaccount", "get node
 
 export async function measurePipeline(o: { pods: number; keyType: KeyType; signer: "atesystem" | "workerpool"; concurrency?: number }) {
   const { objects } = syntheticCluster(o);
-  // dist/podcert-apiserver.mjs (what `podcert issue` runs) sits next to the bundled harness.
-  const api = await startApiServerThread(new URL("./podcert-apiserver.mjs", import.meta.url), { objects });
+  const api = await startApiServerThread({ objects });
   try {
     const config = defaultSignerConfig();
     const caPool = parseCaPool(serializeCaPool(await createCaPool([...config.signers.keys()], { keyAlgorithm: "ECDSAP256", validityDays: 30, now: new Date() })));
@@ -74,7 +73,7 @@ export async function measurePipeline(o: { pods: number; keyType: KeyType; signe
  */
 export async function measureApiFloor(o: { pods: number; keyType: KeyType; signer: "atesystem" | "workerpool"; concurrency?: number }) {
   const { objects, pcrs } = syntheticCluster(o);
-  const api = await startApiServerThread(new URL("./podcert-apiserver.mjs", import.meta.url), { objects });
+  const api = await startApiServerThread({ objects });
   try {
     const cluster = new KubeClusterApi(loadKubeConfig({ kubeconfigText: api.kubeconfig }));
     const signerName = pcrs[0]!.spec.signerName;

@@ -50,8 +50,8 @@ export async function runSans(o: { sizes?: number[]; requests?: number } = {}): 
       const { objects, pcrs } = syntheticCluster({ pods: requests, keyType: "ECDSAP256", signer: "atesystem", services });
       for (const p of pcrs) p.spec.unverifiedUserAnnotations = { "atesystem.podcert.ate.dev/expects-service": mode };
       // On its own thread, as in part 2: kube-apiserver runs elsewhere in a cluster, so derive-sans'
-      // thread pays for its own work, not for the server's (dist/podcert-apiserver.mjs, as `podcert issue` runs it).
-      const api = await startApiServerThread(new URL("./podcert-apiserver.mjs", import.meta.url), { objects });
+      // thread pays for its own work, not for the server's (as `podcert issue` runs it).
+      const api = await startApiServerThread({ objects });
       const indexes: ServicesIndex[] = [];
       try {
         const config = defaultSignerConfig();

@@ -51,7 +51,7 @@ export async function startClusterFromFile(path: string, kubernetesVersion: Kube
  * thread's entry is dist/podcert-apiserver.mjs, next to dist/podcert.mjs.
  */
 export async function startClusterThreadFromFile(path: string, kubernetesVersion: KubernetesVersion = kubernetesVersionFromEnv()): Promise<ApiServerThread> {
-  return startApiServerThread(new URL("./podcert-apiserver.mjs", import.meta.url), { objects: loadClusterFile(path, kubernetesVersion), kubernetesVersion });
+  return startApiServerThread({ objects: loadClusterFile(path, kubernetesVersion), kubernetesVersion });
 }
 
 /** A client of `server` authenticated as `user` (default: the cluster admin, when it authenticates at all). */

@@ -30,14 +30,15 @@ export interface ApiServerThread {
 }
 
 /**
- * Starts the server with `objects` in a worker running `entry` (dist/podcert-apiserver.mjs, next
- * to the bundle that calls this). A seed object the server refuses rejects with the server's
+ * Starts the server with `objects` in a worker running `entry`: by default dist/podcert-apiserver.mjs
+ * next to the bundle this module is built into (dist/podcert.mjs, dist/bench.mjs); code run from
+ * source names the built entry. A seed object the server refuses rejects with the server's
  * ConfigError message, as in-process.
  */
-export async function startApiServerThread(entry: URL, o: ThreadData): Promise<ApiServerThread> {
-  const worker = new Worker(entry, { workerData: { podcertApiServer: o } });
-  let exited = false;
-  const exit = new Promise<void>((resolve) => worker.once("exit", () => { exited = true; resolve(); }));
+export async function startApiServerThread(o: ThreadData & { entry?: URL }): Promise<ApiServerThread> {
+  const { entry = new URL("./podcert-apiserver.mjs", import.meta.url), ...data } = o;
+  const worker = new Worker(entry, { workerData: { podcertApiServer: data } });
+  const exit = new Promise<void>((resolve) => worker.once("exit", () => resolve()));
   const first = await new Promise<FromThread>((resolve, reject) => {
     worker.once("message", resolve);
     worker.once("error", reject);
@@ -53,7 +54,7 @@ export async function startApiServerThread(entry: URL, o: ThreadData): Promise<A
   return {
     kubeconfig: first.kubeconfig,
     async stop() {
-      if (exited) return;
+      // After the thread has ended the message goes nowhere and `exit` has already resolved.
       worker.postMessage({ stop: true } satisfies ToThread);
       await exit;
     },

@@ -13,7 +13,7 @@ const pod = (name: string) => ({ apiVersion: "v1", kind: "Pod", metadata: { name
 
 describe("startApiServerThread", () => {
   it("serves the objects it was given to a client of its kubeconfig, and stops (twice is harmless)", async () => {
-    const thread = await startApiServerThread(ENTRY, { objects: [pod("a"), pod("b")], kubernetesVersion: KUBERNETES_VERSION });
+    const thread = await startApiServerThread({ entry: ENTRY, objects: [pod("a"), pod("b")], kubernetesVersion: KUBERNETES_VERSION });
     try {
       const api = new KubeClusterApi(loadKubeConfig({ kubeconfigText: thread.kubeconfig }));
       expect((await api.readPod("x", "a"))?.metadata.uid).toBe("uid-a");
@@ -25,13 +25,13 @@ describe("startApiServerThread", () => {
   });
 
   it("rejects with the server's ConfigError when it refuses a seed object", async () => {
-    const failed = startApiServerThread(ENTRY, { objects: [pod("a"), pod("a")] });
+    const failed = startApiServerThread({ entry: ENTRY, objects: [pod("a"), pod("a")] });
     await expect(failed).rejects.toBeInstanceOf(ConfigError);
     await expect(failed).rejects.toThrow('object 1 (Pod x/a): pods "a" already exists');
   });
 
   it("rejects, naming the entry, when the thread cannot start", async () => {
     const missing = pathToFileURL(resolve("dist/no-such-entry.mjs"));
-    await expect(startApiServerThread(missing, { objects: [] })).rejects.toThrow(/no-such-entry\.mjs|Cannot find module/);
+    await expect(startApiServerThread({ entry: missing, objects: [] })).rejects.toThrow(/no-such-entry\.mjs|Cannot find module/);
   });
 });
