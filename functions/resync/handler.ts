@@ -14,7 +14,7 @@
  */
 import { randomUUID } from "node:crypto";
 import { readFileSync } from "node:fs";
-import { getGlobalDispatcher } from "undici";
+import { requestUrl } from "../../shared/http-request.js";
 import { TransientError } from "../../shared/errors.js";
 import { eventToBinaryHttp } from "../../shared/events/codec.js";
 import type { PodcertEvent } from "../../shared/events/types.js";
@@ -120,18 +120,7 @@ export function resyncEvent(c: ResyncCandidate, now: Date): PodcertEvent {
 async function post(r: ResyncContext, event: PodcertEvent): Promise<void> {
   const { headers, body } = eventToBinaryHttp(event);
   if (r.sinkTokenFile !== undefined) headers.authorization = `Bearer ${sinkToken(r.sinkTokenFile)}`;
-  // The dispatcher's own `request`, as the Kubernetes client's calls: undici's top-level one would
-  // load its whole index on the first tick (esbuild.config.mjs undiciSlim).
-  const sink = new URL(r.sink);
-  const res = await getGlobalDispatcher().request({
-    origin: sink.origin,
-    path: `${sink.pathname}${sink.search}`,
-    method: "POST",
-    headers,
-    body,
-    headersTimeout: r.postTimeoutMs,
-    bodyTimeout: r.postTimeoutMs,
-  });
+  const res = await requestUrl(r.sink, { method: "POST", headers, body, headersTimeout: r.postTimeoutMs, bodyTimeout: r.postTimeoutMs });
   await res.body.text();
   if (res.statusCode < 200 || res.statusCode >= 300) throw new TransientError(`the Broker answered HTTP ${res.statusCode}`);
 }

@@ -15,7 +15,8 @@
  * server's JSON.
  */
 import { HttpMethod, KubeConfig, RequestContext } from "@kubernetes/client-node";
-import { getGlobalDispatcher, type Dispatcher } from "undici";
+import { type Dispatcher } from "undici";
+import { requestUrl } from "../http-request.js";
 import { ConfigError, ConflictError, TransientError } from "../errors.js";
 import type { Namespace, Node, Pod, PodCertificateRequest, PcrStatus, Service, ServiceAccount } from "../pcr/model.js";
 import {
@@ -148,14 +149,7 @@ export class KubeClusterApi implements ClusterApi, TrustApi, ResyncApi, Services
     // client-node puts a token file's content into the header as it is; a file that ends in a
     // newline (as `echo` writes one) would make an invalid header. client-go trims it; so do we.
     const headers = Object.fromEntries(Object.entries(ctx.getHeaders()).map(([k, v]) => [k, v.trim()]));
-    const dispatcher = (ctx.getDispatcher() as Dispatcher | undefined) ?? getGlobalDispatcher();
-    // The dispatcher's own `request`, not undici's top-level one (which only splits the URL and
-    // picks the dispatcher): that one lives in undici's index, which the function bundles load
-    // only when something uses it (esbuild.config.mjs undiciSlim).
-    const url = new URL(ctx.getUrl());
-    return dispatcher.request({
-      origin: url.origin,
-      path: `${url.pathname}${url.search}`,
+    return requestUrl(ctx.getUrl(), {
       method: method as Dispatcher.HttpMethod,
       headers,
       body: ctx.getBody() as string | undefined,
@@ -164,7 +158,7 @@ export class KubeClusterApi implements ClusterApi, TrustApi, ResyncApi, Services
       headersTimeout: this.timeoutMs,
       bodyTimeout: o.bodyTimeoutMs ?? this.timeoutMs,
       ...(o.signal === undefined ? {} : { signal: o.signal }),
-    });
+    }, ctx.getDispatcher() as Dispatcher | undefined);
   }
 
   /**

@@ -16,7 +16,8 @@
  */
 import { readFileSync } from "node:fs";
 import { createLocalJWKSet, createRemoteJWKSet, customFetch, errors as joseErrors, jwtVerify, type FetchImplementation, type JWTVerifyGetKey } from "jose";
-import { Agent, getGlobalDispatcher, type Dispatcher } from "undici";
+import { Agent, type Dispatcher } from "undici";
+import { requestUrl } from "../http-request.js";
 import { ConfigError, RejectedEventError, TransientError } from "../errors.js";
 
 /** Asymmetric algorithms only: an HMAC key would be a shared secret, and `none` no signature. */
@@ -132,9 +133,7 @@ function jwksFetch(source: Extract<JwksSource, { kind: "url" }>): FetchImplement
     });
     // Read at each fetch: kubelet rotates the projected token in place.
     if (source.tokenFile !== undefined) headers.authorization = `Bearer ${readFileSync(source.tokenFile, "utf8").trim()}`;
-    // The dispatcher's own request (as kube/client-node.ts): undici's index stays unloaded.
-    const u = new URL(url);
-    const res = await (dispatcher ?? getGlobalDispatcher()).request({ origin: u.origin, path: `${u.pathname}${u.search}`, method: "GET", headers, signal: init.signal });
+    const res = await requestUrl(url, { method: "GET", headers, signal: init.signal }, dispatcher);
     return new Response(await res.body.arrayBuffer(), { status: res.statusCode });
   };
 }
